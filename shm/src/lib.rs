@@ -1,0 +1,24 @@
+//! Shared memory for openser-rs: one anonymous `MAP_SHARED` mapping created by the
+//! attendant before it forks, an allocator over it, spinlocks that live in it, and
+//! the pointer/string types that may be stored in it.
+//!
+//! Contract used by the rest of the server (see ARCHITECTURE.md):
+//! - [`init`] once in the attendant, before the first fork; every child inherits the
+//!   mapping at the same address, so [`ShmPtr`] is a plain address valid everywhere.
+//! - [`alloc`]/[`alloc_bytes`]/[`ShmStr::new`] return `None` when the segment is full.
+//! - [`FastLock`] is an `AtomicU32` holding the owner's pid; each process records the
+//!   locks it holds so the attendant can [`force_unlock_dead`] a reaped child.
+
+pub mod alloc;
+pub mod global;
+pub mod lock;
+pub mod ptr;
+pub mod segment;
+
+pub use alloc::{Heap, MemStats};
+pub use global::{
+    alloc, alloc_bytes, alloc_zeroed_array, force_unlock_dead, free, free_bytes, init,
+    is_initialized, set_process_slot, stats, status_dump,
+};
+pub use lock::{FastLock, FastLockGuard, LockSet};
+pub use ptr::{ShmPtr, ShmSafe, ShmStr};

@@ -1,0 +1,1 @@
+//! The configuration language: lexer, preprocessor, parser, AST and error reporting.

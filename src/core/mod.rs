@@ -1,0 +1,13 @@
+//! The server core: everything that is not a module.
+
+pub mod args;
+pub mod cfg;
+pub mod globals;
+pub mod log;
+pub mod msg;
+pub mod parser;
+pub mod process;
+pub mod stats;
+pub mod sys;
+pub mod transport;
+pub mod version;

@@ -1,0 +1,1 @@
+//! Message changes (lumps), building outgoing messages and local replies.

@@ -1,0 +1,1 @@
+//! Sockets, the UDP receive loop, sending and forwarding.

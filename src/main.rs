@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(openser::core::process::main_entry());
+}

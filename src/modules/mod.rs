@@ -1,0 +1,1 @@
+//! Built-in modules. `loadmodule "x.so"` selects module `x` from this registry.

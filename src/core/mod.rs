@@ -2,10 +2,12 @@
 
 pub mod args;
 pub mod cfg;
+pub mod config;
 pub mod globals;
 pub mod log;
 pub mod msg;
 pub mod parser;
+pub mod receive;
 pub mod process;
 pub mod stats;
 pub mod sys;

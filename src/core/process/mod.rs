@@ -1,6 +1,10 @@
 //! Processes: supervisor (attendant), forking, signals, daemonising, process table, timer.
 
-/// Entry point of the `openser` binary; returns the exit status.
-pub fn main_entry() -> i32 {
-    0
-}
+pub mod daemon;
+pub mod hooks;
+pub mod pt;
+pub mod signals;
+pub mod supervisor;
+pub mod timer;
+
+pub use supervisor::main_entry;

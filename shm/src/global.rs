@@ -100,10 +100,16 @@ pub fn contains(addr: usize) -> bool {
 /// heap. Once, in the attendant, before the first fork; a second call is an error.
 pub fn init(size: usize) -> Result<(), io::Error> {
     if is_initialized() {
-        return Err(io::Error::new(io::ErrorKind::AlreadyExists, "shm already initialised"));
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "shm already initialised",
+        ));
     }
     if size < HEADER_SIZE + Heap::min_region() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "shm size too small"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "shm size too small",
+        ));
     }
     let seg = Segment::create(size)?;
     let base = seg.base();
@@ -152,7 +158,9 @@ pub(crate) fn record_lock(lock: &FastLock) -> Option<&'static AtomicUsize> {
     let h = header()?;
     let row = h.held.get(SLOT.load(Ordering::Relaxed))?;
     for e in row {
-        if e.compare_exchange(0, addr, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+        if e.compare_exchange(0, addr, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
             return Some(e);
         }
     }

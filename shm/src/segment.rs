@@ -41,7 +41,10 @@ impl Segment {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Segment { base: p.cast(), len })
+        Ok(Segment {
+            base: p.cast(),
+            len,
+        })
     }
 
     /// First byte of the mapping (page-aligned).

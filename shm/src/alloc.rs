@@ -361,7 +361,7 @@ impl Heap {
     /// errors).
     pub unsafe fn init<'a>(region: *mut u8, len: usize) -> &'a Heap {
         assert!(
-            region as usize % ALIGN == 0,
+            (region as usize).is_multiple_of(ALIGN),
             "shm heap region must be 16-aligned"
         );
         assert!(len >= Self::min_region(), "shm heap region too small");
@@ -437,7 +437,7 @@ impl Heap {
             ((*st).first as usize, (*st).sentinel as usize)
         };
         let a = p.as_ptr() as usize;
-        if a % ALIGN != 0 || a < first + HDR || a > sentinel {
+        if !a.is_multiple_of(ALIGN) || a < first + HDR || a > sentinel {
             return None;
         }
         Some(p.as_ptr().wrapping_sub(HDR).cast())
@@ -606,7 +606,7 @@ impl Heap {
             unsafe {
                 while b != st.sentinel {
                     let a = b as usize;
-                    if a < lo || a > hi || a % ALIGN != 0 {
+                    if a < lo || a > hi || !a.is_multiple_of(ALIGN) {
                         return Err(format!("block {a:#x} outside heap or misaligned"));
                     }
                     let size = bsize(b);
@@ -662,7 +662,7 @@ impl Heap {
                     let mut cnt = 0u32;
                     while !m.is_null() {
                         let a = m as usize;
-                        if a < lo || a >= hi || a % ALIGN != 0 {
+                        if a < lo || a >= hi || !a.is_multiple_of(ALIGN) {
                             return Err(format!("class {c}: link {a:#x} outside heap"));
                         }
                         if is_used(m) || size_class(bsize(m)) != c {
@@ -950,7 +950,7 @@ mod tests {
                 prop_assert_eq!(s.real_used, used + s0.real_used + live.len() * 16);
                 prop_assert!(s.max_used >= s.real_used);
             }
-            for (&a, _) in &live {
+            for &a in live.keys() {
                 // SAFETY: each live allocation is freed once.
                 unsafe { h.free(NonNull::new_unchecked(a as *mut u8)) };
             }

@@ -194,7 +194,7 @@ pub fn force_unlock_dead(slot: usize, pid: u32) -> usize {
     if let Some(row) = h.held.get(slot) {
         for e in row {
             let a = e.load(Ordering::Acquire);
-            if a == 0 || !contains(a) || a % align_of::<FastLock>() != 0 {
+            if a == 0 || !contains(a) || !a.is_multiple_of(align_of::<FastLock>()) {
                 continue;
             }
             // SAFETY: only addresses of FastLocks inside the segment are recorded (checked
@@ -209,10 +209,10 @@ pub fn force_unlock_dead(slot: usize, pid: u32) -> usize {
             }
         }
     }
-    if let Some(heap) = heap() {
-        if heap.lock_ref().force_unlock(pid) {
-            n += 1;
-        }
+    if let Some(heap) = heap()
+        && heap.lock_ref().force_unlock(pid)
+    {
+        n += 1;
     }
     n
 }

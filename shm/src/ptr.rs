@@ -163,6 +163,9 @@ impl<T> ShmPtr<T> {
     /// # Panics
     /// On a null pointer (a programming error, never input-driven); use [`ShmPtr::get`]
     /// where null is expected.
+    // The name is the crate contract; `AsRef` cannot be implemented (it would need a
+    // non-null invariant the type does not have).
+    #[allow(clippy::should_implement_trait)]
     pub fn as_ref(&self) -> &T {
         match self.get() {
             Some(r) => r,

@@ -112,10 +112,8 @@ fn four_processes_share_lock_counter_and_heap() {
         );
     }
     // SAFETY: all children are gone; we are the only user of the counter.
-    assert_eq!(
-        unsafe { *shared.as_ref().counter.get() },
-        PROCS as u64 * ITERS
-    );
+    let counter = unsafe { *shared.as_ref().counter.get() };
+    assert_eq!(counter, PROCS as u64 * ITERS);
     assert!(!shared.as_ref().lock.is_locked());
     let heap = shm::global::heap().unwrap();
     heap.check().unwrap();

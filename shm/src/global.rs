@@ -305,3 +305,35 @@ pub fn status_dump() -> String {
         None => "shm not initialised\n".to_string(),
     }
 }
+
+/// Moves `val` into shm for the rest of the program (never freed): a reference valid
+/// in every process that inherits the mapping. For counters, tables and other
+/// structures created by the attendant before it forks.
+pub fn alloc_static<T: ShmSafe + Sync>(val: T) -> Option<&'static T> {
+    let p = alloc(val)?;
+    // SAFETY: `p` is a fresh, initialised allocation that is never freed (nothing else
+    // holds it), and the segment is never unmapped, so the reference lives as long as
+    // the program. `T: Sync` because other processes (and this one) share it.
+    Some(unsafe { &*p.as_ptr() })
+}
+
+/// `n` values built by `init(i)` in one never-freed shm array (see [`alloc_static`]).
+pub fn alloc_static_slice_with<T: ShmSafe + Sync>(
+    n: usize,
+    init: impl Fn(usize) -> T,
+) -> Option<&'static [T]> {
+    if align_of::<T>() > ALIGN {
+        return None;
+    }
+    let bytes = size_of::<T>().checked_mul(n)?.max(1);
+    let p = alloc_bytes(bytes)?.cast::<T>();
+    // SAFETY: `p` is a fresh allocation of room for `n` properly aligned `T`s; each
+    // element is written exactly once before the slice is formed, and the memory is
+    // never freed nor unmapped, so the slice lives as long as the program.
+    unsafe {
+        for i in 0..n {
+            p.as_ptr().add(i).write(init(i));
+        }
+        Some(std::slice::from_raw_parts(p.as_ptr(), n))
+    }
+}

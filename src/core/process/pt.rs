@@ -25,7 +25,7 @@ static MY_INDEX: AtomicUsize = AtomicUsize::new(0);
 pub fn init(rows: Vec<ProcDesc>) -> Result<(), String> {
     let n = rows.len();
     let pids: &'static [AtomicI32] = if shm::is_initialized() {
-        shm::alloc_static_slice::<AtomicI32>(n)
+        shm::alloc_static_slice_with(n, |_| AtomicI32::new(0))
             .ok_or_else(|| "no shm left for the process table".to_string())?
     } else {
         Box::leak((0..n).map(|_| AtomicI32::new(0)).collect::<Vec<_>>().into_boxed_slice())

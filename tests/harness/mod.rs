@@ -1,0 +1,346 @@
+//! Test harness: start the real `openser` binary on a free 127.0.0.1 port, talk SIP
+//! to it over UDP, stop it, and check its log.
+#![allow(dead_code)]
+
+
+use std::io::Read;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_openser");
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A private temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("openser-test-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    // Spread tests over the port space to make collisions between parallel tests rare.
+    for _ in 0..200 {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind ephemeral");
+        let p = s.local_addr().unwrap().port();
+        drop(s);
+        if UdpSocket::bind(("127.0.0.1", p)).is_ok() && p < 60000 {
+            return p;
+        }
+    }
+    panic!("no free UDP port");
+}
+
+/// Wait until something is bound on udp 127.0.0.1:`port`.
+pub fn wait_udp_bound(port: u16, timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run openser");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A running server.
+pub struct Server {
+    pub child: Option<Child>,
+    pub dir: TempDir,
+    pub port: u16,
+    pub log_path: PathBuf,
+    pub cfg_path: PathBuf,
+}
+
+/// Substitutions in config templates: `{PORT}` is the server's port, `{DIR}` its
+/// temp dir.
+pub fn expand(cfg: &str, port: u16, dir: &Path) -> String {
+    cfg.replace("{PORT}", &port.to_string()).replace("{DIR}", &dir.display().to_string())
+}
+
+impl Server {
+    /// Start with `cfg` (templated) and extra args (default `-DD -E`), wait until it
+    /// listens on the port.
+    pub fn start(cfg: &str, args: &[&str]) -> Server {
+        Self::start_on(free_udp_port(), cfg, args)
+    }
+
+    pub fn start_on(port: u16, cfg: &str, args: &[&str]) -> Server {
+        let dir = TempDir::new("srv");
+        let cfg_path = dir.file("openser.cfg");
+        std::fs::write(&cfg_path, expand(cfg, port, dir.path())).unwrap();
+        let log_path = dir.file("stderr.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut argv: Vec<String> = vec!["-f".into(), cfg_path.display().to_string()];
+        if args.is_empty() {
+            argv.extend(["-DD".to_string(), "-E".to_string()]);
+        } else {
+            argv.extend(args.iter().map(|s| s.to_string()));
+        }
+        let child = Command::new(BIN)
+            .args(&argv)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn openser");
+        let mut s = Server { child: Some(child), dir, port, log_path, cfg_path };
+        if !wait_udp_bound(port, Duration::from_secs(10)) {
+            let log = s.log();
+            s.kill();
+            panic!("server did not start listening on {port}; log:\n{log}");
+        }
+        // Give the receivers a moment to be forked.
+        std::thread::sleep(Duration::from_millis(100));
+        s
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log_path) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Wait until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn signal(&self, sig: i32) {
+        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status();
+    }
+
+    /// SIGTERM, wait for exit (10 s), return the status. Panics on a log line at
+    /// L_ALERT/L_CRIT or a Rust panic.
+    pub fn stop(&mut self) -> ExitStatus {
+        let st = self.stop_unchecked();
+        let log = self.log();
+        for bad in ["CRITICAL", "ALERT:", "panicked at"] {
+            assert!(!log.contains(bad), "server log has a `{bad}` line:\n{log}");
+        }
+        st
+    }
+
+    pub fn stop_unchecked(&mut self) -> ExitStatus {
+        self.signal(15);
+        self.wait_exit(Duration::from_secs(10)).expect("server did not exit after SIGTERM")
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Ok(Some(st)) = child.try_wait() {
+                self.child = None;
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.signal(15);
+            if self.wait_exit(Duration::from_secs(5)).is_none() {
+                self.kill();
+            }
+        }
+    }
+}
+
+/// Pids of the children of `pid` (from /proc).
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
+                // Field 4 (after the parenthesised command) is the ppid.
+                if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+                    let f: Vec<&str> = rest.split_whitespace().collect();
+                    if f.get(1).and_then(|x| x.parse::<i32>().ok()) == Some(pid) {
+                        v.push(p);
+                    }
+                }
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+pub fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')).unwrap_or(false))
+            .unwrap_or(true)
+}
+
+/// A tiny SIP-over-UDP client.
+pub struct Client {
+    pub sock: UdpSocket,
+}
+
+impl Client {
+    pub fn new() -> Client {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        Client { sock }
+    }
+    pub fn bind(port: u16) -> Client {
+        let sock = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        Client { sock }
+    }
+    pub fn port(&self) -> u16 {
+        self.sock.local_addr().unwrap().port()
+    }
+    pub fn send(&self, to: SocketAddr, msg: &str) {
+        self.sock.send_to(msg.as_bytes(), to).unwrap();
+    }
+    pub fn send_bytes(&self, to: SocketAddr, msg: &[u8]) {
+        self.sock.send_to(msg, to).unwrap();
+    }
+    /// Receive one datagram (None on timeout).
+    pub fn recv(&self) -> Option<(String, SocketAddr)> {
+        let mut buf = vec![0u8; 65536];
+        match self.sock.recv_from(&mut buf) {
+            Ok((n, from)) => Some((String::from_utf8_lossy(&buf[..n]).into_owned(), from)),
+            Err(_) => None,
+        }
+    }
+    pub fn recv_timeout(&self, t: Duration) -> Option<(String, SocketAddr)> {
+        self.sock.set_read_timeout(Some(t)).unwrap();
+        let r = self.recv();
+        self.sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        r
+    }
+    /// Receive until a message whose first line contains `needle` (skipping others).
+    pub fn recv_matching(&self, needle: &str) -> Option<String> {
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            let (m, _) = self.recv()?;
+            if m.lines().next().unwrap_or("").contains(needle) {
+                return Some(m);
+            }
+        }
+        None
+    }
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client::new()
+    }
+}
+
+/// A header's value from a message text (first match, case-insensitive name).
+pub fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.split("\r\n").skip(1).take_while(|l| !l.is_empty()).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        if n.trim().eq_ignore_ascii_case(name) { Some(v.trim()) } else { None }
+    })
+}
+
+/// Every value of a header.
+pub fn headers<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
+    msg.split("\r\n")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            if n.trim().eq_ignore_ascii_case(name) { Some(v.trim()) } else { None }
+        })
+        .collect()
+}
+
+/// A simple request with the mandatory headers.
+pub fn request(method: &str, ruri: &str, client_port: u16, callid: &str, cseq: u32, extra: &str) -> String {
+    format!(
+        "{method} {ruri} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{client_port};branch=z9hG4bK{callid}{cseq}\r\n\
+         From: <sip:alice@127.0.0.1>;tag=a{callid}\r\n\
+         To: <{ruri}>\r\n\
+         Call-ID: {callid}\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Max-Forwards: 70\r\n\
+         {extra}\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// Is `sipp` installed?
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {cmd}")).output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+/// Skip (loudly) outside CI, fail in CI, when a tool is missing.
+pub fn require(cmd: &str) -> bool {
+    if have(cmd) {
+        return true;
+    }
+    if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
+        panic!("`{cmd}` is required in CI but not installed");
+    }
+    eprintln!("SKIPPED: `{cmd}` is not installed");
+    false
+}

@@ -1,0 +1,180 @@
+//! Process model, command line, logging (issue 2).
+
+use crate::harness::*;
+use std::time::Duration;
+
+const MINIMAL: &str = "listen=udp:127.0.0.1:{PORT}\nchildren=4\n";
+
+#[test]
+fn forked_foreground_has_attendant_receivers_and_timer() {
+    let mut s = Server::start(MINIMAL, &["-DD", "-E"]);
+    let kids = children_of(s.pid());
+    // 4 receivers + timer, all children of the attendant.
+    assert_eq!(kids.len(), 5, "children: {kids:?}\n{}", s.log());
+    let st = s.stop();
+    assert!(st.success(), "exit status {st:?}");
+    for k in kids {
+        assert!(!alive(k), "child {k} survived shutdown");
+    }
+}
+
+#[test]
+fn children_count_from_command_line_overrides_config() {
+    let mut s = Server::start(MINIMAL, &["-DD", "-E", "-n", "2"]);
+    assert_eq!(children_of(s.pid()).len(), 3, "{}", s.log());
+    assert!(s.stop().success());
+}
+
+#[test]
+fn no_fork_serves_first_socket_only() {
+    let p1 = free_udp_port();
+    let p2 = free_udp_port();
+    let cfg = format!("listen=udp:127.0.0.1:{p1}\nlisten=udp:127.0.0.1:{p2}\n");
+    let mut s = Server::start_on(p1, &cfg, &["-D", "-E", "-dd"]);
+    // Only the timer is forked; the attendant itself receives.
+    assert_eq!(children_of(s.pid()).len(), 1, "{}", s.log());
+    assert!(s.log().contains("using only the first listen address"), "{}", s.log());
+    let c = Client::new();
+    c.send(s.addr(), "OPTIONS sip:a@127.0.0.1 SIP/2.0\r\n\r\n");
+    assert!(s.wait_log("bytes from 127.0.0.1", Duration::from_secs(3)), "{}", s.log());
+    let line = s.log().lines().find(|l| l.contains("bytes from 127.0.0.1")).unwrap().to_string();
+    // Received by the attendant (process index 0).
+    assert!(line.starts_with(&format!(" 0({})", s.pid())), "{line}");
+    assert!(s.stop().success());
+}
+
+#[test]
+fn daemon_mode_writes_pid_file_and_stops_cleanly() {
+    let dir = TempDir::new("daemon");
+    let port = free_udp_port();
+    let cfg = dir.file("d.cfg");
+    std::fs::write(&cfg, format!("listen=udp:127.0.0.1:{port}\nchildren=2\nfork=yes\n")).unwrap();
+    let pidf = dir.file("openser.pid");
+    let (code, _, err) =
+        run(&["-f", cfg.to_str().unwrap(), "-P", pidf.to_str().unwrap(), "-E", "-w", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "launcher exit: {err}");
+    assert!(wait_udp_bound(port, Duration::from_secs(5)));
+    let mut pid = 0;
+    for _ in 0..100 {
+        if let Ok(t) = std::fs::read_to_string(&pidf) {
+            if let Ok(p) = t.trim().parse::<i32>() {
+                pid = p;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(pid > 0 && alive(pid), "pid file {pidf:?} not written");
+    std::thread::sleep(Duration::from_millis(200));
+    let kids = children_of(pid);
+    assert_eq!(kids.len(), 3, "2 receivers + timer expected, got {kids:?}");
+    // The daemon is a session leader, detached from our process group.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    assert_eq!(f[3], pid.to_string(), "daemon must be its own session leader: {stat}");
+    std::process::Command::new("kill").arg(pid.to_string()).status().unwrap();
+    for _ in 0..250 {
+        if !alive(pid) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(pid), "daemon still running");
+    for k in kids {
+        assert!(!alive(k), "child {k} still running");
+    }
+    assert!(!pidf.exists(), "pid file not removed");
+}
+
+#[test]
+fn running_pid_file_refuses_second_start() {
+    let dir = TempDir::new("pidtwice");
+    let pidf = dir.file("p.pid");
+    // Our own (live) pid in the file.
+    std::fs::write(&pidf, format!("{}\n", std::process::id())).unwrap();
+    let port = free_udp_port();
+    let cfg = dir.file("c.cfg");
+    std::fs::write(&cfg, format!("listen=udp:127.0.0.1:{port}\n")).unwrap();
+    let (code, _, err) = run(&["-f", cfg.to_str().unwrap(), "-P", pidf.to_str().unwrap(), "-DD", "-E"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("running process found in the pid file"), "{err}");
+}
+
+#[test]
+fn killed_receiver_takes_the_server_down() {
+    let mut s = Server::start(MINIMAL, &["-DD", "-E"]);
+    let kids = children_of(s.pid());
+    assert_eq!(kids.len(), 5);
+    let victim = kids[0];
+    std::process::Command::new("kill").args(["-9", &victim.to_string()]).status().unwrap();
+    let st = s.wait_exit(Duration::from_secs(10)).expect("server did not exit after a child died");
+    assert!(!st.success(), "exit status must be non-zero, got {st:?}");
+    let log = s.log();
+    assert!(
+        log.contains(&format!("child process {victim} (receiver child=0 sock= 127.0.0.1:{})", s.port))
+            && log.contains("signal 9"),
+        "log must name the dead child:\n{log}"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    for k in kids {
+        assert!(!alive(k), "child {k} survived");
+    }
+}
+
+#[test]
+fn unknown_option_and_bad_values() {
+    let (code, _, err) = run(&["-p", "5060"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("Unknown option '-p'"), "{err}");
+    let (code, _, err) = run(&["-m", "lots"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("-m"), "{err}");
+}
+
+#[test]
+fn version_and_help() {
+    let (code, out, _) = run(&["-V"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("version: openser 1.2.0"), "{out}");
+    assert!(out.contains("BUF_SIZE 65535"));
+    let (code, out, _) = run(&["-h"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Usage:") && out.contains("-f file"), "{out}");
+}
+
+#[test]
+fn log_lines_respect_debug_level() {
+    // Default debug=2: INFO (3) and DBG (4) lines stay out.
+    let mut s = Server::start(MINIMAL, &["-DD", "-E"]);
+    let c = Client::new();
+    c.send(s.addr(), "OPTIONS sip:a@127.0.0.1 SIP/2.0\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(s.stop().success());
+    let log = s.log();
+    assert!(!log.contains("INFO: listening"), "{log}");
+    assert!(!log.contains("DBG:"), "{log}");
+    // -d → 3: INFO appears, DBG does not.
+    let mut s = Server::start(MINIMAL, &["-DD", "-E", "-d"]);
+    assert!(s.stop().success());
+    let log = s.log();
+    assert!(log.contains("INFO: listening on udp:127.0.0.1"), "{log}");
+    assert!(!log.contains("DBG:"), "{log}");
+    // debug=4 from the config file: DBG appears, with the ` N(pid) ` prefix.
+    let mut s = Server::start(&format!("{MINIMAL}debug=4\n"), &["-DD", "-E"]);
+    assert!(s.stop().success());
+    let log = s.log();
+    let dbg = log.lines().find(|l| l.contains("DBG:")).unwrap_or_else(|| panic!("no DBG line:\n{log}"));
+    let prefix = dbg.split(')').next().unwrap();
+    assert!(prefix.trim_start().split('(').count() == 2, "bad prefix in {dbg}");
+}
+
+#[test]
+fn sigusr1_dumps_memory_and_sighup_is_ignored() {
+    let mut s = Server::start(&format!("{MINIMAL}debug=4\n"), &["-DD", "-E"]);
+    s.signal(10);
+    assert!(s.wait_log("shm heap status", Duration::from_secs(3)), "{}", s.log());
+    s.signal(1);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(children_of(s.pid()).len(), 5, "SIGHUP must not stop anything");
+    assert!(s.stop().success());
+}

@@ -1,0 +1,4 @@
+//! Black-box tests: the real `openser` binary over loopback.
+
+mod harness;
+mod it;

@@ -393,6 +393,7 @@ impl<'a> Lexer<'a> {
     }
 
     fn pv(&mut self, start: Span) {
+        let st = self.i;
         let rest = self.s.get(self.i..).unwrap_or("");
         match parse_pv(rest) {
             Ok((spec, n)) => {
@@ -401,13 +402,42 @@ impl<'a> Lexer<'a> {
             }
             Err(msg) => {
                 self.err(start, msg);
-                // skip the `$` and the name
+                // skip the `$`, the name and a balanced `(...)` on the same line, and
+                // stand in a placeholder so the parser does not report the same spot
                 self.bump();
                 while self.i < self.b.len()
                     && (self.b[self.i].is_ascii_alphanumeric() || self.b[self.i] == b'_')
                 {
                     self.bump();
                 }
+                if self.peek(0) == b'(' {
+                    let mut depth = 0usize;
+                    while self.i < self.b.len() && self.b[self.i] != b'\n' {
+                        match self.b[self.i] {
+                            b'(' => depth += 1,
+                            b')' => {
+                                depth -= 1;
+                                if depth == 0 {
+                                    self.bump();
+                                    break;
+                                }
+                            }
+                            _ => {}
+                        }
+                        self.bump();
+                    }
+                }
+                let text = self.s.get(st..self.i).unwrap_or("$").to_string();
+                self.push(
+                    Tok::Pv(Box::new(PvSpec {
+                        name: String::new(),
+                        param: None,
+                        index: None,
+                        trans: Vec::new(),
+                        text,
+                    })),
+                    start,
+                );
             }
         }
     }

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 /// Highest numeric route index + 1 (OpenSER's `RT_NO`).
 pub const RT_NO: i64 = 40;
-const MAX_DEPTH: u32 = 200;
+const MAX_DEPTH: u32 = 100;
 const MAX_ERRORS: usize = 100;
 
 struct Fail;
@@ -409,7 +409,7 @@ impl Parser {
                     self.advance();
                     Ok(GlobalValue::Ip(IpAddr::V6(a)))
                 }
-                Tok::Ident(w) => {
+                Tok::Ident(w) if !TOP_KEYWORDS.contains(&w.as_str()) => {
                     if let Some(b) = bool_word(&w) {
                         self.advance();
                         return Ok(GlobalValue::Bool(b));
@@ -974,16 +974,14 @@ impl Parser {
             return self.error_at(span, "expected a function name".into());
         };
         let mut args = Vec::new();
-        if self.eat(&Tok::LParen) {
-            if !self.eat(&Tok::RParen) {
-                loop {
-                    args.push(self.arg()?);
-                    if self.eat(&Tok::RParen) {
-                        break;
-                    }
-                    if !self.eat(&Tok::Comma) {
-                        return self.expected("`,` or `)` in the argument list");
-                    }
+        if self.eat(&Tok::LParen) && !self.eat(&Tok::RParen) {
+            loop {
+                args.push(self.arg()?);
+                if self.eat(&Tok::RParen) {
+                    break;
+                }
+                if !self.eat(&Tok::Comma) {
+                    return self.expected("`,` or `)` in the argument list");
                 }
             }
         }
@@ -1273,5 +1271,185 @@ fn kw_text(k: Keyword) -> &'static str {
         Keyword::MsgLen => "msg:len",
         Keyword::Myself => "myself",
         Keyword::MaxLen => "max_len",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse_str;
+    use super::*;
+
+    fn cond(src: &str) -> Expr {
+        let cfg = parse_str("t.cfg", &format!("route {{ if ({}) exit; }}", src))
+            .unwrap_or_else(|e| panic!("{e}"));
+        match &cfg.routes[0].body[0] {
+            Stmt::If { cond, .. } => cond.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn call(name: &str) -> Box<Expr> {
+        Box::new(Expr::Call(Call {
+            name: name.into(),
+            args: vec![],
+            span: Span::default(),
+        }))
+    }
+
+    /// Strip spans for structural comparison.
+    fn norm(e: &Expr) -> Expr {
+        let b = |x: &Expr| Box::new(norm(x));
+        match e {
+            Expr::Call(c) => Expr::Call(Call {
+                name: c.name.clone(),
+                args: vec![],
+                span: Span::default(),
+            }),
+            Expr::And(l, r) => Expr::And(b(l), b(r)),
+            Expr::Or(l, r) => Expr::Or(b(l), b(r)),
+            Expr::Not(x) => Expr::Not(b(x)),
+            other => other.clone(),
+        }
+    }
+
+    #[test]
+    fn and_or_equal_precedence_left_assoc() {
+        assert_eq!(
+            norm(&cond("a() || b() && c()")),
+            Expr::And(Box::new(Expr::Or(call("a"), call("b"))), call("c"))
+        );
+        assert_eq!(
+            norm(&cond("a() && b() || c()")),
+            Expr::Or(Box::new(Expr::And(call("a"), call("b"))), call("c"))
+        );
+        assert_eq!(
+            norm(&cond("a() or b() and not c()")),
+            Expr::And(
+                Box::new(Expr::Or(call("a"), call("b"))),
+                Box::new(Expr::Not(call("c")))
+            )
+        );
+        assert_eq!(
+            norm(&cond("a() || (b() && c())")),
+            Expr::Or(call("a"), Box::new(Expr::And(call("b"), call("c"))))
+        );
+    }
+
+    #[test]
+    fn not_applies_to_comparison() {
+        match cond("!uri==myself") {
+            Expr::Not(inner) => match *inner {
+                Expr::Cmp {
+                    op, left, right, ..
+                } => {
+                    assert_eq!(op, CmpOp::Eq);
+                    assert!(matches!(*left, Expr::Kw(Keyword::Uri, _)));
+                    assert!(matches!(*right, Expr::Kw(Keyword::Myself, _)));
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn arithmetic_precedence() {
+        let cfg = parse_str("t", "route { $var(x) = 1 + 2 * 3 | 4; }").unwrap();
+        let Stmt::Assign(a) = &cfg.routes[0].body[0] else {
+            panic!()
+        };
+        // (1 + (2 * 3)) | 4
+        let Expr::Arith {
+            op: ArithOp::BitOr,
+            left,
+            ..
+        } = &a.rhs
+        else {
+            panic!("{:?}", a.rhs)
+        };
+        let Expr::Arith {
+            op: ArithOp::Add,
+            right,
+            ..
+        } = &**left
+        else {
+            panic!()
+        };
+        assert!(matches!(
+            **right,
+            Expr::Arith {
+                op: ArithOp::Mul,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn nets_and_msg_len() {
+        match cond("src_ip == 10.1.0.0/16") {
+            Expr::Cmp { right, .. } => assert_eq!(
+                *right,
+                Expr::Net(IpNet {
+                    addr: "10.1.0.0".parse().unwrap(),
+                    mask: "255.255.0.0".parse().unwrap()
+                })
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            cond("msg:len >= max_len"),
+            Expr::Cmp { op: CmpOp::Ge, .. }
+        ));
+    }
+
+    #[test]
+    fn seeds_parse_with_order_and_spans() {
+        let text = include_str!("../../../tests/data/cfg/good/seed-mysql-auth.cfg");
+        let cfg = parse_str("mysql-auth.cfg", text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.loadmodules.len(), 12);
+        assert_eq!(cfg.modparams.len(), 6);
+        assert_eq!(cfg.routes.len(), 2);
+        // loadmodule items come before modparam items
+        let first_mp = cfg
+            .order
+            .iter()
+            .position(|i| matches!(i, ItemRef::ModParam(_)))
+            .unwrap();
+        let last_lm = cfg
+            .order
+            .iter()
+            .rposition(|i| matches!(i, ItemRef::LoadModule(_)))
+            .unwrap();
+        assert!(last_lm < first_mp);
+        assert_eq!(cfg.loadmodules[0].span, Span::new(0, 22, 1));
+        assert_eq!(
+            cfg.modparams[3].value,
+            ModParamValue::Int(1),
+            "calculate_ha1 yes"
+        );
+        let rendered = cfg.render(cfg.loadmodules[0].span, "module `mysql` not found");
+        assert!(rendered.starts_with(
+            "mysql-auth.cfg:22:1: module `mysql` not found\n  loadmodule \"mysql.so\"\n  ^"
+        ));
+    }
+
+    #[test]
+    fn deep_input_does_not_overflow() {
+        for n in [50usize, 1000, 100_000] {
+            let src = format!(
+                "route {{ if ({}a(){}) exit; }}",
+                "(".repeat(n),
+                ")".repeat(n)
+            );
+            let _ = parse_str("t", &src);
+            let src = format!("route {{ {} }}", "{".repeat(n));
+            let _ = parse_str("t", &src);
+            let src = format!("route {{ $var(x) = {}1; }}", "-".repeat(n));
+            let _ = parse_str("t", &src);
+            let src = format!("route {{ if ({}a()) exit; }}", "!".repeat(n));
+            let _ = parse_str("t", &src);
+            let src = format!("route {{ {} exit; }}", "if (a()) ".repeat(n));
+            let _ = parse_str("t", &src);
+        }
     }
 }

@@ -130,13 +130,11 @@ pub fn preprocess(file: u16, text: &str, predefined: &[(String, String)]) -> PpO
                     msg: "`#!else` without `#!ifdef`/`#!ifndef`".into(),
                 }),
             },
-            "endif" => {
-                if stack.pop().is_none() {
-                    out.errors.push(CfgError {
-                        span,
-                        msg: "`#!endif` without `#!ifdef`/`#!ifndef`".into(),
-                    });
-                }
+            "endif" if stack.pop().is_none() => {
+                out.errors.push(CfgError {
+                    span,
+                    msg: "`#!endif` without `#!ifdef`/`#!ifndef`".into(),
+                });
             }
             "define" | "trydef" | "redefine" if active => {
                 let name_end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());

@@ -239,9 +239,9 @@ fn parse_core(
     }
     let name_start = i;
     while i < b.len() {
-        if is_name_char(b[i]) {
-            i += 1;
-        } else if b[i] == b'.' && b.get(i + 1).is_some_and(|c| is_name_char(*c)) && i > name_start {
+        if is_name_char(b[i])
+            || (b[i] == b'.' && i > name_start && b.get(i + 1).is_some_and(|c| is_name_char(*c)))
+        {
             i += 1;
         } else {
             break;
@@ -363,7 +363,7 @@ fn parse_transform(s: &str, start: usize, depth: u32) -> Result<(Transform, usiz
     let b = s.as_bytes();
     let mut i = start + 1;
     let cs = i;
-    while i < b.len() && b[i] != b'.' && b[i] != b'}' && b[i] != b',' {
+    while i < b.len() && is_name_char(b[i]) {
         i += 1;
     }
     if b.get(i) != Some(&b'.') || i == cs {
@@ -375,7 +375,7 @@ fn parse_transform(s: &str, start: usize, depth: u32) -> Result<(Transform, usiz
     let class = sub(s, cs, i);
     i += 1;
     let os = i;
-    while i < b.len() && b[i] != b',' && b[i] != b'}' {
+    while i < b.len() && (is_name_char(b[i]) || b[i] == b'.') {
         i += 1;
     }
     let op = sub(s, os, i);

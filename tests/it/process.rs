@@ -50,9 +50,15 @@ fn daemon_mode_writes_pid_file_and_stops_cleanly() {
     let cfg = dir.file("d.cfg");
     std::fs::write(&cfg, format!("listen=udp:127.0.0.1:{port}\nchildren=2\nfork=yes\n")).unwrap();
     let pidf = dir.file("openser.pid");
-    let (code, _, err) =
-        run(&["-f", cfg.to_str().unwrap(), "-P", pidf.to_str().unwrap(), "-E", "-w", dir.path().to_str().unwrap()]);
-    assert_eq!(code, 0, "launcher exit: {err}");
+    // The daemon keeps stderr (-E), so the launcher's stderr goes to a file, not a pipe.
+    let errf = dir.file("stderr.log");
+    let st = std::process::Command::new(BIN)
+        .args(["-f", cfg.to_str().unwrap(), "-P", pidf.to_str().unwrap(), "-E", "-w", dir.path().to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&errf).unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success(), "launcher exit {st:?}: {}", std::fs::read_to_string(&errf).unwrap_or_default());
     assert!(wait_udp_bound(port, Duration::from_secs(5)));
     let mut pid = 0;
     for _ in 0..100 {
@@ -68,10 +74,17 @@ fn daemon_mode_writes_pid_file_and_stops_cleanly() {
     std::thread::sleep(Duration::from_millis(200));
     let kids = children_of(pid);
     assert_eq!(kids.len(), 3, "2 receivers + timer expected, got {kids:?}");
-    // The daemon is a session leader, detached from our process group.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let f: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    assert_eq!(f[3], pid.to_string(), "daemon must be its own session leader: {stat}");
+    // After setsid and the second fork the daemon is in a session of its own (led
+    // by the vanished first child), not in ours, and has no controlling terminal.
+    let fields = |p: String| -> Vec<String> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
+        stat.rsplit_once(')').unwrap().1.split_whitespace().map(String::from).collect()
+    };
+    let d = fields(pid.to_string());
+    let me = fields("self".into());
+    assert_ne!(d[3], me[3], "daemon still in the test's session");
+    assert_eq!(d[2], d[3], "daemon's process group must be its session's");
+    assert_eq!(d[4], "0", "daemon must have no controlling terminal");
     std::process::Command::new("kill").arg(pid.to_string()).status().unwrap();
     for _ in 0..250 {
         if !alive(pid) {

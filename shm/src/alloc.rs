@@ -97,6 +97,14 @@ pub struct Heap {
     state: UnsafeCell<State>,
 }
 
+// SAFETY: all access to `state` goes through `Heap::with`, under the heap's FastLock, which
+// excludes every other process and thread (its compare_exchange admits one owner at a time,
+// even between threads sharing a pid); `first`/`sentinel` are read without the lock but never
+// change after `init`. So a `&Heap` may be shared and sent.
+unsafe impl Sync for Heap {}
+// SAFETY: as for Sync; the raw pointers inside point into the heap's own region.
+unsafe impl Send for Heap {}
+
 /// Bytes taken by the heap header at the start of the region.
 pub const HEAP_HEADER: usize = size_of::<Heap>().next_multiple_of(ALIGN);
 
@@ -460,6 +468,10 @@ impl Heap {
                 }
                 let mut b = b;
                 let mut size = bsize(b);
+                // Clear the flag first: if `b` merges into its predecessor, its stale header
+                // (left inside the merged payload) must not look like a live block, so that a
+                // double free of `p` is still caught.
+                (*b).size = size;
                 st.used -= size;
                 let next = next_block(b);
                 if !is_used(next) {
@@ -707,6 +719,9 @@ impl Heap {
                         st.free_bytes
                     ));
                 }
+                if st.max_used < st.total - st.free_bytes {
+                    return Err("max_used below real_used".into());
+                }
                 let overhead = HEAP_HEADER + HDR + nused * HDR;
                 if used + overhead + free_bytes != st.total {
                     return Err(format!(
@@ -846,6 +861,19 @@ mod tests {
     fn double_free_and_foreign_pointers_are_ignored() {
         let mut buf = Buf::new(1 << 14);
         let h = buf.heap();
+        let a = h.alloc(32).unwrap();
+        let b = h.alloc(32).unwrap();
+        let c = h.alloc(32).unwrap();
+        // SAFETY: live allocations; `b` then merges into the free `a`, and its double free
+        // must be ignored.
+        unsafe {
+            h.free(a);
+            h.free(b);
+            h.free(b);
+            h.free(c);
+        }
+        h.check().unwrap();
+        assert_eq!(h.stats().fragments, 1);
         let a = h.alloc(32).unwrap();
         let mut x = 0u128;
         // SAFETY: deliberately misusing free to check it is ignored, not corrupting.

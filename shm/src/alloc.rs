@@ -893,16 +893,28 @@ mod tests {
         Realloc(usize, usize),
     }
 
+    /// Sizes 1..20000, with half of them small (1..512) so exact classes get reuse too.
+    fn size() -> impl Strategy<Value = usize> {
+        prop_oneof![1usize..512, 1usize..20000]
+    }
+
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (1usize..20000).prop_map(Op::Alloc),
+            4 => size().prop_map(Op::Alloc),
             3 => any::<usize>().prop_map(Op::Free),
-            2 => (any::<usize>(), 1usize..20000).prop_map(|(i, s)| Op::Realloc(i, s)),
+            2 => (any::<usize>(), size()).prop_map(|(i, s)| Op::Realloc(i, s)),
         ]
     }
 
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(128)
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig::with_cases(cases()))]
         #[test]
         fn model_based(ops in proptest::collection::vec(op(), 1..200)) {
             let mut buf = Buf::new(512 * 1024);

@@ -506,8 +506,9 @@ impl Heap {
     }
 
     /// Resizes a block. Shrinks in place; grows in place when the next block is free and
-    /// big enough; otherwise allocates, copies and frees. `None` (old block untouched) when
-    /// there is no room.
+    /// big enough; else merges with a free predecessor (and successor), moving the payload
+    /// down; otherwise allocates, copies and frees. `None` (old block untouched) when there
+    /// is no room (or `p` is not a live block of this heap).
     ///
     /// # Safety
     /// `p` must be a live allocation of this heap; on `Some(q)` with `q != p` the old pointer
@@ -516,28 +517,54 @@ impl Heap {
         let need = round_request(new_size)?;
         let b = self.block_of(p)?;
         let in_place = self.with(|st| {
-            // SAFETY: `b` is a live used block (caller); its successor is a valid header.
+            // SAFETY: `b` is a live used block (caller); its neighbours are valid headers.
             unsafe {
                 let size = bsize(b);
+                if !is_used(b) {
+                    return Ok(None); // freed pointer: refuse
+                }
                 if need <= size {
                     st.split_used(b, need);
-                    return Ok(());
+                    return Ok(Some(p));
                 }
                 let next = next_block(b);
-                if !is_used(next) && size + HDR + bsize(next) >= need {
-                    let grown = size + HDR + bsize(next);
+                let next_free = if is_used(next) { 0 } else { HDR + bsize(next) };
+                if size + next_free >= need {
                     st.unlink(next);
-                    set_size(b, grown, true);
-                    st.used += grown - size;
+                    set_size(b, size + next_free, true);
+                    st.used += next_free;
                     st.split_used(b, need);
                     st.note_peak();
-                    return Ok(());
+                    return Ok(Some(p));
+                }
+                // Merge with a free predecessor (and successor): move the payload down.
+                if b != st.first {
+                    let prev = prev_block(b);
+                    let prev_free = if is_used(prev) { 0 } else { HDR + bsize(prev) };
+                    if prev_free != 0 && size + prev_free + next_free >= need {
+                        st.unlink(prev);
+                        if next_free != 0 {
+                            st.unlink(next);
+                        }
+                        let dst = prev.cast::<u8>().add(HDR);
+                        // Overlapping move (dst < src): before any header is written inside
+                        // the merged extent.
+                        ptr::copy(p.as_ptr(), dst, size);
+                        // `prev`'s header heads the merged block; `b`'s header becomes
+                        // payload: payload = prev's (HDR + size) + size + next's (HDR + size).
+                        let total = size + prev_free + next_free;
+                        set_size(prev, total, true);
+                        st.used += total - size;
+                        st.split_used(prev, need);
+                        st.note_peak();
+                        return Ok(NonNull::new(dst));
+                    }
                 }
                 Err(size)
             }
         });
         let old_size = match in_place {
-            Ok(()) => return Some(p),
+            Ok(r) => return r,
             Err(s) => s,
         };
         let q = self.alloc(new_size)?;
@@ -818,6 +845,30 @@ mod tests {
             h.check().unwrap();
             h.free(c);
         }
+        assert_eq!(h.stats().fragments, 1);
+    }
+
+    #[test]
+    fn realloc_moves_down_into_free_predecessor() {
+        let mut buf = Buf::new(1 << 16);
+        let h = buf.heap();
+        let a = h.alloc(1000).unwrap();
+        let b = h.alloc(200).unwrap();
+        let c = h.alloc(100).unwrap();
+        // SAFETY: live allocations of h; `b` is replaced by the realloc result.
+        unsafe {
+            for i in 0..200 {
+                *b.as_ptr().add(i) = i as u8;
+            }
+            h.free(a);
+            let m = h.realloc(b, 1100).unwrap();
+            assert_eq!(m, a, "merged into the predecessor");
+            assert!((0..200).all(|i| *m.as_ptr().add(i) == i as u8));
+            h.check().unwrap();
+            h.free(m);
+            h.free(c);
+        }
+        h.check().unwrap();
         assert_eq!(h.stats().fragments, 1);
     }
 

@@ -445,7 +445,7 @@ impl Heap {
             ((*st).first as usize, (*st).sentinel as usize)
         };
         let a = p.as_ptr() as usize;
-        if !a.is_multiple_of(ALIGN) || a < first + HDR || a > sentinel {
+        if !a.is_multiple_of(ALIGN) || a < first + HDR || a + MIN_PAYLOAD > sentinel {
             return None;
         }
         Some(p.as_ptr().wrapping_sub(HDR).cast())

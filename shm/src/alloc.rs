@@ -97,6 +97,14 @@ pub struct Heap {
     state: UnsafeCell<State>,
 }
 
+// SAFETY: all access to `state` goes through `Heap::with`, under the heap's FastLock, which
+// excludes every other process and thread (its compare_exchange admits one owner at a time,
+// even between threads sharing a pid); `first`/`sentinel` are read without the lock but never
+// change after `init`. So a `&Heap` may be shared and sent.
+unsafe impl Sync for Heap {}
+// SAFETY: as for Sync; the raw pointers inside point into the heap's own region.
+unsafe impl Send for Heap {}
+
 /// Bytes taken by the heap header at the start of the region.
 pub const HEAP_HEADER: usize = size_of::<Heap>().next_multiple_of(ALIGN);
 
@@ -437,7 +445,7 @@ impl Heap {
             ((*st).first as usize, (*st).sentinel as usize)
         };
         let a = p.as_ptr() as usize;
-        if !a.is_multiple_of(ALIGN) || a < first + HDR || a > sentinel {
+        if !a.is_multiple_of(ALIGN) || a < first + HDR || a + MIN_PAYLOAD > sentinel {
             return None;
         }
         Some(p.as_ptr().wrapping_sub(HDR).cast())
@@ -460,6 +468,10 @@ impl Heap {
                 }
                 let mut b = b;
                 let mut size = bsize(b);
+                // Clear the flag first: if `b` merges into its predecessor, its stale header
+                // (left inside the merged payload) must not look like a live block, so that a
+                // double free of `p` is still caught.
+                (*b).size = size;
                 st.used -= size;
                 let next = next_block(b);
                 if !is_used(next) {
@@ -494,8 +506,9 @@ impl Heap {
     }
 
     /// Resizes a block. Shrinks in place; grows in place when the next block is free and
-    /// big enough; otherwise allocates, copies and frees. `None` (old block untouched) when
-    /// there is no room.
+    /// big enough; else merges with a free predecessor (and successor), moving the payload
+    /// down; otherwise allocates, copies and frees. `None` (old block untouched) when there
+    /// is no room (or `p` is not a live block of this heap).
     ///
     /// # Safety
     /// `p` must be a live allocation of this heap; on `Some(q)` with `q != p` the old pointer
@@ -504,28 +517,54 @@ impl Heap {
         let need = round_request(new_size)?;
         let b = self.block_of(p)?;
         let in_place = self.with(|st| {
-            // SAFETY: `b` is a live used block (caller); its successor is a valid header.
+            // SAFETY: `b` is a live used block (caller); its neighbours are valid headers.
             unsafe {
                 let size = bsize(b);
+                if !is_used(b) {
+                    return Ok(None); // freed pointer: refuse
+                }
                 if need <= size {
                     st.split_used(b, need);
-                    return Ok(());
+                    return Ok(Some(p));
                 }
                 let next = next_block(b);
-                if !is_used(next) && size + HDR + bsize(next) >= need {
-                    let grown = size + HDR + bsize(next);
+                let next_free = if is_used(next) { 0 } else { HDR + bsize(next) };
+                if size + next_free >= need {
                     st.unlink(next);
-                    set_size(b, grown, true);
-                    st.used += grown - size;
+                    set_size(b, size + next_free, true);
+                    st.used += next_free;
                     st.split_used(b, need);
                     st.note_peak();
-                    return Ok(());
+                    return Ok(Some(p));
+                }
+                // Merge with a free predecessor (and successor): move the payload down.
+                if b != st.first {
+                    let prev = prev_block(b);
+                    let prev_free = if is_used(prev) { 0 } else { HDR + bsize(prev) };
+                    if prev_free != 0 && size + prev_free + next_free >= need {
+                        st.unlink(prev);
+                        if next_free != 0 {
+                            st.unlink(next);
+                        }
+                        let dst = prev.cast::<u8>().add(HDR);
+                        // Overlapping move (dst < src): before any header is written inside
+                        // the merged extent.
+                        ptr::copy(p.as_ptr(), dst, size);
+                        // `prev`'s header heads the merged block; `b`'s header becomes
+                        // payload: payload = prev's (HDR + size) + size + next's (HDR + size).
+                        let total = size + prev_free + next_free;
+                        set_size(prev, total, true);
+                        st.used += total - size;
+                        st.split_used(prev, need);
+                        st.note_peak();
+                        return Ok(NonNull::new(dst));
+                    }
                 }
                 Err(size)
             }
         });
         let old_size = match in_place {
-            Ok(()) => return Some(p),
+            Ok(r) => return r,
             Err(s) => s,
         };
         let q = self.alloc(new_size)?;
@@ -707,6 +746,9 @@ impl Heap {
                         st.free_bytes
                     ));
                 }
+                if st.max_used < st.total - st.free_bytes {
+                    return Err("max_used below real_used".into());
+                }
                 let overhead = HEAP_HEADER + HDR + nused * HDR;
                 if used + overhead + free_bytes != st.total {
                     return Err(format!(
@@ -807,6 +849,30 @@ mod tests {
     }
 
     #[test]
+    fn realloc_moves_down_into_free_predecessor() {
+        let mut buf = Buf::new(1 << 16);
+        let h = buf.heap();
+        let a = h.alloc(1000).unwrap();
+        let b = h.alloc(200).unwrap();
+        let c = h.alloc(100).unwrap();
+        // SAFETY: live allocations of h; `b` is replaced by the realloc result.
+        unsafe {
+            for i in 0..200 {
+                *b.as_ptr().add(i) = i as u8;
+            }
+            h.free(a);
+            let m = h.realloc(b, 1100).unwrap();
+            assert_eq!(m, a, "merged into the predecessor");
+            assert!((0..200).all(|i| *m.as_ptr().add(i) == i as u8));
+            h.check().unwrap();
+            h.free(m);
+            h.free(c);
+        }
+        h.check().unwrap();
+        assert_eq!(h.stats().fragments, 1);
+    }
+
+    #[test]
     fn exhaustion_returns_none_then_recovers() {
         let mut buf = Buf::new(1 << 20);
         let h = buf.heap();
@@ -847,6 +913,19 @@ mod tests {
         let mut buf = Buf::new(1 << 14);
         let h = buf.heap();
         let a = h.alloc(32).unwrap();
+        let b = h.alloc(32).unwrap();
+        let c = h.alloc(32).unwrap();
+        // SAFETY: live allocations; `b` then merges into the free `a`, and its double free
+        // must be ignored.
+        unsafe {
+            h.free(a);
+            h.free(b);
+            h.free(b);
+            h.free(c);
+        }
+        h.check().unwrap();
+        assert_eq!(h.stats().fragments, 1);
+        let a = h.alloc(32).unwrap();
         let mut x = 0u128;
         // SAFETY: deliberately misusing free to check it is ignored, not corrupting.
         unsafe {
@@ -865,16 +944,28 @@ mod tests {
         Realloc(usize, usize),
     }
 
+    /// Sizes 1..20000, with half of them small (1..512) so exact classes get reuse too.
+    fn size() -> impl Strategy<Value = usize> {
+        prop_oneof![1usize..512, 1usize..20000]
+    }
+
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (1usize..20000).prop_map(Op::Alloc),
+            4 => size().prop_map(Op::Alloc),
             3 => any::<usize>().prop_map(Op::Free),
-            2 => (any::<usize>(), 1usize..20000).prop_map(|(i, s)| Op::Realloc(i, s)),
+            2 => (any::<usize>(), size()).prop_map(|(i, s)| Op::Realloc(i, s)),
         ]
     }
 
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(128)
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig::with_cases(cases()))]
         #[test]
         fn model_based(ops in proptest::collection::vec(op(), 1..200)) {
             let mut buf = Buf::new(512 * 1024);

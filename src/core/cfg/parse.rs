@@ -840,6 +840,10 @@ impl Parser {
                 self.expect_semi("`route(...)`")?;
                 Ok(Some(Stmt::Route { target, span }))
             }
+            "route" => {
+                self.advance();
+                self.expected("`(` after `route` (route(N) calls a route block)")
+            }
             "break" | "esac" if !next_is_paren => {
                 self.advance();
                 if self.in_switch == 0 && self.in_while == 0 {

@@ -98,3 +98,11 @@ fn error_rendering_has_caret() {
         "x.cfg:2:10: expected `,` or `)` in the argument list, found string \"b\"\n  \tfoo(\"a\" \"b\");\n  \t        ^\n1 error"
     );
 }
+
+#[test]
+fn errors_inside_one_route_are_all_reported() {
+    let src = "route {\n  foo(;\n  if (a() { x(); }\n  $fu = 1;\n  switch ($var(x)) {\n    case 1: bar(,);\n    default: exit\n  }\n  ok();\n}\nroute[1] { baz( }\n";
+    let e = parse_str("r.cfg", src).unwrap_err();
+    let lines: Vec<u32> = e.errors.iter().map(|e| e.span.line).collect();
+    assert_eq!(lines, vec![2, 3, 4, 6, 8, 11], "{e}");
+}

@@ -25,6 +25,8 @@ pub struct Parser {
     depth: u32,
     in_switch: u32,
     in_while: u32,
+    /// a nesting error happened in this item: no statement-level recovery
+    bail: bool,
     seen_routes: HashSet<(RouteKind, RouteName)>,
 }
 
@@ -130,6 +132,7 @@ impl Parser {
             depth: 0,
             in_switch: 0,
             in_while: 0,
+            bail: false,
             seen_routes: HashSet::new(),
         }
     }
@@ -208,9 +211,43 @@ impl Parser {
         }
     }
 
+    /// After a failed statement: skip to just after the next `;` or to just before an
+    /// unmatched `}` (balancing braces on the way), so the enclosing block goes on and
+    /// later errors are reported too. Gives up (returns the failure) after a nesting
+    /// error or when too many errors were seen.
+    fn recover_stmt(&mut self, f: Fail) -> PResult<()> {
+        if self.bail || self.errors.len() >= MAX_ERRORS {
+            return Err(f);
+        }
+        let mut depth = 0usize;
+        loop {
+            match self.tok() {
+                Tok::Eof => return Err(f),
+                Tok::Semi if depth == 0 => {
+                    self.advance();
+                    return Ok(());
+                }
+                Tok::LBrace => depth += 1,
+                Tok::RBrace => {
+                    if depth == 0 {
+                        return Ok(());
+                    }
+                    depth -= 1;
+                    if depth == 0 {
+                        self.advance();
+                        return Ok(());
+                    }
+                }
+                _ => {}
+            }
+            self.advance();
+        }
+    }
+
     fn enter(&mut self) -> PResult<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
+            self.bail = true;
             let span = self.span();
             return self.error_at(span, "nesting too deep".into());
         }
@@ -244,6 +281,7 @@ impl Parser {
                 self.recover(start);
             }
             self.depth = 0;
+            self.bail = false;
             self.in_switch = 0;
             self.in_while = 0;
         }
@@ -715,19 +753,25 @@ impl Parser {
 
     fn block(&mut self) -> PResult<Block> {
         self.enter()?;
+        let r = self.block_inner();
+        self.leave();
+        r
+    }
+
+    fn block_inner(&mut self) -> PResult<Block> {
         self.expect(Tok::LBrace)?;
         let mut v = Vec::new();
         while !self.is(&Tok::RBrace) {
             if self.is(&Tok::Eof) {
-                self.leave();
                 return self.expected("`}`");
             }
-            if let Some(s) = self.stmt()? {
-                v.push(s);
+            match self.stmt() {
+                Ok(Some(s)) => v.push(s),
+                Ok(None) => {}
+                Err(f) => self.recover_stmt(f)?,
             }
         }
         self.advance();
-        self.leave();
         Ok(v)
     }
 
@@ -840,6 +884,10 @@ impl Parser {
                 self.expect_semi("`route(...)`")?;
                 Ok(Some(Stmt::Route { target, span }))
             }
+            "route" => {
+                self.advance();
+                self.expected("`(` after `route` (route(N) calls a route block)")
+            }
             "break" | "esac" if !next_is_paren => {
                 self.advance();
                 if self.in_switch == 0 && self.in_while == 0 {
@@ -945,8 +993,10 @@ impl Parser {
                     if self.is(&Tok::Eof) {
                         return self.expected("`}` to close `switch`");
                     }
-                    if let Some(s) = self.stmt()? {
-                        body.push(s);
+                    match self.stmt() {
+                        Ok(Some(s)) => body.push(s),
+                        Ok(None) => {}
+                        Err(f) => self.recover_stmt(f)?,
                     }
                 }
                 arms.push(Case {

@@ -1,1 +1,950 @@
-//! (to be written)
+//! The shm allocator: boundary tags, segregated free lists, coalescing on free.
+//!
+//! Layout of a managed region (all offsets 16-aligned):
+//!
+//! ```text
+//! [ Heap (rounded to 16) ][ hdr | payload ][ hdr | payload ] ... [ sentinel hdr ]
+//! ```
+//!
+//! Every block has a 16-byte header `{ prev_size, size | USED }`: `size` is the payload size
+//! (a multiple of 16, at least 16), `prev_size` the payload size of the physically previous
+//! block (0 for the first block), so both neighbours are reachable in O(1). The sentinel at
+//! the end is a used block of size 0. A free block keeps `next`/`prev` free-list links in its
+//! payload.
+//!
+//! Free lists: exact classes for payloads 16..=16384 (one per 16 bytes, LIFO, every block in
+//! the class fits), then one class per power of two above 16384 (first fit inside the class).
+//! A two-level bitmap finds the first non-empty class at or above a request in a few
+//! instructions. Invariants (checked by [`Heap::check`]): no two physically adjacent blocks
+//! are free (free coalesces with both neighbours), every free block is in exactly the list
+//! of its class, and a class's bitmap bit is set iff its list is non-empty.
+//!
+//! One [`FastLock`] inside the heap serialises alloc/free/realloc/stats (OpenSER's
+//! `mem_lock`).
+
+use std::cell::UnsafeCell;
+use std::fmt::Write as _;
+use std::ptr::{self, NonNull};
+
+use crate::lock::FastLock;
+
+/// Alignment of every payload (and granularity of sizes).
+pub const ALIGN: usize = 16;
+const HDR: usize = 16;
+const MIN_PAYLOAD: usize = 16;
+const USED: usize = 1;
+const SIZE_MASK: usize = !(ALIGN - 1);
+/// Largest payload with an exact size class (OpenSER's `F_MALLOC_OPTIMIZE`).
+pub const SMALL_LIMIT: usize = 16384;
+const NSMALL: usize = SMALL_LIMIT / ALIGN; // classes 0..1024: size = (c + 1) * 16
+const SMALL_LOG2: u32 = 14; // log2(SMALL_LIMIT)
+const NLARGE: usize = (usize::BITS - SMALL_LOG2) as usize; // one per power of two >= 2^14
+/// Number of size classes.
+pub const NCLASSES: usize = NSMALL + NLARGE;
+const NWORDS: usize = NCLASSES.div_ceil(64);
+const _: () = assert!(NWORDS <= 64);
+
+/// Memory statistics (OpenSER's `shmem:*` statistics plus the largest free block).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemStats {
+    /// Size of the managed region.
+    pub total: usize,
+    /// Sum of the payload sizes of allocated blocks.
+    pub used: usize,
+    /// `used` + block headers of allocated blocks + the heap header and end sentinel.
+    pub real_used: usize,
+    /// Peak of `real_used`.
+    pub max_used: usize,
+    /// `total - real_used` (free payloads plus their headers).
+    pub free: usize,
+    /// Number of free blocks.
+    pub fragments: usize,
+    /// Payload size of the biggest free block.
+    pub largest_free: usize,
+}
+
+#[repr(C)]
+struct Block {
+    prev_size: usize,
+    size: usize,
+}
+
+#[repr(C)]
+struct FreeLinks {
+    next: *mut Block,
+    prev: *mut Block,
+}
+
+#[repr(C)]
+struct State {
+    total: usize,
+    first: *mut Block,
+    sentinel: *mut Block,
+    used: usize,
+    free_bytes: usize, // sum of (HDR + size) of free blocks
+    max_used: usize,
+    fragments: usize,
+    summary: u64,
+    bitmap: [u64; NWORDS],
+    heads: [*mut Block; NCLASSES],
+    counts: [u32; NCLASSES],
+}
+
+/// An allocator living at the start of the region it manages.
+#[repr(C)]
+pub struct Heap {
+    lock: FastLock,
+    state: UnsafeCell<State>,
+}
+
+/// Bytes taken by the heap header at the start of the region.
+pub const HEAP_HEADER: usize = size_of::<Heap>().next_multiple_of(ALIGN);
+
+#[inline]
+fn size_class(size: usize) -> usize {
+    if size <= SMALL_LIMIT {
+        size / ALIGN - 1
+    } else {
+        NSMALL + (size.ilog2() - SMALL_LOG2) as usize
+    }
+}
+
+/// Rounds a request to a payload size; `None` on overflow.
+#[inline]
+fn round_request(size: usize) -> Option<usize> {
+    let s = size.max(MIN_PAYLOAD).checked_add(ALIGN - 1)?;
+    Some(s & SIZE_MASK)
+}
+
+// Block helpers. All take raw block pointers that the caller guarantees are block headers
+// inside the heap's region (every function below is only called with the lock held).
+
+/// # Safety
+/// `b` must be a block header inside the region.
+#[inline]
+unsafe fn bsize(b: *mut Block) -> usize {
+    // SAFETY: caller guarantees `b` is a valid header.
+    unsafe { (*b).size & SIZE_MASK }
+}
+/// # Safety
+/// `b` must be a block header inside the region.
+#[inline]
+unsafe fn is_used(b: *mut Block) -> bool {
+    // SAFETY: caller guarantees `b` is a valid header.
+    unsafe { (*b).size & USED != 0 }
+}
+/// # Safety
+/// `b` must be a block header inside the region, not the sentinel.
+#[inline]
+unsafe fn next_block(b: *mut Block) -> *mut Block {
+    // SAFETY: the next header is HDR + size bytes further, still inside the region since the
+    // sentinel ends it.
+    unsafe { b.cast::<u8>().add(HDR + bsize(b)).cast() }
+}
+/// # Safety
+/// `b` must be a block header inside the region, not the first block.
+#[inline]
+unsafe fn prev_block(b: *mut Block) -> *mut Block {
+    // SAFETY: `prev_size` is the payload size of the previous block, whose header is
+    // HDR + prev_size bytes before `b`.
+    unsafe { b.cast::<u8>().sub(HDR + (*b).prev_size).cast() }
+}
+/// # Safety
+/// `b` must be a free (or being-freed) block header with at least 16 payload bytes.
+#[inline]
+unsafe fn links(b: *mut Block) -> *mut FreeLinks {
+    // SAFETY: the payload follows the header and is at least MIN_PAYLOAD = 16 bytes.
+    unsafe { b.cast::<u8>().add(HDR).cast() }
+}
+/// Sets the size (and used flag) of `b` and the `prev_size` of its successor.
+///
+/// # Safety
+/// `b` must be a block header whose new extent `HDR + size` ends at a header inside the region.
+#[inline]
+unsafe fn set_size(b: *mut Block, size: usize, used: bool) {
+    // SAFETY: caller guarantees `b` and the block after its new extent are valid headers.
+    unsafe {
+        (*b).size = size | if used { USED } else { 0 };
+        (*next_block(b)).prev_size = size;
+    }
+}
+
+impl State {
+    /// # Safety
+    /// `b` is a free block header of this heap, not in any list.
+    unsafe fn insert(&mut self, b: *mut Block) {
+        // SAFETY: `b` is a free block of this heap with room for links; list heads are free
+        // blocks of this heap.
+        unsafe {
+            let size = bsize(b);
+            let c = size_class(size);
+            let head = self.heads[c];
+            (*links(b)).next = head;
+            (*links(b)).prev = ptr::null_mut();
+            if !head.is_null() {
+                (*links(head)).prev = b;
+            }
+            self.heads[c] = b;
+            self.counts[c] += 1;
+            self.bitmap[c / 64] |= 1 << (c % 64);
+            self.summary |= 1 << (c / 64);
+            self.free_bytes += HDR + size;
+            self.fragments += 1;
+        }
+    }
+
+    /// # Safety
+    /// `b` is a free block header currently in the list of its class.
+    unsafe fn unlink(&mut self, b: *mut Block) {
+        // SAFETY: `b` and its list neighbours are free blocks of this heap.
+        unsafe {
+            let size = bsize(b);
+            let c = size_class(size);
+            let FreeLinks { next, prev } = ptr::read(links(b));
+            if prev.is_null() {
+                self.heads[c] = next;
+            } else {
+                (*links(prev)).next = next;
+            }
+            if !next.is_null() {
+                (*links(next)).prev = prev;
+            }
+            self.counts[c] -= 1;
+            if self.heads[c].is_null() {
+                self.bitmap[c / 64] &= !(1 << (c % 64));
+                if self.bitmap[c / 64] == 0 {
+                    self.summary &= !(1 << (c / 64));
+                }
+            }
+            self.free_bytes -= HDR + size;
+            self.fragments -= 1;
+        }
+    }
+
+    /// First non-empty class >= `c`.
+    fn find_class(&self, c: usize) -> Option<usize> {
+        if c >= NCLASSES {
+            return None;
+        }
+        let w = c / 64;
+        let bits = self.bitmap[w] & (!0u64 << (c % 64));
+        if bits != 0 {
+            return Some(w * 64 + bits.trailing_zeros() as usize);
+        }
+        let higher = if w + 1 >= 64 { 0 } else { self.summary & (!0u64 << (w + 1)) };
+        if higher == 0 {
+            return None;
+        }
+        let w = higher.trailing_zeros() as usize;
+        Some(w * 64 + self.bitmap[w].trailing_zeros() as usize)
+    }
+
+    /// Finds and unlinks a free block with payload >= `need`.
+    fn take_fit(&mut self, need: usize) -> Option<*mut Block> {
+        let c = size_class(need);
+        if c >= NSMALL && self.bitmap[c / 64] & (1 << (c % 64)) != 0 {
+            // Large class: blocks may be smaller than `need`; first fit in the list.
+            let mut b = self.heads[c];
+            while !b.is_null() {
+                // SAFETY: list members are free blocks of this heap.
+                unsafe {
+                    if bsize(b) >= need {
+                        self.unlink(b);
+                        return Some(b);
+                    }
+                    b = (*links(b)).next;
+                }
+            }
+        }
+        // Any block of a higher class fits; an exact small class fits exactly.
+        let start = if c >= NSMALL { c + 1 } else { c };
+        let k = self.find_class(start)?;
+        let b = self.heads[k];
+        // SAFETY: the bitmap bit of `k` is set, so its head is a free block of this heap.
+        unsafe { self.unlink(b) };
+        Some(b)
+    }
+
+    /// Shrinks used block `b` to `need` when the tail is big enough to be a block; the tail
+    /// is freed (coalescing with a free successor).
+    ///
+    /// # Safety
+    /// `b` is a used block of this heap with `bsize(b) >= need`, `need` rounded.
+    unsafe fn split_used(&mut self, b: *mut Block, need: usize) {
+        // SAFETY: sizes stay within `b`'s old extent; the tail and successor are valid.
+        unsafe {
+            let size = bsize(b);
+            if size - need < HDR + MIN_PAYLOAD {
+                return;
+            }
+            set_size(b, need, true);
+            self.used -= size - need;
+            let tail = next_block(b);
+            let mut tail_size = size - need - HDR;
+            let after = next_block_of_size(tail, tail_size);
+            if !is_used(after) {
+                self.unlink(after);
+                tail_size += HDR + bsize(after);
+            }
+            set_size(tail, tail_size, false);
+            self.insert(tail);
+        }
+    }
+
+    fn note_peak(&mut self) {
+        let real = self.total - self.free_bytes;
+        if real > self.max_used {
+            self.max_used = real;
+        }
+    }
+
+    fn largest_free(&self) -> usize {
+        let mut top = None;
+        for w in (0..NWORDS).rev() {
+            if self.bitmap[w] != 0 {
+                top = Some(w * 64 + 63 - self.bitmap[w].leading_zeros() as usize);
+                break;
+            }
+        }
+        let Some(c) = top else { return 0 };
+        let mut best = 0;
+        let mut b = self.heads[c];
+        while !b.is_null() {
+            // SAFETY: list members are free blocks of this heap.
+            unsafe {
+                best = best.max(bsize(b));
+                if c < NSMALL {
+                    break;
+                }
+                b = (*links(b)).next;
+            }
+        }
+        best
+    }
+
+    fn stats(&self) -> MemStats {
+        let real_used = self.total - self.free_bytes;
+        MemStats {
+            total: self.total,
+            used: self.used,
+            real_used,
+            max_used: self.max_used,
+            free: self.free_bytes,
+            fragments: self.fragments,
+            largest_free: self.largest_free(),
+        }
+    }
+}
+
+/// # Safety
+/// `b` is a header position; `size` its (future) payload size within the region.
+#[inline]
+unsafe fn next_block_of_size(b: *mut Block, size: usize) -> *mut Block {
+    // SAFETY: caller guarantees the block after `b` of payload `size` is inside the region.
+    unsafe { b.cast::<u8>().add(HDR + size).cast() }
+}
+
+impl Heap {
+    /// Builds a heap over `len` bytes at `region` and returns it (it lives at `region`).
+    ///
+    /// # Safety
+    /// `region` must be 16-aligned, valid for reads and writes of `len` bytes for `'a`, and
+    /// used by nothing else (but this heap) for `'a`. `len` must be at least
+    /// [`Heap::min_region`].
+    ///
+    /// # Panics
+    /// When `len < Heap::min_region()` or `region` is misaligned (start-up configuration
+    /// errors).
+    pub unsafe fn init<'a>(region: *mut u8, len: usize) -> &'a Heap {
+        assert!(region as usize % ALIGN == 0, "shm heap region must be 16-aligned");
+        assert!(len >= Self::min_region(), "shm heap region too small");
+        let len = len & SIZE_MASK;
+        let heap = region.cast::<Heap>();
+        // SAFETY: `region` is aligned (checked) and valid for `len` >= HEAP_HEADER + 48 bytes
+        // (checked); nothing else uses it (caller). Blocks are written inside the region.
+        unsafe {
+            ptr::addr_of_mut!((*heap).lock).write(FastLock::new());
+            let st = UnsafeCell::raw_get(ptr::addr_of!((*heap).state));
+            ptr::write_bytes(st, 0, 1); // null heads, zero counts/bitmaps
+            let first = region.add(HEAP_HEADER).cast::<Block>();
+            let sentinel = region.add(len - HDR).cast::<Block>();
+            let first_size = len - HEAP_HEADER - 2 * HDR;
+            (*first).prev_size = 0;
+            (*sentinel).prev_size = first_size;
+            (*sentinel).size = USED;
+            set_size(first, first_size, false);
+            (*st).total = len;
+            (*st).first = first;
+            (*st).sentinel = sentinel;
+            (*st).insert(first);
+            (*st).max_used = len - (*st).free_bytes;
+            &*heap
+        }
+    }
+
+    /// Smallest region [`Heap::init`] accepts.
+    pub const fn min_region() -> usize {
+        HEAP_HEADER + 2 * HDR + MIN_PAYLOAD
+    }
+
+    /// Runs `f` on the state with the heap lock held.
+    #[inline]
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let _g = self.lock.lock();
+        // SAFETY: the state is only ever accessed through this function, under the lock, so
+        // this is the only live reference to it.
+        let st = unsafe { &mut *self.state.get() };
+        f(st)
+    }
+
+    /// The heap's lock (for `force_unlock_dead`).
+    pub fn lock_ref(&self) -> &FastLock {
+        &self.lock
+    }
+
+    /// Allocates `size` bytes (16-aligned). `None` when no free block is big enough.
+    pub fn alloc(&self, size: usize) -> Option<NonNull<u8>> {
+        let need = round_request(size)?;
+        if need > isize::MAX as usize {
+            return None;
+        }
+        self.with(|st| {
+            let b = st.take_fit(need)?;
+            // SAFETY: `b` is a block of this heap just unlinked from its list.
+            unsafe {
+                let size = bsize(b);
+                set_size(b, size, true);
+                st.used += size;
+                st.split_used(b, need);
+                st.note_peak();
+                NonNull::new(b.cast::<u8>().add(HDR))
+            }
+        })
+    }
+
+    /// Header of the block whose payload is `p`, if `p` looks like one of ours.
+    fn block_of(&self, p: NonNull<u8>) -> Option<*mut Block> {
+        // SAFETY: reading `first`/`sentinel`, which never change after init.
+        let (first, sentinel) = unsafe {
+            let st = self.state.get();
+            ((*st).first as usize, (*st).sentinel as usize)
+        };
+        let a = p.as_ptr() as usize;
+        if a % ALIGN != 0 || a < first + HDR || a > sentinel {
+            return None;
+        }
+        Some(p.as_ptr().wrapping_sub(HDR).cast())
+    }
+
+    /// Frees a block, coalescing with free neighbours. Pointers outside the heap and blocks
+    /// not marked used (double free) are ignored.
+    ///
+    /// # Safety
+    /// `p` must have been returned by this heap's `alloc`/`realloc` and not freed since; the
+    /// memory is not used afterwards.
+    pub unsafe fn free(&self, p: NonNull<u8>) {
+        let Some(b) = self.block_of(p) else { return };
+        self.with(|st| {
+            // SAFETY: `b` is the header of a block of this heap (caller's contract); its
+            // neighbours are reachable through the boundary tags.
+            unsafe {
+                if !is_used(b) {
+                    return; // double free: ignore rather than corrupt the lists
+                }
+                let mut b = b;
+                let mut size = bsize(b);
+                st.used -= size;
+                let next = next_block(b);
+                if !is_used(next) {
+                    st.unlink(next);
+                    size += HDR + bsize(next);
+                }
+                if b != st.first {
+                    let prev = prev_block(b);
+                    if !is_used(prev) {
+                        st.unlink(prev);
+                        size += HDR + bsize(prev);
+                        b = prev;
+                    }
+                }
+                set_size(b, size, false);
+                st.insert(b);
+            }
+        })
+    }
+
+    /// Usable payload size of an allocated block (>= the requested size).
+    ///
+    /// # Safety
+    /// `p` must be a live allocation of this heap.
+    pub unsafe fn usable_size(&self, p: NonNull<u8>) -> usize {
+        match self.block_of(p) {
+            // SAFETY: `b` is the header of a live block (caller's contract); the size word of
+            // a used block is only changed by its owner's realloc.
+            Some(b) => unsafe { bsize(b) },
+            None => 0,
+        }
+    }
+
+    /// Resizes a block. Shrinks in place; grows in place when the next block is free and
+    /// big enough; otherwise allocates, copies and frees. `None` (old block untouched) when
+    /// there is no room.
+    ///
+    /// # Safety
+    /// `p` must be a live allocation of this heap; on `Some(q)` with `q != p` the old pointer
+    /// is freed and must not be used.
+    pub unsafe fn realloc(&self, p: NonNull<u8>, new_size: usize) -> Option<NonNull<u8>> {
+        let need = round_request(new_size)?;
+        let b = self.block_of(p)?;
+        let in_place = self.with(|st| {
+            // SAFETY: `b` is a live used block (caller); its successor is a valid header.
+            unsafe {
+                let size = bsize(b);
+                if need <= size {
+                    st.split_used(b, need);
+                    return Ok(());
+                }
+                let next = next_block(b);
+                if !is_used(next) && size + HDR + bsize(next) >= need {
+                    let grown = size + HDR + bsize(next);
+                    st.unlink(next);
+                    set_size(b, grown, true);
+                    st.used += grown - size;
+                    st.split_used(b, need);
+                    st.note_peak();
+                    return Ok(());
+                }
+                Err(size)
+            }
+        });
+        let old_size = match in_place {
+            Ok(()) => return Some(p),
+            Err(s) => s,
+        };
+        let q = self.alloc(new_size)?;
+        // SAFETY: `q` is a fresh block of >= new_size > old_size bytes, disjoint from the
+        // live block `p` of `old_size` bytes; then `p` is freed (caller's contract).
+        unsafe {
+            ptr::copy_nonoverlapping(p.as_ptr(), q.as_ptr(), old_size);
+            self.free(p);
+        }
+        Some(q)
+    }
+
+    /// Current statistics.
+    pub fn stats(&self) -> MemStats {
+        self.with(|st| st.stats())
+    }
+
+    /// Human-readable status, like OpenSER's `fm_status`.
+    pub fn status_dump(&self) -> String {
+        self.with(|st| {
+            let s = st.stats();
+            let mut out = String::new();
+            let _ = writeln!(out, "shm heap status:");
+            let _ = writeln!(out, " heap size= {}", s.total);
+            let _ = writeln!(out, " used= {}, used+overhead={}, free={}", s.used, s.real_used, s.free);
+            let _ = writeln!(out, " max used (+overhead)= {}", s.max_used);
+            let _ = writeln!(out, " largest free= {}", s.largest_free);
+            let _ = writeln!(out, " dumping free list:");
+            let mut n = 0usize;
+            let mut bytes = 0usize;
+            for c in 0..NCLASSES {
+                if st.counts[c] == 0 {
+                    continue;
+                }
+                let mut sum = 0usize;
+                let mut b = st.heads[c];
+                while !b.is_null() {
+                    // SAFETY: list members are free blocks of this heap.
+                    unsafe {
+                        sum += bsize(b);
+                        b = (*links(b)).next;
+                    }
+                }
+                let (lo, hi) = if c < NSMALL {
+                    ((c + 1) * ALIGN, (c + 1) * ALIGN)
+                } else {
+                    let k = (c - NSMALL) as u32 + SMALL_LOG2;
+                    (1usize << k, (1usize << k).saturating_mul(2) - 1)
+                };
+                let _ = writeln!(
+                    out,
+                    " hash = {c:4} fragments no.: {:6}, bytes: {sum:10} - bucket size: {lo} - {hi}",
+                    st.counts[c]
+                );
+                n += st.counts[c] as usize;
+                bytes += sum;
+            }
+            let _ = writeln!(out, " TOTAL: {n} free fragments = {bytes} free bytes");
+            let _ = writeln!(out, "-----------------------------");
+            out
+        })
+    }
+
+    /// Walks every block and every free list and checks the heap's invariants.
+    pub fn check(&self) -> Result<(), String> {
+        self.with(|st| {
+            let lo = st.first as usize;
+            let hi = st.sentinel as usize;
+            let mut b = st.first;
+            let mut prev_size = 0usize;
+            let mut prev_free = false;
+            let (mut used, mut free_bytes, mut nfree, mut nused) = (0usize, 0usize, 0usize, 0);
+            // SAFETY: every pointer followed is checked to be inside [first, sentinel] first.
+            unsafe {
+                while b != st.sentinel {
+                    let a = b as usize;
+                    if a < lo || a > hi || a % ALIGN != 0 {
+                        return Err(format!("block {a:#x} outside heap or misaligned"));
+                    }
+                    let size = bsize(b);
+                    if (*b).size & (ALIGN - 1) & !USED != 0 || size < MIN_PAYLOAD {
+                        return Err(format!("block {a:#x}: bad size word {:#x}", (*b).size));
+                    }
+                    if (*b).prev_size != prev_size {
+                        return Err(format!(
+                            "block {a:#x}: prev_size {} != {prev_size}",
+                            (*b).prev_size
+                        ));
+                    }
+                    if a + HDR + size > hi {
+                        return Err(format!("block {a:#x} size {size} runs past the end"));
+                    }
+                    if is_used(b) {
+                        used += size;
+                        nused += 1;
+                        prev_free = false;
+                    } else {
+                        if prev_free {
+                            return Err(format!("block {a:#x}: two adjacent free blocks"));
+                        }
+                        let c = size_class(size);
+                        let mut m = st.heads[c];
+                        let mut found = false;
+                        let mut guard = 0usize;
+                        while !m.is_null() && guard <= st.fragments {
+                            if m == b {
+                                found = true;
+                                break;
+                            }
+                            m = (*links(m)).next;
+                            guard += 1;
+                        }
+                        if !found {
+                            return Err(format!("free block {a:#x} ({size}) not in class {c}"));
+                        }
+                        free_bytes += HDR + size;
+                        nfree += 1;
+                        prev_free = true;
+                    }
+                    prev_size = size;
+                    b = next_block(b);
+                }
+                if (*b).prev_size != prev_size || (*b).size != USED {
+                    return Err("bad sentinel".into());
+                }
+                let mut listed = 0usize;
+                for c in 0..NCLASSES {
+                    let mut m = st.heads[c];
+                    let mut prev: *mut Block = ptr::null_mut();
+                    let mut cnt = 0u32;
+                    while !m.is_null() {
+                        let a = m as usize;
+                        if a < lo || a >= hi || a % ALIGN != 0 {
+                            return Err(format!("class {c}: link {a:#x} outside heap"));
+                        }
+                        if is_used(m) || size_class(bsize(m)) != c {
+                            return Err(format!("class {c}: block {a:#x} used or wrong class"));
+                        }
+                        if (*links(m)).prev != prev {
+                            return Err(format!("class {c}: bad prev link at {a:#x}"));
+                        }
+                        cnt += 1;
+                        if cnt as usize > nfree {
+                            return Err(format!("class {c}: list cycle"));
+                        }
+                        prev = m;
+                        m = (*links(m)).next;
+                    }
+                    if cnt != st.counts[c] {
+                        return Err(format!("class {c}: count {} != {cnt}", st.counts[c]));
+                    }
+                    let bit = st.bitmap[c / 64] & (1 << (c % 64)) != 0;
+                    if bit != (cnt > 0) {
+                        return Err(format!("class {c}: bitmap bit {bit} with {cnt} blocks"));
+                    }
+                    listed += cnt as usize;
+                }
+                for w in 0..NWORDS {
+                    if (st.summary & (1 << w) != 0) != (st.bitmap[w] != 0) {
+                        return Err(format!("summary bit {w} wrong"));
+                    }
+                }
+                if listed != nfree || nfree != st.fragments {
+                    return Err(format!(
+                        "free blocks: walked {nfree}, listed {listed}, counted {}",
+                        st.fragments
+                    ));
+                }
+                if used != st.used {
+                    return Err(format!("used: walked {used}, counted {}", st.used));
+                }
+                if free_bytes != st.free_bytes {
+                    return Err(format!("free: walked {free_bytes}, counted {}", st.free_bytes));
+                }
+                let overhead = HEAP_HEADER + HDR + nused * HDR;
+                if used + overhead + free_bytes != st.total {
+                    return Err(format!(
+                        "used {used} + overhead {overhead} + free {free_bytes} != total {}",
+                        st.total
+                    ));
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// A 16-aligned private buffer.
+    struct Buf(Vec<u128>);
+    impl Buf {
+        fn new(len: usize) -> Buf {
+            Buf(vec![0u128; len.div_ceil(16)])
+        }
+        fn heap(&mut self) -> &Heap {
+            let len = self.0.len() * 16;
+            // SAFETY: the Vec is 16-aligned, `len` bytes long, and borrowed mutably for the
+            // life of the returned heap.
+            unsafe { Heap::init(self.0.as_mut_ptr().cast(), len) }
+        }
+    }
+
+    #[test]
+    fn classes() {
+        assert_eq!(size_class(16), 0);
+        assert_eq!(size_class(16384), NSMALL - 1);
+        assert_eq!(size_class(16400), NSMALL);
+        assert_eq!(size_class(32768), NSMALL + 1);
+        assert_eq!(size_class(usize::MAX & SIZE_MASK), NCLASSES - 1);
+        assert_eq!(round_request(0), Some(16));
+        assert_eq!(round_request(17), Some(32));
+        assert_eq!(round_request(usize::MAX), None);
+    }
+
+    #[test]
+    fn basic_alloc_free_coalesce() {
+        let mut buf = Buf::new(1 << 16);
+        let h = buf.heap();
+        let s0 = h.stats();
+        assert_eq!(s0.fragments, 1);
+        assert_eq!(s0.used, 0);
+        assert_eq!(s0.free, s0.total - s0.real_used);
+        let a = h.alloc(10).unwrap();
+        let b = h.alloc(100).unwrap();
+        let c = h.alloc(1000).unwrap();
+        assert_eq!(a.as_ptr() as usize % 16, 0);
+        h.check().unwrap();
+        assert_eq!(h.stats().used, 16 + 112 + 1008);
+        // SAFETY: a, b, c are live allocations of h.
+        unsafe {
+            h.free(b);
+            h.check().unwrap();
+            assert_eq!(h.stats().fragments, 2);
+            h.free(a);
+            h.check().unwrap();
+            assert_eq!(h.stats().fragments, 2);
+            h.free(c);
+        }
+        h.check().unwrap();
+        assert_eq!(h.stats(), MemStats { max_used: h.stats().max_used, ..s0 });
+        assert!(h.status_dump().contains("TOTAL: 1 free fragments"));
+    }
+
+    #[test]
+    fn realloc_grows_in_place_when_next_is_free() {
+        let mut buf = Buf::new(1 << 16);
+        let h = buf.heap();
+        let a = h.alloc(100).unwrap();
+        // SAFETY: `a` is live, 112 usable bytes.
+        unsafe {
+            ptr::write_bytes(a.as_ptr(), 0xAB, 100);
+            let b = h.realloc(a, 5000).unwrap();
+            assert_eq!(a, b);
+            assert!((0..100).all(|i| *b.as_ptr().add(i) == 0xAB));
+            let c = h.realloc(b, 50).unwrap();
+            assert_eq!(c, b);
+            h.check().unwrap();
+            h.free(c);
+        }
+        assert_eq!(h.stats().fragments, 1);
+    }
+
+    #[test]
+    fn exhaustion_returns_none_then_recovers() {
+        let mut buf = Buf::new(1 << 20);
+        let h = buf.heap();
+        let s0 = h.stats();
+        assert!(h.alloc(usize::MAX).is_none());
+        assert!(h.alloc(isize::MAX as usize).is_none());
+        assert!(h.alloc(2 << 20).is_none());
+        let mut ptrs = Vec::new();
+        let sizes = [24usize, 700, 5000, 17000, 64];
+        let mut i = 0;
+        while let Some(p) = h.alloc(sizes[i % sizes.len()]) {
+            ptrs.push(p);
+            i += 1;
+        }
+        // Fill the remaining crumbs with minimal blocks.
+        while let Some(p) = h.alloc(1) {
+            ptrs.push(p);
+        }
+        assert!(h.alloc(1).is_none());
+        h.check().unwrap();
+        assert!(h.stats().free < 64, "{:?}", h.stats());
+        // Free in an interleaved order to exercise both-side coalescing.
+        let (even, odd): (Vec<_>, Vec<_>) = ptrs.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+        for (_, p) in even.into_iter().chain(odd) {
+            // SAFETY: each pointer is live and freed once.
+            unsafe { h.free(*p) };
+        }
+        h.check().unwrap();
+        let s = h.stats();
+        assert_eq!(s.fragments, 1);
+        assert_eq!(s.largest_free, s0.largest_free);
+        assert_eq!(s.used, 0);
+        assert_eq!(s.real_used, s0.real_used);
+    }
+
+    #[test]
+    fn double_free_and_foreign_pointers_are_ignored() {
+        let mut buf = Buf::new(1 << 14);
+        let h = buf.heap();
+        let a = h.alloc(32).unwrap();
+        let mut x = 0u128;
+        // SAFETY: deliberately misusing free to check it is ignored, not corrupting.
+        unsafe {
+            h.free(a);
+            h.free(a);
+            h.free(NonNull::from(&mut x).cast());
+        }
+        h.check().unwrap();
+        assert_eq!(h.stats().fragments, 1);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Alloc(usize),
+        Free(usize),
+        Realloc(usize, usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1usize..20000).prop_map(Op::Alloc),
+            3 => any::<usize>().prop_map(Op::Free),
+            2 => (any::<usize>(), 1usize..20000).prop_map(|(i, s)| Op::Realloc(i, s)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+        #[test]
+        fn model_based(ops in proptest::collection::vec(op(), 1..200)) {
+            let mut buf = Buf::new(512 * 1024);
+            let h = buf.heap();
+            let region = buf_range(h);
+            let s0 = h.stats();
+            // model: addr -> (requested len, fill byte)
+            let mut live: BTreeMap<usize, (usize, u8)> = BTreeMap::new();
+            let mut tag: u8 = 0;
+            for op in ops {
+                tag = tag.wrapping_add(1);
+                match op {
+                    Op::Alloc(n) => {
+                        if let Some(p) = h.alloc(n) {
+                            let a = p.as_ptr() as usize;
+                            prop_assert_eq!(a % 16, 0);
+                            // SAFETY: fresh allocation of >= n bytes.
+                            unsafe { ptr::write_bytes(p.as_ptr(), tag, n) };
+                            live.insert(a, (n, tag));
+                        } else {
+                            prop_assert!(h.stats().largest_free < n);
+                        }
+                    }
+                    Op::Free(i) => {
+                        if live.is_empty() { continue; }
+                        let a = *live.keys().nth(i % live.len()).unwrap();
+                        let (n, t) = live.remove(&a).unwrap();
+                        // SAFETY: `a` is a live allocation holding n bytes of t.
+                        unsafe {
+                            prop_assert!(std::slice::from_raw_parts(a as *const u8, n).iter().all(|&b| b == t));
+                            h.free(NonNull::new_unchecked(a as *mut u8));
+                        }
+                    }
+                    Op::Realloc(i, n) => {
+                        if live.is_empty() { continue; }
+                        let a = *live.keys().nth(i % live.len()).unwrap();
+                        let (old, t) = live[&a];
+                        // SAFETY: `a` is a live allocation of h.
+                        let r = unsafe { h.realloc(NonNull::new_unchecked(a as *mut u8), n) };
+                        match r {
+                            Some(q) => {
+                                live.remove(&a);
+                                let keep = old.min(n);
+                                // SAFETY: q holds >= n bytes, the first `keep` preserved.
+                                unsafe {
+                                    prop_assert!(std::slice::from_raw_parts(q.as_ptr(), keep).iter().all(|&b| b == t));
+                                    ptr::write_bytes(q.as_ptr(), tag, n);
+                                }
+                                live.insert(q.as_ptr() as usize, (n, tag));
+                            }
+                            None => {
+                                prop_assert!(h.stats().largest_free < n);
+                            }
+                        }
+                    }
+                }
+                h.check().map_err(TestCaseError::fail)?;
+                // ranges: disjoint, inside the region, usable >= requested
+                let mut end = 0usize;
+                let mut used = 0usize;
+                for (&a, &(n, _)) in &live {
+                    // SAFETY: `a` is live.
+                    let u = unsafe { h.usable_size(NonNull::new_unchecked(a as *mut u8)) };
+                    prop_assert!(u >= n && u <= round_request(n).unwrap() + 16);
+                    prop_assert!(a >= end, "overlap at {:#x}", a);
+                    prop_assert!(a >= region.0 && a + u <= region.1);
+                    end = a + u;
+                    used += u;
+                }
+                let s = h.stats();
+                prop_assert_eq!(s.used, used);
+                prop_assert_eq!(s.free, s.total - s.real_used);
+                prop_assert_eq!(s.real_used, used + s0.real_used + live.len() * 16);
+                prop_assert!(s.max_used >= s.real_used);
+            }
+            for (&a, _) in &live {
+                // SAFETY: each live allocation is freed once.
+                unsafe { h.free(NonNull::new_unchecked(a as *mut u8)) };
+            }
+            h.check().map_err(TestCaseError::fail)?;
+            let s = h.stats();
+            prop_assert_eq!(s.fragments, 1);
+            prop_assert_eq!(s.largest_free, s0.largest_free);
+            prop_assert_eq!(s.used, 0);
+            prop_assert_eq!(s.real_used, s0.real_used);
+        }
+    }
+
+    fn buf_range(h: &Heap) -> (usize, usize) {
+        let base = h as *const Heap as usize;
+        (base + HEAP_HEADER, base + h.stats().total - HDR)
+    }
+}

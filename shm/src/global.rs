@@ -1,1 +1,299 @@
-//! (to be written)
+//! The process-wide segment: created once by the attendant before it forks.
+//!
+//! Segment layout:
+//!
+//! ```text
+//! [ Header: magic, size, held-lock table [MAX_PROCS][HELD_PER_PROC] ][ Heap ... ]
+//! ```
+//!
+//! The base address, the heap pointer, this process's slot and its cached pid are
+//! process-private statics: the first two are set before fork and inherited; the slot and
+//! pid are set by [`set_process_slot`] in each child (and the pid cache is also cleared by a
+//! `pthread_atfork` child handler, so a child that forgets still records its own pid).
+
+use std::io;
+use std::ptr::NonNull;
+use std::sync::Once;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+
+use crate::alloc::{ALIGN, Heap, MemStats};
+use crate::lock::FastLock;
+use crate::ptr::{ShmPtr, ShmSafe};
+use crate::segment::Segment;
+
+/// Process slots in the held-lock table (process-table indexes; the attendant is 0).
+pub const MAX_PROCS: usize = 512;
+/// Locks one process may hold at once and still have recorded for force-release.
+pub const HELD_PER_PROC: usize = 8;
+const MAGIC: u64 = 0x6f70_656e_7365_7231; // "openser1"
+
+#[repr(C)]
+struct Header {
+    magic: u64,
+    size: usize,
+    /// Acquisitions that found no free entry in their slot (not force-releasable).
+    held_overflow: AtomicUsize,
+    held: [[AtomicUsize; HELD_PER_PROC]; MAX_PROCS],
+}
+
+const HEADER_SIZE: usize = size_of::<Header>().next_multiple_of(ALIGN);
+
+static SEG_BASE: AtomicUsize = AtomicUsize::new(0);
+static SEG_LEN: AtomicUsize = AtomicUsize::new(0);
+static HEAP: AtomicPtr<Heap> = AtomicPtr::new(std::ptr::null_mut());
+static SLOT: AtomicUsize = AtomicUsize::new(0);
+static PID: AtomicU32 = AtomicU32::new(0);
+static ATFORK: Once = Once::new();
+
+extern "C" fn atfork_child() {
+    PID.store(0, Ordering::Relaxed);
+}
+
+fn register_atfork() {
+    ATFORK.call_once(|| {
+        // SAFETY: registers a child handler that only stores to an atomic (async-signal-safe);
+        // no prepare/parent handlers.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(atfork_child));
+        }
+    });
+}
+
+/// This process's pid, cached (recomputed after fork).
+#[inline]
+pub fn current_pid() -> u32 {
+    let p = PID.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    register_atfork();
+    // SAFETY: getpid has no preconditions.
+    let p = unsafe { libc::getpid() } as u32;
+    PID.store(p, Ordering::Relaxed);
+    p
+}
+
+fn header() -> Option<&'static Header> {
+    let base = SEG_BASE.load(Ordering::Acquire);
+    if base == 0 {
+        return None;
+    }
+    // SAFETY: `base` is the start of the segment set by `init`, which wrote a Header there
+    // (all-zero atomics are valid); the segment is never unmapped.
+    Some(unsafe { &*(base as *const Header) })
+}
+
+/// The global heap, if [`init`] has run.
+pub fn heap() -> Option<&'static Heap> {
+    let h = HEAP.load(Ordering::Acquire);
+    // SAFETY: set once by `init` to a heap living in the never-unmapped segment.
+    unsafe { h.as_ref() }
+}
+
+/// Whether `addr` lies inside the global segment.
+pub fn contains(addr: usize) -> bool {
+    let base = SEG_BASE.load(Ordering::Acquire);
+    base != 0 && addr >= base && addr < base + SEG_LEN.load(Ordering::Relaxed)
+}
+
+/// Creates the segment (`size` bytes, rounded up to a page), the held-lock table and the
+/// heap. Once, in the attendant, before the first fork; a second call is an error.
+pub fn init(size: usize) -> Result<(), io::Error> {
+    if is_initialized() {
+        return Err(io::Error::new(io::ErrorKind::AlreadyExists, "shm already initialised"));
+    }
+    if size < HEADER_SIZE + Heap::min_region() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "shm size too small"));
+    }
+    let seg = Segment::create(size)?;
+    let base = seg.base();
+    // SAFETY: the fresh mapping is zeroed, page-aligned and `seg.len()` >= HEADER_SIZE +
+    // Heap::min_region() bytes long; the header goes at its start and the heap right after
+    // (16-aligned). Nothing else uses the mapping yet.
+    let heap = unsafe {
+        let h = base.cast::<Header>();
+        (*h).magic = MAGIC;
+        (*h).size = seg.len();
+        Heap::init(base.add(HEADER_SIZE), seg.len() - HEADER_SIZE)
+    };
+    register_atfork();
+    SEG_LEN.store(seg.len(), Ordering::Relaxed);
+    HEAP.store(heap as *const Heap as *mut Heap, Ordering::Release);
+    SEG_BASE.store(base as usize, Ordering::Release);
+    // The mapping is never unmapped: `Segment` has no Drop and we keep only its address.
+    Ok(())
+}
+
+/// Whether [`init`] has run (in this process or an ancestor).
+pub fn is_initialized() -> bool {
+    SEG_BASE.load(Ordering::Acquire) != 0
+}
+
+/// Records this process's slot (its process-table index; the attendant is 0) and caches its
+/// pid. Call right after fork in every child.
+pub fn set_process_slot(slot: usize) {
+    SLOT.store(slot, Ordering::Relaxed);
+    register_atfork();
+    // SAFETY: getpid has no preconditions.
+    PID.store(unsafe { libc::getpid() } as u32, Ordering::Relaxed);
+}
+
+/// This process's slot (0 unless [`set_process_slot`] said otherwise).
+pub fn process_slot() -> usize {
+    SLOT.load(Ordering::Relaxed)
+}
+
+/// Records `lock` in this process's held-lock slot, if it lives in the segment.
+pub(crate) fn record_lock(lock: &FastLock) -> Option<&'static AtomicUsize> {
+    let addr = lock as *const FastLock as usize;
+    if !contains(addr) {
+        return None;
+    }
+    let h = header()?;
+    let row = h.held.get(SLOT.load(Ordering::Relaxed))?;
+    for e in row {
+        if e.compare_exchange(0, addr, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            return Some(e);
+        }
+    }
+    h.held_overflow.fetch_add(1, Ordering::Relaxed);
+    None
+}
+
+/// Clears a record made by [`record_lock`] (after the lock was released).
+#[inline]
+pub(crate) fn clear_record(rec: Option<&'static AtomicUsize>, lock: &FastLock) {
+    if let Some(e) = rec {
+        let _ = e.compare_exchange(
+            lock as *const FastLock as usize,
+            0,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// Releases every lock recorded for process `slot` that is still owned by `pid` (a reaped
+/// child), plus the heap lock if that pid holds it. Returns how many locks were released.
+/// Call in the attendant after `waitpid`. A structure whose lock is force-released may be
+/// half-updated; the caller logs it (OpenSER shuts down when a child dies).
+pub fn force_unlock_dead(slot: usize, pid: u32) -> usize {
+    let Some(h) = header() else { return 0 };
+    if pid == 0 {
+        return 0;
+    }
+    let mut n = 0;
+    if let Some(row) = h.held.get(slot) {
+        for e in row {
+            let a = e.load(Ordering::Acquire);
+            if a == 0 || !contains(a) || a % align_of::<FastLock>() != 0 {
+                continue;
+            }
+            // SAFETY: only addresses of FastLocks inside the segment are recorded (checked
+            // again above); the segment is never unmapped, so this reads a FastLock (or, if it
+            // was freed meanwhile, plain shm bytes, which an atomic read tolerates).
+            let lock = unsafe { &*(a as *const FastLock) };
+            if lock.force_unlock(pid) {
+                n += 1;
+                let _ = e.compare_exchange(a, 0, Ordering::Release, Ordering::Relaxed);
+            } else if !lock.is_locked() {
+                let _ = e.compare_exchange(a, 0, Ordering::Release, Ordering::Relaxed);
+            }
+        }
+    }
+    if let Some(heap) = heap() {
+        if heap.lock_ref().force_unlock(pid) {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Acquisitions that could not be recorded because a process held more than
+/// [`HELD_PER_PROC`] locks at once.
+pub fn held_overflow() -> usize {
+    header().map_or(0, |h| h.held_overflow.load(Ordering::Relaxed))
+}
+
+/// Moves `val` into shm. `None` when shm is full or not initialised, or `T` needs an
+/// alignment above 16.
+pub fn alloc<T: ShmSafe>(val: T) -> Option<ShmPtr<T>> {
+    if align_of::<T>() > ALIGN {
+        return None;
+    }
+    let p = alloc_bytes(size_of::<T>().max(1))?.cast::<T>();
+    // SAFETY: `p` is a fresh, 16-aligned allocation of at least size_of::<T>() bytes.
+    unsafe {
+        p.as_ptr().write(val);
+        Some(ShmPtr::from_raw(p.as_ptr()))
+    }
+}
+
+/// Frees a value allocated by [`alloc`] or [`alloc_zeroed_array`] (no destructor runs:
+/// `ShmSafe` types have none). Null is ignored.
+///
+/// # Safety
+/// `p` must come from this module's allocation functions and not be freed yet; no copy of
+/// it may be used afterwards.
+pub unsafe fn free<T: ShmSafe>(p: ShmPtr<T>) {
+    if let Some(nn) = NonNull::new(p.as_ptr().cast::<u8>()) {
+        // SAFETY: forwarded contract.
+        unsafe { free_bytes(nn) };
+    }
+}
+
+/// `size` raw bytes (16-aligned) from the global heap.
+pub fn alloc_bytes(size: usize) -> Option<NonNull<u8>> {
+    heap()?.alloc(size)
+}
+
+/// Frees bytes from [`alloc_bytes`].
+///
+/// # Safety
+/// `p` must come from [`alloc_bytes`] (or the typed allocators) and not be freed yet; the
+/// memory is not used afterwards.
+pub unsafe fn free_bytes(p: NonNull<u8>) {
+    if let Some(h) = heap() {
+        // SAFETY: forwarded contract.
+        unsafe { h.free(p) };
+    }
+}
+
+/// Resizes bytes from [`alloc_bytes`] (see [`Heap::realloc`]).
+///
+/// # Safety
+/// As [`Heap::realloc`].
+pub unsafe fn realloc_bytes(p: NonNull<u8>, new_size: usize) -> Option<NonNull<u8>> {
+    // SAFETY: forwarded contract.
+    unsafe { heap()?.realloc(p, new_size) }
+}
+
+/// An array of `n` zero-filled `T`s. Only for types whose all-zero bytes are a valid value:
+/// integers, atomics, [`FastLock`] (free), null [`ShmPtr`], empty [`ShmStr`](crate::ShmStr),
+/// arrays and `#[repr(C)]` structs of those. `None` when full or on size overflow.
+pub fn alloc_zeroed_array<T: ShmSafe>(n: usize) -> Option<ShmPtr<T>> {
+    if align_of::<T>() > ALIGN {
+        return None;
+    }
+    let bytes = size_of::<T>().checked_mul(n)?.max(1);
+    let p = alloc_bytes(bytes)?;
+    // SAFETY: `p` is a fresh allocation of `bytes` bytes; zero is a valid T by this
+    // function's documented rule.
+    unsafe {
+        std::ptr::write_bytes(p.as_ptr(), 0, bytes);
+        Some(ShmPtr::from_raw(p.as_ptr().cast()))
+    }
+}
+
+/// Global heap statistics (all zero when not initialised).
+pub fn stats() -> MemStats {
+    heap().map(Heap::stats).unwrap_or_default()
+}
+
+/// Global heap status dump (OpenSER's `fm_status`).
+pub fn status_dump() -> String {
+    match heap() {
+        Some(h) => h.status_dump(),
+        None => "shm not initialised\n".to_string(),
+    }
+}

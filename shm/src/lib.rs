@@ -15,11 +15,11 @@ pub mod lock;
 pub mod ptr;
 pub mod segment;
 
-// The re-exports below are the contract; they are enabled once the modules exist.
-// pub use alloc::{Heap, MemStats};
-// pub use global::{
-//     alloc, alloc_bytes, alloc_zeroed_array, force_unlock_dead, free, free_bytes, init,
-//     is_initialized, set_process_slot, stats, status_dump,
-// };
-// pub use lock::{FastLock, FastLockGuard, LockSet};
-// pub use ptr::{ShmPtr, ShmSafe, ShmStr};
+pub use alloc::{Heap, MemStats};
+pub use global::{
+    alloc, alloc_bytes, alloc_zeroed_array, force_unlock_dead, free, free_bytes, init,
+    is_initialized, set_process_slot, stats, status_dump,
+};
+pub use lock::{FastLock, FastLockGuard, LockSet};
+pub use ptr::{ShmPtr, ShmSafe, ShmStr};
+pub use segment::Segment;

@@ -64,9 +64,16 @@ pub(super) fn dispose<T: ShmSafe>(p: ShmPtr<T>) {
     unsafe { shm::free(p) }
 }
 
-/// Free a string owned by an object being disposed.
+/// Free a string owned by an object being disposed (the string came from
+/// `ShmStr::new`, its owner is unlinked or was never published, and it is freed once).
 pub(super) fn dispose_str(s: ShmStr) {
-    // SAFETY: module invariant: the string came from `ShmStr::new`, its owner has been
-    // unlinked (or never published) and it is freed exactly once.
-    unsafe { s.free() }
+    s.free()
 }
+
+// SAFETY: a `UDomain` is immutable after creation; what its `ShmPtr`s reach is either
+// atomics (statistics, locks) or slot data accessed only while holding that slot's
+// `FastLock`, a compare-and-swap from 0 that excludes other threads as well as other
+// processes. Sharing or sending the handle therefore cannot cause a data race.
+unsafe impl Sync for super::udomain::UDomain {}
+// SAFETY: as above; the handle owns nothing thread-affine.
+unsafe impl Send for super::udomain::UDomain {}

@@ -86,7 +86,13 @@ impl UDomain {
         });
         let mut ok = stats_ptr.is_some();
         while ok && heads.len() < n {
-            match (shm::alloc(FastLock::new()), shm::alloc(SlotHead { first: ShmPtr::null(), n: 0 })) {
+            match (
+                shm::alloc(FastLock::new()),
+                shm::alloc(SlotHead {
+                    first: ShmPtr::null(),
+                    n: 0,
+                }),
+            ) {
                 (Some(l), Some(h)) => {
                     lock_ptrs.push(l);
                     heads.push(h);
@@ -246,7 +252,9 @@ impl<'d> SlotGuard<'d> {
     /// Ids of all records of the locked slot.
     pub fn records(&self) -> Vec<RecordId> {
         let mut out = Vec::new();
-        let mut p = get(self, self.head()).map(|h| h.first).unwrap_or(ShmPtr::null());
+        let mut p = get(self, self.head())
+            .map(|h| h.first)
+            .unwrap_or(ShmPtr::null());
         while let Some(r) = get(self, p) {
             out.push(RecordId(p));
             p = r.next;
@@ -258,7 +266,9 @@ impl<'d> SlotGuard<'d> {
     pub fn get_urecord(&self, aor: &[u8]) -> Option<RecordId> {
         let cs = self.dom.case_sensitive;
         let hash = ul_hash(aor, cs);
-        let mut p = get(self, self.head()).map(|h| h.first).unwrap_or(ShmPtr::null());
+        let mut p = get(self, self.head())
+            .map(|h| h.first)
+            .unwrap_or(ShmPtr::null());
         while let Some(r) = get(self, p) {
             if r.hash == hash && aor_eq(r.aor.as_bytes(), aor, cs) {
                 return Some(RecordId(p));
@@ -272,11 +282,11 @@ impl<'d> SlotGuard<'d> {
     /// locked slot (`WrongSlot` otherwise) and should not exist yet (not checked, as in
     /// OpenSER: call [`SlotGuard::get_urecord`] first).
     pub fn insert_urecord(&mut self, aor: &[u8]) -> Result<RecordId, UlError> {
-        if self.dom.slot_of(aor) != self.slot {
-            return Err(UlError::WrongSlot);
-        }
         if aor.is_empty() || aor.len() > usize::from(u16::MAX) {
             return Err(UlError::TooLong);
+        }
+        if self.dom.slot_of(aor) != self.slot {
+            return Err(UlError::WrongSlot);
         }
         let aor_s = ShmStr::new(aor).ok_or(UlError::NoMemory)?;
         let head = self.head();
@@ -341,7 +351,11 @@ impl<'d> SlotGuard<'d> {
             self.remove_contact(rp, first);
         }
         let (prev, next, aor) = match get_mut(self, rp) {
-            Some(r) => (r.prev, r.next, std::mem::replace(&mut r.aor, ShmStr::empty())),
+            Some(r) => (
+                r.prev,
+                r.next,
+                std::mem::replace(&mut r.aor, ShmStr::empty()),
+            ),
             None => return,
         };
         if let Some(n) = get_mut(self, next) {
@@ -366,7 +380,9 @@ impl<'d> SlotGuard<'d> {
 
     /// Expire contacts of the locked slot at `now` and drop empty records.
     fn expire_slot(&mut self, now: i64) {
-        let mut rp = get(self, self.head()).map(|h| h.first).unwrap_or(ShmPtr::null());
+        let mut rp = get(self, self.head())
+            .map(|h| h.first)
+            .unwrap_or(ShmPtr::null());
         while let Some(rec) = get(self, rp) {
             let next_rec = rec.next;
             let mut cp = rec.contacts;

@@ -77,7 +77,9 @@ impl SlotGuard<'_> {
     /// The AOR of a record.
     pub fn aor(&self, r: RecordId) -> Result<Vec<u8>, UlError> {
         let p = self.check_record(r)?;
-        Ok(get(self, p).map(|r| r.aor.as_bytes().to_vec()).unwrap_or_default())
+        Ok(get(self, p)
+            .map(|r| r.aor.as_bytes().to_vec())
+            .unwrap_or_default())
     }
 
     /// Number of contacts of a record.
@@ -107,13 +109,11 @@ impl SlotGuard<'_> {
                         return Ok(Match::InvalidCseq);
                     }
                     if cseq == c.cseq {
-                        return Ok(
-                            if c.last_modified + self.domain().cseq_delay > now {
-                                Match::Retransmission
-                            } else {
-                                Match::InvalidCseq
-                            },
-                        );
+                        return Ok(if c.last_modified + self.domain().cseq_delay > now {
+                            Match::Retransmission
+                        } else {
+                            Match::InvalidCseq
+                        });
                     }
                 }
                 return Ok(Match::Found(ContactId(p)));
@@ -131,7 +131,8 @@ impl SlotGuard<'_> {
 
     /// Private copies of all contacts of a record, in list order (best first).
     pub fn contacts(&self, r: RecordId) -> Result<Vec<ContactInfo>, UlError> {
-        Ok(self.contact_ids(r)?
+        Ok(self
+            .contact_ids(r)?
             .into_iter()
             .filter_map(|id| get(self, id.0).map(UContact::to_info))
             .collect())
@@ -277,7 +278,8 @@ impl SlotGuard<'_> {
     }
 
     fn unlink_contact(&mut self, rp: ShmPtr<URecord>, cp: ShmPtr<UContact>) {
-        let (prev, next) = get(self, cp).map_or((ShmPtr::null(), ShmPtr::null()), |c| (c.prev, c.next));
+        let (prev, next) =
+            get(self, cp).map_or((ShmPtr::null(), ShmPtr::null()), |c| (c.prev, c.next));
         if let Some(n) = get_mut(self, next) {
             n.prev = prev;
         }

@@ -231,7 +231,11 @@ impl State {
         if bits != 0 {
             return Some(w * 64 + bits.trailing_zeros() as usize);
         }
-        let higher = if w + 1 >= 64 { 0 } else { self.summary & (!0u64 << (w + 1)) };
+        let higher = if w + 1 >= 64 {
+            0
+        } else {
+            self.summary & (!0u64 << (w + 1))
+        };
         if higher == 0 {
             return None;
         }
@@ -356,7 +360,10 @@ impl Heap {
     /// When `len < Heap::min_region()` or `region` is misaligned (start-up configuration
     /// errors).
     pub unsafe fn init<'a>(region: *mut u8, len: usize) -> &'a Heap {
-        assert!(region as usize % ALIGN == 0, "shm heap region must be 16-aligned");
+        assert!(
+            (region as usize).is_multiple_of(ALIGN),
+            "shm heap region must be 16-aligned"
+        );
         assert!(len >= Self::min_region(), "shm heap region too small");
         let len = len & SIZE_MASK;
         let heap = region.cast::<Heap>();
@@ -430,7 +437,7 @@ impl Heap {
             ((*st).first as usize, (*st).sentinel as usize)
         };
         let a = p.as_ptr() as usize;
-        if a % ALIGN != 0 || a < first + HDR || a > sentinel {
+        if !a.is_multiple_of(ALIGN) || a < first + HDR || a > sentinel {
             return None;
         }
         Some(p.as_ptr().wrapping_sub(HDR).cast())
@@ -543,7 +550,11 @@ impl Heap {
             let mut out = String::new();
             let _ = writeln!(out, "shm heap status:");
             let _ = writeln!(out, " heap size= {}", s.total);
-            let _ = writeln!(out, " used= {}, used+overhead={}, free={}", s.used, s.real_used, s.free);
+            let _ = writeln!(
+                out,
+                " used= {}, used+overhead={}, free={}",
+                s.used, s.real_used, s.free
+            );
             let _ = writeln!(out, " max used (+overhead)= {}", s.max_used);
             let _ = writeln!(out, " largest free= {}", s.largest_free);
             let _ = writeln!(out, " dumping free list:");
@@ -595,7 +606,7 @@ impl Heap {
             unsafe {
                 while b != st.sentinel {
                     let a = b as usize;
-                    if a < lo || a > hi || a % ALIGN != 0 {
+                    if a < lo || a > hi || !a.is_multiple_of(ALIGN) {
                         return Err(format!("block {a:#x} outside heap or misaligned"));
                     }
                     let size = bsize(b);
@@ -651,7 +662,7 @@ impl Heap {
                     let mut cnt = 0u32;
                     while !m.is_null() {
                         let a = m as usize;
-                        if a < lo || a >= hi || a % ALIGN != 0 {
+                        if a < lo || a >= hi || !a.is_multiple_of(ALIGN) {
                             return Err(format!("class {c}: link {a:#x} outside heap"));
                         }
                         if is_used(m) || size_class(bsize(m)) != c {
@@ -691,7 +702,10 @@ impl Heap {
                     return Err(format!("used: walked {used}, counted {}", st.used));
                 }
                 if free_bytes != st.free_bytes {
-                    return Err(format!("free: walked {free_bytes}, counted {}", st.free_bytes));
+                    return Err(format!(
+                        "free: walked {free_bytes}, counted {}",
+                        st.free_bytes
+                    ));
                 }
                 let overhead = HEAP_HEADER + HDR + nused * HDR;
                 if used + overhead + free_bytes != st.total {
@@ -763,7 +777,13 @@ mod tests {
             h.free(c);
         }
         h.check().unwrap();
-        assert_eq!(h.stats(), MemStats { max_used: h.stats().max_used, ..s0 });
+        assert_eq!(
+            h.stats(),
+            MemStats {
+                max_used: h.stats().max_used,
+                ..s0
+            }
+        );
         assert!(h.status_dump().contains("TOTAL: 1 free fragments"));
     }
 
@@ -930,7 +950,7 @@ mod tests {
                 prop_assert_eq!(s.real_used, used + s0.real_used + live.len() * 16);
                 prop_assert!(s.max_used >= s.real_used);
             }
-            for (&a, _) in &live {
+            for &a in live.keys() {
                 // SAFETY: each live allocation is freed once.
                 unsafe { h.free(NonNull::new_unchecked(a as *mut u8)) };
             }

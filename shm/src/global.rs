@@ -100,10 +100,16 @@ pub fn contains(addr: usize) -> bool {
 /// heap. Once, in the attendant, before the first fork; a second call is an error.
 pub fn init(size: usize) -> Result<(), io::Error> {
     if is_initialized() {
-        return Err(io::Error::new(io::ErrorKind::AlreadyExists, "shm already initialised"));
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "shm already initialised",
+        ));
     }
     if size < HEADER_SIZE + Heap::min_region() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "shm size too small"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "shm size too small",
+        ));
     }
     let seg = Segment::create(size)?;
     let base = seg.base();
@@ -152,7 +158,9 @@ pub(crate) fn record_lock(lock: &FastLock) -> Option<&'static AtomicUsize> {
     let h = header()?;
     let row = h.held.get(SLOT.load(Ordering::Relaxed))?;
     for e in row {
-        if e.compare_exchange(0, addr, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+        if e.compare_exchange(0, addr, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
             return Some(e);
         }
     }
@@ -186,7 +194,7 @@ pub fn force_unlock_dead(slot: usize, pid: u32) -> usize {
     if let Some(row) = h.held.get(slot) {
         for e in row {
             let a = e.load(Ordering::Acquire);
-            if a == 0 || !contains(a) || a % align_of::<FastLock>() != 0 {
+            if a == 0 || !contains(a) || !a.is_multiple_of(align_of::<FastLock>()) {
                 continue;
             }
             // SAFETY: only addresses of FastLocks inside the segment are recorded (checked
@@ -201,10 +209,10 @@ pub fn force_unlock_dead(slot: usize, pid: u32) -> usize {
             }
         }
     }
-    if let Some(heap) = heap() {
-        if heap.lock_ref().force_unlock(pid) {
-            n += 1;
-        }
+    if let Some(heap) = heap()
+        && heap.lock_ref().force_unlock(pid)
+    {
+        n += 1;
     }
     n
 }

@@ -43,12 +43,16 @@ pub struct FastLockGuard<'a> {
 impl FastLock {
     /// A free lock.
     pub const fn new() -> Self {
-        FastLock { owner: AtomicU32::new(0) }
+        FastLock {
+            owner: AtomicU32::new(0),
+        }
     }
 
     #[inline]
     fn try_acquire(&self, pid: u32) -> bool {
-        self.owner.compare_exchange(0, pid, Ordering::Acquire, Ordering::Relaxed).is_ok()
+        self.owner
+            .compare_exchange(0, pid, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// Takes the lock, spinning then yielding until it is free. Not re-entrant: taking a lock
@@ -60,7 +64,11 @@ impl FastLock {
         if !self.try_acquire(pid) {
             self.lock_slow(pid);
         }
-        FastLockGuard { lock: self, record, _not_send: PhantomData }
+        FastLockGuard {
+            lock: self,
+            record,
+            _not_send: PhantomData,
+        }
     }
 
     #[cold]
@@ -90,7 +98,11 @@ impl FastLock {
         let pid = global::current_pid();
         let record = global::record_lock(self);
         if self.try_acquire(pid) {
-            Some(FastLockGuard { lock: self, record, _not_send: PhantomData })
+            Some(FastLockGuard {
+                lock: self,
+                record,
+                _not_send: PhantomData,
+            })
         } else {
             global::clear_record(record, self);
             None
@@ -110,7 +122,10 @@ impl FastLock {
     /// Releases the lock only if it is held by `pid` (a reaped child). Returns whether it did.
     pub fn force_unlock(&self, pid: u32) -> bool {
         pid != 0
-            && self.owner.compare_exchange(pid, 0, Ordering::Release, Ordering::Relaxed).is_ok()
+            && self
+                .owner
+                .compare_exchange(pid, 0, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
     }
 
     pub(crate) fn release(&self) {
@@ -147,7 +162,9 @@ impl Drop for FastLockGuard<'_> {
 
 impl std::fmt::Debug for FastLockGuard<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FastLockGuard").field("owner", &self.lock.owner()).finish()
+        f.debug_struct("FastLockGuard")
+            .field("owner", &self.lock.owner())
+            .finish()
     }
 }
 

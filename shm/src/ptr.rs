@@ -41,9 +41,35 @@ macro_rules! shm_safe {
 }
 
 shm_safe!(
-    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, bool, f32, f64, AtomicBool,
-    AtomicU8, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, AtomicI8, AtomicI16, AtomicI32,
-    AtomicI64, AtomicIsize, FastLock, ShmStr, ()
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    bool,
+    f32,
+    f64,
+    AtomicBool,
+    AtomicU8,
+    AtomicU16,
+    AtomicU32,
+    AtomicU64,
+    AtomicUsize,
+    AtomicI8,
+    AtomicI16,
+    AtomicI32,
+    AtomicI64,
+    AtomicIsize,
+    FastLock,
+    ShmStr,
+    ()
 );
 
 // SAFETY: an array of shm-safe elements is shm-safe (same layout rules, no extra pointers).
@@ -90,7 +116,10 @@ impl<T> fmt::Debug for ShmPtr<T> {
 impl<T> ShmPtr<T> {
     /// The null pointer.
     pub const fn null() -> Self {
-        ShmPtr { ptr: std::ptr::null_mut(), _t: PhantomData }
+        ShmPtr {
+            ptr: std::ptr::null_mut(),
+            _t: PhantomData,
+        }
     }
 
     /// Wraps a raw address.
@@ -99,7 +128,10 @@ impl<T> ShmPtr<T> {
     /// `p` must be null, or point to an initialised `T` inside the shared segment that stays
     /// allocated as long as this pointer (or any copy) is dereferenced.
     pub const unsafe fn from_raw(p: *mut T) -> Self {
-        ShmPtr { ptr: p, _t: PhantomData }
+        ShmPtr {
+            ptr: p,
+            _t: PhantomData,
+        }
     }
 
     /// Whether this is null.
@@ -131,6 +163,9 @@ impl<T> ShmPtr<T> {
     /// # Panics
     /// On a null pointer (a programming error, never input-driven); use [`ShmPtr::get`]
     /// where null is expected.
+    // The name is the crate contract; `AsRef` cannot be implemented (it would need a
+    // non-null invariant the type does not have).
+    #[allow(clippy::should_implement_trait)]
     pub fn as_ref(&self) -> &T {
         match self.get() {
             Some(r) => r,
@@ -166,7 +201,10 @@ impl ShmStr {
 
     /// The empty string (null pointer, length 0).
     pub const fn empty() -> ShmStr {
-        ShmStr { ptr: ShmPtr::null(), len: 0 }
+        ShmStr {
+            ptr: ShmPtr::null(),
+            len: 0,
+        }
     }
 
     /// The bytes.

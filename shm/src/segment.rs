@@ -41,7 +41,10 @@ impl Segment {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Segment { base: p.cast(), len })
+        Ok(Segment {
+            base: p.cast(),
+            len,
+        })
     }
 
     /// First byte of the mapping (page-aligned).
@@ -72,7 +75,7 @@ mod tests {
     #[test]
     fn create_is_zeroed_and_shared_across_fork() {
         let s = Segment::create(10_000).unwrap();
-        assert!(s.len() >= 10_000 && s.len() % 4096 == 0);
+        assert!(s.len() >= 10_000 && s.len().is_multiple_of(4096));
         // SAFETY: the mapping is s.len() bytes, readable and writable.
         let bytes = unsafe { std::slice::from_raw_parts_mut(s.base(), s.len()) };
         assert!(bytes.iter().all(|&b| b == 0));

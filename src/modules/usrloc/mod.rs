@@ -8,9 +8,14 @@
 //! `ShmPtr`; all strings of a contact share one shm block.
 //!
 //! Locking: one lock per slot; every operation on records and contacts is a method
-//! of [`SlotGuard`] (the held lock). Take one usrloc slot lock at a time and never
-//! block while holding it. Callbacks run with the slot lock held and must not call
-//! back into usrloc.
+//! of [`SlotGuard`] (the held lock). Lock order: a usrloc slot lock is a leaf except
+//! for the shm allocator lock taken inside it — hold at most one slot lock, take no
+//! other lock (tm, another slot) while holding it, and never block (DB, DNS, I/O)
+//! under it. Callbacks run with the slot lock held and must obey the same rules.
+//!
+//! A failed [`SlotGuard::insert_ucontact`] leaves an AOR's record as it was; a record
+//! created just before it stays empty until [`SlotGuard::release_urecord`] (which the
+//! registrar calls at the end of `save`, as OpenSER does) or the next timer run.
 //!
 //! AORs are compared and hashed ASCII case-insensitively unless
 //! [`UsrlocParams::case_sensitive`] is set (OpenSER's registrar lowercases the AOR
@@ -257,6 +262,26 @@ pub fn domains() -> Vec<&'static UDomain> {
 /// `usrloc:registered_users`: records over all domains.
 pub fn registered_users() -> u64 {
     domains().iter().map(|d| d.users()).sum()
+}
+
+/// Valid contacts of every domain whose `cflags` contain all bits of `flags` (OpenSER's
+/// `get_all_ucontacts`, used by nathelper pings with the `nat_bflag` mask).
+pub fn get_all_ucontacts(flags: u32, now: i64) -> Vec<ContactInfo> {
+    let mut out = Vec::new();
+    for d in domains() {
+        for i in 0..d.size() {
+            let g = d.lock_index(i);
+            for r in g.records() {
+                if let Ok(cs) = g.contacts(r) {
+                    out.extend(
+                        cs.into_iter()
+                            .filter(|c| c.is_valid(now) && c.cflags & flags == flags),
+                    );
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The usrloc timer (every `timer_interval` s in the timer process): expire contacts

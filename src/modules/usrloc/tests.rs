@@ -288,6 +288,25 @@ fn expiry_timer_and_callbacks() {
 }
 
 #[test]
+fn all_contacts_by_cflags() {
+    let d = dom("t_nat", |_| {});
+    let mut c = ci("sip:nat@h", 10, 0, "1", 1);
+    c.cflags = 0x10 | 0x1;
+    save(d, "n1", &c).unwrap();
+    let mut c = ci("sip:plain@h", 10, 0, "2", 1);
+    c.cflags = 0x1;
+    save(d, "n2", &c).unwrap();
+    let mut c = ci("sip:gone@h", 10, 50, "3", 1);
+    c.cflags = 0x10;
+    save(d, "n3", &c).unwrap();
+    let v: Vec<_> = get_all_ucontacts(0x10, 100)
+        .into_iter()
+        .filter(|c| c.contact.ends_with("@h") && c.callid.len() == 1)
+        .collect();
+    assert_eq!(uris(&v), ["sip:nat@h"]);
+}
+
+#[test]
 fn errors_do_not_leak() {
     let d = dom("t_err", |_| {});
     save(d, "x", &ci("sip:x@h", 10, 0, "1", 1)).unwrap();
@@ -329,6 +348,10 @@ fn hash_spread() {
     let mean = 10_000.0 / counts.len() as f64;
     let max = *counts.iter().max().unwrap();
     let min = *counts.iter().min().unwrap();
+    eprintln!(
+        "usrloc: 10000 AORs over {} slots: min {min} max {max} mean {mean}",
+        counts.len()
+    );
     assert!(f64::from(max) <= 4.0 * mean, "max {max} mean {mean}");
     assert!(min > 0, "empty slot");
     assert_eq!(counts.iter().sum::<u32>(), 10_000);

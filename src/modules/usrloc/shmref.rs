@@ -54,11 +54,39 @@ pub(super) fn get_mut<'g, T: ShmSafe>(
     Some(unsafe { &mut *p.as_ptr() })
 }
 
+/// `shm::alloc`, counted (and failable on demand) in tests.
+pub(super) fn alloc<T: ShmSafe>(val: T) -> Option<ShmPtr<T>> {
+    if inject::fail_now() {
+        return None;
+    }
+    let p = shm::alloc(val);
+    if p.is_some() {
+        inject::count(1);
+    }
+    p
+}
+
+/// `ShmStr::new` (empty strings allocate nothing), counted in tests.
+pub(super) fn alloc_str(bytes: &[u8]) -> Option<ShmStr> {
+    if bytes.is_empty() {
+        return Some(ShmStr::empty());
+    }
+    if inject::fail_now() {
+        return None;
+    }
+    let s = ShmStr::new(bytes);
+    if s.is_some() {
+        inject::count(1);
+    }
+    s
+}
+
 /// Free an object that has been unlinked (or never published).
 pub(super) fn dispose<T: ShmSafe>(p: ShmPtr<T>) {
     if p.is_null() {
         return;
     }
+    inject::count(-1);
     // SAFETY: module invariant: `p` came from `shm::alloc`, is unreachable from any
     // slot, and no reference into it is alive; it is freed exactly once.
     unsafe { shm::free(p) }
@@ -67,7 +95,61 @@ pub(super) fn dispose<T: ShmSafe>(p: ShmPtr<T>) {
 /// Free a string owned by an object being disposed (the string came from
 /// `ShmStr::new`, its owner is unlinked or was never published, and it is freed once).
 pub(super) fn dispose_str(s: ShmStr) {
+    if !s.is_empty() {
+        inject::count(-1);
+    }
     s.free()
+}
+
+/// Allocation failure injection and a live-allocation count, per thread, for tests
+/// (no-ops otherwise).
+#[cfg(test)]
+pub(super) mod inject {
+    use std::cell::Cell;
+
+    thread_local! {
+        static FAIL_AT: Cell<u32> = const { Cell::new(0) };
+        static LIVE: Cell<i64> = const { Cell::new(0) };
+    }
+
+    /// Make the `n`th usrloc allocation from now fail (0 = none).
+    pub(in super::super) fn fail_nth(n: u32) {
+        FAIL_AT.with(|f| f.set(n));
+    }
+
+    /// usrloc allocations minus frees made by this thread.
+    pub(in super::super) fn live() -> i64 {
+        LIVE.with(Cell::get)
+    }
+
+    pub(super) fn fail_now() -> bool {
+        FAIL_AT.with(|f| match f.get() {
+            0 => false,
+            1 => {
+                f.set(0);
+                true
+            }
+            n => {
+                f.set(n - 1);
+                false
+            }
+        })
+    }
+
+    pub(super) fn count(d: i64) {
+        LIVE.with(|l| l.set(l.get() + d));
+    }
+}
+
+#[cfg(not(test))]
+mod inject {
+    #[inline(always)]
+    pub(super) fn fail_now() -> bool {
+        false
+    }
+
+    #[inline(always)]
+    pub(super) fn count(_d: i64) {}
 }
 
 // SAFETY: a `UDomain` is immutable after creation; what its `ShmPtr`s reach is either

@@ -457,3 +457,67 @@ fn fork_processes_share_the_table() {
     }
     assert_eq!(d.dump().len(), 2 * PER);
 }
+
+#[test]
+fn allocation_failures_leave_nothing_behind() {
+    use super::shmref::inject;
+    let d = dom("t_nomem", |_| {});
+    let base = inject::live();
+
+    // insert_urecord: 2 allocations (AOR, record).
+    for n in 1..=2 {
+        let mut g = d.lock_slot(b"m");
+        inject::fail_nth(n);
+        assert_eq!(g.insert_urecord(b"m"), Err(UlError::NoMemory));
+        assert!(g.get_urecord(b"m").is_none());
+        assert_eq!(inject::live(), base, "insert_urecord, failure {n}");
+    }
+    assert_eq!(d.users(), 0);
+
+    let mut g = d.lock_slot(b"m");
+    let r = g.insert_urecord(b"m").unwrap();
+    let c = ci("sip:m@h", 10, 0, "1", 1);
+    let with_rec = inject::live();
+    // insert_ucontact: 2 allocations (strings, contact).
+    for n in 1..=2 {
+        inject::fail_nth(n);
+        assert_eq!(g.insert_ucontact(r, &c).err(), Some(UlError::NoMemory));
+        assert_eq!(g.contact_count(r), Ok(0));
+        assert_eq!(inject::live(), with_rec, "insert_ucontact, failure {n}");
+    }
+    assert_eq!(d.contacts(), 0);
+    let id = g.insert_ucontact(r, &c).unwrap();
+    let with_contact = inject::live();
+    // update with new strings: 1 allocation; on failure the old binding is intact.
+    let mut c2 = c.clone();
+    c2.user_agent = "changed".to_owned();
+    c2.cseq = 2;
+    inject::fail_nth(1);
+    assert_eq!(g.update_ucontact(r, id, &c2), Err(UlError::NoMemory));
+    assert_eq!(g.contact(r, id).unwrap(), c);
+    assert_eq!(inject::live(), with_contact);
+    // Unchanged strings: no allocation at all.
+    let mut c3 = c.clone();
+    c3.cseq = 3;
+    inject::fail_nth(1);
+    g.update_ucontact(r, id, &c3).unwrap();
+    inject::fail_nth(0);
+    g.delete_urecord(r).unwrap();
+    drop(g);
+    assert_eq!(inject::live(), base);
+
+    // Domain creation: 1 + 2 * 4 allocations with hash_size 2.
+    let p = UsrlocParams {
+        hash_size: 2,
+        ..UsrlocParams::default()
+    };
+    for n in 1..=9 {
+        inject::fail_nth(n);
+        assert!(matches!(
+            UDomain::new("t_nomem2", &p),
+            Err(UlError::NoMemory)
+        ));
+        assert_eq!(inject::live(), base, "UDomain::new, failure {n}");
+    }
+    inject::fail_nth(0);
+}

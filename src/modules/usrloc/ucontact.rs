@@ -195,7 +195,7 @@ impl UContact {
             lens: packed.lens,
             state: ContactState::New as u8,
         };
-        match shm::alloc(c) {
+        match super::shmref::alloc(c) {
             Some(p) => Ok(p),
             None => {
                 super::shmref::dispose_str(strs);
@@ -271,8 +271,5 @@ impl UContact {
 }
 
 fn alloc_str(bytes: &[u8]) -> Result<ShmStr, UlError> {
-    if bytes.is_empty() {
-        return Ok(ShmStr::empty());
-    }
-    ShmStr::new(bytes).ok_or(UlError::NoMemory)
+    super::shmref::alloc_str(bytes).ok_or(UlError::NoMemory)
 }

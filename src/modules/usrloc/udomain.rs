@@ -5,12 +5,13 @@
 //! before fork (domains are registered from module fixups) and is immutable after, so
 //! every child inherits an identical copy pointing at the same shm objects.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use shm::{FastLock, FastLockGuard, ShmPtr, ShmSafe, ShmStr};
 
 use super::hslot::{SlotHead, aor_eq, ul_hash};
-use super::shmref::{dispose, dispose_str, forever, get, get_mut};
+use super::shmref::{alloc, alloc_str, dispose, dispose_str, forever, get, get_mut};
 use super::ucontact::ContactInfo;
 use super::urecord::{RecordId, URecord};
 use super::{UlCbType, UlError, UsrlocParams};
@@ -62,6 +63,9 @@ pub struct UDomain {
 pub struct SlotGuard<'d> {
     dom: &'d UDomain,
     slot: usize,
+    /// The record last found in this slot (saves re-walking the slot list to validate
+    /// a `RecordId`; valid while the lock is held, cleared when that record is freed).
+    pub(super) known: Cell<ShmPtr<URecord>>,
     _lock: FastLockGuard<'d>,
 }
 
@@ -79,7 +83,7 @@ impl UDomain {
         let n = 1usize << bits;
         let mut lock_ptrs: Vec<ShmPtr<FastLock>> = Vec::with_capacity(n);
         let mut heads: Vec<ShmPtr<SlotHead>> = Vec::with_capacity(n);
-        let stats_ptr = shm::alloc(DomainStats {
+        let stats_ptr = alloc(DomainStats {
             users: AtomicU64::new(0),
             contacts: AtomicU64::new(0),
             expires: AtomicU64::new(0),
@@ -87,8 +91,8 @@ impl UDomain {
         let mut ok = stats_ptr.is_some();
         while ok && heads.len() < n {
             match (
-                shm::alloc(FastLock::new()),
-                shm::alloc(SlotHead {
+                alloc(FastLock::new()),
+                alloc(SlotHead {
                     first: ShmPtr::null(),
                     n: 0,
                 }),
@@ -155,6 +159,7 @@ impl UDomain {
         SlotGuard {
             dom: self,
             slot,
+            known: Cell::new(ShmPtr::null()),
             _lock: self.locks[slot].lock(),
         }
     }
@@ -271,6 +276,7 @@ impl<'d> SlotGuard<'d> {
             .unwrap_or(ShmPtr::null());
         while let Some(r) = get(self, p) {
             if r.hash == hash && aor_eq(r.aor.as_bytes(), aor, cs) {
+                self.known.set(p);
                 return Some(RecordId(p));
             }
             p = r.next;
@@ -288,7 +294,7 @@ impl<'d> SlotGuard<'d> {
         if self.dom.slot_of(aor) != self.slot {
             return Err(UlError::WrongSlot);
         }
-        let aor_s = ShmStr::new(aor).ok_or(UlError::NoMemory)?;
+        let aor_s = alloc_str(aor).ok_or(UlError::NoMemory)?;
         let head = self.head();
         let first = get(self, head).map(|h| h.first).unwrap_or(ShmPtr::null());
         let rec = URecord {
@@ -299,7 +305,7 @@ impl<'d> SlotGuard<'d> {
             hash: ul_hash(aor, self.dom.case_sensitive),
             ncontacts: 0,
         };
-        let Some(rp) = shm::alloc(rec) else {
+        let Some(rp) = alloc(rec) else {
             dispose_str(aor_s);
             return Err(UlError::NoMemory);
         };
@@ -311,6 +317,7 @@ impl<'d> SlotGuard<'d> {
             h.n += 1;
         }
         self.dom.stats.users_inc();
+        self.known.set(rp);
         Ok(RecordId(rp))
     }
 
@@ -372,6 +379,9 @@ impl<'d> SlotGuard<'d> {
         }
         if let Some(h) = get_mut(self, head) {
             h.n = h.n.saturating_sub(1);
+        }
+        if self.known.get() == rp {
+            self.known.set(ShmPtr::null());
         }
         dispose_str(aor);
         dispose(rp);

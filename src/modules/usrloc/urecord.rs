@@ -50,11 +50,15 @@ pub enum Match {
 impl SlotGuard<'_> {
     /// Checked access to a record of this slot.
     pub(super) fn check_record(&self, r: RecordId) -> Result<ShmPtr<URecord>, UlError> {
+        if !r.0.is_null() && r.0 == self.known.get() {
+            return Ok(r.0);
+        }
         let mut p = get(self, self.head())
             .map(|h| h.first)
             .unwrap_or(ShmPtr::null());
         while let Some(rec) = get(self, p) {
             if p == r.0 {
+                self.known.set(p);
                 return Ok(p);
             }
             p = rec.next;

@@ -101,6 +101,14 @@ pub(super) fn dispose_str(s: ShmStr) {
     s.free()
 }
 
+// SAFETY: a `UDomain` is immutable after creation; what its `ShmPtr`s reach is either
+// atomics (statistics, locks) or slot data accessed only while holding that slot's
+// `FastLock`, a compare-and-swap from 0 that excludes other threads as well as other
+// processes. Sharing or sending the handle therefore cannot cause a data race.
+unsafe impl Sync for super::udomain::UDomain {}
+// SAFETY: as above; the handle owns nothing thread-affine.
+unsafe impl Send for super::udomain::UDomain {}
+
 /// Allocation failure injection and a live-allocation count, per thread, for tests
 /// (no-ops otherwise).
 #[cfg(test)]
@@ -151,11 +159,3 @@ mod inject {
     #[inline(always)]
     pub(super) fn count(_d: i64) {}
 }
-
-// SAFETY: a `UDomain` is immutable after creation; what its `ShmPtr`s reach is either
-// atomics (statistics, locks) or slot data accessed only while holding that slot's
-// `FastLock`, a compare-and-swap from 0 that excludes other threads as well as other
-// processes. Sharing or sending the handle therefore cannot cause a data race.
-unsafe impl Sync for super::udomain::UDomain {}
-// SAFETY: as above; the handle owns nothing thread-affine.
-unsafe impl Send for super::udomain::UDomain {}

@@ -150,6 +150,13 @@ pub fn process_slot() -> usize {
 }
 
 /// Records `lock` in this process's held-lock slot, if it lives in the segment.
+///
+/// A slot's row is written only by the process owning the slot (and read by the attendant
+/// after that process died), so plain loads and stores suffice: no locked instruction on the
+/// lock fast path besides the lock's own `compare_exchange`. If two live processes wrongly
+/// share a slot, a record may be lost (that lock is then not force-releasable), never
+/// anything worse: force-release re-validates the address and the owner pid.
+#[inline]
 pub(crate) fn record_lock(lock: &FastLock) -> Option<&'static AtomicUsize> {
     let addr = lock as *const FastLock as usize;
     if !contains(addr) {
@@ -158,9 +165,10 @@ pub(crate) fn record_lock(lock: &FastLock) -> Option<&'static AtomicUsize> {
     let h = header()?;
     let row = h.held.get(SLOT.load(Ordering::Relaxed))?;
     for e in row {
-        if e.compare_exchange(0, addr, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
+        if e.load(Ordering::Relaxed) == 0 {
+            // The lock's acquiring compare_exchange follows, so the intent is visible before
+            // the lock is owned (a later release of that lock publishes it anyway).
+            e.store(addr, Ordering::Release);
             return Some(e);
         }
     }
@@ -170,14 +178,9 @@ pub(crate) fn record_lock(lock: &FastLock) -> Option<&'static AtomicUsize> {
 
 /// Clears a record made by [`record_lock`] (after the lock was released).
 #[inline]
-pub(crate) fn clear_record(rec: Option<&'static AtomicUsize>, lock: &FastLock) {
+pub(crate) fn clear_record(rec: Option<&'static AtomicUsize>, _lock: &FastLock) {
     if let Some(e) = rec {
-        let _ = e.compare_exchange(
-            lock as *const FastLock as usize,
-            0,
-            Ordering::Release,
-            Ordering::Relaxed,
-        );
+        e.store(0, Ordering::Release);
     }
 }
 

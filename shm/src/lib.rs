@@ -5,9 +5,18 @@
 //! Contract used by the rest of the server (see ARCHITECTURE.md):
 //! - [`init`] once in the attendant, before the first fork; every child inherits the
 //!   mapping at the same address, so [`ShmPtr`] is a plain address valid everywhere.
-//! - [`alloc`]/[`alloc_bytes`]/[`ShmStr::new`] return `None` when the segment is full.
+//! - [`alloc()`]/[`alloc_bytes`]/[`ShmStr::new`] return `None` when the segment is full.
 //! - [`FastLock`] is an `AtomicU32` holding the owner's pid; each process records the
 //!   locks it holds so the attendant can [`force_unlock_dead`] a reaped child.
+//! - Each child calls [`set_process_slot`] right after fork (its process-table index), so
+//!   its lock records land in its own row of the held-lock table and its pid is cached.
+//!
+//! Modules: [`segment`] (the mapping), [`mod@alloc`] (the allocator, usable over any byte
+//! buffer), [`lock`] (FastLock, LockSet), [`ptr`] (ShmSafe, ShmPtr, ShmStr), [`global`] (the
+//! process-wide segment and its typed allocation helpers).
+//!
+//! Lock order: the heap lock is a leaf. The allocator never takes another lock while holding
+//! it, and callers may allocate while holding any other lock.
 
 pub mod alloc;
 pub mod global;

@@ -87,6 +87,12 @@ pub struct ShmPtr<T> {
     _t: PhantomData<T>,
 }
 
+// SAFETY: a ShmPtr behaves like `&T` to memory every process (and thread) may reach, so
+// sharing or sending it is sound exactly when sharing `&T` is: `T: Sync`.
+unsafe impl<T: Sync> Send for ShmPtr<T> {}
+// SAFETY: as for Send.
+unsafe impl<T: Sync> Sync for ShmPtr<T> {}
+
 impl<T> Clone for ShmPtr<T> {
     fn clone(&self) -> Self {
         *self
@@ -243,6 +249,11 @@ impl ShmStr {
         }
     }
 }
+
+// SAFETY: a ShmStr is an immutable byte slice in shm (bytes are never written after `new`).
+unsafe impl Send for ShmStr {}
+// SAFETY: as for Send.
+unsafe impl Sync for ShmStr {}
 
 impl Default for ShmStr {
     fn default() -> Self {

@@ -1,1 +1,2 @@
 //! Built-in modules. `loadmodule "x.so"` selects module `x` from this registry.
+pub mod usrloc;

@@ -1,0 +1,48 @@
+//! Hash slots: the AOR hash and the per-slot list head kept in shm.
+
+use shm::{ShmPtr, ShmSafe};
+
+use super::urecord::URecord;
+
+/// Head of one slot's doubly linked list of records (the slot lock is a separate
+/// `FastLock` allocation so it can be borrowed `'static` while the head is mutated).
+#[repr(C)]
+pub(super) struct SlotHead {
+    pub(super) first: ShmPtr<URecord>,
+    /// Number of records in the slot.
+    pub(super) n: u32,
+}
+
+// SAFETY: #[repr(C)] plain data: a shm pointer and an integer.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for SlotHead {}
+
+/// Hash of an AOR: FNV-1a over the bytes (ASCII-lowercased unless `case_sensitive`)
+/// followed by the murmur3 finaliser, so the low bits used for the slot index are
+/// well mixed even for AORs differing only in a trailing digit ("user12345").
+pub fn ul_hash(aor: &[u8], case_sensitive: bool) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in aor {
+        let b = if case_sensitive {
+            b
+        } else {
+            b.to_ascii_lowercase()
+        };
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// Whether two AORs name the same record.
+pub(super) fn aor_eq(a: &[u8], b: &[u8], case_sensitive: bool) -> bool {
+    if case_sensitive {
+        a == b
+    } else {
+        a.eq_ignore_ascii_case(b)
+    }
+}

@@ -1,0 +1,161 @@
+//! The only `unsafe` of usrloc: turning shm pointers into references.
+//!
+//! Module invariant (upheld by every caller inside `usrloc`, never exposed outside):
+//! * every record and contact is reachable from exactly one slot and is read or
+//!   written only while that slot's lock is held, which the `&SlotGuard` /
+//!   `&mut SlotGuard` argument proves (shared borrow = read, exclusive borrow = write,
+//!   so Rust's aliasing rules hold inside this process, and the lock excludes all
+//!   other processes);
+//! * callers pass only pointers reached from the guard's own slot head (or objects
+//!   they have just allocated and not yet published);
+//! * objects are freed only after being unlinked, under the same lock, and no
+//!   reference into them outlives the guard borrow;
+//! * "forever" objects (slot locks, domain statistics) are allocated when a domain is
+//!   created, never freed, and contain only atomics.
+#![allow(unsafe_code)]
+
+use shm::{ShmPtr, ShmSafe, ShmStr};
+
+use super::udomain::SlotGuard;
+
+/// A shared reference to a never-freed shm object made only of atomics.
+pub(super) fn forever<T: ShmSafe + Sync>(p: ShmPtr<T>) -> Option<&'static T> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: non-null; points to a live allocation that is never freed (module
+    // invariant: only slot locks and domain statistics are passed here), and the type
+    // is only ever accessed through shared references (atomics), so `'static` shared
+    // access is sound in every process that inherited the mapping.
+    Some(unsafe { &*p.as_ptr() })
+}
+
+/// Read access to a record/contact/slot head of the guard's slot.
+pub(super) fn get<'g, T: ShmSafe>(_held: &'g SlotGuard<'_>, p: ShmPtr<T>) -> Option<&'g T> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: non-null and live (freed only after unlinking under this same lock);
+    // the slot lock is held for `'g` (the guard is borrowed), and no `&mut` to this
+    // object can exist while the guard is shared-borrowed.
+    Some(unsafe { &*p.as_ptr() })
+}
+
+/// Write access to a record/contact/slot head of the guard's slot.
+pub(super) fn get_mut<'g, T: ShmSafe>(
+    _held: &'g mut SlotGuard<'_>,
+    p: ShmPtr<T>,
+) -> Option<&'g mut T> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: as for `get`; the guard is exclusively borrowed for `'g`, so this is the
+    // only reference to the object in this process, and the lock excludes others.
+    Some(unsafe { &mut *p.as_ptr() })
+}
+
+/// `shm::alloc`, counted (and failable on demand) in tests.
+pub(super) fn alloc<T: ShmSafe>(val: T) -> Option<ShmPtr<T>> {
+    if inject::fail_now() {
+        return None;
+    }
+    let p = shm::alloc(val);
+    if p.is_some() {
+        inject::count(1);
+    }
+    p
+}
+
+/// `ShmStr::new` (empty strings allocate nothing), counted in tests.
+pub(super) fn alloc_str(bytes: &[u8]) -> Option<ShmStr> {
+    if bytes.is_empty() {
+        return Some(ShmStr::empty());
+    }
+    if inject::fail_now() {
+        return None;
+    }
+    let s = ShmStr::new(bytes);
+    if s.is_some() {
+        inject::count(1);
+    }
+    s
+}
+
+/// Free an object that has been unlinked (or never published).
+pub(super) fn dispose<T: ShmSafe>(p: ShmPtr<T>) {
+    if p.is_null() {
+        return;
+    }
+    inject::count(-1);
+    // SAFETY: module invariant: `p` came from `shm::alloc`, is unreachable from any
+    // slot, and no reference into it is alive; it is freed exactly once.
+    unsafe { shm::free(p) }
+}
+
+/// Free a string owned by an object being disposed (the string came from
+/// `ShmStr::new`, its owner is unlinked or was never published, and it is freed once).
+pub(super) fn dispose_str(s: ShmStr) {
+    if !s.is_empty() {
+        inject::count(-1);
+    }
+    s.free()
+}
+
+// SAFETY: a `UDomain` is immutable after creation; what its `ShmPtr`s reach is either
+// atomics (statistics, locks) or slot data accessed only while holding that slot's
+// `FastLock`, a compare-and-swap from 0 that excludes other threads as well as other
+// processes. Sharing or sending the handle therefore cannot cause a data race.
+unsafe impl Sync for super::udomain::UDomain {}
+// SAFETY: as above; the handle owns nothing thread-affine.
+unsafe impl Send for super::udomain::UDomain {}
+
+/// Allocation failure injection and a live-allocation count, per thread, for tests
+/// (no-ops otherwise).
+#[cfg(test)]
+pub(super) mod inject {
+    use std::cell::Cell;
+
+    thread_local! {
+        static FAIL_AT: Cell<u32> = const { Cell::new(0) };
+        static LIVE: Cell<i64> = const { Cell::new(0) };
+    }
+
+    /// Make the `n`th usrloc allocation from now fail (0 = none).
+    pub(in super::super) fn fail_nth(n: u32) {
+        FAIL_AT.with(|f| f.set(n));
+    }
+
+    /// usrloc allocations minus frees made by this thread.
+    pub(in super::super) fn live() -> i64 {
+        LIVE.with(Cell::get)
+    }
+
+    pub(super) fn fail_now() -> bool {
+        FAIL_AT.with(|f| match f.get() {
+            0 => false,
+            1 => {
+                f.set(0);
+                true
+            }
+            n => {
+                f.set(n - 1);
+                false
+            }
+        })
+    }
+
+    pub(super) fn count(d: i64) {
+        LIVE.with(|l| l.set(l.get() + d));
+    }
+}
+
+#[cfg(not(test))]
+mod inject {
+    #[inline(always)]
+    pub(super) fn fail_now() -> bool {
+        false
+    }
+
+    #[inline(always)]
+    pub(super) fn count(_d: i64) {}
+}

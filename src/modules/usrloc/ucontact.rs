@@ -1,0 +1,275 @@
+//! One contact (binding) of an address-of-record: the shm form [`UContact`] and the
+//! private-memory form [`ContactInfo`] the registrar, MI and the DB layer work with.
+//!
+//! Memory: a contact costs two shm allocations: the fixed-size [`UContact`] and one
+//! block holding all its strings back to back (contact, callid, user_agent, received,
+//! path, socket), addressed by `u16` lengths.
+
+use shm::{ShmPtr, ShmSafe, ShmStr};
+
+use super::UlError;
+
+/// q value meaning "no q given" (OpenSER's `Q_UNSPECIFIED`); sorts below q=0.
+pub const Q_UNSPECIFIED: i32 = -1;
+/// Methods bit mask meaning "all methods" (no `methods` restriction).
+pub const ALL_METHODS: u32 = 0xFFFF_FFFF;
+
+/// Database synchronisation state of a contact (for db_mode 1/2; `ul_dump` prints it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum ContactState {
+    /// Not yet written to the database.
+    #[default]
+    New = 0,
+    /// Identical to the database row.
+    Sync = 1,
+    /// Changed since the last write.
+    Dirty = 2,
+}
+
+impl ContactState {
+    fn from_u8(v: u8) -> ContactState {
+        match v {
+            1 => ContactState::Sync,
+            2 => ContactState::Dirty,
+            _ => ContactState::New,
+        }
+    }
+
+    /// `CS_NEW` / `CS_SYNC` / `CS_DIRTY`, as `ul_dump` prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContactState::New => "CS_NEW",
+            ContactState::Sync => "CS_SYNC",
+            ContactState::Dirty => "CS_DIRTY",
+        }
+    }
+}
+
+/// A contact in private memory: every column of the 1.2 `location` table except the
+/// AOR (username/domain), which belongs to the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactInfo {
+    /// Contact URI (`contact` column).
+    pub contact: String,
+    /// Source address the REGISTER came from, as a SIP URI (`received`); "" = none.
+    pub received: String,
+    /// Path header value (`path`); "" = none.
+    pub path: String,
+    /// Absolute expiry time (unix seconds); 0 = permanent.
+    pub expires: i64,
+    /// q × 100 (0..=100), or [`Q_UNSPECIFIED`].
+    pub q: i32,
+    /// Call-ID of the REGISTER.
+    pub callid: String,
+    /// CSeq number of the REGISTER.
+    pub cseq: i32,
+    /// Contact flags (`flags`).
+    pub flags: u32,
+    /// Branch flags (`cflags`), including `nat_bflag`.
+    pub cflags: u32,
+    /// User-Agent header value.
+    pub user_agent: String,
+    /// Receiving socket as text, `proto:ip:port` (e.g. `udp:127.0.0.1:5060`); "" = none.
+    pub socket: String,
+    /// Allowed methods bit mask ([`ALL_METHODS`] when not restricted).
+    pub methods: u32,
+    /// Unix time of the last insert/update.
+    pub last_modified: i64,
+    /// Database state.
+    pub state: ContactState,
+}
+
+impl Default for ContactInfo {
+    fn default() -> Self {
+        ContactInfo {
+            contact: String::new(),
+            received: String::new(),
+            path: String::new(),
+            expires: 0,
+            q: Q_UNSPECIFIED,
+            callid: String::new(),
+            cseq: 0,
+            flags: 0,
+            cflags: 0,
+            user_agent: String::new(),
+            socket: String::new(),
+            methods: ALL_METHODS,
+            last_modified: 0,
+            state: ContactState::New,
+        }
+    }
+}
+
+impl ContactInfo {
+    /// A contact is valid (usable by lookup, listed in 200 OK) if permanent or not yet
+    /// expired at `now`.
+    pub fn is_valid(&self, now: i64) -> bool {
+        self.expires == 0 || self.expires > now
+    }
+
+    /// Whether `expires` has passed at `now` (the timer deletes such contacts).
+    pub fn is_expired(&self, now: i64) -> bool {
+        !self.is_valid(now)
+    }
+}
+
+/// Indexes of the strings inside the contact's string block.
+const F_CONTACT: usize = 0;
+const F_CALLID: usize = 1;
+const F_UA: usize = 2;
+const F_RECEIVED: usize = 3;
+const F_PATH: usize = 4;
+const F_SOCKET: usize = 5;
+const NFIELDS: usize = 6;
+
+/// A contact in shared memory, linked into its record's list.
+#[repr(C)]
+pub(super) struct UContact {
+    pub(super) next: ShmPtr<UContact>,
+    pub(super) prev: ShmPtr<UContact>,
+    /// All strings, concatenated in `F_*` order.
+    strs: ShmStr,
+    pub(super) expires: i64,
+    pub(super) last_modified: i64,
+    pub(super) q: i32,
+    pub(super) cseq: i32,
+    pub(super) flags: u32,
+    pub(super) cflags: u32,
+    pub(super) methods: u32,
+    lens: [u16; NFIELDS],
+    pub(super) state: u8,
+}
+
+// SAFETY: #[repr(C)] plain data: integers, shm pointers and a shm string only.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for UContact {}
+
+/// The string block of a contact, built in private memory before the allocation.
+pub(super) struct Packed {
+    bytes: Vec<u8>,
+    lens: [u16; NFIELDS],
+}
+
+impl Packed {
+    pub(super) fn new(ci: &ContactInfo) -> Result<Packed, UlError> {
+        let fields: [&str; NFIELDS] = [
+            &ci.contact,
+            &ci.callid,
+            &ci.user_agent,
+            &ci.received,
+            &ci.path,
+            &ci.socket,
+        ];
+        let mut lens = [0u16; NFIELDS];
+        let mut total = 0usize;
+        for (len, f) in lens.iter_mut().zip(fields) {
+            *len = u16::try_from(f.len()).map_err(|_| UlError::TooLong)?;
+            total += f.len();
+        }
+        let mut bytes = Vec::with_capacity(total);
+        for f in fields {
+            bytes.extend_from_slice(f.as_bytes());
+        }
+        Ok(Packed { bytes, lens })
+    }
+}
+
+impl UContact {
+    /// Allocate the string block and the contact (not linked). On failure nothing
+    /// stays allocated.
+    pub(super) fn alloc(ci: &ContactInfo, last_modified: i64) -> Result<ShmPtr<UContact>, UlError> {
+        let packed = Packed::new(ci)?;
+        let strs = alloc_str(&packed.bytes)?;
+        let c = UContact {
+            next: ShmPtr::null(),
+            prev: ShmPtr::null(),
+            strs,
+            expires: ci.expires,
+            last_modified,
+            q: ci.q,
+            cseq: ci.cseq,
+            flags: ci.flags,
+            cflags: ci.cflags,
+            methods: ci.methods,
+            lens: packed.lens,
+            state: ContactState::New as u8,
+        };
+        match super::shmref::alloc(c) {
+            Some(p) => Ok(p),
+            None => {
+                super::shmref::dispose_str(strs);
+                Err(UlError::NoMemory)
+            }
+        }
+    }
+
+    /// Replace every field from `ci`. The string block is reallocated only when its
+    /// bytes change; on allocation failure the contact is left unchanged.
+    pub(super) fn update(&mut self, ci: &ContactInfo, last_modified: i64) -> Result<(), UlError> {
+        let packed = Packed::new(ci)?;
+        if packed.lens != self.lens || packed.bytes != self.strs.as_bytes() {
+            let strs = alloc_str(&packed.bytes)?;
+            let old = std::mem::replace(&mut self.strs, strs);
+            super::shmref::dispose_str(old);
+            self.lens = packed.lens;
+        }
+        self.expires = ci.expires;
+        self.last_modified = last_modified;
+        self.q = ci.q;
+        self.cseq = ci.cseq;
+        self.flags = ci.flags;
+        self.cflags = ci.cflags;
+        self.methods = ci.methods;
+        Ok(())
+    }
+
+    /// Release the string block (the caller frees the struct itself).
+    pub(super) fn take_strs(&mut self) -> ShmStr {
+        self.lens = [0; NFIELDS];
+        std::mem::replace(&mut self.strs, ShmStr::empty())
+    }
+
+    fn field(&self, i: usize) -> &[u8] {
+        let start: usize = self.lens[..i].iter().map(|&l| usize::from(l)).sum();
+        let end = start + usize::from(self.lens[i]);
+        self.strs.as_bytes().get(start..end).unwrap_or(&[])
+    }
+
+    pub(super) fn contact(&self) -> &[u8] {
+        self.field(F_CONTACT)
+    }
+
+    pub(super) fn callid(&self) -> &[u8] {
+        self.field(F_CALLID)
+    }
+
+    pub(super) fn state(&self) -> ContactState {
+        ContactState::from_u8(self.state)
+    }
+
+    /// A private copy of the contact.
+    pub(super) fn to_info(&self) -> ContactInfo {
+        let s = |i| String::from_utf8_lossy(self.field(i)).into_owned();
+        ContactInfo {
+            contact: s(F_CONTACT),
+            received: s(F_RECEIVED),
+            path: s(F_PATH),
+            expires: self.expires,
+            q: self.q,
+            callid: s(F_CALLID),
+            cseq: self.cseq,
+            flags: self.flags,
+            cflags: self.cflags,
+            user_agent: s(F_UA),
+            socket: s(F_SOCKET),
+            methods: self.methods,
+            last_modified: self.last_modified,
+            state: self.state(),
+        }
+    }
+}
+
+fn alloc_str(bytes: &[u8]) -> Result<ShmStr, UlError> {
+    super::shmref::alloc_str(bytes).ok_or(UlError::NoMemory)
+}

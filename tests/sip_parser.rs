@@ -638,3 +638,38 @@ fn smoke(data: &[u8]) {
         let _ = next_via_destination(&msg);
     }
 }
+
+#[test]
+fn build_without_blank_line() {
+    let raw = b"OPTIONS sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: x1\r\nCSeq: 1 OPTIONS";
+    let mut m = SipMsg::new(raw, rcv()).unwrap();
+    m.add_header_after_last("X-A: 1");
+    let out = build_request(&m, &via_params(), &["X-B: 2"]).unwrap();
+    let p = SipMsg::parse(&out).unwrap();
+    p.check_mandatory().unwrap();
+    assert_eq!(p.cseq().unwrap().num, 1);
+    assert_eq!(p.header("X-A"), Some("1"));
+    assert_eq!(p.header("X-B"), Some("2"));
+    assert!(out.ends_with(b"\r\n\r\n"), "{}", String::from_utf8_lossy(&out));
+    m.set_body(b"hello");
+    let out = build_request(&m, &via_params(), &[]).unwrap();
+    let p = SipMsg::parse(&out).unwrap();
+    assert_eq!(p.body(), b"hello");
+    assert_eq!(p.content_length(), Some(5));
+    assert_eq!(p.header("X-A"), Some("1"));
+}
+
+#[test]
+fn tcp_gets_content_length() {
+    let raw = b"MESSAGE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: x1\r\nCSeq: 1 MESSAGE\r\n\r\nabc";
+    let m = SipMsg::new(raw, rcv()).unwrap();
+    let mut v = via_params();
+    v.proto = Proto::Tcp;
+    let p = SipMsg::parse(&build_request(&m, &v, &[]).unwrap()).unwrap();
+    assert_eq!(p.content_length(), Some(3));
+    assert_eq!(p.body(), b"abc");
+    let p = SipMsg::parse(&build_request(&m, &via_params(), &[]).unwrap()).unwrap();
+    assert_eq!(p.content_length(), None);
+}

@@ -5,7 +5,7 @@ use std::fmt;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use super::lumps::Lumps;
+use super::lumps::{BODY_PRIO, Lumps};
 use crate::core::parser::{BUF_SIZE, FirstLine, HdrType, Proto, SipMsg, Via};
 
 /// Why a message could not be built.
@@ -159,23 +159,40 @@ pub fn build_request(
     let no_blank = hend >= buf.len() || body.start as usize == hend;
     if no_blank {
         let last_nl = hend > 0 && buf.get(hend - 1) == Some(&b'\n');
-        lumps.add(hend, 0, if last_nl { "\r\n" } else { "\r\n\r\n" }, 20);
+        if !last_nl && !msg.hdrs().is_empty() {
+            // Terminate the last header line before anything is appended after it.
+            lumps.add(hend, 0, "\r\n", -50);
+        }
+        lumps.add(hend, 0, "\r\n", 20);
     }
-    let body_changed = lumps.touches_from(body.start as usize);
     let cl = msg.first_of(HdrType::ContentLength);
     let mut out = Vec::with_capacity(buf.len() + 256);
-    if body_changed || (cl.is_none() && via.proto != Proto::Udp) {
+    // New body length if the body changed.
+    let new_body_len = if no_blank {
+        // The body is empty; only body lumps (prio >= BODY_PRIO) at the end add one.
+        let mut changed = false;
+        let mut n = 0;
+        for l in lumps.iter().filter(|l| l.pos as usize >= hend && l.prio >= BODY_PRIO) {
+            changed = true;
+            n += l.text.len();
+        }
+        changed.then_some(n)
+    } else if lumps.touches_from(body.start as usize) {
         let mut tmp = Vec::with_capacity(buf.len() + 256);
         let m = lumps.apply_range(buf, 0, buf.len(), body.start as usize, &mut tmp);
-        let newlen = tmp.len().saturating_sub(m);
-        if body_changed || cl.is_none() {
-            match cl {
-                Some(i) => {
-                    let b = msg.hdrs()[i].body;
-                    lumps.add(b.start as usize, b.len as usize, newlen.to_string(), 0);
-                }
-                None => lumps.add(hend, 0, format!("Content-Length: {newlen}\r\n"), 15),
+        Some(tmp.len().saturating_sub(m))
+    } else {
+        None
+    };
+    let need_cl = new_body_len.is_some() || (cl.is_none() && via.proto != Proto::Udp);
+    if need_cl {
+        let newlen = new_body_len.unwrap_or(body.len as usize);
+        match cl {
+            Some(i) => {
+                let b = msg.hdrs()[i].body;
+                lumps.add(b.start as usize, b.len as usize, newlen.to_string(), 0);
             }
+            None => lumps.add(hend, 0, format!("Content-Length: {newlen}\r\n"), 15),
         }
     }
     lumps.apply_range(buf, 0, buf.len(), buf.len(), &mut out);

@@ -4,6 +4,10 @@
 
 use crate::core::parser::{HdrType, SipMsg, Span};
 
+/// Priority of body replacements (`set_body`): after every header insert at the same
+/// offset (matters when a message has no blank line and the body offset is the header end).
+pub const BODY_PRIO: i8 = 100;
+
 /// One change: delete `del` bytes at `pos` and insert `text` there.
 /// Several lumps at the same `pos` apply in (`prio`, insertion order) order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -187,7 +191,7 @@ impl SipMsg {
     /// Replace the whole body (Content-Length is recomputed by the builders).
     pub fn set_body(&mut self, body: &[u8]) {
         let b = self.body_span();
-        self.lumps.replace(b.start as usize, b.len as usize, body);
+        self.lumps.add(b.start as usize, b.len as usize, body, BODY_PRIO);
     }
     /// Add a Record-Route header line before the first Record-Route (or before the first
     /// header if there is none).

@@ -1,1 +1,15 @@
-//! Message changes (lumps), building outgoing messages and local replies.
+//! Message changes (lumps), building outgoing messages and local replies, the sl
+//! To-tag scheme and the internal-error → reply mapping.
+
+pub mod build;
+pub mod errors;
+pub mod lumps;
+pub mod sl;
+
+pub use build::{
+    BuildError, ViaParams, build_local_reply, build_reply_forward, build_request,
+    next_via_destination, reply_destination, via_line,
+};
+pub use errors::SipError;
+pub use lumps::{Lump, Lumps};
+pub use sl::{crc16_ccitt, is_sl_ack, sl_tag_prefix, sl_totag};

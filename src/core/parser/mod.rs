@@ -1,1 +1,22 @@
 //! SIP message parser: zero-copy first line, header index, typed headers on demand.
+//!
+//! A [`SipMsg`] owns one copy of the received bytes and stores every position as a
+//! [`Span`] (u32 offset + length) into that buffer, so the message has no lifetime and
+//! moves freely. Typed headers (Via, To/From, CSeq, Contact, digest credentials, ...)
+//! are parsed the first time they are asked for and cached per header field
+//! (OpenSER's `parse_headers(flags)` laziness). No function here panics on input.
+
+pub mod hdr;
+pub mod msg;
+pub mod scan;
+pub mod typed;
+pub mod uri;
+
+pub use hdr::HdrType;
+pub use msg::{
+    BUF_SIZE, FirstLine, HdrField, Method, ParseError, ParseErrorKind, Parsed, Proto, RcvInfo,
+    SipMsg,
+};
+pub use scan::{Param, Span, parse_params_str};
+pub use typed::{CSeq, ContactList, ContentType, Digest, Event, NameAddr, Via};
+pub use uri::{Uri, UriError, UriScheme};

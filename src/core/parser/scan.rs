@@ -1,0 +1,273 @@
+//! Low-level scanning helpers shared by the header parsers: spans, whitespace
+//! (including folded lines), tokens, quoted strings and `;name=value` parameters.
+
+/// A range of the message buffer: `start` offset and `len`, both u32 (BUF_SIZE fits).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Span {
+    pub start: u32,
+    pub len: u32,
+}
+
+impl Span {
+    #[inline]
+    pub fn new(start: usize, end: usize) -> Span {
+        let end = end.max(start);
+        Span {
+            start: start as u32,
+            len: (end - start) as u32,
+        }
+    }
+    #[inline]
+    pub fn end(&self) -> usize {
+        self.start as usize + self.len as usize
+    }
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// The bytes of this span in `buf` (empty if out of range: never panics).
+    #[inline]
+    pub fn bytes<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        buf.get(self.start as usize..self.end()).unwrap_or(&[])
+    }
+    /// The span as text (empty if out of range or not UTF-8).
+    #[inline]
+    pub fn str<'a>(&self, buf: &'a [u8]) -> &'a str {
+        std::str::from_utf8(self.bytes(buf)).unwrap_or("")
+    }
+}
+
+/// One `name[=value]` parameter. `value` is `None` for a bare name and an empty span for
+/// `name=`; quoted values are stored without the quotes. `full` covers `name[=value]`
+/// (without the leading `;`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Param {
+    pub name: Span,
+    pub value: Option<Span>,
+    pub full: Span,
+}
+
+#[inline]
+pub fn is_ws(c: u8) -> bool {
+    c == b' ' || c == b'\t'
+}
+
+/// Whitespace including CR/LF (folded header lines keep their CRLF in the buffer).
+#[inline]
+pub fn is_lws(c: u8) -> bool {
+    c == b' ' || c == b'\t' || c == b'\r' || c == b'\n'
+}
+
+/// RFC 3261 `token` characters.
+#[inline]
+pub fn is_token(c: u8) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
+/// A cursor over `buf[..end]` with absolute offsets.
+pub struct Cur<'a> {
+    pub buf: &'a [u8],
+    pub pos: usize,
+    pub end: usize,
+}
+
+impl<'a> Cur<'a> {
+    pub fn new(buf: &'a [u8], span: Span) -> Cur<'a> {
+        let end = span.end().min(buf.len());
+        Cur {
+            buf,
+            pos: (span.start as usize).min(end),
+            end,
+        }
+    }
+    #[inline]
+    pub fn peek(&self) -> Option<u8> {
+        if self.pos < self.end {
+            self.buf.get(self.pos).copied()
+        } else {
+            None
+        }
+    }
+    #[inline]
+    pub fn at_end(&self) -> bool {
+        self.pos >= self.end
+    }
+    #[inline]
+    pub fn skip_lws(&mut self) {
+        while let Some(c) = self.peek() {
+            if is_lws(c) {
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+    }
+    /// Consume `c` (after optional LWS); true if it was there.
+    pub fn eat(&mut self, c: u8) -> bool {
+        let save = self.pos;
+        self.skip_lws();
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            true
+        } else {
+            self.pos = save;
+            false
+        }
+    }
+    /// A run of token characters (may be empty).
+    pub fn token(&mut self) -> Span {
+        let s = self.pos;
+        while let Some(c) = self.peek() {
+            if is_token(c) {
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+        Span::new(s, self.pos)
+    }
+    /// Characters until one of `stops` or LWS.
+    pub fn until(&mut self, stops: &[u8]) -> Span {
+        let s = self.pos;
+        while let Some(c) = self.peek() {
+            if is_lws(c) || stops.contains(&c) {
+                break;
+            }
+            self.pos += 1;
+        }
+        Span::new(s, self.pos)
+    }
+    /// A quoted string starting at the current `"`; returns the inside span.
+    pub fn quoted(&mut self) -> Option<Span> {
+        if self.peek() != Some(b'"') {
+            return None;
+        }
+        self.pos += 1;
+        let s = self.pos;
+        while let Some(c) = self.peek() {
+            match c {
+                b'\\' => self.pos += 2,
+                b'"' => {
+                    let sp = Span::new(s, self.pos);
+                    self.pos += 1;
+                    return Some(sp);
+                }
+                _ => self.pos += 1,
+            }
+        }
+        self.pos = self.pos.min(self.end);
+        None
+    }
+    /// Parameters `*(LWS ; LWS name [LWS = LWS value])`, stopping (without consuming)
+    /// at `,` (if `comma_stops`), at any other unexpected character, or at the end.
+    /// Values are tokens, quoted strings or `[..]` / any run without `; , LWS`.
+    pub fn params(&mut self, comma_stops: bool) -> Result<Vec<Param>, &'static str> {
+        let mut out = Vec::new();
+        loop {
+            let save = self.pos;
+            self.skip_lws();
+            if self.peek() != Some(b';') {
+                self.pos = save;
+                return Ok(out);
+            }
+            self.pos += 1;
+            self.skip_lws();
+            let name = self.until(b";,=?>");
+            if name.is_empty() {
+                return Err("empty parameter name");
+            }
+            let mut value = None;
+            let mut full_end = name.end();
+            let save2 = self.pos;
+            self.skip_lws();
+            if self.peek() == Some(b'=') {
+                self.pos += 1;
+                self.skip_lws();
+                if self.peek() == Some(b'"') {
+                    let q = self.quoted().ok_or("unterminated quoted parameter value")?;
+                    value = Some(q);
+                    full_end = self.pos;
+                } else {
+                    let stops: &[u8] = if comma_stops { b";," } else { b";" };
+                    let v = self.until(stops);
+                    value = Some(v);
+                    full_end = v.end();
+                }
+            } else {
+                self.pos = save2;
+            }
+            out.push(Param {
+                name,
+                value,
+                full: Span::new(name.start as usize, full_end),
+            });
+        }
+    }
+}
+
+/// Find a parameter by name (case-insensitive).
+pub fn find_param<'p>(buf: &[u8], params: &'p [Param], name: &str) -> Option<&'p Param> {
+    params
+        .iter()
+        .find(|p| p.name.bytes(buf).eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// Parse a string of `;name=value` parameters (a leading `;` is optional) into owned
+/// pairs. Used by script transformations (`param.*`) and fuzzing.
+pub fn parse_params_str(s: &str) -> Result<Vec<(String, Option<String>)>, &'static str> {
+    let owned;
+    let text = if s.trim_start().starts_with(';') {
+        s
+    } else {
+        owned = format!(";{s}");
+        &owned
+    };
+    let buf = text.as_bytes();
+    let mut c = Cur::new(buf, Span::new(0, buf.len()));
+    let ps = c.params(false)?;
+    c.skip_lws();
+    if !c.at_end() {
+        return Err("garbage after parameters");
+    }
+    Ok(ps
+        .iter()
+        .map(|p| {
+            (
+                p.name.str(buf).to_string(),
+                p.value.map(|v| v.str(buf).to_string()),
+            )
+        })
+        .collect())
+}
+
+/// Parse an unsigned decimal (no sign, at most 10 digits, value within u32).
+pub fn parse_u32(b: &[u8]) -> Option<u32> {
+    if b.is_empty() || b.len() > 10 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + (c - b'0') as u64;
+    }
+    u32::try_from(v).ok()
+}
+
+/// Trim LWS at both ends of a span.
+pub fn trim(buf: &[u8], sp: Span) -> Span {
+    let mut s = sp.start as usize;
+    let mut e = sp.end().min(buf.len());
+    while s < e && is_lws(buf[s]) {
+        s += 1;
+    }
+    while e > s && is_lws(buf[e - 1]) {
+        e -= 1;
+    }
+    Span::new(s, e)
+}

@@ -43,7 +43,11 @@ pub fn forward_request(msg: &SipMsg, dest: Option<SocketAddr>) -> Result<(), Sip
     let to = match dest {
         Some(d) => d,
         None => {
-            let target = msg.dst_uri.as_deref().unwrap_or_else(|| msg.ruri()).to_string();
+            let target = msg
+                .dst_uri
+                .as_deref()
+                .unwrap_or_else(|| msg.ruri())
+                .to_string();
             match uri_destination(&target) {
                 Ok((a, _)) => a,
                 Err(e) => {
@@ -76,7 +80,9 @@ pub fn forward_reply(reply: &SipMsg) -> Result<(), SipError> {
     if crate::core::globals::get().check_via {
         let ours = reply
             .via1()
-            .map(|v| crate::core::transport::socket::is_myself(reply.s(v.host), v.port.unwrap_or(0)))
+            .map(|v| {
+                crate::core::transport::socket::is_myself(reply.s(v.host), v.port.unwrap_or(0))
+            })
             .unwrap_or(false);
         if !ours {
             crate::log_notice!("NOTICE:core:forward_reply: top Via is not ours, reply dropped");

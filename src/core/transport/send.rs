@@ -31,12 +31,14 @@ pub fn send_udp(sock_idx: usize, to: SocketAddr, buf: &[u8]) -> std::io::Result<
 /// socket of the same address family (OpenSER's default send socket), else the first.
 pub fn choose_socket(to: &SocketAddr, forced: Option<usize>) -> usize {
     let socks = sockets();
-    if let Some(f) = forced {
-        if f < socks.len() {
+    if let Some(f) = forced
+        && f < socks.len() {
             return f;
         }
-    }
-    socks.iter().position(|s| s.addr.is_ipv4() == to.is_ipv4()).unwrap_or(0)
+    socks
+        .iter()
+        .position(|s| s.addr.is_ipv4() == to.is_ipv4())
+        .unwrap_or(0)
 }
 
 /// Resolve `host` (IP literal, `[IPv6]`, or a name through A/AAAA) with `port`.
@@ -69,7 +71,10 @@ pub fn uri_destination(uri: &str) -> Result<(SocketAddr, Proto), String> {
         Some(t) => Proto::from_name(t.as_bytes()).unwrap_or(Proto::Udp),
         None => Proto::Udp,
     };
-    let host = u.maddr().unwrap_or_else(|| u.host_unbracketed()).to_string();
+    let host = u
+        .maddr()
+        .unwrap_or_else(|| u.host_unbracketed())
+        .to_string();
     let port = u.port_or_default();
     Ok((resolve_host(&host, port)?, proto))
 }

@@ -78,9 +78,10 @@ pub fn register(group: &str, name: &str, flags: u32) -> Stat {
     if let Some(e) = reg
         .iter()
         .find(|e| e.group.eq_ignore_ascii_case(group) && e.name.eq_ignore_ascii_case(name))
-        && let Value::Counter(s) = e.value {
-            return s;
-        }
+        && let Value::Counter(s) = e.value
+    {
+        return s;
+    }
     let s = Stat(new_counter());
     reg.push(Entry {
         group: group.into(),
@@ -159,9 +160,10 @@ pub fn reset(full: &str) -> bool {
         if e.name.eq_ignore_ascii_case(n) && g.is_none_or(|g| e.group.eq_ignore_ascii_case(g)) {
             found = true;
             if e.flags & NO_RESET == 0
-                && let Value::Counter(s) = e.value {
-                    s.set(0);
-                }
+                && let Value::Counter(s) = e.value
+            {
+                s.set(0);
+            }
         }
     }
     found

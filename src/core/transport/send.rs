@@ -32,9 +32,10 @@ pub fn send_udp(sock_idx: usize, to: SocketAddr, buf: &[u8]) -> std::io::Result<
 pub fn choose_socket(to: &SocketAddr, forced: Option<usize>) -> usize {
     let socks = sockets();
     if let Some(f) = forced
-        && f < socks.len() {
-            return f;
-        }
+        && f < socks.len()
+    {
+        return f;
+    }
     socks
         .iter()
         .position(|s| s.addr.is_ipv4() == to.is_ipv4())

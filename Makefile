@@ -25,6 +25,9 @@ install: build
 		if [ -f $$f ]; then install -m 0755 $$f $(SBINDIR)/; fi; done
 	@if [ ! -f $(CFGDIR)/openser.cfg ]; then install -m 0644 etc/openser.cfg $(CFGDIR)/openser.cfg; \
 		else install -m 0644 etc/openser.cfg $(CFGDIR)/openser.cfg.sample; fi
+	install -d $(DOCDIR)/examples
+	install -m 0755 etc/init.d/openser $(DOCDIR)/examples/openser.init
+	install -m 0644 etc/openser.service $(DOCDIR)/examples/openser.service
 	@for f in etc/openserctlrc; do if [ -f $$f ]; then install -m 0644 $$f $(CFGDIR)/; fi; done
 	@for f in man/*.8; do if [ -f $$f ]; then install -m 0644 $$f $(MANDIR)/man8/; fi; done
 	@for f in man/*.5; do if [ -f $$f ]; then install -m 0644 $$f $(MANDIR)/man5/; fi; done

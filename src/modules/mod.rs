@@ -1,7 +1,9 @@
 //! Built-in modules. `loadmodule "x.so"` selects module `x` from this registry.
+pub mod rr;
+pub mod tm;
 pub mod usrloc;
 
 use crate::core::module::ModuleExports;
 
 /// Every built-in module, in no particular order.
-pub static REGISTRY: &[&ModuleExports] = &[];
+pub static REGISTRY: &[&ModuleExports] = &[&tm::EXPORTS, &rr::EXPORTS];

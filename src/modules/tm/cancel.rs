@@ -5,6 +5,11 @@
 use std::fmt::Write as _;
 
 use crate::core::parser::{FirstLine, HdrType, SipMsg};
+use crate::core::script::Ctx;
+
+use super::fwd::{self, send};
+use super::h_table::*;
+use super::reply;
 
 /// Build a CANCEL (`to_from_reply` None) or an ACK (To header line of the reply) for the
 /// INVITE in `branch_req`.
@@ -46,6 +51,54 @@ pub fn to_line(reply: &SipMsg) -> Option<String> {
     let i = reply.first_of(HdrType::To)?;
     let h = reply.hdrs().get(i)?;
     Some(String::from_utf8_lossy(h.full.bytes(reply.buf())).trim_end().to_string())
+}
+
+/// Send a CANCEL on branch `i` if it had a provisional reply, else remember to send
+/// one when it does (RFC 3261 §9.1).
+pub fn cancel_branch_locked(st: &mut CellState, i: usize) {
+    let Some(b) = st.branches.get_mut(i) else { return };
+    if b.flags & B_CANCEL_SENT != 0 || b.request.is_empty() {
+        return;
+    }
+    if b.flags & B_PROVISIONAL == 0 {
+        b.flags |= B_CANCEL_PENDING;
+        return;
+    }
+    if let (Some(cb), Some(dst)) = (build_cancel_ack(b.request.as_bytes(), None), b.dst.to_sa()) {
+        send(b.sock as usize, dst, &cb);
+        b.flags |= B_CANCEL_SENT;
+        b.flags &= !B_CANCEL_PENDING;
+    }
+}
+
+/// Cancel every branch still without a final reply, except `except`.
+pub fn cancel_branches_locked(st: &mut CellState, except: Option<usize>) {
+    for i in 0..st.nr_branches as usize {
+        if Some(i) == except || st.branches[i].flags & B_FINAL != 0 {
+            continue;
+        }
+        cancel_branch_locked(st, i);
+    }
+}
+
+/// A received CANCEL: when it matches an INVITE transaction, answer it 200 (through
+/// its own transaction) and cancel the INVITE's branches; true = handled.
+pub fn handle_cancel(ctx: &mut Ctx) -> bool {
+    let Some(inv) = reply::find_invite(ctx.msg) else { return false };
+    match fwd::new_tran(ctx.msg) {
+        fwd::NewTran::New(c) => {
+            reply::t_reply_msg(&c, ctx.msg, 200, "canceling");
+        }
+        fwd::NewTran::Retrans(_) => return true,
+        fwd::NewTran::Err => {}
+    }
+    let mut g = inv.lock_state();
+    let st = inv.state(&mut g);
+    if st.flags & T_COMPLETED == 0 {
+        st.flags |= T_CANCELED;
+        cancel_branches_locked(st, None);
+    }
+    true
 }
 
 #[cfg(test)]

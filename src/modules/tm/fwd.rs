@@ -1,13 +1,14 @@
 //! Creating transactions and forwarding requests statefully (t_newtran, t_relay,
 //! t_replicate), plus the send/resolve helpers tm uses.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 
 use crate::core::cfg::ast::RouteKind;
-use crate::core::msg::{ViaParams, build_request, reply_destination};
+use crate::core::msg::{build_request, reply_destination};
 use crate::core::parser::{Method, Proto, SipMsg};
 use crate::core::route;
 use crate::core::script::{Ctx, run_route};
+use crate::core::transport::send::{self, choose_socket, our_via, send_udp};
 use crate::core::transport::socket::sockets;
 
 use super::clone::{avps_to_bytes, proto_code};
@@ -20,14 +21,10 @@ pub fn now_ms() -> u64 {
     crate::core::process::timer::get_uticks() * 100
 }
 
-/// Send `buf` over UDP from listen socket `sock`.
+/// Send `buf` over UDP from listen socket `sock` (errors logged).
 pub fn send(sock: usize, to: SocketAddr, buf: &[u8]) -> bool {
-    let Some(s) = sockets().get(sock).and_then(|s| s.udp.as_ref()) else {
-        crate::log_err!("ERROR:tm:send: no UDP socket #{sock}");
-        return false;
-    };
-    match s.send_to(buf, to) {
-        Ok(_) => true,
+    match send_udp(sock, to, buf) {
+        Ok(()) => true,
         Err(e) => {
             crate::log_err!("ERROR:tm:send: sendto {to}: {e}");
             false
@@ -35,32 +32,14 @@ pub fn send(sock: usize, to: SocketAddr, buf: &[u8]) -> bool {
     }
 }
 
-/// The listen socket to send to `to` from: the forced one, else the first of the same
-/// address family.
-pub fn choose_socket(to: &SocketAddr, forced: Option<usize>) -> usize {
-    if let Some(f) = forced.filter(|&f| f < sockets().len()) {
-        return f;
-    }
-    sockets()
-        .iter()
-        .position(|s| s.addr.is_ipv4() == to.is_ipv4() && s.udp.is_some())
-        .unwrap_or(0)
-}
-
-/// Resolve host + port (IP literal or a blocking getaddrinfo; never under a lock).
+/// Resolve host + port (IP literal, or a blocking lookup: never under a lock).
 pub fn resolve_host(host: &str, port: u16) -> Option<SocketAddr> {
-    let h = host.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(host);
-    if let Ok(ip) = h.parse::<IpAddr>() {
-        return Some(SocketAddr::new(ip, port));
-    }
-    (h, port).to_socket_addrs().ok()?.next()
+    send::resolve_host(host, port).ok()
 }
 
-/// Where a request for `uri` goes (maddr, host, port; default 5060).
+/// Where a request for `uri` goes.
 pub fn uri_destination(uri: &str) -> Option<SocketAddr> {
-    let u = crate::core::parser::Uri::parse(uri).ok()?;
-    let host = u.maddr().map(str::to_string).unwrap_or_else(|| u.host.clone());
-    resolve_host(&host, u.port.unwrap_or(5060))
+    send::uri_destination(uri).ok().map(|(a, _)| a)
 }
 
 /// `[proto:]host[:port]` → address.
@@ -250,18 +229,11 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<SocketAddr>) -> 
             continue;
         };
         let sock = choose_socket(&addr, d.sock);
-        let Some(si) = sockets().get(sock) else {
+        if sockets().get(sock).is_none() {
             built.push(None);
             continue;
-        };
-        let via = ViaParams {
-            host: si.via_host(),
-            port: si.port,
-            proto: Proto::Udp,
-            branch: branch_id(c.hash_index, c.label, idx as u32),
-            rport: false,
-            extra_params: String::new(),
-        };
+        }
+        let via = our_via(sock, &branch_id(c.hash_index, c.label, idx as u32), ctx.msg);
         let out = if on_branch != 0 {
             let mut m2 = ctx.msg.clone();
             m2.new_uri = Some(d.uri.clone());
@@ -374,32 +346,8 @@ fn relay_ack(ctx: &mut Ctx, fixed: Option<SocketAddr>) -> i32 {
     if reply::absorb_ack(ctx.msg) {
         return 0;
     }
-    let addr = match fixed {
-        Some(a) => Some(a),
-        None => uri_destination(ctx.msg.dst_uri.as_deref().unwrap_or(ctx.msg.ruri())),
-    };
-    let Some(addr) = addr else { return -1 };
-    let sock = choose_socket(&addr, ctx.msg.force_send_sock);
-    let Some(si) = sockets().get(sock) else { return -1 };
-    // Stateless branch: derived from the incoming branch so retransmissions match.
-    let inb = ctx.msg.via1().ok().and_then(|v| v.branch).map(|b| b.bytes(ctx.msg.buf()).to_vec()).unwrap_or_default();
-    let h = tm_hash(&inb, b"ack");
-    let via = ViaParams {
-        host: si.via_host(),
-        port: si.port,
-        proto: Proto::Udp,
-        branch: format!("z9hG4bK{h:x}.0"),
-        rport: false,
-        extra_params: String::new(),
-    };
-    match build_request(ctx.msg, &via, &[]) {
-        Ok(b) => {
-            if send(sock, addr, &b) {
-                1
-            } else {
-                -1
-            }
-        }
+    match crate::core::transport::forward::forward_request(ctx.msg, fixed) {
+        Ok(()) => 1,
         Err(_) => -1,
     }
 }

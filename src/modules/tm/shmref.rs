@@ -167,3 +167,11 @@ pub(super) fn free_cell(_g: &FastLockGuard<'_>, p: ShmPtr<Cell>) {
     // (module invariants), and is freed exactly once here.
     unsafe { shm::free(p) }
 }
+
+/// The shm address of a cell borrowed from shm (for identity comparisons only).
+pub(super) fn ptr_of(c: &Cell) -> ShmPtr<Cell> {
+    // SAFETY: `c` is a cell living in the segment (cells are only ever created by
+    // `shm::alloc`), so its address is a valid ShmPtr while the cell lives; callers use
+    // it only for identity (revalidated under the entry lock before any dereference).
+    unsafe { ShmPtr::from_raw(c as *const Cell as *mut Cell) }
+}

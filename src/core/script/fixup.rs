@@ -141,7 +141,11 @@ fn parse_aliases(list: &[String]) -> Result<HashMap<String, AvpName>, String> {
             };
             let v = v.trim();
             let name = if let Some(n) = v.strip_prefix("i:") {
-                AvpName::Int(n.trim().parse().map_err(|_| format!("bad avp alias '{part}'"))?)
+                AvpName::Int(
+                    n.trim()
+                        .parse()
+                        .map_err(|_| format!("bad avp alias '{part}'"))?,
+                )
             } else if let Some(n) = v.strip_prefix("s:") {
                 AvpName::Str(n.to_string())
             } else {
@@ -204,7 +208,11 @@ pub fn fixup_with(
             t.names.insert(name.clone(), idx);
         }
     }
-    let types = if check_routes { reach_types(cfg) } else { HashMap::new() };
+    let types = if check_routes {
+        reach_types(cfg)
+    } else {
+        HashMap::new()
+    };
     // 2. compile each block
     let mut compiled: Vec<(usize, usize, Code)> = Vec::new();
     for r in &cfg.routes {
@@ -240,11 +248,7 @@ pub fn fixup_with(
         Ok(script)
     } else {
         f.errors.sort_by_key(|e| e.0);
-        Err(f
-            .errors
-            .iter()
-            .map(|(sp, m)| cfg.render(*sp, m))
-            .collect())
+        Err(f.errors.iter().map(|(sp, m)| cfg.render(*sp, m)).collect())
     }
 }
 
@@ -405,10 +409,7 @@ impl Fixer<'_> {
     fn route_target(&mut self, t: &RouteName, sp: Span, script: &Script) -> Option<usize> {
         let tab = script.table(RouteKind::Request);
         let (idx, defined) = match t {
-            RouteName::Num(n) => (
-                *n as usize,
-                self.cfg.route(RouteKind::Request, t).is_some(),
-            ),
+            RouteName::Num(n) => (*n as usize, self.cfg.route(RouteKind::Request, t).is_some()),
             RouteName::Named(n) => match tab.names.get(n) {
                 Some(i) => (*i, true),
                 None => (0, false),
@@ -709,7 +710,10 @@ impl Fixer<'_> {
         match a {
             AvpName::Alias(n) => match self.aliases.get(n.as_str()) {
                 Some(v) => *a = v.clone(),
-                None => self.err(sp, format!("unknown AVP alias '{n}' (declare it with avp_aliases)")),
+                None => self.err(
+                    sp,
+                    format!("unknown AVP alias '{n}' (declare it with avp_aliases)"),
+                ),
             },
             AvpName::Pv(p) => self.pv(p, sp),
             _ => {}
@@ -768,7 +772,10 @@ impl Fixer<'_> {
                 }
             }
             Expr::Arith {
-                op, left, right, span,
+                op,
+                left,
+                right,
+                span,
             } => CExpr::Arith {
                 op: *op,
                 l: Box::new(self.expr(left, *span, script)?),

@@ -325,7 +325,9 @@ fn exec_op(ctx: &mut Ctx, op: &Op) -> i32 {
         }
         Op::Route(idx) => {
             if ctx.depth >= MAX_REC_LEV {
-                crate::log_err!("ERROR: do_action: too many recursive routing table lookups (100)\n");
+                crate::log_err!(
+                    "ERROR: do_action: too many recursive routing table lookups (100)\n"
+                );
                 ctx.retcode = -1;
                 return -1;
             }
@@ -420,9 +422,7 @@ pub(crate) fn eval_val(ctx: &mut Ctx, e: &CExpr) -> Result<PvValue, ()> {
             let a = eval_val(ctx, l)?;
             let b = eval_val(ctx, r)?;
             match (a, b) {
-                (PvValue::Str(a), PvValue::Str(b)) if *op == ArithOp::Add => {
-                    PvValue::Str(a + &b)
-                }
+                (PvValue::Str(a), PvValue::Str(b)) if *op == ArithOp::Add => PvValue::Str(a + &b),
                 (a, b) => {
                     let (Some(x), Some(y)) = (a.as_int(), b.as_int()) else {
                         return Ok(PvValue::Null);
@@ -503,7 +503,6 @@ fn proto_num(p: crate::core::parser::Proto) -> i64 {
         P::Udp => 1,
         P::Tcp => 2,
         P::Tls => 3,
-        _ => 4,
     }
 }
 
@@ -523,7 +522,9 @@ fn ident_num(s: &str) -> Option<i64> {
 /// Is the URI text ours (host and port against listen sockets and aliases)?
 pub(crate) fn uri_is_myself(uri: &str) -> bool {
     match crate::core::parser::Uri::parse(uri) {
-        Ok(u) => crate::core::transport::socket::is_myself(u.host_unbracketed(), u.port.unwrap_or(0)),
+        Ok(u) => {
+            crate::core::transport::socket::is_myself(u.host_unbracketed(), u.port.unwrap_or(0))
+        }
         Err(_) => false,
     }
 }
@@ -606,7 +607,13 @@ fn compare(ctx: &mut Ctx, op: CmpOp, l: &CExpr, r: &CExpr, re: Option<&Regex>) -
         return compare(ctx, op, r, l, re);
     }
     match l {
-        CExpr::Kw(k @ (Keyword::Method | Keyword::Uri | Keyword::Status | Keyword::FromUri | Keyword::ToUri)) => {
+        CExpr::Kw(
+            k @ (Keyword::Method
+            | Keyword::Uri
+            | Keyword::Status
+            | Keyword::FromUri
+            | Keyword::ToUri),
+        ) => {
             let subject = match kw_value(ctx, *k) {
                 PvValue::Str(s) => s,
                 _ => return Tri::Err,
@@ -658,7 +665,8 @@ fn compare(ctx: &mut Ctx, op: CmpOp, l: &CExpr, r: &CExpr, re: Option<&Regex>) -
             }
             match eval_val(ctx, r) {
                 Ok(PvValue::Str(s)) => {
-                    let h = s.parse::<IpAddr>().map(|x| x == ip).unwrap_or(false) || str_eq(&s, &text);
+                    let h =
+                        s.parse::<IpAddr>().map(|x| x == ip).unwrap_or(false) || str_eq(&s, &text);
                     match op {
                         CmpOp::Eq => bool_tri(h),
                         CmpOp::Ne => bool_tri(!h),
@@ -670,7 +678,12 @@ fn compare(ctx: &mut Ctx, op: CmpOp, l: &CExpr, r: &CExpr, re: Option<&Regex>) -
             }
         }
         CExpr::Kw(
-            k @ (Keyword::SrcPort | Keyword::DstPort | Keyword::Proto | Keyword::Af | Keyword::MsgLen | Keyword::MaxLen),
+            k @ (Keyword::SrcPort
+            | Keyword::DstPort
+            | Keyword::Proto
+            | Keyword::Af
+            | Keyword::MsgLen
+            | Keyword::MaxLen),
         ) => {
             let Some(a) = kw_value(ctx, *k).as_int() else {
                 return Tri::Err;
@@ -709,8 +722,7 @@ fn compare(ctx: &mut Ctx, op: CmpOp, l: &CExpr, r: &CExpr, re: Option<&Regex>) -
                 let PvValue::Str(s) = a else {
                     return Tri::False;
                 };
-                let me = uri_is_myself(&s)
-                    || crate::core::transport::socket::is_myself(&s, 0);
+                let me = uri_is_myself(&s) || crate::core::transport::socket::is_myself(&s, 0);
                 return match op {
                     CmpOp::Eq => bool_tri(me),
                     CmpOp::Ne => bool_tri(!me),

@@ -5,6 +5,7 @@ pub mod cfg;
 pub mod config;
 pub mod globals;
 pub mod log;
+pub mod mi;
 pub mod msg;
 pub mod parser;
 pub mod process;

@@ -490,3 +490,13 @@ pub fn chown(path: &str, uid: u32, gid: u32) -> io::Result<()> {
         (gid != u32::MAX).then_some(gid),
     )
 }
+
+/// Clear O_NONBLOCK on `fd`.
+pub fn set_blocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl F_GETFL/F_SETFL on a descriptor the caller owns; integer arguments.
+    unsafe {
+        let fl = cvt(libc::fcntl(fd, libc::F_GETFL))?;
+        cvt(libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK))?;
+    }
+    Ok(())
+}

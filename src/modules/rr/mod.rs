@@ -71,7 +71,11 @@ fn with_state<R>(msg: &SipMsg, f: impl FnOnce(&mut MsgState) -> R) -> R {
     let addr = msg.buf().as_ptr() as usize;
     let fresh = !matches!(&*g, Some(s) if s.id == msg.id && s.buf_addr == addr);
     if fresh {
-        *g = Some(MsgState { id: msg.id, buf_addr: addr, ..Default::default() });
+        *g = Some(MsgState {
+            id: msg.id,
+            buf_addr: addr,
+            ..Default::default()
+        });
     }
     match g.as_mut() {
         Some(s) => f(s),
@@ -80,7 +84,11 @@ fn with_state<R>(msg: &SipMsg, f: impl FnOnce(&mut MsgState) -> R) -> R {
 }
 
 fn lr_text() -> &'static str {
-    if FULL_LR.load(Ordering::Relaxed) != 0 { ";lr=on" } else { ";lr" }
+    if FULL_LR.load(Ordering::Relaxed) != 0 {
+        ";lr=on"
+    } else {
+        ";lr"
+    }
 }
 
 fn sock_host(idx: usize) -> String {
@@ -131,7 +139,12 @@ fn insert_rr(msg: &mut SipMsg, uri_body: &str, params: &str) {
         s.rr_pos.push(pos);
         s.pending_params.clone()
     });
-    msg.lumps.add(pos, 0, format!("Record-Route: <sip:{uri_body}{params}{pending}"), -10);
+    msg.lumps.add(
+        pos,
+        0,
+        format!("Record-Route: <sip:{uri_body}{params}{pending}"),
+        -10,
+    );
     msg.lumps.add(pos, 0, ">\r\n", -8);
 }
 
@@ -144,10 +157,22 @@ fn do_record_route(ctx: &mut Ctx, extra: &str) -> i32 {
     let out_sock = msg.force_send_sock.unwrap_or(in_sock);
     if DOUBLE_RR.load(Ordering::Relaxed) != 0 && out_sock != in_sock {
         // Inbound first in the message (read by the upstream side last).
-        insert_rr(msg, &format!("{user}{};r2=on", sock_host(out_sock)), &format!("{lr}{ft}{extra}"));
-        insert_rr(msg, &format!("{user}{};r2=on", sock_host(in_sock)), &format!("{lr}{ft}{extra}"));
+        insert_rr(
+            msg,
+            &format!("{user}{};r2=on", sock_host(out_sock)),
+            &format!("{lr}{ft}{extra}"),
+        );
+        insert_rr(
+            msg,
+            &format!("{user}{};r2=on", sock_host(in_sock)),
+            &format!("{lr}{ft}{extra}"),
+        );
     } else {
-        insert_rr(msg, &format!("{user}{}", sock_host(in_sock)), &format!("{lr}{ft}{extra}"));
+        insert_rr(
+            msg,
+            &format!("{user}{}", sock_host(in_sock)),
+            &format!("{lr}{ft}{extra}"),
+        );
     }
     1
 }
@@ -156,7 +181,11 @@ fn cmd_record_route(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
     let extra = match args.first() {
         Some(a) => {
             let p = ctx.arg_str(a);
-            if p.is_empty() || p.starts_with(';') { p } else { format!(";{p}") }
+            if p.is_empty() || p.starts_with(';') {
+                p
+            } else {
+                format!(";{p}")
+            }
         }
         None => String::new(),
     };
@@ -216,20 +245,31 @@ fn remove_route(msg: &mut SipMsg, routes: &[(usize, usize, usize)], i: usize) {
 
 fn cmd_loose_route(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
     let msg = &mut *ctx.msg;
-    let (uris, spans): (Vec<String>, Vec<(usize, usize, usize)>) = match msg.routes(HdrType::Route) {
+    let (uris, spans): (Vec<String>, Vec<(usize, usize, usize)>) = match msg.routes(HdrType::Route)
+    {
         Ok(r) if !r.is_empty() => r
             .iter()
-            .map(|na| (msg.s(na.uri).to_string(), (na.hdr_idx, na.full.start as usize, na.full.end())))
+            .map(|na| {
+                (
+                    msg.s(na.uri).to_string(),
+                    (na.hdr_idx, na.full.start as usize, na.full.end()),
+                )
+            })
             .unzip(),
         _ => return -1,
     };
-    let Ok(first) = Uri::parse(&uris[0]) else { return -1 };
+    let Ok(first) = Uri::parse(&uris[0]) else {
+        return -1;
+    };
     // Strict-router conversion (§16.4): the R-URI is our own RR URI.
     let ruri_ours = msg
         .ruri_parsed()
         .is_ok_and(|u| uri_is_myself(&u) && (u.lr() || u.param("ftag").is_some()));
     if ruri_ours {
-        let ruri_params = msg.ruri_parsed().map(|u| u.params_text()).unwrap_or_default();
+        let ruri_params = msg
+            .ruri_parsed()
+            .map(|u| u.params_text())
+            .unwrap_or_default();
         with_state(msg, |s| s.route_params = Some(ruri_params));
         let last = uris.len() - 1;
         msg.new_uri = Some(uris[last].clone());
@@ -249,7 +289,10 @@ fn cmd_loose_route(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
     with_state(msg, |s| s.route_params = Some(first.params_text()));
     remove_route(msg, &spans, 0);
     let mut next = 1;
-    if first.r2().is_some() && uris.len() > 1 && Uri::parse(&uris[1]).is_ok_and(|u| uri_is_myself(&u)) {
+    if first.r2().is_some()
+        && uris.len() > 1
+        && Uri::parse(&uris[1]).is_ok_and(|u| uri_is_myself(&u))
+    {
         remove_route(msg, &spans, 1);
         next = 2;
     }
@@ -276,7 +319,9 @@ fn strict_next(msg: &mut SipMsg, uris: &[String], spans: &[(usize, usize, usize)
 }
 
 fn cmd_check_route_param(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
-    let Some(FixedArg::Regex(re)) = args.first() else { return -1 };
+    let Some(FixedArg::Regex(re)) = args.first() else {
+        return -1;
+    };
     let params = with_state(ctx.msg, |s| s.route_params.clone());
     match params {
         Some(p) if re.is_match(&p) => 1,
@@ -293,13 +338,21 @@ fn cmd_is_direction(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
         .find_map(|p| p.trim().strip_prefix("ftag="))
         .map(str::to_string);
     let Some(ftag) = ftag else { return -1 };
-    let from_tag = ctx.msg.from().ok().and_then(|f| f.tag).map(|t| ctx.msg.s(t).to_string()).unwrap_or_default();
+    let from_tag = ctx
+        .msg
+        .from()
+        .ok()
+        .and_then(|f| f.tag)
+        .map(|t| ctx.msg.s(t).to_string())
+        .unwrap_or_default();
     let downstream = ftag == from_tag;
     if downstream != want_up { 1 } else { -1 }
 }
 
 fn fixup_regex(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
-    let [a] = args else { return Err("one regular expression expected".into()) };
+    let [a] = args else {
+        return Err("one regular expression expected".into());
+    };
     let t = match &a.value {
         ArgValue::Str(s) | ArgValue::Ident(s) => s.clone(),
         other => format!("{other:?}"),
@@ -313,19 +366,76 @@ const RBF: u32 = REQUEST_ROUTE | BRANCH_ROUTE | FAILURE_ROUTE;
 pub static EXPORTS: ModuleExports = ModuleExports {
     name: "rr",
     params: &[
-        ParamExport { name: "append_fromtag", set: set_append_fromtag },
-        ParamExport { name: "enable_double_rr", set: set_double_rr },
-        ParamExport { name: "enable_full_lr", set: set_full_lr },
-        ParamExport { name: "add_username", set: set_add_username },
-        ParamExport { name: "ignore_user", set: ignore },
+        ParamExport {
+            name: "append_fromtag",
+            set: set_append_fromtag,
+        },
+        ParamExport {
+            name: "enable_double_rr",
+            set: set_double_rr,
+        },
+        ParamExport {
+            name: "enable_full_lr",
+            set: set_full_lr,
+        },
+        ParamExport {
+            name: "add_username",
+            set: set_add_username,
+        },
+        ParamExport {
+            name: "ignore_user",
+            set: ignore,
+        },
     ],
     cmds: &[
-        CmdExport { name: "loose_route", min_args: 0, max_args: 0, fixup: None, handler: cmd_loose_route, routes: REQUEST_ROUTE },
-        CmdExport { name: "record_route", min_args: 0, max_args: 1, fixup: None, handler: cmd_record_route, routes: RBF },
-        CmdExport { name: "record_route_preset", min_args: 1, max_args: 1, fixup: None, handler: cmd_record_route_preset, routes: RBF },
-        CmdExport { name: "add_rr_param", min_args: 1, max_args: 1, fixup: None, handler: cmd_add_rr_param, routes: RBF },
-        CmdExport { name: "check_route_param", min_args: 1, max_args: 1, fixup: Some(fixup_regex), handler: cmd_check_route_param, routes: REQUEST_ROUTE },
-        CmdExport { name: "is_direction", min_args: 1, max_args: 1, fixup: None, handler: cmd_is_direction, routes: REQUEST_ROUTE },
+        CmdExport {
+            name: "loose_route",
+            min_args: 0,
+            max_args: 0,
+            fixup: None,
+            handler: cmd_loose_route,
+            routes: REQUEST_ROUTE,
+        },
+        CmdExport {
+            name: "record_route",
+            min_args: 0,
+            max_args: 1,
+            fixup: None,
+            handler: cmd_record_route,
+            routes: RBF,
+        },
+        CmdExport {
+            name: "record_route_preset",
+            min_args: 1,
+            max_args: 1,
+            fixup: None,
+            handler: cmd_record_route_preset,
+            routes: RBF,
+        },
+        CmdExport {
+            name: "add_rr_param",
+            min_args: 1,
+            max_args: 1,
+            fixup: None,
+            handler: cmd_add_rr_param,
+            routes: RBF,
+        },
+        CmdExport {
+            name: "check_route_param",
+            min_args: 1,
+            max_args: 1,
+            fixup: Some(fixup_regex),
+            handler: cmd_check_route_param,
+            routes: REQUEST_ROUTE,
+        },
+        CmdExport {
+            name: "is_direction",
+            min_args: 1,
+            max_args: 1,
+            fixup: None,
+            handler: cmd_is_direction,
+            routes: REQUEST_ROUTE,
+        },
     ],
     pvs: &[],
     mod_init: None,

@@ -15,7 +15,9 @@ use super::reply;
 /// INVITE in `branch_req`.
 pub fn build_cancel_ack(branch_req: &[u8], ack_to: Option<&str>) -> Option<Vec<u8>> {
     let m = SipMsg::parse(branch_req).ok()?;
-    let FirstLine::Request { uri, .. } = *m.first_line() else { return None };
+    let FirstLine::Request { uri, .. } = *m.first_line() else {
+        return None;
+    };
     let method = if ack_to.is_some() { "ACK" } else { "CANCEL" };
     let mut s = String::with_capacity(512);
     let _ = write!(s, "{method} {} SIP/2.0\r\n", m.s(uri));
@@ -50,13 +52,19 @@ pub fn build_cancel_ack(branch_req: &[u8], ack_to: Option<&str>) -> Option<Vec<u
 pub fn to_line(reply: &SipMsg) -> Option<String> {
     let i = reply.first_of(HdrType::To)?;
     let h = reply.hdrs().get(i)?;
-    Some(String::from_utf8_lossy(h.full.bytes(reply.buf())).trim_end().to_string())
+    Some(
+        String::from_utf8_lossy(h.full.bytes(reply.buf()))
+            .trim_end()
+            .to_string(),
+    )
 }
 
 /// Send a CANCEL on branch `i` if it had a provisional reply, else remember to send
 /// one when it does (RFC 3261 §9.1).
 pub fn cancel_branch_locked(st: &mut CellState, i: usize) {
-    let Some(b) = st.branches.get_mut(i) else { return };
+    let Some(b) = st.branches.get_mut(i) else {
+        return;
+    };
     if b.flags & B_CANCEL_SENT != 0 || b.request.is_empty() {
         return;
     }
@@ -84,7 +92,9 @@ pub fn cancel_branches_locked(st: &mut CellState, except: Option<usize>) {
 /// A received CANCEL: when it matches an INVITE transaction, answer it 200 (through
 /// its own transaction) and cancel the INVITE's branches; true = handled.
 pub fn handle_cancel(ctx: &mut Ctx) -> bool {
-    let Some(inv) = reply::find_invite(ctx.msg) else { return false };
+    let Some(inv) = reply::find_invite(ctx.msg) else {
+        return false;
+    };
     match fwd::new_tran(ctx.msg) {
         fwd::NewTran::New(c) => {
             reply::t_reply_msg(&c, ctx.msg, 200, "canceling");
@@ -109,11 +119,14 @@ mod tests {
     fn cancel_from_invite() {
         let inv = b"INVITE sip:b@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1.2.0\r\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKx\r\nRoute: <sip:r@x;lr>\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c1\r\nCSeq: 7 INVITE\r\nContent-Length: 0\r\n\r\n";
         let c = String::from_utf8(build_cancel_ack(inv, None).unwrap()).unwrap();
-        assert!(c.starts_with("CANCEL sip:b@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1.2.0\r\n"));
+        assert!(c.starts_with(
+            "CANCEL sip:b@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1.2.0\r\n"
+        ));
         assert!(c.contains("CSeq: 7 CANCEL\r\n"));
         assert!(c.contains("Route: <sip:r@x;lr>\r\n"));
         assert!(!c.contains("10.0.0.9"));
-        let a = String::from_utf8(build_cancel_ack(inv, Some("To: <sip:b@x>;tag=9")).unwrap()).unwrap();
+        let a =
+            String::from_utf8(build_cancel_ack(inv, Some("To: <sip:b@x>;tag=9")).unwrap()).unwrap();
         assert!(a.starts_with("ACK "));
         assert!(a.contains("To: <sip:b@x>;tag=9\r\n"));
         assert!(a.contains("CSeq: 7 ACK\r\n"));

@@ -71,7 +71,11 @@ pub fn avps_from_bytes(b: &[u8]) -> AvpList {
     let mut l = AvpList::new();
     let mut r = Rd(b);
     while let Some(k) = r.take(1).map(|k| k[0]) {
-        let id = if k & 1 == 0 { r.i64().map(AvpId::Int) } else { r.string().map(AvpId::Str) };
+        let id = if k & 1 == 0 {
+            r.i64().map(AvpId::Int)
+        } else {
+            r.string().map(AvpId::Str)
+        };
         let Some(id) = id else { break };
         let v = match k & 6 {
             0 => Some(PvValue::Null),
@@ -86,7 +90,10 @@ pub fn avps_from_bytes(b: &[u8]) -> AvpList {
 
 /// The transaction's request as a message (for failure routes and local replies).
 pub fn request_msg(c: &Cell) -> Option<SipMsg> {
-    let src = c.rcv_src.to_sa().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let src = c
+        .rcv_src
+        .to_sa()
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let dst = c.rcv_dst.to_sa().unwrap_or(src);
     let rcv = RcvInfo {
         src,

@@ -98,7 +98,9 @@ pub fn new_tran(msg: &SipMsg) -> NewTran {
     let callid = mkey.callid.of(msg.buf());
     let cseq = mkey.cseq_num.of(msg.buf());
     let hash = tm_hash(callid, cseq);
-    let uas_dst = reply_destination(msg).ok().and_then(|(h, p)| resolve_host(&h, p));
+    let uas_dst = reply_destination(msg)
+        .ok()
+        .and_then(|(h, p)| resolve_host(&h, p));
     let (ruri_m, via1_m) = (P.ruri_matching(), P.via1_matching());
     let is_invite = msg.method() == Method::Invite;
     let r = find_or_insert(
@@ -109,12 +111,19 @@ pub fn new_tran(msg: &SipMsg) -> NewTran {
             let mut st = CellState::default();
             st.flags = T_ALL_LOCAL
                 | if is_invite { T_INVITE } else { 0 }
-                | if msg.rcv.proto == Proto::Udp { T_UDP } else { 0 };
+                | if msg.rcv.proto == Proto::Udp {
+                    T_UDP
+                } else {
+                    0
+                };
             st.msg_flags = msg.flags;
             st.uas_dst = uas_dst.map(Addr::from_sa).unwrap_or_default();
             st.uas_sock = msg.rcv.sock_idx as u32;
             st.fr_ms = P.fr_ms();
             st.fr_inv_ms = P.fr_inv_ms();
+            // Safety net: a transaction nobody forwards or answers goes away after
+            // fr_timer + wt_timer (cleared when branches are sent).
+            st.wait_at = now_ms() + u64::from(P.fr_ms()) + u64::from(P.wt_ms());
             let init = CellInit {
                 rcv_src: Addr::from_sa(msg.rcv.src),
                 rcv_dst: Addr::from_sa(msg.rcv.dst),
@@ -130,6 +139,11 @@ pub fn new_tran(msg: &SipMsg) -> NewTran {
     );
     match r {
         Some((c, true)) => {
+            {
+                let mut g = c.lock_state();
+                let w = c.state(&mut g).wait_at;
+                c.due(w);
+            }
             super::stats().uas.inc();
             super::set_current(&c);
             NewTran::New(c)
@@ -158,10 +172,20 @@ struct Dest {
 pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<SocketAddr>) -> usize {
     let mut dests = Vec::new();
     let ruri = ctx.msg.ruri().to_string();
-    dests.push(Dest { uri: ruri, dst_uri: ctx.msg.dst_uri.clone(), sock: ctx.msg.force_send_sock, addr: fixed });
+    dests.push(Dest {
+        uri: ruri,
+        dst_uri: ctx.msg.dst_uri.clone(),
+        sock: ctx.msg.force_send_sock,
+        addr: fixed,
+    });
     if fixed.is_none() {
         for b in std::mem::take(&mut ctx.branches) {
-            dests.push(Dest { uri: b.uri, dst_uri: b.dst_uri, sock: b.force_send_sock, addr: None });
+            dests.push(Dest {
+                uri: b.uri,
+                dst_uri: b.dst_uri,
+                sock: b.force_send_sock,
+                addr: None,
+            });
         }
     }
     // Resolve outside any lock.
@@ -169,7 +193,10 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<SocketAddr>) -> 
         if d.addr.is_none() {
             d.addr = uri_destination(d.dst_uri.as_deref().unwrap_or(&d.uri));
             if d.addr.is_none() {
-                crate::log_err!("ERROR:tm:t_relay: cannot resolve {}", d.dst_uri.as_deref().unwrap_or(&d.uri));
+                crate::log_err!(
+                    "ERROR:tm:t_relay: cannot resolve {}",
+                    d.dst_uri.as_deref().unwrap_or(&d.uri)
+                );
             }
         }
     }
@@ -221,7 +248,8 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<SocketAddr>) -> 
         (base, st.on_branch)
     };
     // Build every branch (no lock held: branch routes run here).
-    let mut built: Vec<Option<(Vec<u8>, String, SocketAddr, usize)>> = Vec::with_capacity(dests.len());
+    let mut built: Vec<Option<(Vec<u8>, String, SocketAddr, usize)>> =
+        Vec::with_capacity(dests.len());
     for (k, d) in dests.iter().enumerate() {
         let idx = base + k;
         let Some(addr) = d.addr else {
@@ -269,8 +297,11 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<SocketAddr>) -> 
     let mut due = u64::MAX;
     for (k, b) in built.into_iter().enumerate() {
         let idx = base + k;
-        let Some((buf, uri, addr, sock)) = b else { continue };
-        let (Some(req), Some(u)) = (shm::ShmStr::new(&buf), shm::ShmStr::new(uri.as_bytes())) else {
+        let Some((buf, uri, addr, sock)) = b else {
+            continue;
+        };
+        let (Some(req), Some(u)) = (shm::ShmStr::new(&buf), shm::ShmStr::new(uri.as_bytes()))
+        else {
             crate::log_err!("ERROR:tm:t_relay: out of shm memory for a branch");
             continue;
         };

@@ -57,7 +57,8 @@ pub struct KSpan {
 
 impl KSpan {
     pub fn of<'a>(&self, b: &'a [u8]) -> &'a [u8] {
-        b.get(self.off as usize..(self.off + self.len) as usize).unwrap_or(&[])
+        b.get(self.off as usize..(self.off + self.len) as usize)
+            .unwrap_or(&[])
     }
 }
 
@@ -76,18 +77,31 @@ impl Addr {
             IpAddr::V4(v) => {
                 let mut ip = [0u8; 16];
                 ip[..4].copy_from_slice(&v.octets());
-                Addr { family: 4, port: a.port(), ip }
+                Addr {
+                    family: 4,
+                    port: a.port(),
+                    ip,
+                }
             }
-            IpAddr::V6(v) => Addr { family: 6, port: a.port(), ip: v.octets() },
+            IpAddr::V6(v) => Addr {
+                family: 6,
+                port: a.port(),
+                ip: v.octets(),
+            },
         }
     }
     pub fn to_sa(self) -> Option<SocketAddr> {
         match self.family {
             4 => Some(SocketAddr::new(
-                IpAddr::V4(Ipv4Addr::new(self.ip[0], self.ip[1], self.ip[2], self.ip[3])),
+                IpAddr::V4(Ipv4Addr::new(
+                    self.ip[0], self.ip[1], self.ip[2], self.ip[3],
+                )),
                 self.port,
             )),
-            6 => Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(self.ip)), self.port)),
+            6 => Some(SocketAddr::new(
+                IpAddr::V6(Ipv6Addr::from(self.ip)),
+                self.port,
+            )),
             _ => None,
         }
     }
@@ -286,8 +300,11 @@ pub fn init_table() -> Result<(), String> {
         next_label: AtomicU32::new((i as u32).wrapping_mul(2_654_435_761) >> 8),
     })
     .ok_or("tm: no shm for the transaction table")?;
-    let timers = shm::alloc_static(TimerList { lock: FastLock::new(), head_cell: UnsafeCell::new(ShmPtr::null()) })
-        .ok_or("tm: no shm for the timer list")?;
+    let timers = shm::alloc_static(TimerList {
+        lock: FastLock::new(),
+        head_cell: UnsafeCell::new(ShmPtr::null()),
+    })
+    .ok_or("tm: no shm for the timer list")?;
     let _ = TABLE.set(Table { entries, timers });
     Ok(())
 }
@@ -301,7 +318,13 @@ fn timers() -> Option<&'static TimerList> {
 }
 
 /// Allocate an unpublished cell (ref_count 1 = the creator's).
-pub fn new_cell(hash: u32, request: ShmStr, key: Key, init: CellInit, state: CellState) -> Option<CellRef> {
+pub fn new_cell(
+    hash: u32,
+    request: ShmStr,
+    key: Key,
+    init: CellInit,
+    state: CellState,
+) -> Option<CellRef> {
     let label = entry(hash)?.next_label.fetch_add(1, Ordering::Relaxed);
     let c = Cell {
         hash_links: UnsafeCell::new(Links::default()),
@@ -357,7 +380,14 @@ pub fn find_or_insert(
     }
     let nc = new()?;
     let head = e.head(&g);
-    set_hash_links(&g, &nc, Links { next: head, prev: ShmPtr::null() });
+    set_hash_links(
+        &g,
+        &nc,
+        Links {
+            next: head,
+            prev: ShmPtr::null(),
+        },
+    );
     if let Some(h) = cell_locked(&g, head) {
         let mut l = hash_links(&g, h);
         l.prev = nc.ptr();
@@ -368,7 +398,14 @@ pub fn find_or_insert(
     if let Some(tl) = timers() {
         let tg = tl.lock.lock();
         let th = tl.head(&tg);
-        set_timer_links(&tg, &nc, Links { next: th, prev: ShmPtr::null() });
+        set_timer_links(
+            &tg,
+            &nc,
+            Links {
+                next: th,
+                prev: ShmPtr::null(),
+            },
+        );
         if let Some(h) = cell_locked(&tg, th) {
             let mut l = timer_links(&tg, h);
             l.prev = nc.ptr();

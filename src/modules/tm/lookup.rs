@@ -79,7 +79,10 @@ pub fn parse_branch_id(b: &[u8]) -> Option<(u32, u32, u32)> {
 fn span_of(base: usize, s: &str) -> KSpan {
     // `s` is a sub-slice of the message buffer starting at `base`.
     let off = (s.as_ptr() as usize).saturating_sub(base);
-    KSpan { off: off as u32, len: s.len() as u32 }
+    KSpan {
+        off: off as u32,
+        len: s.len() as u32,
+    }
 }
 
 /// Extract the matching key of a request (spans valid in its buffer, hence in a clone
@@ -87,7 +90,10 @@ fn span_of(base: usize, s: &str) -> KSpan {
 pub fn request_key(msg: &SipMsg) -> Option<Key> {
     let buf = msg.buf();
     let base = buf.as_ptr() as usize;
-    let sp = |s: crate::core::parser::Span| KSpan { off: s.start, len: s.len };
+    let sp = |s: crate::core::parser::Span| KSpan {
+        off: s.start,
+        len: s.len,
+    };
     let v1 = msg.via1().ok()?;
     let from = msg.from().ok()?;
     let to = msg.to().ok()?;
@@ -126,7 +132,14 @@ pub enum Want {
 
 /// Whether cell `c` is the transaction of request `msg` (key `k`) per RFC 3261 §17.2.3,
 /// or the RFC 2543 rules when the branch has no magic cookie.
-pub fn request_matches(c: &Cell, msg: &SipMsg, k: &Key, want: Want, ruri_m: bool, via1_m: bool) -> bool {
+pub fn request_matches(
+    c: &Cell,
+    msg: &SipMsg,
+    k: &Key,
+    want: Want,
+    ruri_m: bool,
+    via1_m: bool,
+) -> bool {
     let b = msg.buf();
     let m_method = k.method.of(b);
     let method_ok = match want {
@@ -137,7 +150,9 @@ pub fn request_matches(c: &Cell, msg: &SipMsg, k: &Key, want: Want, ruri_m: bool
         return false;
     }
     let branch = k.via_branch.of(b);
-    if branch.len() > MCOOKIE.len() && branch[..MCOOKIE.len()].eq_ignore_ascii_case(MCOOKIE.as_bytes()) {
+    if branch.len() > MCOOKIE.len()
+        && branch[..MCOOKIE.len()].eq_ignore_ascii_case(MCOOKIE.as_bytes())
+    {
         // RFC 3261: branch + sent-by (+ method above).
         return c.k(c.key.via_branch) == branch
             && c.k(c.key.via_host).eq_ignore_ascii_case(k.via_host.of(b))

@@ -32,13 +32,15 @@ use shm::ShmPtr;
 
 use crate::core::cfg::ast::{Arg, ArgValue, RouteKind};
 use crate::core::cfg::pv::PvSpec;
-use crate::core::module::{CmdExport, FixedArg, ModParamValue, ModuleExports, ParamExport, PvExport};
+use crate::core::module::{
+    CmdExport, FixedArg, ModParamValue, ModuleExports, ParamExport, PvExport,
+};
 use crate::core::parser::{Method, SipMsg};
 use crate::core::route::*;
 use crate::core::script::{AvpId, Ctx, PvValue, route_index};
 use crate::core::stats::{self, NO_RESET, Stat};
 
-use h_table::{Cell, CellRef, T_CANCELED, T_ALL_LOCAL, T_UAS_LOCAL_LAST, B_LOCAL_REPLY, B_FINAL};
+use h_table::{B_FINAL, B_LOCAL_REPLY, Cell, CellRef, T_ALL_LOCAL, T_CANCELED, T_UAS_LOCAL_LAST};
 
 // ---------------------------------------------------------------- parameters
 
@@ -76,13 +78,18 @@ impl Params {
         self.fr_timer.load(Ordering::Relaxed).saturating_mul(1000)
     }
     pub fn fr_inv_ms(&self) -> u32 {
-        self.fr_inv_timer.load(Ordering::Relaxed).saturating_mul(1000)
+        self.fr_inv_timer
+            .load(Ordering::Relaxed)
+            .saturating_mul(1000)
     }
     pub fn wt_ms(&self) -> u32 {
         self.wt_timer.load(Ordering::Relaxed).saturating_mul(1000)
     }
     pub fn t1_t2(&self) -> (u32, u32) {
-        (self.t1.load(Ordering::Relaxed).max(100), self.t2.load(Ordering::Relaxed).max(100))
+        (
+            self.t1.load(Ordering::Relaxed).max(100),
+            self.t2.load(Ordering::Relaxed).max(100),
+        )
     }
     pub fn noisy_ctimer(&self) -> bool {
         self.noisy_ctimer.load(Ordering::Relaxed) != 0
@@ -127,23 +134,35 @@ int_params!(
 /// `i:24`, `s:name`, `$avp(i:24)`, `$avp(s:name)`, `$avp(name)` -> AVP id.
 pub fn parse_avp_id(s: &str) -> Option<AvpId> {
     let s = s.trim();
-    let s = s.strip_prefix("$avp(").and_then(|x| x.strip_suffix(')')).unwrap_or(s);
+    let s = s
+        .strip_prefix("$avp(")
+        .and_then(|x| x.strip_suffix(')'))
+        .unwrap_or(s);
     if let Some(n) = s.strip_prefix("i:").or_else(|| s.strip_prefix("I:")) {
         return n.trim().parse().ok().map(AvpId::Int);
     }
-    let n = s.strip_prefix("s:").or_else(|| s.strip_prefix("S:")).unwrap_or(s);
+    let n = s
+        .strip_prefix("s:")
+        .or_else(|| s.strip_prefix("S:"))
+        .unwrap_or(s);
     (!n.is_empty()).then(|| AvpId::Str(n.to_string()))
 }
 
 fn set_fr_avp(v: &ModParamValue) -> Result<(), String> {
-    let ModParamValue::Str(s) = v else { return Err("fr_timer_avp needs a string".into()) };
-    *FR_AVP.lock().unwrap_or_else(|e| e.into_inner()) = Some(parse_avp_id(s).ok_or("bad AVP spec")?);
+    let ModParamValue::Str(s) = v else {
+        return Err("fr_timer_avp needs a string".into());
+    };
+    *FR_AVP.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some(parse_avp_id(s).ok_or("bad AVP spec")?);
     Ok(())
 }
 
 fn set_fr_inv_avp(v: &ModParamValue) -> Result<(), String> {
-    let ModParamValue::Str(s) = v else { return Err("fr_inv_timer_avp needs a string".into()) };
-    *FR_INV_AVP.lock().unwrap_or_else(|e| e.into_inner()) = Some(parse_avp_id(s).ok_or("bad AVP spec")?);
+    let ModParamValue::Str(s) = v else {
+        return Err("fr_inv_timer_avp needs a string".into());
+    };
+    *FR_INV_AVP.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some(parse_avp_id(s).ok_or("bad AVP spec")?);
     Ok(())
 }
 
@@ -160,7 +179,10 @@ pub fn avp_secs(ctx: &Ctx, fr: bool) -> Option<u32> {
         PvValue::Str(s) => s.trim().parse().ok()?,
         PvValue::Null => return None,
     };
-    u32::try_from(v).ok().filter(|&v| v > 0).map(|v| v.saturating_mul(1000))
+    u32::try_from(v)
+        .ok()
+        .filter(|&v| v > 0)
+        .map(|v| v.saturating_mul(1000))
 }
 
 // ---------------------------------------------------------------- statistics
@@ -222,7 +244,11 @@ static PENDING: Mutex<[u32; 3]> = Mutex::new([0; 3]);
 
 fn cur_of(c: &Cell) -> Cur {
     // The address is only compared, never dereferenced, after revalidation.
-    Cur { hash: c.hash_index, label: c.label, p: shmptr_of(c) }
+    Cur {
+        hash: c.hash_index,
+        label: c.label,
+        p: shmptr_of(c),
+    }
 }
 
 fn shmptr_of(c: &Cell) -> ShmPtr<Cell> {
@@ -275,6 +301,16 @@ fn mod_init() -> Result<(), String> {
     crate::core::process::timer::register_utimer("tm-utimer", 100, timer::utimer);
     crate::core::process::timer::register_timer("tm-timer", 1, timer::timer);
     Ok(())
+}
+
+fn destroy() {
+    let ms = shm::stats();
+    crate::log_info!(
+        "INFO:tm:destroy: inuse_transactions={} cells={} shm_used={}",
+        stats().inuse.get(),
+        h_table::count_cells(),
+        ms.used
+    );
 }
 
 // ---------------------------------------------------------------- functions
@@ -351,7 +387,9 @@ fn fixup_relay_to(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
 }
 
 fn fixup_regex(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
-    let [a] = args else { return Err("one regular expression expected".into()) };
+    let [a] = args else {
+        return Err("one regular expression expected".into());
+    };
     let re = crate::core::re::Regex::new(&arg_text(a), true, true)?;
     Ok(vec![FixedArg::Regex(Arc::new(re))])
 }
@@ -388,35 +426,57 @@ fn cmd_t_newtran(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
 }
 
 fn cmd_t_reply(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
-    let (Some(a), Some(b)) = (args.first(), args.get(1)) else { return -1 };
+    let (Some(a), Some(b)) = (args.first(), args.get(1)) else {
+        return -1;
+    };
     let code = ctx.arg_str(a);
     let reason = ctx.arg_str(b);
-    let Ok(code) = code.trim().parse::<u16>() else { return -1 };
+    let Ok(code) = code.trim().parse::<u16>() else {
+        return -1;
+    };
     if !(100..700).contains(&code) {
         return -1;
     }
     let Some(c) = current() else {
-        crate::log_err!("ERROR:tm:t_reply: cannot send a t_reply to a message for which no T-state has been established");
+        crate::log_err!(
+            "ERROR:tm:t_reply: cannot send a t_reply to a message for which no T-state has been established"
+        );
         return -1;
     };
-    if reply::t_reply_msg(&c, ctx.msg, code, &reason) { 1 } else { -1 }
+    if reply::t_reply_msg(&c, ctx.msg, code, &reason) {
+        1
+    } else {
+        -1
+    }
 }
 
 fn cmd_t_check_trans(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
     match ctx.msg.method() {
         Method::Cancel => {
-            if reply::find_invite(ctx.msg).is_some() { 1 } else { -1 }
+            if reply::find_invite(ctx.msg).is_some() {
+                1
+            } else {
+                -1
+            }
         }
         Method::Ack => {
-            if reply::find_invite(ctx.msg).is_some() { 1 } else { -1 }
+            if reply::find_invite(ctx.msg).is_some() {
+                1
+            } else {
+                -1
+            }
         }
         _ => {
-            let Some(k) = lookup::request_key(ctx.msg) else { return 0 };
+            let Some(k) = lookup::request_key(ctx.msg) else {
+                return 0;
+            };
             let b = ctx.msg.buf();
             let hash = lookup::tm_hash(k.callid.of(b), k.cseq_num.of(b));
             let (r, v) = (P.ruri_matching(), P.via1_matching());
             let msg = &*ctx.msg;
-            match h_table::find_in_entry(hash, |c| lookup::request_matches(c, msg, &k, lookup::Want::Same, r, v)) {
+            match h_table::find_in_entry(hash, |c| {
+                lookup::request_matches(c, msg, &k, lookup::Want::Same, r, v)
+            }) {
                 Some(c) => {
                     reply::resend_last(&c);
                     0
@@ -506,7 +566,9 @@ fn cmd_t_release(_ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
 }
 
 fn cmd_t_check_status(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
-    let Some(FixedArg::Regex(re)) = args.first() else { return -1 };
+    let Some(FixedArg::Regex(re)) = args.first() else {
+        return -1;
+    };
     let code = if ctx.route_type & ONREPLY_ROUTE != 0 {
         ctx.msg.status().map(u32::from).unwrap_or(0)
     } else if ctx.route_type & FAILURE_ROUTE != 0 {
@@ -514,7 +576,11 @@ fn cmd_t_check_status(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
     } else {
         with_state(|_, st| u32::from(st.uas_status)).unwrap_or(0)
     };
-    if re.is_match(&code.to_string()) { 1 } else { -1 }
+    if re.is_match(&code.to_string()) {
+        1
+    } else {
+        -1
+    }
 }
 
 fn cmd_t_local_replied(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
@@ -525,9 +591,15 @@ fn cmd_t_local_replied(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
         let branches = &st.branches[..n];
         if all {
             st.flags & T_ALL_LOCAL != 0
-                && branches.iter().all(|b| b.flags & B_FINAL == 0 || b.flags & B_LOCAL_REPLY != 0)
+                && branches
+                    .iter()
+                    .all(|b| b.flags & B_FINAL == 0 || b.flags & B_LOCAL_REPLY != 0)
         } else if ctx_is_failure_like(st) {
-            branches.iter().filter(|b| b.last_code >= 200).min_by_key(|b| b.last_code).is_some_and(|b| b.flags & B_LOCAL_REPLY != 0)
+            branches
+                .iter()
+                .filter(|b| b.last_code >= 200)
+                .min_by_key(|b| b.last_code)
+                .is_some_and(|b| b.flags & B_LOCAL_REPLY != 0)
         } else {
             st.flags & T_UAS_LOCAL_LAST != 0
         }
@@ -563,48 +635,206 @@ const ALL4: u32 = REQUEST_ROUTE | FAILURE_ROUTE | ONREPLY_ROUTE | BRANCH_ROUTE;
 pub static EXPORTS: ModuleExports = ModuleExports {
     name: "tm",
     params: &[
-        ParamExport { name: "fr_timer", set: set_fr_timer },
-        ParamExport { name: "fr_inv_timer", set: set_fr_inv_timer },
-        ParamExport { name: "wt_timer", set: set_wt_timer },
-        ParamExport { name: "delete_timer", set: set_delete_timer },
-        ParamExport { name: "T1_timer", set: set_t1 },
-        ParamExport { name: "T2_timer", set: set_t2 },
-        ParamExport { name: "noisy_ctimer", set: set_noisy },
-        ParamExport { name: "ruri_matching", set: set_ruri_m },
-        ParamExport { name: "via1_matching", set: set_via1_m },
-        ParamExport { name: "restart_fr_on_each_reply", set: set_restart_fr },
-        ParamExport { name: "fr_timer_avp", set: set_fr_avp },
-        ParamExport { name: "fr_inv_timer_avp", set: set_fr_inv_avp },
-        ParamExport { name: "enable_stats", set: set_enable_stats },
-        ParamExport { name: "unix_tx_timeout", set: ignore_param },
-        ParamExport { name: "tw_append", set: ignore_param },
-        ParamExport { name: "pass_provisional_replies", set: ignore_param },
-        ParamExport { name: "syn_branch", set: ignore_param },
-        ParamExport { name: "onreply_avp_mode", set: ignore_param },
+        ParamExport {
+            name: "fr_timer",
+            set: set_fr_timer,
+        },
+        ParamExport {
+            name: "fr_inv_timer",
+            set: set_fr_inv_timer,
+        },
+        ParamExport {
+            name: "wt_timer",
+            set: set_wt_timer,
+        },
+        ParamExport {
+            name: "delete_timer",
+            set: set_delete_timer,
+        },
+        ParamExport {
+            name: "T1_timer",
+            set: set_t1,
+        },
+        ParamExport {
+            name: "T2_timer",
+            set: set_t2,
+        },
+        ParamExport {
+            name: "noisy_ctimer",
+            set: set_noisy,
+        },
+        ParamExport {
+            name: "ruri_matching",
+            set: set_ruri_m,
+        },
+        ParamExport {
+            name: "via1_matching",
+            set: set_via1_m,
+        },
+        ParamExport {
+            name: "restart_fr_on_each_reply",
+            set: set_restart_fr,
+        },
+        ParamExport {
+            name: "fr_timer_avp",
+            set: set_fr_avp,
+        },
+        ParamExport {
+            name: "fr_inv_timer_avp",
+            set: set_fr_inv_avp,
+        },
+        ParamExport {
+            name: "enable_stats",
+            set: set_enable_stats,
+        },
+        ParamExport {
+            name: "unix_tx_timeout",
+            set: ignore_param,
+        },
+        ParamExport {
+            name: "tw_append",
+            set: ignore_param,
+        },
+        ParamExport {
+            name: "pass_provisional_replies",
+            set: ignore_param,
+        },
+        ParamExport {
+            name: "syn_branch",
+            set: ignore_param,
+        },
+        ParamExport {
+            name: "onreply_avp_mode",
+            set: ignore_param,
+        },
     ],
     cmds: &[
-        CmdExport { name: "t_relay", min_args: 0, max_args: 2, fixup: Some(fixup_t_relay), handler: cmd_t_relay, routes: RF },
-        CmdExport { name: "t_relay_to_udp", min_args: 0, max_args: 2, fixup: Some(fixup_relay_to), handler: cmd_t_relay_to_udp, routes: RF },
-        CmdExport { name: "t_newtran", min_args: 0, max_args: 0, fixup: None, handler: cmd_t_newtran, routes: REQUEST_ROUTE },
-        CmdExport { name: "t_reply", min_args: 2, max_args: 2, fixup: None, handler: cmd_t_reply, routes: RF },
-        CmdExport { name: "t_check_trans", min_args: 0, max_args: 0, fixup: None, handler: cmd_t_check_trans, routes: REQUEST_ROUTE | BRANCH_ROUTE },
-        CmdExport { name: "t_was_cancelled", min_args: 0, max_args: 0, fixup: None, handler: cmd_t_was_cancelled, routes: FAILURE_ROUTE | ONREPLY_ROUTE },
-        CmdExport { name: "t_on_failure", min_args: 1, max_args: 1, fixup: None, handler: cmd_t_on_failure, routes: ALL4 },
-        CmdExport { name: "t_on_reply", min_args: 1, max_args: 1, fixup: None, handler: cmd_t_on_reply, routes: ALL4 },
-        CmdExport { name: "t_on_branch", min_args: 1, max_args: 1, fixup: None, handler: cmd_t_on_branch, routes: ALL4 },
-        CmdExport { name: "t_replicate", min_args: 1, max_args: 2, fixup: None, handler: cmd_t_replicate, routes: REQUEST_ROUTE },
-        CmdExport { name: "t_flush_flags", min_args: 0, max_args: 0, fixup: None, handler: cmd_t_flush_flags, routes: REQUEST_ROUTE | BRANCH_ROUTE },
-        CmdExport { name: "t_release", min_args: 0, max_args: 0, fixup: None, handler: cmd_t_release, routes: REQUEST_ROUTE },
-        CmdExport { name: "t_check_status", min_args: 1, max_args: 1, fixup: Some(fixup_regex), handler: cmd_t_check_status, routes: ALL4 },
-        CmdExport { name: "t_local_replied", min_args: 1, max_args: 1, fixup: None, handler: cmd_t_local_replied, routes: ALL4 },
+        CmdExport {
+            name: "t_relay",
+            min_args: 0,
+            max_args: 2,
+            fixup: Some(fixup_t_relay),
+            handler: cmd_t_relay,
+            routes: RF,
+        },
+        CmdExport {
+            name: "t_relay_to_udp",
+            min_args: 0,
+            max_args: 2,
+            fixup: Some(fixup_relay_to),
+            handler: cmd_t_relay_to_udp,
+            routes: RF,
+        },
+        CmdExport {
+            name: "t_newtran",
+            min_args: 0,
+            max_args: 0,
+            fixup: None,
+            handler: cmd_t_newtran,
+            routes: REQUEST_ROUTE,
+        },
+        CmdExport {
+            name: "t_reply",
+            min_args: 2,
+            max_args: 2,
+            fixup: None,
+            handler: cmd_t_reply,
+            routes: RF,
+        },
+        CmdExport {
+            name: "t_check_trans",
+            min_args: 0,
+            max_args: 0,
+            fixup: None,
+            handler: cmd_t_check_trans,
+            routes: REQUEST_ROUTE | BRANCH_ROUTE,
+        },
+        CmdExport {
+            name: "t_was_cancelled",
+            min_args: 0,
+            max_args: 0,
+            fixup: None,
+            handler: cmd_t_was_cancelled,
+            routes: FAILURE_ROUTE | ONREPLY_ROUTE,
+        },
+        CmdExport {
+            name: "t_on_failure",
+            min_args: 1,
+            max_args: 1,
+            fixup: None,
+            handler: cmd_t_on_failure,
+            routes: ALL4,
+        },
+        CmdExport {
+            name: "t_on_reply",
+            min_args: 1,
+            max_args: 1,
+            fixup: None,
+            handler: cmd_t_on_reply,
+            routes: ALL4,
+        },
+        CmdExport {
+            name: "t_on_branch",
+            min_args: 1,
+            max_args: 1,
+            fixup: None,
+            handler: cmd_t_on_branch,
+            routes: ALL4,
+        },
+        CmdExport {
+            name: "t_replicate",
+            min_args: 1,
+            max_args: 2,
+            fixup: None,
+            handler: cmd_t_replicate,
+            routes: REQUEST_ROUTE,
+        },
+        CmdExport {
+            name: "t_flush_flags",
+            min_args: 0,
+            max_args: 0,
+            fixup: None,
+            handler: cmd_t_flush_flags,
+            routes: REQUEST_ROUTE | BRANCH_ROUTE,
+        },
+        CmdExport {
+            name: "t_release",
+            min_args: 0,
+            max_args: 0,
+            fixup: None,
+            handler: cmd_t_release,
+            routes: REQUEST_ROUTE,
+        },
+        CmdExport {
+            name: "t_check_status",
+            min_args: 1,
+            max_args: 1,
+            fixup: Some(fixup_regex),
+            handler: cmd_t_check_status,
+            routes: ALL4,
+        },
+        CmdExport {
+            name: "t_local_replied",
+            min_args: 1,
+            max_args: 1,
+            fixup: None,
+            handler: cmd_t_local_replied,
+            routes: ALL4,
+        },
     ],
     pvs: &[
-        PvExport { name: "T_branch_idx", get: pv_branch_idx },
-        PvExport { name: "T_reply_code", get: pv_reply_code },
+        PvExport {
+            name: "T_branch_idx",
+            get: pv_branch_idx,
+        },
+        PvExport {
+            name: "T_reply_code",
+            get: pv_reply_code,
+        },
     ],
     mod_init: Some(mod_init),
     child_init: None,
-    destroy: None,
+    destroy: Some(destroy),
     pre_script: Some(pre_script),
     reply_hook: Some(reply_hook),
 };

@@ -41,7 +41,12 @@ pub fn tm_totag(req: &SipMsg) -> String {
 fn to_tag_of(reply: &[u8]) -> Vec<u8> {
     SipMsg::parse(reply)
         .ok()
-        .and_then(|m| m.to().ok().and_then(|t| t.tag).map(|t| t.bytes(m.buf()).to_vec()))
+        .and_then(|m| {
+            m.to()
+                .ok()
+                .and_then(|t| t.tag)
+                .map(|t| t.bytes(m.buf()).to_vec())
+        })
         .unwrap_or_default()
 }
 
@@ -110,7 +115,10 @@ pub fn resend_last(c: &CellRef) {
 
 fn reply_local_locked(c: &Cell, st: &mut CellState, req: &SipMsg, code: u16, reason: &str) -> bool {
     if st.flags & T_COMPLETED != 0 && !(c.is_invite && (200..300).contains(&code)) {
-        crate::log_err!("ERROR:tm:t_reply: transaction already completed ({})", st.uas_status);
+        crate::log_err!(
+            "ERROR:tm:t_reply: transaction already completed ({})",
+            st.uas_status
+        );
         return false;
     }
     let tag = tm_totag(req);
@@ -151,13 +159,20 @@ pub fn find_invite(msg: &SipMsg) -> Option<CellRef> {
 
 /// An ACK for our negative final reply: stops the reply retransmissions; true = absorb.
 pub fn absorb_ack(msg: &SipMsg) -> bool {
-    let Some(c) = find_invite(msg) else { return false };
+    let Some(c) = find_invite(msg) else {
+        return false;
+    };
     let mut g = c.lock_state();
     let st = c.state(&mut g);
     if st.uas_status < 300 {
         return false;
     }
-    let tag = msg.to().ok().and_then(|t| t.tag).map(|t| t.bytes(msg.buf())).unwrap_or_default();
+    let tag = msg
+        .to()
+        .ok()
+        .and_then(|t| t.tag)
+        .map(|t| t.bytes(msg.buf()))
+        .unwrap_or_default();
     if !st.uas_totag.is_empty() && st.uas_totag.as_bytes() != tag {
         return false;
     }
@@ -199,13 +214,23 @@ fn relay_best_locked(c: &Cell, st: &mut CellState, i: usize, code: u16) {
     let b = &st.branches[i];
     if b.flags & B_LOCAL_REPLY != 0 || b.reply.is_empty() {
         let Some(req) = request_msg(c) else { return };
-        let reason = if code == 408 { "Request Timeout" } else { "Server Internal Error" };
+        let reason = if code == 408 {
+            "Request Timeout"
+        } else {
+            "Server Internal Error"
+        };
         reply_local_locked(c, st, &req, code, reason);
         return;
     }
-    let Ok(mut m) = SipMsg::parse(b.reply.as_bytes()) else { return };
+    let Ok(mut m) = SipMsg::parse(b.reply.as_bytes()) else {
+        return;
+    };
     if code == 401 || code == 407 {
-        let name = if code == 401 { "WWW-Authenticate" } else { "Proxy-Authenticate" };
+        let name = if code == 401 {
+            "WWW-Authenticate"
+        } else {
+            "Proxy-Authenticate"
+        };
         for (j, ob) in st.branches[..st.nr_branches as usize].iter().enumerate() {
             if j == i || (ob.last_code != 401 && ob.last_code != 407) || ob.reply.is_empty() {
                 continue;
@@ -224,7 +249,9 @@ fn relay_best_locked(c: &Cell, st: &mut CellState, i: usize, code: u16) {
 
 /// Whether every branch has a final reply.
 fn all_final(st: &CellState) -> bool {
-    st.branches[..st.nr_branches as usize].iter().all(|b| b.flags & B_FINAL != 0)
+    st.branches[..st.nr_branches as usize]
+        .iter()
+        .all(|b| b.flags & B_FINAL != 0)
 }
 
 /// Run failure_route `route` for transaction `c` whose winning branch is `i` (no lock
@@ -240,7 +267,9 @@ fn run_failure(c: &CellRef, route: u32, i: usize, code: u16) {
             st.msg_flags,
         )
     };
-    let Some(mut msg) = request_msg(c) else { return };
+    let Some(mut msg) = request_msg(c) else {
+        return;
+    };
     if !uri.is_empty() {
         msg.new_uri = Some(uri);
     }
@@ -313,10 +342,16 @@ pub fn complete<'a>(c: &'a CellRef, mut g: FastLockGuard<'a>) {
 pub fn reply_hook(reply: &mut SipMsg) -> bool {
     super::clear_current();
     let s = super::stats();
-    let Some((hash, label, br)) = reply_ids(reply) else { return false };
-    let Some(c) = find_in_entry(hash, |c| c.label == label) else { return false };
+    let Some((hash, label, br)) = reply_ids(reply) else {
+        return false;
+    };
+    let Some(c) = find_in_entry(hash, |c| c.label == label) else {
+        return false;
+    };
     s.received.inc();
-    let Some(code) = reply.status() else { return true };
+    let Some(code) = reply.status() else {
+        return true;
+    };
     let cseq_m = reply.cseq().map(|c| c.method).unwrap_or(Method::Other);
     if cseq_m == Method::Cancel {
         return true; // reply to our CANCEL
@@ -390,7 +425,8 @@ pub fn reply_hook(reply: &mut SipMsg) -> bool {
         b.retr_at = 0;
         b.fr_at = 0;
         if c.is_invite && code >= 300 {
-            if let Some(ack) = cancel::to_line(reply).and_then(|t| cancel::build_cancel_ack(b.request.as_bytes(), Some(&t)))
+            if let Some(ack) = cancel::to_line(reply)
+                .and_then(|t| cancel::build_cancel_ack(b.request.as_bytes(), Some(&t)))
                 && let Some(dst) = b.dst.to_sa()
             {
                 send(b.sock as usize, dst, &ack);

@@ -1,0 +1,289 @@
+//! tm and rr (issue 5): stateful forwarding through the real binary, with test UASes
+//! on UDP sockets answering per scenario.
+
+use crate::harness::*;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+fn cfg(extra_params: &str, uas2: u16) -> String {
+    format!(
+        r#"listen=udp:127.0.0.1:{{PORT}}
+children=4
+loadmodule "tm.so"
+loadmodule "rr.so"
+modparam("tm", "fr_timer", 2)
+modparam("tm", "fr_inv_timer", 4)
+modparam("tm", "wt_timer", 1)
+{extra_params}
+route {{
+    if (loose_route()) {{
+        t_relay();
+        exit;
+    }}
+    if (method == "INVITE") {{
+        record_route();
+    }}
+    if ($rU == "fork") {{
+        append_branch("sip:fork2@127.0.0.1:{uas2}");
+    }}
+    if ($rU == "reroute") {{
+        t_on_failure("1");
+    }}
+    t_relay();
+}}
+failure_route[1] {{
+    if (t_check_status("408")) {{
+        rewritehostport("127.0.0.1:{uas2}");
+        t_relay();
+    }}
+}}
+"#
+    )
+}
+
+/// A reply to `req` (all Vias, From, To + tag, Call-ID, CSeq).
+fn reply_to(req: &str, code: u16, reason: &str, totag: &str) -> String {
+    let mut s = format!("SIP/2.0 {code} {reason}\r\n");
+    for v in headers(req, "Via") {
+        s.push_str(&format!("Via: {v}\r\n"));
+    }
+    for n in ["From", "Call-ID", "CSeq"] {
+        if let Some(v) = header(req, n) {
+            s.push_str(&format!("{n}: {v}\r\n"));
+        }
+    }
+    let to = header(req, "To").unwrap_or("");
+    if to.contains("tag=") || totag.is_empty() {
+        s.push_str(&format!("To: {to}\r\n"));
+    } else {
+        s.push_str(&format!("To: {to};tag={totag}\r\n"));
+    }
+    if (200..300).contains(&code) {
+        s.push_str("Contact: <sip:uas@127.0.0.1>\r\n");
+    }
+    s.push_str("Content-Length: 0\r\n\r\n");
+    s
+}
+
+fn first_line(m: &str) -> &str {
+    m.lines().next().unwrap_or("")
+}
+
+/// Receive the next request/reply whose first line contains `needle`, within `t`.
+fn expect(c: &Client, needle: &str, t: Duration) -> Option<(String, SocketAddr)> {
+    let end = Instant::now() + t;
+    while Instant::now() < end {
+        let left = end
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        let (m, from) = c.recv_timeout(left)?;
+        if first_line(&m).contains(needle) {
+            return Some((m, from));
+        }
+    }
+    None
+}
+
+fn invite(ruri: &str, port: u16, callid: &str) -> String {
+    request(
+        "INVITE",
+        ruri,
+        port,
+        callid,
+        1,
+        "Contact: <sip:alice@127.0.0.1>\r\n",
+    )
+}
+
+fn check_log(s: &Server) {
+    let log = s.log();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("ALERT") || l.contains("CRIT")),
+        "{log}"
+    );
+}
+
+#[test]
+fn busy_486_is_relayed_and_acked() {
+    let uas = Client::new();
+    let mut s = Server::start(&cfg("", 9), &["-DD", "-E"]);
+    let caller = Client::new();
+    let ruri = format!("sip:bob@127.0.0.1:{}", uas.port());
+    caller.send(s.addr(), &invite(&ruri, caller.port(), "c486"));
+    let (t, _) = expect(&caller, "100", Duration::from_secs(2)).expect("100 Trying");
+    assert!(header(&t, "To").is_some());
+    let (inv, from) = expect(&uas, "INVITE", Duration::from_secs(2)).expect("INVITE at UAS");
+    let via = header(&inv, "Via").unwrap();
+    assert!(via.contains("branch=z9hG4bK"), "{via}");
+    assert!(
+        header(&inv, "Record-Route").is_some_and(|r| r.contains(";lr")),
+        "{inv}"
+    );
+    uas.send(from, &reply_to(&inv, 486, "Busy Here", "uas1"));
+    let (busy, _) = expect(&caller, "486", Duration::from_secs(2)).expect("486 relayed");
+    assert_eq!(headers(&busy, "Via").len(), 1, "{busy}");
+    // The proxy ACKs the 486 downstream itself.
+    let (ack, _) = expect(&uas, "ACK", Duration::from_secs(2)).expect("local ACK");
+    assert!(header(&ack, "To").unwrap().contains("tag=uas1"), "{ack}");
+    // The caller's ACK is absorbed (hop-by-hop).
+    let ack_up = format!(
+        "ACK {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bKc4861\r\nFrom: <sip:alice@127.0.0.1>;tag=ac486\r\nTo: {}\r\nCall-ID: c486\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        caller.port(),
+        header(&busy, "To").unwrap()
+    );
+    caller.send(s.addr(), &ack_up);
+    assert!(
+        expect(&uas, "ACK", Duration::from_millis(700)).is_none(),
+        "ACK leaked downstream"
+    );
+    check_log(&s);
+    assert!(s.stop().success());
+}
+
+#[test]
+fn timeout_408_and_failure_route_reroutes() {
+    let silent = Client::new();
+    let uas2 = Client::new();
+    let mut s = Server::start(&cfg("", uas2.port()), &["-DD", "-E"]);
+    let caller = Client::new();
+    let ruri = format!("sip:reroute@127.0.0.1:{}", silent.port());
+    let t0 = Instant::now();
+    caller.send(s.addr(), &invite(&ruri, caller.port(), "cfr"));
+    expect(&silent, "INVITE", Duration::from_secs(2)).expect("INVITE at the silent UAS");
+    let (inv2, from) = expect(&uas2, "INVITE", Duration::from_secs(5)).expect("rerouted INVITE");
+    let el = t0.elapsed();
+    assert!(
+        el >= Duration::from_millis(1800) && el < Duration::from_millis(3500),
+        "{el:?}"
+    );
+    assert!(
+        inv2.starts_with(&format!("INVITE sip:reroute@127.0.0.1:{} ", uas2.port())),
+        "{inv2}"
+    );
+    uas2.send(from, &reply_to(&inv2, 200, "OK", "u2"));
+    expect(&caller, "200", Duration::from_secs(2)).expect("200 from the second UAS");
+    check_log(&s);
+    assert!(s.stop().success());
+}
+
+#[test]
+fn timeout_without_failure_route_gives_408() {
+    let silent = Client::new();
+    let mut s = Server::start(&cfg("", 9), &["-DD", "-E"]);
+    let caller = Client::new();
+    let ruri = format!("sip:x@127.0.0.1:{}", silent.port());
+    caller.send(s.addr(), &invite(&ruri, caller.port(), "c408"));
+    let (r, _) = expect(&caller, "408", Duration::from_secs(5)).expect("408");
+    assert!(header(&r, "To").unwrap().contains("tag="), "{r}");
+    check_log(&s);
+    assert!(s.stop().success());
+}
+
+#[test]
+fn cancel_of_ringing_call() {
+    let uas = Client::new();
+    let mut s = Server::start(&cfg("", 9), &["-DD", "-E"]);
+    let caller = Client::new();
+    let ruri = format!("sip:bob@127.0.0.1:{}", uas.port());
+    let inv = invite(&ruri, caller.port(), "ccan");
+    caller.send(s.addr(), &inv);
+    let (dinv, from) = expect(&uas, "INVITE", Duration::from_secs(2)).unwrap();
+    uas.send(from, &reply_to(&dinv, 180, "Ringing", "u1"));
+    expect(&caller, "180", Duration::from_secs(2)).expect("180 relayed");
+    let cancel = request("CANCEL", &ruri, caller.port(), "ccan", 1, "");
+    caller.send(s.addr(), &cancel);
+    let (ok, _) = expect(&caller, "200", Duration::from_secs(2)).expect("200 for CANCEL");
+    assert!(header(&ok, "CSeq").unwrap().contains("CANCEL"), "{ok}");
+    let (dcan, from) = expect(&uas, "CANCEL", Duration::from_secs(2)).expect("CANCEL downstream");
+    assert_eq!(
+        header(&dcan, "Via"),
+        header(&dinv, "Via"),
+        "CANCEL must carry the INVITE's branch"
+    );
+    uas.send(from, &reply_to(&dcan, 200, "OK", "u1"));
+    uas.send(from, &reply_to(&dinv, 487, "Request Terminated", "u1"));
+    let (r, _) = expect(&caller, "487", Duration::from_secs(2)).expect("487 for INVITE");
+    assert!(header(&r, "CSeq").unwrap().contains("INVITE"));
+    check_log(&s);
+    assert!(s.stop().success());
+}
+
+#[test]
+fn retransmitted_invite_reaches_uas_once() {
+    let uas = Client::new();
+    let mut s = Server::start(&cfg("", 9), &["-DD", "-E"]);
+    let caller = Client::new();
+    let ruri = format!("sip:bob@127.0.0.1:{}", uas.port());
+    let inv = invite(&ruri, caller.port(), "crtx");
+    caller.send(s.addr(), &inv);
+    let (dinv, from) = expect(&uas, "INVITE", Duration::from_secs(2)).unwrap();
+    uas.send(from, &reply_to(&dinv, 180, "Ringing", "u1"));
+    expect(&caller, "180", Duration::from_secs(2)).unwrap();
+    caller.send(s.addr(), &inv);
+    caller.send(s.addr(), &inv);
+    // The retransmissions get the last provisional again and never reach the UAS.
+    expect(&caller, "180", Duration::from_secs(2)).expect("180 re-sent");
+    assert!(
+        expect(&uas, "INVITE", Duration::from_millis(800)).is_none(),
+        "INVITE retransmission leaked"
+    );
+    uas.send(from, &reply_to(&dinv, 486, "Busy Here", "u1"));
+    expect(&caller, "486", Duration::from_secs(2)).unwrap();
+    check_log(&s);
+    assert!(s.stop().success());
+}
+
+#[test]
+fn parallel_forking_first_200_wins_other_cancelled() {
+    let uas1 = Client::new();
+    let uas2 = Client::new();
+    let mut s = Server::start(&cfg("", uas2.port()), &["-DD", "-E"]);
+    let caller = Client::new();
+    let ruri = format!("sip:fork@127.0.0.1:{}", uas1.port());
+    caller.send(s.addr(), &invite(&ruri, caller.port(), "cfork"));
+    let (i1, f1) = expect(&uas1, "INVITE", Duration::from_secs(2)).expect("branch 1");
+    let (i2, f2) = expect(&uas2, "INVITE", Duration::from_secs(2)).expect("branch 2");
+    assert_ne!(header(&i1, "Via"), header(&i2, "Via"));
+    uas2.send(f2, &reply_to(&i2, 180, "Ringing", "b2"));
+    uas1.send(f1, &reply_to(&i1, 200, "OK", "b1"));
+    let (ok, _) = expect(&caller, "200", Duration::from_secs(2)).expect("200 relayed");
+    assert!(header(&ok, "To").unwrap().contains("tag=b1"));
+    let (c2, _) =
+        expect(&uas2, "CANCEL", Duration::from_secs(2)).expect("CANCEL to the other branch");
+    assert_eq!(header(&c2, "Via"), header(&i2, "Via"));
+    check_log(&s);
+    assert!(s.stop().success());
+}
+
+#[test]
+fn retransmissions_follow_t1_doubling() {
+    let silent = Client::new();
+    let mut s = Server::start(&cfg("modparam(\"tm\", \"fr_timer\", 6)", 9), &["-DD", "-E"]);
+    let caller = Client::new();
+    let ruri = format!("sip:x@127.0.0.1:{}", silent.port());
+    caller.send(s.addr(), &invite(&ruri, caller.port(), "ct1"));
+    let mut times = Vec::new();
+    let end = Instant::now() + Duration::from_millis(4200);
+    while Instant::now() < end && times.len() < 4 {
+        if expect(
+            &silent,
+            "INVITE",
+            end.saturating_duration_since(Instant::now()),
+        )
+        .is_some()
+        {
+            times.push(Instant::now());
+        }
+    }
+    assert_eq!(times.len(), 4, "first send + 3 retransmissions");
+    let gaps: Vec<u128> = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_millis())
+        .collect();
+    for (g, want) in gaps.iter().zip([500u128, 1000, 2000]) {
+        assert!(g + 150 >= want && *g <= want + 250, "gaps {gaps:?}");
+    }
+    check_log(&s);
+    assert!(s.stop().success());
+}

@@ -287,3 +287,136 @@ fn retransmissions_follow_t1_doubling() {
     check_log(&s);
     assert!(s.stop().success());
 }
+
+const SIPP_CFG: &str = r#"listen=udp:127.0.0.1:{PORT}
+children=4
+debug=3
+memlog=1
+loadmodule "tm.so"
+loadmodule "rr.so"
+modparam("tm", "wt_timer", 1)
+route {
+    if ($tt != null) {
+        if (loose_route()) {
+            t_relay();
+        }
+        exit;
+    }
+    record_route();
+    rewritehostport("127.0.0.1:{UAS}");
+    t_relay();
+}
+"#;
+
+/// `used=` of the last SIGUSR1 shm dump in the log.
+fn shm_used(s: &Server) -> Option<u64> {
+    let log = s.log();
+    let line = log.lines().rev().find(|l| l.contains(" used= "))?;
+    let v = line.split("used= ").nth(1)?.split(',').next()?;
+    v.trim().parse().ok()
+}
+
+fn dump_shm(s: &Server) -> u64 {
+    let n = s.log().matches(" used= ").count();
+    s.signal(libc::SIGUSR1);
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end && s.log().matches(" used= ").count() == n {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    shm_used(s).expect("shm dump in the log")
+}
+
+fn inuse_at_exit(s: &Server) -> Option<u64> {
+    let log = s.log();
+    let l = log.lines().rev().find(|l| l.contains("inuse_transactions="))?;
+    l.split("inuse_transactions=").nth(1)?.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn shm_bytes_per_transaction() {
+    let silent = Client::new();
+    let mut s = Server::start(
+        &SIPP_CFG.replace("{UAS}", &silent.port().to_string()).replace("wt_timer\", 1", "fr_inv_timer\", 60"),
+        &["-DD", "-E"],
+    );
+    let caller = Client::new();
+    let idle = dump_shm(&s);
+    const N: usize = 500;
+    for i in 0..N {
+        let body = "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+        let m = format!(
+            "INVITE sip:service@127.0.0.1:{p} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cp};branch=z9hG4bK-{i}-1\r\nFrom: sipp <sip:sipp@127.0.0.1:{cp}>;tag={i}SIPpTag001\r\nTo: service <sip:service@127.0.0.1:{p}>\r\nCall-ID: {i}-12345@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: sip:sipp@127.0.0.1:{cp}\r\nMax-Forwards: 70\r\nSubject: Performance Test\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len(),
+            p = s.port,
+            cp = caller.port()
+        );
+        caller.send(s.addr(), &m);
+        if i % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    let loaded = dump_shm(&s);
+    let per = (loaded.saturating_sub(idle)) / N as u64;
+    eprintln!("tm: shm bytes per INVITE transaction (1 branch, 100 Trying stored): {per}");
+    assert!(per <= 4096, "{per} bytes per transaction");
+    check_log(&s);
+    assert!(s.stop().success());
+}
+
+#[test]
+fn sipp_calls_through_record_route_and_no_leak() {
+    if !require("sipp") {
+        return;
+    }
+    let uas_port = free_udp_port();
+    let scen = "/work/shared/bench/scenarios";
+    let dir = TempDir::new("sipp");
+    let mut uas = std::process::Command::new("sipp")
+        .args(["-sf", &format!("{scen}/uas.xml"), "-i", "127.0.0.1", "-p", &uas_port.to_string(), "-nostdin"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sipp uas");
+    assert!(wait_udp_bound(uas_port, Duration::from_secs(5)));
+    let mut s = Server::start(&SIPP_CFG.replace("{UAS}", &uas_port.to_string()), &["-DD", "-E"]);
+    let idle = dump_shm(&s);
+    let calls = std::env::var("TM_SIPP_CALLS").unwrap_or_else(|_| "10000".into());
+    let out = std::process::Command::new("sipp")
+        .args([
+            "-sf",
+            &format!("{scen}/uac.xml"),
+            &format!("127.0.0.1:{}", s.port),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_udp_port().to_string(),
+            "-r",
+            "500",
+            "-m",
+            &calls,
+            "-nostdin",
+            "-timeout",
+            "120",
+            "-timeout_error",
+            "-trace_stat",
+            "-stf",
+            &dir.file("uac.csv").display().to_string(),
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("sipp uac");
+    let _ = uas.kill();
+    let _ = uas.wait();
+    let stat = std::fs::read_to_string(dir.file("uac.csv")).unwrap_or_default();
+    assert!(out.status.success(), "sipp uac failed: {}\n{stat}\n{}", String::from_utf8_lossy(&out.stdout), s.log());
+    // After the wait timer everything is gone.
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = dump_shm(&s);
+    eprintln!("tm: shm used idle {idle}, after {calls} calls + wait timer {after}");
+    assert!(after <= idle + 1024, "shm not returned: idle {idle}, after {after}");
+    check_log(&s);
+    assert!(s.stop().success());
+    assert_eq!(inuse_at_exit(&s), Some(0), "{}", s.log());
+}

@@ -328,15 +328,25 @@ fn dump_shm(s: &Server) -> u64 {
 
 fn inuse_at_exit(s: &Server) -> Option<u64> {
     let log = s.log();
-    let l = log.lines().rev().find(|l| l.contains("inuse_transactions="))?;
-    l.split("inuse_transactions=").nth(1)?.split_whitespace().next()?.parse().ok()
+    let l = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("inuse_transactions="))?;
+    l.split("inuse_transactions=")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[test]
 fn shm_bytes_per_transaction() {
     let silent = Client::new();
     let mut s = Server::start(
-        &SIPP_CFG.replace("{UAS}", &silent.port().to_string()).replace("wt_timer\", 1", "fr_inv_timer\", 60"),
+        &SIPP_CFG
+            .replace("{UAS}", &silent.port().to_string())
+            .replace("wt_timer\", 1", "fr_inv_timer\", 60"),
         &["-DD", "-E"],
     );
     let caller = Client::new();
@@ -373,14 +383,25 @@ fn sipp_calls_through_record_route_and_no_leak() {
     let scen = "/work/shared/bench/scenarios";
     let dir = TempDir::new("sipp");
     let mut uas = std::process::Command::new("sipp")
-        .args(["-sf", &format!("{scen}/uas.xml"), "-i", "127.0.0.1", "-p", &uas_port.to_string(), "-nostdin"])
+        .args([
+            "-sf",
+            &format!("{scen}/uas.xml"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &uas_port.to_string(),
+            "-nostdin",
+        ])
         .current_dir(dir.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("sipp uas");
     assert!(wait_udp_bound(uas_port, Duration::from_secs(5)));
-    let mut s = Server::start(&SIPP_CFG.replace("{UAS}", &uas_port.to_string()), &["-DD", "-E"]);
+    let mut s = Server::start(
+        &SIPP_CFG.replace("{UAS}", &uas_port.to_string()),
+        &["-DD", "-E"],
+    );
     let idle = dump_shm(&s);
     let calls = std::env::var("TM_SIPP_CALLS").unwrap_or_else(|_| "10000".into());
     let out = std::process::Command::new("sipp")
@@ -410,12 +431,20 @@ fn sipp_calls_through_record_route_and_no_leak() {
     let _ = uas.kill();
     let _ = uas.wait();
     let stat = std::fs::read_to_string(dir.file("uac.csv")).unwrap_or_default();
-    assert!(out.status.success(), "sipp uac failed: {}\n{stat}\n{}", String::from_utf8_lossy(&out.stdout), s.log());
+    assert!(
+        out.status.success(),
+        "sipp uac failed: {}\n{stat}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        s.log()
+    );
     // After the wait timer everything is gone.
     std::thread::sleep(Duration::from_millis(2500));
     let after = dump_shm(&s);
     eprintln!("tm: shm used idle {idle}, after {calls} calls + wait timer {after}");
-    assert!(after <= idle + 1024, "shm not returned: idle {idle}, after {after}");
+    assert!(
+        after <= idle + 1024,
+        "shm not returned: idle {idle}, after {after}"
+    );
     check_log(&s);
     assert!(s.stop().success());
     assert_eq!(inuse_at_exit(&s), Some(0), "{}", s.log());

@@ -108,22 +108,24 @@ pub fn new_tran(msg: &SipMsg) -> NewTran {
         |c| request_matches(c, msg, &mkey, Want::Same, ruri_m, via1_m),
         || {
             let req = shm::ShmStr::new(base.buf())?;
-            let mut st = CellState::default();
-            st.flags = T_ALL_LOCAL
-                | if is_invite { T_INVITE } else { 0 }
-                | if msg.rcv.proto == Proto::Udp {
-                    T_UDP
-                } else {
-                    0
-                };
-            st.msg_flags = msg.flags;
-            st.uas_dst = uas_dst.map(Addr::from_sa).unwrap_or_default();
-            st.uas_sock = msg.rcv.sock_idx as u32;
-            st.fr_ms = P.fr_ms();
-            st.fr_inv_ms = P.fr_inv_ms();
-            // Safety net: a transaction nobody forwards or answers goes away after
-            // fr_timer + wt_timer (cleared when branches are sent).
-            st.wait_at = now_ms() + u64::from(P.fr_ms()) + u64::from(P.wt_ms());
+            let st = CellState {
+                flags: T_ALL_LOCAL
+                    | if is_invite { T_INVITE } else { 0 }
+                    | if msg.rcv.proto == Proto::Udp {
+                        T_UDP
+                    } else {
+                        0
+                    },
+                msg_flags: msg.flags,
+                uas_dst: uas_dst.map(Addr::from_sa).unwrap_or_default(),
+                uas_sock: msg.rcv.sock_idx as u32,
+                fr_ms: P.fr_ms(),
+                fr_inv_ms: P.fr_inv_ms(),
+                // Safety net: a transaction nobody forwards or answers goes away after
+                // fr_timer + wt_timer (cleared when branches are sent).
+                wait_at: now_ms() + u64::from(P.fr_ms()) + u64::from(P.wt_ms()),
+                ..Default::default()
+            };
             let init = CellInit {
                 rcv_src: Addr::from_sa(msg.rcv.src),
                 rcv_dst: Addr::from_sa(msg.rcv.dst),
@@ -158,6 +160,9 @@ pub fn new_tran(msg: &SipMsg) -> NewTran {
         }
     }
 }
+
+/// A built branch: request, R-URI, destination, socket.
+type Built = (Vec<u8>, String, SocketAddr, usize);
 
 /// One destination of a t_relay.
 struct Dest {
@@ -248,8 +253,7 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<SocketAddr>) -> 
         (base, st.on_branch)
     };
     // Build every branch (no lock held: branch routes run here).
-    let mut built: Vec<Option<(Vec<u8>, String, SocketAddr, usize)>> =
-        Vec::with_capacity(dests.len());
+    let mut built: Vec<Option<Built>> = Vec::with_capacity(dests.len());
     for (k, d) in dests.iter().enumerate() {
         let idx = base + k;
         let Some(addr) = d.addr else {

@@ -399,21 +399,26 @@ pub fn reply_hook(reply: &mut SipMsg) -> bool {
         if want_cancel && c.is_invite {
             cancel::cancel_branch_locked(st, br);
         }
-        if !dropped && !local_t && code > 100 && st.flags & T_COMPLETED == 0 {
-            if let Ok(buf) = build_reply_forward(reply) {
-                send_upstream_locked(&c, st, code, &buf, false);
-            }
+        if !dropped
+            && !local_t
+            && code > 100
+            && st.flags & T_COMPLETED == 0
+            && let Ok(buf) = build_reply_forward(reply)
+        {
+            send_upstream_locked(&c, st, code, &buf, false);
         }
         return true;
     }
     // Final reply.
     let already = st.branches[br].flags & B_FINAL != 0 && st.branches[br].last_code >= 200;
     if already {
-        if c.is_invite && (200..300).contains(&code) && !local_t {
-            if let (Ok(buf), Some(dst)) = (build_reply_forward(reply), st.uas_dst.to_sa()) {
-                send(st.uas_sock as usize, dst, &buf);
-                s.relayed.inc();
-            }
+        if c.is_invite
+            && (200..300).contains(&code)
+            && !local_t
+            && let (Ok(buf), Some(dst)) = (build_reply_forward(reply), st.uas_dst.to_sa())
+        {
+            send(st.uas_sock as usize, dst, &buf);
+            s.relayed.inc();
         }
         return true;
     }
@@ -424,13 +429,13 @@ pub fn reply_hook(reply: &mut SipMsg) -> bool {
         b.last_code = code;
         b.retr_at = 0;
         b.fr_at = 0;
-        if c.is_invite && code >= 300 {
-            if let Some(ack) = cancel::to_line(reply)
+        if c.is_invite
+            && code >= 300
+            && let Some(ack) = cancel::to_line(reply)
                 .and_then(|t| cancel::build_cancel_ack(b.request.as_bytes(), Some(&t)))
-                && let Some(dst) = b.dst.to_sa()
-            {
-                send(b.sock as usize, dst, &ack);
-            }
+            && let Some(dst) = b.dst.to_sa()
+        {
+            send(b.sock as usize, dst, &ack);
         }
     }
     if (200..300).contains(&code) {

@@ -115,10 +115,7 @@ impl CellRef {
     /// Take a reference to `c`, reached under a lock of a structure it is linked in.
     pub(super) fn take(c: &Cell) -> CellRef {
         c.ref_count.fetch_add(1, Ordering::AcqRel);
-        // SAFETY: `c` is a live cell in the segment (it was borrowed from one).
-        CellRef {
-            p: unsafe { ShmPtr::from_raw(c as *const Cell as *mut Cell) },
-        }
+        CellRef { p: ptr_of(c) }
     }
 
     /// Adopt the creator's reference of a freshly allocated cell (ref_count already 1).

@@ -47,6 +47,9 @@ fn reply_to(req: &str, code: u16, reason: &str, totag: &str) -> String {
     for v in headers(req, "Via") {
         s.push_str(&format!("Via: {v}\r\n"));
     }
+    for v in headers(req, "Record-Route") {
+        s.push_str(&format!("Record-Route: {v}\r\n"));
+    }
     for n in ["From", "Call-ID", "CSeq"] {
         if let Some(v) = header(req, n) {
             s.push_str(&format!("{n}: {v}\r\n"));
@@ -448,4 +451,175 @@ fn sipp_calls_through_record_route_and_no_leak() {
     check_log(&s);
     assert!(s.stop().success());
     assert_eq!(inuse_at_exit(&s), Some(0), "{}", s.log());
+}
+
+fn cfg2(uas2: u16) -> String {
+    format!(
+        r#"listen=udp:127.0.0.1:{{PORT}}
+children=4
+loadmodule "tm.so"
+loadmodule "rr.so"
+modparam("rr", "enable_full_lr", 1)
+route {{
+    if (loose_route()) {{
+        if (check_route_param("foo=bar") && is_direction("downstream")) {{
+            rewriteuser("down");
+        }}
+        t_relay();
+        exit;
+    }}
+    if ($rU == "reply") {{
+        if (!t_newtran()) {{
+            exit;
+        }}
+        t_reply("404", "Not Here");
+        exit;
+    }}
+    if ($rU == "nobranch") {{
+        append_branch("sip:fork2@127.0.0.1:{uas2}");
+        t_on_branch("1");
+    }}
+    if ($rU == "auth") {{
+        append_branch("sip:auth2@127.0.0.1:{uas2}");
+    }}
+    add_rr_param(";p1=v1");
+    record_route(";foo=bar");
+    t_relay();
+}}
+branch_route[1] {{
+    if ($rU == "fork2") {{
+        drop;
+    }}
+}}
+"#
+    )
+}
+
+fn proxy_uri(s: &Server) -> String {
+    format!("sip:127.0.0.1:{}", s.port)
+}
+
+#[test]
+fn t_newtran_t_reply_and_retransmission() {
+    let mut s = Server::start(&cfg2(9), &["-DD", "-E"]);
+    let caller = Client::new();
+    let m = request(
+        "OPTIONS",
+        "sip:reply@127.0.0.1",
+        caller.port(),
+        "cnt",
+        1,
+        "",
+    );
+    caller.send(s.addr(), &m);
+    let (r, _) = expect(&caller, "404", Duration::from_secs(2)).expect("404");
+    let tag = header(&r, "To").unwrap().to_string();
+    assert!(tag.contains("tag="), "{r}");
+    caller.send(s.addr(), &m);
+    let (r2, _) = expect(&caller, "404", Duration::from_secs(2)).expect("404 re-sent");
+    assert_eq!(header(&r2, "To").unwrap(), tag);
+    check_log(&s);
+    assert!(s.stop().success());
+}
+
+#[test]
+fn record_route_params_and_loose_route() {
+    let uas = Client::new();
+    let mut s = Server::start(&cfg2(9), &["-DD", "-E"]);
+    let caller = Client::new();
+    let ruri = format!("sip:bob@127.0.0.1:{}", uas.port());
+    caller.send(s.addr(), &invite(&ruri, caller.port(), "crr"));
+    let (inv, from) = expect(&uas, "INVITE", Duration::from_secs(2)).unwrap();
+    let rr = header(&inv, "Record-Route").unwrap().to_string();
+    assert_eq!(
+        rr,
+        format!("<sip:127.0.0.1:{};lr=on;ftag=acrr;foo=bar;p1=v1>", s.port),
+        "{inv}"
+    );
+    uas.send(from, &reply_to(&inv, 200, "OK", "b"));
+    let (ok, _) = expect(&caller, "200", Duration::from_secs(2)).unwrap();
+    assert_eq!(header(&ok, "Record-Route").unwrap(), rr);
+    // In-dialog BYE, loose-routed through our Route to the UAS contact.
+    let bye = format!(
+        "BYE sip:uas@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bKbye1\r\nRoute: {rr}\r\nFrom: <sip:alice@127.0.0.1>;tag=acrr\r\nTo: <{ruri}>;tag=b\r\nCall-ID: crr\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        uas.port(),
+        caller.port()
+    );
+    caller.send(s.addr(), &bye);
+    let (dbye, from) = expect(&uas, "BYE", Duration::from_secs(2)).expect("BYE at the UAS");
+    assert!(
+        header(&dbye, "Route").is_none(),
+        "our Route must be removed: {dbye}"
+    );
+    assert!(
+        dbye.starts_with("BYE sip:down@"),
+        "route params / direction: {dbye}"
+    );
+    uas.send(from, &reply_to(&dbye, 200, "OK", ""));
+    expect(&caller, "200", Duration::from_secs(2)).expect("200 for BYE");
+    // Strict-router style: the R-URI is our RR URI, the target is the last Route.
+    let bye2 = format!(
+        "BYE {} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bKbye2\r\nRoute: <sip:uas@127.0.0.1:{}>\r\nFrom: <sip:alice@127.0.0.1>;tag=acrr\r\nTo: <{ruri}>;tag=b\r\nCall-ID: crr\r\nCSeq: 3 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        rr.trim_matches(['<', '>']),
+        caller.port(),
+        uas.port()
+    );
+    caller.send(s.addr(), &bye2);
+    let (dbye2, _) = expect(&uas, "BYE", Duration::from_secs(2)).expect("strict-routed BYE");
+    // (the route params of our RR URI were seen, so the script rewrote the user again)
+    assert!(
+        dbye2.starts_with(&format!("BYE sip:down@127.0.0.1:{} ", uas.port())),
+        "{dbye2}"
+    );
+    assert!(header(&dbye2, "Route").is_none(), "{dbye2}");
+    check_log(&s);
+    assert!(s.stop().success());
+}
+
+#[test]
+fn branch_route_drop_removes_branch() {
+    let uas1 = Client::new();
+    let uas2 = Client::new();
+    let mut s = Server::start(&cfg2(uas2.port()), &["-DD", "-E"]);
+    let caller = Client::new();
+    let ruri = format!("sip:nobranch@127.0.0.1:{}", uas1.port());
+    caller.send(s.addr(), &invite(&ruri, caller.port(), "cbr"));
+    let (i1, f1) = expect(&uas1, "INVITE", Duration::from_secs(2)).expect("branch 1");
+    assert!(
+        expect(&uas2, "INVITE", Duration::from_millis(700)).is_none(),
+        "dropped branch was sent"
+    );
+    uas1.send(f1, &reply_to(&i1, 486, "Busy Here", "x"));
+    expect(&caller, "486", Duration::from_secs(2)).expect("486");
+    check_log(&s);
+    assert!(s.stop().success());
+}
+
+#[test]
+fn forked_407s_are_aggregated() {
+    let uas1 = Client::new();
+    let uas2 = Client::new();
+    let mut s = Server::start(&cfg2(uas2.port()), &["-DD", "-E"]);
+    let caller = Client::new();
+    let ruri = format!("sip:auth@127.0.0.1:{}", uas1.port());
+    caller.send(s.addr(), &invite(&ruri, caller.port(), "cauth"));
+    let (i1, f1) = expect(&uas1, "INVITE", Duration::from_secs(2)).unwrap();
+    let (i2, f2) = expect(&uas2, "INVITE", Duration::from_secs(2)).unwrap();
+    let ch = |req: &str, realm: &str| {
+        reply_to(req, 407, "Proxy Authentication Required", realm).replace(
+            "Content-Length: 0\r\n",
+            &format!("Proxy-Authenticate: Digest realm=\"{realm}\", nonce=\"n{realm}\"\r\nContent-Length: 0\r\n"),
+        )
+    };
+    uas1.send(f1, &ch(&i1, "r1"));
+    uas2.send(f2, &ch(&i2, "r2"));
+    let (r, _) = expect(&caller, "407", Duration::from_secs(2)).expect("407");
+    let pa = headers(&r, "Proxy-Authenticate");
+    assert_eq!(pa.len(), 2, "{r}");
+    assert!(
+        pa.iter().any(|h| h.contains("r1")) && pa.iter().any(|h| h.contains("r2")),
+        "{r}"
+    );
+    check_log(&s);
+    assert!(s.stop().success());
 }

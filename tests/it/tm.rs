@@ -482,9 +482,20 @@ route {{
     if ($rU == "auth") {{
         append_branch("sip:auth2@127.0.0.1:{uas2}");
     }}
+    if ($rU == "serial") {{
+        append_branch("sip:s2@127.0.0.1:{uas2}", "0.5");
+        serialize_branches(1);
+        next_branches();
+        t_on_failure("2");
+    }}
     add_rr_param(";p1=v1");
     record_route(";foo=bar");
     t_relay();
+}}
+failure_route[2] {{
+    if (next_branches()) {{
+        t_relay();
+    }}
 }}
 branch_route[1] {{
     if ($rU == "fork2") {{
@@ -620,6 +631,34 @@ fn forked_407s_are_aggregated() {
         pa.iter().any(|h| h.contains("r1")) && pa.iter().any(|h| h.contains("r2")),
         "{r}"
     );
+    check_log(&s);
+    assert!(s.stop().success());
+}
+
+#[test]
+fn serial_forking_through_failure_route() {
+    let uas1 = Client::new();
+    let uas2 = Client::new();
+    let mut s = Server::start(&cfg2(uas2.port()), &["-DD", "-E"]);
+    let caller = Client::new();
+    let ruri = format!("sip:serial@127.0.0.1:{}", uas1.port());
+    caller.send(s.addr(), &invite(&ruri, caller.port(), "cser"));
+    let (i1, f1) = expect(&uas1, "INVITE", Duration::from_secs(2)).expect("first target");
+    assert!(
+        expect(&uas2, "INVITE", Duration::from_millis(300)).is_none(),
+        "serial, not parallel"
+    );
+    uas1.send(f1, &reply_to(&i1, 486, "Busy Here", "x1"));
+    let (i2, f2) = expect(&uas2, "INVITE", Duration::from_secs(2)).expect("next target");
+    assert!(
+        i2.starts_with(&format!("INVITE sip:s2@127.0.0.1:{} ", uas2.port())),
+        "{i2}"
+    );
+    uas2.send(f2, &reply_to(&i2, 200, "OK", "x2"));
+    let (ok, _) =
+        expect(&caller, "200", Duration::from_secs(2)).expect("200 from the second target");
+    assert!(header(&ok, "To").unwrap().contains("tag=x2"));
+    assert!(expect(&caller, "486", Duration::from_millis(300)).is_none());
     check_log(&s);
     assert!(s.stop().success());
 }

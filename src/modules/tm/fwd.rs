@@ -47,12 +47,9 @@ pub fn parse_hostport(s: &str) -> Option<SocketAddr> {
     let s = s.trim();
     let s = ["udp:", "tcp:", "tls:", "sctp:"]
         .iter()
-        .find_map(|p| {
-            if s.len() > p.len() && s[..p.len()].eq_ignore_ascii_case(p) {
-                Some(&s[p.len()..])
-            } else {
-                None
-            }
+        .find_map(|p| match (s.get(..p.len()), s.get(p.len()..)) {
+            (Some(a), Some(rest)) if a.eq_ignore_ascii_case(p) && !rest.is_empty() => Some(rest),
+            _ => None,
         })
         .unwrap_or(s);
     if let Ok(sa) = s.parse::<SocketAddr>() {
@@ -371,7 +368,6 @@ pub fn t_relay(ctx: &mut Ctx, fixed: Option<SocketAddr>, flags: i64) -> i32 {
         reply::t_reply_msg(&c, ctx.msg, 500, "Unable to forward (1/TM)");
         return 0;
     }
-    super::stats().uac.add(n as u64);
     1
 }
 

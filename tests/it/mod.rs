@@ -1,2 +1,3 @@
 mod process;
+mod script;
 mod tm;

@@ -103,7 +103,7 @@ pub fn handle_cancel(ctx: &mut Ctx) -> bool {
         fwd::NewTran::Err => {}
     }
     let mut g = inv.lock_state();
-    let st = inv.state(&mut g);
+    let st = g.st();
     if st.flags & T_COMPLETED == 0 {
         st.flags |= T_CANCELED;
         cancel_branches_locked(st, None);

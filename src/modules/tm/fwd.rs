@@ -140,7 +140,7 @@ pub fn new_tran(msg: &SipMsg) -> NewTran {
         Some((c, true)) => {
             {
                 let mut g = c.lock_state();
-                let w = c.state(&mut g).wait_at;
+                let w = g.st().wait_at;
                 c.due(w);
             }
             super::stats().uas.inc();
@@ -209,7 +209,7 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<SocketAddr>) -> 
     // Reserve branch slots.
     let (base, on_branch) = {
         let mut g = c.lock_state();
-        let st = c.state(&mut g);
+        let st = g.st();
         let room = MAX_BRANCHES.saturating_sub(st.nr_branches as usize);
         if dests.len() > room {
             crate::log_err!("ERROR:tm:t_relay: maximum number of branches exceeded");
@@ -293,7 +293,7 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<SocketAddr>) -> 
     let (t1, _) = P.t1_t2();
     let mut sent = 0;
     let mut g = c.lock_state();
-    let st = c.state(&mut g);
+    let st = g.st();
     let is_udp = true;
     let mut due = u64::MAX;
     for (k, b) in built.into_iter().enumerate() {

@@ -8,9 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use shm::{FastLock, FastLockGuard, ShmPtr, ShmSafe, ShmStr};
+use shm::{FastLock, ShmPtr, ShmSafe, ShmStr};
 
-pub use super::shmref::CellRef;
+pub use super::shmref::{CellRef, StateGuard};
 use super::shmref::{cell_locked, hash_links, set_hash_links, set_timer_links, timer_links};
 
 /// Hash table size (OpenSER's TABLE_ENTRIES).
@@ -272,8 +272,9 @@ impl Cell {
     pub fn k(&self, s: KSpan) -> &[u8] {
         s.of(self.request.as_bytes())
     }
-    pub fn lock_state(&self) -> FastLockGuard<'_> {
-        self.reply_lock.lock()
+    /// Take the reply lock: the guard gives access to the mutable state.
+    pub fn lock_state(&self) -> StateGuard<'_> {
+        StateGuard::new(self)
     }
     /// Lower `next_due` to `t` if earlier.
     pub fn due(&self, t: u64) {
@@ -283,8 +284,12 @@ impl Cell {
 
 struct Table {
     entries: &'static [Entry],
-    timers: &'static TimerList,
+    timers: &'static [TimerList],
 }
+
+/// The timer list is sharded by hash index so a walk holds one shard lock at a time and
+/// inserts rarely wait for the timer process.
+pub const TIMER_SHARDS: usize = 16;
 
 static TABLE: OnceLock<Table> = OnceLock::new();
 
@@ -300,11 +305,11 @@ pub fn init_table() -> Result<(), String> {
         next_label: AtomicU32::new((i as u32).wrapping_mul(2_654_435_761) >> 8),
     })
     .ok_or("tm: no shm for the transaction table")?;
-    let timers = shm::alloc_static(TimerList {
+    let timers = shm::alloc_static_slice_with(TIMER_SHARDS, |_| TimerList {
         lock: FastLock::new(),
         head_cell: UnsafeCell::new(ShmPtr::null()),
     })
-    .ok_or("tm: no shm for the timer list")?;
+    .ok_or("tm: no shm for the timer lists")?;
     let _ = TABLE.set(Table { entries, timers });
     Ok(())
 }
@@ -313,8 +318,12 @@ pub fn entry(hash: u32) -> Option<&'static Entry> {
     TABLE.get().and_then(|t| t.entries.get(hash as usize))
 }
 
-fn timers() -> Option<&'static TimerList> {
-    TABLE.get().map(|t| t.timers)
+fn timers() -> &'static [TimerList] {
+    TABLE.get().map(|t| t.timers).unwrap_or(&[])
+}
+
+fn timer_of(hash: u32) -> Option<&'static TimerList> {
+    timers().get(hash as usize % TIMER_SHARDS)
 }
 
 /// Allocate an unpublished cell (ref_count 1 = the creator's).
@@ -395,7 +404,7 @@ pub fn find_or_insert(
     }
     e.set_head(&g, nc.ptr());
     // Timer list (leaf lock, taken under the entry lock: order entry -> timer).
-    if let Some(tl) = timers() {
+    if let Some(tl) = timer_of(hash) {
         let tg = tl.lock.lock();
         let th = tl.head(&tg);
         set_timer_links(
@@ -424,17 +433,44 @@ pub fn revalidate(hash: u32, p: ShmPtr<Cell>, label: u32) -> Option<CellRef> {
     find_in_entry(hash, |c| std::ptr::eq(c, p.as_ptr()) && c.label == label)
 }
 
-/// Timer process: cells whose `next_due <= now` (counted references).
+/// Timer process: one walk over every shard: frees cells marked for deletion that no
+/// process references any more, and returns the cells whose `next_due <= now` (counted
+/// references).
 pub fn due_cells(now: u64) -> Vec<CellRef> {
     let mut out = Vec::new();
-    let Some(tl) = timers() else { return out };
-    let g = tl.lock.lock();
-    let mut p = tl.head(&g);
-    while let Some(c) = cell_locked(&g, p) {
-        if c.next_due.load(Ordering::Acquire) <= now {
-            out.push(CellRef::take(c));
+    let mut freed = 0usize;
+    for tl in timers() {
+        let g = tl.lock.lock();
+        let mut p = tl.head(&g);
+        while let Some(c) = cell_locked(&g, p) {
+            let l = timer_links(&g, c);
+            let due = c.next_due.load(Ordering::Acquire);
+            if due == DELETE_MARK {
+                if c.ref_count.load(Ordering::Acquire) == 0 {
+                    if let Some(n) = cell_locked(&g, l.next) {
+                        let mut nl = timer_links(&g, n);
+                        nl.prev = l.prev;
+                        set_timer_links(&g, n, nl);
+                    }
+                    match cell_locked(&g, l.prev) {
+                        Some(pv) => {
+                            let mut pl = timer_links(&g, pv);
+                            pl.next = l.next;
+                            set_timer_links(&g, pv, pl);
+                        }
+                        None => tl.set_head(&g, l.next),
+                    }
+                    super::shmref::free_cell(&g, p);
+                    freed += 1;
+                }
+            } else if due <= now {
+                out.push(CellRef::take(c));
+            }
+            p = l.next;
         }
-        p = timer_links(&g, c).next;
+    }
+    if freed > 0 {
+        super::stats_inuse(-(freed as i64));
     }
     out
 }
@@ -473,41 +509,12 @@ pub fn unlink_hash(c: &CellRef) {
     c.next_due.store(DELETE_MARK, Ordering::Release);
 }
 
-/// Timer process: free every cell marked for deletion (unlinked from its chain) whose
-/// reference count dropped to 0. Returns how many were freed.
+/// Timer process: free the cells marked for deletion that nobody references.
 pub fn reap() -> usize {
-    let Some(tl) = timers() else { return 0 };
-    let g = tl.lock.lock();
-    let mut p = tl.head(&g);
-    let mut freed = 0;
-    while let Some(c) = cell_locked(&g, p) {
-        let l = timer_links(&g, c);
-        let deletable = c.next_due.load(Ordering::Acquire) == DELETE_MARK
-            && c.ref_count.load(Ordering::Acquire) == 0;
-        if deletable {
-            if let Some(n) = cell_locked(&g, l.next) {
-                let mut nl = timer_links(&g, n);
-                nl.prev = l.prev;
-                set_timer_links(&g, n, nl);
-            }
-            match cell_locked(&g, l.prev) {
-                Some(pv) => {
-                    let mut pl = timer_links(&g, pv);
-                    pl.next = l.next;
-                    set_timer_links(&g, pv, pl);
-                }
-                None => tl.set_head(&g, l.next),
-            }
-            super::shmref::free_cell(&g, p);
-            freed += 1;
-        }
-        p = l.next;
-    }
-    drop(g);
-    if freed > 0 {
-        super::stats_inuse(-(freed as i64));
-    }
-    freed
+    // `due_cells` frees as it walks; cells it returns as due are handed back at once.
+    let before = super::stats().inuse.get();
+    drop(due_cells(0));
+    before.saturating_sub(super::stats().inuse.get()) as usize
 }
 
 /// `next_due` value of a cell unlinked from its chain and waiting to be freed.
@@ -515,13 +522,14 @@ pub const DELETE_MARK: u64 = u64::MAX - 1;
 
 /// Number of cells in the timer list (diagnostics).
 pub fn count_cells() -> usize {
-    let Some(tl) = timers() else { return 0 };
-    let g = tl.lock.lock();
-    let mut p = tl.head(&g);
     let mut n = 0;
-    while let Some(c) = cell_locked(&g, p) {
-        n += 1;
-        p = timer_links(&g, c).next;
+    for tl in timers() {
+        let g = tl.lock.lock();
+        let mut p = tl.head(&g);
+        while let Some(c) = cell_locked(&g, p) {
+            n += 1;
+            p = timer_links(&g, c).next;
+        }
     }
     n
 }

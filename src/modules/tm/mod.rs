@@ -490,7 +490,7 @@ fn cmd_t_check_trans(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
 fn with_state<R>(f: impl FnOnce(&Cell, &mut h_table::CellState) -> R) -> Option<R> {
     let c = current()?;
     let mut g = c.lock_state();
-    let st = c.state(&mut g);
+    let st = g.st();
     Some(f(&c, st))
 }
 
@@ -540,7 +540,7 @@ fn cmd_t_replicate(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
     };
     {
         let mut g = c.lock_state();
-        c.state(&mut g).flags |= h_table::T_LOCAL;
+        g.st().flags |= h_table::T_LOCAL;
     }
     let saved = ctx.msg.dst_uri.replace(uri);
     let n = fwd::relay_branches(ctx, &c, None);

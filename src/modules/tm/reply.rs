@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use md5::{Digest, Md5};
-use shm::{FastLockGuard, ShmStr};
+use shm::ShmStr;
 
 use crate::core::cfg::ast::RouteKind;
 use crate::core::msg::{build_local_reply, build_reply_forward, sl::sl_suffix};
@@ -104,7 +104,7 @@ fn finalize_locked(c: &Cell, st: &mut CellState, code: u16) {
 /// Re-send the last reply (a retransmitted request).
 pub fn resend_last(c: &CellRef) {
     let mut g = c.lock_state();
-    let st = c.state(&mut g);
+    let st = g.st();
     if st.uas_reply.is_empty() {
         return;
     }
@@ -136,14 +136,14 @@ fn reply_local_locked(c: &Cell, st: &mut CellState, req: &SipMsg, code: u16, rea
 /// t_reply on transaction `c` for its request `req`.
 pub fn t_reply_msg(c: &CellRef, req: &SipMsg, code: u16, reason: &str) -> bool {
     let mut g = c.lock_state();
-    let st = c.state(&mut g);
+    let st = g.st();
     reply_local_locked(c, st, req, code, reason)
 }
 
 /// 100 Trying, unless some reply was already sent.
 pub fn reply_local_if_none(c: &CellRef, req: &SipMsg, code: u16, reason: &str) {
     let mut g = c.lock_state();
-    let st = c.state(&mut g);
+    let st = g.st();
     if st.uas_status == 0 {
         reply_local_locked(c, st, req, code, reason);
     }
@@ -163,7 +163,7 @@ pub fn absorb_ack(msg: &SipMsg) -> bool {
         return false;
     };
     let mut g = c.lock_state();
-    let st = c.state(&mut g);
+    let st = g.st();
     if st.uas_status < 300 {
         return false;
     }
@@ -259,7 +259,7 @@ fn all_final(st: &CellState) -> bool {
 fn run_failure(c: &CellRef, route: u32, i: usize, code: u16) {
     let (uri, avps, flags) = {
         let mut g = c.lock_state();
-        let st = c.state(&mut g);
+        let st = g.st();
         let b = &st.branches[i];
         (
             String::from_utf8_lossy(b.uri.as_bytes()).into_owned(),
@@ -285,7 +285,7 @@ fn run_failure(c: &CellRef, route: u32, i: usize, code: u16) {
     let avps = avps_to_bytes(&ctx.avps);
     let mflags = ctx.msg.flags;
     let mut g = c.lock_state();
-    let st = c.state(&mut g);
+    let st = g.st();
     if pend[0] != 0 {
         st.on_failure = pend[0];
     }
@@ -300,9 +300,9 @@ fn run_failure(c: &CellRef, route: u32, i: usize, code: u16) {
 
 /// After a branch got its final reply: when all branches are final and nothing went
 /// upstream yet, run failure_route (if armed) or relay the best reply. Consumes the lock.
-pub fn complete<'a>(c: &'a CellRef, mut g: FastLockGuard<'a>) {
+pub fn complete<'a>(c: &'a CellRef, mut g: StateGuard<'a>) {
     for _ in 0..=MAX_BRANCHES {
-        let st = c.state(&mut g);
+        let st = g.st();
         if st.flags & (T_COMPLETED | T_IN_FAILURE) != 0 || !all_final(st) {
             return;
         }
@@ -329,7 +329,7 @@ pub fn complete<'a>(c: &'a CellRef, mut g: FastLockGuard<'a>) {
             drop(g);
             run_failure(c, route, i, code);
             g = c.lock_state();
-            let st = c.state(&mut g);
+            let st = g.st();
             st.flags &= !T_IN_FAILURE;
             continue;
         }
@@ -360,7 +360,7 @@ pub fn reply_hook(reply: &mut SipMsg) -> bool {
     // Per-transaction onreply_route.
     let on_reply = {
         let mut g = c.lock_state();
-        c.state(&mut g).on_reply
+        g.st().on_reply
     };
     let mut dropped = false;
     if on_reply != 0 {
@@ -372,7 +372,7 @@ pub fn reply_hook(reply: &mut SipMsg) -> bool {
         super::swap_current(prev.as_ref());
     }
     let mut g = c.lock_state();
-    let st = c.state(&mut g);
+    let st = g.st();
     if br >= st.nr_branches as usize {
         return true;
     }

@@ -96,13 +96,27 @@ pub(super) fn set_timer_links(_g: &FastLockGuard<'_>, c: &Cell, l: Links) {
     unsafe { *c.timer_links.get() = l }
 }
 
-impl Cell {
-    /// The mutable transaction state; `g` must be this cell's reply lock guard.
-    pub(super) fn state<'g>(&'g self, g: &'g mut FastLockGuard<'_>) -> &'g mut CellState {
-        debug_assert!(std::ptr::eq(g.lock_ref(), &self.reply_lock));
-        // SAFETY: the reply lock is held for 'g and its guard exclusively borrowed, so
-        // this is the only reference to the state in any process.
-        unsafe { &mut *self.st.get() }
+/// The reply lock of one cell, held: the only way to reach the cell's mutable state.
+pub struct StateGuard<'a> {
+    cell: &'a Cell,
+    _g: FastLockGuard<'a>,
+}
+
+impl<'a> StateGuard<'a> {
+    pub(super) fn new(cell: &'a Cell) -> StateGuard<'a> {
+        StateGuard {
+            _g: cell.reply_lock.lock(),
+            cell,
+        }
+    }
+
+    /// The mutable transaction state of the locked cell.
+    pub fn st(&mut self) -> &mut CellState {
+        // SAFETY: this guard holds the cell's reply lock (taken in `new`, released on
+        // drop) and is exclusively borrowed for the lifetime of the result, so this is
+        // the only reference to the state in any process or in this one (the lock is
+        // not re-entrant: a second guard for the same cell cannot exist meanwhile).
+        unsafe { &mut *self.cell.st.get() }
     }
 }
 

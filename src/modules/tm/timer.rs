@@ -14,10 +14,10 @@ pub fn utimer(_ticks: u64) {
     for c in due_cells(now) {
         process(&c, now);
     }
-    reap();
 }
 
-/// The 1 s tick: nothing besides the utimer work yet (kept for delete_timer parity).
+/// The 1 s tick: frees deleted cells whose last reference went away (delete_timer; the
+/// 100 ms walk does the same, this is a second chance for quiet periods).
 pub fn timer(_ticks: u64) {
     reap();
 }
@@ -25,7 +25,7 @@ pub fn timer(_ticks: u64) {
 fn process(c: &CellRef, now: u64) {
     let (_, t2) = P.t1_t2();
     let mut g = c.lock_state();
-    let st = c.state(&mut g);
+    let st = g.st();
     if st.flags & T_DELETE != 0 {
         drop(g);
         unlink_hash(c);

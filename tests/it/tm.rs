@@ -506,10 +506,6 @@ branch_route[1] {{
     )
 }
 
-fn proxy_uri(s: &Server) -> String {
-    format!("sip:127.0.0.1:{}", s.port)
-}
-
 #[test]
 fn t_newtran_t_reply_and_retransmission() {
     let mut s = Server::start(&cfg2(9), &["-DD", "-E"]);

@@ -533,3 +533,94 @@ pub fn count_cells() -> usize {
     }
     n
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() {
+        static INIT: std::sync::Once = std::sync::Once::new();
+        INIT.call_once(|| {
+            // Another module's tests may have initialised the segment already.
+            let _ = shm::init(256 << 20);
+            init_table().expect("table");
+        });
+    }
+
+    fn mk(hash: u32, text: &[u8]) -> Option<CellRef> {
+        let req = ShmStr::new(text)?;
+        let key = Key {
+            callid: KSpan {
+                off: 0,
+                len: text.len() as u32,
+            },
+            ..Default::default()
+        };
+        new_cell(hash, req, key, CellInit::default(), CellState::default())
+    }
+
+    #[test]
+    fn insert_find_delete_free() {
+        setup();
+        let hash = 4242;
+        let used0 = shm::stats().used;
+        let same = |c: &Cell| c.k(c.key.callid) == b"call-a";
+        let (a, new) = find_or_insert(hash, same, || mk(hash, b"call-a")).unwrap();
+        assert!(new);
+        let (a2, new2) = find_or_insert(hash, same, || mk(hash, b"call-a")).unwrap();
+        assert!(!new2, "second lookup finds the first cell");
+        assert_eq!(a.ptr(), a2.ptr());
+        drop(a2);
+        let (b, newb) = find_or_insert(
+            hash,
+            |c| c.k(c.key.callid) == b"call-b",
+            || mk(hash, b"call-b"),
+        )
+        .unwrap();
+        assert!(newb);
+        assert!(revalidate(hash, a.ptr(), a.label).is_some());
+        assert!(revalidate(hash, a.ptr(), a.label.wrapping_add(1)).is_none());
+        {
+            let mut g = a.lock_state();
+            g.st().uas_reply = ShmStr::new(b"SIP/2.0 100 Trying\r\n\r\n").unwrap();
+        }
+        // Deleted while referenced: unlinked at once, freed only after the last ref.
+        unlink_hash(&a);
+        assert!(revalidate(hash, a.ptr(), a.label).is_none());
+        drop(due_cells(0));
+        assert!(count_cells() >= 2);
+        let pa = a.ptr();
+        drop(a);
+        drop(due_cells(0));
+        assert!(find_in_entry(hash, |c| std::ptr::eq(c, pa.as_ptr())).is_none());
+        unlink_hash(&b);
+        drop(b);
+        drop(due_cells(0));
+        assert!(find_in_entry(hash, |_| true).is_none());
+        // Other tests may allocate concurrently; ours are all returned.
+        assert!(shm::stats().used <= used0 + 64 * 1024);
+    }
+
+    #[test]
+    fn due_cells_returns_only_due() {
+        setup();
+        let hash = 777;
+        let (c, _) = find_or_insert(hash, |_| false, || mk(hash, b"due")).unwrap();
+        c.due(1_000);
+        assert!(due_cells(999).iter().all(|x| x.ptr() != c.ptr()));
+        assert!(due_cells(1_000).iter().any(|x| x.ptr() == c.ptr()));
+        unlink_hash(&c);
+        drop(c);
+        drop(due_cells(0));
+        assert!(find_in_entry(hash, |_| true).is_none());
+    }
+
+    #[test]
+    fn addr_roundtrip() {
+        for a in ["127.0.0.1:5060", "[::1]:5070"] {
+            let sa: std::net::SocketAddr = a.parse().unwrap();
+            assert_eq!(Addr::from_sa(sa).to_sa(), Some(sa));
+        }
+        assert_eq!(Addr::default().to_sa(), None);
+    }
+}

@@ -1,12 +1,14 @@
 //! The transaction table in shm: 65536 entries with a lock each, cells with the cloned
 //! request, up to 12 UAC branches and the UAS state, and the timer list.
 //!
-//! Lock order: hash entry lock -> cell reply lock -> timer list lock (a leaf).
+//! Lock order: hash entry lock -> cell reply lock. The timer lists (sharded by hash)
+//! have a lock taken only by their walker (the timer process); workers add new cells
+//! to a shard's lock-free pending stack, so they never wait for a timer walk.
 
 use std::cell::UnsafeCell;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use shm::{FastLock, ShmPtr, ShmSafe, ShmStr};
 
@@ -32,10 +34,14 @@ unsafe impl ShmSafe for Entry {}
 /// The list of all live cells, walked by the timer process.
 #[repr(C)]
 pub struct TimerList {
+    /// Taken only by the walker (the timer process; tests): workers never wait on it.
     pub lock: FastLock,
     pub(super) head_cell: UnsafeCell<ShmPtr<Cell>>,
+    /// New cells pushed by workers (a lock-free stack linked through the cells' timer
+    /// `next` link; address of the top cell, 0 = empty), moved into the list by the walker.
+    pub(super) pending: AtomicUsize,
 }
-// SAFETY: #[repr(C)] of a FastLock and a shm pointer in an UnsafeCell.
+// SAFETY: #[repr(C)] of a FastLock, a shm pointer in an UnsafeCell and an atomic.
 #[allow(unsafe_code)]
 unsafe impl ShmSafe for TimerList {}
 
@@ -308,6 +314,7 @@ pub fn init_table() -> Result<(), String> {
     let timers = shm::alloc_static_slice_with(TIMER_SHARDS, |_| TimerList {
         lock: FastLock::new(),
         head_cell: UnsafeCell::new(ShmPtr::null()),
+        pending: AtomicUsize::new(0),
     })
     .ok_or("tm: no shm for the timer lists")?;
     let _ = TABLE.set(Table { entries, timers });
@@ -403,24 +410,9 @@ pub fn find_or_insert(
         set_hash_links(&g, h, l);
     }
     e.set_head(&g, nc.ptr());
-    // Timer list (leaf lock, taken under the entry lock: order entry -> timer).
+    // Timer list: pushed on the shard's lock-free pending stack (no lock).
     if let Some(tl) = timer_of(hash) {
-        let tg = tl.lock.lock();
-        let th = tl.head(&tg);
-        set_timer_links(
-            &tg,
-            &nc,
-            Links {
-                next: th,
-                prev: ShmPtr::null(),
-            },
-        );
-        if let Some(h) = cell_locked(&tg, th) {
-            let mut l = timer_links(&tg, h);
-            l.prev = nc.ptr();
-            set_timer_links(&tg, h, l);
-        }
-        tl.set_head(&tg, nc.ptr());
+        super::shmref::push_pending(tl, &nc);
     }
     drop(g);
     super::stats_inuse(1);
@@ -441,6 +433,7 @@ pub fn due_cells(now: u64) -> Vec<CellRef> {
     let mut freed = 0usize;
     for tl in timers() {
         let g = tl.lock.lock();
+        drain_pending(tl, &g);
         let mut p = tl.head(&g);
         while let Some(c) = cell_locked(&g, p) {
             let l = timer_links(&g, c);
@@ -473,6 +466,31 @@ pub fn due_cells(now: u64) -> Vec<CellRef> {
         super::stats_inuse(-(freed as i64));
     }
     out
+}
+
+/// Move the cells workers pushed on `tl`'s pending stack into the list (walker, under
+/// the list lock `g`).
+fn drain_pending(tl: &TimerList, g: &shm::FastLockGuard<'_>) {
+    let mut p = super::shmref::take_pending(tl);
+    while let Some(c) = cell_locked(g, p) {
+        let next = timer_links(g, c).next;
+        let head = tl.head(g);
+        set_timer_links(
+            g,
+            c,
+            Links {
+                next: head,
+                prev: ShmPtr::null(),
+            },
+        );
+        if let Some(h) = cell_locked(g, head) {
+            let mut l = timer_links(g, h);
+            l.prev = super::shmref::ptr_of(c);
+            set_timer_links(g, h, l);
+        }
+        tl.set_head(g, super::shmref::ptr_of(c));
+        p = next;
+    }
 }
 
 /// Timer process: unlink `c` from its hash chain (entry lock) so lookups no longer find
@@ -525,6 +543,7 @@ pub fn count_cells() -> usize {
     let mut n = 0;
     for tl in timers() {
         let g = tl.lock.lock();
+        drain_pending(tl, &g);
         let mut p = tl.head(&g);
         while let Some(c) = cell_locked(&g, p) {
             n += 1;

@@ -7,8 +7,10 @@
 //! selection, failure_route), `cancel` (CANCEL/ACK), `timer` (retransmissions,
 //! timeouts, wait and delete).
 //!
-//! Lock order: hash entry lock -> cell reply lock -> timer list lock. No lock is held
-//! while a script route runs or while a name is resolved.
+//! Lock order: hash entry lock -> cell reply lock (the timer-list locks are taken only
+//! by the timer process, never while holding another tm lock). No lock is held while a
+//! script route runs or while a name is resolved; UDP sends (which do not block) are
+//! made under the reply lock, as OpenSER does.
 //!
 //! Per process, the "current transaction" (OpenSER's `T`) is remembered by identity
 //! (pointer + hash + label) and re-validated under the entry lock on every use, so no

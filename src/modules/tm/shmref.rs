@@ -19,9 +19,11 @@
 
 use std::sync::atomic::Ordering;
 
+use super::h_table::Links;
+
 use shm::{FastLockGuard, ShmPtr};
 
-use super::h_table::{Cell, CellState, Entry, Links, TimerList};
+use super::h_table::{Cell, CellState, Entry, TimerList};
 
 // SAFETY: an `Entry` is shared by every process; its only non-atomic field (the chain
 // head, in an UnsafeCell) is accessed only through `Entry::head`, which requires the
@@ -187,4 +189,41 @@ pub(super) fn ptr_of(c: &Cell) -> ShmPtr<Cell> {
     // `shm::alloc`), so its address is a valid ShmPtr while the cell lives; callers use
     // it only for identity (revalidated under the entry lock before any dereference).
     unsafe { ShmPtr::from_raw(c as *const Cell as *mut Cell) }
+}
+
+/// Worker: push a just-created cell on the shard's pending stack. Its timer links are
+/// written before the compare-and-swap publishes it (Release) to the walker, which is
+/// the only other party ever touching a cell's timer links (under the list lock, after
+/// taking the stack with an Acquire swap): until the CAS succeeds nobody else reads them.
+pub(super) fn push_pending(tl: &TimerList, c: &Cell) {
+    let me = ptr_of(c).addr();
+    let mut head = tl.pending.load(Ordering::Acquire);
+    loop {
+        // SAFETY: the cell is not yet on the stack nor in the list (see above), so this
+        // process has exclusive access to its timer links; plain write, no reference kept.
+        unsafe {
+            *c.timer_links.get() = Links {
+                next: addr_to_ptr(head),
+                prev: ShmPtr::null(),
+            };
+        }
+        match tl
+            .pending
+            .compare_exchange_weak(head, me, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => return,
+            Err(h) => head = h,
+        }
+    }
+}
+
+/// Walker: take the whole pending stack (top cell; chain through timer `next`).
+pub(super) fn take_pending(tl: &TimerList) -> ShmPtr<Cell> {
+    addr_to_ptr(tl.pending.swap(0, Ordering::AcqRel))
+}
+
+fn addr_to_ptr(a: usize) -> ShmPtr<Cell> {
+    // SAFETY: `a` is 0 or the address of a live cell pushed by `push_pending` (cells on
+    // the stack are not freed: freeing needs them in the list, which drain moves them to).
+    unsafe { ShmPtr::from_raw(a as *mut Cell) }
 }

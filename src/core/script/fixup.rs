@@ -321,11 +321,49 @@ fn reach_types(cfg: &ast::Config) -> HashMap<usize, u32> {
     types
 }
 
+/// route(N) used inside an expression.
+fn expr_targets(e: &Expr, f: &mut dyn FnMut(&RouteName)) {
+    match e {
+        Expr::Call(c) if c.name == "route" && c.args.len() == 1 => {
+            let t = match &c.args[0].value {
+                ArgValue::Int(n) if *n >= 0 && *n <= u32::MAX as i64 => RouteName::Num(*n as u32),
+                ArgValue::Str(s) | ArgValue::Ident(s) => match s.parse::<u32>() {
+                    Ok(n) => RouteName::Num(n),
+                    Err(_) => RouteName::Named(s.clone()),
+                },
+                _ => return,
+            };
+            f(&t);
+        }
+        Expr::Not(x) | Expr::Neg(x) | Expr::BitNot(x) => expr_targets(x, f),
+        Expr::And(a, b)
+        | Expr::Or(a, b)
+        | Expr::Cmp {
+            left: a, right: b, ..
+        }
+        | Expr::Arith {
+            left: a, right: b, ..
+        } => {
+            expr_targets(a, f);
+            expr_targets(b, f);
+        }
+        _ => {}
+    }
+}
+
 fn collect_targets(b: &[Stmt], f: &mut dyn FnMut(&RouteName)) {
     for s in b {
         match s {
             Stmt::Route { target, .. } => f(target),
-            Stmt::If { then, els, .. } => {
+            Stmt::Assign(a) => expr_targets(&a.rhs, f),
+            Stmt::While { cond, body, .. } => {
+                expr_targets(cond, f);
+                collect_targets(body, f);
+            }
+            Stmt::If {
+                cond, then, els, ..
+            } => {
+                expr_targets(cond, f);
                 collect_targets(then, f);
                 if let Some(e) = els {
                     collect_targets(e, f);
@@ -336,7 +374,7 @@ fn collect_targets(b: &[Stmt], f: &mut dyn FnMut(&RouteName)) {
                     collect_targets(&a.body, f);
                 }
             }
-            Stmt::While { body, .. } | Stmt::Block(body) => collect_targets(body, f),
+            Stmt::Block(body) => collect_targets(body, f),
             _ => {}
         }
     }

@@ -419,3 +419,65 @@ fn fixup_errors() {
         .contains("not allowed in onreply_route")
     );
 }
+
+#[test]
+fn route_type_check_through_condition_route() {
+    assert!(
+        fixup_err(
+            "route { exit; } onreply_route { if (route(2)) { exit; } } route[2] { forward(); }",
+            true
+        )
+        .contains("not allowed in onreply_route")
+    );
+}
+
+/// Fixup and a run over mutated corpus configs must never panic.
+#[test]
+fn fixup_and_run_never_panic_on_corpus() {
+    const CORPUS: &[&str] = &[
+        include_str!("../../../tests/data/cfg/fixup/good/core-actions.cfg"),
+        include_str!("../../../tests/data/cfg/good/expressions.cfg"),
+        include_str!("../../../tests/data/cfg/good/assignments.cfg"),
+        include_str!("../../../tests/data/cfg/good/pvs.cfg"),
+        include_str!("../../../tests/data/cfg/good/switch.cfg"),
+        include_str!("../../../tests/data/cfg/good/statements.cfg"),
+        include_str!("../../../tests/data/cfg/good/extensions.cfg"),
+    ];
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    const INTERESTING: &[u8] = b"\"$(){}[];:,.=~!0-9aZ_ ";
+    for text in CORPUS {
+        for round in 0..60 {
+            let mut b = text.as_bytes().to_vec();
+            if round > 0 {
+                for _ in 0..(1 + next() % 3) {
+                    let at = (next() as usize) % b.len().max(1);
+                    let c = INTERESTING[(next() as usize) % INTERESTING.len()];
+                    if at < b.len() {
+                        b[at] = c;
+                    }
+                }
+            }
+            let s = String::from_utf8_lossy(&b);
+            let Ok(cfg) = crate::core::cfg::parse_str("m.cfg", &s) else {
+                continue;
+            };
+            let aliases = ["caller=s:caller;n=i:12".to_string()];
+            if let Ok(sc) = fixup_with(&cfg, &[], &aliases, true) {
+                // run without forwarding anywhere: only scripts without forward/send
+                if s.contains("forward") || s.contains("send(") {
+                    continue;
+                }
+                let sc: &'static Script = Box::leak(Box::new(sc));
+                let mut m = msg();
+                let mut ctx = Ctx::with_script(&mut m, REQUEST_ROUTE, sc);
+                super::run_route(RouteKind::Request, 0, &mut ctx);
+            }
+        }
+    }
+}

@@ -36,6 +36,8 @@ pub struct Script {
     pub(crate) tables: [RouteTable; 9],
     /// `timer_route[name, secs]`: name, interval, table index
     pub timers: Vec<(String, u32, usize)>,
+    /// the modules the script was fixed up against (module PVs are looked up here)
+    pub(crate) mods: Vec<&'static ModuleExports>,
 }
 
 pub(crate) fn kind_slot(k: RouteKind) -> usize {
@@ -187,7 +189,10 @@ pub fn fixup_with(
         check_routes,
         cur_types: 0,
     };
-    let mut script = Script::default();
+    let mut script = Script {
+        mods: mods.to_vec(),
+        ..Script::default()
+    };
     // 1. table layout: numeric indexes first, then names
     for r in &cfg.routes {
         let t = &mut script.tables[kind_slot(r.kind)];

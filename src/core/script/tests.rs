@@ -481,3 +481,117 @@ fn fixup_and_run_never_panic_on_corpus() {
         }
     }
 }
+
+mod testmod {
+    use crate::core::module::{CmdExport, FixedArg, ModuleExports, PvExport};
+    use crate::core::parser::{ParseError, ParseErrorKind};
+    use crate::core::route::{ANY_ROUTE, REQUEST_ROUTE};
+    use crate::core::script::{Ctx, PvValue};
+
+    fn cmd_bad_parse(ctx: &mut Ctx, _: &[FixedArg]) -> i32 {
+        ctx.msg.parse_error = Some(ParseError::new(ParseErrorKind::BadHeader, "test error", 0));
+        1
+    }
+    fn cmd_ret(ctx: &mut Ctx, a: &[FixedArg]) -> i32 {
+        ctx.arg_int(&a[0]).unwrap_or(1) as i32
+    }
+    fn cmd_echo(ctx: &mut Ctx, a: &[FixedArg]) -> i32 {
+        let s = ctx.arg_str(&a[0]);
+        crate::core::script::pv::var_set("echo", PvValue::Str(s));
+        1
+    }
+    fn pv_answer(_: &mut Ctx, _: &crate::core::cfg::pv::PvSpec) -> PvValue {
+        PvValue::Int(42)
+    }
+    pub static EXPORTS: ModuleExports = ModuleExports {
+        name: "testmod",
+        params: &[],
+        cmds: &[
+            CmdExport {
+                name: "bad_parse",
+                min_args: 0,
+                max_args: 0,
+                fixup: None,
+                handler: cmd_bad_parse,
+                routes: ANY_ROUTE,
+            },
+            CmdExport {
+                name: "ret",
+                min_args: 1,
+                max_args: 1,
+                fixup: None,
+                handler: cmd_ret,
+                routes: ANY_ROUTE,
+            },
+            CmdExport {
+                name: "echo",
+                min_args: 1,
+                max_args: 1,
+                fixup: None,
+                handler: cmd_echo,
+                routes: REQUEST_ROUTE,
+            },
+        ],
+        pvs: &[PvExport {
+            name: "T_answer",
+            get: pv_answer,
+        }],
+        mod_init: None,
+        child_init: None,
+        destroy: None,
+        pre_script: None,
+        reply_hook: None,
+    };
+}
+
+fn mod_script(src: &str) -> &'static Script {
+    let cfg = crate::core::cfg::parse_str("t.cfg", src).unwrap_or_else(|e| panic!("{e}"));
+    let s = fixup_with(&cfg, &[&testmod::EXPORTS], &[], false)
+        .unwrap_or_else(|e| panic!("{}", e.join("\n")));
+    Box::leak(Box::new(s))
+}
+
+#[test]
+fn module_functions_error_route_and_module_pvs() {
+    let s = mod_script(
+        "route { $var(er) = 0; bad_parse(); $var(after) = 1; echo(\"m=$rm $T_answer\");
+                 if (ret(\"-3\")) { $var(neg) = 1; } else { $var(neg) = 2; }
+                 if (ret(0)) { $var(never) = 1; } $var(never) = 2; }
+         error_route { $var(er) = $err.info; }",
+    );
+    let mut m = msg();
+    let mut ctx = Ctx::with_script(&mut m, REQUEST_ROUTE, s);
+    super::run_route(RouteKind::Request, 0, &mut ctx);
+    assert_eq!(var(&mut ctx, "er"), PvValue::Str("test error".into()));
+    assert!(ctx.msg.parse_error.is_none(), "cleared after error_route");
+    assert_eq!(var(&mut ctx, "after"), PvValue::Int(1));
+    assert_eq!(var(&mut ctx, "echo"), PvValue::Str("m=INVITE 42".into()));
+    assert_eq!(var(&mut ctx, "neg"), PvValue::Int(2));
+    assert_ne!(var(&mut ctx, "never"), PvValue::Int(2));
+    // error_route that exits stops the interrupted route
+    let s = mod_script("route { $var(x2) = 0; bad_parse(); $var(x2) = 1; } error_route { exit; }");
+    let mut m = msg();
+    let mut ctx = Ctx::with_script(&mut m, REQUEST_ROUTE, s);
+    super::run_route(RouteKind::Request, 0, &mut ctx);
+    assert_eq!(var(&mut ctx, "x2"), PvValue::Int(0));
+    // -C: echo only in request routes
+    let cfg =
+        crate::core::cfg::parse_str("t.cfg", "route { exit; } failure_route[1] { echo(\"x\"); }")
+            .unwrap();
+    let e = fixup_with(&cfg, &[&testmod::EXPORTS], &[], true)
+        .err()
+        .unwrap();
+    assert!(
+        e[0].contains("t.cfg:1:36: function 'echo' is not allowed in failure_route"),
+        "{e:?}"
+    );
+    // arity against a module function
+    let cfg = crate::core::cfg::parse_str("t.cfg", "route { ret(); }").unwrap();
+    let e = fixup_with(&cfg, &[&testmod::EXPORTS], &[], false)
+        .err()
+        .unwrap();
+    assert!(
+        e[0].contains("function 'ret' called with 0 arguments, it takes 1"),
+        "{e:?}"
+    );
+}

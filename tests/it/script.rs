@@ -269,3 +269,22 @@ fn onreply_route_drops_1xx_and_replies_are_forwarded_statelessly() {
     assert_eq!(headers(&got, "Via").len(), 1, "{got}");
     assert!(s.stop().success());
 }
+
+#[test]
+fn startup_and_timer_routes_run() {
+    let cfg = "listen=udp:127.0.0.1:{PORT}\nchildren=1\nroute { exit; }\n\
+               startup_route { log(1, \"startup route ran\\n\"); }\n\
+               timer_route[tick, 1] { log(1, \"timer route ran\\n\"); }\n";
+    let mut s = Server::start(cfg, &["-DD", "-E"]);
+    assert!(
+        s.wait_log("startup route ran", Duration::from_secs(3)),
+        "{}",
+        s.log()
+    );
+    assert!(
+        s.wait_log("timer route ran", Duration::from_secs(4)),
+        "{}",
+        s.log()
+    );
+    assert!(s.stop().success());
+}

@@ -595,3 +595,116 @@ fn module_functions_error_route_and_module_pvs() {
         "{e:?}"
     );
 }
+
+/// Every core PV and transformation over mutated messages: never panics.
+#[test]
+fn pvs_never_panic_on_mutated_messages() {
+    let names = [
+        "ru",
+        "rU",
+        "rd",
+        "rp",
+        "rP",
+        "ou",
+        "oU",
+        "od",
+        "op",
+        "oP",
+        "du",
+        "dd",
+        "dp",
+        "dP",
+        "ds",
+        "br",
+        "bR",
+        "bf",
+        "bF",
+        "mf",
+        "mF",
+        "sf",
+        "sF",
+        "rm",
+        "rs",
+        "rr",
+        "rb",
+        "mb",
+        "ml",
+        "mi",
+        "ci",
+        "cl",
+        "cs",
+        "ct",
+        "cT",
+        "fu",
+        "fU",
+        "fd",
+        "fn",
+        "ft",
+        "tu",
+        "tU",
+        "td",
+        "tn",
+        "tt",
+        "ua",
+        "re",
+        "rt",
+        "di",
+        "ai",
+        "pu",
+        "pU",
+        "pd",
+        "pn",
+        "ar",
+        "au",
+        "Au",
+        "si",
+        "sp",
+        "Ri",
+        "Rp",
+        "fs",
+        "pp",
+        "rc",
+        "Ts",
+        "Tf",
+        "err.class",
+        "err.info",
+        "err.rreason",
+    ];
+    let mut src = String::from("route {\n");
+    for n in names {
+        src.push_str(&format!(
+            "$var(x) = ${n}; $var(y) = $({n}{{s.len}}); $var(z) = $({n}{{uri.user}}{{s.substr,1,2}});\n\
+             $var(w) = $({n}{{param.value,tag}}{{s.select,0,;}}); if (${n} =~ \"a\") {{ $var(q) = 1; }}\n"
+        ));
+    }
+    src.push_str(
+        "$var(h) = $hdr(Via[-1]); $var(h) = $hdr(Via[*]); $var(h) = $(hdr(From){uri.host});\n\
+         if (uri == myself || from_uri =~ \"x\" || to_uri == \"y\" || method == \"INVITE\") { $var(k) = 1; }\n\
+         append_branch(); strip(2); prefix(\"9\"); $rU = \"u\"; $rd = \"h\"; rewritehostport(\"a:1\");\n}\n",
+    );
+    let s = script(&src);
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    const INTERESTING: &[u8] = b"<>;:@\"=,\r\n \t%\\0aZ\xff";
+    let base = INVITE.as_bytes();
+    let mut ran = 0;
+    for _ in 0..2000 {
+        let mut b = base.to_vec();
+        for _ in 0..(1 + next() % 4) {
+            let at = (next() as usize) % b.len();
+            b[at] = INTERESTING[(next() as usize) % INTERESTING.len()];
+        }
+        let Ok(mut m) = SipMsg::new(&b, Default::default()) else {
+            continue;
+        };
+        let mut ctx = Ctx::with_script(&mut m, REQUEST_ROUTE, s);
+        super::run_route(RouteKind::Request, 0, &mut ctx);
+        ran += 1;
+    }
+    assert!(ran > 100);
+}

@@ -18,6 +18,26 @@ use std::sync::{Arc, OnceLock};
 /// The script run by the receivers (set in the attendant before forking).
 pub static SCRIPT: OnceLock<Script> = OnceLock::new();
 
+thread_local! {
+    /// The route layout of the configuration being fixed up (defined blocks per kind
+    /// and the named-route indexes), for `route_index` calls from module fixups.
+    static LAYOUT: std::cell::RefCell<Option<Vec<(Vec<bool>, HashMap<String, usize>)>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// During fixup: Some(result) from the layout of the configuration being fixed up.
+pub(crate) fn fixup_route_index(kind: RouteKind, name: &str) -> Option<Option<usize>> {
+    LAYOUT.with(|l| {
+        let l = l.borrow();
+        let (defined, names) = l.as_ref()?.get(kind_slot(kind))?;
+        let idx = match name.trim().parse::<usize>() {
+            Ok(n) => Some(n),
+            Err(_) => names.get(name.trim()).copied(),
+        };
+        Some(idx.filter(|i| defined.get(*i).copied().unwrap_or(false)))
+    })
+}
+
 /// Install the fixed-up script globally (first call wins).
 pub fn install(s: Script) -> &'static Script {
     SCRIPT.get_or_init(|| s)
@@ -213,6 +233,22 @@ pub fn fixup_with(
             t.names.insert(name.clone(), idx);
         }
     }
+    let mut layout: Vec<(Vec<bool>, HashMap<String, usize>)> = script
+        .tables
+        .iter()
+        .map(|t| (vec![false; t.blocks.len()], t.names.clone()))
+        .collect();
+    for r in &cfg.routes {
+        let slot = kind_slot(r.kind);
+        let idx = match &r.name {
+            RouteName::Num(n) => *n as usize,
+            RouteName::Named(n) => script.tables[slot].names[n],
+        };
+        if let Some(d) = layout[slot].0.get_mut(idx) {
+            *d = true;
+        }
+    }
+    LAYOUT.with(|l| *l.borrow_mut() = Some(layout));
     let types = if check_routes {
         reach_types(cfg)
     } else {
@@ -244,6 +280,7 @@ pub fn fixup_with(
         }
         compiled.push((slot, idx, code));
     }
+    LAYOUT.with(|l| *l.borrow_mut() = None);
     for (slot, idx, code) in compiled {
         if let Some(b) = script.tables[slot].blocks.get_mut(idx) {
             *b = Some(code);

@@ -128,7 +128,9 @@ pub fn run_route(kind: RouteKind, idx: usize, ctx: &mut Ctx) -> i32 {
         ctx.sflags = 0;
         ctx.run_flags = 0;
     }
+    let prev = CURRENT.with(|c| c.replace(Some(script)));
     let ret = exec_block(ctx, code);
+    CURRENT.with(|c| c.set(prev));
     // a `return` ends only this route
     ctx.run_flags &= !(RUN_RETURN | RUN_BREAK);
     if top {
@@ -137,9 +139,21 @@ pub fn run_route(kind: RouteKind, idx: usize, ctx: &mut Ctx) -> i32 {
     ret
 }
 
-/// Table index of a route: "1" or a named route.
+thread_local! {
+    /// The script of the innermost running context (tests run private scripts).
+    static CURRENT: std::cell::Cell<Option<&'static Script>> = const { std::cell::Cell::new(None) };
+}
+
+/// Table index of a route: "1" or a named route. Works during fixup (module fixups
+/// may check their route arguments), while a script runs, and afterwards.
 pub fn route_index(kind: RouteKind, name: &str) -> Option<usize> {
-    SCRIPT.get().and_then(|s| s.route_index(kind, name))
+    if let Some(r) = super::fixup::fixup_route_index(kind, name) {
+        return r;
+    }
+    CURRENT
+        .with(|c| c.get())
+        .or_else(|| SCRIPT.get())
+        .and_then(|s| s.route_index(kind, name))
 }
 
 #[inline]

@@ -708,3 +708,49 @@ fn pvs_never_panic_on_mutated_messages() {
     }
     assert!(ran > 100);
 }
+
+#[test]
+fn route_index_during_and_after_fixup() {
+    use crate::core::module::{CmdExport, FixedArg, ModuleExports};
+    fn fix_route_arg(args: &[crate::core::cfg::ast::Arg]) -> Result<Vec<FixedArg>, String> {
+        let name = crate::core::script::fixup::arg_text(&args[0].value);
+        match super::route_index(RouteKind::Failure, &name) {
+            Some(i) => Ok(vec![FixedArg::Int(i as i64)]),
+            None => Err(format!("failure_route '{name}' is not defined")),
+        }
+    }
+    fn cmd_idx(ctx: &mut Ctx, _: &[FixedArg]) -> i32 {
+        let i = super::route_index(RouteKind::Failure, "NAMED").map_or(-1, |i| i as i64);
+        crate::core::script::pv::var_set("fidx", PvValue::Int(i));
+        let _ = ctx;
+        1
+    }
+    static M: ModuleExports = ModuleExports {
+        name: "arm",
+        params: &[],
+        cmds: &[CmdExport {
+            name: "arm",
+            min_args: 1,
+            max_args: 1,
+            fixup: Some(fix_route_arg),
+            handler: cmd_idx,
+            routes: crate::core::route::ANY_ROUTE,
+        }],
+        pvs: &[],
+        mod_init: None,
+        child_init: None,
+        destroy: None,
+        pre_script: None,
+        reply_hook: None,
+    };
+    let src = "route { arm(\"2\"); arm(\"NAMED\"); } failure_route[2] { exit; } failure_route[NAMED] { exit; }";
+    let cfg = crate::core::cfg::parse_str("t.cfg", src).unwrap();
+    let s: &'static Script = Box::leak(Box::new(fixup_with(&cfg, &[&M], &[], false).unwrap()));
+    let mut m = msg();
+    let mut ctx = Ctx::with_script(&mut m, REQUEST_ROUTE, s);
+    super::run_route(RouteKind::Request, 0, &mut ctx);
+    assert_eq!(var(&mut ctx, "fidx"), PvValue::Int(3));
+    let cfg = crate::core::cfg::parse_str("t.cfg", "route { arm(\"5\"); }").unwrap();
+    let e = fixup_with(&cfg, &[&M], &[], false).err().unwrap();
+    assert!(e[0].contains("failure_route '5' is not defined"), "{e:?}");
+}

@@ -18,10 +18,13 @@ use std::sync::{Arc, OnceLock};
 /// The script run by the receivers (set in the attendant before forking).
 pub static SCRIPT: OnceLock<Script> = OnceLock::new();
 
+/// Per route kind: which indexes are defined, and the named-route indexes.
+type Layout = Vec<(Vec<bool>, HashMap<String, usize>)>;
+
 thread_local! {
     /// The route layout of the configuration being fixed up (defined blocks per kind
     /// and the named-route indexes), for `route_index` calls from module fixups.
-    static LAYOUT: std::cell::RefCell<Option<Vec<(Vec<bool>, HashMap<String, usize>)>>> =
+    static LAYOUT: std::cell::RefCell<Option<Layout>> =
         const { std::cell::RefCell::new(None) };
 }
 
@@ -233,7 +236,7 @@ pub fn fixup_with(
             t.names.insert(name.clone(), idx);
         }
     }
-    let mut layout: Vec<(Vec<bool>, HashMap<String, usize>)> = script
+    let mut layout: Layout = script
         .tables
         .iter()
         .map(|t| (vec![false; t.blocks.len()], t.names.clone()))

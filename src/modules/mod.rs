@@ -1,4 +1,5 @@
 //! Built-in modules. `loadmodule "x.so"` selects module `x` from this registry.
+pub mod mi_fifo;
 pub mod rr;
 pub mod tm;
 pub mod usrloc;
@@ -6,4 +7,4 @@ pub mod usrloc;
 use crate::core::module::ModuleExports;
 
 /// Every built-in module, in no particular order.
-pub static REGISTRY: &[&ModuleExports] = &[&tm::EXPORTS, &rr::EXPORTS];
+pub static REGISTRY: &[&ModuleExports] = &[&mi_fifo::EXPORTS, &tm::EXPORTS, &rr::EXPORTS];

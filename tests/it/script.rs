@@ -241,3 +241,50 @@ fn malformed_request_gets_400() {
     assert!(c.recv_timeout(Duration::from_secs(3)).is_some());
     assert!(s.stop().success());
 }
+
+fn reply(code: &str, server_port: u16, client_port: u16) -> String {
+    format!(
+        "SIP/2.0 {code}\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{server_port};branch=z9hG4bKsrv1\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{client_port};branch=z9hG4bKcli1\r\n\
+         From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>;tag=2\r\n\
+         Call-ID: rpl1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn onreply_route_drops_1xx_and_replies_are_forwarded_statelessly() {
+    let cfg = "listen=udp:127.0.0.1:{PORT}\nchildren=1\nroute { exit; }\n\
+               onreply_route { if (status == \"180\") { drop; } }\n";
+    let mut s = Server::start(cfg, &["-DD", "-E"]);
+    let up = Client::new();
+    let down = Client::new();
+    up.send(s.addr(), &reply("180 Ringing", s.port, down.port()));
+    assert!(down.recv_timeout(Duration::from_millis(500)).is_none());
+    up.send(s.addr(), &reply("200 OK", s.port, down.port()));
+    let (got, _) = down
+        .recv_timeout(Duration::from_secs(3))
+        .unwrap_or_else(|| panic!("200 not forwarded; log:\n{}", s.log()));
+    assert!(got.starts_with("SIP/2.0 200 OK\r\n"), "{got}");
+    assert_eq!(headers(&got, "Via").len(), 1, "{got}");
+    assert!(s.stop().success());
+}
+
+#[test]
+fn startup_and_timer_routes_run() {
+    let cfg = "listen=udp:127.0.0.1:{PORT}\nchildren=1\nroute { exit; }\n\
+               startup_route { log(1, \"startup route ran\\n\"); }\n\
+               timer_route[tick, 1] { log(1, \"timer route ran\\n\"); }\n";
+    let mut s = Server::start(cfg, &["-DD", "-E"]);
+    assert!(
+        s.wait_log("startup route ran", Duration::from_secs(3)),
+        "{}",
+        s.log()
+    );
+    assert!(
+        s.wait_log("timer route ran", Duration::from_secs(4)),
+        "{}",
+        s.log()
+    );
+    assert!(s.stop().success());
+}

@@ -18,6 +18,29 @@ use std::sync::{Arc, OnceLock};
 /// The script run by the receivers (set in the attendant before forking).
 pub static SCRIPT: OnceLock<Script> = OnceLock::new();
 
+/// Per route kind: which indexes are defined, and the named-route indexes.
+type Layout = Vec<(Vec<bool>, HashMap<String, usize>)>;
+
+thread_local! {
+    /// The route layout of the configuration being fixed up (defined blocks per kind
+    /// and the named-route indexes), for `route_index` calls from module fixups.
+    static LAYOUT: std::cell::RefCell<Option<Layout>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// During fixup: Some(result) from the layout of the configuration being fixed up.
+pub(crate) fn fixup_route_index(kind: RouteKind, name: &str) -> Option<Option<usize>> {
+    LAYOUT.with(|l| {
+        let l = l.borrow();
+        let (defined, names) = l.as_ref()?.get(kind_slot(kind))?;
+        let idx = match name.trim().parse::<usize>() {
+            Ok(n) => Some(n),
+            Err(_) => names.get(name.trim()).copied(),
+        };
+        Some(idx.filter(|i| defined.get(*i).copied().unwrap_or(false)))
+    })
+}
+
 /// Install the fixed-up script globally (first call wins).
 pub fn install(s: Script) -> &'static Script {
     SCRIPT.get_or_init(|| s)
@@ -36,6 +59,8 @@ pub struct Script {
     pub(crate) tables: [RouteTable; 9],
     /// `timer_route[name, secs]`: name, interval, table index
     pub timers: Vec<(String, u32, usize)>,
+    /// the modules the script was fixed up against (module PVs are looked up here)
+    pub(crate) mods: Vec<&'static ModuleExports>,
 }
 
 pub(crate) fn kind_slot(k: RouteKind) -> usize {
@@ -187,7 +212,10 @@ pub fn fixup_with(
         check_routes,
         cur_types: 0,
     };
-    let mut script = Script::default();
+    let mut script = Script {
+        mods: mods.to_vec(),
+        ..Script::default()
+    };
     // 1. table layout: numeric indexes first, then names
     for r in &cfg.routes {
         let t = &mut script.tables[kind_slot(r.kind)];
@@ -208,6 +236,22 @@ pub fn fixup_with(
             t.names.insert(name.clone(), idx);
         }
     }
+    let mut layout: Layout = script
+        .tables
+        .iter()
+        .map(|t| (vec![false; t.blocks.len()], t.names.clone()))
+        .collect();
+    for r in &cfg.routes {
+        let slot = kind_slot(r.kind);
+        let idx = match &r.name {
+            RouteName::Num(n) => *n as usize,
+            RouteName::Named(n) => script.tables[slot].names[n],
+        };
+        if let Some(d) = layout[slot].0.get_mut(idx) {
+            *d = true;
+        }
+    }
+    LAYOUT.with(|l| *l.borrow_mut() = Some(layout));
     let types = if check_routes {
         reach_types(cfg)
     } else {
@@ -239,6 +283,7 @@ pub fn fixup_with(
         }
         compiled.push((slot, idx, code));
     }
+    LAYOUT.with(|l| *l.borrow_mut() = None);
     for (slot, idx, code) in compiled {
         if let Some(b) = script.tables[slot].blocks.get_mut(idx) {
             *b = Some(code);
@@ -321,11 +366,49 @@ fn reach_types(cfg: &ast::Config) -> HashMap<usize, u32> {
     types
 }
 
+/// route(N) used inside an expression.
+fn expr_targets(e: &Expr, f: &mut dyn FnMut(&RouteName)) {
+    match e {
+        Expr::Call(c) if c.name == "route" && c.args.len() == 1 => {
+            let t = match &c.args[0].value {
+                ArgValue::Int(n) if *n >= 0 && *n <= u32::MAX as i64 => RouteName::Num(*n as u32),
+                ArgValue::Str(s) | ArgValue::Ident(s) => match s.parse::<u32>() {
+                    Ok(n) => RouteName::Num(n),
+                    Err(_) => RouteName::Named(s.clone()),
+                },
+                _ => return,
+            };
+            f(&t);
+        }
+        Expr::Not(x) | Expr::Neg(x) | Expr::BitNot(x) => expr_targets(x, f),
+        Expr::And(a, b)
+        | Expr::Or(a, b)
+        | Expr::Cmp {
+            left: a, right: b, ..
+        }
+        | Expr::Arith {
+            left: a, right: b, ..
+        } => {
+            expr_targets(a, f);
+            expr_targets(b, f);
+        }
+        _ => {}
+    }
+}
+
 fn collect_targets(b: &[Stmt], f: &mut dyn FnMut(&RouteName)) {
     for s in b {
         match s {
             Stmt::Route { target, .. } => f(target),
-            Stmt::If { then, els, .. } => {
+            Stmt::Assign(a) => expr_targets(&a.rhs, f),
+            Stmt::While { cond, body, .. } => {
+                expr_targets(cond, f);
+                collect_targets(body, f);
+            }
+            Stmt::If {
+                cond, then, els, ..
+            } => {
+                expr_targets(cond, f);
                 collect_targets(then, f);
                 if let Some(e) = els {
                     collect_targets(e, f);
@@ -336,7 +419,7 @@ fn collect_targets(b: &[Stmt], f: &mut dyn FnMut(&RouteName)) {
                     collect_targets(&a.body, f);
                 }
             }
-            Stmt::While { body, .. } | Stmt::Block(body) => collect_targets(body, f),
+            Stmt::Block(body) => collect_targets(body, f),
             _ => {}
         }
     }

@@ -128,7 +128,9 @@ pub fn run_route(kind: RouteKind, idx: usize, ctx: &mut Ctx) -> i32 {
         ctx.sflags = 0;
         ctx.run_flags = 0;
     }
+    let prev = CURRENT.with(|c| c.replace(Some(script)));
     let ret = exec_block(ctx, code);
+    CURRENT.with(|c| c.set(prev));
     // a `return` ends only this route
     ctx.run_flags &= !(RUN_RETURN | RUN_BREAK);
     if top {
@@ -137,9 +139,21 @@ pub fn run_route(kind: RouteKind, idx: usize, ctx: &mut Ctx) -> i32 {
     ret
 }
 
-/// Table index of a route: "1" or a named route.
+thread_local! {
+    /// The script of the innermost running context (tests run private scripts).
+    static CURRENT: std::cell::Cell<Option<&'static Script>> = const { std::cell::Cell::new(None) };
+}
+
+/// Table index of a route: "1" or a named route. Works during fixup (module fixups
+/// may check their route arguments), while a script runs, and afterwards.
 pub fn route_index(kind: RouteKind, name: &str) -> Option<usize> {
-    SCRIPT.get().and_then(|s| s.route_index(kind, name))
+    if let Some(r) = super::fixup::fixup_route_index(kind, name) {
+        return r;
+    }
+    CURRENT
+        .with(|c| c.get())
+        .or_else(|| SCRIPT.get())
+        .and_then(|s| s.route_index(kind, name))
 }
 
 #[inline]
@@ -641,21 +655,43 @@ fn compare(ctx: &mut Ctx, op: CmpOp, l: &CExpr, r: &CExpr, re: Option<&Regex>) -
             | Keyword::FromUri
             | Keyword::ToUri),
         ) => {
-            let subject = match kw_value(ctx, *k) {
-                PvValue::Str(s) => s,
-                _ => return Tri::Err,
-            };
             if !matches!(op, CmpOp::Eq | CmpOp::Ne | CmpOp::Match) {
                 crate::log_crit!("BUG: comp_str: unknown op {op:?}\n");
                 return Tri::Err;
             }
+            // fast paths without copying the subject
             if let CExpr::Kw(Keyword::Myself) = r {
                 if *k == Keyword::Method || op == CmpOp::Match {
                     return Tri::Err;
                 }
-                let me = uri_is_myself(&subject);
+                let me = if *k == Keyword::Uri && ctx.msg.new_uri.is_none() && ctx.msg.is_request()
+                {
+                    match ctx.msg.orig_ruri_parsed() {
+                        Ok(u) => crate::core::transport::socket::is_myself(
+                            u.host_unbracketed(),
+                            u.port.unwrap_or(0),
+                        ),
+                        Err(_) => false,
+                    }
+                } else {
+                    match kw_value(ctx, *k) {
+                        PvValue::Str(s) => uri_is_myself(&s),
+                        _ => return Tri::Err,
+                    }
+                };
                 return bool_tri(if op == CmpOp::Eq { me } else { !me });
             }
+            if *k == Keyword::Method
+                && op != CmpOp::Match
+                && let CExpr::Val(PvValue::Str(c)) = r
+            {
+                let eq = str_eq(ctx.msg.method_str(), c);
+                return bool_tri(if op == CmpOp::Eq { eq } else { !eq });
+            }
+            let subject = match kw_value(ctx, *k) {
+                PvValue::Str(s) => s,
+                _ => return Tri::Err,
+            };
             if op == CmpOp::Match {
                 return regex_tri(ctx, op, &subject, r, re);
             }

@@ -363,6 +363,9 @@ fn get_raw(ctx: &mut Ctx, spec: &PvSpec) -> PvValue {
                 },
                 _ => return PvValue::Null,
             };
+            if matches!(spec.index, None | Some(PvIndex::Int(0))) {
+                return opt(ctx.msg.header(&hname).map(str::trim));
+            }
             let idx = index_of(ctx, &spec.index);
             let all = ctx.msg.headers_by_name(&hname);
             match idx {
@@ -392,7 +395,12 @@ fn get_raw(ctx: &mut Ctx, spec: &PvSpec) -> PvValue {
                 return v;
             }
             // module PVs
-            for m in crate::core::module::loaded() {
+            let mods: &[&'static crate::core::module::ModuleExports] =
+                match ctx.script.or_else(|| super::fixup::SCRIPT.get()) {
+                    Some(s) => &s.mods,
+                    None => crate::core::module::loaded(),
+                };
+            for m in mods {
                 for p in m.pvs {
                     if p.name == name {
                         return (p.get)(ctx, spec);

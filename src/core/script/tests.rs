@@ -419,3 +419,338 @@ fn fixup_errors() {
         .contains("not allowed in onreply_route")
     );
 }
+
+#[test]
+fn route_type_check_through_condition_route() {
+    assert!(
+        fixup_err(
+            "route { exit; } onreply_route { if (route(2)) { exit; } } route[2] { forward(); }",
+            true
+        )
+        .contains("not allowed in onreply_route")
+    );
+}
+
+/// Fixup and a run over mutated corpus configs must never panic.
+#[test]
+fn fixup_and_run_never_panic_on_corpus() {
+    const CORPUS: &[&str] = &[
+        include_str!("../../../tests/data/cfg/fixup/good/core-actions.cfg"),
+        include_str!("../../../tests/data/cfg/good/expressions.cfg"),
+        include_str!("../../../tests/data/cfg/good/assignments.cfg"),
+        include_str!("../../../tests/data/cfg/good/pvs.cfg"),
+        include_str!("../../../tests/data/cfg/good/switch.cfg"),
+        include_str!("../../../tests/data/cfg/good/statements.cfg"),
+        include_str!("../../../tests/data/cfg/good/extensions.cfg"),
+    ];
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    const INTERESTING: &[u8] = b"\"$(){}[];:,.=~!0-9aZ_ ";
+    for text in CORPUS {
+        for round in 0..60 {
+            let mut b = text.as_bytes().to_vec();
+            if round > 0 {
+                for _ in 0..(1 + next() % 3) {
+                    let at = (next() as usize) % b.len().max(1);
+                    let c = INTERESTING[(next() as usize) % INTERESTING.len()];
+                    if at < b.len() {
+                        b[at] = c;
+                    }
+                }
+            }
+            let s = String::from_utf8_lossy(&b);
+            let Ok(cfg) = crate::core::cfg::parse_str("m.cfg", &s) else {
+                continue;
+            };
+            let aliases = ["caller=s:caller;n=i:12".to_string()];
+            if let Ok(sc) = fixup_with(&cfg, &[], &aliases, true) {
+                // run without forwarding anywhere: only scripts without forward/send
+                if s.contains("forward") || s.contains("send(") {
+                    continue;
+                }
+                let sc: &'static Script = Box::leak(Box::new(sc));
+                let mut m = msg();
+                let mut ctx = Ctx::with_script(&mut m, REQUEST_ROUTE, sc);
+                super::run_route(RouteKind::Request, 0, &mut ctx);
+            }
+        }
+    }
+}
+
+mod testmod {
+    use crate::core::module::{CmdExport, FixedArg, ModuleExports, PvExport};
+    use crate::core::parser::{ParseError, ParseErrorKind};
+    use crate::core::route::{ANY_ROUTE, REQUEST_ROUTE};
+    use crate::core::script::{Ctx, PvValue};
+
+    fn cmd_bad_parse(ctx: &mut Ctx, _: &[FixedArg]) -> i32 {
+        ctx.msg.parse_error = Some(ParseError::new(ParseErrorKind::BadHeader, "test error", 0));
+        1
+    }
+    fn cmd_ret(ctx: &mut Ctx, a: &[FixedArg]) -> i32 {
+        ctx.arg_int(&a[0]).unwrap_or(1) as i32
+    }
+    fn cmd_echo(ctx: &mut Ctx, a: &[FixedArg]) -> i32 {
+        let s = ctx.arg_str(&a[0]);
+        crate::core::script::pv::var_set("echo", PvValue::Str(s));
+        1
+    }
+    fn pv_answer(_: &mut Ctx, _: &crate::core::cfg::pv::PvSpec) -> PvValue {
+        PvValue::Int(42)
+    }
+    pub static EXPORTS: ModuleExports = ModuleExports {
+        name: "testmod",
+        params: &[],
+        cmds: &[
+            CmdExport {
+                name: "bad_parse",
+                min_args: 0,
+                max_args: 0,
+                fixup: None,
+                handler: cmd_bad_parse,
+                routes: ANY_ROUTE,
+            },
+            CmdExport {
+                name: "ret",
+                min_args: 1,
+                max_args: 1,
+                fixup: None,
+                handler: cmd_ret,
+                routes: ANY_ROUTE,
+            },
+            CmdExport {
+                name: "echo",
+                min_args: 1,
+                max_args: 1,
+                fixup: None,
+                handler: cmd_echo,
+                routes: REQUEST_ROUTE,
+            },
+        ],
+        pvs: &[PvExport {
+            name: "T_answer",
+            get: pv_answer,
+        }],
+        mod_init: None,
+        child_init: None,
+        destroy: None,
+        pre_script: None,
+        reply_hook: None,
+    };
+}
+
+fn mod_script(src: &str) -> &'static Script {
+    let cfg = crate::core::cfg::parse_str("t.cfg", src).unwrap_or_else(|e| panic!("{e}"));
+    let s = fixup_with(&cfg, &[&testmod::EXPORTS], &[], false)
+        .unwrap_or_else(|e| panic!("{}", e.join("\n")));
+    Box::leak(Box::new(s))
+}
+
+#[test]
+fn module_functions_error_route_and_module_pvs() {
+    let s = mod_script(
+        "route { $var(er) = 0; bad_parse(); $var(after) = 1; echo(\"m=$rm $T_answer\");
+                 if (ret(\"-3\")) { $var(neg) = 1; } else { $var(neg) = 2; }
+                 if (ret(0)) { $var(never) = 1; } $var(never) = 2; }
+         error_route { $var(er) = $err.info; }",
+    );
+    let mut m = msg();
+    let mut ctx = Ctx::with_script(&mut m, REQUEST_ROUTE, s);
+    super::run_route(RouteKind::Request, 0, &mut ctx);
+    assert_eq!(var(&mut ctx, "er"), PvValue::Str("test error".into()));
+    assert!(ctx.msg.parse_error.is_none(), "cleared after error_route");
+    assert_eq!(var(&mut ctx, "after"), PvValue::Int(1));
+    assert_eq!(var(&mut ctx, "echo"), PvValue::Str("m=INVITE 42".into()));
+    assert_eq!(var(&mut ctx, "neg"), PvValue::Int(2));
+    assert_ne!(var(&mut ctx, "never"), PvValue::Int(2));
+    // error_route that exits stops the interrupted route
+    let s = mod_script("route { $var(x2) = 0; bad_parse(); $var(x2) = 1; } error_route { exit; }");
+    let mut m = msg();
+    let mut ctx = Ctx::with_script(&mut m, REQUEST_ROUTE, s);
+    super::run_route(RouteKind::Request, 0, &mut ctx);
+    assert_eq!(var(&mut ctx, "x2"), PvValue::Int(0));
+    // -C: echo only in request routes
+    let cfg =
+        crate::core::cfg::parse_str("t.cfg", "route { exit; } failure_route[1] { echo(\"x\"); }")
+            .unwrap();
+    let e = fixup_with(&cfg, &[&testmod::EXPORTS], &[], true)
+        .err()
+        .unwrap();
+    assert!(
+        e[0].contains("t.cfg:1:36: function 'echo' is not allowed in failure_route"),
+        "{e:?}"
+    );
+    // arity against a module function
+    let cfg = crate::core::cfg::parse_str("t.cfg", "route { ret(); }").unwrap();
+    let e = fixup_with(&cfg, &[&testmod::EXPORTS], &[], false)
+        .err()
+        .unwrap();
+    assert!(
+        e[0].contains("function 'ret' called with 0 arguments, it takes 1"),
+        "{e:?}"
+    );
+}
+
+/// Every core PV and transformation over mutated messages: never panics.
+#[test]
+fn pvs_never_panic_on_mutated_messages() {
+    let names = [
+        "ru",
+        "rU",
+        "rd",
+        "rp",
+        "rP",
+        "ou",
+        "oU",
+        "od",
+        "op",
+        "oP",
+        "du",
+        "dd",
+        "dp",
+        "dP",
+        "ds",
+        "br",
+        "bR",
+        "bf",
+        "bF",
+        "mf",
+        "mF",
+        "sf",
+        "sF",
+        "rm",
+        "rs",
+        "rr",
+        "rb",
+        "mb",
+        "ml",
+        "mi",
+        "ci",
+        "cl",
+        "cs",
+        "ct",
+        "cT",
+        "fu",
+        "fU",
+        "fd",
+        "fn",
+        "ft",
+        "tu",
+        "tU",
+        "td",
+        "tn",
+        "tt",
+        "ua",
+        "re",
+        "rt",
+        "di",
+        "ai",
+        "pu",
+        "pU",
+        "pd",
+        "pn",
+        "ar",
+        "au",
+        "Au",
+        "si",
+        "sp",
+        "Ri",
+        "Rp",
+        "fs",
+        "pp",
+        "rc",
+        "Ts",
+        "Tf",
+        "err.class",
+        "err.info",
+        "err.rreason",
+    ];
+    let mut src = String::from("route {\n");
+    for n in names {
+        src.push_str(&format!(
+            "$var(x) = ${n}; $var(y) = $({n}{{s.len}}); $var(z) = $({n}{{uri.user}}{{s.substr,1,2}});\n\
+             $var(w) = $({n}{{param.value,tag}}{{s.select,0,;}}); if (${n} =~ \"a\") {{ $var(q) = 1; }}\n"
+        ));
+    }
+    src.push_str(
+        "$var(h) = $hdr(Via[-1]); $var(h) = $hdr(Via[*]); $var(h) = $(hdr(From){uri.host});\n\
+         if (uri == myself || from_uri =~ \"x\" || to_uri == \"y\" || method == \"INVITE\") { $var(k) = 1; }\n\
+         append_branch(); strip(2); prefix(\"9\"); $rU = \"u\"; $rd = \"h\"; rewritehostport(\"a:1\");\n}\n",
+    );
+    let s = script(&src);
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    const INTERESTING: &[u8] = b"<>;:@\"=,\r\n \t%\\0aZ\xff";
+    let base = INVITE.as_bytes();
+    let mut ran = 0;
+    for _ in 0..2000 {
+        let mut b = base.to_vec();
+        for _ in 0..(1 + next() % 4) {
+            let at = (next() as usize) % b.len();
+            b[at] = INTERESTING[(next() as usize) % INTERESTING.len()];
+        }
+        let Ok(mut m) = SipMsg::new(&b, Default::default()) else {
+            continue;
+        };
+        let mut ctx = Ctx::with_script(&mut m, REQUEST_ROUTE, s);
+        super::run_route(RouteKind::Request, 0, &mut ctx);
+        ran += 1;
+    }
+    assert!(ran > 100);
+}
+
+#[test]
+fn route_index_during_and_after_fixup() {
+    use crate::core::module::{CmdExport, FixedArg, ModuleExports};
+    fn fix_route_arg(args: &[crate::core::cfg::ast::Arg]) -> Result<Vec<FixedArg>, String> {
+        let name = crate::core::script::fixup::arg_text(&args[0].value);
+        match super::route_index(RouteKind::Failure, &name) {
+            Some(i) => Ok(vec![FixedArg::Int(i as i64)]),
+            None => Err(format!("failure_route '{name}' is not defined")),
+        }
+    }
+    fn cmd_idx(ctx: &mut Ctx, _: &[FixedArg]) -> i32 {
+        let i = super::route_index(RouteKind::Failure, "NAMED").map_or(-1, |i| i as i64);
+        crate::core::script::pv::var_set("fidx", PvValue::Int(i));
+        let _ = ctx;
+        1
+    }
+    static M: ModuleExports = ModuleExports {
+        name: "arm",
+        params: &[],
+        cmds: &[CmdExport {
+            name: "arm",
+            min_args: 1,
+            max_args: 1,
+            fixup: Some(fix_route_arg),
+            handler: cmd_idx,
+            routes: crate::core::route::ANY_ROUTE,
+        }],
+        pvs: &[],
+        mod_init: None,
+        child_init: None,
+        destroy: None,
+        pre_script: None,
+        reply_hook: None,
+    };
+    let src = "route { arm(\"2\"); arm(\"NAMED\"); } failure_route[2] { exit; } failure_route[NAMED] { exit; }";
+    let cfg = crate::core::cfg::parse_str("t.cfg", src).unwrap();
+    let s: &'static Script = Box::leak(Box::new(fixup_with(&cfg, &[&M], &[], false).unwrap()));
+    let mut m = msg();
+    let mut ctx = Ctx::with_script(&mut m, REQUEST_ROUTE, s);
+    super::run_route(RouteKind::Request, 0, &mut ctx);
+    assert_eq!(var(&mut ctx, "fidx"), PvValue::Int(3));
+    let cfg = crate::core::cfg::parse_str("t.cfg", "route { arm(\"5\"); }").unwrap();
+    let e = fixup_with(&cfg, &[&M], &[], false).err().unwrap();
+    assert!(e[0].contains("failure_route '5' is not defined"), "{e:?}");
+}

@@ -705,3 +705,23 @@ fn header_lumps() {
     assert_eq!(p.max_forwards().unwrap(), Some(69));
     p.check_mandatory().unwrap();
 }
+
+#[test]
+#[ignore]
+fn show_outputs() {
+    let mut m = SipMsg::new(INV, rcv()).unwrap();
+    m.reply_lumps.push("X-Reply: yes".into());
+    let out = build_local_reply(
+        &m,
+        404,
+        "Not Found",
+        Some("abc.1234"),
+        &[],
+        b"",
+        Some("OpenSER (1.2)"),
+    )
+    .unwrap();
+    println!("{}", String::from_utf8_lossy(&out));
+    let out = build_request(&m, &via_params(), &[]).unwrap();
+    println!("{}", String::from_utf8_lossy(&out));
+}

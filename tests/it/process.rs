@@ -37,13 +37,28 @@ fn no_fork_serves_first_socket_only() {
     let mut s = Server::start_on(p1, &cfg, &["-D", "-E"]);
     // Only the timer is forked; the attendant itself receives.
     assert_eq!(children_of(s.pid()).len(), 1, "{}", s.log());
-    assert!(s.log().contains("using only the first listen address"), "{}", s.log());
+    assert!(
+        s.log().contains("using only the first listen address"),
+        "{}",
+        s.log()
+    );
     let c = Client::new();
-    c.send(s.addr(), &request("OPTIONS", "sip:a@127.0.0.1", c.port(), "nofork1", 1, ""));
+    c.send(
+        s.addr(),
+        &request("OPTIONS", "sip:a@127.0.0.1", c.port(), "nofork1", 1, ""),
+    );
     let (reply, _) = c.recv().expect("no reply from the stand-alone receiver");
     assert!(reply.starts_with("SIP/2.0 200 OK"), "{reply}");
-    assert!(s.wait_log("served-by=", Duration::from_secs(3)), "{}", s.log());
-    assert!(s.log().contains(&format!("served-by={}", s.pid())), "{}", s.log());
+    assert!(
+        s.wait_log("served-by=", Duration::from_secs(3)),
+        "{}",
+        s.log()
+    );
+    assert!(
+        s.log().contains(&format!("served-by={}", s.pid())),
+        "{}",
+        s.log()
+    );
     // The second socket is not served.
     c.send(
         std::net::SocketAddr::from(([127, 0, 0, 1], p2)),

@@ -1,2 +1,7 @@
 //! Built-in modules. `loadmodule "x.so"` selects module `x` from this registry.
 pub mod usrloc;
+
+use crate::core::module::ModuleExports;
+
+/// Every built-in module, in no particular order.
+pub static REGISTRY: &[&ModuleExports] = &[];

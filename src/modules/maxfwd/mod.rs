@@ -23,9 +23,7 @@ fn set_max_limit(v: &ModParamValue) -> Result<(), String> {
             MAX_LIMIT.store(*n as u32, Ordering::Relaxed);
             Ok(())
         }
-        ModParamValue::Int(n) => Err(format!(
-            "invalid max limit ({n}) [1,{MAXFWD_UPPER_LIMIT}]"
-        )),
+        ModParamValue::Int(n) => Err(format!("invalid max limit ({n}) [1,{MAXFWD_UPPER_LIMIT}]")),
         ModParamValue::Str(_) => Err("max_limit must be an integer".into()),
     }
 }
@@ -168,7 +166,9 @@ mod tests {
     use super::*;
 
     fn req(mf: Option<&str>) -> SipMsg {
-        let h = mf.map(|v| format!("Max-Forwards: {v}\r\n")).unwrap_or_default();
+        let h = mf
+            .map(|v| format!("Max-Forwards: {v}\r\n"))
+            .unwrap_or_default();
         SipMsg::parse(
             format!(
                 "OPTIONS sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKa\r\n{h}From: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n"

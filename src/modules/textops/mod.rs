@@ -40,11 +40,25 @@ static CMDS: [CmdExport; 22] = [
     cmd!("search", 1, 1, fix_re, cmd_search, ALL4),
     cmd!("search_body", 1, 1, fix_re, cmd_search_body, ALL4),
     cmd!("search_append", 2, 2, fix_re_str, cmd_search_append, ALL4),
-    cmd!("search_append_body", 2, 2, fix_re_str, cmd_search_append_body, ALL4),
+    cmd!(
+        "search_append_body",
+        2,
+        2,
+        fix_re_str,
+        cmd_search_append_body,
+        ALL4
+    ),
     cmd!("replace", 2, 2, fix_re_str, cmd_replace, ALL4),
     cmd!("replace_body", 2, 2, fix_re_str, cmd_replace_body, ALL4),
     cmd!("replace_all", 2, 2, fix_re_str, cmd_replace_all, ALL4),
-    cmd!("replace_body_all", 2, 2, fix_re_str, cmd_replace_body_all, ALL4),
+    cmd!(
+        "replace_body_all",
+        2,
+        2,
+        fix_re_str,
+        cmd_replace_body_all,
+        ALL4
+    ),
     cmd!("subst", 1, 1, fix_subst, cmd_subst, ALL4),
     cmd!("subst_uri", 1, 1, fix_subst, cmd_subst_uri, RFB),
     cmd!("subst_user", 1, 1, fix_subst, cmd_subst_user, RFB),

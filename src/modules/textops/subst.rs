@@ -211,7 +211,10 @@ mod tests {
         assert!(s.apply_str("sip:abc@a.b", &mut nopv).is_none());
         let s = parse("#a#b\\#$rU#gi").unwrap();
         assert!(s.global);
-        assert_eq!(s.apply_str("xAya", &mut nopv).as_deref(), Some("xb#PVyb#PV"));
+        assert_eq!(
+            s.apply_str("xAya", &mut nopv).as_deref(),
+            Some("xb#PVyb#PV")
+        );
         let s = parse("/a\\/b/c/").unwrap();
         assert_eq!(s.apply_str("a/b", &mut nopv).as_deref(), Some("c"));
     }

@@ -43,16 +43,33 @@ fn search_regions() {
 #[test]
 fn replace_and_append() {
     let mut m = msg();
-    assert!(replace(&mut m, &pat("Phone [0-9.]+"), Region::Headers, "Softphone", false));
+    assert!(replace(
+        &mut m,
+        &pat("Phone [0-9.]+"),
+        Region::Headers,
+        "Softphone",
+        false
+    ));
     assert!(out(&m).contains("User-Agent: Softphone\r\n"));
     let mut m = msg();
     // the R-URI line is not searched by replace
-    assert!(replace(&mut m, &pat("alice"), Region::Headers, "carol", true));
+    assert!(replace(
+        &mut m,
+        &pat("alice"),
+        Region::Headers,
+        "carol",
+        true
+    ));
     let o = out(&m);
     assert!(o.starts_with("INVITE sip:alice@example.com"));
     assert!(o.contains("To: <sip:carol@example.com>"));
     let mut m = msg();
-    assert!(search_append(&mut m, &pat("Call-ID: [^\r]*"), Region::Headers, ".x"));
+    assert!(search_append(
+        &mut m,
+        &pat("Call-ID: [^\r]*"),
+        Region::Headers,
+        ".x"
+    ));
     assert!(out(&m).contains("Call-ID: abc@host.x\r\n"));
     let mut m = msg();
     assert!(!replace(&mut m, &pat("q*"), Region::Body, "z", true));
@@ -63,7 +80,10 @@ fn subst_on_message() {
     let mut m = msg();
     let s = subst::parse("/^(User-Agent:) (.*)$/\\1 $ua-\\2/i").unwrap();
     assert!(subst_msg(&mut m, &s, Region::Headers, &mut nopv));
-    assert!(out(&m).contains("User-Agent: X-Phone 1.0\r\r\n") || out(&m).contains("User-Agent: X-Phone 1.0\r\n"));
+    assert!(
+        out(&m).contains("User-Agent: X-Phone 1.0\r\r\n")
+            || out(&m).contains("User-Agent: X-Phone 1.0\r\n")
+    );
     let mut m = msg();
     let s = subst::parse("/o=xx/o=yy/").unwrap();
     assert!(subst_msg(&mut m, &s, Region::Body, &mut nopv));
@@ -107,7 +127,9 @@ fn methods_body_privacy() {
     assert!(has_body(&m, None));
     assert!(has_body(&m, Some("Application/SDP")));
     assert!(!has_body(&m, Some("text/plain")));
-    let e = SipMsg::parse(b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let e =
+        SipMsg::parse(b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
     assert!(!has_body(&e, None));
     assert!(is_privacy(&m, "header"));
     assert!(is_privacy(&m, "ID"));

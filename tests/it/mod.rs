@@ -1,1 +1,2 @@
+mod mods;
 mod process;

@@ -141,12 +141,10 @@ fn ack_to_stateless_reply_is_absorbed() {
         .recv_matching("404")
         .unwrap_or_else(|| panic!("no reply\n{}", s.log()));
     let tag = tag_of(header(&r, "To").unwrap()).to_string();
-    let ack = msg_with("ACK sip:bob@127.0.0.1", c.port(), "ack1", "", "")
-        .replace(
-            "To: <sip:bob@127.0.0.1>",
-            &format!("To: <sip:bob@127.0.0.1>;tag={tag}"),
-        )
-        .replace("CSeq: 1 ACK", "CSeq: 1 ACK");
+    let ack = msg_with("ACK sip:bob@127.0.0.1", c.port(), "ack1", "", "").replace(
+        "To: <sip:bob@127.0.0.1>",
+        &format!("To: <sip:bob@127.0.0.1>;tag={tag}"),
+    );
     c.send(s.addr(), &ack);
     // an ACK with a foreign tag reaches the script
     let ack2 = msg_with("ACK sip:bob@127.0.0.1", c.port(), "ack2", "", "").replace(
@@ -369,9 +367,9 @@ fn xlog_expands_pvs_and_respects_levels() {
     assert!(s.wait_log("XL5", Duration::from_secs(3)), "{}", s.log());
     let log = s.log();
     assert!(
-        log.contains(&format!(
+        log.contains(
             "XL1 m=OPTIONS u=sip:bob@127.0.0.1 f=sip:alice@127.0.0.1 c=xl1 h=hello a=avpval v=vv n=<null>"
-        )),
+        ),
         "{log}"
     );
     assert!(log.contains("XL3 default 5"), "{log}");

@@ -234,7 +234,7 @@ fn maxfwd_limits_and_forwarding() {
 fn message_too_big() {
     let mut s = Server::start(
         &cfg(
-            "route {\n if (msg:len > 1000) { sl_send_reply(\"513\", \"Message too big\"); exit; }\n sl_send_reply(\"200\", \"OK\");\n}\n",
+            "route {\n if (msg:len >= max_len) { sl_send_reply(\"513\", \"Over max_len\"); exit; }\n if (msg:len > 1000) { sl_send_reply(\"513\", \"Message too big\"); exit; }\n sl_send_reply(\"200\", \"OK\");\n}\n",
         ),
         &[],
     );
@@ -263,6 +263,24 @@ fn message_too_big() {
         .recv_matching("513")
         .unwrap_or_else(|| panic!("no 513 for 60 kB\n{}", s.log()));
     assert_eq!(header(&r, "Call-ID"), Some("huge"));
+    // the largest datagram UDP/IPv4 carries is still below max_len (65535)
+    let base = msg_with(
+        "MESSAGE sip:bob@127.0.0.1",
+        c.port(),
+        "max",
+        "X-Pad: \r\n",
+        "",
+    )
+    .len();
+    let pad = format!("X-Pad: {}\r\n", "m".repeat(65507 - base));
+    let m = msg_with("MESSAGE sip:bob@127.0.0.1", c.port(), "max", &pad, "");
+    assert_eq!(m.len(), 65507);
+    c.send(s.addr(), &m);
+    let r = c
+        .recv_matching("513")
+        .unwrap_or_else(|| panic!("no 513 for 65507 B\n{}", s.log()));
+    assert!(r.starts_with("SIP/2.0 513 Message too big\r\n"), "{r}");
+    assert_eq!(header(&r, "Call-ID"), Some("max"));
     s.stop();
 }
 

@@ -437,3 +437,46 @@ fn bad_arguments_are_startup_errors() {
         assert_ne!(code, 0, "{route} accepted: {err}");
     }
 }
+
+#[test]
+fn parse_errors_reach_error_route_and_sl_reply_error() {
+    let route = "route {\n if (!subst_user(\"/a/b/\")) { sl_reply_error(); exit; }\n sl_send_reply(\"200\", \"OK\");\n}\n";
+    let mut s = Server::start(&cfg(route), &[]);
+    let c = Client::new();
+    c.send(
+        s.addr(),
+        &msg_with("MESSAGE sip:alice@127.0.0.1", c.port(), "pe1", "", ""),
+    );
+    assert!(c.recv_matching("200").is_some(), "{}", s.log());
+    c.send(
+        s.addr(),
+        &msg_with("MESSAGE sip:bob@", c.port(), "pe2", "", ""),
+    );
+    let r = c
+        .recv_matching("400")
+        .unwrap_or_else(|| panic!("no 400\n{}", s.log()));
+    assert!(
+        r.starts_with("SIP/2.0 400 Bad Request-URI (479/SL)\r\n"),
+        "{r}"
+    );
+    s.stop();
+
+    let with_error_route = format!(
+        "{route}error_route {{\n xlog(\"L_ERR\", \"ERR-ROUTE $err.rcode\\n\");\n sl_send_reply(\"$err.rcode\", \"$err.rreason\");\n exit;\n}}\n"
+    );
+    let mut s = Server::start(&cfg(&with_error_route), &[]);
+    c.send(
+        s.addr(),
+        &msg_with("MESSAGE sip:bob@", c.port(), "pe3", "", ""),
+    );
+    let r = c
+        .recv_matching("400")
+        .unwrap_or_else(|| panic!("no 400\n{}", s.log()));
+    assert!(r.starts_with("SIP/2.0 400 Bad Request-URI\r\n"), "{r}");
+    assert!(
+        s.wait_log("ERR-ROUTE 400", Duration::from_secs(2)),
+        "{}",
+        s.log()
+    );
+    s.stop();
+}

@@ -480,3 +480,49 @@ fn parse_errors_reach_error_route_and_sl_reply_error() {
     );
     s.stop();
 }
+
+#[test]
+fn module_parameters() {
+    let sink = Client::new();
+    let route = format!(
+        "modparam(\"maxfwd\", \"max_limit\", 16)\nmodparam(\"sl\", \"enable_stats\", 0)\n\
+         modparam(\"xlog\", \"buf_size\", 12)\nmodparam(\"xlog\", \"force_color\", 1)\n\
+         route {{\n mf_process_maxfwd_header(\"10\");\n xlog(\"BUFTEST-0123456789\\n\");\n\
+         forward(\"127.0.0.1:{}\");\n}}\n",
+        sink.port()
+    );
+    let mut s = Server::start(&cfg(&route), &[]);
+    let c = Client::new();
+    c.send(
+        s.addr(),
+        &msg_with(
+            "MESSAGE sip:bob@127.0.0.1",
+            c.port(),
+            "mp1",
+            "Max-Forwards: 70\r\n",
+            "",
+        ),
+    );
+    let (f, _) = sink
+        .recv()
+        .unwrap_or_else(|| panic!("not forwarded\n{}", s.log()));
+    assert_eq!(header(&f, "Max-Forwards"), Some("16"), "{f}");
+    assert!(
+        s.wait_log("BUFTEST-0123", Duration::from_secs(2)),
+        "{}",
+        s.log()
+    );
+    assert!(!s.log().contains("BUFTEST-01234"), "{}", s.log());
+    s.stop();
+    // out-of-range values are start-up errors
+    let dir = TempDir::new("badparam");
+    let p = dir.file("bad.cfg");
+    std::fs::write(
+        &p,
+        cfg("modparam(\"maxfwd\", \"max_limit\", 300)\nroute { exit; }\n")
+            .replace("{PORT}", "5999"),
+    )
+    .unwrap();
+    let (code, _o, err) = run(&["-c", "-f", p.to_str().unwrap()]);
+    assert_ne!(code, 0, "{err}");
+}

@@ -1,2 +1,3 @@
+mod mods;
 mod process;
 mod script;

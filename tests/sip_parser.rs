@@ -641,7 +641,8 @@ fn smoke(data: &[u8]) {
 
 #[test]
 fn build_without_blank_line() {
-    let raw = b"OPTIONS sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+    let raw =
+        b"OPTIONS sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
 From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: x1\r\nCSeq: 1 OPTIONS";
     let mut m = SipMsg::new(raw, rcv()).unwrap();
     m.add_header_after_last("X-A: 1");
@@ -651,7 +652,11 @@ From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: x1\r\nCSe
     assert_eq!(p.cseq().unwrap().num, 1);
     assert_eq!(p.header("X-A"), Some("1"));
     assert_eq!(p.header("X-B"), Some("2"));
-    assert!(out.ends_with(b"\r\n\r\n"), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        out.ends_with(b"\r\n\r\n"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     m.set_body(b"hello");
     let out = build_request(&m, &via_params(), &[]).unwrap();
     let p = SipMsg::parse(&out).unwrap();

@@ -26,8 +26,9 @@ pub mod segment;
 
 pub use alloc::{Heap, MemStats};
 pub use global::{
-    alloc, alloc_bytes, alloc_static, alloc_static_slice_with, alloc_zeroed_array, force_unlock_dead, free, free_bytes, init,
-    is_initialized, set_process_slot, stats, status_dump,
+    alloc, alloc_bytes, alloc_static, alloc_static_slice_with, alloc_zeroed_array,
+    force_unlock_dead, free, free_bytes, init, is_initialized, set_process_slot, stats,
+    status_dump,
 };
 pub use lock::{FastLock, FastLockGuard, LockSet};
 pub use ptr::{ShmPtr, ShmSafe, ShmStr};

@@ -94,7 +94,9 @@ pub const POLL_METHODS: &[&str] = &["poll", "epoll_lt", "epoll_et", "sigio_rt", 
 fn parse_num<T: std::str::FromStr>(opt: char, v: &str) -> Result<T, ArgError> {
     let t = v.trim();
     let parsed = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        u64::from_str_radix(h, 16).ok().and_then(|n| n.to_string().parse().ok())
+        u64::from_str_radix(h, 16)
+            .ok()
+            .and_then(|n| n.to_string().parse().ok())
     } else {
         t.parse().ok()
     };
@@ -141,7 +143,10 @@ where
                     i += 1;
                     argv[i - 1].clone()
                 } else {
-                    return Err(ArgError(format!("Option -{} requires an argument.", c as char)));
+                    return Err(ArgError(format!(
+                        "Option -{} requires an argument.",
+                        c as char
+                    )));
                 };
                 apply_with_arg(&mut a, c as char, val)?;
             } else if FLAGS.contains(&c) {
@@ -284,7 +289,12 @@ mod tests {
         assert_eq!(parse(["-p", "5060"]).unwrap_err().0, "Unknown option '-p'.");
         assert_eq!(parse(["-Dq"]).unwrap_err().0, "Unknown option '-q'.");
         assert!(parse(["-m", "lots"]).unwrap_err().0.contains("-m"));
-        assert!(parse(["-f"]).unwrap_err().0.contains("requires an argument"));
+        assert!(
+            parse(["-f"])
+                .unwrap_err()
+                .0
+                .contains("requires an argument")
+        );
         assert!(parse(["-W", "kqueue"]).is_err());
         assert!(parse(["-n", "0"]).is_err());
         assert!(parse(["-i", "x"]).is_err());

@@ -71,7 +71,10 @@ pub fn load(path: &str, g: &mut Globals, _check_routes: bool) -> Result<Loaded, 
     }
     if !errors.is_empty() {
         let n = errors.len();
-        return Err(format!("{}ERROR: bad config file ({n} errors)\n", errors.concat()));
+        return Err(format!(
+            "{}ERROR: bad config file ({n} errors)\n",
+            errors.concat()
+        ));
     }
     Ok(Loaded { ast })
 }

@@ -53,8 +53,9 @@ impl HostPort {
             _ => (Proto::Any, s),
         };
         let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
-            let (h, after) =
-                inner.split_once(']').ok_or_else(|| format!("bad IPv6 reference in '{s}'"))?;
+            let (h, after) = inner
+                .split_once(']')
+                .ok_or_else(|| format!("bad IPv6 reference in '{s}'"))?;
             let port = match after.strip_prefix(':') {
                 Some(p) => p.parse::<u16>().map_err(|_| format!("bad port in '{s}'"))?,
                 None if after.is_empty() => 0,
@@ -66,9 +67,10 @@ impl HostPort {
             (rest.to_string(), 0)
         } else {
             match rest.split_once(':') {
-                Some((h, p)) => {
-                    (h.to_string(), p.parse::<u16>().map_err(|_| format!("bad port in '{s}'"))?)
-                }
+                Some((h, p)) => (
+                    h.to_string(),
+                    p.parse::<u16>().map_err(|_| format!("bad port in '{s}'"))?,
+                ),
                 None => (rest.to_string(), 0),
             }
         };
@@ -234,7 +236,9 @@ fn as_bool(v: &GValue) -> Result<bool, String> {
         GValue::Str(s) | GValue::Ident(s) => match s.to_ascii_lowercase().as_str() {
             "yes" | "true" | "on" | "enable" | "1" => Ok(true),
             "no" | "false" | "off" | "disable" | "0" => Ok(false),
-            _ => Err(format!("expected a boolean (yes/no/on/off/true/false/number), found '{s}'")),
+            _ => Err(format!(
+                "expected a boolean (yes/no/on/off/true/false/number), found '{s}'"
+            )),
         },
     }
 }
@@ -245,7 +249,9 @@ fn as_int(v: &GValue) -> Result<i64, String> {
         GValue::Str(s) | GValue::Ident(s) => match s.to_ascii_lowercase().as_str() {
             "yes" | "true" | "on" | "enable" => Ok(1),
             "no" | "false" | "off" | "disable" => Ok(0),
-            _ => s.parse().map_err(|_| format!("expected a number, found '{s}'")),
+            _ => s
+                .parse()
+                .map_err(|_| format!("expected a number, found '{s}'")),
         },
     }
 }
@@ -342,8 +348,15 @@ impl Globals {
                 self.tcp_poll_method = Some(s)
             }
             "tcp_max_connections" => self.tcp_max_connections = as_int(v)?,
-            "disable_tls" | "tls_port_no" | "tls_method" | "tls_verify" | "tls_require_certificate"
-            | "tls_certificate" | "tls_private_key" | "tls_ca_list" | "tls_log" => {
+            "disable_tls"
+            | "tls_port_no"
+            | "tls_method"
+            | "tls_verify"
+            | "tls_require_certificate"
+            | "tls_certificate"
+            | "tls_private_key"
+            | "tls_ca_list"
+            | "tls_log" => {
                 // Accepted for compatibility; TLS is not built.
             }
             "dns" => self.dns = as_bool(v)?,
@@ -418,7 +431,8 @@ impl Globals {
             self.fork = a.dont_fork != 1;
         }
         for l in &a.listen {
-            self.listen.push(HostPort::parse(l).map_err(|e| format!("bad -l address: {e}"))?);
+            self.listen
+                .push(HostPort::parse(l).map_err(|e| format!("bad -l address: {e}"))?);
         }
         if let Some(m) = a.shm_mb {
             self.shm_size = m
@@ -489,11 +503,17 @@ mod tests {
     #[test]
     fn hostport_forms() {
         let h = HostPort::parse("udp:127.0.0.1:5070").unwrap();
-        assert_eq!((h.proto, h.host.as_str(), h.port), (Proto::Udp, "127.0.0.1", 5070));
+        assert_eq!(
+            (h.proto, h.host.as_str(), h.port),
+            (Proto::Udp, "127.0.0.1", 5070)
+        );
         let h = HostPort::parse("192.168.1.99").unwrap();
         assert_eq!((h.proto, h.port), (Proto::Any, 0));
         let h = HostPort::parse("tcp:[::1]:5060").unwrap();
-        assert_eq!((h.proto, h.host.as_str(), h.port), (Proto::Tcp, "::1", 5060));
+        assert_eq!(
+            (h.proto, h.host.as_str(), h.port),
+            (Proto::Tcp, "::1", 5060)
+        );
         assert!(HostPort::parse("udp:1.2.3.4:99999").is_err());
         assert!(HostPort::parse("").is_err());
     }
@@ -505,9 +525,13 @@ mod tests {
         assert!(!g.fork);
         g.apply("children", &GValue::Int(4)).unwrap();
         assert_eq!(g.children, 4);
-        g.apply("log_facility", &GValue::Ident("log_local0".into())).unwrap();
+        g.apply("log_facility", &GValue::Ident("log_local0".into()))
+            .unwrap();
         assert_eq!(g.log_facility, libc::LOG_LOCAL0);
-        assert!(g.apply("log_facility", &GValue::Ident("LOG_BOGUS".into())).is_err());
+        assert!(
+            g.apply("log_facility", &GValue::Ident("LOG_BOGUS".into()))
+                .is_err()
+        );
         assert!(g.apply("no_such_thing", &GValue::Int(1)).is_err());
         assert!(g.apply("fork", &GValue::Ident("maybe".into())).is_err());
         g.apply("mpath", &GValue::Str("/usr/lib/x".into())).unwrap();
@@ -526,10 +550,12 @@ mod tests {
         assert!(!g.daemonize() && !g.forks_children());
         assert_eq!(g.children, 2);
         let mut g = Globals::default();
-        g.apply_args(&crate::core::args::parse(["-DD"]).unwrap()).unwrap();
+        g.apply_args(&crate::core::args::parse(["-DD"]).unwrap())
+            .unwrap();
         assert!(!g.daemonize() && g.forks_children());
         let mut g = Globals::default();
-        g.apply_args(&crate::core::args::parse(["-DDD"]).unwrap()).unwrap();
+        g.apply_args(&crate::core::args::parse(["-DDD"]).unwrap())
+            .unwrap();
         assert!(g.daemonize());
     }
 }

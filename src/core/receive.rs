@@ -15,6 +15,9 @@ pub fn receive_msg(buf: &[u8], src: SocketAddr, sock_idx: usize) {
     crate::log_dbg!(
         "DBG:core:receive_msg: {} bytes from {src} on socket {sock_idx}: {}",
         buf.len(),
-        String::from_utf8_lossy(&buf[..buf.len().min(80)]).lines().next().unwrap_or("")
+        String::from_utf8_lossy(&buf[..buf.len().min(80)])
+            .lines()
+            .next()
+            .unwrap_or("")
     );
 }

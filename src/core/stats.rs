@@ -28,7 +28,11 @@ impl Stat {
     #[inline]
     pub fn dec(&self) {
         // Never wrap below zero on a stray decrement.
-        let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(1))
+            });
     }
     #[inline]
     pub fn get(&self) -> u64 {
@@ -59,7 +63,9 @@ fn new_counter() -> &'static AtomicU64 {
         if let Some(r) = shm::alloc_static(AtomicU64::new(0)) {
             return r;
         }
-        crate::log_err!("ERROR:core:register_stat: no more shm for a statistic, using private memory");
+        crate::log_err!(
+            "ERROR:core:register_stat: no more shm for a statistic, using private memory"
+        );
     }
     // Before shm exists (unit tests, `-c`) a private counter does as well.
     Box::leak(Box::new(AtomicU64::new(0)))
@@ -78,7 +84,12 @@ pub fn register(group: &str, name: &str, flags: u32) -> Stat {
         }
     }
     let s = Stat(new_counter());
-    reg.push(Entry { group: group.into(), name: name.into(), flags, value: Value::Counter(s) });
+    reg.push(Entry {
+        group: group.into(),
+        name: name.into(),
+        flags,
+        value: Value::Counter(s),
+    });
     s
 }
 
@@ -86,7 +97,12 @@ pub fn register(group: &str, name: &str, flags: u32) -> Stat {
 pub fn register_func(group: &str, name: &str, f: fn() -> u64) {
     let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
     reg.retain(|e| !(e.group.eq_ignore_ascii_case(group) && e.name.eq_ignore_ascii_case(name)));
-    reg.push(Entry { group: group.into(), name: name.into(), flags: NO_RESET, value: Value::Func(f) });
+    reg.push(Entry {
+        group: group.into(),
+        name: name.into(),
+        flags: NO_RESET,
+        value: Value::Func(f),
+    });
 }
 
 fn read(v: &Value) -> u64 {
@@ -104,7 +120,9 @@ pub fn get(full: &str) -> Option<u64> {
         None => (None, full),
     };
     reg.iter()
-        .find(|e| e.name.eq_ignore_ascii_case(n) && g.is_none_or(|g| e.group.eq_ignore_ascii_case(g)))
+        .find(|e| {
+            e.name.eq_ignore_ascii_case(n) && g.is_none_or(|g| e.group.eq_ignore_ascii_case(g))
+        })
         .map(|e| read(&e.value))
 }
 
@@ -120,7 +138,10 @@ pub fn query(what: &str) -> Vec<(String, u64)> {
     reg.iter()
         .filter(|e| {
             all || match g {
-                Some(g) => e.group.eq_ignore_ascii_case(g) && (n.is_empty() || e.name.eq_ignore_ascii_case(n)),
+                Some(g) => {
+                    e.group.eq_ignore_ascii_case(g)
+                        && (n.is_empty() || e.name.eq_ignore_ascii_case(n))
+                }
                 None => e.name.eq_ignore_ascii_case(n),
             }
         })

@@ -122,7 +122,10 @@ pub fn waitpid(pid: i32, nohang: bool) -> io::Result<Option<(i32, ChildStatus)>>
         return Ok(None);
     }
     let st = if libc::WIFSIGNALED(status) {
-        ChildStatus::Signaled { sig: libc::WTERMSIG(status), core: libc::WCOREDUMP(status) }
+        ChildStatus::Signaled {
+            sig: libc::WTERMSIG(status),
+            core: libc::WCOREDUMP(status),
+        }
     } else {
         ChildStatus::Exited(libc::WEXITSTATUS(status))
     };
@@ -233,7 +236,10 @@ pub fn chroot(dir: &str) -> io::Result<()> {
 
 /// Point fd 0/1 (and 2 if `stderr_too`) at /dev/null.
 pub fn stdio_to_devnull(stderr_too: bool) -> io::Result<()> {
-    let f = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
     use std::os::fd::AsRawFd;
     let fd = f.as_raw_fd();
     let targets: &[RawFd] = if stderr_too { &[0, 1, 2] } else { &[0, 1] };
@@ -275,7 +281,10 @@ pub fn lookup_user(name: &str) -> io::Result<(u32, u32)> {
     // SAFETY: `c` is NUL-terminated; the result is NULL or static storage read at once.
     let pw = unsafe { libc::getpwnam(c.as_ptr()) };
     if pw.is_null() {
-        return Err(io::Error::new(io::ErrorKind::NotFound, format!("bad user name/uid number: {name}")));
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("bad user name/uid number: {name}"),
+        ));
     }
     // SAFETY: pw is non-null and points to a valid passwd record.
     Ok(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
@@ -290,7 +299,10 @@ pub fn lookup_group(name: &str) -> io::Result<u32> {
     // SAFETY: `c` is NUL-terminated; the result is NULL or static storage read at once.
     let gr = unsafe { libc::getgrnam(c.as_ptr()) };
     if gr.is_null() {
-        return Err(io::Error::new(io::ErrorKind::NotFound, format!("bad group name/gid number: {name}")));
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("bad group name/gid number: {name}"),
+        ));
     }
     // SAFETY: gr is non-null and points to a valid group record.
     Ok(unsafe { (*gr).gr_gid })
@@ -332,14 +344,23 @@ pub fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> io::Result<i32> {
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `v` and `len` are valid writable locals of the sizes declared.
     cvt(unsafe {
-        libc::getsockopt(fd, level, name, &mut v as *mut libc::c_int as *mut libc::c_void, &mut len)
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            &mut v as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
     })?;
     Ok(v)
 }
 
 /// Raise RLIMIT_CORE / RLIMIT_NOFILE.
 pub fn set_rlimit(resource: i32, value: u64) -> io::Result<()> {
-    let lim = libc::rlimit { rlim_cur: value as libc::rlim_t, rlim_max: value as libc::rlim_t };
+    let lim = libc::rlimit {
+        rlim_cur: value as libc::rlim_t,
+        rlim_max: value as libc::rlim_t,
+    };
     // SAFETY: `lim` is a valid rlimit; the resource id comes from libc constants.
     cvt(unsafe { libc::setrlimit(resource as _, &lim) }).map(|_| ())
 }
@@ -422,12 +443,19 @@ fn getifaddrs_list() -> Vec<(String, std::net::IpAddr)> {
 
 /// Every local IPv4 address (the default listen set).
 pub fn interface_addrs() -> Vec<std::net::IpAddr> {
-    getifaddrs_list().into_iter().map(|(_, ip)| ip).filter(|ip| ip.is_ipv4()).collect()
+    getifaddrs_list()
+        .into_iter()
+        .map(|(_, ip)| ip)
+        .filter(|ip| ip.is_ipv4())
+        .collect()
 }
 
 /// The addresses of interface `name`, if such an interface exists.
 pub fn interface_addrs_of(name: &str) -> Option<Vec<std::net::IpAddr>> {
-    let v: Vec<_> =
-        getifaddrs_list().into_iter().filter(|(n, _)| n == name).map(|(_, ip)| ip).collect();
+    let v: Vec<_> = getifaddrs_list()
+        .into_iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, ip)| ip)
+        .collect();
     if v.is_empty() { None } else { Some(v) }
 }

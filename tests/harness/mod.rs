@@ -2,7 +2,6 @@
 //! to it over UDP, stop it, and check its log.
 #![allow(dead_code)]
 
-
 use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -86,7 +85,8 @@ pub struct Server {
 /// Substitutions in config templates: `{PORT}` is the server's port, `{DIR}` its
 /// temp dir.
 pub fn expand(cfg: &str, port: u16, dir: &Path) -> String {
-    cfg.replace("{PORT}", &port.to_string()).replace("{DIR}", &dir.display().to_string())
+    cfg.replace("{PORT}", &port.to_string())
+        .replace("{DIR}", &dir.display().to_string())
 }
 
 impl Server {
@@ -116,7 +116,13 @@ impl Server {
             .stderr(log)
             .spawn()
             .expect("spawn openser");
-        let mut s = Server { child: Some(child), dir, port, log_path, cfg_path };
+        let mut s = Server {
+            child: Some(child),
+            dir,
+            port,
+            log_path,
+            cfg_path,
+        };
         if !wait_udp_bound(port, Duration::from_secs(10)) {
             let log = s.log();
             s.kill();
@@ -156,7 +162,10 @@ impl Server {
     }
 
     pub fn signal(&self, sig: i32) {
-        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status();
     }
 
     /// SIGTERM, wait for exit (10 s), return the status. Panics on a log line at
@@ -172,7 +181,8 @@ impl Server {
 
     pub fn stop_unchecked(&mut self) -> ExitStatus {
         self.signal(15);
-        self.wait_exit(Duration::from_secs(10)).expect("server did not exit after SIGTERM")
+        self.wait_exit(Duration::from_secs(10))
+            .expect("server did not exit after SIGTERM")
     }
 
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
@@ -212,7 +222,9 @@ pub fn children_of(pid: i32) -> Vec<i32> {
     let mut v = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
-            let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
             if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
                 // Field 4 (after the parenthesised command) is the ppid.
                 if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
@@ -231,7 +243,11 @@ pub fn children_of(pid: i32) -> Vec<i32> {
 pub fn alive(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')).unwrap_or(false))
+            .map(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().starts_with('Z'))
+                    .unwrap_or(false)
+            })
             .unwrap_or(true)
 }
 
@@ -271,7 +287,9 @@ impl Client {
     pub fn recv_timeout(&self, t: Duration) -> Option<(String, SocketAddr)> {
         self.sock.set_read_timeout(Some(t)).unwrap();
         let r = self.recv();
-        self.sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        self.sock
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
         r
     }
     /// Receive until a message whose first line contains `needle` (skipping others).
@@ -295,10 +313,17 @@ impl Default for Client {
 
 /// A header's value from a message text (first match, case-insensitive name).
 pub fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
-    msg.split("\r\n").skip(1).take_while(|l| !l.is_empty()).find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        if n.trim().eq_ignore_ascii_case(name) { Some(v.trim()) } else { None }
-    })
+    msg.split("\r\n")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            if n.trim().eq_ignore_ascii_case(name) {
+                Some(v.trim())
+            } else {
+                None
+            }
+        })
 }
 
 /// Every value of a header.
@@ -308,13 +333,24 @@ pub fn headers<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
         .take_while(|l| !l.is_empty())
         .filter_map(|l| {
             let (n, v) = l.split_once(':')?;
-            if n.trim().eq_ignore_ascii_case(name) { Some(v.trim()) } else { None }
+            if n.trim().eq_ignore_ascii_case(name) {
+                Some(v.trim())
+            } else {
+                None
+            }
         })
         .collect()
 }
 
 /// A simple request with the mandatory headers.
-pub fn request(method: &str, ruri: &str, client_port: u16, callid: &str, cseq: u32, extra: &str) -> String {
+pub fn request(
+    method: &str,
+    ruri: &str,
+    client_port: u16,
+    callid: &str,
+    cseq: u32,
+    extra: &str,
+) -> String {
     format!(
         "{method} {ruri} SIP/2.0\r\n\
          Via: SIP/2.0/UDP 127.0.0.1:{client_port};branch=z9hG4bK{callid}{cseq}\r\n\
@@ -330,7 +366,12 @@ pub fn request(method: &str, ruri: &str, client_port: u16, callid: &str, cseq: u
 
 /// Is `sipp` installed?
 pub fn have(cmd: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {cmd}")).output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 /// Skip (loudly) outside CI, fail in CI, when a tool is missing.

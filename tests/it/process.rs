@@ -33,11 +33,24 @@ fn no_fork_serves_first_socket_only() {
     let mut s = Server::start_on(p1, &cfg, &["-D", "-E", "-dd"]);
     // Only the timer is forked; the attendant itself receives.
     assert_eq!(children_of(s.pid()).len(), 1, "{}", s.log());
-    assert!(s.log().contains("using only the first listen address"), "{}", s.log());
+    assert!(
+        s.log().contains("using only the first listen address"),
+        "{}",
+        s.log()
+    );
     let c = Client::new();
     c.send(s.addr(), "OPTIONS sip:a@127.0.0.1 SIP/2.0\r\n\r\n");
-    assert!(s.wait_log("bytes from 127.0.0.1", Duration::from_secs(3)), "{}", s.log());
-    let line = s.log().lines().find(|l| l.contains("bytes from 127.0.0.1")).unwrap().to_string();
+    assert!(
+        s.wait_log("bytes from 127.0.0.1", Duration::from_secs(3)),
+        "{}",
+        s.log()
+    );
+    let line = s
+        .log()
+        .lines()
+        .find(|l| l.contains("bytes from 127.0.0.1"))
+        .unwrap()
+        .to_string();
     // Received by the attendant (process index 0).
     assert!(line.starts_with(&format!(" 0({})", s.pid())), "{line}");
     assert!(s.stop().success());
@@ -48,17 +61,33 @@ fn daemon_mode_writes_pid_file_and_stops_cleanly() {
     let dir = TempDir::new("daemon");
     let port = free_udp_port();
     let cfg = dir.file("d.cfg");
-    std::fs::write(&cfg, format!("listen=udp:127.0.0.1:{port}\nchildren=2\nfork=yes\n")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("listen=udp:127.0.0.1:{port}\nchildren=2\nfork=yes\n"),
+    )
+    .unwrap();
     let pidf = dir.file("openser.pid");
     // The daemon keeps stderr (-E), so the launcher's stderr goes to a file, not a pipe.
     let errf = dir.file("stderr.log");
     let st = std::process::Command::new(BIN)
-        .args(["-f", cfg.to_str().unwrap(), "-P", pidf.to_str().unwrap(), "-E", "-w", dir.path().to_str().unwrap()])
+        .args([
+            "-f",
+            cfg.to_str().unwrap(),
+            "-P",
+            pidf.to_str().unwrap(),
+            "-E",
+            "-w",
+            dir.path().to_str().unwrap(),
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&errf).unwrap())
         .status()
         .unwrap();
-    assert!(st.success(), "launcher exit {st:?}: {}", std::fs::read_to_string(&errf).unwrap_or_default());
+    assert!(
+        st.success(),
+        "launcher exit {st:?}: {}",
+        std::fs::read_to_string(&errf).unwrap_or_default()
+    );
     assert!(wait_udp_bound(port, Duration::from_secs(5)));
     let mut pid = 0;
     for _ in 0..100 {
@@ -78,14 +107,22 @@ fn daemon_mode_writes_pid_file_and_stops_cleanly() {
     // by the vanished first child), not in ours, and has no controlling terminal.
     let fields = |p: String| -> Vec<String> {
         let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
-        stat.rsplit_once(')').unwrap().1.split_whitespace().map(String::from).collect()
+        stat.rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .map(String::from)
+            .collect()
     };
     let d = fields(pid.to_string());
     let me = fields("self".into());
     assert_ne!(d[3], me[3], "daemon still in the test's session");
     assert_eq!(d[2], d[3], "daemon's process group must be its session's");
     assert_eq!(d[4], "0", "daemon must have no controlling terminal");
-    std::process::Command::new("kill").arg(pid.to_string()).status().unwrap();
+    std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
     for _ in 0..250 {
         if !alive(pid) {
             break;
@@ -108,9 +145,19 @@ fn running_pid_file_refuses_second_start() {
     let port = free_udp_port();
     let cfg = dir.file("c.cfg");
     std::fs::write(&cfg, format!("listen=udp:127.0.0.1:{port}\n")).unwrap();
-    let (code, _, err) = run(&["-f", cfg.to_str().unwrap(), "-P", pidf.to_str().unwrap(), "-DD", "-E"]);
+    let (code, _, err) = run(&[
+        "-f",
+        cfg.to_str().unwrap(),
+        "-P",
+        pidf.to_str().unwrap(),
+        "-DD",
+        "-E",
+    ]);
     assert_ne!(code, 0);
-    assert!(err.contains("running process found in the pid file"), "{err}");
+    assert!(
+        err.contains("running process found in the pid file"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -119,13 +166,20 @@ fn killed_receiver_takes_the_server_down() {
     let kids = children_of(s.pid());
     assert_eq!(kids.len(), 5);
     let victim = kids[0];
-    std::process::Command::new("kill").args(["-9", &victim.to_string()]).status().unwrap();
-    let st = s.wait_exit(Duration::from_secs(10)).expect("server did not exit after a child died");
+    std::process::Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .unwrap();
+    let st = s
+        .wait_exit(Duration::from_secs(10))
+        .expect("server did not exit after a child died");
     assert!(!st.success(), "exit status must be non-zero, got {st:?}");
     let log = s.log();
     assert!(
-        log.contains(&format!("child process {victim} (receiver child=0 sock= 127.0.0.1:{})", s.port))
-            && log.contains("signal 9"),
+        log.contains(&format!(
+            "child process {victim} (receiver child=0 sock= 127.0.0.1:{})",
+            s.port
+        )) && log.contains("signal 9"),
         "log must name the dead child:\n{log}"
     );
     std::thread::sleep(Duration::from_millis(100));
@@ -176,18 +230,32 @@ fn log_lines_respect_debug_level() {
     let mut s = Server::start(&format!("{MINIMAL}debug=4\n"), &["-DD", "-E"]);
     assert!(s.stop().success());
     let log = s.log();
-    let dbg = log.lines().find(|l| l.contains("DBG:")).unwrap_or_else(|| panic!("no DBG line:\n{log}"));
+    let dbg = log
+        .lines()
+        .find(|l| l.contains("DBG:"))
+        .unwrap_or_else(|| panic!("no DBG line:\n{log}"));
     let prefix = dbg.split(')').next().unwrap();
-    assert!(prefix.trim_start().split('(').count() == 2, "bad prefix in {dbg}");
+    assert!(
+        prefix.trim_start().split('(').count() == 2,
+        "bad prefix in {dbg}"
+    );
 }
 
 #[test]
 fn sigusr1_dumps_memory_and_sighup_is_ignored() {
     let mut s = Server::start(&format!("{MINIMAL}debug=4\n"), &["-DD", "-E"]);
     s.signal(10);
-    assert!(s.wait_log("shm heap status", Duration::from_secs(3)), "{}", s.log());
+    assert!(
+        s.wait_log("shm heap status", Duration::from_secs(3)),
+        "{}",
+        s.log()
+    );
     s.signal(1);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(children_of(s.pid()).len(), 5, "SIGHUP must not stop anything");
+    assert_eq!(
+        children_of(s.pid()).len(),
+        5,
+        "SIGHUP must not stop anything"
+    );
     assert!(s.stop().success());
 }

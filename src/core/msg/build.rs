@@ -172,7 +172,10 @@ pub fn build_request(
         // The body is empty; only body lumps (prio >= BODY_PRIO) at the end add one.
         let mut changed = false;
         let mut n = 0;
-        for l in lumps.iter().filter(|l| l.pos as usize >= hend && l.prio >= BODY_PRIO) {
+        for l in lumps
+            .iter()
+            .filter(|l| l.pos as usize >= hend && l.prio >= BODY_PRIO)
+        {
             changed = true;
             n += l.text.len();
         }

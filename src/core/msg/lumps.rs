@@ -191,7 +191,8 @@ impl SipMsg {
     /// Replace the whole body (Content-Length is recomputed by the builders).
     pub fn set_body(&mut self, body: &[u8]) {
         let b = self.body_span();
-        self.lumps.add(b.start as usize, b.len as usize, body, BODY_PRIO);
+        self.lumps
+            .add(b.start as usize, b.len as usize, body, BODY_PRIO);
     }
     /// Add a Record-Route header line before the first Record-Route (or before the first
     /// header if there is none).

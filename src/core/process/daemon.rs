@@ -13,7 +13,8 @@ pub fn write_pid_file(path: &str, pid: i32) -> Result<(), String> {
             crate::log_warn!("WARNING: pid file {path} contains stale pid {p}, overwriting");
         }
     }
-    let mut f = std::fs::File::create(path).map_err(|e| format!("unable to create pid file {path}: {e}"))?;
+    let mut f = std::fs::File::create(path)
+        .map_err(|e| format!("unable to create pid file {path}: {e}"))?;
     writeln!(f, "{pid}").map_err(|e| format!("unable to write pid file {path}: {e}"))?;
     Ok(())
 }

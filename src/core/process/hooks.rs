@@ -23,7 +23,10 @@ pub fn on_destroy(f: DestroyFn) {
 
 /// An extra process forked by the attendant (described as `desc` in `ps`).
 pub fn register_process(desc: &str, rank: i32, f: ProcFn) {
-    EXTRA.lock().unwrap_or_else(|e| e.into_inner()).push((desc.into(), rank, f));
+    EXTRA
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((desc.into(), rank, f));
 }
 
 pub fn run_child_init(rank: i32) -> Result<(), String> {

@@ -28,10 +28,17 @@ pub fn init(rows: Vec<ProcDesc>) -> Result<(), String> {
         shm::alloc_static_slice_with(n, |_| AtomicI32::new(0))
             .ok_or_else(|| "no shm left for the process table".to_string())?
     } else {
-        Box::leak((0..n).map(|_| AtomicI32::new(0)).collect::<Vec<_>>().into_boxed_slice())
+        Box::leak(
+            (0..n)
+                .map(|_| AtomicI32::new(0))
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        )
     };
     pids[0].store(crate::core::sys::getpid(), Ordering::Relaxed);
-    TABLE.set(rows).map_err(|_| "process table already created".to_string())?;
+    TABLE
+        .set(rows)
+        .map_err(|_| "process table already created".to_string())?;
     let _ = PIDS.set(pids);
     Ok(())
 }
@@ -41,11 +48,19 @@ pub fn len() -> usize {
 }
 
 pub fn desc(i: usize) -> &'static str {
-    TABLE.get().and_then(|t| t.get(i)).map(|d| d.desc.as_str()).unwrap_or("")
+    TABLE
+        .get()
+        .and_then(|t| t.get(i))
+        .map(|d| d.desc.as_str())
+        .unwrap_or("")
 }
 
 pub fn rank(i: usize) -> i32 {
-    TABLE.get().and_then(|t| t.get(i)).map(|d| d.rank).unwrap_or(PROC_MAIN)
+    TABLE
+        .get()
+        .and_then(|t| t.get(i))
+        .map(|d| d.rank)
+        .unwrap_or(PROC_MAIN)
 }
 
 pub fn set_pid(i: usize, pid: i32) {
@@ -55,7 +70,10 @@ pub fn set_pid(i: usize, pid: i32) {
 }
 
 pub fn pid(i: usize) -> i32 {
-    PIDS.get().and_then(|p| p.get(i)).map(|p| p.load(Ordering::Relaxed)).unwrap_or(0)
+    PIDS.get()
+        .and_then(|p| p.get(i))
+        .map(|p| p.load(Ordering::Relaxed))
+        .unwrap_or(0)
 }
 
 /// Index of the process with this pid.
@@ -77,5 +95,8 @@ pub fn set_my_index(i: usize) {
 
 /// (index, pid, description) of every started process, for MI `ps`.
 pub fn list() -> Vec<(usize, i32, String)> {
-    (0..len()).filter(|&i| pid(i) != 0).map(|i| (i, pid(i), desc(i).to_string())).collect()
+    (0..len())
+        .filter(|&i| pid(i) != 0)
+        .map(|i| (i, pid(i), desc(i).to_string()))
+        .collect()
 }

@@ -88,6 +88,10 @@ pub fn child_check() {
         std::process::exit(0);
     }
     if take(&USR1) {
-        crate::log_at!(crate::core::globals::get().memlog, "Memory status (shm):\n{}", shm::status_dump());
+        crate::log_at!(
+            crate::core::globals::get().memlog,
+            "Memory status (shm):\n{}",
+            shm::status_dump()
+        );
     }
 }

@@ -61,7 +61,10 @@ pub fn main_entry() -> i32 {
     log::set_process(0);
 
     let mut g = Globals::default();
-    let cfg_file = a.cfg_file.clone().unwrap_or_else(|| version::DEFAULT_CFG_FILE.into());
+    let cfg_file = a
+        .cfg_file
+        .clone()
+        .unwrap_or_else(|| version::DEFAULT_CFG_FILE.into());
     g.cfg_file = cfg_file.clone();
     let loaded = match config::load(&cfg_file, &mut g, a.check_routes) {
         Ok(l) => l,
@@ -94,14 +97,22 @@ pub fn main_entry() -> i32 {
     let mut aliases: Vec<Alias> = g
         .alias
         .iter()
-        .map(|h| Alias { proto: h.proto, host: h.host.clone(), port: h.port })
+        .map(|h| Alias {
+            proto: h.proto,
+            host: h.host.clone(),
+            port: h.port,
+        })
         .collect();
     if g.auto_aliases {
         for (p, addr, name) in &addrs {
             if name.parse::<std::net::IpAddr>().is_err()
                 && !aliases.iter().any(|al| al.host.eq_ignore_ascii_case(name))
             {
-                aliases.push(Alias { proto: *p, host: name.clone(), port: addr.port() });
+                aliases.push(Alias {
+                    proto: *p,
+                    host: name.clone(),
+                    port: addr.port(),
+                });
             }
         }
     }
@@ -149,7 +160,12 @@ fn run(
     addrs: Vec<(globals::Proto, std::net::SocketAddr, String)>,
     aliases: Vec<Alias>,
 ) -> Result<(), String> {
-    shm::init(g.shm_size).map_err(|e| format!("could not initialize shared memory ({} bytes): {e}", g.shm_size))?;
+    shm::init(g.shm_size).map_err(|e| {
+        format!(
+            "could not initialize shared memory ({} bytes): {e}",
+            g.shm_size
+        )
+    })?;
     crate::core::stats::init_core();
     timer::init()?;
 
@@ -159,15 +175,23 @@ fn run(
     }
     socket::set_sockets(socks, aliases);
     for s in socket::sockets() {
-        crate::log_info!("INFO: listening on udp:{} (receive buffer {} bytes)", s.hostport(), s.rcvbuf);
+        crate::log_info!(
+            "INFO: listening on udp:{} (receive buffer {} bytes)",
+            s.hostport(),
+            s.rcvbuf
+        );
     }
 
     if !g.disable_core_dump {
         let _ = sys::set_rlimit(libc::RLIMIT_CORE as i32, (g.shm_size as u64) + (8 << 20));
     }
     if g.open_files_limit > 0 {
-        sys::set_rlimit(libc::RLIMIT_NOFILE as i32, g.open_files_limit as u64)
-            .map_err(|e| format!("cannot raise open files limit to {}: {e}", g.open_files_limit))?;
+        sys::set_rlimit(libc::RLIMIT_NOFILE as i32, g.open_files_limit as u64).map_err(|e| {
+            format!(
+                "cannot raise open files limit to {}: {e}",
+                g.open_files_limit
+            )
+        })?;
     }
 
     // Freeze the globals before anything forks.
@@ -179,7 +203,8 @@ fn run(
     if g.daemonize() {
         let own = daemon::daemonize(&g.wdir, g.chroot.as_deref())?;
         OWN_PGRP.store(own, Ordering::Relaxed);
-        sys::stdio_to_devnull(!g.log_stderror).map_err(|e| format!("cannot redirect stdio: {e}"))?;
+        sys::stdio_to_devnull(!g.log_stderror)
+            .map_err(|e| format!("cannot redirect stdio: {e}"))?;
     }
     let me = sys::getpid();
     if let Some(p) = &g.pid_file {
@@ -203,21 +228,33 @@ fn run(
         if socks.len() > 1 {
             crate::log_warn!("WARNING: using only the first listen address (no fork)");
         }
-        rows.push(pt::ProcDesc { desc: format!("stand-alone receiver @ {}", socks[0].hostport()), rank: 1 });
+        rows.push(pt::ProcDesc {
+            desc: format!("stand-alone receiver @ {}", socks[0].hostport()),
+            rank: 1,
+        });
         run_as.push(Role::Main);
     } else {
-        rows.push(pt::ProcDesc { desc: "attendant".into(), rank: pt::PROC_MAIN });
+        rows.push(pt::ProcDesc {
+            desc: "attendant".into(),
+            rank: pt::PROC_MAIN,
+        });
         run_as.push(Role::Main);
         let mut rank = 1;
         for (si, s) in socks.iter().enumerate() {
             for c in 0..g.children {
-                rows.push(pt::ProcDesc { desc: format!("receiver child={c} sock= {}", s.hostport()), rank });
+                rows.push(pt::ProcDesc {
+                    desc: format!("receiver child={c} sock= {}", s.hostport()),
+                    rank,
+                });
                 run_as.push(Role::Receiver(si));
                 rank += 1;
             }
         }
     }
-    rows.push(pt::ProcDesc { desc: "timer".into(), rank: pt::PROC_TIMER });
+    rows.push(pt::ProcDesc {
+        desc: "timer".into(),
+        rank: pt::PROC_TIMER,
+    });
     run_as.push(Role::Timer);
     for (desc, rank, f) in hooks::extra_processes() {
         rows.push(pt::ProcDesc { desc, rank });
@@ -330,7 +367,11 @@ pub fn handle_signals_attendant() {
         }
     }
     if signals::take(&signals::USR1) {
-        crate::log_at!(globals::get().memlog, "Memory status (shm):\n{}", shm::status_dump());
+        crate::log_at!(
+            globals::get().memlog,
+            "Memory status (shm):\n{}",
+            shm::status_dump()
+        );
     }
     if signals::take(&signals::HUP) {
         crate::log_dbg!("DBG: SIGHUP received, ignoring it");
@@ -369,7 +410,11 @@ pub fn shutdown(code: i32) -> ! {
         }
         if Instant::now() >= deadline {
             for i in (0..pt::len()).filter(|&i| alive(i)) {
-                crate::log_warn!("WARNING: {} ({}) did not exit, killing it", pt::desc(i), pt::pid(i));
+                crate::log_warn!(
+                    "WARNING: {} ({}) did not exit, killing it",
+                    pt::desc(i),
+                    pt::pid(i)
+                );
                 let _ = sys::kill(pt::pid(i), libc::SIGKILL);
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -25,17 +25,21 @@ static TICKS: OnceLock<(&'static AtomicU64, &'static AtomicU64)> = OnceLock::new
 
 /// Register `f` to run every `interval_s` seconds in the timer process.
 pub fn register_timer(name: &str, interval_s: u32, f: TimerFn) {
-    SLOW.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(Timer { name: name.into(), interval: interval_s.max(1) as u64, f });
+    SLOW.lock().unwrap_or_else(|e| e.into_inner()).push(Timer {
+        name: name.into(),
+        interval: interval_s.max(1) as u64,
+        f,
+    });
 }
 
 /// Register `f` to run every `interval_ms` (rounded up to 100 ms units).
 pub fn register_utimer(name: &str, interval_ms: u32, f: TimerFn) {
     let units = interval_ms.div_ceil(100).max(1) as u64;
-    FAST.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(Timer { name: name.into(), interval: units, f });
+    FAST.lock().unwrap_or_else(|e| e.into_inner()).push(Timer {
+        name: name.into(),
+        interval: units,
+        f,
+    });
 }
 
 pub fn has_timers() -> bool {
@@ -54,7 +58,10 @@ pub fn init() -> Result<(), String> {
             shm::alloc_static(AtomicU64::new(0)).ok_or("no shm for the timer")?,
         )
     } else {
-        (&*Box::leak(Box::new(AtomicU64::new(0))), &*Box::leak(Box::new(AtomicU64::new(0))))
+        (
+            &*Box::leak(Box::new(AtomicU64::new(0))),
+            &*Box::leak(Box::new(AtomicU64::new(0))),
+        )
     };
     let _ = TICKS.set((a, b));
     Ok(())
@@ -62,12 +69,18 @@ pub fn init() -> Result<(), String> {
 
 /// Seconds since the timer started (OpenSER's `get_ticks()`).
 pub fn get_ticks() -> u64 {
-    TICKS.get().map(|t| t.0.load(Ordering::Relaxed)).unwrap_or(0)
+    TICKS
+        .get()
+        .map(|t| t.0.load(Ordering::Relaxed))
+        .unwrap_or(0)
 }
 
 /// 100 ms units since the timer started.
 pub fn get_uticks() -> u64 {
-    TICKS.get().map(|t| t.1.load(Ordering::Relaxed)).unwrap_or(0)
+    TICKS
+        .get()
+        .map(|t| t.1.load(Ordering::Relaxed))
+        .unwrap_or(0)
 }
 
 /// The timer process's loop; returns only through `signals::child_check` exiting.

@@ -78,7 +78,11 @@ pub fn resolve_listen(
     };
     if listen.is_empty() {
         for ip in sys::interface_addrs() {
-            push(Proto::Udp, SocketAddr::new(ip, default_port), ip.to_string());
+            push(
+                Proto::Udp,
+                SocketAddr::new(ip, default_port),
+                ip.to_string(),
+            );
         }
     }
     for hp in listen {
@@ -97,7 +101,9 @@ pub fn resolve_listen(
         let addrs: Vec<SocketAddr> = if let Ok(ip) = hp.host.parse::<IpAddr>() {
             vec![SocketAddr::new(ip, port)]
         } else if let Some(ips) = sys::interface_addrs_of(&hp.host) {
-            ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect()
+            ips.into_iter()
+                .map(|ip| SocketAddr::new(ip, port))
+                .collect()
         } else {
             (hp.host.as_str(), port)
                 .to_socket_addrs()
@@ -115,7 +121,6 @@ pub fn resolve_listen(
     }
     Ok(out)
 }
-
 
 /// Bind one UDP socket and grow its receive buffer up to `maxbuffer` (OpenSER's
 /// auto-probe: the largest size the kernel accepts, halving on refusal).
@@ -159,9 +164,12 @@ pub fn is_myself(host: &str, port: u16) -> bool {
             return true;
         }
     }
-    aliases()
-        .iter()
-        .any(|a| (a.port == 0 || a.port == port) && a.host.trim_matches(|c| c == '[' || c == ']').eq_ignore_ascii_case(h))
+    aliases().iter().any(|a| {
+        (a.port == 0 || a.port == port)
+            && a.host
+                .trim_matches(|c| c == '[' || c == ']')
+                .eq_ignore_ascii_case(h)
+    })
 }
 
 /// The `Listening on` / `Aliases:` block OpenSER prints at start-up.
@@ -178,8 +186,17 @@ pub fn listening_text() -> String {
     }
     s.push_str("Aliases: \n");
     for a in aliases() {
-        let port = if a.port == 0 { "*".to_string() } else { a.port.to_string() };
-        s.push_str(&format!("             {}: {}:{}\n", a.proto.as_str(), a.host, port));
+        let port = if a.port == 0 {
+            "*".to_string()
+        } else {
+            a.port.to_string()
+        };
+        s.push_str(&format!(
+            "             {}: {}:{}\n",
+            a.proto.as_str(),
+            a.host,
+            port
+        ));
     }
     s
 }

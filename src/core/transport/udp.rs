@@ -8,7 +8,10 @@ use std::io::ErrorKind;
 pub fn rcv_loop(idx: usize) -> ! {
     let si = &sockets()[idx];
     let Some(sock) = si.udp.as_ref() else {
-        crate::log_crit!("CRITICAL:core:udp_rcv_loop: socket {} is not UDP", si.hostport());
+        crate::log_crit!(
+            "CRITICAL:core:udp_rcv_loop: socket {} is not UDP",
+            si.hostport()
+        );
         std::process::exit(1);
     };
     let mut buf = vec![0u8; crate::core::version::BUF_SIZE + 1];
@@ -17,7 +20,9 @@ pub fn rcv_loop(idx: usize) -> ! {
         match sock.recv_from(&mut buf) {
             Ok((n, src)) => {
                 if n > crate::core::version::BUF_SIZE {
-                    crate::log_warn!("WARNING:core:udp_rcv_loop: datagram from {src} too big, dropped");
+                    crate::log_warn!(
+                        "WARNING:core:udp_rcv_loop: datagram from {src} too big, dropped"
+                    );
                     continue;
                 }
                 crate::core::receive::receive_msg(&buf[..n], src, idx);

@@ -1,0 +1,114 @@
+//! AVPs: per-message multi-valued attribute list, newest first.
+
+use super::PvValue;
+
+/// The identifier of an AVP.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AvpId {
+    Int(i64),
+    Str(String),
+}
+
+/// Per-message AVP list; values of one id are returned newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AvpList {
+    /// oldest first (push = add newest)
+    items: Vec<(AvpId, PvValue)>,
+}
+
+impl AvpList {
+    pub fn new() -> AvpList {
+        AvpList { items: Vec::new() }
+    }
+
+    /// Add a value (it becomes the newest of its id).
+    pub fn add(&mut self, id: AvpId, v: PvValue) {
+        self.items.push((id, v));
+    }
+
+    /// The newest value of `id`.
+    pub fn get(&self, id: &AvpId) -> Option<&PvValue> {
+        self.items
+            .iter()
+            .rev()
+            .find(|(i, _)| i == id)
+            .map(|(_, v)| v)
+    }
+
+    /// All values of `id`, newest first.
+    pub fn get_all(&self, id: &AvpId) -> Vec<&PvValue> {
+        self.items
+            .iter()
+            .rev()
+            .filter(|(i, _)| i == id)
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// The `n`-th value of `id` (0 = newest; negative counts from the oldest, -1 = oldest).
+    pub fn get_nth(&self, id: &AvpId, n: i64) -> Option<&PvValue> {
+        let all = self.get_all(id);
+        let idx = if n < 0 {
+            let k = all.len() as i64 + n;
+            if k < 0 {
+                return None;
+            }
+            k as usize
+        } else {
+            n as usize
+        };
+        all.get(idx).copied()
+    }
+
+    /// Delete the newest value of `id`.
+    pub fn del_one(&mut self, id: &AvpId) {
+        if let Some(p) = self.items.iter().rposition(|(i, _)| i == id) {
+            self.items.remove(p);
+        }
+    }
+
+    /// Delete every value of `id`.
+    pub fn del_all(&mut self, id: &AvpId) {
+        self.items.retain(|(i, _)| i != id);
+    }
+
+    /// Delete everything.
+    pub fn clear(&mut self) {
+        self.items.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Every AVP, newest first.
+    pub fn iter(&self) -> impl Iterator<Item = (&AvpId, &PvValue)> {
+        self.items.iter().rev().map(|(i, v)| (i, v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack() {
+        let mut l = AvpList::new();
+        let a = AvpId::Str("a".into());
+        l.add(a.clone(), PvValue::Int(1));
+        l.add(AvpId::Int(5), PvValue::Int(9));
+        l.add(a.clone(), PvValue::Int(2));
+        assert_eq!(l.get(&a), Some(&PvValue::Int(2)));
+        assert_eq!(l.get_nth(&a, -1), Some(&PvValue::Int(1)));
+        assert_eq!(l.get_nth(&a, 2), None);
+        l.del_one(&a);
+        assert_eq!(l.get(&a), Some(&PvValue::Int(1)));
+        l.del_all(&a);
+        assert_eq!(l.get(&a), None);
+        assert_eq!(l.len(), 1);
+    }
+}

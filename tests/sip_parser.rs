@@ -511,6 +511,9 @@ fn uri_parse_and_compare() {
         "sip:carol@chicago.com;security=on",
         "sip:carol@chicago.com;security=off"
     ));
+    // Fuzz finding: duplicate parameter names must still compare reflexively.
+    let d = Uri::parse("sip:x;p=1;p=2").unwrap();
+    assert!(d.rfc_eq(&d.clone()));
     let t = Uri::parse("tel:+1-201-555-0123;phone-context=example.com").unwrap();
     assert_eq!(t.user, "+1-201-555-0123");
     assert_eq!(
@@ -677,4 +680,28 @@ From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: x1\r\nCSe
     assert_eq!(p.body(), b"abc");
     let p = SipMsg::parse(&build_request(&m, &via_params(), &[]).unwrap()).unwrap();
     assert_eq!(p.content_length(), None);
+}
+
+#[test]
+fn header_lumps() {
+    let mut m = SipMsg::new(INV, rcv()).unwrap();
+    m.add_header_before_first("X-First: 1");
+    let cseq = m.first_of(HdrType::CSeq).unwrap();
+    m.add_header_after(cseq, "X-After-CSeq: 2");
+    m.add_header_before(cseq, "X-Before-CSeq: 3");
+    assert_eq!(m.remove_headers_by_name("m"), 1);
+    let mf = m.first_of(HdrType::MaxForwards).unwrap();
+    let body = m.hdrs()[mf].body;
+    m.replace_span(body, "69");
+    assert!(!m.add_header_after(999, "X: y"));
+    let out = m.lumps.apply(m.buf());
+    let p = SipMsg::parse(&out).unwrap();
+    let names: Vec<&str> = p.hdrs().iter().map(|h| p.s(h.name)).collect();
+    assert_eq!(names[0], "X-First");
+    let ci = names.iter().position(|n| *n == "CSeq").unwrap();
+    assert_eq!(names[ci - 1], "X-Before-CSeq");
+    assert_eq!(names[ci + 1], "X-After-CSeq");
+    assert!(p.header("Contact").is_none());
+    assert_eq!(p.max_forwards().unwrap(), Some(69));
+    p.check_mandatory().unwrap();
 }

@@ -4,13 +4,15 @@
 
 use libfuzzer_sys::fuzz_target;
 use openser::core::msg::{
-    ViaParams, build_local_reply, build_reply_forward, build_request, is_sl_ack, next_via_destination,
-    reply_destination, sl_totag,
+    ViaParams, build_local_reply, build_reply_forward, build_request, is_sl_ack,
+    next_via_destination, reply_destination, sl_totag,
 };
 use openser::core::parser::{HdrType, Proto, RcvInfo, SipMsg};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(mut msg) = SipMsg::new(data, RcvInfo::default()) else { return };
+    let Ok(mut msg) = SipMsg::new(data, RcvInfo::default()) else {
+        return;
+    };
     let _ = msg.parse_all();
     let _ = msg.check_mandatory();
     let _ = msg.vias();
@@ -45,7 +47,15 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(out) = build_request(&msg, &via, &["X-E: 2"]) {
         let _ = SipMsg::new(&out, RcvInfo::default()).map(|m| m.parse_all());
     }
-    let _ = build_local_reply(&msg, 404, "Not Found", Some(&sl_totag("0123", &msg)), &["A: b"], b"body", Some("s"));
+    let _ = build_local_reply(
+        &msg,
+        404,
+        "Not Found",
+        Some(&sl_totag("0123", &msg)),
+        &["A: b"],
+        b"body",
+        Some("s"),
+    );
     let _ = build_reply_forward(&msg);
     let _ = reply_destination(&msg);
     let _ = next_via_destination(&msg);

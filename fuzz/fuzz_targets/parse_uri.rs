@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use openser::core::parser::Uri;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(mut u) = Uri::parse_bytes(data) else { return };
+    let Ok(mut u) = Uri::parse_bytes(data) else {
+        return;
+    };
     let s = u.to_string();
     let again = Uri::parse(&s).expect("printed URI must parse");
     assert_eq!(again, u, "print/parse round trip");

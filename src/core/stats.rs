@@ -78,10 +78,9 @@ pub fn register(group: &str, name: &str, flags: u32) -> Stat {
     if let Some(e) = reg
         .iter()
         .find(|e| e.group.eq_ignore_ascii_case(group) && e.name.eq_ignore_ascii_case(name))
+        && let Value::Counter(s) = e.value
     {
-        if let Value::Counter(s) = e.value {
-            return s;
-        }
+        return s;
     }
     let s = Stat(new_counter());
     reg.push(Entry {
@@ -160,10 +159,10 @@ pub fn reset(full: &str) -> bool {
     for e in reg.iter() {
         if e.name.eq_ignore_ascii_case(n) && g.is_none_or(|g| e.group.eq_ignore_ascii_case(g)) {
             found = true;
-            if e.flags & NO_RESET == 0 {
-                if let Value::Counter(s) = e.value {
-                    s.set(0);
-                }
+            if e.flags & NO_RESET == 0
+                && let Value::Counter(s) = e.value
+            {
+                s.set(0);
             }
         }
     }

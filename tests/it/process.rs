@@ -91,11 +91,11 @@ fn daemon_mode_writes_pid_file_and_stops_cleanly() {
     assert!(wait_udp_bound(port, Duration::from_secs(5)));
     let mut pid = 0;
     for _ in 0..100 {
-        if let Ok(t) = std::fs::read_to_string(&pidf) {
-            if let Ok(p) = t.trim().parse::<i32>() {
-                pid = p;
-                break;
-            }
+        if let Ok(t) = std::fs::read_to_string(&pidf)
+            && let Ok(p) = t.trim().parse::<i32>()
+        {
+            pid = p;
+            break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -258,4 +258,116 @@ fn sigusr1_dumps_memory_and_sighup_is_ignored() {
         "SIGHUP must not stop anything"
     );
     assert!(s.stop().success());
+}
+
+#[test]
+fn check_mode_good_config() {
+    let dir = TempDir::new("check");
+    let cfg = dir.file("good.cfg");
+    std::fs::write(
+        &cfg,
+        "debug=3\nfork=no\nlisten=udp:127.0.0.1:5999\nchildren=2\nalias=\"sip.example.com\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["-c", "-f", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("config file ok, exiting..."), "{err}");
+    assert!(
+        out.contains("Listening on") && out.contains("udp: 127.0.0.1 [127.0.0.1]:5999"),
+        "{out}"
+    );
+    assert!(out.contains("sip.example.com"), "{out}");
+    // Nothing was bound or started.
+    assert!(std::net::UdpSocket::bind("127.0.0.1:5999").is_ok());
+}
+
+#[test]
+fn check_mode_bad_global_reports_position() {
+    let dir = TempDir::new("checkbad");
+    let cfg = dir.file("bad.cfg");
+    std::fs::write(&cfg, "debug=3\nfork=maybe\nchildren=4\n").unwrap();
+    let (code, _, err) = run(&["-c", "-f", cfg.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    let want = format!("{}:2:6:", cfg.display());
+    assert!(err.contains(&want), "expected {want} in:\n{err}");
+    assert!(err.contains("boolean") && err.contains("maybe"), "{err}");
+    assert!(err.contains("^"), "caret line missing:\n{err}");
+    assert!(err.contains("bad config file (1 errors)"), "{err}");
+
+    std::fs::write(&cfg, "debug=3\nlog_facility=LOG_NOWHERE\nno_such_param=1\n").unwrap();
+    let (code, _, err) = run(&["-c", "-f", cfg.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(":2:14:") && err.contains("bad facility"),
+        "{err}"
+    );
+    assert!(
+        err.contains(":3:") && err.contains("no_such_param"),
+        "{err}"
+    );
+
+    // A syntax error: the server does not start either.
+    std::fs::write(&cfg, "debug=3\nroute {\n  forward(;\n}\n").unwrap();
+    let (code, _, err) = run(&["-f", cfg.to_str().unwrap(), "-DD", "-E"]);
+    assert_ne!(code, 0);
+    assert!(err.contains(&format!("{}:3:", cfg.display())), "{err}");
+}
+
+#[test]
+fn missing_config_file() {
+    let (code, _, err) = run(&["-c", "-f", "/nonexistent/openser.cfg"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("loading config file(/nonexistent/openser.cfg)"),
+        "{err}"
+    );
+}
+
+fn status_ids(pid: i32) -> (String, String) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let get = |k: &str| {
+        s.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("")
+            .to_string()
+    };
+    (get("Uid:"), get("Gid:"))
+}
+
+#[test]
+fn drops_privileges_after_binding() {
+    let (uid, _) = status_ids(std::process::id() as i32);
+    if uid != "0" {
+        eprintln!("SKIPPED: privilege drop needs root");
+        return;
+    }
+    let mut s = Server::start(MINIMAL, &["-DD", "-E", "-u", "65534", "-g", "65534"]);
+    let (u, g) = status_ids(s.pid());
+    assert_eq!(
+        (u.as_str(), g.as_str()),
+        ("65534", "65534"),
+        "attendant ids"
+    );
+    for k in children_of(s.pid()) {
+        assert_eq!(status_ids(k).0, "65534", "child {k} still privileged");
+    }
+    assert!(s.stop().success());
+    let (code, _, err) = run(&["-f", "/dev/null", "-c", "-u", "no-such-user-x"]);
+    // -c stops before privileges are dropped, so the bad user only shows when running.
+    assert_eq!(code, 0, "{err}");
+    let port = free_udp_port();
+    let dir = TempDir::new("baduser");
+    let cfg = dir.file("c.cfg");
+    std::fs::write(&cfg, format!("listen=udp:127.0.0.1:{port}\n")).unwrap();
+    let (code, _, err) = run(&[
+        "-f",
+        cfg.to_str().unwrap(),
+        "-DD",
+        "-E",
+        "-u",
+        "no-such-user-x",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no-such-user-x"), "{err}");
 }

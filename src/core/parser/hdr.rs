@@ -58,51 +58,48 @@ impl HdrType {
                 _ => HdrType::Other,
             };
         }
-        let cands: &[(&str, HdrType)] = match name.len() {
-            2 => &[("To", HdrType::To)],
-            3 => &[("Via", HdrType::Via)],
-            4 => &[("From", HdrType::From), ("CSeq", HdrType::CSeq)],
-            5 => &[
-                ("Route", HdrType::Route),
-                ("Event", HdrType::Event),
-                ("Allow", HdrType::Allow),
-            ],
-            6 => &[("Accept", HdrType::Accept), ("Server", HdrType::Server)],
-            7 => &[
-                ("Call-ID", HdrType::CallId),
-                ("Contact", HdrType::Contact),
-                ("Expires", HdrType::Expires),
-                ("Require", HdrType::Require),
-                ("Subject", HdrType::Subject),
-            ],
-            8 => &[("Refer-To", HdrType::ReferTo)],
-            9 => &[("Supported", HdrType::Supported)],
-            10 => &[("User-Agent", HdrType::UserAgent)],
-            11 => &[("Unsupported", HdrType::Unsupported)],
-            12 => &[
-                ("Max-Forwards", HdrType::MaxForwards),
-                ("Record-Route", HdrType::RecordRoute),
-                ("Content-Type", HdrType::ContentType),
-                ("Allow-Events", HdrType::AllowEvents),
-            ],
-            13 => &[
-                ("Authorization", HdrType::Authorization),
-                ("Proxy-Require", HdrType::ProxyRequire),
-            ],
-            14 => &[("Content-Length", HdrType::ContentLength)],
-            15 => &[("Session-Expires", HdrType::SessionExpires)],
-            16 => &[
-                ("WWW-Authenticate", HdrType::WwwAuthenticate),
-                ("Content-Encoding", HdrType::ContentEncoding),
-            ],
-            18 => &[("Proxy-Authenticate", HdrType::ProxyAuthenticate)],
-            19 => &[("Proxy-Authorization", HdrType::ProxyAuthorization)],
-            _ => &[],
-        };
-        for (n, t) in cands {
-            if n.as_bytes().eq_ignore_ascii_case(name) {
-                return *t;
+        // Dispatch on (length, lower-cased first letter): at most one comparison.
+        let first = name.first().map(|c| c.to_ascii_lowercase()).unwrap_or(0);
+        let (cand, t) = match (name.len(), first) {
+            (2, b't') => ("To", HdrType::To),
+            (3, b'v') => ("Via", HdrType::Via),
+            (4, b'f') => ("From", HdrType::From),
+            (4, b'c') => ("CSeq", HdrType::CSeq),
+            (5, b'r') => ("Route", HdrType::Route),
+            (5, b'e') => ("Event", HdrType::Event),
+            (5, b'a') => ("Allow", HdrType::Allow),
+            (6, b'a') => ("Accept", HdrType::Accept),
+            (6, b's') => ("Server", HdrType::Server),
+            (7, b'c') => {
+                if name.get(1).is_some_and(|c| c.eq_ignore_ascii_case(&b'a')) {
+                    ("Call-ID", HdrType::CallId)
+                } else {
+                    ("Contact", HdrType::Contact)
+                }
             }
+            (7, b'e') => ("Expires", HdrType::Expires),
+            (7, b'r') => ("Require", HdrType::Require),
+            (7, b's') => ("Subject", HdrType::Subject),
+            (8, b'r') => ("Refer-To", HdrType::ReferTo),
+            (9, b's') => ("Supported", HdrType::Supported),
+            (10, b'u') => ("User-Agent", HdrType::UserAgent),
+            (11, b'u') => ("Unsupported", HdrType::Unsupported),
+            (12, b'm') => ("Max-Forwards", HdrType::MaxForwards),
+            (12, b'r') => ("Record-Route", HdrType::RecordRoute),
+            (12, b'c') => ("Content-Type", HdrType::ContentType),
+            (12, b'a') => ("Allow-Events", HdrType::AllowEvents),
+            (13, b'a') => ("Authorization", HdrType::Authorization),
+            (13, b'p') => ("Proxy-Require", HdrType::ProxyRequire),
+            (14, b'c') => ("Content-Length", HdrType::ContentLength),
+            (15, b's') => ("Session-Expires", HdrType::SessionExpires),
+            (16, b'w') => ("WWW-Authenticate", HdrType::WwwAuthenticate),
+            (16, b'c') => ("Content-Encoding", HdrType::ContentEncoding),
+            (18, b'p') => ("Proxy-Authenticate", HdrType::ProxyAuthenticate),
+            (19, b'p') => ("Proxy-Authorization", HdrType::ProxyAuthorization),
+            _ => return HdrType::Other,
+        };
+        if cand.as_bytes() == name || cand.as_bytes().eq_ignore_ascii_case(name) {
+            return t;
         }
         HdrType::Other
     }

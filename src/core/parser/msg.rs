@@ -198,14 +198,14 @@ pub enum FirstLine {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Parsed {
     Via(Vec<Via>),
-    NameAddr(NameAddr),
+    NameAddr(Box<NameAddr>),
     NameAddrs(Vec<NameAddr>),
     Contact(ContactList),
     CSeq(CSeq),
     Number(u32),
-    Digest(Digest),
-    Event(Event),
-    ContentType(ContentType),
+    Digest(Box<Digest>),
+    Event(Box<Event>),
+    ContentType(Box<ContentType>),
     Tokens(Vec<Span>),
     /// Header types without structure (Call-ID, User-Agent, Other...): use `body`.
     Raw,
@@ -339,24 +339,24 @@ impl SipMsg {
                     }
                 }
             }
-            let line = &buf[pos..field_end];
-            let colon = memchr::memchr(b':', line).ok_or(ParseError::new(
-                ParseErrorKind::BadHeader,
-                "header without ':'",
-                pos,
-            ))?;
-            let mut ne = pos + colon;
-            while ne > pos && is_ws(buf[ne - 1]) {
-                ne -= 1;
+            // Header name: token characters, optional whitespace, then ':'.
+            let mut p = pos;
+            while p < field_end && is_token(buf[p]) {
+                p += 1;
             }
-            let name = Span::new(pos, ne);
-            if name.is_empty() || !name.bytes(&buf).iter().all(|&c| is_token(c)) {
-                return Err(ParseError::new(
-                    ParseErrorKind::BadHeader,
-                    "bad header name",
-                    pos,
-                ));
+            let name = Span::new(pos, p);
+            while p < field_end && is_ws(buf[p]) {
+                p += 1;
             }
+            if name.is_empty() || p >= field_end || buf[p] != b':' {
+                let what = if memchr::memchr(b':', &buf[pos..field_end]).is_none() {
+                    "header without ':'"
+                } else {
+                    "bad header name"
+                };
+                return Err(ParseError::new(ParseErrorKind::BadHeader, what, pos));
+            }
+            let colon = p - pos;
             let htype = HdrType::from_name(name.bytes(&buf));
             let body = trim(&buf, Span::new(pos + colon + 1, field_end));
             let field = HdrField {
@@ -605,7 +605,7 @@ impl SipMsg {
                 Ok(match h.htype {
                     HdrType::Via => Parsed::Via(typed::parse_via(b, body, idx)?),
                     HdrType::From | HdrType::To | HdrType::ReferTo => {
-                        Parsed::NameAddr(typed::parse_nameaddr(b, body, idx)?)
+                        Parsed::NameAddr(Box::new(typed::parse_nameaddr(b, body, idx)?))
                     }
                     HdrType::Route | HdrType::RecordRoute => {
                         Parsed::NameAddrs(typed::parse_nameaddr_list(b, body, idx)?)
@@ -618,10 +618,12 @@ impl SipMsg {
                     HdrType::Authorization
                     | HdrType::ProxyAuthorization
                     | HdrType::WwwAuthenticate
-                    | HdrType::ProxyAuthenticate => Parsed::Digest(typed::parse_digest(b, body)?),
-                    HdrType::Event => Parsed::Event(typed::parse_event(b, body)?),
+                    | HdrType::ProxyAuthenticate => {
+                        Parsed::Digest(Box::new(typed::parse_digest(b, body)?))
+                    }
+                    HdrType::Event => Parsed::Event(Box::new(typed::parse_event(b, body)?)),
                     HdrType::ContentType => {
-                        Parsed::ContentType(typed::parse_content_type(b, body)?)
+                        Parsed::ContentType(Box::new(typed::parse_content_type(b, body)?))
                     }
                     HdrType::Supported
                     | HdrType::Require
@@ -689,7 +691,7 @@ impl SipMsg {
     fn nameaddr_of(&self, t: HdrType, what: &'static str) -> Result<&NameAddr, ParseError> {
         let i = self.first_of(t).ok_or(Self::missing(what))?;
         match self.parsed(i)? {
-            Parsed::NameAddr(n) => Ok(n),
+            Parsed::NameAddr(n) => Ok(n.as_ref()),
             _ => Err(Self::missing(what)),
         }
     }
@@ -757,7 +759,7 @@ impl SipMsg {
         match self.first_of(t) {
             None => Ok(None),
             Some(i) => match self.parsed(i)? {
-                Parsed::Digest(d) => Ok(Some(d)),
+                Parsed::Digest(d) => Ok(Some(d.as_ref())),
                 _ => Ok(None),
             },
         }
@@ -770,7 +772,7 @@ impl SipMsg {
                 if d.realm
                     .is_some_and(|r| self.s(r).eq_ignore_ascii_case(realm)) =>
             {
-                Some(d)
+                Some(d.as_ref())
             }
             _ => None,
         })
@@ -779,7 +781,7 @@ impl SipMsg {
         match self.first_of(HdrType::Event) {
             None => Ok(None),
             Some(i) => match self.parsed(i)? {
-                Parsed::Event(e) => Ok(Some(e)),
+                Parsed::Event(e) => Ok(Some(e.as_ref())),
                 _ => Ok(None),
             },
         }
@@ -788,7 +790,7 @@ impl SipMsg {
         match self.first_of(HdrType::ContentType) {
             None => Ok(None),
             Some(i) => match self.parsed(i)? {
-                Parsed::ContentType(c) => Ok(Some(c)),
+                Parsed::ContentType(c) => Ok(Some(c.as_ref())),
                 _ => Ok(None),
             },
         }

@@ -53,19 +53,32 @@ pub fn is_ws(c: u8) -> bool {
 }
 
 /// Whitespace including CR/LF (folded header lines keep their CRLF in the buffer).
-#[inline]
+#[inline(always)]
 pub fn is_lws(c: u8) -> bool {
     c == b' ' || c == b'\t' || c == b'\r' || c == b'\n'
 }
 
+const fn token_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        i += 1;
+    }
+    t
+}
+
+static TOKEN: [bool; 256] = token_table();
+
 /// RFC 3261 `token` characters.
-#[inline]
+#[inline(always)]
 pub fn is_token(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(
-            c,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    TOKEN[c as usize]
 }
 
 /// A cursor over `buf[..end]` with absolute offsets.
@@ -98,12 +111,9 @@ impl<'a> Cur<'a> {
     }
     #[inline]
     pub fn skip_lws(&mut self) {
-        while let Some(c) = self.peek() {
-            if is_lws(c) {
-                self.pos += 1;
-            } else {
-                break;
-            }
+        let end = self.end.min(self.buf.len());
+        while self.pos < end && is_lws(self.buf[self.pos]) {
+            self.pos += 1;
         }
     }
     /// Consume `c` (after optional LWS); true if it was there.
@@ -119,26 +129,25 @@ impl<'a> Cur<'a> {
         }
     }
     /// A run of token characters (may be empty).
+    #[inline]
     pub fn token(&mut self) -> Span {
-        let s = self.pos;
-        while let Some(c) = self.peek() {
-            if is_token(c) {
-                self.pos += 1;
-            } else {
-                break;
-            }
-        }
-        Span::new(s, self.pos)
+        self.until_by(|c| !is_token(c))
     }
     /// Characters until one of `stops` or LWS.
+    #[inline]
     pub fn until(&mut self, stops: &[u8]) -> Span {
+        self.until_by(|c| is_lws(c) || stops.contains(&c))
+    }
+    /// Characters until `stop(c)` is true.
+    #[inline]
+    pub fn until_by(&mut self, stop: impl Fn(u8) -> bool) -> Span {
         let s = self.pos;
-        while let Some(c) = self.peek() {
-            if is_lws(c) || stops.contains(&c) {
-                break;
-            }
-            self.pos += 1;
+        let end = self.end.min(self.buf.len());
+        let mut p = self.pos;
+        while p < end && !stop(self.buf[p]) {
+            p += 1;
         }
+        self.pos = p.max(self.pos);
         Span::new(s, self.pos)
     }
     /// A quoted string starting at the current `"`; returns the inside span.
@@ -176,7 +185,8 @@ impl<'a> Cur<'a> {
             }
             self.pos += 1;
             self.skip_lws();
-            let name = self.until(b";,=?>");
+            let name =
+                self.until_by(|c| is_lws(c) || matches!(c, b';' | b',' | b'=' | b'?' | b'>'));
             if name.is_empty() {
                 return Err("empty parameter name");
             }
@@ -192,8 +202,11 @@ impl<'a> Cur<'a> {
                     value = Some(q);
                     full_end = self.pos;
                 } else {
-                    let stops: &[u8] = if comma_stops { b";," } else { b";" };
-                    let v = self.until(stops);
+                    let v = if comma_stops {
+                        self.until_by(|c| is_lws(c) || c == b';' || c == b',')
+                    } else {
+                        self.until_by(|c| is_lws(c) || c == b';')
+                    };
                     value = Some(v);
                     full_end = v.end();
                 }
@@ -260,6 +273,7 @@ pub fn parse_u32(b: &[u8]) -> Option<u32> {
 }
 
 /// Trim LWS at both ends of a span.
+#[inline]
 pub fn trim(buf: &[u8], sp: Span) -> Span {
     let mut s = sp.start as usize;
     let mut e = sp.end().min(buf.len());

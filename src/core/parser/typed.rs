@@ -80,7 +80,7 @@ pub fn parse_via(buf: &[u8], body: Span, hdr_idx: usize) -> Result<Vec<Via>, Par
             }
             Span::new(s, c.pos)
         } else {
-            c.until(b":;,")
+            c.until_by(|ch| is_lws(ch) || matches!(ch, b':' | b';' | b','))
         };
         if host.is_empty() {
             return Err(err(ParseErrorKind::BadVia, "empty via host", c.pos));

@@ -349,10 +349,11 @@ impl Uri {
                 _ => return false,
             }
         }
-        for (n, v) in &self.params {
+        for (n, _) in &self.params {
+            // Duplicate names: the first occurrence counts on both sides.
+            let v = self.param(n).flatten();
             if let Some(ov) = o.param(n)
-                && !unescape(v.as_deref().unwrap_or(""))
-                    .eq_ignore_ascii_case(&unescape(ov.unwrap_or("")))
+                && !unescape(v.unwrap_or("")).eq_ignore_ascii_case(&unescape(ov.unwrap_or("")))
             {
                 return false;
             }

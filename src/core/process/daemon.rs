@@ -5,13 +5,13 @@ use std::io::Write;
 
 /// Write `pid\n` to `path`, refusing when it names a live process.
 pub fn write_pid_file(path: &str, pid: i32) -> Result<(), String> {
-    if let Ok(old) = std::fs::read_to_string(path) {
-        if let Ok(p) = old.trim().parse::<i32>() {
-            if p != pid && sys::process_alive(p) {
-                return Err(format!("running process found in the pid file {path}"));
-            }
-            crate::log_warn!("WARNING: pid file {path} contains stale pid {p}, overwriting");
+    if let Ok(old) = std::fs::read_to_string(path)
+        && let Ok(p) = old.trim().parse::<i32>()
+    {
+        if p != pid && sys::process_alive(p) {
+            return Err(format!("running process found in the pid file {path}"));
         }
+        crate::log_warn!("WARNING: pid file {path} contains stale pid {p}, overwriting");
     }
     let mut f = std::fs::File::create(path)
         .map_err(|e| format!("unable to create pid file {path}: {e}"))?;

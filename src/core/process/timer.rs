@@ -106,17 +106,17 @@ pub fn timer_loop() -> ! {
             t.1.store(uticks, Ordering::Relaxed);
         }
         for t in &fast {
-            if uticks % t.interval == 0 {
+            if uticks.is_multiple_of(t.interval) {
                 (t.f)(uticks);
             }
         }
-        if uticks % 10 == 0 {
+        if uticks.is_multiple_of(10) {
             let secs = uticks / 10;
             if let Some(t) = TICKS.get() {
                 t.0.store(secs, Ordering::Relaxed);
             }
             for t in &slow {
-                if secs % t.interval == 0 {
+                if secs.is_multiple_of(t.interval) {
                     crate::log_dbg!("DBG:core:timer: running {}", t.name);
                     (t.f)(secs);
                 }

@@ -1,4 +1,6 @@
 //! Sockets, the UDP receive loop, sending and forwarding.
 
+pub mod forward;
+pub mod send;
 pub mod socket;
 pub mod udp;

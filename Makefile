@@ -1,0 +1,60 @@
+# openser-rs build, install, test.
+PREFIX ?= /usr/local
+DESTDIR ?=
+CARGO ?= cargo
+SBINDIR = $(DESTDIR)$(PREFIX)/sbin
+CFGDIR = $(DESTDIR)$(PREFIX)/etc/openser
+MANDIR = $(DESTDIR)$(PREFIX)/share/man
+DOCDIR = $(DESTDIR)$(PREFIX)/share/doc/openser
+FUZZ_SECONDS ?= 60
+
+.PHONY: all build install uninstall test lint bench fuzz clean run
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+run: build
+	./target/release/openser -f etc/openser.cfg -DD -E
+
+install: build
+	install -d $(SBINDIR) $(CFGDIR) $(MANDIR)/man8 $(MANDIR)/man5 $(DOCDIR)
+	install -m 0755 target/release/openser $(SBINDIR)/openser
+	@for f in scripts/openserctl scripts/openser_mysql.sh; do \
+		if [ -f $$f ]; then install -m 0755 $$f $(SBINDIR)/; fi; done
+	@if [ ! -f $(CFGDIR)/openser.cfg ]; then install -m 0644 etc/openser.cfg $(CFGDIR)/openser.cfg; \
+		else install -m 0644 etc/openser.cfg $(CFGDIR)/openser.cfg.sample; fi
+	install -d $(DOCDIR)/examples
+	install -m 0755 etc/init.d/openser $(DOCDIR)/examples/openser.init
+	install -m 0644 etc/openser.service $(DOCDIR)/examples/openser.service
+	@for f in etc/openserctlrc; do if [ -f $$f ]; then install -m 0644 $$f $(CFGDIR)/; fi; done
+	@for f in man/*.8; do if [ -f $$f ]; then install -m 0644 $$f $(MANDIR)/man8/; fi; done
+	@for f in man/*.5; do if [ -f $$f ]; then install -m 0644 $$f $(MANDIR)/man5/; fi; done
+	install -m 0644 README.md ARCHITECTURE.md $(DOCDIR)/
+
+uninstall:
+	rm -f $(SBINDIR)/openser $(SBINDIR)/openserctl $(SBINDIR)/openser_mysql.sh
+	rm -f $(MANDIR)/man8/openser.8 $(MANDIR)/man8/openserctl.8 $(MANDIR)/man5/openser.cfg.5
+	rm -rf $(DOCDIR)
+
+# The whole test suite: unit, property, fork-stress and black-box tests.
+test:
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Micro-benchmarks (criterion) and the SIPp load benchmarks against Kamailio.
+bench: build
+	$(CARGO) bench --workspace
+	@if [ -x bench/run.sh ]; then bench/run.sh; fi
+
+# Each fuzz target for FUZZ_SECONDS (needs cargo-fuzz and a nightly toolchain).
+fuzz:
+	cd fuzz && for t in $$($(CARGO) fuzz list); do \
+		$(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+
+clean:
+	$(CARGO) clean

@@ -5,4 +5,4 @@ pub mod usrloc;
 use crate::core::module::ModuleExports;
 
 /// Every built-in module, in no particular order.
-pub static REGISTRY: &[&ModuleExports] = &[];
+pub static REGISTRY: &[&ModuleExports] = &[&usrloc::EXPORTS, &registrar::EXPORTS];

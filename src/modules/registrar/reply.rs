@@ -6,6 +6,7 @@
 //! `retry_after` is set, `Unsupported: path` on 420. Like 1.2, no `Date:` header is
 //! added (1.2 only adds one through the separate `append_time()` of textops).
 
+use crate::core::parser::SipMsg;
 use crate::modules::usrloc::ContactInfo;
 
 use super::RegParams;
@@ -86,4 +87,24 @@ pub fn err_reply(e: RegError, p: &RegParams) -> Reply {
         reason,
         headers,
     }
+}
+
+/// Send `r` statelessly for `req`.
+///
+/// Interim stand-in for module sl's `sl_reply(msg, code, reason, extra_headers, body)`
+/// (branch `mods`): same To-tag (sl tag of the first listen socket) and destination
+/// rules, but without sl's reply statistics.
+pub fn send(req: &SipMsg, r: &Reply) -> Result<(), String> {
+    let g = crate::core::globals::get();
+    let server = g.server_signature.then_some(g.server_header.as_str());
+    let prefix = crate::core::transport::socket::sockets()
+        .first()
+        .map(|s| crate::core::msg::sl_tag_prefix(&s.address_str, s.port))
+        .unwrap_or_else(|| crate::core::msg::sl_tag_prefix("127.0.0.1", 5060));
+    let tag = crate::core::msg::sl_totag(&prefix, req);
+    let hdrs: Vec<&str> = r.headers.split_inclusive("\r\n").collect();
+    let buf =
+        crate::core::msg::build_local_reply(req, r.code, r.reason, Some(&tag), &hdrs, b"", server)
+            .map_err(|e| format!("{e:?}"))?;
+    crate::core::transport::forward::send_reply(req, &buf).map_err(|e| format!("{e:?}"))
 }

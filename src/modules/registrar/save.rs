@@ -303,10 +303,10 @@ fn parse_register(msg: &SipMsg, p: &RegParams, inp: &SaveInput) -> Result<Parsed
         if c.uri.len as usize > MAX_FIELD {
             return Err(RegError::ContactLen);
         }
-        if let Some(q) = c.q {
-            if parse_q(msg.s(q)).is_none() {
-                return Err(RegError::InvQ);
-            }
+        if let Some(q) = c.q
+            && parse_q(msg.s(q)).is_none()
+        {
+            return Err(RegError::InvQ);
         }
     }
     let aor = match &inp.aor {

@@ -26,6 +26,7 @@ use std::fmt;
 use std::sync::{Mutex, RwLock};
 
 mod hslot;
+pub mod module;
 mod shmref;
 mod ucontact;
 mod udomain;
@@ -35,6 +36,7 @@ mod urecord;
 mod tests;
 
 pub use hslot::ul_hash;
+pub use module::EXPORTS;
 pub use ucontact::{ALL_METHODS, ContactInfo, ContactState, Q_UNSPECIFIED};
 pub use udomain::{SlotGuard, UDomain};
 pub use urecord::{ContactId, Match, RecordId};
@@ -243,6 +245,9 @@ pub fn register_udomain_with(
     }
     let d: &'static UDomain = Box::leak(Box::new(UDomain::new(name, params)?));
     doms.push(d);
+    let idx = doms.len() - 1;
+    drop(doms);
+    module::domain_stats(idx, name);
     Ok(d)
 }
 

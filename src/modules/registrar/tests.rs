@@ -471,3 +471,90 @@ fn method_filtering() {
         Found::Contacts(_)
     ));
 }
+
+// --- script glue ---------------------------------------------------------
+
+use crate::core::cfg::ast::{Arg, ArgValue};
+use crate::core::module::FixedArg;
+use crate::core::script::Ctx;
+
+fn sarg(s: &str) -> Arg {
+    Arg {
+        value: ArgValue::Str(s.into()),
+        span: Default::default(),
+    }
+}
+
+fn invite(ruri: &str) -> SipMsg {
+    let s = format!(
+        "INVITE {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKx\r\n\
+         From: <sip:x@y>;tag=1\r\nTo: <{ruri}>\r\nCall-ID: inv1\r\nCSeq: 1 INVITE\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    SipMsg::parse(s.as_bytes()).expect("parse")
+}
+
+#[test]
+fn fixups_register_domain_and_parse_flags() {
+    dom("t_fix_dummy");
+    let a = fixup_save(&[sarg("t_fix"), sarg("0x06")]).unwrap();
+    assert!(crate::modules::usrloc::find_domain("t_fix").is_some());
+    assert!(matches!(a[1], FixedArg::Int(6)));
+    let a = fixup_save(&[
+        sarg("t_fix"),
+        Arg {
+            value: ArgValue::Int(2),
+            span: Default::default(),
+        },
+    ])
+    .unwrap();
+    assert!(matches!(a[1], FixedArg::Int(2)));
+    assert!(fixup_save(&[sarg("t_fix"), sarg("zz")]).is_err());
+    assert!(fixup_domain(&[sarg("")]).is_err());
+    assert_eq!(parse_flags("3"), Some(3));
+    assert_eq!(parse_avp_param("$avp(i:42)"), Ok(AvpId::Int(42)));
+    assert_eq!(parse_avp_param("s:rcv"), Ok(AvpId::Str("rcv".into())));
+}
+
+#[test]
+fn cmd_lookup_sets_ruri_dst_and_branches() {
+    let d = dom("t_glue");
+    let args = fixup_domain(&[sarg("t_glue")]).unwrap();
+    let p = RegParams::default();
+    let inp = SaveInput {
+        received: Some("sip:198.51.100.7:5070".into()),
+        bflags: 4,
+        ..SaveInput::default()
+    };
+    let n = now();
+    save(
+        &reg(
+            "sip:zed@example.com",
+            "g1",
+            1,
+            "Contact: <sip:zed@10.0.0.1>;q=0.2, <sip:zed@10.0.0.2>;q=0.8\r\n",
+        ),
+        d,
+        &p,
+        &inp,
+        n,
+    )
+    .unwrap();
+    let mut m = invite("sip:zed@example.com");
+    let mut ctx = Ctx::new(&mut m, crate::core::route::REQUEST_ROUTE);
+    assert_eq!(cmd_registered(&mut ctx, &args), 1);
+    assert_eq!(cmd_lookup(&mut ctx, &args), 1);
+    assert_eq!(ctx.ruri_q, 80);
+    assert_eq!(ctx.ruri_bflags, 4);
+    assert_eq!(ctx.branches.len(), 1);
+    assert_eq!(ctx.branches[0].uri, "sip:zed@10.0.0.1");
+    assert_eq!(ctx.branches[0].q, 20);
+    assert_eq!(ctx.branches[0].dst_uri.as_deref(), Some("sip:198.51.100.7:5070"));
+    drop(ctx);
+    assert_eq!(m.new_uri.as_deref(), Some("sip:zed@10.0.0.2"));
+    assert_eq!(m.dst_uri.as_deref(), Some("sip:198.51.100.7:5070"));
+    let mut m = invite("sip:nobody@example.com");
+    let mut ctx = Ctx::new(&mut m, crate::core::route::REQUEST_ROUTE);
+    assert_eq!(cmd_lookup(&mut ctx, &args), -1);
+    assert_eq!(cmd_registered(&mut ctx, &args), -1);
+}

@@ -275,3 +275,41 @@ pub(super) fn domain_stats(idx: usize, name: &str) {
     stats::register_func("usrloc", &format!("{name}-contacts"), f[1]);
     stats::register_func("usrloc", &format!("{name}-expires"), f[2]);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_mode_other_than_0_is_a_startup_error() {
+        let mut p = UsrlocParams::default();
+        assert!(check_params(&p).is_ok());
+        p.db_mode = 2;
+        assert_eq!(
+            check_params(&p).unwrap_err(),
+            "usrloc: db_mode 2 needs the database layer, not built yet"
+        );
+        p.db_mode = 0;
+        p.matching_mode = 3;
+        assert!(check_params(&p).is_err());
+    }
+
+    #[test]
+    fn params_exported() {
+        for n in [
+            "db_url",
+            "db_mode",
+            "timer_interval",
+            "use_domain",
+            "hash_size",
+            "nat_bflag",
+        ] {
+            assert!(EXPORTS.params.iter().any(|p| p.name == n), "{n}");
+        }
+        let set = |n: &str, v: ModParamValue| {
+            (EXPORTS.params.iter().find(|p| p.name == n).unwrap().set)(&v)
+        };
+        assert!(set("timer_interval", ModParamValue::Int(-1)).is_err());
+        assert!(set("db_mode", ModParamValue::Str("x".into())).is_err());
+    }
+}

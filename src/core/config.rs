@@ -2,10 +2,16 @@
 
 use crate::core::cfg::{self, ast};
 use crate::core::globals::{GValue, Globals, HostPort, Proto};
+use crate::core::module::{self, ModuleExports};
+use crate::core::script::{self, Script};
 
 /// What the attendant keeps of the loaded config.
 pub struct Loaded {
     pub ast: ast::Config,
+    /// The fixed-up script (also installed as the global `script::fixup::SCRIPT`).
+    pub script: &'static Script,
+    /// The loaded modules, in load order (frozen).
+    pub modules: &'static [&'static ModuleExports],
 }
 
 fn proto_of(p: Option<ast::Proto>) -> Proto {
@@ -57,7 +63,7 @@ fn apply_global(g: &mut Globals, a: &ast::GlobalAssign) -> Result<(), String> {
 
 /// Parse `path` and apply its global assignments to `g`. Errors come back as the
 /// text to print (`file:line:col: ...` with the line and a caret, and a summary).
-pub fn load(path: &str, g: &mut Globals, _check_routes: bool) -> Result<Loaded, String> {
+pub fn load(path: &str, g: &mut Globals, check_routes: bool) -> Result<Loaded, String> {
     if let Err(e) = std::fs::metadata(path) {
         return Err(format!("ERROR: loading config file({path}): {e}\n"));
     }
@@ -70,16 +76,150 @@ pub fn load(path: &str, g: &mut Globals, _check_routes: bool) -> Result<Loaded, 
         }
     }
     if !errors.is_empty() {
-        let n = errors.len();
-        return Err(format!(
-            "{}ERROR: bad config file ({n} errors)\n",
-            errors.concat()
-        ));
+        return Err(bad_config(&errors));
     }
-    Ok(Loaded { ast })
+    let mods = load_modules(&ast, &mut errors);
+    if !errors.is_empty() {
+        return Err(bad_config(&errors));
+    }
+    let script = match script::fixup::fixup_with(&ast, &mods, &g.avp_aliases, check_routes) {
+        Ok(s) => s,
+        Err(errs) => return Err(bad_config(&errs)),
+    };
+    for m in &mods {
+        module::add_loaded(m);
+    }
+    let modules = module::freeze();
+    let script = if script::fixup::SCRIPT.get().is_none() {
+        script::fixup::install(script)
+    } else {
+        Box::leak(Box::new(script))
+    };
+    Ok(Loaded {
+        ast,
+        script,
+        modules,
+    })
 }
 
-/// Module initialisation in the attendant, after shm exists and before forking.
-pub fn init_modules(_l: &Loaded) -> Result<(), String> {
+fn bad_config(errors: &[String]) -> String {
+    let n = errors.len();
+    let mut out = String::new();
+    for e in errors {
+        out.push_str(e);
+        if !e.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    format!("{out}ERROR: bad config file ({n} errors)\n")
+}
+
+/// The module name selected by a `loadmodule` path: file name without directory and
+/// `.so` suffix.
+pub fn module_name_of(path: &str) -> &str {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    base.strip_suffix(".so").unwrap_or(base)
+}
+
+/// Process `loadmodule` and `modparam` in source order. Returns the modules to load.
+fn load_modules(ast: &ast::Config, errors: &mut Vec<String>) -> Vec<&'static ModuleExports> {
+    let mut mods: Vec<&'static ModuleExports> = Vec::new();
+    for item in &ast.order {
+        match *item {
+            ast::ItemRef::LoadModule(i) => {
+                let Some(lm) = ast.loadmodules.get(i) else {
+                    continue;
+                };
+                let name = module_name_of(&lm.path);
+                match module::find_builtin(name) {
+                    Some(m) => {
+                        if !mods.iter().any(|x| x.name == m.name) {
+                            mods.push(m);
+                        }
+                    }
+                    None => errors.push(ast.render(
+                        lm.span,
+                        &format!(
+                            "module '{name}' not found (built-in modules: {})",
+                            module::builtin_names()
+                        ),
+                    )),
+                }
+            }
+            ast::ItemRef::ModParam(i) => {
+                let Some(mp) = ast.modparams.get(i) else {
+                    continue;
+                };
+                if let Err((sp, msg)) = apply_modparam(mp, &mods) {
+                    errors.push(ast.render(sp, &msg));
+                }
+            }
+            _ => {}
+        }
+    }
+    mods
+}
+
+fn apply_modparam(
+    mp: &ast::ModParam,
+    mods: &[&'static ModuleExports],
+) -> Result<(), (ast::Span, String)> {
+    let re = crate::core::re::Regex::new(&mp.module, false, false)
+        .map_err(|e| (mp.span, format!("modparam: {e}")))?;
+    let mut matched = false;
+    for m in mods {
+        if !re.matches_whole(m.name) {
+            continue;
+        }
+        matched = true;
+        let Some(p) = m.params.iter().find(|p| p.name == mp.param) else {
+            return Err((
+                mp.span,
+                format!("module '{}' has no parameter '{}'", m.name, mp.param),
+            ));
+        };
+        (p.set)(&mp.value).map_err(|e| {
+            (
+                mp.value_span,
+                format!("bad value for modparam {}:{}: {e}", m.name, mp.param),
+            )
+        })?;
+    }
+    if !matched {
+        return Err((
+            mp.span,
+            format!(
+                "modparam: no loaded module matches '{}' (parameter '{}')",
+                mp.module, mp.param
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Module initialisation in the attendant, after shm exists and before forking:
+/// mod_init in load order, child_init/destroy hooks, startup_route, timer routes.
+pub fn init_modules(l: &Loaded) -> Result<(), String> {
+    use crate::core::process::hooks;
+    for m in l.modules {
+        if let Some(f) = m.mod_init {
+            f().map_err(|e| {
+                format!(
+                    "ERROR: init_mod: failed to initialize module {}: {e}",
+                    m.name
+                )
+            })?;
+        }
+        if let Some(f) = m.child_init {
+            hooks::on_child_init(f);
+        }
+        if let Some(f) = m.destroy {
+            hooks::on_destroy(f);
+        }
+    }
+    script::run_startup_route();
+    for (name, secs, idx) in &l.script.timers {
+        script::register_timer_route(name, *secs, *idx);
+    }
     Ok(())
 }

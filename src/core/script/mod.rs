@@ -61,3 +61,53 @@ impl PvValue {
         }
     }
 }
+
+/// A minimal request for routes that run without a received message (startup and
+/// timer routes), as OpenSER builds a fake message for them.
+pub fn fake_msg() -> Option<crate::core::parser::SipMsg> {
+    const FAKE: &[u8] = b"OPTIONS sip:localhost SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKfake\r\nFrom: <sip:openser@localhost>;tag=fake\r\nTo: <sip:openser@localhost>\r\nCall-ID: fake-msg\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    crate::core::parser::SipMsg::new(FAKE, Default::default()).ok()
+}
+
+/// Run `startup_route` once (attendant, before fork), if the script has one.
+pub fn run_startup_route() {
+    use crate::core::cfg::ast::RouteKind;
+    let Some(s) = fixup::SCRIPT.get() else { return };
+    if !s.has(RouteKind::Startup, 0) {
+        return;
+    }
+    if let Some(mut m) = fake_msg() {
+        let mut ctx = Ctx::new(&mut m, crate::core::route::STARTUP_ROUTE);
+        run_route(RouteKind::Startup, 0, &mut ctx);
+    }
+}
+
+static TIMER_ROUTES: std::sync::Mutex<Vec<(u32, usize)>> = std::sync::Mutex::new(Vec::new());
+
+fn timer_routes_tick(ticks: u64) {
+    use crate::core::cfg::ast::RouteKind;
+    let list = TIMER_ROUTES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    for (secs, idx) in list {
+        if secs == 0 || ticks % secs as u64 != 0 {
+            continue;
+        }
+        if let Some(mut m) = fake_msg() {
+            let mut ctx = Ctx::new(&mut m, crate::core::route::TIMER_ROUTE);
+            run_route(RouteKind::Timer, idx, &mut ctx);
+        }
+    }
+}
+
+/// Register `timer_route[name, secs]` (attendant, before fork). All timer routes share
+/// one 1-second core timer that runs each route when its interval has elapsed.
+pub fn register_timer_route(name: &str, secs: u32, idx: usize) {
+    let mut l = TIMER_ROUTES.lock().unwrap_or_else(|e| e.into_inner());
+    if l.is_empty() {
+        crate::core::process::timer::register_timer("script timer routes", 1, timer_routes_tick);
+    }
+    crate::log_dbg!("DBG: registered timer_route[{name}, {secs}]\n");
+    l.push((secs.max(1), idx));
+}

@@ -1,0 +1,243 @@
+//! registrar + usrloc black-box tests (issue 6): the real binary, `-DD -E`, 4 receivers.
+
+use crate::harness::*;
+use std::time::Duration;
+
+fn cfg(extra_params: &str) -> String {
+    format!(
+        "listen=udp:127.0.0.1:{{PORT}}\nchildren=4\n\
+         loadmodule \"sl.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n\
+         {extra_params}\n\
+         route {{\n\
+           if (method==\"REGISTER\") {{ save(\"location\"); exit; }};\n\
+           if (!lookup(\"location\")) {{ sl_send_reply(\"404\", \"Not Found\"); exit; }};\n\
+           forward();\n\
+         }}\n"
+    )
+}
+
+/// Send a REGISTER for `user` and wait for its final reply.
+fn register(s: &Server, c: &Client, user: &str, callid: &str, cseq: u32, extra: &str) -> String {
+    let m = request(
+        "REGISTER",
+        &format!("sip:{user}@example.com"),
+        c.port(),
+        callid,
+        cseq,
+        extra,
+    );
+    c.send(s.addr(), &m);
+    c.recv_matching("SIP/2.0")
+        .unwrap_or_else(|| panic!("no reply to REGISTER\n{}", s.log()))
+}
+
+fn code(reply: &str) -> u16 {
+    reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn register_refresh_unregister() {
+    let mut s = Server::start(&cfg(""), &[]);
+    let c = Client::new();
+    let ct = format!("Contact: <sip:alice@127.0.0.1:{}>\r\n", c.port());
+    let r = register(&s, &c, "alice", "reg1", 1, &ct);
+    assert_eq!(code(&r), 200, "{r}");
+    assert_eq!(
+        header(&r, "Contact"),
+        Some(format!("<sip:alice@127.0.0.1:{}>;expires=3600", c.port()).as_str()),
+        "{r}"
+    );
+    assert!(header(&r, "To").unwrap().contains(";tag="), "{r}");
+    // Refresh with Expires: 300.
+    let r = register(&s, &c, "alice", "reg1", 2, &format!("{ct}Expires: 300\r\n"));
+    assert_eq!(code(&r), 200, "{r}");
+    assert!(
+        header(&r, "Contact").unwrap().ends_with(";expires=300"),
+        "{r}"
+    );
+    // Unregister with Expires: 0.
+    let r = register(&s, &c, "alice", "reg1", 3, &format!("{ct}Expires: 0\r\n"));
+    assert_eq!(code(&r), 200, "{r}");
+    assert_eq!(header(&r, "Contact"), None, "{r}");
+    // Register again, then `Contact: *` without Expires -> 400, with Expires: 0 -> gone.
+    register(&s, &c, "alice", "reg1", 4, &ct);
+    let r = register(&s, &c, "alice", "reg1", 5, "Contact: *\r\n");
+    assert_eq!(code(&r), 400, "{r}");
+    assert_eq!(
+        header(&r, "P-Registrar-Error"),
+        Some("* used in contact and expires is not zero"),
+        "{r}"
+    );
+    let r = register(&s, &c, "alice", "reg1", 6, "Contact: *\r\nExpires: 0\r\n");
+    assert_eq!(code(&r), 200, "{r}");
+    assert_eq!(header(&r, "Contact"), None, "{r}");
+    // A query (no Contact) lists nothing.
+    let r = register(&s, &c, "alice", "reg1", 7, "");
+    assert_eq!((code(&r), header(&r, "Contact")), (200, None), "{r}");
+    assert!(s.stop().success());
+}
+
+#[test]
+fn two_contacts_lookup_forwards_to_highest_q_and_404_for_unknown() {
+    let mut s = Server::start(&cfg(""), &[]);
+    let c = Client::new();
+    let low = Client::new();
+    let high = Client::new();
+    let ct = format!(
+        "Contact: <sip:bob@127.0.0.1:{}>;q=0.3, <sip:bob@127.0.0.1:{}>;q=0.7\r\n",
+        low.port(),
+        high.port()
+    );
+    let r = register(&s, &c, "bob", "reg2", 1, &ct);
+    assert_eq!(code(&r), 200, "{r}");
+    assert_eq!(
+        header(&r, "Contact").unwrap(),
+        format!(
+            "<sip:bob@127.0.0.1:{}>;q=0.7;expires=3600, <sip:bob@127.0.0.1:{}>;q=0.3;expires=3600",
+            high.port(),
+            low.port()
+        ),
+        "{r}"
+    );
+    let inv = request("INVITE", "sip:bob@example.com", c.port(), "inv2", 1, "");
+    c.send(s.addr(), &inv);
+    let fwd = high
+        .recv_matching("INVITE")
+        .unwrap_or_else(|| panic!("INVITE not forwarded to the q=0.7 contact\n{}", s.log()));
+    assert!(
+        fwd.starts_with(&format!("INVITE sip:bob@127.0.0.1:{} SIP/2.0", high.port())),
+        "{fwd}"
+    );
+    // Unknown user -> 404 from the script.
+    let inv = request("INVITE", "sip:nobody@example.com", c.port(), "inv3", 1, "");
+    c.send(s.addr(), &inv);
+    let r = c.recv_matching("SIP/2.0").expect("reply");
+    assert_eq!(code(&r), 404, "{r}");
+    assert!(s.stop().success());
+}
+
+#[test]
+fn contacts_expire_by_timer() {
+    let p =
+        "modparam(\"usrloc\", \"timer_interval\", 1)\nmodparam(\"registrar\", \"min_expires\", 1)";
+    let mut s = Server::start(&cfg(p), &[]);
+    let c = Client::new();
+    let ct = format!("Contact: <sip:carol@127.0.0.1:{}>;expires=2\r\n", c.port());
+    let r = register(&s, &c, "carol", "reg3", 1, &ct);
+    assert!(
+        header(&r, "Contact").unwrap().ends_with(";expires=2"),
+        "{r}"
+    );
+    std::thread::sleep(Duration::from_millis(3500));
+    let r = register(&s, &c, "carol", "reg3", 2, "");
+    assert_eq!((code(&r), header(&r, "Contact")), (200, None), "{r}");
+    let inv = request("INVITE", "sip:carol@example.com", c.port(), "inv4", 1, "");
+    c.send(s.addr(), &inv);
+    let r = c.recv_matching("SIP/2.0").expect("reply");
+    assert_eq!(code(&r), 404, "{r}");
+    assert!(s.stop().success());
+}
+
+#[test]
+fn cseq_ordering_min_expires_and_max_contacts() {
+    let p = "modparam(\"registrar\", \"max_contacts\", 2)\nmodparam(\"registrar\", \"retry_after\", 30)";
+    let mut s = Server::start(&cfg(p), &[]);
+    let c = Client::new();
+    let ct = "Contact: <sip:dave@192.0.2.1>\r\n";
+    assert_eq!(code(&register(&s, &c, "dave", "reg4", 5, ct)), 200);
+    // Lower CSeq, same Call-ID -> 400.
+    let r = register(&s, &c, "dave", "reg4", 4, ct);
+    assert_eq!(code(&r), 400, "{r}");
+    assert_eq!(header(&r, "P-Registrar-Error"), Some("Invalid CSeq number"));
+    // Short expiry is raised to min_expires (60), not 423.
+    let r = register(&s, &c, "dave", "reg4", 6, &format!("{ct}Expires: 10\r\n"));
+    assert_eq!(code(&r), 200, "{r}");
+    assert!(
+        header(&r, "Contact").unwrap().ends_with(";expires=60"),
+        "{r}"
+    );
+    // A second contact is fine, a third -> 503 with Retry-After.
+    let r = register(
+        &s,
+        &c,
+        "dave",
+        "reg4b",
+        1,
+        "Contact: <sip:dave@192.0.2.2>\r\n",
+    );
+    assert_eq!(code(&r), 200, "{r}");
+    let r = register(
+        &s,
+        &c,
+        "dave",
+        "reg4c",
+        1,
+        "Contact: <sip:dave@192.0.2.3>\r\n",
+    );
+    assert_eq!(code(&r), 503, "{r}");
+    assert_eq!(
+        header(&r, "P-Registrar-Error"),
+        Some("Too many registered contacts")
+    );
+    assert_eq!(header(&r, "Retry-After"), Some("30"));
+    assert!(s.stop().success());
+}
+
+#[test]
+fn db_mode_needs_db_layer() {
+    let dir = TempDir::new("regdb");
+    let path = dir.file("openser.cfg");
+    let text = expand(
+        &cfg("modparam(\"usrloc\", \"db_mode\", 1)"),
+        free_udp_port(),
+        dir.path(),
+    );
+    std::fs::write(&path, text).unwrap();
+    let (rc, _, err) = run(&["-f", path.to_str().unwrap(), "-DD", "-E"]);
+    assert_ne!(rc, 0, "{err}");
+    assert!(
+        err.contains("db_mode 1 needs the database layer, not built yet"),
+        "{err}"
+    );
+}
+
+/// 10,000 AORs through registrar's save() into a module-registered domain: the slots
+/// of the 512-slot table are evenly used (in-process; shm of the test binary).
+#[test]
+fn ten_thousand_aors_spread_over_slots() {
+    use openser::core::parser::SipMsg;
+    use openser::modules::registrar::{RegParams, save};
+    let _ = shm::init(128 << 20);
+    let d = openser::modules::usrloc::register_udomain("it_spread").expect("domain");
+    let p = RegParams::default();
+    for i in 0..10_000 {
+        let m = format!(
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK{i}\r\n\
+             From: <sip:user{i}@example.com>;tag=1\r\nTo: <sip:user{i}@example.com>\r\n\
+             Call-ID: c{i}\r\nCSeq: 1 REGISTER\r\nContact: <sip:user{i}@10.0.0.1:5060>\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        let m = SipMsg::parse(m.as_bytes()).expect("parse");
+        save::save(&m, d, &p, &save::SaveInput::default(), 1_000_000).expect("save");
+    }
+    let counts = d.slot_counts();
+    assert_eq!(counts.len(), 512);
+    assert_eq!(counts.iter().map(|&n| u64::from(n)).sum::<u64>(), 10_000);
+    assert_eq!(d.users(), 10_000);
+    let mean = 10_000.0 / 512.0;
+    let max = *counts.iter().max().unwrap();
+    let min = *counts.iter().min().unwrap();
+    let var = counts
+        .iter()
+        .map(|&n| (f64::from(n) - mean).powi(2))
+        .sum::<f64>()
+        / 512.0;
+    // Poisson-like spread: variance ≈ mean; no empty slot, no slot over 2.5× the mean.
+    assert!(min > 0, "empty slot: {counts:?}");
+    assert!(f64::from(max) < mean * 2.5, "max {max}");
+    assert!(var < mean * 2.0, "variance {var} (mean {mean})");
+}

@@ -1,8 +1,19 @@
 //! Built-in modules. `loadmodule "x.so"` selects module `x` from this registry.
+pub mod maxfwd;
 pub mod registrar;
+pub mod sl;
+pub mod textops;
 pub mod usrloc;
+pub mod xlog;
 
 use crate::core::module::ModuleExports;
 
 /// Every built-in module, in no particular order.
-pub static REGISTRY: &[&ModuleExports] = &[&usrloc::EXPORTS, &registrar::EXPORTS];
+pub static REGISTRY: &[&ModuleExports] = &[
+    &sl::EXPORTS,
+    &maxfwd::EXPORTS,
+    &textops::EXPORTS,
+    &xlog::EXPORTS,
+    &usrloc::EXPORTS,
+    &registrar::EXPORTS,
+];

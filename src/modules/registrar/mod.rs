@@ -12,7 +12,7 @@
 //!
 //! Parameters accepted but without effect (no TCP connection reuse / DB layer yet):
 //! `tcp_persistent_flag`, `sock_hdr_name`, `use_domain` is taken from usrloc as in 1.2.
-//! Replies are stateless (module sl).
+//! Replies are stateless (module sl's `sl_reply`; sl and usrloc must be loaded).
 
 pub mod lookup;
 pub mod reply;
@@ -375,6 +375,12 @@ pub static EXPORTS: ModuleExports = ModuleExports {
 };
 
 fn mod_init() -> Result<(), String> {
+    if !crate::core::module::is_loaded("sl") {
+        return Err("registrar: can't load SL API (module sl must be loaded)".into());
+    }
+    if !crate::core::module::is_loaded("usrloc") {
+        return Err("registrar: can't bind usrloc (module usrloc must be loaded)".into());
+    }
     let mut p = params();
     // As in 1.2, use_domain comes from usrloc (the table must agree with the AORs).
     p.use_domain = ul::params().use_domain;

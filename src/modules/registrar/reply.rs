@@ -89,22 +89,13 @@ pub fn err_reply(e: RegError, p: &RegParams) -> Reply {
     }
 }
 
-/// Send `r` statelessly for `req`.
-///
-/// Interim stand-in for module sl's `sl_reply(msg, code, reason, extra_headers, body)`
-/// (branch `mods`): same To-tag (sl tag of the first listen socket) and destination
-/// rules, but without sl's reply statistics.
-pub fn send(req: &SipMsg, r: &Reply) -> Result<(), String> {
-    let g = crate::core::globals::get();
-    let server = g.server_signature.then_some(g.server_header.as_str());
-    let prefix = crate::core::transport::socket::sockets()
-        .first()
-        .map(|s| crate::core::msg::sl_tag_prefix(&s.address_str, s.port))
-        .unwrap_or_else(|| crate::core::msg::sl_tag_prefix("127.0.0.1", 5060));
-    let tag = crate::core::msg::sl_totag(&prefix, req);
-    let hdrs: Vec<&str> = r.headers.split_inclusive("\r\n").collect();
-    let buf =
-        crate::core::msg::build_local_reply(req, r.code, r.reason, Some(&tag), &hdrs, b"", server)
-            .map_err(|e| format!("{e:?}"))?;
-    crate::core::transport::forward::send_reply(req, &buf).map_err(|e| format!("{e:?}"))
+/// Send `r` statelessly for `req` (module sl's `sl_reply`, which also counts sl's
+/// reply statistics).
+pub fn send(req: &mut SipMsg, r: &Reply) -> Result<(), String> {
+    let hdrs: Vec<String> = r
+        .headers
+        .split_inclusive("\r\n")
+        .map(str::to_owned)
+        .collect();
+    crate::modules::sl::sl_reply(req, r.code, r.reason, &hdrs, b"").map_err(|e| format!("{e:?}"))
 }

@@ -241,3 +241,39 @@ fn ten_thousand_aors_spread_over_slots() {
     assert!(f64::from(max) < mean * 2.5, "max {max}");
     assert!(var < mean * 2.0, "variance {var} (mean {mean})");
 }
+
+/// shm bytes per contact after 100,000 registrations through save() (SIPp reg.xml-like
+/// REGISTERs). Run alone: `cargo test --release --test tests reg_shm -- --ignored
+/// --nocapture` (bench/reg_bench.sh does).
+#[test]
+#[ignore]
+fn reg_shm_bytes_per_contact() {
+    use openser::core::parser::SipMsg;
+    use openser::modules::registrar::{RegParams, save};
+    let _ = shm::init(512 << 20);
+    let d = openser::modules::usrloc::register_udomain("it_mem").expect("domain");
+    let p = RegParams::default();
+    const N: usize = 100_000;
+    let before = shm::stats().real_used;
+    for i in 0..N {
+        let m = format!(
+            "REGISTER sip:127.0.0.1:5060 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-12345-{i}-0\r\n\
+             From: <sip:user{i}@127.0.0.1:5060>;tag=12345SIPpTag00{i}\r\n\
+             To: <sip:user{i}@127.0.0.1:5060>\r\n\
+             Call-ID: {i}-12345@127.0.0.1\r\nCSeq: 1 REGISTER\r\n\
+             Contact: <sip:user{i}@127.0.0.1:5070>\r\nExpires: 3600\r\n\
+             Max-Forwards: 70\r\nUser-Agent: sipp-bench\r\nContent-Length: 0\r\n\r\n"
+        );
+        let m = SipMsg::parse(m.as_bytes()).expect("parse");
+        save::save(&m, d, &p, &save::SaveInput::default(), 1_000_000).expect("save");
+    }
+    let after = shm::stats().real_used;
+    assert_eq!(d.contacts(), N as u64);
+    let per = (after - before) as f64 / N as f64;
+    println!(
+        "reg_shm_bytes_per_contact: {per:.1} bytes of shm per contact ({N} contacts, real_used +{} bytes)",
+        after - before
+    );
+    assert!(per < 1150.0, "{per}");
+}

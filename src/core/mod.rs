@@ -5,6 +5,7 @@ pub mod cfg;
 pub mod config;
 pub mod globals;
 pub mod log;
+pub mod mi;
 pub mod module;
 pub mod msg;
 pub mod parser;

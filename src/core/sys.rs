@@ -459,3 +459,44 @@ pub fn interface_addrs_of(name: &str) -> Option<Vec<std::net::IpAddr>> {
         .collect();
     if v.is_empty() { None } else { Some(v) }
 }
+
+/// `ctime()` text without the trailing newline (24 characters).
+pub fn ctime(secs: u64) -> String {
+    let t = secs as libc::time_t;
+    let mut buf = [0 as libc::c_char; 64];
+    // SAFETY: ctime_r writes at most 26 bytes into the 64-byte buffer we own and
+    // returns NULL or a pointer into it; `t` is a valid time_t.
+    let p = unsafe { libc::ctime_r(&t, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return secs.to_string();
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated string.
+    let s = unsafe { CStr::from_ptr(buf.as_ptr()) };
+    s.to_string_lossy().trim_end().to_string()
+}
+
+/// `mkfifo(path, mode)`.
+pub fn mkfifo(path: &str, mode: u32) -> io::Result<()> {
+    let c = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a valid NUL-terminated path.
+    cvt(unsafe { libc::mkfifo(c.as_ptr(), mode as libc::mode_t) }).map(|_| ())
+}
+
+/// `chown(path, uid, gid)`; `u32::MAX` leaves a field unchanged.
+pub fn chown(path: &str, uid: u32, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::chown(
+        path,
+        (uid != u32::MAX).then_some(uid),
+        (gid != u32::MAX).then_some(gid),
+    )
+}
+
+/// Clear O_NONBLOCK on `fd`.
+pub fn set_blocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl F_GETFL/F_SETFL on a descriptor the caller owns; integer arguments.
+    unsafe {
+        let fl = cvt(libc::fcntl(fd, libc::F_GETFL))?;
+        cvt(libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK))?;
+    }
+    Ok(())
+}

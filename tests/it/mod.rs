@@ -1,2 +1,3 @@
 mod process;
 mod registrar;
+mod tm;

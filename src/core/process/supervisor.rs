@@ -167,6 +167,7 @@ fn run(
         )
     })?;
     crate::core::stats::init_core();
+    crate::core::mi::init_core();
     timer::init()?;
 
     let mut socks = Vec::new();

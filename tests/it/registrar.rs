@@ -277,3 +277,39 @@ fn reg_shm_bytes_per_contact() {
     );
     assert!(per < 1150.0, "{per}");
 }
+
+/// With tm: lookup() + t_relay() forks to every registered contact (parallel forking
+/// over the R-URI branch and the appended branch).
+#[test]
+fn lookup_t_relay_forks_to_all_contacts() {
+    let cfg = "listen=udp:127.0.0.1:{PORT}\nchildren=4\n\
+               loadmodule \"sl.so\"\nloadmodule \"tm.so\"\n\
+               loadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n\
+               route {\n\
+                 if (method==\"REGISTER\") { save(\"location\"); exit; };\n\
+                 if (!lookup(\"location\")) { sl_send_reply(\"404\", \"Not Found\"); exit; };\n\
+                 t_relay();\n\
+               }\n";
+    let mut s = Server::start(cfg, &[]);
+    let c = Client::new();
+    let a = Client::new();
+    let b = Client::new();
+    let ct = format!(
+        "Contact: <sip:erin@127.0.0.1:{}>;q=0.4, <sip:erin@127.0.0.1:{}>;q=0.6\r\n",
+        a.port(),
+        b.port()
+    );
+    assert_eq!(code(&register(&s, &c, "erin", "reg5", 1, &ct)), 200);
+    let inv = request("INVITE", "sip:erin@example.com", c.port(), "inv5", 1, "");
+    c.send(s.addr(), &inv);
+    for (cl, name) in [(&b, "q=0.6"), (&a, "q=0.4")] {
+        let m = cl
+            .recv_matching("INVITE")
+            .unwrap_or_else(|| panic!("INVITE not forked to the {name} contact\n{}", s.log()));
+        assert!(
+            m.starts_with(&format!("INVITE sip:erin@127.0.0.1:{} SIP/2.0", cl.port())),
+            "{m}"
+        );
+    }
+    assert!(s.stop().success());
+}

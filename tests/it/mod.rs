@@ -1,3 +1,4 @@
 mod process;
 mod registrar;
+mod script;
 mod tm;

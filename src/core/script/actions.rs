@@ -603,10 +603,7 @@ fn a_next_branches(ctx: &mut Ctx, _: &[FixedArg]) -> i32 {
     let id = super::AvpId::Str(SERIAL_AVP.into());
     let mut first = true;
     let mut loaded = 0;
-    loop {
-        let Some(PvValue::Str(e)) = ctx.avps.get(&id).cloned() else {
-            break;
-        };
+    while let Some(PvValue::Str(e)) = ctx.avps.get(&id).cloned() {
         let mut it = e.rsplitn(3, '|');
         let g = it.next().unwrap_or("0");
         let q: i32 = it

@@ -720,7 +720,7 @@ impl Fixer<'_> {
         }
     }
 
-    fn expr(&mut self, e: &Expr, sp: Span, script: &Script) -> Option<CExpr> {
+    fn expr(&mut self, e: &Expr, _sp: Span, script: &Script) -> Option<CExpr> {
         Some(match e {
             Expr::Int(i) => CExpr::Val(PvValue::Int(*i)),
             Expr::Str(s) => CExpr::Val(PvValue::Str(s.clone())),
@@ -734,15 +734,31 @@ impl Fixer<'_> {
             }
             Expr::Ip(ip) => CExpr::Ip(*ip),
             Expr::Net(n) => CExpr::Net(*n),
+            Expr::Call(c) if c.name == "route" && c.args.len() == 1 => {
+                let target = match &c.args[0].value {
+                    ArgValue::Int(n) if *n >= 0 && *n <= u32::MAX as i64 => {
+                        RouteName::Num(*n as u32)
+                    }
+                    ArgValue::Str(s) | ArgValue::Ident(s) => match s.parse::<u32>() {
+                        Ok(n) => RouteName::Num(n),
+                        Err(_) => RouteName::Named(s.clone()),
+                    },
+                    _ => {
+                        self.err(c.span, "bad route() target");
+                        return None;
+                    }
+                };
+                CExpr::Route(self.route_target(&target, c.span, script)?)
+            }
             Expr::Call(c) => CExpr::Call(self.call(c)?),
-            Expr::Not(x) => CExpr::Not(Box::new(self.expr(x, sp, script)?)),
+            Expr::Not(x) => CExpr::Not(Box::new(self.expr(x, _sp, script)?)),
             Expr::And(a, b) => CExpr::And(
-                Box::new(self.expr(a, sp, script)?),
-                Box::new(self.expr(b, sp, script)?),
+                Box::new(self.expr(a, _sp, script)?),
+                Box::new(self.expr(b, _sp, script)?),
             ),
             Expr::Or(a, b) => CExpr::Or(
-                Box::new(self.expr(a, sp, script)?),
-                Box::new(self.expr(b, sp, script)?),
+                Box::new(self.expr(a, _sp, script)?),
+                Box::new(self.expr(b, _sp, script)?),
             ),
             Expr::Cmp {
                 op,
@@ -781,8 +797,8 @@ impl Fixer<'_> {
                 l: Box::new(self.expr(left, *span, script)?),
                 r: Box::new(self.expr(right, *span, script)?),
             },
-            Expr::Neg(x) => CExpr::Neg(Box::new(self.expr(x, sp, script)?)),
-            Expr::BitNot(x) => CExpr::BitNot(Box::new(self.expr(x, sp, script)?)),
+            Expr::Neg(x) => CExpr::Neg(Box::new(self.expr(x, _sp, script)?)),
+            Expr::BitNot(x) => CExpr::BitNot(Box::new(self.expr(x, _sp, script)?)),
         })
     }
 }

@@ -77,6 +77,8 @@ pub enum CExpr {
     Ip(IpAddr),
     Net(IpNet),
     Call(CallOp),
+    /// `route(N)` used as a value
+    Route(usize),
     Not(Box<CExpr>),
     And(Box<CExpr>, Box<CExpr>),
     Or(Box<CExpr>, Box<CExpr>),
@@ -347,6 +349,23 @@ fn exec_op(ctx: &mut Ctx, op: &Op) -> i32 {
     }
 }
 
+/// `route(N)`: the sub-route's value if negative, else 1; 0 if the script stopped.
+fn do_route(ctx: &mut Ctx, idx: usize) -> i32 {
+    if ctx.depth >= MAX_REC_LEV {
+        crate::log_err!("ERROR: do_action: too many recursive routing table lookups (100)\n");
+        ctx.retcode = -1;
+        return -1;
+    }
+    ctx.depth += 1;
+    let r = run_route(RouteKind::Request, idx, ctx);
+    ctx.depth -= 1;
+    ctx.retcode = r;
+    if ctx.run_flags & RUN_EXIT != 0 {
+        return 0;
+    }
+    if r < 0 { r } else { 1 }
+}
+
 // ---------------------------------------------------------------------------
 // expressions
 
@@ -373,6 +392,7 @@ fn eval_cond(ctx: &mut Ctx, e: &CExpr) -> Tri {
             ctx.retcode = r;
             tri_of_rc(r)
         }
+        CExpr::Route(idx) => tri_of_rc(do_route(ctx, *idx)),
         CExpr::Not(x) => match eval_cond(ctx, x) {
             Tri::True => Tri::False,
             Tri::False => Tri::True,
@@ -413,6 +433,13 @@ pub(crate) fn eval_val(ctx: &mut Ctx, e: &CExpr) -> Result<PvValue, ()> {
         CExpr::Call(c) => {
             let r = call(ctx, c);
             ctx.retcode = r;
+            if r == 0 {
+                return Err(());
+            }
+            PvValue::Int(r as i64)
+        }
+        CExpr::Route(idx) => {
+            let r = do_route(ctx, *idx);
             if r == 0 {
                 return Err(());
             }

@@ -91,7 +91,7 @@ fn timer_routes_tick(ticks: u64) {
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     for (secs, idx) in list {
-        if secs == 0 || ticks % secs as u64 != 0 {
+        if secs == 0 || !ticks.is_multiple_of(secs as u64) {
             continue;
         }
         if let Some(mut m) = fake_msg() {
@@ -111,3 +111,6 @@ pub fn register_timer_route(name: &str, secs: u32, idx: usize) {
     crate::log_dbg!("DBG: registered timer_route[{name}, {secs}]\n");
     l.push((secs.max(1), idx));
 }
+
+#[cfg(test)]
+mod tests;

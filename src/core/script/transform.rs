@@ -105,7 +105,7 @@ fn escape(s: &str, user: bool) -> String {
         let keep = is_unreserved(c)
             || (user && b"&=+$,;?/".contains(&c))
             || (!user && b"/:@&=+$,;?[]".contains(&c) && c != b'"');
-        if keep && !(!user && c == b'%') {
+        if keep && (user || c != b'%') {
             out.push(c as char);
         } else {
             out.push_str(&format!("%{c:02X}"));
@@ -149,7 +149,7 @@ fn tr_s(ctx: &mut Ctx, v: PvValue, t: &Transform) -> PvValue {
         },
         "encode.hexa" => PvValue::Str(st.bytes().map(|b| format!("{b:02x}")).collect()),
         "decode.hexa" => {
-            if st.len() % 2 != 0 {
+            if !st.len().is_multiple_of(2) {
                 return PvValue::Null;
             }
             let mut out = Vec::with_capacity(st.len() / 2);

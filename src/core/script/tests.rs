@@ -1,0 +1,421 @@
+//! Interpreter unit tests on parsed messages (no network).
+
+use super::fixup::{Script, fixup_with};
+use super::{Ctx, PvValue};
+use crate::core::cfg::ast::RouteKind;
+use crate::core::cfg::pv::parse_pv;
+use crate::core::parser::SipMsg;
+use crate::core::route::REQUEST_ROUTE;
+
+const INVITE: &str = "INVITE sip:bob@example.com;transport=udp SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK776asdhds\r\n\
+Max-Forwards: 70\r\n\
+To: Bob <sip:bob@example.com>\r\n\
+From: \"Alice\" <sip:alice@atlanta.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.atlanta.com\r\n\
+CSeq: 314159 INVITE\r\n\
+Contact: <sip:alice@10.0.0.1>\r\n\
+User-Agent: test-ua/1.0\r\n\
+X-Multi: one\r\n\
+X-Multi: two\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\r\nv=0\n";
+
+fn script(src: &str) -> &'static Script {
+    let cfg = crate::core::cfg::parse_str("t.cfg", src).unwrap_or_else(|e| panic!("{e}"));
+    let s = fixup_with(&cfg, &[], &["al=s:aliased;num=i:7".into()], false)
+        .unwrap_or_else(|e| panic!("{}", e.join("\n")));
+    Box::leak(Box::new(s))
+}
+
+fn msg() -> SipMsg {
+    SipMsg::new(INVITE.as_bytes(), Default::default()).unwrap()
+}
+
+fn pv(ctx: &mut Ctx, s: &str) -> PvValue {
+    let (p, _) = parse_pv(s).unwrap();
+    ctx.get_pv(&p)
+}
+
+/// Run the main route of `src` on the INVITE; returns (rc, ctx values via closure).
+fn run(src: &str, check: impl FnOnce(&mut Ctx, i32)) {
+    let s = script(src);
+    let mut m = msg();
+    let mut ctx = Ctx::with_script(&mut m, REQUEST_ROUTE, s);
+    let rc = super::run_route(RouteKind::Request, 0, &mut ctx);
+    check(&mut ctx, rc);
+}
+
+fn var(ctx: &mut Ctx, n: &str) -> PvValue {
+    pv(ctx, &format!("$var({n})"))
+}
+
+#[test]
+fn return_codes_and_stop() {
+    run(
+        "route { $var(a) = 1; route(1); $var(a) = 2; }
+         route[1] { return(-2); }",
+        |c, _| assert_eq!(var(c, "a"), PvValue::Int(2)),
+    );
+    run(
+        "route { $var(a) = 1; route(1); $var(a) = 3; }
+         route[1] { return(0); }",
+        |c, _| assert_eq!(var(c, "a"), PvValue::Int(1)),
+    );
+    // route() value: negative passes through, else 1
+    run(
+        "route { if (route(1)) { $var(r) = \"t\"; } else { $var(r) = \"f\"; } $var(rc) = $rc; }
+         route[1] { return(-5); }",
+        |c, _| {
+            assert_eq!(var(c, "r"), PvValue::Str("f".into()));
+        },
+    );
+    run(
+        "route { route(1); $var(rc) = $retcode; }
+         route[1] { return(7); }",
+        |c, _| assert_eq!(var(c, "rc"), PvValue::Int(7)),
+    );
+    // exit stops everything; drop sets the DROP flag
+    run("route { $var(x) = 1; exit; $var(x) = 2; }", |c, _| {
+        assert_eq!(var(c, "x"), PvValue::Int(1));
+        assert!(!c.drop_requested());
+    });
+    run(
+        "route { route(1); $var(x) = 5; } route[1] { drop; }",
+        |c, _| {
+            assert!(c.drop_requested());
+            assert_ne!(var(c, "x"), PvValue::Int(5));
+        },
+    );
+    // a 0-returning function in a condition stops the script
+    run(
+        "route { $var(z) = 1; if (isflagset(3) || route(2)) { $var(z) = 2; } $var(z) = 3; }
+         route[2] { return(0); }",
+        |c, _| assert_eq!(var(c, "z"), PvValue::Int(1)),
+    );
+}
+
+#[test]
+fn recursion_limit() {
+    run(
+        "route { route(1); $var(done) = 1; } route[1] { route(1); }",
+        |c, _| {
+            assert_eq!(var(c, "done"), PvValue::Int(1));
+        },
+    );
+}
+
+#[test]
+fn switch_and_while() {
+    run(
+        "route {
+            $var(i) = 0; $var(n) = 0;
+            while ($var(i) < 10) { $var(i) = $var(i) + 1; $var(n) = $var(n) + 2; }
+            switch ($rm) {
+              case \"invite\": $var(s) = \"inv\";
+              case \"BYE\": $var(s2) = \"fell\"; break;
+              default: $var(s) = \"def\";
+            }
+            switch ($var(i)) { case 3: $var(k) = 3; break; default: $var(k) = \"d\"; }
+         }",
+        |c, _| {
+            assert_eq!(var(c, "i"), PvValue::Int(10));
+            assert_eq!(var(c, "n"), PvValue::Int(20));
+            assert_eq!(var(c, "s"), PvValue::Str("inv".into()));
+            assert_eq!(var(c, "s2"), PvValue::Str("fell".into()));
+            assert_eq!(var(c, "k"), PvValue::Str("d".into()));
+        },
+    );
+    // max_while_loops (default 100)
+    run(
+        "route { $var(w) = 0; while (1) { $var(w) = $var(w) + 1; } }",
+        |c, _| assert_eq!(var(c, "w"), PvValue::Int(100)),
+    );
+}
+
+#[test]
+fn flags() {
+    run(
+        "route {
+            setflag(3); setsflag(4); setbflag(5); setbflag(0, 6);
+            if (isflagset(3) && issflagset(4) && isbflagset(5)) { $var(f) = 1; }
+            resetflag(3);
+            if (!isflagset(3)) { $var(g) = 1; }
+         }",
+        |c, _| {
+            assert_eq!(var(c, "f"), PvValue::Int(1));
+            assert_eq!(var(c, "g"), PvValue::Int(1));
+            assert_eq!(pv(c, "$bf"), PvValue::Int(96));
+            assert_eq!(pv(c, "$sF"), PvValue::Str("0x10".into()));
+            assert_eq!(pv(c, "$mf"), PvValue::Int(0));
+        },
+    );
+}
+
+#[test]
+fn avps_and_vars() {
+    run(
+        "route {
+            $avp(s:x) = 1; $avp(s:x) = \"two\"; $avp(i:5) = 9; $avp(al) = \"A\"; $avp(num) = 70;
+            $var(top) = $avp(s:x); $var(old) = $avp(s:x[-1]); $var(all) = $(avp(s:x)[*]);
+            $avp(s:x) = null;
+            $var(after) = $avp(s:x);
+            $var(v) = $avp(i:7);
+         }",
+        |c, _| {
+            assert_eq!(var(c, "top"), PvValue::Str("two".into()));
+            assert_eq!(var(c, "old"), PvValue::Int(1));
+            assert_eq!(var(c, "all"), PvValue::Str("two, 1".into()));
+            assert_eq!(var(c, "after"), PvValue::Int(1));
+            assert_eq!(var(c, "v"), PvValue::Int(70));
+            assert_eq!(pv(c, "$avp(s:aliased)"), PvValue::Str("A".into()));
+        },
+    );
+    // $var survives to the next message (same thread = same process)
+    run("route { $var(keep) = \"k\"; }", |_, _| {});
+    run("route { $var(seen) = $var(keep); }", |c, _| {
+        assert_eq!(var(c, "seen"), PvValue::Str("k".into()));
+    });
+    // = null on $var sets 0; compound ops behave like =
+    run(
+        "route { $var(q) = 5; $var(q) += 3; $var(z) = 4; $var(z) = null; }",
+        |c, _| {
+            assert_eq!(var(c, "q"), PvValue::Int(3));
+            assert_eq!(var(c, "z"), PvValue::Int(0));
+        },
+    );
+}
+
+#[test]
+fn ruri_assignment_and_actions() {
+    run(
+        "route { $rU = \"carol\"; $rd = \"biloxi.com\"; $var(a) = $ru; prefix(\"00\"); strip(1);
+                 $var(b) = $rU; strip_tail(2); $var(c) = $rU; rewritehostport(\"h.org:5070\");
+                 $var(d) = $ru; revert_uri(); $var(e) = $ru; $du = \"sip:p.org\"; $var(f) = $dd;
+                 if (isdsturiset()) { $var(g) = 1; } resetdsturi(); seturi(\"sip:x@y\"); }",
+        |c, _| {
+            assert_eq!(
+                var(c, "a"),
+                PvValue::Str("sip:carol@biloxi.com;transport=udp".into())
+            );
+            assert_eq!(var(c, "b"), PvValue::Str("0carol".into()));
+            assert_eq!(var(c, "c"), PvValue::Str("0car".into()));
+            assert_eq!(
+                var(c, "d"),
+                PvValue::Str("sip:0car@h.org:5070;transport=udp".into())
+            );
+            assert_eq!(
+                var(c, "e"),
+                PvValue::Str("sip:bob@example.com;transport=udp".into())
+            );
+            assert_eq!(var(c, "f"), PvValue::Str("p.org".into()));
+            assert_eq!(var(c, "g"), PvValue::Int(1));
+            assert_eq!(c.msg.dst_uri, None);
+            assert_eq!(c.msg.ruri(), "sip:x@y");
+        },
+    );
+    run(
+        "route { append_branch(); append_branch(\"sip:b2@h\", \"0.5\"); $var(ds) = $ds; }",
+        |c, _| {
+            assert_eq!(c.branches.len(), 2);
+            assert_eq!(c.branches[1].q, 500);
+            assert_eq!(
+                var(c, "ds"),
+                PvValue::Str(
+                    "sip:bob@example.com;transport=udp, <sip:bob@example.com;transport=udp>, <sip:b2@h>;q=0.5"
+                        .into()
+                )
+            );
+        },
+    );
+}
+
+#[test]
+fn pvs() {
+    run("route { }", |c, _| {
+        assert_eq!(pv(c, "$rm"), PvValue::Str("INVITE".into()));
+        assert_eq!(pv(c, "$rU"), PvValue::Str("bob".into()));
+        assert_eq!(pv(c, "$rd"), PvValue::Str("example.com".into()));
+        assert_eq!(pv(c, "$rp"), PvValue::Int(5060));
+        assert_eq!(pv(c, "$rP"), PvValue::Str("udp".into()));
+        assert_eq!(pv(c, "$fu"), PvValue::Str("sip:alice@atlanta.com".into()));
+        assert_eq!(pv(c, "$fU"), PvValue::Str("alice".into()));
+        assert_eq!(pv(c, "$fn"), PvValue::Str("Alice".into()));
+        assert_eq!(pv(c, "$ft"), PvValue::Str("1928301774".into()));
+        assert_eq!(pv(c, "$tt"), PvValue::Null);
+        assert_eq!(pv(c, "$tn"), PvValue::Str("Bob".into()));
+        assert_eq!(
+            pv(c, "$ci"),
+            PvValue::Str("a84b4c76e66710@pc33.atlanta.com".into())
+        );
+        assert_eq!(pv(c, "$cs"), PvValue::Int(314159));
+        assert_eq!(pv(c, "$cl"), PvValue::Int(4));
+        assert_eq!(pv(c, "$ua"), PvValue::Str("test-ua/1.0".into()));
+        assert_eq!(pv(c, "$rb"), PvValue::Str("v=0\n".into()));
+        assert_eq!(pv(c, "$cT"), PvValue::Str("application/sdp".into()));
+        assert_eq!(pv(c, "$hdr(x-multi)"), PvValue::Str("one".into()));
+        assert_eq!(pv(c, "$hdr(X-Multi[-1])"), PvValue::Str("two".into()));
+        assert_eq!(pv(c, "$hdr(X-Multi[*])"), PvValue::Str("one, two".into()));
+        assert_eq!(pv(c, "$hdr(f)"), pv(c, "$hdr(From)"));
+        assert_eq!(pv(c, "$hdr(Nope)"), PvValue::Null);
+        assert_eq!(pv(c, "$rs"), PvValue::Null);
+        assert_eq!(pv(c, "$si"), PvValue::Str("0.0.0.0".into()));
+        assert_eq!(pv(c, "$err.class"), PvValue::Int(0));
+        let f = crate::core::cfg::pv::parse_format("[$rm] $fU->$tU $null").unwrap_or_default();
+        let _ = f;
+        let f = crate::core::cfg::pv::parse_format("[$rm] $fU->$tU $du").unwrap();
+        assert_eq!(c.format(&f), "[INVITE] alice->bob <null>");
+    });
+}
+
+#[test]
+fn transformations() {
+    run("route { }", |c, _| {
+        let t = |c: &mut Ctx, s: &str| pv(c, s);
+        assert_eq!(t(c, "$(fu{s.len})"), PvValue::Int(21));
+        assert_eq!(t(c, "$(fu{s.substr,4,5})"), PvValue::Str("alice".into()));
+        assert_eq!(t(c, "$(fu{s.substr,-3,0})"), PvValue::Str("com".into()));
+        assert_eq!(
+            t(c, "$(hdr(Contact){uri.host})"),
+            PvValue::Str("10.0.0.1".into())
+        );
+        assert_eq!(t(c, "$(ru{uri.transport})"), PvValue::Str("udp".into()));
+        assert_eq!(
+            t(c, "$(ru{uri.param,transport})"),
+            PvValue::Str("udp".into())
+        );
+        assert_eq!(t(c, "$(cs{s.int})"), PvValue::Int(314159));
+        assert_eq!(t(c, "$(rU{s.encode.hexa})"), PvValue::Str("626f62".into()));
+        assert_eq!(
+            t(c, "$(rU{s.encode.hexa}{s.decode.hexa})"),
+            PvValue::Str("bob".into())
+        );
+        assert_eq!(
+            t(c, "$(ci{s.select,1,@})"),
+            PvValue::Str("pc33.atlanta.com".into())
+        );
+        assert_eq!(
+            t(c, "$(hdr(From){param.value,tag})"),
+            PvValue::Str("1928301774".into())
+        );
+        assert_eq!(t(c, "$(hdr(From){param.count})"), PvValue::Int(2));
+        assert_eq!(t(c, "$(hdr(Nope){s.len})"), PvValue::Null);
+    });
+    run(
+        "route { $var(u) = \"a b@c\"; $var(e) = $(var(u){s.escape.user}); $var(d) = $(var(e){s.unescape.user}); }",
+        |c, _| {
+            assert_eq!(var(c, "e"), PvValue::Str("a%20b%40c".into()));
+            assert_eq!(var(c, "d"), PvValue::Str("a b@c".into()));
+        },
+    );
+}
+
+#[test]
+fn expressions_and_quirks() {
+    run(
+        "route {
+            if (method == \"invite\") { $var(a) = 1; }
+            if (method =~ \"^INV\") { $var(b) = 1; }
+            if (uri !~ \"nomatch\") { $var(c) = 1; } else { $var(c) = 2; }
+            if (uri =~ \"BOB@\") { $var(d) = 1; }
+            if ($rU == \"BOB\") { $var(e) = 1; }
+            if ($cs > 1000 && $cs < 400000) { $var(f) = 1; }
+            if (msg:len < max_len) { $var(g) = 1; }
+            if (1 || 0 && 0) { $var(h) = 1; } else { $var(h) = 2; }
+            if ($du == null) { $var(i) = 1; }
+            if ($rU == 5) { $var(j) = 1; } else { $var(j) = 2; }
+            if (src_ip == 0.0.0.0 && src_ip == 0.0.0.0/8 && proto == udp) { $var(k) = 1; }
+            if ($var(nonexistent)) { $var(l) = 1; } else { $var(l) = 2; }
+            $var(m) = 3 * 4 + 1;
+            $var(n) = \"ab\" + \"cd\";
+            if (!(uri =~ \"xyz\")) { $var(o) = 1; }
+            if ($hdr(X-Multi) =~ \"^O\") { $var(p) = 1; }
+            if (uri == myself) { $var(q) = 1; } else { $var(q) = 2; }
+         }",
+        |c, _| {
+            for (n, want) in [
+                ("a", 1),
+                ("b", 1),
+                ("c", 2),
+                ("d", 1),
+                ("e", 1),
+                ("f", 1),
+                ("g", 1),
+                ("h", 2),
+                ("i", 1),
+                ("j", 2),
+                ("k", 1),
+                ("l", 2),
+                ("m", 13),
+                ("o", 1),
+                ("p", 1),
+                ("q", 2),
+            ] {
+                assert_eq!(var(c, n), PvValue::Int(want), "$var({n})");
+            }
+            assert_eq!(var(c, "n"), PvValue::Str("abcd".into()));
+        },
+    );
+}
+
+#[test]
+fn sflags_reset_per_top_level_route() {
+    let s = script("route { if (issflagset(1)) { $var(sf) = \"was set\"; } setsflag(1); }");
+    let mut m = msg();
+    let mut ctx = Ctx::with_script(&mut m, REQUEST_ROUTE, s);
+    super::run_route(RouteKind::Request, 0, &mut ctx);
+    super::run_route(RouteKind::Request, 0, &mut ctx);
+    assert_eq!(var(&mut ctx, "sf"), PvValue::Int(0));
+}
+
+fn fixup_err(src: &str, check: bool) -> String {
+    let cfg = crate::core::cfg::parse_str("t.cfg", src).unwrap_or_else(|e| panic!("{e}"));
+    match fixup_with(&cfg, &[], &[], check) {
+        Ok(_) => String::new(),
+        Err(e) => e.join("\n"),
+    }
+}
+
+#[test]
+fn fixup_errors() {
+    assert!(
+        fixup_err("route { nosuch(); }", false).contains("t.cfg:1:9: unknown function 'nosuch'")
+    );
+    assert!(
+        fixup_err("route {\n  lookup(\"location\");\n}", false).contains(
+            "t.cfg:2:3: function 'lookup' is exported by module 'registrar', which is not loaded"
+        )
+    );
+    assert!(
+        fixup_err("route { strip(); }", false)
+            .contains("function 'strip' called with 0 arguments, it takes 1")
+    );
+    assert!(fixup_err("route { route(3); }", false).contains("route '3' is not defined"));
+    assert!(
+        fixup_err("route { if (uri =~ \"(\") { exit; } }", false)
+            .contains("bad regular expression")
+    );
+    assert!(fixup_err("route { $var(x) = $nosuch; }", false).contains("unknown pseudo-variable"));
+    assert!(fixup_err("route { $var(x) = $avp(foo); }", false).contains("unknown AVP alias 'foo'"));
+    assert!(
+        fixup_err("route { $var(x) = $(ru{s.nope}); }", false).contains("unknown transformation")
+    );
+    assert!(fixup_err("route { setflag(40); }", false).contains("out of range"));
+    assert_eq!(fixup_err("route { forward(); }", false), "");
+    assert!(
+        fixup_err("route { exit; } onreply_route[1] { forward(); }", true)
+            .contains("t.cfg:1:36: function 'forward' is not allowed in onreply_route")
+    );
+    assert_eq!(
+        fixup_err("route { exit; } onreply_route[1] { forward(); }", false),
+        ""
+    );
+    // reachability through route(N)
+    assert!(
+        fixup_err(
+            "route { exit; } onreply_route { route(2); } route[2] { forward(); }",
+            true
+        )
+        .contains("not allowed in onreply_route")
+    );
+}

@@ -1,0 +1,243 @@
+//! Script engine and module framework (issue 4): fixup errors through `openser -c`,
+//! and the interpreter on the wire (forwarding to a test socket).
+
+use crate::harness::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn files(dir: &str) -> Vec<PathBuf> {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/cfg/fixup")
+        .join(dir);
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&d)
+        .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cfg"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn fixup_good_configs_pass_check() {
+    let list = files("good");
+    assert!(!list.is_empty());
+    for p in list {
+        let ps = p.display().to_string();
+        let (rc, _out, err) = run(&["-C", "-f", &ps]);
+        assert_eq!(rc, 0, "{ps}:\n{err}");
+    }
+}
+
+#[test]
+fn fixup_bad_configs_fail_where_expected() {
+    let list = files("bad");
+    assert!(list.len() >= 8);
+    let mut failed = Vec::new();
+    for p in list {
+        let ps = p.display().to_string();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let mut lines = text.lines();
+        let spec = lines
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{ps}: no `# expect:` line"));
+        let flag = match lines.next().and_then(|l| l.strip_prefix("# args: ")) {
+            Some(a) => a.trim().to_string(),
+            None => "-c".to_string(),
+        };
+        let (pos, want) = spec.split_once(' ').unwrap();
+        let (rc, _out, err) = run(&[&flag, "-f", &ps]);
+        let first = err.lines().find(|l| l.starts_with(&ps)).unwrap_or("");
+        let expect_prefix = format!("{ps}:{pos}: ");
+        if rc == 0
+            || !first.starts_with(&expect_prefix)
+            || !first.contains(want)
+            || !err.contains('^')
+            || !err.contains("ERROR: bad config file")
+        {
+            failed.push(format!(
+                "{ps}: expected {pos} `{want}` (rc {rc}), got:\n{err}"
+            ));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}
+
+fn builtin(name: &str) -> bool {
+    openser::core::module::find_builtin(name).is_some()
+}
+
+#[test]
+fn seed_hello_world_fails_on_lookup_of_registrar() {
+    let p = "/work/shared/seeds/configs/hello-world.cfg";
+    if !Path::new(p).exists() {
+        return;
+    }
+    let (rc, _out, err) = run(&["-c", "-f", p]);
+    assert_ne!(rc, 0);
+    let needed = ["sl", "tm", "rr", "maxfwd", "usrloc", "textops", "xlog"];
+    if needed.iter().all(|m| builtin(m)) {
+        assert!(
+            err.contains(&format!(
+                "{p}:67:14: function 'lookup' is exported by module 'registrar', which is not loaded"
+            )),
+            "{err}"
+        );
+        assert!(err.contains("ERROR: bad config file (1 errors)"), "{err}");
+    } else {
+        // until every module of the seed exists, only those are reported
+        for l in err.lines().filter(|l| l.starts_with(p)) {
+            assert!(
+                l.contains("not found (built-in modules:")
+                    || l.contains("modparam: no loaded module"),
+                "{err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn seed_mysql_auth_fails_only_on_missing_modules() {
+    let p = "/work/shared/seeds/configs/mysql-auth.cfg";
+    if !Path::new(p).exists() {
+        return;
+    }
+    let (rc, _out, err) = run(&["-c", "-f", p]);
+    if rc == 0 {
+        return;
+    }
+    for l in err.lines().filter(|l| l.starts_with(p)) {
+        let ok = l.contains("not found (built-in modules:")
+            || l.contains("modparam: no loaded module")
+            || ["auth", "auth_db", "mysql", "mi_fifo"]
+                .iter()
+                .any(|m| l.contains(&format!("module '{m}'")));
+        assert!(ok, "unexpected error: {l}\n{err}");
+    }
+}
+
+/// A test UDP socket the server forwards to.
+fn sink() -> Client {
+    Client::new()
+}
+
+fn forward_cfg(body: &str, sink_port: u16) -> String {
+    format!(
+        "listen=udp:127.0.0.1:{{PORT}}\nchildren=1\n\
+         route {{\n{}\n}}\n",
+        body.replace("SINK", &sink_port.to_string())
+    )
+}
+
+#[test]
+fn forward_to_fixed_destination_and_rewrite() {
+    let dst = sink();
+    let cfg = forward_cfg(
+        "if (method == \"OPTIONS\") { drop; }\n\
+         if ($rU == \"rewrite\") { rewriteuser(\"carol\"); $rd = \"biloxi.example\"; }\n\
+         forward(\"127.0.0.1:SINK\");",
+        dst.port(),
+    );
+    let mut s = Server::start(&cfg, &["-DD", "-E"]);
+    let c = Client::new();
+    let req = request("INVITE", "sip:rewrite@127.0.0.1", c.port(), "fwd1", 1, "");
+    c.send(s.addr(), &req);
+    let (got, _) = dst
+        .recv_timeout(Duration::from_secs(3))
+        .unwrap_or_else(|| panic!("nothing forwarded; log:\n{}", s.log()));
+    assert!(
+        got.starts_with("INVITE sip:carol@biloxi.example SIP/2.0\r\n"),
+        "{got}"
+    );
+    assert_eq!(headers(&got, "Via").len(), 2, "{got}");
+    // dropped requests are not forwarded
+    c.send(
+        s.addr(),
+        &request("OPTIONS", "sip:x@127.0.0.1", c.port(), "fwd2", 1, ""),
+    );
+    assert!(dst.recv_timeout(Duration::from_millis(400)).is_none());
+    assert!(s.stop().success());
+}
+
+#[test]
+fn var_survives_across_messages_avp_does_not() {
+    let dst = sink();
+    // one receiver: both messages go through the same process
+    let cfg = forward_cfg(
+        "if ($var(n) == 0) { $var(n) = \"first\"; $avp(s:a) = \"x\"; seturi(\"sip:one@127.0.0.1\"); }\n\
+         else { if ($avp(s:a) == null) { $ru = \"sip:\" + $var(n) + \"-noavp@127.0.0.1\"; } }\n\
+         forward(\"127.0.0.1:SINK\");",
+        dst.port(),
+    );
+    let mut s = Server::start(&cfg, &["-DD", "-E", "-n", "1"]);
+    let c = Client::new();
+    for i in 1..=2 {
+        c.send(
+            s.addr(),
+            &request("MESSAGE", "sip:u@127.0.0.1", c.port(), "var", i, ""),
+        );
+        let (got, _) = dst
+            .recv_timeout(Duration::from_secs(3))
+            .unwrap_or_else(|| panic!("nothing forwarded; log:\n{}", s.log()));
+        let want = if i == 1 {
+            "MESSAGE sip:one@127.0.0.1 SIP/2.0"
+        } else {
+            "MESSAGE sip:first-noavp@127.0.0.1 SIP/2.0"
+        };
+        assert!(got.starts_with(want), "{got}");
+    }
+    assert!(s.stop().success());
+}
+
+#[test]
+fn exit_and_log_and_implicit_drop() {
+    let dst = sink();
+    let cfg = forward_cfg(
+        "log(1, \"script saw $rm from $fU\\n\");\n\
+         if ($rU == \"stop\") { exit; }\n\
+         route(1);\n\
+         forward(\"127.0.0.1:SINK\");\n}\nroute[1] {\n if ($rU == \"quiet\") { return(0); }",
+        dst.port(),
+    );
+    let mut s = Server::start(&cfg, &["-DD", "-E"]);
+    let c = Client::new();
+    for (u, fwd) in [("stop", false), ("quiet", false), ("go", true)] {
+        c.send(
+            s.addr(),
+            &request("INVITE", &format!("sip:{u}@127.0.0.1"), c.port(), u, 1, ""),
+        );
+        let got = dst.recv_timeout(Duration::from_millis(if fwd { 3000 } else { 400 }));
+        assert_eq!(got.is_some(), fwd, "{u}: {got:?}\n{}", s.log());
+    }
+    assert!(
+        s.wait_log("script saw INVITE from alice", Duration::from_secs(2)),
+        "{}",
+        s.log()
+    );
+    assert!(s.stop().success());
+}
+
+#[test]
+fn malformed_request_gets_400() {
+    let cfg = "listen=udp:127.0.0.1:{PORT}\nchildren=1\nroute { exit; }\n";
+    let mut s = Server::start(cfg, &["-DD", "-E"]);
+    let c = Client::new();
+    // good Via, broken CSeq
+    let req = format!(
+        "INVITE sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bKbad1\r\n\
+         From: <sip:a@b>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: bad1\r\nCSeq: abc\r\n\
+         Content-Length: 0\r\n\r\n",
+        c.port()
+    );
+    c.send(s.addr(), &req);
+    let (got, _) = c
+        .recv_timeout(Duration::from_secs(3))
+        .unwrap_or_else(|| panic!("no 400; log:\n{}", s.log()));
+    assert!(got.starts_with("SIP/2.0 400"), "{got}");
+    // garbage is silently dropped and the server survives
+    c.send_bytes(s.addr(), b"\x00\x01garbage\r\n\r\n");
+    c.send(s.addr(), &req);
+    assert!(c.recv_timeout(Duration::from_secs(3)).is_some());
+    assert!(s.stop().success());
+}

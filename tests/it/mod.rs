@@ -1,3 +1,4 @@
+mod mods;
 mod process;
 mod registrar;
 mod script;

@@ -83,26 +83,30 @@ fn fixup_maxfwd(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
     Ok(vec![FixedArg::Int(n)])
 }
 
-/// The Max-Forwards value: Ok(None) if absent, Err on a bad value (OpenSER parses it
-/// with `str2s`: digits only, at most 65535).
-pub fn maxfwd_value(msg: &SipMsg) -> Result<Option<(u32, usize)>, ()> {
+/// A Max-Forwards value that is not a number 0..65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadMaxFwd;
+
+/// The Max-Forwards value and header index: Ok(None) if absent, Err on a bad value
+/// (OpenSER parses it with `str2s`: digits only, at most 65535).
+pub fn maxfwd_value(msg: &SipMsg) -> Result<Option<(u32, usize)>, BadMaxFwd> {
     let Some(i) = msg.first_of(HdrType::MaxForwards) else {
         return Ok(None);
     };
     let body = msg.s(msg.hdrs()[i].body).trim();
     if body.is_empty() || body.len() > 5 || !body.bytes().all(|c| c.is_ascii_digit()) {
-        return Err(());
+        return Err(BadMaxFwd);
     }
     match body.parse::<u32>() {
         Ok(v) if v <= 65535 => Ok(Some((v, i))),
-        _ => Err(()),
+        _ => Err(BadMaxFwd),
     }
 }
 
 /// `mf_process_maxfwd_header(n)` on `msg` with `max_limit`.
 pub fn process_maxfwd(msg: &mut SipMsg, n: u32, max_limit: u32) -> i32 {
     match maxfwd_value(msg) {
-        Err(()) => {
+        Err(BadMaxFwd) => {
             crate::log_err!(
                 "ERROR:maxfwd:is_maxfwd_present: unable to parse the max forwards number !\n"
             );
@@ -136,7 +140,7 @@ pub fn process_maxfwd(msg: &mut SipMsg, n: u32, max_limit: u32) -> i32 {
 /// `is_maxfwd_lt(limit)` on `msg`.
 pub fn maxfwd_lt(msg: &SipMsg, limit: u32) -> i32 {
     match maxfwd_value(msg) {
-        Err(()) => -3,
+        Err(BadMaxFwd) => -3,
         Ok(None) => -2,
         Ok(Some((v, _))) if v >= limit => -1,
         Ok(Some(_)) => 1,

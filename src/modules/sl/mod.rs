@@ -82,10 +82,10 @@ fn register_stats() {
 
 fn timeout_cell() -> &'static AtomicU64 {
     SL_TIMEOUT.get_or_init(|| {
-        if shm::is_initialized() {
-            if let Some(a) = shm::alloc_static(AtomicU64::new(0)) {
-                return a;
-            }
+        if shm::is_initialized()
+            && let Some(a) = shm::alloc_static(AtomicU64::new(0))
+        {
+            return a;
         }
         Box::leak(Box::new(AtomicU64::new(0)))
     })

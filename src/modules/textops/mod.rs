@@ -257,6 +257,13 @@ fn pv_text(ctx: &mut Ctx, spec: &PvSpec) -> String {
     }
 }
 
+/// A header/URI parse failure: recorded on the message (error_route, `$err.*`) and as
+/// the last internal error (`sl_reply_error`), as OpenSER's parser does.
+fn record_error(msg: &mut SipMsg, e: crate::core::parser::ParseError) {
+    crate::modules::sl::set_prev_error(crate::core::msg::SipError::from_parse(&e));
+    msg.parse_error = Some(e);
+}
+
 fn rc(b: bool) -> i32 {
     if b { 1 } else { -1 }
 }
@@ -552,8 +559,13 @@ fn cmd_subst_user(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
     if !ctx.msg.is_request() {
         return -1;
     }
-    let Ok(uri) = ctx.msg.ruri_parsed() else {
-        return -1;
+    let uri = match ctx.msg.ruri_parsed() {
+        Ok(u) => u,
+        Err(e) => {
+            crate::log_err!("ERROR:textops:subst_user: cannot parse the R-URI\n");
+            record_error(ctx.msg, e);
+            return -1;
+        }
     };
     let mut pv = |spec: &PvSpec| pv_text(ctx, spec);
     match subst_user_uri(uri, s, &mut pv) {
@@ -640,6 +652,13 @@ fn cmd_has_body(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
         Some(FixedArg::Str(s)) => Some(s.as_str()),
         _ => None,
     };
+    if mime.is_some()
+        && let Err(e) = ctx.msg.content_type()
+    {
+        crate::log_err!("ERROR:textops:has_body: bad Content-Type header\n");
+        record_error(ctx.msg, e);
+        return -1;
+    }
     rc(has_body(ctx.msg, mime))
 }
 

@@ -87,12 +87,11 @@ pub fn find(p: &Pattern, s: &str, from: usize, end: usize) -> Option<Caps> {
     loop {
         let le = memchr::memchr(b'\n', &s.as_bytes()[ls..end]).map_or(end, |k| ls + k);
         let mid_line = ls > 0 && s.as_bytes()[ls - 1] != b'\n';
-        if !(mid_line && p.bol_anchored) {
-            if let Some(line) = s.get(ls..le) {
-                if let Some(c) = p.re.captures(line) {
-                    return Some(shift(c, ls));
-                }
-            }
+        if !(mid_line && p.bol_anchored)
+            && let Some(line) = s.get(ls..le)
+            && let Some(c) = p.re.captures(line)
+        {
+            return Some(shift(c, ls));
         }
         if le >= end {
             return None;

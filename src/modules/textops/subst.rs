@@ -159,10 +159,10 @@ impl Subst {
             match p {
                 ReplPart::Lit(l) => out.extend_from_slice(l),
                 ReplPart::Group(g) => {
-                    if let Some(Some((a, b))) = caps.get(*g) {
-                        if let Some(t) = text.get(*a..*b) {
-                            out.extend_from_slice(t);
-                        }
+                    if let Some(Some((a, b))) = caps.get(*g)
+                        && let Some(t) = text.get(*a..*b)
+                    {
+                        out.extend_from_slice(t);
                     }
                 }
                 ReplPart::Pv(spec) => out.extend_from_slice(pv(spec).as_bytes()),

@@ -1,5 +1,6 @@
 use super::*;
 use crate::core::parser::SipMsg;
+use crate::core::route::REQUEST_ROUTE;
 
 const INV: &str = "INVITE sip:alice@example.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\r\n\
@@ -143,4 +144,61 @@ fn date() {
         date_header(1_700_000_000),
         "Date: Tue, 14 Nov 2023 22:13:20 GMT\r\n"
     );
+}
+
+fn arg(s: &str) -> Arg {
+    Arg {
+        value: ArgValue::Str(s.into()),
+        span: Default::default(),
+    }
+}
+
+#[test]
+fn handlers_through_ctx() {
+    let mut m = msg();
+    let mut ctx = Ctx::new(&mut m, REQUEST_ROUTE);
+    let a = fix_fmt(&[arg("X-Call: $ci\r\n")]).unwrap();
+    assert_eq!(cmd_append_to_reply(&mut ctx, &a), 1);
+    assert_eq!(cmd_append_time(&mut ctx, &[]), 1);
+    let a = fix_subst(&[arg("/^sip:([a-z]+)@/sip:\\1.$fU@/")]).unwrap();
+    assert_eq!(cmd_subst_uri(&mut ctx, &a), 1);
+    assert_eq!(ctx.msg.ruri(), "sip:alice.bob@example.com");
+    let a = fix_subst(&[arg("/\\./-/g")]).unwrap();
+    assert_eq!(cmd_subst_user(&mut ctx, &a), 1);
+    assert_eq!(ctx.msg.ruri(), "sip:alice-bob@example.com");
+    let a = fix_fmt(&[arg("X-Orig: <"), arg(">\r\n")]).unwrap();
+    assert_eq!(cmd_append_urihf(&mut ctx, &a), 1);
+    let a = fix_subst(&[arg("/^(CSeq: [0-9]+) (.*)$/\\1 $rm-\\2/")]).unwrap();
+    assert_eq!(cmd_subst(&mut ctx, &a), 1);
+    let a = fix_re_str(&[arg("call-id"), arg("x")]).unwrap();
+    assert_eq!(cmd_search_append(&mut ctx, &a), 1);
+    let a = fix_str(&[arg("i")]).unwrap();
+    assert_eq!(cmd_is_present_hf(&mut ctx, &a), 1);
+    let a = fix_str(&[arg("X-Nothing")]).unwrap();
+    assert_eq!(cmd_remove_hf(&mut ctx, &a), -1);
+    let a = fix_method(&[arg("INVITE")]).unwrap();
+    assert_eq!(cmd_is_method(&mut ctx, &a), 1);
+    let a = fix_mime(&[arg("application/sdp")]).unwrap();
+    assert_eq!(cmd_has_body(&mut ctx, &a), 1);
+    let a = fix_privacy(&[arg("Header")]).unwrap();
+    assert_eq!(cmd_is_privacy(&mut ctx, &a), 1);
+    assert_eq!(ctx.msg.reply_lumps[0], "X-Call: abc@host\r\n");
+    assert!(ctx.msg.reply_lumps[1].starts_with("Date: "));
+    let o = out(ctx.msg);
+    assert!(
+        o.contains("X-Orig: <sip:alice-bob@example.com>\r\n\r\n"),
+        "{o}"
+    );
+    assert!(o.contains("CSeq: 1 INVITE-INVITE\r\n"), "{o}");
+    assert!(o.contains("Call-IDx: abc@host"), "{o}");
+}
+
+#[test]
+fn fixups_reject_bad_args() {
+    assert!(fix_re(&[arg("(")]).is_err());
+    assert!(fix_subst(&[arg("/a/b")]).is_err());
+    assert!(fix_hf(&[arg("X: 1"), arg("Bad Name")]).is_err());
+    assert!(fix_method(&[arg("")]).is_err());
+    assert!(fix_mime(&[arg("text")]).is_err());
+    assert!(fix_privacy(&[arg("nope")]).is_err());
 }

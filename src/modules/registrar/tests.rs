@@ -549,7 +549,10 @@ fn cmd_lookup_sets_ruri_dst_and_branches() {
     assert_eq!(ctx.branches.len(), 1);
     assert_eq!(ctx.branches[0].uri, "sip:zed@10.0.0.1");
     assert_eq!(ctx.branches[0].q, 20);
-    assert_eq!(ctx.branches[0].dst_uri.as_deref(), Some("sip:198.51.100.7:5070"));
+    assert_eq!(
+        ctx.branches[0].dst_uri.as_deref(),
+        Some("sip:198.51.100.7:5070")
+    );
     drop(ctx);
     assert_eq!(m.new_uri.as_deref(), Some("sip:zed@10.0.0.2"));
     assert_eq!(m.dst_uri.as_deref(), Some("sip:198.51.100.7:5070"));

@@ -10,8 +10,11 @@
 //!   / −3 error.
 //! * `registered("table")` (REQUEST, FAILURE): 1 if the AOR has a valid binding, −1.
 //!
-//! Parameters accepted but without effect (no TCP connection reuse / DB layer yet):
-//! `tcp_persistent_flag`, `sock_hdr_name`, `use_domain` is taken from usrloc as in 1.2.
+//! * `add_sock_hdr("name")` (REQUEST): add `name: proto:ip:port` (receiving socket);
+//!   with `sock_flag` set, `save()` stores the socket from header `sock_hdr_name`.
+//!
+//! `use_domain` is taken from usrloc, as in 1.2. Accepted without effect (no TCP
+//! connection reuse yet): `tcp_persistent_flag`.
 //! Replies are stateless (module sl's `sl_reply`; sl and usrloc must be loaded).
 
 pub mod lookup;
@@ -352,6 +355,14 @@ static CMDS: &[CmdExport] = &[
         routes: REQUEST_ROUTE | FAILURE_ROUTE,
     },
     CmdExport {
+        name: "add_sock_hdr",
+        min_args: 1,
+        max_args: 1,
+        fixup: None,
+        handler: cmd_add_sock_hdr,
+        routes: REQUEST_ROUTE,
+    },
+    CmdExport {
         name: "registered",
         min_args: 1,
         max_args: 1,
@@ -553,6 +564,7 @@ fn cmd_save(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
             received: avp_text(ctx, &p.received_avp),
             aor: avp_text(ctx, &p.aor_avp),
             bflags: ctx.ruri_bflags,
+            socket: sock_from_hdr(ctx, p),
         };
         let now = now();
         let res = save::save(ctx.msg, dom, p, &inp, now);
@@ -577,6 +589,30 @@ fn cmd_save(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
         }
         rc
     })
+}
+
+/// `sock_flag`: with that script flag set, the socket to store comes from header
+/// `sock_hdr_name` (`proto:ip:port`, as `add_sock_hdr()` writes it on a front proxy).
+fn sock_from_hdr(ctx: &Ctx, p: &RegParams) -> Option<String> {
+    let bit = u32::try_from(p.sock_flag).ok().filter(|b| *b < 32)?;
+    if ctx.sflags & (1 << bit) == 0 || p.sock_hdr_name.is_empty() {
+        return None;
+    }
+    let v = ctx.msg.header(&p.sock_hdr_name)?.trim();
+    (!v.is_empty() && v.len() <= 128).then(|| v.to_owned())
+}
+
+/// `add_sock_hdr("name")`: add header `name: proto:ip:port` of the receiving socket.
+fn cmd_add_sock_hdr(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    let Some(name) = args.first().map(|a| ctx.arg_str(a)) else {
+        return -1;
+    };
+    let sock = save::socket_text(ctx.msg);
+    if name.is_empty() || sock.is_empty() {
+        return -1;
+    }
+    ctx.msg.add_header_after_last(&format!("{name}: {sock}"));
+    1
 }
 
 /// The listen socket index for a stored `proto:ip:port` text.

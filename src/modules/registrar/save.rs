@@ -110,6 +110,9 @@ pub struct SaveInput {
     pub aor: Option<String>,
     /// Branch-0 flags of the REGISTER (stored as the contacts' `cflags`).
     pub bflags: u32,
+    /// Socket text to store instead of the receiving socket (`sock_flag` set and the
+    /// `sock_hdr_name` header present).
+    pub socket: Option<String>,
 }
 
 /// Outcome of a successful `save()`.
@@ -365,7 +368,7 @@ fn parse_register(msg: &SipMsg, p: &RegParams, inp: &SaveInput) -> Result<Parsed
         path_received,
         path_echo,
         methods: allowed_methods(msg),
-        socket: socket_text(msg),
+        socket: inp.socket.clone().unwrap_or_else(|| socket_text(msg)),
     })
 }
 

@@ -561,3 +561,41 @@ fn cmd_lookup_sets_ruri_dst_and_branches() {
     assert_eq!(cmd_lookup(&mut ctx, &args), -1);
     assert_eq!(cmd_registered(&mut ctx, &args), -1);
 }
+
+#[test]
+fn cmd_save_rc_stats_and_sock_flag() {
+    dom("t_cmd");
+    let _ = STATS.set(RegStats {
+        accepted: crate::core::stats::register("registrar", "accepted_regs", 0),
+        rejected: crate::core::stats::register("registrar", "rejected_regs", 0),
+    });
+    let st = STATS.get().unwrap();
+    let (a0, r0) = (st.accepted.get(), st.rejected.get());
+    let args = fixup_save(&[sarg("t_cmd"), sarg("2")]).unwrap();
+    // Success: rc 1, no reply sent (flag 0x02), accepted_regs++.
+    let mut m = reg(
+        "sip:cmd@x",
+        "k",
+        1,
+        "Contact: <sip:cmd@1.1.1.1>\r\nX-Sock: udp:10.9.9.9:5062\r\n",
+    );
+    let mut ctx = Ctx::new(&mut m, crate::core::route::REQUEST_ROUTE);
+    update_params(|p| {
+        p.sock_flag = 3;
+        p.sock_hdr_name = "X-Sock".into();
+    });
+    ctx.sflags = 1 << 3;
+    assert_eq!(cmd_save(&mut ctx, &args), 1);
+    update_params(|p| *p = RegParams::default());
+    let c = crate::modules::usrloc::find_domain("t_cmd")
+        .unwrap()
+        .get_contacts(b"cmd")
+        .unwrap();
+    assert_eq!(c[0].socket, "udp:10.9.9.9:5062");
+    // Error: rc 0 (script stops) even without a reply, rejected_regs++.
+    let mut m = reg("sip:cmd@x", "k", 1, "Contact: *\r\n");
+    let mut ctx = Ctx::new(&mut m, crate::core::route::REQUEST_ROUTE);
+    assert_eq!(cmd_save(&mut ctx, &args), 0);
+    assert!(st.accepted.get() > a0);
+    assert!(st.rejected.get() > r0);
+}

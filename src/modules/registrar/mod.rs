@@ -8,7 +8,9 @@
 //!   an error, whether or not the error reply was sent.
 //! * `lookup("table")` (REQUEST, FAILURE): rc 1 / −1 no record / −2 no usable contact
 //!   / −3 error.
-//! * `registered("table")` (REQUEST, FAILURE): 1 if the AOR has a valid binding, −1.
+//! * `registered("table")` (REQUEST, FAILURE): 1 if the R-URI's AOR has a valid
+//!   (unexpired) binding, else −1 (1.2 answers 1 for any existing record; records
+//!   whose contacts all expired only linger until the next usrloc timer run).
 //!
 //! * `add_sock_hdr("name")` (REQUEST): add `name: proto:ip:port` (receiving socket);
 //!   with `sock_flag` set, `save()` stores the socket from header `sock_hdr_name`.

@@ -21,6 +21,9 @@
 //! [`UsrlocParams::case_sensitive`] is set (OpenSER's registrar lowercases the AOR
 //! unless its `case_sensitive` is set; here the table itself honours it). Contact
 //! URIs and Call-IDs are compared byte for byte, as in OpenSER.
+//!
+//! The module descriptor (`modparam`s, the expiry timer, statistics) is in
+//! [`module`]; `db_mode` other than 0 is refused at start-up until the DB layer exists.
 
 use std::fmt;
 use std::sync::{Mutex, RwLock};

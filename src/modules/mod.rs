@@ -1,5 +1,6 @@
 //! Built-in modules. `loadmodule "x.so"` selects module `x` from this registry.
 pub mod maxfwd;
+pub mod mi_fifo;
 pub mod registrar;
 pub mod rr;
 pub mod sl;
@@ -18,6 +19,7 @@ pub static REGISTRY: &[&ModuleExports] = &[
     &xlog::EXPORTS,
     &tm::EXPORTS,
     &rr::EXPORTS,
+    &mi_fifo::EXPORTS,
     &usrloc::EXPORTS,
     &registrar::EXPORTS,
 ];

@@ -29,8 +29,12 @@ fn children_count_from_command_line_overrides_config() {
 fn no_fork_serves_first_socket_only() {
     let p1 = free_udp_port();
     let p2 = free_udp_port();
-    let cfg = format!("listen=udp:127.0.0.1:{p1}\nlisten=udp:127.0.0.1:{p2}\n");
-    let mut s = Server::start_on(p1, &cfg, &["-D", "-E", "-dd"]);
+    let cfg = format!(
+        "listen=udp:127.0.0.1:{p1}\nlisten=udp:127.0.0.1:{p2}\n\
+         loadmodule \"sl.so\"\nloadmodule \"xlog.so\"\n\
+         route {{ xlog(\"L_ERR\", \"served-by=$pp\\n\"); sl_send_reply(\"200\", \"OK\"); }}\n"
+    );
+    let mut s = Server::start_on(p1, &cfg, &["-D", "-E"]);
     // Only the timer is forked; the attendant itself receives.
     assert_eq!(children_of(s.pid()).len(), 1, "{}", s.log());
     assert!(
@@ -39,20 +43,28 @@ fn no_fork_serves_first_socket_only() {
         s.log()
     );
     let c = Client::new();
-    c.send(s.addr(), "OPTIONS sip:a@127.0.0.1 SIP/2.0\r\n\r\n");
+    c.send(
+        s.addr(),
+        &request("OPTIONS", "sip:a@127.0.0.1", c.port(), "nofork1", 1, ""),
+    );
+    let (reply, _) = c.recv().expect("no reply from the stand-alone receiver");
+    assert!(reply.starts_with("SIP/2.0 200 OK"), "{reply}");
     assert!(
-        s.wait_log("bytes from 127.0.0.1", Duration::from_secs(3)),
+        s.wait_log("served-by=", Duration::from_secs(3)),
         "{}",
         s.log()
     );
-    let line = s
-        .log()
-        .lines()
-        .find(|l| l.contains("bytes from 127.0.0.1"))
-        .unwrap()
-        .to_string();
-    // Received by the attendant (process index 0).
-    assert!(line.starts_with(&format!(" 0({})", s.pid())), "{line}");
+    assert!(
+        s.log().contains(&format!("served-by={}", s.pid())),
+        "{}",
+        s.log()
+    );
+    // The second socket is not served.
+    c.send(
+        std::net::SocketAddr::from(([127, 0, 0, 1], p2)),
+        &request("OPTIONS", "sip:a@127.0.0.1", c.port(), "nofork2", 1, ""),
+    );
+    assert!(c.recv_timeout(Duration::from_millis(500)).is_none());
     assert!(s.stop().success());
 }
 

@@ -641,21 +641,43 @@ fn compare(ctx: &mut Ctx, op: CmpOp, l: &CExpr, r: &CExpr, re: Option<&Regex>) -
             | Keyword::FromUri
             | Keyword::ToUri),
         ) => {
-            let subject = match kw_value(ctx, *k) {
-                PvValue::Str(s) => s,
-                _ => return Tri::Err,
-            };
             if !matches!(op, CmpOp::Eq | CmpOp::Ne | CmpOp::Match) {
                 crate::log_crit!("BUG: comp_str: unknown op {op:?}\n");
                 return Tri::Err;
             }
+            // fast paths without copying the subject
             if let CExpr::Kw(Keyword::Myself) = r {
                 if *k == Keyword::Method || op == CmpOp::Match {
                     return Tri::Err;
                 }
-                let me = uri_is_myself(&subject);
+                let me = if *k == Keyword::Uri && ctx.msg.new_uri.is_none() && ctx.msg.is_request()
+                {
+                    match ctx.msg.orig_ruri_parsed() {
+                        Ok(u) => crate::core::transport::socket::is_myself(
+                            u.host_unbracketed(),
+                            u.port.unwrap_or(0),
+                        ),
+                        Err(_) => false,
+                    }
+                } else {
+                    match kw_value(ctx, *k) {
+                        PvValue::Str(s) => uri_is_myself(&s),
+                        _ => return Tri::Err,
+                    }
+                };
                 return bool_tri(if op == CmpOp::Eq { me } else { !me });
             }
+            if *k == Keyword::Method
+                && op != CmpOp::Match
+                && let CExpr::Val(PvValue::Str(c)) = r
+            {
+                let eq = str_eq(ctx.msg.method_str(), c);
+                return bool_tri(if op == CmpOp::Eq { eq } else { !eq });
+            }
+            let subject = match kw_value(ctx, *k) {
+                PvValue::Str(s) => s,
+                _ => return Tri::Err,
+            };
             if op == CmpOp::Match {
                 return regex_tri(ctx, op, &subject, r, re);
             }

@@ -363,6 +363,9 @@ fn get_raw(ctx: &mut Ctx, spec: &PvSpec) -> PvValue {
                 },
                 _ => return PvValue::Null,
             };
+            if matches!(spec.index, None | Some(PvIndex::Int(0))) {
+                return opt(ctx.msg.header(&hname).map(str::trim));
+            }
             let idx = index_of(ctx, &spec.index);
             let all = ctx.msg.headers_by_name(&hname);
             match idx {

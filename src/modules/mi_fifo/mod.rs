@@ -92,12 +92,30 @@ fn set_reply_indent(v: &ModParamValue) -> Result<(), String> {
 }
 
 static PARAMS_EXPORTS: &[ParamExport] = &[
-    ParamExport { name: "fifo_name", set: set_fifo_name },
-    ParamExport { name: "fifo_mode", set: set_fifo_mode },
-    ParamExport { name: "fifo_user", set: set_fifo_user },
-    ParamExport { name: "fifo_group", set: set_fifo_group },
-    ParamExport { name: "reply_dir", set: set_reply_dir },
-    ParamExport { name: "reply_indent", set: set_reply_indent },
+    ParamExport {
+        name: "fifo_name",
+        set: set_fifo_name,
+    },
+    ParamExport {
+        name: "fifo_mode",
+        set: set_fifo_mode,
+    },
+    ParamExport {
+        name: "fifo_user",
+        set: set_fifo_user,
+    },
+    ParamExport {
+        name: "fifo_group",
+        set: set_fifo_group,
+    },
+    ParamExport {
+        name: "reply_dir",
+        set: set_reply_dir,
+    },
+    ParamExport {
+        name: "reply_indent",
+        set: set_reply_indent,
+    },
 ];
 
 /// Indentation of reply children: "\t" unless set (an explicitly empty value means
@@ -119,15 +137,22 @@ fn mod_init() -> Result<(), String> {
     };
     match std::fs::metadata(&p.reply_dir) {
         Ok(m) if m.is_dir() => {}
-        _ => return Err(format!("mi_fifo: reply_dir {} is not a directory", p.reply_dir)),
+        _ => {
+            return Err(format!(
+                "mi_fifo: reply_dir {} is not a directory",
+                p.reply_dir
+            ));
+        }
     }
     if let Ok(m) = std::fs::symlink_metadata(&name) {
         if m.file_type().is_dir() {
             return Err(format!("mi_fifo: {name} is a directory"));
         }
-        std::fs::remove_file(&name).map_err(|e| format!("mi_fifo: cannot remove old {name}: {e}"))?;
+        std::fs::remove_file(&name)
+            .map_err(|e| format!("mi_fifo: cannot remove old {name}: {e}"))?;
     }
-    sys::mkfifo(&name, p.fifo_mode).map_err(|e| format!("mi_fifo: cannot create fifo {name}: {e}"))?;
+    sys::mkfifo(&name, p.fifo_mode)
+        .map_err(|e| format!("mi_fifo: cannot create fifo {name}: {e}"))?;
     std::fs::set_permissions(&name, std::fs::Permissions::from_mode(p.fifo_mode))
         .map_err(|e| format!("mi_fifo: cannot chmod {name}: {e}"))?;
     if p.fifo_user.is_some() || p.fifo_group.is_some() {
@@ -205,12 +230,18 @@ fn write_reply(dir: &str, name: &str, text: &str) {
     let path = format!("{dir}{name}");
     let mut file = None;
     for _ in 0..5 {
-        match std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&path) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+        {
             Ok(f) => {
                 file = Some(f);
                 break;
             }
-            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => std::thread::sleep(Duration::from_millis(80)),
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                std::thread::sleep(Duration::from_millis(80))
+            }
             Err(e) => {
                 crate::log_err!("ERROR:mi_fifo:write_reply: cannot open reply fifo {path}: {e}");
                 return;
@@ -265,7 +296,11 @@ fn fifo_process() -> ! {
     let indent = indent(&p);
     let name = p.fifo_name.clone().unwrap_or_default();
     // Opened read-write so that the FIFO never reports end-of-file between clients.
-    let mut f = match std::fs::OpenOptions::new().read(true).write(true).open(&name) {
+    let mut f = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&name)
+    {
         Ok(f) => f,
         Err(e) => {
             crate::log_crit!("CRITICAL:mi_fifo: cannot open {name}: {e}");
@@ -307,7 +342,10 @@ mod tests {
         let reqs = take_requests(&mut p);
         assert_eq!(reqs.len(), 2);
         assert_eq!(reqs[0], vec![":ps:r1".to_string()]);
-        assert_eq!(reqs[1], vec![":get_statistics:r2", "core:", "\"a", "", "b\""]);
+        assert_eq!(
+            reqs[1],
+            vec![":get_statistics:r2", "core:", "\"a", "", "b\""]
+        );
         assert_eq!(p, b":partial:r3\nx\n".to_vec());
     }
 }

@@ -23,7 +23,10 @@ mkdir -p "$OUT"
 # (The receiving process on 5060 is found by port; children dump the shared heap too.)
 export STATS_CMD=${STATS_CMD:-"p=\$(ss -Hlunp 'sport = :5060' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2); [ -n \"\$p\" ] && kill -USR1 \$p; sleep 0.3"}
 echo "== openser-rs (tm) ==" >&2
-"$PAIR" "$BIN -DD -E -f $ROOT/bench/tm_stateful.cfg" stateful | sed 's/^/openser-rs /'
+# shm: ~3.5 KiB per transaction, 2 transactions per call held for wt_timer (5 s) after
+# completion: ~35 KiB per cps, plus the 1 MiB hash table.
+SHM_MB=${SHM_MB:-512}
+"$PAIR" "$BIN -DD -E -m $SHM_MB -f $ROOT/bench/tm_stateful.cfg" stateful | sed 's/^/openser-rs /'
 if [ "${KAMAILIO:-0}" = 1 ] && command -v kamailio >/dev/null; then
 	echo "== kamailio ==" >&2
 	OUT=$OUT/kamailio "$PAIR" "kamailio -DD -E -m 1536 -f $BENCHDIR/kamailio-stateful.cfg" stateful | sed 's/^/kamailio   /'

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use crate::core::cfg::ast::RouteKind;
-use crate::core::msg::{build_request, reply_destination};
+use crate::core::msg::{build_local_reply, build_request, reply_destination};
 use crate::core::parser::{Method, Proto, SipMsg};
 use crate::core::route;
 use crate::core::script::{Ctx, run_route};
@@ -351,7 +351,24 @@ pub fn t_relay(ctx: &mut Ctx, fixed: Option<SocketAddr>, flags: i64) -> i32 {
         match new_tran(ctx.msg) {
             NewTran::New(c) => c,
             NewTran::Retrans(_) => return 0,
-            NewTran::Err => return -1,
+            NewTran::Err => {
+                if flags & 2 != 0 {
+                    return -1;
+                }
+                // No transaction (shm exhausted or broken headers): answer statelessly.
+                if let Ok(b) = build_local_reply(
+                    ctx.msg,
+                    500,
+                    "Server Internal Error (TM)",
+                    None,
+                    &[],
+                    b"",
+                    None,
+                ) {
+                    let _ = crate::core::transport::forward::send_reply(ctx.msg, &b);
+                }
+                return 0;
+            }
         }
     };
     if ctx.route_type == route::REQUEST_ROUTE && c.is_invite && flags & 1 == 0 {

@@ -313,3 +313,132 @@ fn lookup_t_relay_forks_to_all_contacts() {
     }
     assert!(s.stop().success());
 }
+
+/// One MI request through the FIFO (`{DIR}/openser_fifo`), reply text.
+fn mi(dir: &std::path::Path, cmd: &str, args: &[&str]) -> String {
+    use std::io::{Read, Write};
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "reg_reply_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    let reply = dir.join(&name);
+    let st = std::process::Command::new("mkfifo")
+        .arg(&reply)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut req = format!(":{cmd}:{name}\n");
+    for a in args {
+        req.push_str(a);
+        req.push('\n');
+    }
+    req.push('\n');
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("openser_fifo"))
+        .unwrap()
+        .write_all(req.as_bytes())
+        .unwrap();
+    let mut out = String::new();
+    std::fs::File::open(&reply)
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let _ = std::fs::remove_file(&reply);
+    out
+}
+
+#[test]
+fn statistics_and_usrloc_mi_commands() {
+    let p = "loadmodule \"mi_fifo.so\"\n\
+             modparam(\"mi_fifo\", \"fifo_name\", \"{DIR}/openser_fifo\")\n\
+             modparam(\"mi_fifo\", \"reply_dir\", \"{DIR}/\")\n\
+             modparam(\"usrloc\", \"timer_interval\", 1)\n\
+             modparam(\"registrar\", \"min_expires\", 1)\n\
+             modparam(\"registrar\", \"max_expires\", 7200)";
+    let mut s = Server::start(&cfg(p), &[]);
+    let dir = s.dir.path().to_path_buf();
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while !dir.join("openser_fifo").exists() && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let c = Client::new();
+    let two = "Contact: <sip:fay@192.0.2.1>;q=0.5, <sip:fay@192.0.2.2>;expires=1\r\n";
+    assert_eq!(code(&register(&s, &c, "fay", "st1", 1, two)), 200);
+    assert_eq!(code(&register(&s, &c, "fay", "st1", 0, two)), 400);
+    let st = mi(&dir, "get_statistics", &["registrar:", "usrloc:"]);
+    for want in [
+        "registrar:accepted_regs = 1",
+        "registrar:rejected_regs = 1",
+        "registrar:max_expires = 7200",
+        "registrar:default_expire = 3600",
+        "registrar:max_contacts = 0",
+        "usrloc:registered_users = 1",
+        "usrloc:location-users = 1",
+        "usrloc:location-contacts = 2",
+    ] {
+        assert!(st.contains(want), "missing {want}:\n{st}");
+    }
+    let dump = mi(&dir, "ul_dump", &[]);
+    assert!(dump.starts_with("200 OK\n"), "{dump}");
+    assert!(
+        dump.contains("Domain:: location table=512 records=1"),
+        "{dump}"
+    );
+    assert!(dump.contains("AOR:: fay"), "{dump}");
+    assert!(
+        dump.contains("Contact:: sip:fay@192.0.2.1 Q=0.50"),
+        "{dump}"
+    );
+    let show = mi(&dir, "ul_show_contact", &["location", "fay"]);
+    assert!(
+        show.contains("Contact:: <sip:fay@192.0.2.1>;q=0.50;expires="),
+        "{show}"
+    );
+    // The timer removes the 1 s contact.
+    std::thread::sleep(Duration::from_millis(2500));
+    let st = mi(&dir, "get_statistics", &["usrloc:"]);
+    assert!(st.contains("usrloc:location-contacts = 1"), "{st}");
+    assert!(st.contains("usrloc:location-expires = 1"), "{st}");
+    // ul_add / ul_rm_contact / ul_rm.
+    let r = mi(
+        &dir,
+        "ul_add",
+        &[
+            "location",
+            "gus",
+            "sip:gus@192.0.2.9",
+            "0",
+            "1",
+            "0",
+            "0",
+            "0",
+            "0",
+        ],
+    );
+    assert!(r.starts_with("200"), "{r}");
+    assert_eq!(code(&register(&s, &c, "gus", "st2", 1, "")), 200);
+    let q = register(&s, &c, "gus", "st2", 2, "");
+    assert_eq!(
+        header(&q, "Contact"),
+        Some("<sip:gus@192.0.2.9>;q=1;expires=0"),
+        "{q}"
+    );
+    assert!(mi(&dir, "ul_rm_contact", &["location", "gus", "sip:x@y"]).starts_with("404"));
+    assert!(
+        mi(
+            &dir,
+            "ul_rm_contact",
+            &["location", "gus", "sip:gus@192.0.2.9"]
+        )
+        .starts_with("200")
+    );
+    assert!(mi(&dir, "ul_rm", &["location", "fay"]).starts_with("200"));
+    assert!(mi(&dir, "ul_show_contact", &["location", "fay"]).starts_with("404"));
+    assert!(mi(&dir, "ul_rm", &["nosuch", "fay"]).starts_with("404 Table not found"));
+    let st = mi(&dir, "get_statistics", &["usrloc:registered_users"]);
+    assert!(st.contains("usrloc:registered_users = 0"), "{st}");
+    assert!(s.stop().success());
+}

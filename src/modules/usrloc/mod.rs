@@ -29,6 +29,7 @@ use std::fmt;
 use std::sync::{Mutex, RwLock};
 
 mod hslot;
+pub mod mi;
 pub mod module;
 mod shmref;
 mod ucontact;

@@ -229,6 +229,7 @@ fn mod_init() -> Result<(), String> {
     let _ = ColumnNames::default(); // column names are kept for the DB layer
     crate::core::process::timer::register_timer("usrloc", p.timer_interval.max(1), ul_timer);
     stats::register_func("usrloc", "registered_users", super::registered_users);
+    super::mi::register();
     Ok(())
 }
 

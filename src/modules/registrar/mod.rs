@@ -677,7 +677,10 @@ fn cmd_lookup(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
             // 1.2's path vector: the Path becomes the Route set of the request.
             ctx.msg.add_header_before_first(&format!("Route: {path}"));
         }
-        ctx.msg.dst_uri = b.dst_uri;
+        // As in 1.2, a dst URI is only set (never cleared) by lookup.
+        if b.dst_uri.is_some() {
+            ctx.msg.dst_uri = b.dst_uri;
+        }
         if b.force_send_sock.is_some() {
             ctx.msg.force_send_sock = b.force_send_sock;
         }

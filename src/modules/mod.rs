@@ -1,8 +1,11 @@
 //! Built-in modules. `loadmodule "x.so"` selects module `x` from this registry.
 pub mod maxfwd;
 pub mod mi_fifo;
+pub mod registrar;
+pub mod rr;
 pub mod sl;
 pub mod textops;
+pub mod tm;
 pub mod usrloc;
 pub mod xlog;
 
@@ -14,5 +17,9 @@ pub static REGISTRY: &[&ModuleExports] = &[
     &maxfwd::EXPORTS,
     &textops::EXPORTS,
     &xlog::EXPORTS,
+    &tm::EXPORTS,
+    &rr::EXPORTS,
+    &usrloc::EXPORTS,
+    &registrar::EXPORTS,
     &mi_fifo::EXPORTS,
 ];

@@ -1,3 +1,6 @@
+mod mi;
 mod mods;
 mod process;
+mod registrar;
 mod script;
+mod tm;

@@ -1,0 +1,527 @@
+//! The transaction table in shm: 65536 entries with a lock each, cells with the cloned
+//! request, up to 12 UAC branches and the UAS state, and the timer list.
+//!
+//! Lock order: hash entry lock -> cell reply lock -> timer list lock (a leaf).
+
+use std::cell::UnsafeCell;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use shm::{FastLock, FastLockGuard, ShmPtr, ShmSafe, ShmStr};
+
+pub use super::shmref::CellRef;
+use super::shmref::{cell_locked, hash_links, set_hash_links, set_timer_links, timer_links};
+
+/// Hash table size (OpenSER's TABLE_ENTRIES).
+pub const TABLE_ENTRIES: usize = 65536;
+/// Maximum number of UAC branches per transaction (OpenSER's MAX_BRANCHES).
+pub const MAX_BRANCHES: usize = 12;
+
+/// One hash entry: lock, chain head, next label.
+#[repr(C)]
+pub struct Entry {
+    pub lock: FastLock,
+    pub(super) head_cell: UnsafeCell<ShmPtr<Cell>>,
+    pub next_label: AtomicU32,
+}
+// SAFETY: #[repr(C)] of a FastLock, a shm pointer (in an UnsafeCell) and an atomic.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for Entry {}
+
+/// The list of all live cells, walked by the timer process.
+#[repr(C)]
+pub struct TimerList {
+    pub lock: FastLock,
+    pub(super) head_cell: UnsafeCell<ShmPtr<Cell>>,
+}
+// SAFETY: #[repr(C)] of a FastLock and a shm pointer in an UnsafeCell.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for TimerList {}
+
+/// Doubly linked list links.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Links {
+    pub next: ShmPtr<Cell>,
+    pub prev: ShmPtr<Cell>,
+}
+
+/// A span into the cloned request.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct KSpan {
+    pub off: u32,
+    pub len: u32,
+}
+
+impl KSpan {
+    pub fn of<'a>(&self, b: &'a [u8]) -> &'a [u8] {
+        b.get(self.off as usize..(self.off + self.len) as usize)
+            .unwrap_or(&[])
+    }
+}
+
+/// A socket address as plain data.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct Addr {
+    pub family: u8,
+    pub port: u16,
+    pub ip: [u8; 16],
+}
+
+impl Addr {
+    pub fn from_sa(a: SocketAddr) -> Addr {
+        match a.ip() {
+            IpAddr::V4(v) => {
+                let mut ip = [0u8; 16];
+                ip[..4].copy_from_slice(&v.octets());
+                Addr {
+                    family: 4,
+                    port: a.port(),
+                    ip,
+                }
+            }
+            IpAddr::V6(v) => Addr {
+                family: 6,
+                port: a.port(),
+                ip: v.octets(),
+            },
+        }
+    }
+    pub fn to_sa(self) -> Option<SocketAddr> {
+        match self.family {
+            4 => Some(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(
+                    self.ip[0], self.ip[1], self.ip[2], self.ip[3],
+                )),
+                self.port,
+            )),
+            6 => Some(SocketAddr::new(
+                IpAddr::V6(Ipv6Addr::from(self.ip)),
+                self.port,
+            )),
+            _ => None,
+        }
+    }
+}
+
+// Branch flags.
+pub const B_PROVISIONAL: u16 = 1; // got a 1xx
+pub const B_FINAL: u16 = 2; // got (or generated) a final reply
+pub const B_CANCEL_SENT: u16 = 4;
+pub const B_LOCAL_REPLY: u16 = 8; // final reply generated locally (timeout)
+pub const B_CANCEL_PENDING: u16 = 16; // cancel wanted before a 1xx arrived
+
+/// One UAC branch.
+#[repr(C)]
+#[derive(Default)]
+pub struct UacBranch {
+    /// The outgoing request as sent.
+    pub request: ShmStr,
+    /// The branch's R-URI (what failure_route sees).
+    pub uri: ShmStr,
+    /// Stored final negative reply (for selection and 401/407 aggregation).
+    pub reply: ShmStr,
+    pub dst: Addr,
+    pub sock: u32,
+    pub last_code: u16,
+    pub flags: u16,
+    /// Retransmission: next send time and current interval (ms); 0 = off.
+    pub retr_at: u64,
+    pub retr_iv: u32,
+    /// Final-response timeout (ms timestamp), 0 = off.
+    pub fr_at: u64,
+}
+
+// Transaction flags.
+pub const T_INVITE: u32 = 1;
+pub const T_CANCELED: u32 = 2;
+pub const T_COMPLETED: u32 = 4; // final reply sent upstream
+pub const T_ACKED: u32 = 8;
+pub const T_NOISY_CTIMER: u32 = 16;
+pub const T_LOCAL: u32 = 32; // t_replicate: replies are not relayed
+pub const T_NO_NEG_REPLY: u32 = 64;
+pub const T_DELETE: u32 = 128; // wait timer expired, awaiting free
+pub const T_IN_FAILURE: u32 = 256;
+pub const T_UAS_LOCAL_LAST: u32 = 512; // last UAS reply generated locally
+pub const T_ALL_LOCAL: u32 = 1024; // every UAS reply so far local
+pub const T_UDP: u32 = 2048; // request came over UDP
+pub const T_ON_FAIL_RAN: u32 = 4096;
+
+/// The mutable transaction state (under the cell's reply lock).
+#[repr(C)]
+#[derive(Default)]
+pub struct CellState {
+    pub flags: u32,
+    pub uas_status: u16,
+    /// Last reply sent upstream (for retransmissions).
+    pub uas_reply: ShmStr,
+    /// To-tag of the last final reply sent upstream (ACK matching).
+    pub uas_totag: ShmStr,
+    /// Retransmission of a final negative reply to an INVITE over UDP until the ACK.
+    pub uas_retr_at: u64,
+    pub uas_retr_iv: u32,
+    pub nr_branches: u32,
+    pub branches: [UacBranch; MAX_BRANCHES],
+    /// Route indexes + 1 (0 = none).
+    pub on_failure: u32,
+    pub on_reply: u32,
+    pub on_branch: u32,
+    pub msg_flags: u32,
+    /// Serialized AVPs.
+    pub avps: ShmStr,
+    /// Wait-state end (ms), 0 = not in wait state.
+    pub wait_at: u64,
+    /// Per-transaction timers (ms).
+    pub fr_ms: u32,
+    pub fr_inv_ms: u32,
+    /// Where replies go upstream, and from which socket.
+    pub uas_dst: Addr,
+    pub uas_sock: u32,
+}
+
+/// Receive information of the request, fixed at creation.
+#[derive(Clone, Copy, Default)]
+pub struct CellInit {
+    pub rcv_src: Addr,
+    pub rcv_dst: Addr,
+    pub rcv_sock: u32,
+    pub rcv_proto: u8,
+}
+
+impl CellState {
+    /// Free everything the state owns.
+    pub(super) fn free_all(&mut self) {
+        std::mem::take(&mut self.uas_reply).free();
+        std::mem::take(&mut self.uas_totag).free();
+        std::mem::take(&mut self.avps).free();
+        for b in self.branches.iter_mut() {
+            std::mem::take(&mut b.request).free();
+            std::mem::take(&mut b.uri).free();
+            std::mem::take(&mut b.reply).free();
+        }
+    }
+}
+
+/// Matching key (spans into `Cell::request`).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Key {
+    pub method: KSpan,
+    pub ruri: KSpan,
+    pub via_branch: KSpan,
+    pub via_host: KSpan,
+    pub via_port: u16,
+    pub from_tag: KSpan,
+    pub to_tag: KSpan,
+    pub callid: KSpan,
+    pub cseq_num: KSpan,
+    pub via1: KSpan,
+}
+
+/// A transaction.
+#[repr(C)]
+pub struct Cell {
+    pub(super) hash_links: UnsafeCell<Links>,
+    pub(super) timer_links: UnsafeCell<Links>,
+    pub ref_count: AtomicU32,
+    /// Earliest timer deadline (ms), u64::MAX = none: lets the timer skip idle cells.
+    pub next_due: AtomicU64,
+    pub hash_index: u32,
+    pub label: u32,
+    /// The request as received (cloned once).
+    pub request: ShmStr,
+    pub key: Key,
+    pub rcv_src: Addr,
+    pub rcv_dst: Addr,
+    pub rcv_sock: u32,
+    pub rcv_proto: u8,
+    pub is_invite: bool,
+    pub reply_lock: FastLock,
+    pub(super) st: UnsafeCell<CellState>,
+}
+// SAFETY: #[repr(C)]; only shm pointers/strings, atomics, a FastLock and plain data
+// (in UnsafeCells where mutable).
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for Cell {}
+// SAFETY: as above.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for CellState {}
+// SAFETY: as above.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for UacBranch {}
+// SAFETY: plain data.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for Key {}
+// SAFETY: plain data.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for KSpan {}
+// SAFETY: plain data.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for Addr {}
+// SAFETY: two shm pointers.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for Links {}
+
+impl Cell {
+    pub fn req(&self) -> &[u8] {
+        self.request.as_bytes()
+    }
+    pub fn k(&self, s: KSpan) -> &[u8] {
+        s.of(self.request.as_bytes())
+    }
+    pub fn lock_state(&self) -> FastLockGuard<'_> {
+        self.reply_lock.lock()
+    }
+    /// Lower `next_due` to `t` if earlier.
+    pub fn due(&self, t: u64) {
+        self.next_due.fetch_min(t, Ordering::AcqRel);
+    }
+}
+
+struct Table {
+    entries: &'static [Entry],
+    timers: &'static TimerList,
+}
+
+static TABLE: OnceLock<Table> = OnceLock::new();
+
+/// Allocate the table (attendant, mod_init).
+pub fn init_table() -> Result<(), String> {
+    if TABLE.get().is_some() {
+        return Ok(());
+    }
+    let entries = shm::alloc_static_slice_with(TABLE_ENTRIES, |i| Entry {
+        lock: FastLock::new(),
+        head_cell: UnsafeCell::new(ShmPtr::null()),
+        // Start labels at a per-entry pseudo-random point (as OpenSER's rand()).
+        next_label: AtomicU32::new((i as u32).wrapping_mul(2_654_435_761) >> 8),
+    })
+    .ok_or("tm: no shm for the transaction table")?;
+    let timers = shm::alloc_static(TimerList {
+        lock: FastLock::new(),
+        head_cell: UnsafeCell::new(ShmPtr::null()),
+    })
+    .ok_or("tm: no shm for the timer list")?;
+    let _ = TABLE.set(Table { entries, timers });
+    Ok(())
+}
+
+pub fn entry(hash: u32) -> Option<&'static Entry> {
+    TABLE.get().and_then(|t| t.entries.get(hash as usize))
+}
+
+fn timers() -> Option<&'static TimerList> {
+    TABLE.get().map(|t| t.timers)
+}
+
+/// Allocate an unpublished cell (ref_count 1 = the creator's).
+pub fn new_cell(
+    hash: u32,
+    request: ShmStr,
+    key: Key,
+    init: CellInit,
+    state: CellState,
+) -> Option<CellRef> {
+    let label = entry(hash)?.next_label.fetch_add(1, Ordering::Relaxed);
+    let c = Cell {
+        hash_links: UnsafeCell::new(Links::default()),
+        timer_links: UnsafeCell::new(Links::default()),
+        ref_count: AtomicU32::new(1),
+        next_due: AtomicU64::new(u64::MAX),
+        hash_index: hash,
+        label,
+        request,
+        key,
+        rcv_src: init.rcv_src,
+        rcv_dst: init.rcv_dst,
+        rcv_sock: init.rcv_sock,
+        rcv_proto: init.rcv_proto,
+        is_invite: state.flags & T_INVITE != 0,
+        reply_lock: FastLock::new(),
+        st: UnsafeCell::new(state),
+    };
+    let p = shm::alloc(c)?;
+    Some(CellRef::adopt(p))
+}
+
+/// Iterate a hash chain under its entry lock; `f` returns true to stop (then the cell
+/// is returned with a counted reference).
+pub fn find_in_entry(hash: u32, mut f: impl FnMut(&Cell) -> bool) -> Option<CellRef> {
+    let e = entry(hash)?;
+    let g = e.lock.lock();
+    let mut p = e.head(&g);
+    while let Some(c) = cell_locked(&g, p) {
+        if f(c) {
+            return Some(CellRef::take(c));
+        }
+        p = hash_links(&g, c).next;
+    }
+    None
+}
+
+/// Like `find_in_entry` but inserts the cell made by `new` at the head if nothing
+/// matched, atomically (t_newtran). Returns (cell, true if it was inserted).
+pub fn find_or_insert(
+    hash: u32,
+    mut f: impl FnMut(&Cell) -> bool,
+    new: impl FnOnce() -> Option<CellRef>,
+) -> Option<(CellRef, bool)> {
+    let e = entry(hash)?;
+    let g = e.lock.lock();
+    let mut p = e.head(&g);
+    while let Some(c) = cell_locked(&g, p) {
+        if f(c) {
+            return Some((CellRef::take(c), false));
+        }
+        p = hash_links(&g, c).next;
+    }
+    let nc = new()?;
+    let head = e.head(&g);
+    set_hash_links(
+        &g,
+        &nc,
+        Links {
+            next: head,
+            prev: ShmPtr::null(),
+        },
+    );
+    if let Some(h) = cell_locked(&g, head) {
+        let mut l = hash_links(&g, h);
+        l.prev = nc.ptr();
+        set_hash_links(&g, h, l);
+    }
+    e.set_head(&g, nc.ptr());
+    // Timer list (leaf lock, taken under the entry lock: order entry -> timer).
+    if let Some(tl) = timers() {
+        let tg = tl.lock.lock();
+        let th = tl.head(&tg);
+        set_timer_links(
+            &tg,
+            &nc,
+            Links {
+                next: th,
+                prev: ShmPtr::null(),
+            },
+        );
+        if let Some(h) = cell_locked(&tg, th) {
+            let mut l = timer_links(&tg, h);
+            l.prev = nc.ptr();
+            set_timer_links(&tg, h, l);
+        }
+        tl.set_head(&tg, nc.ptr());
+    }
+    drop(g);
+    super::stats_inuse(1);
+    Some((nc, true))
+}
+
+/// Whether `p` (identified by pointer + label) is still in its chain; returns a
+/// counted reference.
+pub fn revalidate(hash: u32, p: ShmPtr<Cell>, label: u32) -> Option<CellRef> {
+    find_in_entry(hash, |c| std::ptr::eq(c, p.as_ptr()) && c.label == label)
+}
+
+/// Timer process: cells whose `next_due <= now` (counted references).
+pub fn due_cells(now: u64) -> Vec<CellRef> {
+    let mut out = Vec::new();
+    let Some(tl) = timers() else { return out };
+    let g = tl.lock.lock();
+    let mut p = tl.head(&g);
+    while let Some(c) = cell_locked(&g, p) {
+        if c.next_due.load(Ordering::Acquire) <= now {
+            out.push(CellRef::take(c));
+        }
+        p = timer_links(&g, c).next;
+    }
+    out
+}
+
+/// Timer process: unlink `c` from its hash chain (entry lock) so lookups no longer find
+/// it, and mark it for freeing. Idempotent.
+pub fn unlink_hash(c: &CellRef) {
+    let Some(e) = entry(c.hash_index) else { return };
+    let g = e.lock.lock();
+    let mut p = e.head(&g);
+    let mut found = false;
+    while let Some(x) = cell_locked(&g, p) {
+        if std::ptr::eq(x, c.ptr().as_ptr()) {
+            found = true;
+            break;
+        }
+        p = hash_links(&g, x).next;
+    }
+    if found {
+        let l = hash_links(&g, c);
+        if let Some(n) = cell_locked(&g, l.next) {
+            let mut nl = hash_links(&g, n);
+            nl.prev = l.prev;
+            set_hash_links(&g, n, nl);
+        }
+        match cell_locked(&g, l.prev) {
+            Some(pv) => {
+                let mut pl = hash_links(&g, pv);
+                pl.next = l.next;
+                set_hash_links(&g, pv, pl);
+            }
+            None => e.set_head(&g, l.next),
+        }
+        set_hash_links(&g, c, Links::default());
+    }
+    c.next_due.store(DELETE_MARK, Ordering::Release);
+}
+
+/// Timer process: free every cell marked for deletion (unlinked from its chain) whose
+/// reference count dropped to 0. Returns how many were freed.
+pub fn reap() -> usize {
+    let Some(tl) = timers() else { return 0 };
+    let g = tl.lock.lock();
+    let mut p = tl.head(&g);
+    let mut freed = 0;
+    while let Some(c) = cell_locked(&g, p) {
+        let l = timer_links(&g, c);
+        let deletable = c.next_due.load(Ordering::Acquire) == DELETE_MARK
+            && c.ref_count.load(Ordering::Acquire) == 0;
+        if deletable {
+            if let Some(n) = cell_locked(&g, l.next) {
+                let mut nl = timer_links(&g, n);
+                nl.prev = l.prev;
+                set_timer_links(&g, n, nl);
+            }
+            match cell_locked(&g, l.prev) {
+                Some(pv) => {
+                    let mut pl = timer_links(&g, pv);
+                    pl.next = l.next;
+                    set_timer_links(&g, pv, pl);
+                }
+                None => tl.set_head(&g, l.next),
+            }
+            super::shmref::free_cell(&g, p);
+            freed += 1;
+        }
+        p = l.next;
+    }
+    drop(g);
+    if freed > 0 {
+        super::stats_inuse(-(freed as i64));
+    }
+    freed
+}
+
+/// `next_due` value of a cell unlinked from its chain and waiting to be freed.
+pub const DELETE_MARK: u64 = u64::MAX - 1;
+
+/// Number of cells in the timer list (diagnostics).
+pub fn count_cells() -> usize {
+    let Some(tl) = timers() else { return 0 };
+    let g = tl.lock.lock();
+    let mut p = tl.head(&g);
+    let mut n = 0;
+    while let Some(c) = cell_locked(&g, p) {
+        n += 1;
+        p = timer_links(&g, c).next;
+    }
+    n
+}

@@ -3,4 +3,5 @@ mod mods;
 mod process;
 mod registrar;
 mod script;
+mod seed;
 mod tm;

@@ -1,8 +1,7 @@
 //! MI over the FIFO (mi_fifo) and openserctl.
 
 use crate::harness::*;
-use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CFG: &str = r#"
 listen=udp:127.0.0.1:{PORT}
@@ -16,50 +15,11 @@ route {
 }
 "#;
 
-/// Send one MI request through the FIFO and read the reply.
-pub fn mi(dir: &std::path::Path, cmd: &str, args: &[&str]) -> String {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let name = format!(
-        "reply_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-    );
-    let reply = dir.join(&name);
-    let st = std::process::Command::new("mkfifo")
-        .arg(&reply)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let mut req = format!(":{cmd}:{name}\n");
-    for a in args {
-        req.push_str(a);
-        req.push('\n');
-    }
-    req.push('\n');
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(dir.join("openser_fifo"))
-        .unwrap()
-        .write_all(req.as_bytes())
-        .unwrap();
-    // Opening the reply FIFO for reading blocks until the server opens it for writing.
-    let mut out = String::new();
-    std::fs::File::open(&reply)
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let _ = std::fs::remove_file(&reply);
-    out
-}
-
 #[test]
 fn fifo_core_commands() {
     let mut s = Server::start(CFG, &["-DD", "-E"]);
     let dir = s.dir.path().to_path_buf();
-    let end = Instant::now() + Duration::from_secs(5);
-    while !dir.join("openser_fifo").exists() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(wait_fifo(&dir), "{}", s.log());
     let ps = mi(&dir, "ps", &[]);
     assert!(ps.starts_with("200 OK\n"), "{ps}");
     assert!(ps.contains("Type=attendant"), "{ps}");
@@ -128,10 +88,7 @@ fn fifo_core_commands() {
 fn openserctl_over_the_fifo() {
     let s = Server::start(CFG, &["-DD", "-E"]);
     let dir = s.dir.path().to_path_buf();
-    let end = Instant::now() + Duration::from_secs(5);
-    while !dir.join("openser_fifo").exists() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(wait_fifo(&dir), "{}", s.log());
     let ctl = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/openserctl");
     let run = |args: &[&str]| {
         std::process::Command::new("sh")

@@ -314,42 +314,6 @@ fn lookup_t_relay_forks_to_all_contacts() {
     assert!(s.stop().success());
 }
 
-/// One MI request through the FIFO (`{DIR}/openser_fifo`), reply text.
-fn mi(dir: &std::path::Path, cmd: &str, args: &[&str]) -> String {
-    use std::io::{Read, Write};
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let name = format!(
-        "reg_reply_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-    );
-    let reply = dir.join(&name);
-    let st = std::process::Command::new("mkfifo")
-        .arg(&reply)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let mut req = format!(":{cmd}:{name}\n");
-    for a in args {
-        req.push_str(a);
-        req.push('\n');
-    }
-    req.push('\n');
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(dir.join("openser_fifo"))
-        .unwrap()
-        .write_all(req.as_bytes())
-        .unwrap();
-    let mut out = String::new();
-    std::fs::File::open(&reply)
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let _ = std::fs::remove_file(&reply);
-    out
-}
-
 #[test]
 fn statistics_and_usrloc_mi_commands() {
     let p = "loadmodule \"mi_fifo.so\"\n\

@@ -16,19 +16,6 @@ fn sample_cfg() -> String {
     text.replace("listen=udp:127.0.0.1:5060", "listen=udp:127.0.0.1:{PORT}")
 }
 
-fn scenario(name: &str) -> String {
-    format!("{}/tests/data/sipp/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn sipp(dir: &TempDir, args: &[String]) -> std::process::Output {
-    std::process::Command::new("sipp")
-        .args(args)
-        .args(["-nostdin", "-timeout", "30", "-timeout_error"])
-        .current_dir(dir.path())
-        .output()
-        .expect("run sipp")
-}
-
 #[test]
 fn seed_config_register_then_call_with_sipp() {
     if !require("sipp") {
@@ -61,8 +48,8 @@ fn seed_config_register_then_call_with_sipp() {
     assert!(wait_udp_bound(uas_port, Duration::from_secs(5)));
 
     // The callee registers (SIPp instance 1).
-    let reg = sipp(
-        &dir,
+    let reg = sipp_run(
+        dir.path(),
         &[
             "-sf".into(),
             scenario("reg.xml"),
@@ -89,8 +76,8 @@ fn seed_config_register_then_call_with_sipp() {
 
     // The caller calls bob through the proxy (SIPp instance 2): INVITE/180/200/ACK/BYE.
     let calls = 20;
-    let uac = sipp(
-        &dir,
+    let uac = sipp_run(
+        dir.path(),
         &[
             "-sf".into(),
             scenario("uac.xml"),

@@ -705,3 +705,57 @@ fn header_lumps() {
     assert_eq!(p.max_forwards().unwrap(), Some(69));
     p.check_mandatory().unwrap();
 }
+
+#[test]
+#[ignore]
+fn show_outputs() {
+    let mut m = SipMsg::new(INV, rcv()).unwrap();
+    m.reply_lumps.push("X-Reply: yes".into());
+    let out = build_local_reply(
+        &m,
+        404,
+        "Not Found",
+        Some("abc.1234"),
+        &[],
+        b"",
+        Some("OpenSER (1.2)"),
+    )
+    .unwrap();
+    println!("{}", String::from_utf8_lossy(&out));
+    let out = build_request(&m, &via_params(), &[]).unwrap();
+    println!("{}", String::from_utf8_lossy(&out));
+}
+
+/// Replays fuzz/corpus/parse_msg (if present) and checks that every message passing
+/// `check_mandatory` still parses and passes after `build_request`/`build_local_reply`.
+#[test]
+#[ignore]
+fn fuzz_corpus_rebuild_invariant() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/parse_msg");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let (mut n, mut bad) = (0, Vec::new());
+    for e in rd.flatten() {
+        let data = std::fs::read(e.path()).unwrap();
+        let Ok(m) = SipMsg::new(&data, rcv()) else {
+            continue;
+        };
+        if !m.is_request() || m.check_mandatory().is_err() {
+            continue;
+        }
+        n += 1;
+        let out = build_request(&m, &via_params(), &[]).unwrap();
+        match SipMsg::parse(&out) {
+            Ok(p) if p.check_mandatory().is_ok() => {}
+            r => bad.push(format!("{}: request {:?}", e.path().display(), r.err())),
+        }
+        let rep = build_local_reply(&m, 404, "Not Found", Some("t"), &[], b"", None).unwrap();
+        match SipMsg::parse(&rep) {
+            Ok(p) if p.check_mandatory().is_ok() => {}
+            r => bad.push(format!("{}: reply {:?}", e.path().display(), r.err())),
+        }
+    }
+    println!("checked {n} messages");
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}

@@ -10,6 +10,7 @@ use openser::core::msg::{
 use openser::core::parser::{HdrType, Proto, RcvInfo, SipMsg};
 
 fuzz_target!(|data: &[u8]| {
+    let _ = openser::core::parser::stream_frame_len(data);
     let Ok(mut msg) = SipMsg::new(data, RcvInfo::default()) else {
         return;
     };

@@ -1,10 +1,25 @@
 //! Built-in modules. `loadmodule "x.so"` selects module `x` from this registry.
+pub mod maxfwd;
 pub mod mi_fifo;
+pub mod registrar;
 pub mod rr;
+pub mod sl;
+pub mod textops;
 pub mod tm;
 pub mod usrloc;
+pub mod xlog;
 
 use crate::core::module::ModuleExports;
 
 /// Every built-in module, in no particular order.
-pub static REGISTRY: &[&ModuleExports] = &[&mi_fifo::EXPORTS, &tm::EXPORTS, &rr::EXPORTS];
+pub static REGISTRY: &[&ModuleExports] = &[
+    &sl::EXPORTS,
+    &maxfwd::EXPORTS,
+    &textops::EXPORTS,
+    &xlog::EXPORTS,
+    &tm::EXPORTS,
+    &rr::EXPORTS,
+    &usrloc::EXPORTS,
+    &registrar::EXPORTS,
+    &mi_fifo::EXPORTS,
+];

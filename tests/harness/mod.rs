@@ -385,3 +385,77 @@ pub fn require(cmd: &str) -> bool {
     eprintln!("SKIPPED: `{cmd}` is not installed");
     false
 }
+
+/// One MI request through the server's FIFO (`dir/openser_fifo`, replies in `dir`);
+/// returns the reply text.
+pub fn mi(dir: &Path, cmd: &str, args: &[&str]) -> String {
+    use std::io::Write;
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "mi_reply_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    let reply = dir.join(&name);
+    let st = Command::new("mkfifo").arg(&reply).status().expect("mkfifo");
+    assert!(st.success());
+    let mut req = format!(":{cmd}:{name}\n");
+    for a in args {
+        req.push_str(a);
+        req.push('\n');
+    }
+    req.push('\n');
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("openser_fifo"))
+        .expect("open the MI FIFO")
+        .write_all(req.as_bytes())
+        .expect("write the MI request");
+    // Opening the reply FIFO blocks until the server opens it for writing.
+    let mut out = String::new();
+    std::fs::File::open(&reply)
+        .expect("open reply fifo")
+        .read_to_string(&mut out)
+        .expect("read reply");
+    let _ = std::fs::remove_file(&reply);
+    out
+}
+
+/// Wait until the server has created its MI FIFO in `dir`.
+pub fn wait_fifo(dir: &Path) -> bool {
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        if dir.join("openser_fifo").exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Start SIPp in the background (its output discarded).
+pub fn sipp_spawn(dir: &Path, args: &[String]) -> Child {
+    Command::new("sipp")
+        .args(args)
+        .arg("-nostdin")
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sipp")
+}
+
+/// Run SIPp to completion (30 s call timeout counts as an error).
+pub fn sipp_run(dir: &Path, args: &[String]) -> std::process::Output {
+    Command::new("sipp")
+        .args(args)
+        .args(["-nostdin", "-timeout", "30", "-timeout_error"])
+        .current_dir(dir)
+        .output()
+        .expect("run sipp")
+}
+
+/// A SIPp scenario file of the project (tests/data/sipp).
+pub fn scenario(name: &str) -> String {
+    format!("{}/tests/data/sipp/{name}", env!("CARGO_MANIFEST_DIR"))
+}

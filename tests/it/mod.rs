@@ -1,3 +1,7 @@
+mod mi;
+mod mods;
 mod process;
+mod registrar;
 mod script;
+mod seed;
 mod tm;

@@ -216,7 +216,7 @@ pub fn build_reply_forward(reply: &SipMsg) -> Result<Vec<u8>, BuildError> {
         Some(v2) if v2.hdr_idx == v1.hdr_idx => {
             lumps.delete(
                 v1.full.start as usize,
-                (v2.full.start - v1.full.start) as usize,
+                v2.full.start.saturating_sub(v1.full.start) as usize,
             );
         }
         _ => lumps.delete(hdr.full.start as usize, hdr.full.len as usize),

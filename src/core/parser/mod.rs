@@ -15,7 +15,7 @@ pub mod uri;
 pub use hdr::HdrType;
 pub use msg::{
     BUF_SIZE, FirstLine, HdrField, Method, ParseError, ParseErrorKind, Parsed, Proto, RcvInfo,
-    SipMsg,
+    SipMsg, stream_frame_len,
 };
 pub use scan::{Param, Span, parse_params_str};
 pub use typed::{CSeq, ContactList, ContentType, Digest, Event, NameAddr, Via};

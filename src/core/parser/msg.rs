@@ -917,3 +917,63 @@ fn parse_first_line(buf: &[u8], s: usize, e: usize) -> Result<FirstLine, ParseEr
         })
     }
 }
+
+/// Stream framing for TCP/TLS: the length of the first complete message at the start of
+/// `data` (leading CRLFs, e.g. keep-alives, count towards it), `Ok(None)` if more bytes
+/// are needed, or an error if the header section is over BUF_SIZE or Content-Length is
+/// bad. A missing Content-Length means an empty body on streams (RFC 3261 §18.3).
+pub fn stream_frame_len(data: &[u8]) -> Result<Option<usize>, ParseError> {
+    let Some(he) = memchr::memmem::find(data, b"\r\n\r\n") else {
+        if data.len() > BUF_SIZE {
+            return Err(ParseError::new(
+                ParseErrorKind::TooBig,
+                "header section too big",
+                BUF_SIZE,
+            ));
+        }
+        return Ok(None);
+    };
+    let body_start = he + 4;
+    let mut cl = 0usize;
+    for line in data[..he].split(|&c| c == b'\n') {
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        let name = trim(line, Span::new(0, colon)).bytes(line);
+        if HdrType::from_name(name) == HdrType::ContentLength {
+            let v = trim(line, Span::new(colon + 1, line.len())).bytes(line);
+            cl = parse_u32(v).ok_or(ParseError::new(
+                ParseErrorKind::BadContentLength,
+                "bad Content-Length",
+                0,
+            ))? as usize;
+        }
+    }
+    let total = body_start + cl;
+    if total > BUF_SIZE {
+        return Err(ParseError::new(
+            ParseErrorKind::TooBig,
+            "message too big",
+            BUF_SIZE,
+        ));
+    }
+    Ok(if data.len() >= total {
+        Some(total)
+    } else {
+        None
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn frame() {
+        let m = b"OPTIONS sip:x SIP/2.0\r\nl: 3\r\n\r\nabcNEXT";
+        assert_eq!(stream_frame_len(m).unwrap(), Some(m.len() - 4));
+        assert_eq!(stream_frame_len(&m[..20]).unwrap(), None);
+        assert_eq!(stream_frame_len(&m[..m.len() - 6]).unwrap(), None);
+        assert!(stream_frame_len(b"A\r\nContent-Length: x\r\n\r\n").is_err());
+        assert_eq!(stream_frame_len(b"A\r\n\r\n").unwrap(), Some(5));
+    }
+}

@@ -21,11 +21,16 @@
 //! [`UsrlocParams::case_sensitive`] is set (OpenSER's registrar lowercases the AOR
 //! unless its `case_sensitive` is set; here the table itself honours it). Contact
 //! URIs and Call-IDs are compared byte for byte, as in OpenSER.
+//!
+//! The module descriptor (`modparam`s, the expiry timer, statistics) is in
+//! [`module`]; `db_mode` other than 0 is refused at start-up until the DB layer exists.
 
 use std::fmt;
 use std::sync::{Mutex, RwLock};
 
 mod hslot;
+pub mod mi;
+pub mod module;
 mod shmref;
 mod ucontact;
 mod udomain;
@@ -35,6 +40,7 @@ mod urecord;
 mod tests;
 
 pub use hslot::ul_hash;
+pub use module::EXPORTS;
 pub use ucontact::{ALL_METHODS, ContactInfo, ContactState, Q_UNSPECIFIED};
 pub use udomain::{SlotGuard, UDomain};
 pub use urecord::{ContactId, Match, RecordId};
@@ -243,6 +249,9 @@ pub fn register_udomain_with(
     }
     let d: &'static UDomain = Box::leak(Box::new(UDomain::new(name, params)?));
     doms.push(d);
+    let idx = doms.len() - 1;
+    drop(doms);
+    module::domain_stats(idx, name);
     Ok(d)
 }
 

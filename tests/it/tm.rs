@@ -482,6 +482,9 @@ route {{
     if ($rU == "auth") {{
         append_branch("sip:auth2@127.0.0.1:{uas2}");
     }}
+    if ($rU == "rearm") {{
+        t_on_failure("3");
+    }}
     if ($rU == "serial") {{
         append_branch("sip:s2@127.0.0.1:{uas2}", "0.5");
         serialize_branches(1);
@@ -496,6 +499,9 @@ failure_route[2] {{
     if (next_branches()) {{
         t_relay();
     }}
+}}
+failure_route[3] {{
+    t_on_failure("3");
 }}
 branch_route[1] {{
     if ($rU == "fork2") {{
@@ -655,6 +661,20 @@ fn serial_forking_through_failure_route() {
         expect(&caller, "200", Duration::from_secs(2)).expect("200 from the second target");
     assert!(header(&ok, "To").unwrap().contains("tag=x2"));
     assert!(expect(&caller, "486", Duration::from_millis(300)).is_none());
+    check_log(&s);
+    assert!(s.stop().success());
+}
+
+#[test]
+fn failure_route_without_new_branch_relays_the_reply() {
+    let uas = Client::new();
+    let mut s = Server::start(&cfg2(9), &["-DD", "-E"]);
+    let caller = Client::new();
+    let ruri = format!("sip:rearm@127.0.0.1:{}", uas.port());
+    caller.send(s.addr(), &invite(&ruri, caller.port(), "crearm"));
+    let (i, f) = expect(&uas, "INVITE", Duration::from_secs(2)).unwrap();
+    uas.send(f, &reply_to(&i, 486, "Busy Here", "r"));
+    expect(&caller, "486", Duration::from_secs(2)).expect("486 after failure_route");
     check_log(&s);
     assert!(s.stop().success());
 }

@@ -326,15 +326,27 @@ pub fn complete<'a>(c: &'a CellRef, mut g: StateGuard<'a>) {
             let route = st.on_failure - 1;
             st.on_failure = 0;
             st.flags |= T_IN_FAILURE | T_ON_FAIL_RAN;
+            let nr_before = st.nr_branches;
             drop(g);
             run_failure(c, route, i, code);
             g = c.lock_state();
             let st = g.st();
             st.flags &= !T_IN_FAILURE;
+            if st.nr_branches == nr_before {
+                // No new branch: a t_on_failure re-armed without t_relay has no effect.
+                st.on_failure = 0;
+            }
             continue;
         }
         relay_best_locked(c, st, i, code);
         return;
+    }
+    // Bounded loop exhausted (every round added branches that failed at once).
+    let st = g.st();
+    if st.flags & T_COMPLETED == 0
+        && let Some((i, code)) = select_best(st)
+    {
+        relay_best_locked(c, st, i, code);
     }
 }
 

@@ -14,7 +14,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-DRIVER=${BENCH_DRIVER:-/work/shared/bench/run-pair.sh}
+DRIVER=${BENCH_DRIVER:-$(cd "$(dirname "$0")/../.." && pwd)/shared/bench/run-pair.sh}
 [ -x "$DRIVER" ] || DRIVER=$ROOT/../shared/bench/run-pair.sh
 SCENARIOS=${SCENARIOS:-register regmem}
 SHM_MB=${SHM_MB:-1536}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/tm_stateful.sh — stateful proxy benchmark (record_route + t_relay, one SIPp UAS,
 # loose-routed ACK/BYE) at stepped rates with the zero-failure criterion of
-# /work/shared/bench/run-pair.sh (max(10,000, DUR s) calls per step; a step passes with
+# the shared bench run-pair.sh (max(10,000, DUR s) calls per step; a step passes with
 # 0 failed calls, 0 retransmissions, 0 unexpected messages).
 #
 # Usage: bench/tm_stateful.sh            (builds the release binary first)
@@ -11,7 +11,7 @@
 #         plus shm figures (SIGUSR1 dump of the proxy at the end of each step).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PAIR=${PAIR:-/work/shared/bench/run-pair.sh}
+PAIR=${PAIR:-$(cd "$(dirname "$0")/../.." && pwd)/shared/bench/run-pair.sh}
 BENCHDIR=$(dirname "$PAIR")
 cargo build --release --manifest-path "$ROOT/Cargo.toml" >&2
 BIN=$ROOT/target/release/openser

@@ -383,12 +383,11 @@ fn sipp_calls_through_record_route_and_no_leak() {
         return;
     }
     let uas_port = free_udp_port();
-    let scen = "/work/shared/bench/scenarios";
     let dir = TempDir::new("sipp");
     let mut uas = std::process::Command::new("sipp")
         .args([
             "-sf",
-            &format!("{scen}/uas.xml"),
+            &scenario("uas.xml"),
             "-i",
             "127.0.0.1",
             "-p",
@@ -410,7 +409,7 @@ fn sipp_calls_through_record_route_and_no_leak() {
     let out = std::process::Command::new("sipp")
         .args([
             "-sf",
-            &format!("{scen}/uac.xml"),
+            &scenario("uac.xml"),
             &format!("127.0.0.1:{}", s.port),
             "-i",
             "127.0.0.1",

@@ -58,50 +58,56 @@ impl HdrType {
                 _ => HdrType::Other,
             };
         }
-        // Dispatch on (length, lower-cased first letter): at most one comparison.
+        // Dispatch on (length, lower-cased first letter), then one fixed-length
+        // case-insensitive comparison (unrolled: no memcmp call).
+        macro_rules! is {
+            ($lit:literal, $t:expr) => {
+                if ci_eq(name, $lit) {
+                    $t
+                } else {
+                    HdrType::Other
+                }
+            };
+        }
         let first = name.first().map(|c| c.to_ascii_lowercase()).unwrap_or(0);
-        let (cand, t) = match (name.len(), first) {
-            (2, b't') => ("To", HdrType::To),
-            (3, b'v') => ("Via", HdrType::Via),
-            (4, b'f') => ("From", HdrType::From),
-            (4, b'c') => ("CSeq", HdrType::CSeq),
-            (5, b'r') => ("Route", HdrType::Route),
-            (5, b'e') => ("Event", HdrType::Event),
-            (5, b'a') => ("Allow", HdrType::Allow),
-            (6, b'a') => ("Accept", HdrType::Accept),
-            (6, b's') => ("Server", HdrType::Server),
+        match (name.len(), first) {
+            (2, b't') => is!(b"to", HdrType::To),
+            (3, b'v') => is!(b"via", HdrType::Via),
+            (4, b'f') => is!(b"from", HdrType::From),
+            (4, b'c') => is!(b"cseq", HdrType::CSeq),
+            (5, b'r') => is!(b"route", HdrType::Route),
+            (5, b'e') => is!(b"event", HdrType::Event),
+            (5, b'a') => is!(b"allow", HdrType::Allow),
+            (6, b'a') => is!(b"accept", HdrType::Accept),
+            (6, b's') => is!(b"server", HdrType::Server),
             (7, b'c') => {
                 if name.get(1).is_some_and(|c| c.eq_ignore_ascii_case(&b'a')) {
-                    ("Call-ID", HdrType::CallId)
+                    is!(b"call-id", HdrType::CallId)
                 } else {
-                    ("Contact", HdrType::Contact)
+                    is!(b"contact", HdrType::Contact)
                 }
             }
-            (7, b'e') => ("Expires", HdrType::Expires),
-            (7, b'r') => ("Require", HdrType::Require),
-            (7, b's') => ("Subject", HdrType::Subject),
-            (8, b'r') => ("Refer-To", HdrType::ReferTo),
-            (9, b's') => ("Supported", HdrType::Supported),
-            (10, b'u') => ("User-Agent", HdrType::UserAgent),
-            (11, b'u') => ("Unsupported", HdrType::Unsupported),
-            (12, b'm') => ("Max-Forwards", HdrType::MaxForwards),
-            (12, b'r') => ("Record-Route", HdrType::RecordRoute),
-            (12, b'c') => ("Content-Type", HdrType::ContentType),
-            (12, b'a') => ("Allow-Events", HdrType::AllowEvents),
-            (13, b'a') => ("Authorization", HdrType::Authorization),
-            (13, b'p') => ("Proxy-Require", HdrType::ProxyRequire),
-            (14, b'c') => ("Content-Length", HdrType::ContentLength),
-            (15, b's') => ("Session-Expires", HdrType::SessionExpires),
-            (16, b'w') => ("WWW-Authenticate", HdrType::WwwAuthenticate),
-            (16, b'c') => ("Content-Encoding", HdrType::ContentEncoding),
-            (18, b'p') => ("Proxy-Authenticate", HdrType::ProxyAuthenticate),
-            (19, b'p') => ("Proxy-Authorization", HdrType::ProxyAuthorization),
-            _ => return HdrType::Other,
-        };
-        if cand.as_bytes() == name || cand.as_bytes().eq_ignore_ascii_case(name) {
-            return t;
+            (7, b'e') => is!(b"expires", HdrType::Expires),
+            (7, b'r') => is!(b"require", HdrType::Require),
+            (7, b's') => is!(b"subject", HdrType::Subject),
+            (8, b'r') => is!(b"refer-to", HdrType::ReferTo),
+            (9, b's') => is!(b"supported", HdrType::Supported),
+            (10, b'u') => is!(b"user-agent", HdrType::UserAgent),
+            (11, b'u') => is!(b"unsupported", HdrType::Unsupported),
+            (12, b'm') => is!(b"max-forwards", HdrType::MaxForwards),
+            (12, b'r') => is!(b"record-route", HdrType::RecordRoute),
+            (12, b'c') => is!(b"content-type", HdrType::ContentType),
+            (12, b'a') => is!(b"allow-events", HdrType::AllowEvents),
+            (13, b'a') => is!(b"authorization", HdrType::Authorization),
+            (13, b'p') => is!(b"proxy-require", HdrType::ProxyRequire),
+            (14, b'c') => is!(b"content-length", HdrType::ContentLength),
+            (15, b's') => is!(b"session-expires", HdrType::SessionExpires),
+            (16, b'w') => is!(b"www-authenticate", HdrType::WwwAuthenticate),
+            (16, b'c') => is!(b"content-encoding", HdrType::ContentEncoding),
+            (18, b'p') => is!(b"proxy-authenticate", HdrType::ProxyAuthenticate),
+            (19, b'p') => is!(b"proxy-authorization", HdrType::ProxyAuthorization),
+            _ => HdrType::Other,
         }
-        HdrType::Other
     }
 
     /// Canonical long name ("" for `Other`).
@@ -140,6 +146,19 @@ impl HdrType {
             HdrType::Other => "",
         }
     }
+}
+
+/// `name` equals the lower-case `lower` ignoring ASCII case (fixed length: unrolled).
+#[inline(always)]
+fn ci_eq<const N: usize>(name: &[u8], lower: &[u8; N]) -> bool {
+    let Ok(a) = <&[u8; N]>::try_from(name) else {
+        return false;
+    };
+    let mut diff = 0u8;
+    for i in 0..N {
+        diff |= a[i].to_ascii_lowercase() ^ lower[i];
+    }
+    diff == 0
 }
 
 #[cfg(test)]

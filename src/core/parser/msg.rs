@@ -1,12 +1,12 @@
 //! The parsed SIP message: owned buffer, first line, header index, cached typed headers,
 //! and the per-message processing state the script and modules use.
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::hdr::HdrType;
-use super::scan::{Span, is_token, is_ws, parse_u32, trim};
+use super::scan::{Span, is_token, is_ws, parse_u32, token_len, trim};
 use super::typed::{self, CSeq, ContactList, ContentType, Digest, Event, NameAddr, Via};
 use super::uri::Uri;
 use crate::core::msg::Lumps;
@@ -220,7 +220,43 @@ pub struct HdrField {
     pub body: Span,
     /// The whole field from the name to and including its line end.
     pub full: Span,
-    parsed: OnceCell<Result<Parsed, ParseError>>,
+}
+
+type ParsedSlot = OnceCell<Result<Parsed, ParseError>>;
+
+/// Inline cache slots for typed header bodies (a proxy parses a handful of headers).
+const CACHE_SLOTS: usize = 8;
+
+/// Typed-parse cache kept beside the header index, so that the index itself has no drop
+/// glue and unparsed headers cost nothing. The first `CACHE_SLOTS` headers asked for get
+/// an inline slot (`keys` holds header index + 1, 0 = free); after that a slot per header
+/// is allocated once.
+#[derive(Clone, Debug, Default)]
+struct ParsedCache {
+    keys: [Cell<u32>; CACHE_SLOTS],
+    vals: [ParsedSlot; CACHE_SLOTS],
+    spill: OnceCell<Box<[ParsedSlot]>>,
+}
+
+impl ParsedCache {
+    /// The cache slot of header `idx` (`idx < n_hdrs`).
+    #[inline]
+    fn slot(&self, idx: usize, n_hdrs: usize) -> Option<&ParsedSlot> {
+        let key = idx as u32 + 1;
+        for (k, v) in self.keys.iter().zip(self.vals.iter()) {
+            let cur = k.get();
+            if cur == key {
+                return Some(v);
+            }
+            if cur == 0 {
+                k.set(key);
+                return Some(v);
+            }
+        }
+        self.spill
+            .get_or_init(|| (0..n_hdrs).map(|_| OnceCell::new()).collect())
+            .get(idx)
+    }
 }
 
 /// A SIP message and its processing state (OpenSER's `struct sip_msg`).
@@ -229,6 +265,7 @@ pub struct SipMsg {
     buf: Vec<u8>,
     first_line: FirstLine,
     hdrs: Vec<HdrField>,
+    cache: ParsedCache,
     /// Offset of the blank line that ends the headers (== end of the last header line).
     hdrs_end: u32,
     body: Span,
@@ -261,6 +298,25 @@ pub struct SipMsg {
 
 fn find_lf(buf: &[u8], from: usize) -> Option<usize> {
     memchr::memchr(b'\n', buf.get(from..)?).map(|i| i + from)
+}
+
+/// End of the header field containing offset `from` (just after its line end, following
+/// folded lines), or the buffer end.
+#[inline]
+fn field_end_from(buf: &[u8], from: usize) -> usize {
+    let mut end = from;
+    loop {
+        match find_lf(buf, end) {
+            Some(l) => {
+                if buf.get(l + 1).is_some_and(|&c| is_ws(c)) {
+                    end = l + 1;
+                    continue;
+                }
+                return l + 1;
+            }
+            None => return buf.len(),
+        }
+    }
 }
 
 impl SipMsg {
@@ -298,57 +354,38 @@ impl SipMsg {
         let hdrs_end;
         let body_start;
         loop {
-            if pos >= buf.len() {
+            let Some(&c0) = buf.get(pos) else {
                 hdrs_end = buf.len();
                 body_start = buf.len();
                 break;
-            }
-            if buf[pos] == b'\n' {
+            };
+            if c0 == b'\n' {
                 hdrs_end = pos;
                 body_start = pos + 1;
                 break;
             }
-            if buf[pos] == b'\r' && buf.get(pos + 1) == Some(&b'\n') {
+            if c0 == b'\r' && buf.get(pos + 1) == Some(&b'\n') {
                 hdrs_end = pos;
                 body_start = pos + 2;
                 break;
             }
-            if is_ws(buf[pos]) {
+            if is_ws(c0) {
                 return Err(ParseError::new(
                     ParseErrorKind::BadHeader,
                     "continuation line without header",
                     pos,
                 ));
             }
-            // Find the end of the field, following folded lines.
-            let mut end = pos;
-            let field_end;
-            loop {
-                match find_lf(&buf, end) {
-                    Some(l) => {
-                        if buf.get(l + 1).is_some_and(|&c| is_ws(c)) {
-                            end = l + 1;
-                            continue;
-                        }
-                        field_end = l + 1;
-                        break;
-                    }
-                    None => {
-                        field_end = buf.len();
-                        break;
-                    }
-                }
-            }
-            // Header name: token characters, optional whitespace, then ':'.
-            let mut p = pos;
-            while p < field_end && is_token(buf[p]) {
+            // Header name: token characters, optional whitespace, then ':'. None of these
+            // is a line end, so the scan stays inside the first line of the field.
+            let rest = buf.get(pos..).unwrap_or(&[]);
+            let name_len = token_len(rest);
+            let mut p = name_len;
+            while rest.get(p).is_some_and(|&c| is_ws(c)) {
                 p += 1;
             }
-            let name = Span::new(pos, p);
-            while p < field_end && is_ws(buf[p]) {
-                p += 1;
-            }
-            if name.is_empty() || p >= field_end || buf[p] != b':' {
+            if name_len == 0 || rest.get(p) != Some(&b':') {
+                let field_end = field_end_from(&buf, pos);
                 let what = if memchr::memchr(b':', &buf[pos..field_end]).is_none() {
                     "header without ':'"
                 } else {
@@ -356,16 +393,12 @@ impl SipMsg {
                 };
                 return Err(ParseError::new(ParseErrorKind::BadHeader, what, pos));
             }
-            let colon = p - pos;
-            let htype = HdrType::from_name(name.bytes(&buf));
-            let body = trim(&buf, Span::new(pos + colon + 1, field_end));
-            let field = HdrField {
-                htype,
-                name,
-                body,
-                full: Span::new(pos, field_end),
-                parsed: OnceCell::new(),
-            };
+            let colon = pos + p;
+            // End of the field (after its line end), following folded lines.
+            let field_end = field_end_from(&buf, colon + 1);
+            let name = Span::new(pos, pos + name_len);
+            let htype = HdrType::from_name(&rest[..name_len.min(rest.len())]);
+            let body = trim(&buf, Span::new(colon + 1, field_end));
             if htype == HdrType::ContentLength {
                 let n = typed::parse_number(&buf, body).map_err(|_| {
                     ParseError::new(
@@ -382,9 +415,13 @@ impl SipMsg {
                     ));
                 }
                 content_length = Some(n);
-                let _ = field.parsed.set(Ok(Parsed::Number(n)));
             }
-            hdrs.push(field);
+            hdrs.push(HdrField {
+                htype,
+                name,
+                body,
+                full: Span::new(pos, field_end),
+            });
             pos = field_end;
         }
         let avail = buf.len() - body_start;
@@ -403,6 +440,7 @@ impl SipMsg {
             buf,
             first_line,
             hdrs,
+            cache: ParsedCache::default(),
             hdrs_end: hdrs_end as u32,
             body,
             content_length,
@@ -598,43 +636,49 @@ impl SipMsg {
                 0,
             ));
         };
-        h.parsed
-            .get_or_init(|| {
-                let b = &self.buf;
-                let body = h.body;
-                Ok(match h.htype {
-                    HdrType::Via => Parsed::Via(typed::parse_via(b, body, idx)?),
-                    HdrType::From | HdrType::To | HdrType::ReferTo => {
-                        Parsed::NameAddr(Box::new(typed::parse_nameaddr(b, body, idx)?))
-                    }
-                    HdrType::Route | HdrType::RecordRoute => {
-                        Parsed::NameAddrs(typed::parse_nameaddr_list(b, body, idx)?)
-                    }
-                    HdrType::Contact => Parsed::Contact(typed::parse_contact(b, body, idx)?),
-                    HdrType::CSeq => Parsed::CSeq(typed::parse_cseq(b, body)?),
-                    HdrType::MaxForwards | HdrType::Expires | HdrType::ContentLength => {
-                        Parsed::Number(typed::parse_number(b, body)?)
-                    }
-                    HdrType::Authorization
-                    | HdrType::ProxyAuthorization
-                    | HdrType::WwwAuthenticate
-                    | HdrType::ProxyAuthenticate => {
-                        Parsed::Digest(Box::new(typed::parse_digest(b, body)?))
-                    }
-                    HdrType::Event => Parsed::Event(Box::new(typed::parse_event(b, body)?)),
-                    HdrType::ContentType => {
-                        Parsed::ContentType(Box::new(typed::parse_content_type(b, body)?))
-                    }
-                    HdrType::Supported
-                    | HdrType::Require
-                    | HdrType::ProxyRequire
-                    | HdrType::Unsupported
-                    | HdrType::Allow => Parsed::Tokens(typed::parse_tokens(b, body)?),
-                    _ => Parsed::Raw,
-                })
+        let Some(slot) = self.cache.slot(idx, self.hdrs.len()) else {
+            return Err(ParseError::new(
+                ParseErrorKind::MissingHeader,
+                "no such header",
+                0,
+            ));
+        };
+        slot.get_or_init(|| {
+            let b = &self.buf;
+            let body = h.body;
+            Ok(match h.htype {
+                HdrType::Via => Parsed::Via(typed::parse_via(b, body, idx)?),
+                HdrType::From | HdrType::To | HdrType::ReferTo => {
+                    Parsed::NameAddr(Box::new(typed::parse_nameaddr(b, body, idx)?))
+                }
+                HdrType::Route | HdrType::RecordRoute => {
+                    Parsed::NameAddrs(typed::parse_nameaddr_list(b, body, idx)?)
+                }
+                HdrType::Contact => Parsed::Contact(typed::parse_contact(b, body, idx)?),
+                HdrType::CSeq => Parsed::CSeq(typed::parse_cseq(b, body)?),
+                HdrType::MaxForwards | HdrType::Expires | HdrType::ContentLength => {
+                    Parsed::Number(typed::parse_number(b, body)?)
+                }
+                HdrType::Authorization
+                | HdrType::ProxyAuthorization
+                | HdrType::WwwAuthenticate
+                | HdrType::ProxyAuthenticate => {
+                    Parsed::Digest(Box::new(typed::parse_digest(b, body)?))
+                }
+                HdrType::Event => Parsed::Event(Box::new(typed::parse_event(b, body)?)),
+                HdrType::ContentType => {
+                    Parsed::ContentType(Box::new(typed::parse_content_type(b, body)?))
+                }
+                HdrType::Supported
+                | HdrType::Require
+                | HdrType::ProxyRequire
+                | HdrType::Unsupported
+                | HdrType::Allow => Parsed::Tokens(typed::parse_tokens(b, body)?),
+                _ => Parsed::Raw,
             })
-            .as_ref()
-            .map_err(|e| *e)
+        })
+        .as_ref()
+        .map_err(|e| *e)
     }
 
     /// Parse every header (OpenSER's `parse_headers(HDR_EOH_F)` plus typed parsing);

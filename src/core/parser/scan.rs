@@ -81,6 +81,13 @@ pub fn is_token(c: u8) -> bool {
     TOKEN[c as usize]
 }
 
+/// Length of the run of token characters at the start of `b`. Kept out of line so the
+/// loop gets its own registers (inlined into the big header loop it spilled to the stack).
+#[inline(never)]
+pub fn token_len(b: &[u8]) -> usize {
+    b.iter().position(|&c| !is_token(c)).unwrap_or(b.len())
+}
+
 /// A cursor over `buf[..end]` with absolute offsets.
 pub struct Cur<'a> {
     pub buf: &'a [u8],

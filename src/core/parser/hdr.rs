@@ -1,5 +1,7 @@
 //! Header names: the type enum and case-insensitive lookup including compact forms.
 
+use super::scan::is_token;
+
 /// Header types known to the parser. `Other` is any other name (match by text).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HdrType {
@@ -148,6 +150,120 @@ impl HdrType {
     }
 }
 
+/// A header name compiled into three 8-byte words (names up to 24 bytes) for a
+/// case-insensitive prefix test: word `i` of the line matches if
+/// `(w | or) & keep == pat`. `or` sets bit 0x20 only where the name has a letter (so
+/// only that letter's two cases match); other bytes compare exactly.
+struct NamePat {
+    len: usize,
+    or: [u64; 3],
+    keep: [u64; 3],
+    pat: [u64; 3],
+    t: HdrType,
+}
+
+const fn name_pat(name: &[u8], t: HdrType) -> NamePat {
+    let len = name.len();
+    let mut or = [0u64; 3];
+    let mut keep = [0u64; 3];
+    let mut pat = [0u64; 3];
+    let mut at = 0;
+    while at < len {
+        let (w, sh) = (at / 8, 8 * (at % 8));
+        let c = name[at].to_ascii_lowercase();
+        keep[w] |= 0xff << sh;
+        pat[w] |= (c as u64) << sh;
+        if c.is_ascii_lowercase() {
+            or[w] |= 0x20 << sh;
+        }
+        at += 1;
+    }
+    NamePat {
+        len,
+        or,
+        keep,
+        pat,
+        t,
+    }
+}
+
+impl NamePat {
+    /// The line (first 24 bytes as words `w`, all of it as `line`) starts with this name
+    /// followed by a non-token byte.
+    #[inline(always)]
+    fn matches(&self, w: &[u64; 3], line: &[u8]) -> bool {
+        ((w[0] | self.or[0]) & self.keep[0] == self.pat[0])
+            & ((w[1] | self.or[1]) & self.keep[1] == self.pat[1])
+            & ((w[2] | self.or[2]) & self.keep[2] == self.pat[2])
+            && line.get(self.len).is_some_and(|&c| !is_token(c))
+    }
+}
+
+macro_rules! pats {
+    ($($n:literal => $t:ident),* $(,)?) => {
+        [$(name_pat($n, HdrType::$t)),*]
+    };
+}
+
+// Candidates by the first letters; compact forms last.
+static PAT_CA: [NamePat; 2] = pats![b"call-id" => CallId, b"c" => ContentType];
+static PAT_CS: [NamePat; 2] = pats![b"cseq" => CSeq, b"c" => ContentType];
+static PAT_CONTA: [NamePat; 1] = pats![b"contact" => Contact];
+static PAT_CONTE: [NamePat; 3] = pats![
+    b"content-length" => ContentLength, b"content-type" => ContentType,
+    b"content-encoding" => ContentEncoding,
+];
+static PAT_C: [NamePat; 1] = pats![b"c" => ContentType];
+static PAT_V: [NamePat; 2] = pats![b"via" => Via, b"v" => Via];
+static PAT_F: [NamePat; 2] = pats![b"from" => From, b"f" => From];
+static PAT_T: [NamePat; 2] = pats![b"to" => To, b"t" => To];
+static PAT_M: [NamePat; 2] = pats![b"max-forwards" => MaxForwards, b"m" => Contact];
+static PAT_R: [NamePat; 4] = pats![
+    b"route" => Route, b"record-route" => RecordRoute, b"require" => Require, b"r" => ReferTo,
+];
+static PAT_I: [NamePat; 1] = pats![b"i" => CallId];
+static PAT_L: [NamePat; 1] = pats![b"l" => ContentLength];
+
+impl HdrType {
+    /// Recognise a common header name at the start of `line` (the rest of the message
+    /// from a header line's start) without scanning it byte by byte: `Some((type, name
+    /// length))` when `line` starts with one of the names above followed by a non-token
+    /// byte. `None` means "use the general path". When it answers, the answer is what a
+    /// token scan plus [`HdrType::from_name`] gives.
+    #[inline]
+    pub(crate) fn match_line(line: &[u8]) -> Option<(HdrType, usize)> {
+        let head: &[u8; 24] = line.get(..24)?.try_into().ok()?;
+        let mut w = [0u64; 3];
+        for (i, c) in head.chunks_exact(8).enumerate() {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(c);
+            w[i] = u64::from_le_bytes(a);
+        }
+        let lower = w[0] | 0x2020_2020_2020_2020;
+        let cands: &[NamePat] = match lower as u8 {
+            b'c' => match (lower >> 8) as u8 {
+                b'a' => &PAT_CA,
+                b's' => &PAT_CS,
+                b'o' if (lower >> 32) as u8 == b'a' => &PAT_CONTA,
+                b'o' => &PAT_CONTE,
+                _ => &PAT_C,
+            },
+            b'v' => &PAT_V,
+            b'f' => &PAT_F,
+            b't' => &PAT_T,
+            b'm' => &PAT_M,
+            b'r' => &PAT_R,
+            b'i' => &PAT_I,
+            b'l' => &PAT_L,
+            _ => return None,
+        };
+        cands
+            .iter()
+            .find(|p| p.matches(&w, line))
+            .map(|p| (p.t, p.len))
+    }
+}
+
 /// `name` equals the lower-case `lower` ignoring ASCII case (fixed length: unrolled).
 #[inline(always)]
 fn ci_eq<const N: usize>(name: &[u8], lower: &[u8; N]) -> bool {
@@ -179,5 +295,74 @@ mod tests {
         assert_eq!(HdrType::from_name(b"i"), HdrType::CallId);
         assert_eq!(HdrType::from_name(b"X-Foo"), HdrType::Other);
         assert_eq!(HdrType::from_name(b""), HdrType::Other);
+    }
+
+    /// `match_line` agrees with token scan + `from_name` on every name it recognises.
+    #[test]
+    fn match_line_agrees_with_from_name() {
+        let names = [
+            "Via",
+            "v",
+            "From",
+            "f",
+            "To",
+            "t",
+            "Call-ID",
+            "i",
+            "CSeq",
+            "Contact",
+            "m",
+            "c",
+            "Content-Length",
+            "l",
+            "Content-Type",
+            "Content-Encoding",
+            "Max-Forwards",
+            "Route",
+            "Record-Route",
+            "Require",
+            "r",
+            "Viax",
+            "Fro",
+            "Toto",
+            "Call-IDs",
+            "CSeq2",
+            "Contact-X",
+            "Content-Lengths",
+            "Max_Forwards",
+            "Route-",
+            "Rout",
+            "Record-Routes",
+            "X",
+            "x-foo",
+        ];
+        let tails = [": x\r\n", " : x\r\n", ":\r\n", "\t:x\r\n\r\n", "x: y\r\n"]
+            .map(|t| format!("{t}Content-Length: 0\r\n\r\n"));
+        for n in names {
+            for case in [n.to_string(), n.to_uppercase(), n.to_lowercase()] {
+                for tail in &tails {
+                    let line = format!("{case}{tail}");
+                    let b = line.as_bytes();
+                    let tl = b.iter().position(|&c| !is_token(c)).unwrap_or(b.len());
+                    if let Some((t, l)) = HdrType::match_line(b) {
+                        assert_eq!(l, tl, "{line:?}");
+                        assert_eq!(t, HdrType::from_name(&b[..tl]), "{line:?}");
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            HdrType::match_line(b"Content-Length: 0\r\nCSeq: 1 INVITE\r\n"),
+            Some((HdrType::ContentLength, 14))
+        );
+        assert_eq!(
+            HdrType::match_line(b"v: SIP/2.0/UDP x\r\nCSeq: 1 INVITE\r\n"),
+            Some((HdrType::Via, 1))
+        );
+        // Control bytes that equal a letter after `| 0x20` must not match.
+        assert_eq!(
+            HdrType::match_line(b"Call\x0did: 1\r\nCSeq: 1 INVITE\r\n"),
+            None
+        );
     }
 }

@@ -379,7 +379,10 @@ impl SipMsg {
             // Header name: token characters, optional whitespace, then ':'. None of these
             // is a line end, so the scan stays inside the first line of the field.
             let rest = buf.get(pos..).unwrap_or(&[]);
-            let name_len = token_len(rest);
+            let (known, name_len) = match HdrType::match_line(rest) {
+                Some((t, l)) => (Some(t), l),
+                None => (None, token_len(rest)),
+            };
             let mut p = name_len;
             while rest.get(p).is_some_and(|&c| is_ws(c)) {
                 p += 1;
@@ -397,7 +400,10 @@ impl SipMsg {
             // End of the field (after its line end), following folded lines.
             let field_end = field_end_from(&buf, colon + 1);
             let name = Span::new(pos, pos + name_len);
-            let htype = HdrType::from_name(&rest[..name_len.min(rest.len())]);
+            let htype = match known {
+                Some(t) => t,
+                None => HdrType::from_name(&rest[..name_len.min(rest.len())]),
+            };
             let body = trim(&buf, Span::new(colon + 1, field_end));
             if htype == HdrType::ContentLength {
                 let n = typed::parse_number(&buf, body).map_err(|_| {

@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::hdr::HdrType;
-use super::scan::{Span, is_token, is_ws, parse_u32, token_len, trim};
+use super::scan::{Span, find_byte, is_token, is_ws, parse_u32, token_len, trim};
 use super::typed::{self, CSeq, ContactList, ContentType, Digest, Event, NameAddr, Via};
 use super::uri::Uri;
 use crate::core::msg::Lumps;
@@ -297,7 +297,7 @@ pub struct SipMsg {
 }
 
 fn find_lf(buf: &[u8], from: usize) -> Option<usize> {
-    memchr::memchr(b'\n', buf.get(from..)?).map(|i| i + from)
+    find_byte(buf.get(from..)?, b'\n').map(|i| i + from)
 }
 
 /// End of the header field containing offset `from` (just after its line end, following
@@ -399,12 +399,20 @@ impl SipMsg {
             let colon = pos + p;
             // End of the field (after its line end), following folded lines.
             let field_end = field_end_from(&buf, colon + 1);
+            // Drop the line end before trimming (trim would, one byte at a time).
+            let mut be = field_end;
+            if be > colon + 1 && buf.get(be - 1) == Some(&b'\n') {
+                be -= 1;
+                if be > colon + 1 && buf.get(be - 1) == Some(&b'\r') {
+                    be -= 1;
+                }
+            }
             let name = Span::new(pos, pos + name_len);
             let htype = match known {
                 Some(t) => t,
                 None => HdrType::from_name(&rest[..name_len.min(rest.len())]),
             };
-            let body = trim(&buf, Span::new(colon + 1, field_end));
+            let body = trim(&buf, Span::new(colon + 1, be));
             if htype == HdrType::ContentLength {
                 let n = typed::parse_number(&buf, body).map_err(|_| {
                     ParseError::new(

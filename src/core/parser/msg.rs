@@ -38,21 +38,25 @@ pub enum Method {
 impl Method {
     /// Method names are case-sensitive (RFC 3261 §7.1); unknown names give `Other`.
     pub fn from_bytes(b: &[u8]) -> Method {
-        match b {
-            b"INVITE" => Method::Invite,
-            b"ACK" => Method::Ack,
-            b"CANCEL" => Method::Cancel,
-            b"BYE" => Method::Bye,
-            b"REGISTER" => Method::Register,
-            b"OPTIONS" => Method::Options,
-            b"INFO" => Method::Info,
-            b"UPDATE" => Method::Update,
-            b"SUBSCRIBE" => Method::Subscribe,
-            b"NOTIFY" => Method::Notify,
-            b"MESSAGE" => Method::Message,
-            b"PRACK" => Method::Prack,
-            b"REFER" => Method::Refer,
-            b"PUBLISH" => Method::Publish,
+        // Dispatch on length, then fixed-size array compares (inline, no memcmp call).
+        fn is<const N: usize>(b: &[u8], lit: &[u8; N]) -> bool {
+            <&[u8; N]>::try_from(b).is_ok_and(|a| a == lit)
+        }
+        match b.len() {
+            3 if is(b, b"ACK") => Method::Ack,
+            3 if is(b, b"BYE") => Method::Bye,
+            4 if is(b, b"INFO") => Method::Info,
+            5 if is(b, b"PRACK") => Method::Prack,
+            5 if is(b, b"REFER") => Method::Refer,
+            6 if is(b, b"INVITE") => Method::Invite,
+            6 if is(b, b"CANCEL") => Method::Cancel,
+            6 if is(b, b"UPDATE") => Method::Update,
+            6 if is(b, b"NOTIFY") => Method::Notify,
+            7 if is(b, b"OPTIONS") => Method::Options,
+            7 if is(b, b"MESSAGE") => Method::Message,
+            7 if is(b, b"PUBLISH") => Method::Publish,
+            8 if is(b, b"REGISTER") => Method::Register,
+            9 if is(b, b"SUBSCRIBE") => Method::Subscribe,
             _ => Method::Other,
         }
     }
@@ -1025,6 +1029,24 @@ pub fn stream_frame_len(data: &[u8]) -> Result<Option<usize>, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn method_names() {
+        use Method::*;
+        for m in [
+            Invite, Ack, Cancel, Bye, Register, Options, Info, Update, Subscribe, Notify, Message,
+            Prack, Refer, Publish,
+        ] {
+            assert_eq!(Method::from_bytes(m.as_str().as_bytes()), m);
+            assert_eq!(
+                Method::from_bytes(m.as_str().to_lowercase().as_bytes()),
+                Other
+            );
+        }
+        for b in [&b""[..], b"INVITEX", b"INVIT", b"FOO", b"SUBSCRIBER"] {
+            assert_eq!(Method::from_bytes(b), Other);
+        }
+    }
+
     #[test]
     fn frame() {
         let m = b"OPTIONS sip:x SIP/2.0\r\nl: 3\r\n\r\nabcNEXT";

@@ -255,6 +255,10 @@ impl<'a> Cur<'a> {
             } else {
                 self.pos = save2;
             }
+            if out.capacity() == 0 {
+                // Same first capacity as `push` on an empty Vec picks, without its grow path.
+                out = Vec::with_capacity(4);
+            }
             out.push(Param {
                 name,
                 value,

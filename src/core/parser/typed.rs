@@ -2,7 +2,7 @@
 //! `msg.s(span)` (or `span.str(msg.buf())`).
 
 use super::msg::{Method, ParseError, ParseErrorKind};
-use super::scan::{Cur, Param, Span, find_param, is_lws, parse_u32, trim};
+use super::scan::{Cur, Param, Span, find_byte, find_param, is_lws, parse_u32, trim};
 
 fn err(kind: ParseErrorKind, what: &'static str, at: usize) -> ParseError {
     ParseError {
@@ -202,7 +202,7 @@ fn parse_one_nameaddr(c: &mut Cur, list: bool, hdr_idx: usize) -> Result<NameAdd
             na.display = Some(d);
         }
         let us = lt + 1;
-        let gt = memchr::memchr(b'>', buf.get(us..c.end).unwrap_or(&[]))
+        let gt = find_byte(buf.get(us..c.end).unwrap_or(&[]), b'>')
             .map(|x| x + us)
             .ok_or(err(ParseErrorKind::BadHeader, "missing '>'", us))?;
         na.uri = trim(buf, Span::new(us, gt));

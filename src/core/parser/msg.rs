@@ -416,7 +416,11 @@ impl SipMsg {
                 Some(t) => t,
                 None => HdrType::from_name(&rest[..name_len.min(rest.len())]),
             };
-            let body = trim(&buf, Span::new(colon + 1, be));
+            let mut body = trim(&buf, Span::new(colon + 1, be));
+            if body.is_empty() {
+                // As trimming the whole field would place it: at the field end.
+                body = Span::new(field_end, field_end);
+            }
             if htype == HdrType::ContentLength {
                 let n = typed::parse_number(&buf, body).map_err(|_| {
                     ParseError::new(
@@ -1029,6 +1033,14 @@ pub fn stream_frame_len(data: &[u8]) -> Result<Option<usize>, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn empty_header_body_sits_at_field_end() {
+        let m = SipMsg::parse(b"OPTIONS sip:x SIP/2.0\r\nSubject:  \r\nX-A:\r\n\r\n").unwrap();
+        let h = m.hdrs();
+        assert_eq!(h[0].body, Span::new(h[0].full.end(), h[0].full.end()));
+        assert_eq!(h[1].body, Span::new(h[1].full.end(), h[1].full.end()));
+    }
+
     #[test]
     fn method_names() {
         use Method::*;

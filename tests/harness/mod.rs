@@ -433,16 +433,34 @@ pub fn wait_fifo(dir: &Path) -> bool {
     false
 }
 
+/// A background SIPp, killed when dropped (also when a test fails half-way).
+pub struct Sipp(pub Child);
+
+impl Sipp {
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Start SIPp in the background (its output discarded).
-pub fn sipp_spawn(dir: &Path, args: &[String]) -> Child {
-    Command::new("sipp")
-        .args(args)
-        .arg("-nostdin")
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn sipp")
+pub fn sipp_spawn(dir: &Path, args: &[String]) -> Sipp {
+    Sipp(
+        Command::new("sipp")
+            .args(args)
+            .arg("-nostdin")
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sipp"),
+    )
 }
 
 /// Run SIPp to completion (30 s call timeout counts as an error).

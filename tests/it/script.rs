@@ -291,3 +291,119 @@ fn startup_and_timer_routes_run() {
     );
     assert!(s.stop().success());
 }
+
+/// The interpreter over the wire: the script computes a summary of what it saw and
+/// puts it in the reason phrase of its stateless reply.
+const LANG_CFG: &str = r#"
+listen=udp:127.0.0.1:{PORT}
+children=2
+avp_aliases="color=s:colour"
+loadmodule "sl.so"
+loadmodule "textops.so"
+
+route {
+    # script flags are reset for every message: on the second message of the
+    # same process this must still be unset.
+    if (issflagset(3)) { $var(leak) = "sflag-leaked"; } else { $var(leak) = "clean"; };
+    setsflag(3);
+
+    switch ($rm) {
+        case "INVITE":
+            $var(m) = "inv";
+            break;
+        case "options":          # case-insensitive
+            $var(m) = "opt";
+            # fall through
+        case "MESSAGE":
+            $var(m) = "opt-or-msg";
+            break;
+        default:
+            $var(m) = "other";
+    };
+
+    # AVP stack: newest first, [-1] the oldest, [*] all.
+    $avp(s:x) = "a";
+    $avp(s:x) = "b";
+    $avp(color) = "red";
+    $avp(s:x) = "c";
+    $avp(s:x) = null;          # removes only the newest ("c")
+
+    # the three kinds of flags
+    setflag(5);
+    setbflag(7);
+    if (isflagset(5) && isbflagset(7) && issflagset(3) && !isflagset(6)) {
+        $var(flags) = "flags-ok";
+    } else {
+        $var(flags) = "flags-bad";
+    };
+    resetflag(5);
+    if (isflagset(5)) { $var(flags) = "reset-failed"; };
+
+    # route(N): $rc holds the inner block's code (reference 6.6); as a condition a
+    # negative code is false.
+    route(2);
+    $var(r2) = $rc;
+    route(3);
+    $var(r3) = $rc;
+    if (route(2)) { $var(cond) = "true"; } else { $var(cond) = "false"; };
+
+    # $var survives to the next message handled by the same process.
+    $var(count) = $var(count) + 1;
+
+    sl_send_reply("200", "m=$var(m) avp=$avp(s:x) oldest=$avp(s:x[-1]) all=$avp(s:x[*]) alias=$avp(color) $var(flags) r2=$var(r2) r3=$var(r3) cond=$var(cond) $var(leak) n=$var(count)");
+    exit;
+}
+
+route[2] {
+    return(-2);
+}
+
+route[3] {
+    return(5);
+}
+"#;
+
+#[test]
+fn language_on_the_wire_switch_avps_flags_route_returns() {
+    let mut s = Server::start(LANG_CFG, &["-DD", "-E", "-n", "1"]);
+    let c = Client::new();
+    let ask = |method: &str, id: &str| -> String {
+        c.send(
+            s.addr(),
+            &request(method, "sip:x@127.0.0.1", c.port(), id, 1, ""),
+        );
+        let (r, _) = c.recv().unwrap_or_else(|| panic!("no reply to {method}"));
+        r.lines().next().unwrap_or("").to_string()
+    };
+    let first = ask("OPTIONS", "lang1");
+    assert!(first.starts_with("SIP/2.0 200 m=opt-or-msg "), "{first}");
+    for want in [
+        "avp=b",
+        "oldest=a",
+        "all=b, a",
+        "alias=red",
+        "flags-ok",
+        "r2=-2",
+        "r3=5",
+        "cond=false",
+        "clean",
+        "n=1",
+    ] {
+        assert!(first.contains(want), "missing `{want}` in: {first}");
+    }
+    // Second message, same (single) receiver: script flags were reset, AVPs are per
+    // message (the stack starts empty again), the switch takes another case.
+    let second = ask("INVITE", "lang2");
+    assert!(second.starts_with("SIP/2.0 200 m=inv "), "{second}");
+    assert!(
+        second.contains("all=b, a") && second.contains(" clean"),
+        "{second}"
+    );
+    assert!(
+        second.ends_with(" n=2"),
+        "$var must survive between messages: {second}"
+    );
+    let third = ask("BYE", "lang3");
+    assert!(third.starts_with("SIP/2.0 200 m=other "), "{third}");
+    assert!(s.stop().success());
+}

@@ -30,21 +30,17 @@ fn seed_config_register_then_call_with_sipp() {
     );
     let dir = TempDir::new("seed");
     let uas_port = free_udp_port();
-    let mut uas = std::process::Command::new("sipp")
-        .args([
-            "-sf",
-            &scenario("uas.xml"),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &uas_port.to_string(),
-            "-nostdin",
-        ])
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("sipp uas");
+    let mut uas = sipp_spawn(
+        dir.path(),
+        &[
+            "-sf".into(),
+            scenario("uas.xml"),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            uas_port.to_string(),
+        ],
+    );
     assert!(wait_udp_bound(uas_port, Duration::from_secs(5)));
 
     // The callee registers (SIPp instance 1).
@@ -97,8 +93,7 @@ fn seed_config_register_then_call_with_sipp() {
             dir.file("uac.csv").display().to_string(),
         ],
     );
-    let _ = uas.kill();
-    let _ = uas.wait();
+    uas.kill();
     let stat = std::fs::read_to_string(dir.file("uac.csv")).unwrap_or_default();
     assert!(
         uac.status.success(),

@@ -384,21 +384,17 @@ fn sipp_calls_through_record_route_and_no_leak() {
     }
     let uas_port = free_udp_port();
     let dir = TempDir::new("sipp");
-    let mut uas = std::process::Command::new("sipp")
-        .args([
-            "-sf",
-            &scenario("uas.xml"),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &uas_port.to_string(),
-            "-nostdin",
-        ])
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("sipp uas");
+    let mut uas = sipp_spawn(
+        dir.path(),
+        &[
+            "-sf".into(),
+            scenario("uas.xml"),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            uas_port.to_string(),
+        ],
+    );
     assert!(wait_udp_bound(uas_port, Duration::from_secs(5)));
     let mut s = Server::start(
         &SIPP_CFG.replace("{UAS}", &uas_port.to_string()),
@@ -430,8 +426,7 @@ fn sipp_calls_through_record_route_and_no_leak() {
         .current_dir(dir.path())
         .output()
         .expect("sipp uac");
-    let _ = uas.kill();
-    let _ = uas.wait();
+    uas.kill();
     let stat = std::fs::read_to_string(dir.file("uac.csv")).unwrap_or_default();
     assert!(
         out.status.success(),

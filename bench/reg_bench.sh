@@ -6,7 +6,7 @@
 #    bisection, 0 failed / 0 retransmissions / >=95% of the target rate), and its
 #    `regmem` scenario (PSS growth per 100,000 contacts), against bench/reg_openser.cfg.
 # 2. shm bytes per contact after 100,000 registrations through save() (in-process,
-#    the ignored test it::registrar::reg_shm_bytes_per_contact).
+#    the test it::registrar::reg_shm_bytes_per_contact with OPENSER_REG_N=100000).
 #
 #   SCENARIOS="register regmem"   RATES="2000 4000 8000 16000 32000"   DUR=20
 #   SHM_MB=1536   OUT=target/bench/reg-<date>   BENCH_DRIVER=.../run-pair.sh
@@ -28,8 +28,8 @@ command -v sipp >/dev/null || { echo "reg_bench: sipp (Debian sip-tester) is nee
 BIN=$ROOT/target/release/openser
 
 echo "== shm bytes per contact (100,000 registrations through save())" >&2
-(cd "$ROOT" && cargo test --release --quiet --test tests reg_shm_bytes_per_contact -- \
-	--ignored --nocapture 2>&1) | grep 'reg_shm_bytes_per_contact:' | tee "$OUT/shm_per_contact.txt"
+(cd "$ROOT" && OPENSER_REG_N=100000 cargo test --release --quiet --test tests reg_shm_bytes_per_contact -- \
+	--nocapture 2>&1) | grep 'reg_shm_bytes_per_contact:' | tee "$OUT/shm_per_contact.txt"
 
 if [ ! -x "$DRIVER" ]; then
 	echo "reg_bench: driver not found: $DRIVER (set BENCH_DRIVER)" >&2

@@ -242,20 +242,22 @@ fn ten_thousand_aors_spread_over_slots() {
     assert!(var < mean * 2.0, "variance {var} (mean {mean})");
 }
 
-/// shm bytes per contact after 100,000 registrations through save() (SIPp reg.xml-like
-/// REGISTERs). Run alone: `cargo test --release --test tests reg_shm -- --ignored
-/// --nocapture` (bench/reg_bench.sh does).
+/// shm bytes per contact through save() (SIPp reg.xml-like REGISTERs): issue 6 asks
+/// for at most 575 (Kamailio ~1,150). `OPENSER_REG_N` sets the count (bench/reg_bench.sh
+/// uses 100,000; the default keeps the test quick).
 #[test]
-#[ignore]
 fn reg_shm_bytes_per_contact() {
     use openser::core::parser::SipMsg;
     use openser::modules::registrar::{RegParams, save};
     let _ = shm::init(512 << 20);
     let d = openser::modules::usrloc::register_udomain("it_mem").expect("domain");
     let p = RegParams::default();
-    const N: usize = 100_000;
+    let n: usize = std::env::var("OPENSER_REG_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let before = shm::stats().real_used;
-    for i in 0..N {
+    for i in 0..n {
         let m = format!(
             "REGISTER sip:127.0.0.1:5060 SIP/2.0\r\n\
              Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-12345-{i}-0\r\n\
@@ -269,13 +271,13 @@ fn reg_shm_bytes_per_contact() {
         save::save(&m, d, &p, &save::SaveInput::default(), 1_000_000).expect("save");
     }
     let after = shm::stats().real_used;
-    assert_eq!(d.contacts(), N as u64);
-    let per = (after - before) as f64 / N as f64;
+    assert_eq!(d.contacts(), n as u64);
+    let per = (after - before) as f64 / n as f64;
     println!(
-        "reg_shm_bytes_per_contact: {per:.1} bytes of shm per contact ({N} contacts, real_used +{} bytes)",
+        "reg_shm_bytes_per_contact: {per:.1} bytes of shm per contact ({n} contacts, real_used +{} bytes)",
         after - before
     );
-    assert!(per < 1150.0, "{per}");
+    assert!(per <= 575.0, "{per} bytes per contact");
 }
 
 /// With tm: lookup() + t_relay() forks to every registered contact (parallel forking

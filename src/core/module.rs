@@ -123,3 +123,31 @@ pub fn freeze() -> &'static [&'static ModuleExports] {
     let l = LOADED.lock().unwrap_or_else(|e| e.into_inner()).clone();
     FROZEN.get_or_init(|| l).as_slice()
 }
+
+impl ModParamValue {
+    /// The value as an integer (a numeric string is accepted); `module` and `name`
+    /// label the error: `usrloc: parameter db_mode needs an integer`.
+    pub fn int(&self, module: &str, name: &str) -> Result<i64, String> {
+        match self {
+            ModParamValue::Int(i) => Ok(*i),
+            ModParamValue::Str(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| format!("{module}: parameter {name} needs an integer")),
+        }
+    }
+
+    /// The value as an integer of type `T`, with a range error otherwise.
+    pub fn ranged<T: TryFrom<i64>>(&self, module: &str, name: &str) -> Result<T, String> {
+        let i = self.int(module, name)?;
+        T::try_from(i).map_err(|_| format!("{module}: parameter {name} out of range: {i}"))
+    }
+
+    /// The value as text (an integer in decimal).
+    pub fn text(&self) -> String {
+        match self {
+            ModParamValue::Int(i) => i.to_string(),
+            ModParamValue::Str(s) => s.clone(),
+        }
+    }
+}

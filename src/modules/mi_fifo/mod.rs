@@ -47,15 +47,8 @@ fn with<F: FnOnce(&mut Params)>(f: F) -> Result<(), String> {
     Ok(())
 }
 
-fn str_of(v: &ModParamValue) -> String {
-    match v {
-        ModParamValue::Int(i) => i.to_string(),
-        ModParamValue::Str(s) => s.clone(),
-    }
-}
-
 fn set_fifo_name(v: &ModParamValue) -> Result<(), String> {
-    let s = str_of(v);
+    let s = v.text();
     if s.is_empty() {
         return Err("fifo_name must not be empty".into());
     }
@@ -71,22 +64,22 @@ fn set_fifo_mode(v: &ModParamValue) -> Result<(), String> {
     with(|p| p.fifo_mode = if m == 0 { 0o600 } else { (m & 0o7777) as u32 })
 }
 fn set_fifo_user(v: &ModParamValue) -> Result<(), String> {
-    let s = str_of(v);
+    let s = v.text();
     with(|p| p.fifo_user = Some(s))
 }
 fn set_fifo_group(v: &ModParamValue) -> Result<(), String> {
-    let s = str_of(v);
+    let s = v.text();
     with(|p| p.fifo_group = Some(s))
 }
 fn set_reply_dir(v: &ModParamValue) -> Result<(), String> {
-    let mut s = str_of(v);
+    let mut s = v.text();
     if !s.ends_with('/') {
         s.push('/');
     }
     with(|p| p.reply_dir = s)
 }
 fn set_reply_indent(v: &ModParamValue) -> Result<(), String> {
-    let s = str_of(v);
+    let s = v.text();
     INDENT_SET.store(true, std::sync::atomic::Ordering::Relaxed);
     with(|p| p.reply_indent = s)
 }

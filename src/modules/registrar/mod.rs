@@ -157,32 +157,10 @@ struct RegStats {
 
 static STATS: OnceLock<RegStats> = OnceLock::new();
 
-fn int_of(v: &ModParamValue, name: &str) -> Result<i64, String> {
-    match v {
-        ModParamValue::Int(i) => Ok(*i),
-        ModParamValue::Str(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| format!("registrar: parameter {name} needs an integer")),
-    }
-}
-
-fn str_of(v: &ModParamValue) -> String {
-    match v {
-        ModParamValue::Int(i) => i.to_string(),
-        ModParamValue::Str(s) => s.clone(),
-    }
-}
-
-fn u32_of(v: &ModParamValue, name: &str) -> Result<u32, String> {
-    let i = int_of(v, name)?;
-    u32::try_from(i).map_err(|_| format!("registrar: parameter {name} out of range: {i}"))
-}
-
 macro_rules! p_u32 {
     ($f:ident, $field:ident) => {
         fn $f(v: &ModParamValue) -> Result<(), String> {
-            let x = u32_of(v, stringify!($field))?;
+            let x: u32 = v.ranged("registrar", stringify!($field))?;
             update_params(|p| p.$field = x);
             Ok(())
         }
@@ -191,9 +169,7 @@ macro_rules! p_u32 {
 macro_rules! p_i32 {
     ($f:ident, $field:ident) => {
         fn $f(v: &ModParamValue) -> Result<(), String> {
-            let x = int_of(v, stringify!($field))?;
-            let x = i32::try_from(x)
-                .map_err(|_| format!("registrar: parameter {} out of range", stringify!($field)))?;
+            let x: i32 = v.ranged("registrar", stringify!($field))?;
             update_params(|p| p.$field = x);
             Ok(())
         }
@@ -202,7 +178,7 @@ macro_rules! p_i32 {
 macro_rules! p_bool {
     ($f:ident, $field:ident) => {
         fn $f(v: &ModParamValue) -> Result<(), String> {
-            let x = int_of(v, stringify!($field))? != 0;
+            let x = v.int("registrar", stringify!($field))? != 0;
             update_params(|p| p.$field = x);
             Ok(())
         }
@@ -211,7 +187,7 @@ macro_rules! p_bool {
 macro_rules! p_str {
     ($f:ident, $field:ident) => {
         fn $f(v: &ModParamValue) -> Result<(), String> {
-            let x = str_of(v);
+            let x = v.text();
             update_params(|p| p.$field = x);
             Ok(())
         }
@@ -237,7 +213,7 @@ p_bool!(set_use_path, use_path);
 p_bool!(set_path_use_received, path_use_received);
 
 fn set_default_q(v: &ModParamValue) -> Result<(), String> {
-    let q = int_of(v, "default_q")?;
+    let q = v.int("registrar", "default_q")?;
     let q = match q {
         -1 => ul::Q_UNSPECIFIED,
         0..=100 => q as i32,
@@ -252,7 +228,7 @@ fn set_default_q(v: &ModParamValue) -> Result<(), String> {
 }
 
 fn set_path_mode(v: &ModParamValue) -> Result<(), String> {
-    let m = int_of(v, "path_mode")?;
+    let m = v.int("registrar", "path_mode")?;
     if !(0..=2).contains(&m) {
         return Err(format!("registrar: path_mode {m} out of range (0..2)"));
     }

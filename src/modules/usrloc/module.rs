@@ -17,30 +17,10 @@ fn update(f: impl FnOnce(&mut UsrlocParams)) {
     }
 }
 
-fn int_of(v: &ModParamValue, name: &str) -> Result<i64, String> {
-    match v {
-        ModParamValue::Int(i) => Ok(*i),
-        ModParamValue::Str(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| format!("usrloc: parameter {name} needs an integer")),
-    }
-}
-
-fn str_of(v: &ModParamValue) -> String {
-    match v {
-        ModParamValue::Int(i) => i.to_string(),
-        ModParamValue::Str(s) => s.clone(),
-    }
-}
-
 macro_rules! p_int {
     ($f:ident, $field:ident, $t:ty) => {
         fn $f(v: &ModParamValue) -> Result<(), String> {
-            let i = int_of(v, stringify!($field))?;
-            let x = <$t>::try_from(i).map_err(|_| {
-                format!("usrloc: parameter {} out of range: {i}", stringify!($field))
-            })?;
+            let x: $t = v.ranged("usrloc", stringify!($field))?;
             update(|p| p.$field = x);
             Ok(())
         }
@@ -49,7 +29,7 @@ macro_rules! p_int {
 macro_rules! p_bool {
     ($f:ident, $field:ident) => {
         fn $f(v: &ModParamValue) -> Result<(), String> {
-            let x = int_of(v, stringify!($field))? != 0;
+            let x = v.int("usrloc", stringify!($field))? != 0;
             update(|p| p.$field = x);
             Ok(())
         }
@@ -58,7 +38,7 @@ macro_rules! p_bool {
 macro_rules! p_col {
     ($f:ident, $field:ident) => {
         fn $f(v: &ModParamValue) -> Result<(), String> {
-            let x = str_of(v);
+            let x = v.text();
             update(|p| p.columns.$field = x);
             Ok(())
         }
@@ -66,7 +46,7 @@ macro_rules! p_col {
 }
 
 fn set_db_url(v: &ModParamValue) -> Result<(), String> {
-    let s = str_of(v);
+    let s = v.text();
     update(|p| p.db_url = s);
     Ok(())
 }

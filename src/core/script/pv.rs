@@ -14,7 +14,7 @@ thread_local! {
 }
 
 /// Core PV names (long aliases included).
-const CORE_PVS: &[&str] = &[
+pub(crate) const CORE_PVS: &[&str] = &[
     "ru",
     "ruri",
     "rU",

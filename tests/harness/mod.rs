@@ -477,3 +477,31 @@ pub fn sipp_run(dir: &Path, args: &[String]) -> std::process::Output {
 pub fn scenario(name: &str) -> String {
     format!("{}/tests/data/sipp/{name}", env!("CARGO_MANIFEST_DIR"))
 }
+
+/// The `*.cfg` files of `tests/data/cfg/<sub>` (e.g. `good`, `fixup/bad`), sorted.
+pub fn cfg_corpus(sub: &str) -> Vec<PathBuf> {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/cfg")
+        .join(sub);
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&d)
+        .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cfg"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// What a bad corpus config expects, from its first lines: `# expect: LINE:COL text`
+/// and an optional `# args: FLAG`. Returns ("LINE:COL", text, flag).
+pub fn cfg_expectation(p: &Path) -> Option<(String, String, Option<String>)> {
+    let text = std::fs::read_to_string(p).ok()?;
+    let mut lines = text.lines();
+    let spec = lines.next()?.strip_prefix("# expect: ")?;
+    let flag = lines
+        .next()
+        .and_then(|l| l.strip_prefix("# args: "))
+        .map(|a| a.trim().to_string());
+    let (pos, want) = spec.split_once(' ').unwrap_or((spec, ""));
+    Some((pos.to_string(), want.trim().to_string(), flag))
+}

@@ -1,3 +1,4 @@
+mod cfg_corpus;
 mod mi;
 mod mods;
 mod process;

@@ -2,25 +2,12 @@
 //! and the interpreter on the wire (forwarding to a test socket).
 
 use crate::harness::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-
-fn files(dir: &str) -> Vec<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/cfg/fixup")
-        .join(dir);
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&d)
-        .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "cfg"))
-        .collect();
-    v.sort();
-    v
-}
 
 #[test]
 fn fixup_good_configs_pass_check() {
-    let list = files("good");
+    let list = cfg_corpus("fixup/good");
     assert!(!list.is_empty());
     for p in list {
         let ps = p.display().to_string();
@@ -31,28 +18,20 @@ fn fixup_good_configs_pass_check() {
 
 #[test]
 fn fixup_bad_configs_fail_where_expected() {
-    let list = files("bad");
+    let list = cfg_corpus("fixup/bad");
     assert!(list.len() >= 8);
     let mut failed = Vec::new();
     for p in list {
         let ps = p.display().to_string();
-        let text = std::fs::read_to_string(&p).unwrap();
-        let mut lines = text.lines();
-        let spec = lines
-            .next()
-            .and_then(|l| l.strip_prefix("# expect: "))
-            .unwrap_or_else(|| panic!("{ps}: no `# expect:` line"));
-        let flag = match lines.next().and_then(|l| l.strip_prefix("# args: ")) {
-            Some(a) => a.trim().to_string(),
-            None => "-c".to_string(),
-        };
-        let (pos, want) = spec.split_once(' ').unwrap();
+        let (pos, want, flag) =
+            cfg_expectation(&p).unwrap_or_else(|| panic!("{ps}: no `# expect:` line"));
+        let flag = flag.unwrap_or_else(|| "-c".to_string());
         let (rc, _out, err) = run(&[&flag, "-f", &ps]);
         let first = err.lines().find(|l| l.starts_with(&ps)).unwrap_or("");
         let expect_prefix = format!("{ps}:{pos}: ");
         if rc == 0
             || !first.starts_with(&expect_prefix)
-            || !first.contains(want)
+            || !first.contains(&want)
             || !err.contains('^')
             || !err.contains("ERROR: bad config file")
         {

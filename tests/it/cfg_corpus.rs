@@ -4,25 +4,12 @@
 //! `# expect: LINE:COL text` and must fail with its first error at LINE:COL and a
 //! message containing `text`.
 
+use crate::harness::{cfg_corpus, cfg_expectation};
 use openser::core::cfg::{parse_file, parse_str};
-use std::path::{Path, PathBuf};
-
-fn files(dir: &str) -> Vec<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/cfg")
-        .join(dir);
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&d)
-        .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "cfg"))
-        .collect();
-    v.sort();
-    v
-}
 
 #[test]
 fn good_configs_parse() {
-    let list = files("good");
+    let list = cfg_corpus("good");
     assert!(list.len() >= 10);
     let mut failed = Vec::new();
     for p in &list {
@@ -35,17 +22,14 @@ fn good_configs_parse() {
 
 #[test]
 fn bad_configs_fail_where_expected() {
-    let list = files("bad");
+    let list = cfg_corpus("bad");
     assert!(list.len() >= 10);
     let mut failed = Vec::new();
     for p in &list {
-        let text = std::fs::read_to_string(p).unwrap();
-        let first = text.lines().next().unwrap_or("");
-        let Some(spec) = first.strip_prefix("# expect: ") else {
+        let Some((pos, want, _)) = cfg_expectation(p) else {
             failed.push(format!("{}: no `# expect:` line", p.display()));
             continue;
         };
-        let (pos, want) = spec.split_once(' ').unwrap_or((spec, ""));
         let (line, col) = pos.split_once(':').unwrap();
         let (line, col): (u32, u32) = (line.parse().unwrap(), col.parse().unwrap());
         match parse_file(p) {
@@ -53,10 +37,7 @@ fn bad_configs_fail_where_expected() {
             Err(e) => {
                 let first = &e.errors[0];
                 let shown = e.to_string();
-                if first.span.line != line
-                    || first.span.col != col
-                    || !first.msg.contains(want.trim())
-                {
+                if first.span.line != line || first.span.col != col || !first.msg.contains(&want) {
                     failed.push(format!(
                         "{}: expected {}:{} `{}`, got:\n{}",
                         p.display(),

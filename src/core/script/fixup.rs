@@ -454,6 +454,17 @@ fn sock_text(s: &ast::SockSpec) -> String {
 }
 
 /// An argument as plain text (for core actions that want a constant).
+/// A string-typed argument as written (string, bare word, number, or PV text); other
+/// literal kinds are an error. For module fixups of string parameters.
+pub fn string_arg(a: &crate::core::cfg::ast::Arg) -> Result<String, String> {
+    match &a.value {
+        ArgValue::Str(s) | ArgValue::Ident(s) => Ok(s.clone()),
+        ArgValue::Int(i) => Ok(i.to_string()),
+        ArgValue::Pv(p) => Ok(p.text.clone()),
+        _ => Err("string argument expected".into()),
+    }
+}
+
 pub fn arg_text(v: &ArgValue) -> String {
     match v {
         ArgValue::Str(s) | ArgValue::Ident(s) => s.clone(),

@@ -9,7 +9,7 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::core::cfg::ast::{Arg, ArgValue, ModParamValue};
+use crate::core::cfg::ast::{Arg, ModParamValue};
 use crate::core::cfg::pv::parse_format;
 use crate::core::globals;
 use crate::core::module::{CmdExport, FixedArg, ModuleExports, ParamExport};
@@ -162,14 +162,7 @@ pub static EXPORTS: ModuleExports = ModuleExports {
     reply_hook: None,
 };
 
-fn arg_text(a: &Arg) -> Result<String, String> {
-    match &a.value {
-        ArgValue::Str(s) | ArgValue::Ident(s) => Ok(s.clone()),
-        ArgValue::Int(i) => Ok(i.to_string()),
-        ArgValue::Pv(p) => Ok(p.text.clone()),
-        _ => Err("string argument expected".into()),
-    }
-}
+use crate::core::script::fixup::string_arg as arg_text;
 
 /// code: a number 100..699 or a format with PVs; reason: text or a format.
 fn fixup_sl_send_reply(args: &[Arg]) -> Result<Vec<FixedArg>, String> {

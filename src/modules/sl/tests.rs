@@ -1,4 +1,5 @@
 use super::*;
+use crate::core::cfg::ast::ArgValue;
 
 const OPT: &str = "OPTIONS sip:x@127.0.0.1 SIP/2.0\r\n\
 Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKabc;rport\r\n\

@@ -98,11 +98,8 @@ pub static EXPORTS: ModuleExports = ModuleExports {
 
 fn arg_text(a: &Arg) -> Result<String, String> {
     match &a.value {
-        ArgValue::Str(s) | ArgValue::Ident(s) => Ok(s.clone()),
-        ArgValue::Int(i) => Ok(i.to_string()),
-        ArgValue::Pv(p) => Ok(p.text.clone()),
         ArgValue::Ip(ip) => Ok(ip.to_string()),
-        _ => Err("string argument expected".into()),
+        _ => crate::core::script::fixup::string_arg(a),
     }
 }
 

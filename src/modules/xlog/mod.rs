@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::core::cfg::ast::{Arg, ArgValue, ModParamValue};
+use crate::core::cfg::ast::{Arg, ModParamValue};
 use crate::core::cfg::pv::{FmtPart, PvParam, PvSpec, parse_format};
 use crate::core::log::{self, L_DBG, L_ERR};
 use crate::core::module::{CmdExport, FixedArg, ModuleExports, ParamExport};
@@ -81,14 +81,7 @@ pub static EXPORTS: ModuleExports = ModuleExports {
     reply_hook: None,
 };
 
-fn arg_text(a: &Arg) -> Result<String, String> {
-    match &a.value {
-        ArgValue::Str(s) | ArgValue::Ident(s) => Ok(s.clone()),
-        ArgValue::Int(i) => Ok(i.to_string()),
-        ArgValue::Pv(p) => Ok(p.text.clone()),
-        _ => Err("string argument expected".into()),
-    }
-}
+use crate::core::script::fixup::string_arg as arg_text;
 
 /// The level of `xlog(level, ...)`: `L_ALERT`..`L_DBG`, only the third character
 /// counts (a number is accepted too).
@@ -214,6 +207,7 @@ fn cmd_xlog(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::cfg::ast::ArgValue;
     use crate::core::log::{L_ALERT, L_INFO, L_NOTICE, L_WARN};
     use crate::core::parser::SipMsg;
 

@@ -29,10 +29,12 @@ pub fn stateless_branch(msg: &SipMsg) -> String {
     }
     h.update(msg.ruri().as_bytes());
     let d = h.finalize();
-    let mut s = String::with_capacity(7 + 2 + 16);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(9 + 16);
     s.push_str("z9hG4bKsl");
-    for b in &d[..8] {
-        s.push_str(&format!("{b:02x}"));
+    for &b in &d[..8] {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
     }
     s
 }

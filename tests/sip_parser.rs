@@ -49,7 +49,7 @@ fn fact(msg: &SipMsg, key: &str) -> String {
             "received" => opt(msg, v.received),
             "rport" => opt(msg, v.rport),
             "maddr" => opt(msg, v.maddr),
-            "params" => v.params.len().to_string(),
+            "params" => v.params(msg.buf()).len().to_string(),
             _ => "?".into(),
         }
     };
@@ -60,7 +60,7 @@ fn fact(msg: &SipMsg, key: &str) -> String {
             "display" => opt(msg, n.display),
             "q" => opt(msg, n.q),
             "expires" => opt(msg, n.expires),
-            "params" => n.params.len().to_string(),
+            "params" => n.params(msg.buf()).len().to_string(),
             _ => "?".into(),
         }
     };

@@ -17,6 +17,6 @@ pub use msg::{
     BUF_SIZE, FirstLine, HdrField, Method, ParseError, ParseErrorKind, Parsed, Proto, RcvInfo,
     SipMsg, stream_frame_len,
 };
-pub use scan::{Param, Span, parse_params_str};
-pub use typed::{CSeq, ContactList, ContentType, Digest, Event, NameAddr, Via};
+pub use scan::{Param, Params, Span, parse_params_str};
+pub use typed::{CSeq, ContactList, ContentType, Digest, Event, NameAddr, Via, ViaList};
 pub use uri::{Uri, UriError, UriScheme};

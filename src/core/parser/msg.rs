@@ -6,8 +6,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::hdr::HdrType;
-use super::scan::{Span, find_byte, is_token, is_ws, parse_u32, token_len, trim};
-use super::typed::{self, CSeq, ContactList, ContentType, Digest, Event, NameAddr, Via};
+use super::scan::{Span, find_byte, is_lws, is_token, is_ws, parse_u32, token_len, trim};
+use super::typed::{self, CSeq, ContactList, ContentType, Digest, Event, NameAddr, Via, ViaList};
 use super::uri::Uri;
 use crate::core::msg::Lumps;
 
@@ -201,8 +201,8 @@ pub enum FirstLine {
 /// A typed header body, parsed on demand.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Parsed {
-    Via(Vec<Via>),
-    NameAddr(Box<NameAddr>),
+    Via(ViaList),
+    NameAddr(NameAddr),
     NameAddrs(Vec<NameAddr>),
     Contact(ContactList),
     CSeq(CSeq),
@@ -323,6 +323,18 @@ fn field_end_from(buf: &[u8], from: usize) -> usize {
     }
 }
 
+/// The error for a header line whose name is not a token followed by `:`.
+#[cold]
+fn bad_header_name(buf: &[u8], pos: usize) -> ParseError {
+    let field_end = field_end_from(buf, pos);
+    let what = if memchr::memchr(b':', &buf[pos..field_end]).is_none() {
+        "header without ':'"
+    } else {
+        "bad header name"
+    };
+    ParseError::new(ParseErrorKind::BadHeader, what, pos)
+}
+
 impl SipMsg {
     /// Parse `data` (copied once) received as described by `rcv`.
     pub fn new(data: &[u8], rcv: RcvInfo) -> Result<SipMsg, ParseError> {
@@ -382,45 +394,56 @@ impl SipMsg {
             }
             // Header name: token characters, optional whitespace, then ':'. None of these
             // is a line end, so the scan stays inside the first line of the field.
-            let rest = buf.get(pos..).unwrap_or(&[]);
-            let (known, name_len) = match HdrType::match_line(rest) {
-                Some((t, l)) => (Some(t), l),
-                None => (None, token_len(rest)),
+            let rest = &buf[pos..];
+            let (htype, name_len) = match HdrType::match_line(rest) {
+                Some(x) => x,
+                None => {
+                    let l = token_len(rest);
+                    (HdrType::from_name(&rest[..l]), l)
+                }
             };
-            let mut p = name_len;
-            while rest.get(p).is_some_and(|&c| is_ws(c)) {
+            let mut p = pos + name_len;
+            while let Some(&c) = buf.get(p)
+                && is_ws(c)
+            {
                 p += 1;
             }
-            if name_len == 0 || rest.get(p) != Some(&b':') {
-                let field_end = field_end_from(&buf, pos);
-                let what = if memchr::memchr(b':', &buf[pos..field_end]).is_none() {
-                    "header without ':'"
-                } else {
-                    "bad header name"
-                };
-                return Err(ParseError::new(ParseErrorKind::BadHeader, what, pos));
+            if name_len == 0 || buf.get(p) != Some(&b':') {
+                return Err(bad_header_name(&buf, pos));
             }
-            let colon = pos + p;
-            // End of the field (after its line end), following folded lines.
-            let field_end = field_end_from(&buf, colon + 1);
-            // Drop the line end before trimming (trim would, one byte at a time).
-            let mut be = field_end;
-            if be > colon + 1 && buf.get(be - 1) == Some(&b'\n') {
-                be -= 1;
-                if be > colon + 1 && buf.get(be - 1) == Some(&b'\r') {
-                    be -= 1;
+            p += 1;
+            while let Some(&c) = buf.get(p)
+                && is_ws(c)
+            {
+                p += 1;
+            }
+            let mut bs = p;
+            // Line end, following folded lines (a line end followed by SP/HT).
+            let mut lf = find_lf(&buf, p).unwrap_or(buf.len());
+            let mut folded = false;
+            while buf.get(lf + 1).is_some_and(|&c| is_ws(c)) {
+                folded = true;
+                lf = find_lf(&buf, lf + 1).unwrap_or(buf.len());
+            }
+            let field_end = (lf + 1).min(buf.len());
+            if folded {
+                while let Some(&c) = buf.get(bs)
+                    && bs < lf
+                    && is_lws(c)
+                {
+                    bs += 1;
                 }
             }
-            let name = Span::new(pos, pos + name_len);
-            let htype = match known {
-                Some(t) => t,
-                None => HdrType::from_name(&rest[..name_len.min(rest.len())]),
-            };
-            let mut body = trim(&buf, Span::new(colon + 1, be));
-            if body.is_empty() {
-                // As trimming the whole field would place it: at the field end.
-                body = Span::new(field_end, field_end);
+            let mut be = lf.min(buf.len());
+            while be > bs && is_lws(buf[be - 1]) {
+                be -= 1;
             }
+            let body = if be > bs {
+                Span::new(bs, be)
+            } else {
+                // As trimming the whole field would place it: at the field end.
+                Span::new(field_end, field_end)
+            };
             if htype == HdrType::ContentLength {
                 let n = typed::parse_number(&buf, body).map_err(|_| {
                     ParseError::new(
@@ -440,7 +463,7 @@ impl SipMsg {
             }
             hdrs.push(HdrField {
                 htype,
-                name,
+                name: Span::new(pos, pos + name_len),
                 body,
                 full: Span::new(pos, field_end),
             });
@@ -671,7 +694,7 @@ impl SipMsg {
             Ok(match h.htype {
                 HdrType::Via => Parsed::Via(typed::parse_via(b, body, idx)?),
                 HdrType::From | HdrType::To | HdrType::ReferTo => {
-                    Parsed::NameAddr(Box::new(typed::parse_nameaddr(b, body, idx)?))
+                    Parsed::NameAddr(typed::parse_nameaddr(b, body, idx)?)
                 }
                 HdrType::Route | HdrType::RecordRoute => {
                     Parsed::NameAddrs(typed::parse_nameaddr_list(b, body, idx)?)
@@ -757,7 +780,7 @@ impl SipMsg {
     fn nameaddr_of(&self, t: HdrType, what: &'static str) -> Result<&NameAddr, ParseError> {
         let i = self.first_of(t).ok_or(Self::missing(what))?;
         match self.parsed(i)? {
-            Parsed::NameAddr(n) => Ok(n.as_ref()),
+            Parsed::NameAddr(n) => Ok(n),
             _ => Err(Self::missing(what)),
         }
     }
@@ -1067,5 +1090,16 @@ mod tests {
         assert_eq!(stream_frame_len(&m[..m.len() - 6]).unwrap(), None);
         assert!(stream_frame_len(b"A\r\nContent-Length: x\r\n\r\n").is_err());
         assert_eq!(stream_frame_len(b"A\r\n\r\n").unwrap(), Some(5));
+    }
+}
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        use super::*;
+        eprintln!("SipMsg {} Parsed {} Via {} NameAddr {} HdrField {} slot {} Lumps {} Uri {} RcvInfo {}",
+            std::mem::size_of::<SipMsg>(), std::mem::size_of::<Parsed>(), std::mem::size_of::<Via>(),
+            std::mem::size_of::<NameAddr>(), std::mem::size_of::<HdrField>(), std::mem::size_of::<ParsedSlot>(),
+            std::mem::size_of::<Lumps>(), std::mem::size_of::<OnceCell<Result<Uri, ParseError>>>(), std::mem::size_of::<RcvInfo>());
     }
 }

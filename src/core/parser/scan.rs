@@ -37,6 +37,10 @@ impl Span {
     }
 }
 
+/// Parameters of one element, in order. Headers rarely carry more than four, which stay
+/// inline (no allocation on the parse path); longer lists move to the heap.
+pub type Params = smallvec::SmallVec<[Param; 4]>;
+
 /// One `name[=value]` parameter. `value` is `None` for a bare name and an empty span for
 /// `name=`; quoted values are stored without the quotes. `full` covers `name[=value]`
 /// (without the leading `;`).
@@ -123,7 +127,8 @@ pub fn find_byte(h: &[u8], needle: u8) -> Option<usize> {
     h.get(i..)?.iter().position(|&c| c == needle).map(|j| i + j)
 }
 
-/// A cursor over `buf[..end]` with absolute offsets.
+/// A cursor over `buf[..end]` with absolute offsets. `buf` is cut at `end`, so one
+/// bound check per byte covers both the span and the buffer.
 pub struct Cur<'a> {
     pub buf: &'a [u8],
     pub pos: usize,
@@ -131,49 +136,51 @@ pub struct Cur<'a> {
 }
 
 impl<'a> Cur<'a> {
+    #[inline]
     pub fn new(buf: &'a [u8], span: Span) -> Cur<'a> {
         let end = span.end().min(buf.len());
         Cur {
-            buf,
+            buf: &buf[..end],
             pos: (span.start as usize).min(end),
             end,
         }
     }
     #[inline]
     pub fn peek(&self) -> Option<u8> {
-        if self.pos < self.end {
-            self.buf.get(self.pos).copied()
-        } else {
-            None
-        }
+        self.buf.get(self.pos).copied()
     }
     #[inline]
     pub fn at_end(&self) -> bool {
-        self.pos >= self.end
+        self.pos >= self.buf.len()
     }
     #[inline]
     pub fn skip_lws(&mut self) {
-        let end = self.end.min(self.buf.len());
-        while self.pos < end && is_lws(self.buf[self.pos]) {
+        while let Some(&c) = self.buf.get(self.pos)
+            && is_lws(c)
+        {
             self.pos += 1;
         }
     }
     /// Consume `c` (after optional LWS); true if it was there.
+    #[inline]
     pub fn eat(&mut self, c: u8) -> bool {
-        let save = self.pos;
-        self.skip_lws();
-        if self.peek() == Some(c) {
-            self.pos += 1;
-            true
-        } else {
-            self.pos = save;
-            false
+        let mut p = self.pos;
+        while let Some(&x) = self.buf.get(p) {
+            if x == c {
+                self.pos = p + 1;
+                return true;
+            }
+            if !is_lws(x) {
+                break;
+            }
+            p += 1;
         }
+        false
     }
     /// A run of token characters (may be empty).
     #[inline]
     pub fn token(&mut self) -> Span {
-        self.until_by(|c| !is_token(c))
+        self.until_class(C_NOTOKEN)
     }
     /// Characters until one of `stops` or LWS.
     #[inline]
@@ -184,13 +191,14 @@ impl<'a> Cur<'a> {
     #[inline]
     pub fn until_by(&mut self, stop: impl Fn(u8) -> bool) -> Span {
         let s = self.pos;
-        let end = self.end.min(self.buf.len());
-        let mut p = self.pos;
-        while p < end && !stop(self.buf[p]) {
+        let mut p = s;
+        while let Some(&c) = self.buf.get(p)
+            && !stop(c)
+        {
             p += 1;
         }
-        self.pos = p.max(self.pos);
-        Span::new(s, self.pos)
+        self.pos = p;
+        Span::new(s, p)
     }
     /// A quoted string starting at the current `"`; returns the inside span.
     pub fn quoted(&mut self) -> Option<Span> {
@@ -216,19 +224,39 @@ impl<'a> Cur<'a> {
     /// Parameters `*(LWS ; LWS name [LWS = LWS value])`, stopping (without consuming)
     /// at `,` (if `comma_stops`), at any other unexpected character, or at the end.
     /// Values are tokens, quoted strings or `[..]` / any run without `; , LWS`.
-    pub fn params(&mut self, comma_stops: bool) -> Result<Vec<Param>, &'static str> {
-        let mut out = Vec::new();
+    pub fn params(&mut self, comma_stops: bool) -> Result<Params, &'static str> {
+        let mut out = Params::new();
+        self.each_param(comma_stops, |p| out.push(p))?;
+        Ok(out)
+    }
+    /// As [`Cur::params`], handing each parameter to `f` instead of collecting them.
+    /// Returns the span from the first `;` to the end of the last parameter (empty, at
+    /// the cursor, when there is none).
+    #[inline]
+    pub fn each_param(
+        &mut self,
+        comma_stops: bool,
+        mut f: impl FnMut(Param),
+    ) -> Result<Span, &'static str> {
+        let value_stop = if comma_stops {
+            C_LWS | C_SEMI | C_COMMA
+        } else {
+            C_LWS | C_SEMI
+        };
+        let mut first = None;
+        let mut last_end = self.pos;
         loop {
             let save = self.pos;
             self.skip_lws();
             if self.peek() != Some(b';') {
                 self.pos = save;
-                return Ok(out);
+                let s = first.unwrap_or(save);
+                return Ok(Span::new(s, last_end.max(s)));
             }
+            first.get_or_insert(self.pos);
             self.pos += 1;
             self.skip_lws();
-            let name =
-                self.until_by(|c| is_lws(c) || matches!(c, b';' | b',' | b'=' | b'?' | b'>'));
+            let name = self.until_class(C_LWS | C_SEMI | C_COMMA | C_EQ | C_QMARK | C_GT);
             if name.is_empty() {
                 return Err("empty parameter name");
             }
@@ -244,29 +272,72 @@ impl<'a> Cur<'a> {
                     value = Some(q);
                     full_end = self.pos;
                 } else {
-                    let v = if comma_stops {
-                        self.until_by(|c| is_lws(c) || c == b';' || c == b',')
-                    } else {
-                        self.until_by(|c| is_lws(c) || c == b';')
-                    };
+                    let v = self.until_class(value_stop);
                     value = Some(v);
                     full_end = v.end();
                 }
             } else {
                 self.pos = save2;
             }
-            if out.capacity() == 0 {
-                // Same first capacity as `push` on an empty Vec picks, without its grow path.
-                out = Vec::with_capacity(4);
-            }
-            out.push(Param {
+            last_end = full_end;
+            f(Param {
                 name,
                 value,
                 full: Span::new(name.start as usize, full_end),
             });
         }
     }
+    /// Characters until one whose class (see `C_*`) intersects `stop`.
+    #[inline(always)]
+    pub fn until_class(&mut self, stop: u8) -> Span {
+        let s = self.pos;
+        let mut p = s;
+        while let Some(&c) = self.buf.get(p)
+            && CLASS[c as usize] & stop == 0
+        {
+            p += 1;
+        }
+        self.pos = p;
+        Span::new(s, p)
+    }
 }
+
+/// Character classes for [`Cur::until_class`]: one table load per byte instead of a
+/// chain of compares.
+pub const C_LWS: u8 = 1;
+pub const C_SEMI: u8 = 2;
+pub const C_COMMA: u8 = 4;
+pub const C_EQ: u8 = 8;
+pub const C_QMARK: u8 = 16;
+pub const C_GT: u8 = 32;
+pub const C_COLON: u8 = 64;
+pub const C_NOTOKEN: u8 = 128;
+
+const fn class_table() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let mut k = match c {
+            b' ' | b'\t' | b'\r' | b'\n' => C_LWS,
+            b';' => C_SEMI,
+            b',' => C_COMMA,
+            b'=' => C_EQ,
+            b'?' => C_QMARK,
+            b'>' => C_GT,
+            b':' => C_COLON,
+            _ => 0,
+        };
+        if !TOKEN[i] {
+            k |= C_NOTOKEN;
+        }
+        t[i] = k;
+        i += 1;
+    }
+    t
+}
+
+static CLASS: [u8; 256] = class_table();
 
 /// Find a parameter by name (case-insensitive).
 pub fn find_param<'p>(buf: &[u8], params: &'p [Param], name: &str) -> Option<&'p Param> {

@@ -2,7 +2,7 @@
 //! `msg.s(span)` (or `span.str(msg.buf())`).
 
 use super::msg::{Method, ParseError, ParseErrorKind};
-use super::scan::{Cur, Param, Span, find_byte, find_param, is_lws, parse_u32, trim};
+use super::scan::{Cur, Param, Params, Span, find_byte, find_param, is_lws, parse_u32, trim};
 
 fn err(kind: ParseErrorKind, what: &'static str, at: usize) -> ParseError {
     ParseError {
@@ -24,7 +24,8 @@ pub struct Via {
     /// Port number text (empty if absent) and its value.
     pub port_text: Span,
     pub port: Option<u16>,
-    pub params: Vec<Param>,
+    /// All parameters as written, from the first `;` (read them with [`Via::params`]).
+    pub params_span: Span,
     pub branch: Option<Span>,
     pub received: Option<Span>,
     /// `Some(empty)` for `;rport` without a value.
@@ -38,10 +39,13 @@ pub struct Via {
     pub hdr_idx: usize,
 }
 
+/// The via-parms of one Via header. One per header is the common case and stays inline.
+pub type ViaList = smallvec::SmallVec<[Via; 1]>;
+
 /// Parse all via-parms in one Via header body.
-pub fn parse_via(buf: &[u8], body: Span, hdr_idx: usize) -> Result<Vec<Via>, ParseError> {
+pub fn parse_via(buf: &[u8], body: Span, hdr_idx: usize) -> Result<ViaList, ParseError> {
     let mut c = Cur::new(buf, body);
-    let mut out = Vec::with_capacity(1);
+    let mut out = ViaList::new();
     loop {
         c.skip_lws();
         if c.at_end() {
@@ -96,13 +100,9 @@ pub fn parse_via(buf: &[u8], body: Span, hdr_idx: usize) -> Result<Vec<Via>, Par
             port_text = Span::new(s, c.pos);
             let p = parse_u32(port_text.bytes(buf))
                 .and_then(|p| u16::try_from(p).ok())
-                .ok_or(err(ParseErrorKind::BadVia, "bad via port", s))?;
+                .ok_or_else(|| err(ParseErrorKind::BadVia, "bad via port", s))?;
             port = Some(p);
         }
-        let params = c
-            .params(true)
-            .map_err(|w| err(ParseErrorKind::BadVia, w, c.pos))?;
-        let full = Span::new(start, c.pos);
         let mut v = Via {
             name,
             version,
@@ -110,27 +110,28 @@ pub fn parse_via(buf: &[u8], body: Span, hdr_idx: usize) -> Result<Vec<Via>, Par
             host,
             port_text,
             port,
-            full,
             hdr_idx,
             ..Default::default()
         };
-        for p in &params {
-            let n = p.name.bytes(buf);
-            let val = p.value.unwrap_or(Span::new(p.full.end(), p.full.end()));
-            if n.eq_ignore_ascii_case(b"branch") {
-                v.branch = Some(val);
-            } else if n.eq_ignore_ascii_case(b"received") {
-                v.received = Some(val);
-            } else if n.eq_ignore_ascii_case(b"rport") {
-                v.rport = Some(val);
-                v.rport_param = Some(p.full);
-            } else if n.eq_ignore_ascii_case(b"maddr") {
-                v.maddr = Some(val);
-            } else if n.eq_ignore_ascii_case(b"ttl") {
-                v.ttl = Some(val);
-            }
-        }
-        v.params = params;
+        v.params_span = c
+            .each_param(true, |p| {
+                let n = p.name.bytes(buf);
+                let val = p.value.unwrap_or(Span::new(p.full.end(), p.full.end()));
+                let slot = match n.len() {
+                    6 if n.eq_ignore_ascii_case(b"branch") => &mut v.branch,
+                    8 if n.eq_ignore_ascii_case(b"received") => &mut v.received,
+                    5 if n.eq_ignore_ascii_case(b"rport") => {
+                        v.rport_param = Some(p.full);
+                        &mut v.rport
+                    }
+                    5 if n.eq_ignore_ascii_case(b"maddr") => &mut v.maddr,
+                    3 if n.eq_ignore_ascii_case(b"ttl") => &mut v.ttl,
+                    _ => return,
+                };
+                *slot = Some(val);
+            })
+            .map_err(|w| err(ParseErrorKind::BadVia, w, c.pos))?;
+        v.full = Span::new(start, c.pos);
         out.push(v);
         c.skip_lws();
         match c.peek() {
@@ -156,7 +157,9 @@ pub struct NameAddr {
     pub display: Option<Span>,
     /// The URI text (inside `<>` when bracketed).
     pub uri: Span,
-    pub params: Vec<Param>,
+    /// All header parameters as written, from the first `;` (read them with
+    /// [`NameAddr::params`]).
+    pub params_span: Span,
     pub tag: Option<Span>,
     /// Contact `q` and `expires` parameters.
     pub q: Option<Span>,
@@ -204,7 +207,7 @@ fn parse_one_nameaddr(c: &mut Cur, list: bool, hdr_idx: usize) -> Result<NameAdd
         let us = lt + 1;
         let gt = find_byte(buf.get(us..c.end).unwrap_or(&[]), b'>')
             .map(|x| x + us)
-            .ok_or(err(ParseErrorKind::BadHeader, "missing '>'", us))?;
+            .ok_or_else(|| err(ParseErrorKind::BadHeader, "missing '>'", us))?;
         na.uri = trim(buf, Span::new(us, gt));
         c.pos = gt + 1;
     } else {
@@ -217,20 +220,19 @@ fn parse_one_nameaddr(c: &mut Cur, list: bool, hdr_idx: usize) -> Result<NameAdd
     if na.uri.is_empty() {
         return Err(err(ParseErrorKind::BadHeader, "empty URI", c.pos));
     }
-    na.params = c
-        .params(list)
+    na.params_span = c
+        .each_param(list, |p| {
+            let n = p.name.bytes(buf);
+            let val = p.value.unwrap_or(Span::new(p.full.end(), p.full.end()));
+            let slot = match n.len() {
+                3 if n.eq_ignore_ascii_case(b"tag") => &mut na.tag,
+                1 if n.eq_ignore_ascii_case(b"q") => &mut na.q,
+                7 if n.eq_ignore_ascii_case(b"expires") => &mut na.expires,
+                _ => return,
+            };
+            *slot = Some(val);
+        })
         .map_err(|w| err(ParseErrorKind::BadHeader, w, c.pos))?;
-    for p in &na.params {
-        let n = p.name.bytes(buf);
-        let val = p.value.unwrap_or(Span::new(p.full.end(), p.full.end()));
-        if n.eq_ignore_ascii_case(b"tag") {
-            na.tag = Some(val);
-        } else if n.eq_ignore_ascii_case(b"q") {
-            na.q = Some(val);
-        } else if n.eq_ignore_ascii_case(b"expires") {
-            na.expires = Some(val);
-        }
-    }
     na.full = Span::new(start, c.pos);
     Ok(na)
 }
@@ -321,12 +323,21 @@ pub fn parse_cseq(buf: &[u8], body: Span) -> Result<CSeq, ParseError> {
     let mut c = Cur::new(buf, body);
     c.skip_lws();
     let s = c.pos;
-    while c.peek().is_some_and(|d| d.is_ascii_digit()) {
+    let mut num: u64 = 0;
+    while let Some(&d) = c.buf.get(c.pos)
+        && d.is_ascii_digit()
+    {
+        num = num * 10 + u64::from(d - b'0');
         c.pos += 1;
+        if c.pos - s > 10 {
+            break;
+        }
     }
     let num_text = Span::new(s, c.pos);
-    let num =
-        parse_u32(num_text.bytes(buf)).ok_or(err(ParseErrorKind::BadCSeq, "bad CSeq number", s))?;
+    let num = match u32::try_from(num) {
+        Ok(n) if !num_text.is_empty() && num_text.len <= 10 => n,
+        _ => return Err(err(ParseErrorKind::BadCSeq, "bad CSeq number", s)),
+    };
     if !c.peek().is_some_and(is_lws) {
         return Err(err(ParseErrorKind::BadCSeq, "missing space in CSeq", c.pos));
     }
@@ -347,7 +358,7 @@ pub fn parse_cseq(buf: &[u8], body: Span) -> Result<CSeq, ParseError> {
 /// A number header (Max-Forwards, Expires, Content-Length).
 pub fn parse_number(buf: &[u8], body: Span) -> Result<u32, ParseError> {
     let t = trim(buf, body);
-    parse_u32(t.bytes(buf)).ok_or(err(
+    parse_u32(t.bytes(buf)).ok_or_else(|| err(
         ParseErrorKind::BadHeader,
         "bad number",
         body.start as usize,
@@ -372,7 +383,7 @@ pub struct Digest {
     pub stale: Option<Span>,
     pub domain: Option<Span>,
     /// All parameters in order (including the ones above).
-    pub params: Vec<Param>,
+    pub params: Params,
 }
 
 pub fn parse_digest(buf: &[u8], body: Span) -> Result<Digest, ParseError> {
@@ -398,7 +409,7 @@ pub fn parse_digest(buf: &[u8], body: Span) -> Result<Digest, ParseError> {
         c.skip_lws();
         let value = if c.peek() == Some(b'"') {
             c.quoted()
-                .ok_or(err(ParseErrorKind::BadHeader, "unterminated quote", c.pos))?
+                .ok_or_else(|| err(ParseErrorKind::BadHeader, "unterminated quote", c.pos))?
         } else {
             c.until(b",")
         };
@@ -447,7 +458,7 @@ pub fn parse_digest(buf: &[u8], body: Span) -> Result<Digest, ParseError> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Event {
     pub name: Span,
-    pub params: Vec<Param>,
+    pub params: Params,
 }
 
 pub fn parse_event(buf: &[u8], body: Span) -> Result<Event, ParseError> {
@@ -472,7 +483,7 @@ pub fn parse_event(buf: &[u8], body: Span) -> Result<Event, ParseError> {
 pub struct ContentType {
     pub mtype: Span,
     pub subtype: Span,
-    pub params: Vec<Param>,
+    pub params: Params,
 }
 
 pub fn parse_content_type(buf: &[u8], body: Span) -> Result<ContentType, ParseError> {
@@ -535,15 +546,28 @@ pub fn parse_tokens(buf: &[u8], body: Span) -> Result<Vec<Span>, ParseError> {
     Ok(out)
 }
 
+/// The parameters of an already validated parameter span.
+fn params_of(buf: &[u8], span: Span, comma_stops: bool) -> Params {
+    Cur::new(buf, span).params(comma_stops).unwrap_or_default()
+}
+
 impl Via {
-    pub fn param<'a>(&'a self, buf: &[u8], name: &str) -> Option<&'a Param> {
-        find_param(buf, &self.params, name)
+    /// All parameters in order (parsed again from `params_span`).
+    pub fn params(&self, buf: &[u8]) -> Params {
+        params_of(buf, self.params_span, false)
+    }
+    pub fn param(&self, buf: &[u8], name: &str) -> Option<Param> {
+        find_param(buf, &self.params(buf), name).copied()
     }
 }
 
 impl NameAddr {
-    pub fn param<'a>(&'a self, buf: &[u8], name: &str) -> Option<&'a Param> {
-        find_param(buf, &self.params, name)
+    /// All header parameters in order (parsed again from `params_span`).
+    pub fn params(&self, buf: &[u8]) -> Params {
+        params_of(buf, self.params_span, false)
+    }
+    pub fn param(&self, buf: &[u8], name: &str) -> Option<Param> {
+        find_param(buf, &self.params(buf), name).copied()
     }
 }
 

@@ -1092,14 +1092,3 @@ mod tests {
         assert_eq!(stream_frame_len(b"A\r\n\r\n").unwrap(), Some(5));
     }
 }
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn sizes() {
-        use super::*;
-        eprintln!("SipMsg {} Parsed {} Via {} NameAddr {} HdrField {} slot {} Lumps {} Uri {} RcvInfo {}",
-            std::mem::size_of::<SipMsg>(), std::mem::size_of::<Parsed>(), std::mem::size_of::<Via>(),
-            std::mem::size_of::<NameAddr>(), std::mem::size_of::<HdrField>(), std::mem::size_of::<ParsedSlot>(),
-            std::mem::size_of::<Lumps>(), std::mem::size_of::<OnceCell<Result<Uri, ParseError>>>(), std::mem::size_of::<RcvInfo>());
-    }
-}

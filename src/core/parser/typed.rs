@@ -358,11 +358,8 @@ pub fn parse_cseq(buf: &[u8], body: Span) -> Result<CSeq, ParseError> {
 /// A number header (Max-Forwards, Expires, Content-Length).
 pub fn parse_number(buf: &[u8], body: Span) -> Result<u32, ParseError> {
     let t = trim(buf, body);
-    parse_u32(t.bytes(buf)).ok_or_else(|| err(
-        ParseErrorKind::BadHeader,
-        "bad number",
-        body.start as usize,
-    ))
+    parse_u32(t.bytes(buf))
+        .ok_or_else(|| err(ParseErrorKind::BadHeader, "bad number", body.start as usize))
 }
 
 /// Digest credentials or challenge (Authorization, Proxy-Authorization, WWW-/Proxy-Authenticate).
@@ -383,7 +380,7 @@ pub struct Digest {
     pub stale: Option<Span>,
     pub domain: Option<Span>,
     /// All parameters in order (including the ones above).
-    pub params: Params,
+    pub params: Vec<Param>,
 }
 
 pub fn parse_digest(buf: &[u8], body: Span) -> Result<Digest, ParseError> {
@@ -395,6 +392,8 @@ pub fn parse_digest(buf: &[u8], body: Span) -> Result<Digest, ParseError> {
     }
     let mut d = Digest {
         scheme,
+        // Credentials carry up to eleven parameters: one allocation.
+        params: Vec::with_capacity(12),
         ..Default::default()
     };
     loop {
@@ -419,7 +418,17 @@ pub fn parse_digest(buf: &[u8], body: Span) -> Result<Digest, ParseError> {
             full: Span::new(name.start as usize, c.pos),
         };
         let n = name.bytes(buf);
-        let slot = match n.to_ascii_lowercase().as_slice() {
+        // Lower-case the name on the stack (the known names are at most 9 bytes).
+        let mut low = [0u8; 9];
+        let key: &[u8] = match low.get_mut(..n.len()) {
+            Some(l) => {
+                l.copy_from_slice(n);
+                l.make_ascii_lowercase();
+                l
+            }
+            None => b"",
+        };
+        let slot = match key {
             b"username" => Some(&mut d.username),
             b"realm" => Some(&mut d.realm),
             b"nonce" => Some(&mut d.nonce),

@@ -81,15 +81,25 @@ fn bench(c: &mut Criterion) {
 
 criterion_group!(benches, bench);
 
-/// `PARSE_LOOP=N` runs N INVITE mandatory parses and exits, for `perf stat`
-/// (instructions and cycles per message are steadier than wall time on a shared VM).
+/// `PARSE_LOOP=N` runs N INVITE mandatory parses (or, with `PARSE_MSG=register`, N full
+/// REGISTER parses) and exits, for callgrind or `perf stat`: instructions per message are
+/// steadier than wall time on a shared VM.
 fn main() {
     if let Some(n) = std::env::var("PARSE_LOOP")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
     {
         let rcv = RcvInfo::default();
+        let register = std::env::var("PARSE_MSG").is_ok_and(|v| v == "register");
         for _ in 0..n {
+            if register {
+                let m = SipMsg::new(black_box(REGISTER), rcv).unwrap();
+                m.parse_all().unwrap();
+                m.check_mandatory().unwrap();
+                m.orig_ruri_parsed().unwrap();
+                black_box(&m);
+                continue;
+            }
             let m = SipMsg::new(black_box(INVITE), rcv).unwrap();
             m.via1().unwrap();
             m.from().unwrap();

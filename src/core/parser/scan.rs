@@ -207,18 +207,16 @@ impl<'a> Cur<'a> {
         }
         self.pos += 1;
         let s = self.pos;
-        while let Some(c) = self.peek() {
-            match c {
-                b'\\' => self.pos += 2,
-                b'"' => {
-                    let sp = Span::new(s, self.pos);
-                    self.pos += 1;
-                    return Some(sp);
-                }
-                _ => self.pos += 1,
+        // Jump from one `"` or `\` to the next (values such as nonces are long).
+        while let Some(i) = memchr::memchr2(b'"', b'\\', self.buf.get(self.pos..).unwrap_or(&[])) {
+            let at = self.pos + i;
+            if self.buf.get(at) == Some(&b'"') {
+                self.pos = at + 1;
+                return Some(Span::new(s, at));
             }
+            self.pos = at + 2;
         }
-        self.pos = self.pos.min(self.end);
+        self.pos = self.buf.len();
         None
     }
     /// Parameters `*(LWS ; LWS name [LWS = LWS value])`, stopping (without consuming)

@@ -2,7 +2,10 @@
 //! `msg.s(span)` (or `span.str(msg.buf())`).
 
 use super::msg::{Method, ParseError, ParseErrorKind};
-use super::scan::{Cur, Param, Params, Span, find_byte, find_param, is_lws, parse_u32, trim};
+use super::scan::{
+    C_COLON, C_COMMA, C_LWS, C_SEMI, Cur, Param, Params, Span, find_byte, find_param, is_lws,
+    parse_u32, trim,
+};
 
 fn err(kind: ParseErrorKind, what: &'static str, at: usize) -> ParseError {
     ParseError {
@@ -84,7 +87,7 @@ pub fn parse_via(buf: &[u8], body: Span, hdr_idx: usize) -> Result<ViaList, Pars
             }
             Span::new(s, c.pos)
         } else {
-            c.until_by(|ch| is_lws(ch) || matches!(ch, b':' | b';' | b','))
+            c.until_class(C_LWS | C_COLON | C_SEMI | C_COMMA)
         };
         if host.is_empty() {
             return Err(err(ParseErrorKind::BadVia, "empty via host", c.pos));
@@ -410,7 +413,7 @@ pub fn parse_digest(buf: &[u8], body: Span) -> Result<Digest, ParseError> {
             c.quoted()
                 .ok_or_else(|| err(ParseErrorKind::BadHeader, "unterminated quote", c.pos))?
         } else {
-            c.until(b",")
+            c.until_class(C_LWS | C_COMMA)
         };
         let p = Param {
             name,
@@ -528,7 +531,7 @@ pub fn parse_content_type(buf: &[u8], body: Span) -> Result<ContentType, ParseEr
 /// Comma-separated token list (Supported, Require, Proxy-Require, Unsupported, Allow).
 pub fn parse_tokens(buf: &[u8], body: Span) -> Result<Vec<Span>, ParseError> {
     let mut c = Cur::new(buf, body);
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(8);
     loop {
         c.skip_lws();
         if c.at_end() {

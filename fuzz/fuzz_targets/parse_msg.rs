@@ -16,7 +16,15 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = msg.parse_all();
     let _ = msg.check_mandatory();
-    let _ = msg.vias();
+    if let Ok(vias) = msg.vias() {
+        for v in vias {
+            let _ = v.params(msg.buf());
+            let _ = v.param(msg.buf(), "branch");
+        }
+    }
+    for na in [msg.from(), msg.to()].into_iter().flatten() {
+        let _ = na.params(msg.buf());
+    }
     let _ = msg.via2();
     let _ = msg.contacts();
     let _ = msg.routes(HdrType::Route);

@@ -3,6 +3,7 @@
 pub mod args;
 pub mod cfg;
 pub mod config;
+pub mod db;
 pub mod globals;
 pub mod log;
 pub mod mi;

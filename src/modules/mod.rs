@@ -9,7 +9,11 @@ pub mod tm;
 pub mod usrloc;
 pub mod xlog;
 
+use crate::core::db::Connector;
 use crate::core::module::ModuleExports;
+
+/// Database drivers: URL scheme, the module that must be loaded, its connector.
+pub static DB_DRIVERS: &[(&str, &str, Connector)] = &[];
 
 /// Every built-in module, in no particular order.
 pub static REGISTRY: &[&ModuleExports] = &[

@@ -1,0 +1,294 @@
+//! The generic database API (OpenSER's `db_func_t` / `bind_dbmod`): typed values, keys
+//! with operators, and the five operations modules use (`query`, `insert`, `update`,
+//! `delete`, `replace`). A driver module (`mysql`) provides the connector for its URL
+//! scheme (`crate::modules::DB_DRIVERS`); users (usrloc, auth_db, acc) call [`connect`] with their
+//! `db_url` in `child_init`, so every process has its own connection (never shared
+//! across fork). The attendant may open a short-lived connection in `mod_init` (a table
+//! version check, usrloc preload) and must drop it before the fork.
+
+use std::fmt;
+
+/// A column value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DbVal {
+    Null,
+    Int(i64),
+    Double(f64),
+    Str(String),
+    /// A DATETIME column as seconds since the epoch (local time, as OpenSER stores it).
+    DateTime(i64),
+    Blob(Vec<u8>),
+}
+
+impl DbVal {
+    /// The value as text (`None` for NULL; numbers formatted).
+    pub fn as_str(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
+        match self {
+            DbVal::Null => None,
+            DbVal::Int(i) => Some(Cow::Owned(i.to_string())),
+            DbVal::Double(d) => Some(Cow::Owned(d.to_string())),
+            DbVal::Str(s) => Some(Cow::Borrowed(s)),
+            DbVal::DateTime(t) => Some(Cow::Owned(t.to_string())),
+            DbVal::Blob(b) => Some(String::from_utf8_lossy(b)),
+        }
+    }
+    /// The value as an integer (text is parsed; `None` for NULL or non-numbers).
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            DbVal::Int(i) | DbVal::DateTime(i) => Some(*i),
+            DbVal::Double(d) => Some(*d as i64),
+            DbVal::Str(s) => s.trim().parse().ok(),
+            DbVal::Blob(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+            DbVal::Null => None,
+        }
+    }
+    pub fn is_null(&self) -> bool {
+        matches!(self, DbVal::Null)
+    }
+}
+
+impl From<&str> for DbVal {
+    fn from(s: &str) -> DbVal {
+        DbVal::Str(s.to_string())
+    }
+}
+impl From<String> for DbVal {
+    fn from(s: String) -> DbVal {
+        DbVal::Str(s)
+    }
+}
+impl From<i64> for DbVal {
+    fn from(i: i64) -> DbVal {
+        DbVal::Int(i)
+    }
+}
+impl From<i32> for DbVal {
+    fn from(i: i32) -> DbVal {
+        DbVal::Int(i.into())
+    }
+}
+
+/// Comparison operator of a key (OpenSER's `OP_EQ` ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Gt,
+    Le,
+    Ge,
+}
+
+impl Op {
+    pub fn sql(self) -> &'static str {
+        match self {
+            Op::Eq => "=",
+            Op::Ne => "!=",
+            Op::Lt => "<",
+            Op::Gt => ">",
+            Op::Le => "<=",
+            Op::Ge => ">=",
+        }
+    }
+}
+
+/// A `WHERE` term: column, operator, value. Terms are joined with AND.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Key {
+    pub col: String,
+    pub op: Op,
+    pub val: DbVal,
+}
+
+impl Key {
+    pub fn eq(col: &str, val: impl Into<DbVal>) -> Key {
+        Key {
+            col: col.to_string(),
+            op: Op::Eq,
+            val: val.into(),
+        }
+    }
+    pub fn op(col: &str, op: Op, val: impl Into<DbVal>) -> Key {
+        Key {
+            col: col.to_string(),
+            op,
+            val: val.into(),
+        }
+    }
+}
+
+/// One result row: values in the order of the requested columns.
+pub type Row = Vec<DbVal>;
+
+/// A database failure: connection lost/refused, bad query, timeout...
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DbError(pub String);
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DbError {}
+
+/// A connection to one database (one per process). Column and table names are
+/// identifiers from the configuration (quoted by the driver); values are always bound
+/// or escaped by the driver, never pasted.
+pub trait DbConn: Send {
+    /// `SELECT cols FROM table WHERE keys [ORDER BY order]`; empty `cols` = `*`.
+    fn query(
+        &mut self,
+        table: &str,
+        keys: &[Key],
+        cols: &[&str],
+        order: Option<&str>,
+    ) -> Result<Vec<Row>, DbError>;
+    /// `INSERT INTO table (cols) VALUES (vals)`.
+    fn insert(&mut self, table: &str, vals: &[(&str, DbVal)]) -> Result<(), DbError>;
+    /// `UPDATE table SET set WHERE keys`; returns the number of rows changed.
+    fn update(&mut self, table: &str, keys: &[Key], set: &[(&str, DbVal)])
+    -> Result<u64, DbError>;
+    /// `DELETE FROM table WHERE keys` (all rows when `keys` is empty); rows deleted.
+    fn delete(&mut self, table: &str, keys: &[Key]) -> Result<u64, DbError>;
+    /// `REPLACE INTO table (cols) VALUES (vals)`.
+    fn replace(&mut self, table: &str, vals: &[(&str, DbVal)]) -> Result<(), DbError>;
+    /// A raw statement (schema checks, tests). Rows as text values.
+    fn raw_query(&mut self, sql: &str) -> Result<Vec<Row>, DbError>;
+}
+
+/// A parsed `db_url`: `scheme://[user[:password]@]host[:port]/database`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DbUrl {
+    pub scheme: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+    pub database: String,
+}
+
+impl DbUrl {
+    pub fn parse(url: &str) -> Result<DbUrl, DbError> {
+        let bad = |w: &str| DbError(format!("bad db_url '{url}': {w}"));
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("missing '://'"))?;
+        if scheme.is_empty() {
+            return Err(bad("empty scheme"));
+        }
+        let (auth_host, database) = rest
+            .rsplit_once('/')
+            .ok_or_else(|| bad("missing '/database'"))?;
+        if database.is_empty() {
+            return Err(bad("empty database name"));
+        }
+        let (auth, hostport) = match auth_host.rsplit_once('@') {
+            Some((a, h)) => (Some(a), h),
+            None => (None, auth_host),
+        };
+        let (user, password) = match auth {
+            None => (None, None),
+            Some(a) => match a.split_once(':') {
+                Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
+                None => (Some(a.to_string()), None),
+            },
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => {
+                let port = p.parse::<u16>().map_err(|_| bad("bad port"))?;
+                (h.to_string(), Some(port))
+            }
+            _ => (hostport.to_string(), None),
+        };
+        if host.is_empty() {
+            return Err(bad("empty host"));
+        }
+        Ok(DbUrl {
+            scheme: scheme.to_string(),
+            user,
+            password,
+            host,
+            port,
+            database: database.to_string(),
+        })
+    }
+}
+
+/// A driver's connector: open a connection for a parsed URL.
+pub type Connector = fn(&DbUrl) -> Result<Box<dyn DbConn>, DbError>;
+
+/// The driver for `url`'s scheme, if its module is loaded: `crate::modules::DB_DRIVERS`
+/// lists (scheme, module, connector); OpenSER's `bind_dbmod` likewise finds the driver
+/// among the loaded modules, so "module mysql not loaded" is a start-up error of the
+/// module that needs it.
+pub fn check_url(url: &str) -> Result<(DbUrl, Connector), DbError> {
+    let u = DbUrl::parse(url)?;
+    let Some(&(_, module, c)) = crate::modules::DB_DRIVERS
+        .iter()
+        .find(|(scheme, _, _)| *scheme == u.scheme)
+    else {
+        return Err(DbError(format!(
+            "no database driver for '{}://' in db_url '{url}'",
+            u.scheme
+        )));
+    };
+    if !crate::core::module::is_loaded(module) {
+        return Err(DbError(format!(
+            "db_url '{url}' needs module \"{module}\", which is not loaded"
+        )));
+    }
+    Ok((u, c))
+}
+
+/// Open a connection to `url` with its scheme's driver.
+pub fn connect(url: &str) -> Result<Box<dyn DbConn>, DbError> {
+    let (u, c) = check_url(url)?;
+    c(&u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_forms() {
+        let u = DbUrl::parse("mysql://openser:openserrw@localhost/openser").unwrap();
+        assert_eq!(u.scheme, "mysql");
+        assert_eq!(u.user.as_deref(), Some("openser"));
+        assert_eq!(u.password.as_deref(), Some("openserrw"));
+        assert_eq!(u.host, "localhost");
+        assert_eq!(u.port, None);
+        assert_eq!(u.database, "openser");
+        let u = DbUrl::parse("mysql://u@127.0.0.1:3307/db").unwrap();
+        assert_eq!(
+            (u.user.as_deref(), u.password, u.host.as_str(), u.port),
+            (Some("u"), None, "127.0.0.1", Some(3307))
+        );
+        let u = DbUrl::parse("mysql://h/db").unwrap();
+        assert_eq!((u.user, u.host.as_str()), (None, "h"));
+        for bad in [
+            "mysql:/h/db",
+            "mysql://h/",
+            "mysql://h",
+            "://h/db",
+            "mysql://u:p@h:x/db",
+            "mysql://u:p@/db",
+        ] {
+            assert!(DbUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn values() {
+        assert_eq!(DbVal::Str(" 42 ".into()).as_int(), Some(42));
+        assert_eq!(DbVal::Null.as_str(), None);
+        assert_eq!(DbVal::Int(7).as_str().as_deref(), Some("7"));
+        assert!(DbVal::Null.is_null());
+    }
+
+    #[test]
+    fn unknown_scheme_is_an_error() {
+        let e = connect("nosuchdb://h/db").err().unwrap();
+        assert!(e.0.contains("nosuchdb"), "{e}");
+    }
+}

@@ -14,6 +14,7 @@ pub mod uri;
 
 pub use hdr::HdrType;
 pub use msg::{
+    AuthMark,
     BUF_SIZE, FirstLine, HdrField, Method, ParseError, ParseErrorKind, Parsed, Proto, RcvInfo,
     SipMsg, stream_frame_len,
 };

@@ -84,10 +84,16 @@ fn www_challenge_on_register_uses_to_host_and_a_signed_nonce() {
     let h = header(&r, "WWW-Authenticate").unwrap_or_else(|| panic!("{r}"));
     let (realm, nonce) = realm_nonce(h);
     assert_eq!(realm, "example.com", "{r}");
-    assert_eq!(h, format!("Digest realm=\"example.com\", nonce=\"{nonce}\""));
+    assert_eq!(
+        h,
+        format!("Digest realm=\"example.com\", nonce=\"{nonce}\"")
+    );
     assert_eq!(nonce.len(), 40, "{nonce}");
     let (head, sig) = nonce.split_at(8);
-    assert!(head.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    assert!(
+        head.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    );
     assert_eq!(sig, md5_hex(&format!("{head}t0p-s3cret")), "{nonce}");
     let exp = u64::from_str_radix(head, 16).unwrap();
     let t = now();
@@ -127,7 +133,10 @@ fn proxy_challenge_uses_from_host_qop_and_stops_the_script() {
     let r = c.recv_matching("SIP/2.0").unwrap();
     assert_eq!(code(&r), 401, "{r}");
     let h = header(&r, "WWW-Authenticate").unwrap();
-    assert!(h.starts_with("Digest realm=\"realm-carol\", nonce=\""), "{h}");
+    assert!(
+        h.starts_with("Digest realm=\"realm-carol\", nonce=\""),
+        "{h}"
+    );
     assert!(h.ends_with("\", qop=\"auth\""), "{h}");
     assert!(c.recv_timeout(Duration::from_millis(300)).is_none());
 

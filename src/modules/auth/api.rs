@@ -24,11 +24,16 @@ pub struct Cred {
 impl Cred {
     /// The user part of the username (before `@`).
     pub fn user(&self) -> &str {
-        self.username.split_once('@').map_or(&self.username, |p| p.0)
+        self.username
+            .split_once('@')
+            .map_or(&self.username, |p| p.0)
     }
     /// The domain part of the username (after `@`), if any.
     pub fn user_domain(&self) -> Option<&str> {
-        self.username.split_once('@').map(|p| p.1).filter(|d| !d.is_empty())
+        self.username
+            .split_once('@')
+            .map(|p| p.1)
+            .filter(|d| !d.is_empty())
     }
     /// Whether `response` is correct for `ha1` and `msg`'s method (and body for
     /// auth-int).
@@ -75,12 +80,10 @@ pub fn cred_hdr(www: bool) -> HdrType {
 
 /// Strip `prefix` from the front of `realm` when it starts with it (and is longer).
 pub fn strip_realm<'a>(realm: &'a str, prefix: &str) -> &'a str {
-    if !prefix.is_empty() && realm.len() > prefix.len() {
-        if let Some(r) = realm.strip_prefix(prefix) {
-            return r;
-        }
+    match realm.strip_prefix(prefix) {
+        Some(r) if !prefix.is_empty() && !r.is_empty() => r,
+        _ => realm,
     }
-    realm
 }
 
 /// The default realm when the script gives an empty one: the To host of a REGISTER
@@ -196,8 +199,7 @@ fn find_credentials(msg: &SipMsg, realm: &str, hf: HdrType) -> Result<Option<Opt
 /// CANCEL excepted) and marks the message so the next challenge says `stale=true`.
 /// Returns true when authorized.
 pub fn post_auth_at(msg: &mut SipMsg, cred: &Cred, now: i64) -> bool {
-    if nonce::is_stale(&cred.nonce, now) && !matches!(msg.method(), Method::Ack | Method::Cancel)
-    {
+    if nonce::is_stale(&cred.nonce, now) && !matches!(msg.method(), Method::Ack | Method::Cancel) {
         crate::log_dbg!("DEBUG:auth:post_auth: Response is OK, but nonce is stale\n");
         msg.auth_mark = Some(AuthMark {
             hdr_idx: cred.hdr_idx,

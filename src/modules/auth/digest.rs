@@ -112,6 +112,5 @@ pub fn calc_response(ha1: &str, i: &RespInput) -> Option<String> {
 
 /// Whether `response` (as received) is the correct request-digest for `ha1`.
 pub fn check_response(ha1: &str, i: &RespInput, response: &str) -> bool {
-    response.len() == 32
-        && calc_response(ha1, i).is_some_and(|r| r.eq_ignore_ascii_case(response))
+    response.len() == 32 && calc_response(ha1, i).is_some_and(|r| r.eq_ignore_ascii_case(response))
 }

@@ -24,11 +24,22 @@ fn rfc2617_worked_example_qop_auth() {
     );
     assert!(check_response(&ha1, &i, "6629fae49393a05397450978507c4ef1"));
     assert!(check_response(&ha1, &i, "6629FAE49393A05397450978507C4EF1"));
-    assert!(!check_response(&ha1, &i, "6629fae49393a05397450978507c4ef0"));
+    assert!(!check_response(
+        &ha1,
+        &i,
+        "6629fae49393a05397450978507c4ef0"
+    ));
     assert!(!check_response(&ha1, &i, "6629fae49393a05397450978507c4ef"));
     // Another nc gives another response.
-    let i2 = RespInput { nc: "00000002", ..i };
-    assert!(!check_response(&ha1, &i2, "6629fae49393a05397450978507c4ef1"));
+    let i2 = RespInput {
+        nc: "00000002",
+        ..i
+    };
+    assert!(!check_response(
+        &ha1,
+        &i2,
+        "6629fae49393a05397450978507c4ef1"
+    ));
 }
 
 #[test]
@@ -67,7 +78,10 @@ fn nonce_format_and_validation() {
     assert!(!check_nonce(&forged, SECRET));
     assert!(!check_nonce(&n[..39], SECRET));
     assert!(!check_nonce(&format!("{n}0"), SECRET));
-    assert!(!check_nonce("zzzzzzzz34a2655ef8f5da0ae918d2a030c3e974", SECRET));
+    assert!(!check_nonce(
+        "zzzzzzzz34a2655ef8f5da0ae918d2a030c3e974",
+        SECRET
+    ));
     assert!(!check_nonce("", SECRET));
     assert!(!check_nonce(&n.to_uppercase(), SECRET));
 }
@@ -187,7 +201,13 @@ fn pre_auth_cases() {
         PreAuth::NotAuthorized
     );
     // Proxy-Authorization is not looked at by www_*.
-    let line = authz_line("Proxy-Authorization", "REGISTER", "to.example.org", &good, "pw");
+    let line = authz_line(
+        "Proxy-Authorization",
+        "REGISTER",
+        "to.example.org",
+        &good,
+        "pw",
+    );
     let mut msg = req("REGISTER", &line);
     assert_eq!(
         api::pre_auth_with(&mut msg, "", HdrType::Authorization, SECRET, ""),
@@ -231,14 +251,24 @@ fn pre_auth_cases() {
     // Good: explicit realm given, matched case-insensitively.
     let line = authz_line("Authorization", "REGISTER", "To.Example.org", &good, "pw");
     let mut msg = req("REGISTER", &line);
-    let PreAuth::DoAuthorization(c) =
-        api::pre_auth_with(&mut msg, "to.example.org", HdrType::Authorization, SECRET, "")
-    else {
+    let PreAuth::DoAuthorization(c) = api::pre_auth_with(
+        &mut msg,
+        "to.example.org",
+        HdrType::Authorization,
+        SECRET,
+        "",
+    ) else {
         panic!("expected DoAuthorization");
     };
-    assert_eq!((c.username.as_str(), c.user(), c.user_domain()), ("alice", "alice", None));
+    assert_eq!(
+        (c.username.as_str(), c.user(), c.user_domain()),
+        ("alice", "alice", None)
+    );
     assert_eq!(c.nonce, good);
-    assert_eq!(msg.auth_mark.map(|m| (m.hdr_idx, m.stale)), Some((c.hdr_idx, false)));
+    assert_eq!(
+        msg.auth_mark.map(|m| (m.hdr_idx, m.stale)),
+        Some((c.hdr_idx, false))
+    );
     assert!(c.response_ok(&msg, &calc_ha1("alice", "To.Example.org", "pw")));
     assert!(!c.response_ok(&msg, &calc_ha1("alice", "To.Example.org", "wrong")));
     assert!(api::post_auth_at(&mut msg, &c, now));
@@ -249,7 +279,13 @@ fn pre_auth_cases() {
 fn stale_nonce_marks_the_message() {
     let now = 1_700_000_000i64;
     let old = calc_nonce(now as u32 - 1, SECRET);
-    let line = authz_line("Proxy-Authorization", "INVITE", "from.example.com", &old, "pw");
+    let line = authz_line(
+        "Proxy-Authorization",
+        "INVITE",
+        "from.example.com",
+        &old,
+        "pw",
+    );
     let mut msg = req("INVITE", &line);
     let PreAuth::DoAuthorization(c) =
         api::pre_auth_with(&mut msg, "", HdrType::ProxyAuthorization, SECRET, "")

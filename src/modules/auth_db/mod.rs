@@ -104,7 +104,9 @@ pub fn param_bool(v: &ModParamValue, name: &str) -> Result<bool, String> {
         ModParamValue::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
             "yes" | "true" | "on" | "1" => Ok(true),
             "no" | "false" | "off" | "0" => Ok(false),
-            _ => Err(format!("auth_db: parameter {name} needs a boolean (yes/no, 1/0)")),
+            _ => Err(format!(
+                "auth_db: parameter {name} needs a boolean (yes/no, 1/0)"
+            )),
         },
     }
 }
@@ -323,7 +325,10 @@ pub fn get_ha1(
     cols.extend(c.creds.iter().map(|(_, col)| col.as_str()));
     let rows = conn.query(table, &keys, &cols, None)?;
     let Some(mut row) = rows.into_iter().next() else {
-        crate::log_dbg!("DEBUG:auth_db:get_ha1: no result for user '{}'\n", cred.user());
+        crate::log_dbg!(
+            "DEBUG:auth_db:get_ha1: no result for user '{}'\n",
+            cred.user()
+        );
         return Ok(None);
     };
     if row.is_empty() {
@@ -373,7 +378,10 @@ pub fn authorize_with(
         Ok(Some(x)) => x,
     };
     if !cred.response_ok(msg, &ha1) {
-        crate::log_dbg!("DEBUG:auth_db:authorize: invalid response for '{}'\n", cred.username);
+        crate::log_dbg!(
+            "DEBUG:auth_db:authorize: invalid response for '{}'\n",
+            cred.username
+        );
         return Authz::NotAuthorized;
     }
     if !api::post_auth_at(msg, &cred, now) {

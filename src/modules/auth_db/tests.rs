@@ -246,7 +246,10 @@ fn use_domain_adds_the_realm_key() {
     assert_eq!(run(&mut m, &c, &mut d, NOW).0, Authz::Authorized);
     assert_eq!(
         d.queries[0].1,
-        vec![Key::eq("username", "alice"), Key::eq("domain", "example.com")]
+        vec![
+            Key::eq("username", "alice"),
+            Key::eq("domain", "example.com")
+        ]
     );
     // bob's row is in another domain.
     let mut m = register(&creds("bob", "bobpw"));
@@ -285,18 +288,27 @@ fn load_credentials_into_named_avps() {
 #[test]
 fn db_errors_answer_500() {
     let c = conf(|_| {});
-    let mut d = FakeDb {
-        fail: true,
-        ..db()
-    };
+    let mut d = FakeDb { fail: true, ..db() };
     let mut m = register(&creds("alice", "secret"));
     let (r, _) = run(&mut m, &c, &mut d, NOW);
-    assert_eq!((r.clone(), r.rc()), (Authz::Reply(500, "Server Internal Error"), 0));
+    assert_eq!(
+        (r.clone(), r.rc()),
+        (Authz::Reply(500, "Server Internal Error"), 0)
+    );
     // No connection at all.
     let mut m = register(&creds("alice", "secret"));
     let mut avps = AvpList::new();
     let r = authorize_with(
-        &mut m, &mut avps, "", "subscriber", true, &c, None, SECRET, "", NOW,
+        &mut m,
+        &mut avps,
+        "",
+        "subscriber",
+        true,
+        &c,
+        None,
+        SECRET,
+        "",
+        NOW,
     );
     assert_eq!(r, Authz::Reply(500, "Server Internal Error"));
 }
@@ -319,14 +331,20 @@ fn nonce_checks() {
         ..creds("alice", "secret")
     });
     assert_eq!(run(&mut m, &c, &mut d, NOW).0, Authz::NotAuthorized);
-    assert!(api::marked_stale(&m, crate::core::parser::HdrType::Authorization));
+    assert!(api::marked_stale(
+        &m,
+        crate::core::parser::HdrType::Authorization
+    ));
     // Expired nonce, wrong response: not authorized, not stale.
     let mut m = register(&Creds {
         nonce: old,
         ..creds("alice", "wrong")
     });
     assert_eq!(run(&mut m, &c, &mut d, NOW).0, Authz::NotAuthorized);
-    assert!(!api::marked_stale(&m, crate::core::parser::HdrType::Authorization));
+    assert!(!api::marked_stale(
+        &m,
+        crate::core::parser::HdrType::Authorization
+    ));
 }
 
 #[test]

@@ -30,7 +30,18 @@ fn sql(stmt: &str) {
     let (host, db) = hostdb.split_once('/').expect("host/db");
     let (host, port) = host.split_once(':').unwrap_or((host, "3306"));
     let out = Command::new("mysql")
-        .args(["-h", host, "-P", port, "-u", user, &format!("-p{pass}"), db, "-e", stmt])
+        .args([
+            "-h",
+            host,
+            "-P",
+            port,
+            "-u",
+            user,
+            &format!("-p{pass}"),
+            db,
+            "-e",
+            stmt,
+        ])
         .output()
         .expect("run mysql");
     assert!(
@@ -143,7 +154,10 @@ fn register_with_digest_against_mysql() {
     // Wrong password: challenged again, not stale.
     let r = register(&s, &c, "authtest", 3, Some((&nonce, "wrong")));
     assert_eq!(code(&r), 401, "{r}");
-    assert!(!header(&r, "WWW-Authenticate").unwrap().contains("stale"), "{r}");
+    assert!(
+        !header(&r, "WWW-Authenticate").unwrap().contains("stale"),
+        "{r}"
+    );
     // Unknown user.
     let r = register(&s, &c, "nosuchuser", 4, Some((&nonce, "s3cr3t")));
     assert_eq!(code(&r), 401, "{r}");

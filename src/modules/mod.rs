@@ -1,4 +1,6 @@
 //! Built-in modules. `loadmodule "x.so"` selects module `x` from this registry.
+pub mod auth;
+pub mod auth_db;
 pub mod maxfwd;
 pub mod mi_fifo;
 pub mod registrar;
@@ -26,4 +28,6 @@ pub static REGISTRY: &[&ModuleExports] = &[
     &usrloc::EXPORTS,
     &registrar::EXPORTS,
     &mi_fifo::EXPORTS,
+    &auth::EXPORTS,
+    &auth_db::EXPORTS,
 ];

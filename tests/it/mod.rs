@@ -1,3 +1,4 @@
+mod auth_challenge;
 mod cfg_corpus;
 mod mi;
 mod mods;

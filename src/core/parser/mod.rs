@@ -14,8 +14,8 @@ pub mod uri;
 
 pub use hdr::HdrType;
 pub use msg::{
-    BUF_SIZE, FirstLine, HdrField, Method, ParseError, ParseErrorKind, Parsed, Proto, RcvInfo,
-    SipMsg, stream_frame_len,
+    AuthMark, BUF_SIZE, FirstLine, HdrField, Method, ParseError, ParseErrorKind, Parsed, Proto,
+    RcvInfo, SipMsg, stream_frame_len,
 };
 pub use scan::{Param, Params, Span, parse_params_str};
 pub use typed::{CSeq, ContactList, ContentType, Digest, Event, NameAddr, Via, ViaList};

@@ -298,6 +298,18 @@ pub struct SipMsg {
     pub reply_lumps: Vec<String>,
     /// The last parse error met on this message (for `$err.*` and `sl_reply_error`).
     pub parse_error: Option<ParseError>,
+    /// The credentials header marked by an auth module's pre-check (OpenSER's
+    /// `auth_body_t.authorized`/`stale`, kept with the message): index into the
+    /// header list, and whether its nonce was stale (the next challenge says
+    /// `stale=true`).
+    pub auth_mark: Option<AuthMark>,
+}
+
+/// See [`SipMsg::auth_mark`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthMark {
+    pub hdr_idx: usize,
+    pub stale: bool,
 }
 
 fn find_lf(buf: &[u8], from: usize) -> Option<usize> {
@@ -501,6 +513,7 @@ impl SipMsg {
             lumps: Lumps::default(),
             reply_lumps: Vec::new(),
             parse_error: None,
+            auth_mark: None,
         })
     }
 

@@ -474,6 +474,51 @@ pub fn sipp_run(dir: &Path, args: &[String]) -> std::process::Output {
 }
 
 /// A SIPp scenario file of the project (tests/data/sipp).
+/// `calls` SIPp calls (tests/data/sipp/uac.xml: INVITE/180/200/ACK/BYE) to `user`
+/// through the server on `port`, at 10 per second; asserts SIPp's own statistics say
+/// every call succeeded and none failed.
+pub fn sipp_calls(dir: &Path, port: u16, user: &str, calls: u64) {
+    let stf = dir.join(format!("uac-{}.csv", free_udp_port()));
+    let uac = sipp_run(
+        dir,
+        &[
+            "-sf".into(),
+            scenario("uac.xml"),
+            format!("127.0.0.1:{port}"),
+            "-s".into(),
+            user.into(),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            free_udp_port().to_string(),
+            "-m".into(),
+            calls.to_string(),
+            "-r".into(),
+            "10".into(),
+            "-trace_stat".into(),
+            "-stf".into(),
+            stf.display().to_string(),
+        ],
+    );
+    let stat = std::fs::read_to_string(&stf).unwrap_or_default();
+    assert!(
+        uac.status.success(),
+        "calls failed: {}\n{stat}",
+        String::from_utf8_lossy(&uac.stdout)
+    );
+    let header: Vec<&str> = stat.lines().next().unwrap_or("").split(';').collect();
+    let last: Vec<&str> = stat.lines().last().unwrap_or("").split(';').collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .and_then(|i| last.get(i))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    assert_eq!(col("SuccessfulCall(C)"), Some(calls), "{stat}");
+    assert_eq!(col("FailedCall(C)"), Some(0), "{stat}");
+}
+
 pub fn scenario(name: &str) -> String {
     format!("{}/tests/data/sipp/{name}", env!("CARGO_MANIFEST_DIR"))
 }

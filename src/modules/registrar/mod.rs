@@ -451,9 +451,9 @@ fn take_pending() -> Vec<String> {
 }
 
 fn register_domain(name: &str) -> Result<(), String> {
-    ul::register_udomain(name)
+    ul::register_udomain_db(name)
         .map(|_| ())
-        .map_err(|e| format!("registrar: cannot register usrloc domain `{name}`: {e}"))
+        .map_err(|e| format!("registrar: {e}"))
 }
 
 fn arg_text(a: &Arg) -> Option<String> {

@@ -23,11 +23,13 @@
 //! URIs and Call-IDs are compared byte for byte, as in OpenSER.
 //!
 //! The module descriptor (`modparam`s, the expiry timer, statistics) is in
-//! [`module`]; `db_mode` other than 0 is refused at start-up until the DB layer exists.
+//! [`module`]; `db_mode` 1 (write-through, with the table loaded at start-up) is in
+//! [`db`]; `db_mode` 2 and 3 are refused at start-up (not built).
 
 use std::fmt;
 use std::sync::{Mutex, RwLock};
 
+mod db;
 mod hslot;
 pub mod mi;
 pub mod module;
@@ -256,6 +258,21 @@ pub fn register_udomain_with(
 }
 
 /// A registered domain by name.
+/// Register domain `name` and, with `db_mode` 1, load its rows from the database table
+/// of the same name (attendant, before fork; once per domain).
+pub fn register_udomain_db(name: &str) -> Result<&'static UDomain, String> {
+    let p = params();
+    let existed = find_domain(name).is_some();
+    let d = register_udomain_with(name, &p)
+        .map_err(|e| format!("usrloc: cannot register domain `{name}`: {e}"))?;
+    if !existed && p.db_mode == 1 {
+        let now = crate::modules::registrar::now();
+        let n = db::preload(d, &p, now)?;
+        crate::log_info!("INFO:usrloc: loaded {n} contact(s) of table {name} from the database");
+    }
+    Ok(d)
+}
+
 pub fn find_domain(name: &str) -> Option<&'static UDomain> {
     DOMAINS
         .lock()

@@ -7,7 +7,7 @@
 use crate::core::module::{ModParamValue, ModuleExports, ParamExport};
 use crate::core::stats;
 
-use super::{ColumnNames, PARAMS, UsrlocParams, domains};
+use super::{PARAMS, UsrlocParams, domains};
 
 fn update(f: impl FnOnce(&mut UsrlocParams)) {
     if let Ok(mut g) = PARAMS.write() {
@@ -188,9 +188,9 @@ pub static EXPORTS: ModuleExports = ModuleExports {
 
 /// Check the parameters (start-up error for what is not built).
 pub fn check_params(p: &UsrlocParams) -> Result<(), String> {
-    if p.db_mode != 0 {
+    if !(0..=1).contains(&p.db_mode) {
         return Err(format!(
-            "usrloc: db_mode {} needs the database layer, not built yet",
+            "usrloc: db_mode {} is not supported (0 memory only, 1 write-through)",
             p.db_mode
         ));
     }
@@ -206,7 +206,10 @@ pub fn check_params(p: &UsrlocParams) -> Result<(), String> {
 fn mod_init() -> Result<(), String> {
     let p = super::params();
     check_params(&p)?;
-    let _ = ColumnNames::default(); // column names are kept for the DB layer
+    if p.db_mode == 1 {
+        crate::core::db::check_url(&p.db_url).map_err(|e| format!("usrloc: {e}"))?;
+    }
+    super::db::set_mode(p.db_mode);
     crate::core::process::timer::register_timer("usrloc", p.timer_interval.max(1), ul_timer);
     stats::register_func("usrloc", "registered_users", super::registered_users);
     super::mi::register();
@@ -262,14 +265,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn db_mode_other_than_0_is_a_startup_error() {
+    fn db_mode_2_and_3_are_startup_errors() {
         let mut p = UsrlocParams::default();
         assert!(check_params(&p).is_ok());
         p.db_mode = 2;
         assert_eq!(
             check_params(&p).unwrap_err(),
-            "usrloc: db_mode 2 needs the database layer, not built yet"
+            "usrloc: db_mode 2 is not supported (0 memory only, 1 write-through)"
         );
+        p.db_mode = 3;
+        assert!(check_params(&p).is_err());
+        p.db_mode = 1;
+        assert!(check_params(&p).is_ok());
         p.db_mode = 0;
         p.matching_mode = 3;
         assert!(check_params(&p).is_err());

@@ -66,7 +66,18 @@ pub struct SlotGuard<'d> {
     /// The record last found in this slot (saves re-walking the slot list to validate
     /// a `RecordId`; valid while the lock is held, cleared when that record is freed).
     pub(super) known: Cell<ShmPtr<URecord>>,
-    _lock: FastLockGuard<'d>,
+    /// `None` only while dropping (released before queued DB writes go out).
+    lock: Option<FastLockGuard<'d>>,
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        // Release the slot first: database writes never run under a usrloc lock.
+        drop(self.lock.take());
+        if super::db::has_pending() {
+            super::db::flush();
+        }
+    }
 }
 
 impl UDomain {
@@ -160,7 +171,7 @@ impl UDomain {
             dom: self,
             slot,
             known: Cell::new(ShmPtr::null()),
-            _lock: self.locks[slot].lock(),
+            lock: Some(self.locks[slot].lock()),
         }
     }
 

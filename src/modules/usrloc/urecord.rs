@@ -240,6 +240,11 @@ impl SlotGuard<'_> {
 
     /// Fire callbacks of `kind` for contact `cp` of record `rp` (lock held).
     pub(super) fn notify(&self, kind: UlCbType, rp: ShmPtr<URecord>, cp: ShmPtr<UContact>) {
+        if super::db::write_through()
+            && let (Some(rec), Some(c)) = (get(self, rp), get(self, cp))
+        {
+            super::db::queue(kind, self.domain().name(), rec.aor.as_bytes(), &c.to_info());
+        }
         if !super::has_callbacks(kind) {
             return;
         }

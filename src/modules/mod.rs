@@ -1,6 +1,7 @@
 //! Built-in modules. `loadmodule "x.so"` selects module `x` from this registry.
 pub mod maxfwd;
 pub mod mi_fifo;
+pub mod mysql;
 pub mod registrar;
 pub mod rr;
 pub mod sl;
@@ -13,7 +14,7 @@ use crate::core::db::Connector;
 use crate::core::module::ModuleExports;
 
 /// Database drivers: URL scheme, the module that must be loaded, its connector.
-pub static DB_DRIVERS: &[(&str, &str, Connector)] = &[];
+pub static DB_DRIVERS: &[(&str, &str, Connector)] = &[("mysql", "mysql", mysql::connect)];
 
 /// Every built-in module, in no particular order.
 pub static REGISTRY: &[&ModuleExports] = &[
@@ -26,4 +27,5 @@ pub static REGISTRY: &[&ModuleExports] = &[
     &usrloc::EXPORTS,
     &registrar::EXPORTS,
     &mi_fifo::EXPORTS,
+    &mysql::EXPORTS,
 ];

@@ -1,4 +1,5 @@
 mod cfg_corpus;
+mod db;
 mod mi;
 mod mods;
 mod process;

@@ -33,9 +33,14 @@ impl MariaDb {
         }
         let dir = TempDir::new("mariadb");
         let data = dir.file("data");
+        // A private tmpdir: servers bootstrapping in parallel collide on temporary
+        // table names in a shared one.
+        let tmp = dir.file("tmp");
+        std::fs::create_dir_all(&tmp).expect("create tmpdir");
         let out = Command::new(tool("mariadb-install-db"))
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg("--auth-root-authentication-method=normal")
             .arg("--user=root")
             .arg("--skip-test-db")
@@ -54,6 +59,7 @@ impl MariaDb {
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", sock.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--port={port}"))
             .arg("--bind-address=127.0.0.1")
             .arg("--user=root")
@@ -77,7 +83,11 @@ impl MariaDb {
             {
                 return Some(db);
             }
-            assert!(Instant::now() < end, "mariadbd not ready in 60 s:\n{}", db.log());
+            assert!(
+                Instant::now() < end,
+                "mariadbd not ready in 60 s:\n{}",
+                db.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -62,7 +62,13 @@ fn kill_connection(m: &MariaDb, c: &mut dyn DbConn) -> i64 {
     id
 }
 
-fn contact(user: &str, contact: &str, q: f64, expires: i64, ua: &str) -> Vec<(&'static str, DbVal)> {
+fn contact(
+    user: &str,
+    contact: &str,
+    q: f64,
+    expires: i64,
+    ua: &str,
+) -> Vec<(&'static str, DbVal)> {
     vec![
         ("username", user.into()),
         ("domain", "example.com".into()),
@@ -77,7 +83,7 @@ fn contact(user: &str, contact: &str, q: f64, expires: i64, ua: &str) -> Vec<(&'
         ("cflags", DbVal::Int(2)),
         ("user_agent", ua.into()),
         ("socket", DbVal::Null),
-        ("methods", DbVal::Int(4294967295)),
+        ("methods", DbVal::Int(-1)),
     ]
 }
 
@@ -94,19 +100,39 @@ fn mysql_driver_against_mariadb() {
     // Inserts, including values that would break a pasted statement.
     let t = 1_700_000_000;
     let evil = "x'); DROP TABLE location; -- \\' \" `";
-    c.insert("location", &contact("alice", "sip:alice@10.0.0.1", 0.8, t, "UA/1.0"))
-        .unwrap();
-    c.insert("location", &contact("alice", "sip:alice@10.0.0.2", 0.5, t + 60, evil))
-        .unwrap();
-    c.insert("location", &contact("bob", "sip:bob@10.0.0.3", 1.0, t + 120, "b"))
-        .unwrap();
+    c.insert(
+        "location",
+        &contact("alice", "sip:alice@10.0.0.1", 0.8, t, "UA/1.0"),
+    )
+    .unwrap();
+    c.insert(
+        "location",
+        &contact("alice", "sip:alice@10.0.0.2", 0.5, t + 60, evil),
+    )
+    .unwrap();
+    c.insert(
+        "location",
+        &contact("bob", "sip:bob@10.0.0.3", 1.0, t + 120, "b"),
+    )
+    .unwrap();
 
     // Query with keys, columns and order; typed values back.
     let rows = c
         .query(
             "location",
-            &[Key::eq("username", "alice"), Key::eq("domain", "example.com")],
-            &["contact", "q", "expires", "received", "user_agent", "cseq", "methods"],
+            &[
+                Key::eq("username", "alice"),
+                Key::eq("domain", "example.com"),
+            ],
+            &[
+                "contact",
+                "q",
+                "expires",
+                "received",
+                "user_agent",
+                "cseq",
+                "methods",
+            ],
             Some("q DESC"),
         )
         .unwrap();
@@ -116,9 +142,13 @@ fn mysql_driver_against_mariadb() {
     assert_eq!(rows[0][2], DbVal::DateTime(t), "DATETIME round trip");
     assert_eq!(rows[0][3], DbVal::Null);
     assert_eq!(rows[0][5], DbVal::Int(7));
-    assert_eq!(rows[0][6], DbVal::Int(4294967295));
+    assert_eq!(rows[0][6], DbVal::Int(-1));
     assert_eq!(rows[1][2], DbVal::DateTime(t + 60));
-    assert_eq!(rows[1][4], DbVal::Str(evil.into()), "quoted value stored verbatim");
+    assert_eq!(
+        rows[1][4],
+        DbVal::Str(evil.into()),
+        "quoted value stored verbatim"
+    );
     // The server agrees on the instant (same time zone: local time both ways).
     let ts = m.sql(
         Some("openser"),
@@ -126,7 +156,8 @@ fn mysql_driver_against_mariadb() {
     );
     assert_eq!(ts.trim(), t.to_string());
     assert_eq!(
-        m.sql(Some("openser"), "SELECT COUNT(*) FROM location").trim(),
+        m.sql(Some("openser"), "SELECT COUNT(*) FROM location")
+            .trim(),
         "3"
     );
 
@@ -141,25 +172,48 @@ fn mysql_driver_against_mariadb() {
         .unwrap();
     assert_eq!(
         rows,
-        vec![vec![DbVal::Str("alice".into())], vec![DbVal::Str("bob".into())]]
+        vec![
+            vec![DbVal::Str("alice".into())],
+            vec![DbVal::Str("bob".into())]
+        ]
     );
     let rows = c
-        .query("location", &[Key::op("username", Op::Ne, "alice")], &[], None)
+        .query(
+            "location",
+            &[Key::op("username", Op::Ne, "alice")],
+            &[],
+            None,
+        )
         .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].len(), 16, "SELECT * gives every column");
     let n = c
-        .query("location", &[Key::eq("received", DbVal::Null)], &["id"], None)
+        .query(
+            "location",
+            &[Key::eq("received", DbVal::Null)],
+            &["id"],
+            None,
+        )
         .unwrap()
         .len();
     assert_eq!(n, 3);
     let n = c
-        .query("location", &[Key::op("received", Op::Ne, DbVal::Null)], &["id"], None)
+        .query(
+            "location",
+            &[Key::op("received", Op::Ne, DbVal::Null)],
+            &["id"],
+            None,
+        )
         .unwrap()
         .len();
     assert_eq!(n, 0);
     let rows = c
-        .query("location", &[Key::eq("user_agent", evil)], &["username"], None)
+        .query(
+            "location",
+            &[Key::eq("user_agent", evil)],
+            &["username"],
+            None,
+        )
         .unwrap();
     assert_eq!(rows, vec![vec![DbVal::Str("alice".into())]]);
 
@@ -168,17 +222,30 @@ fn mysql_driver_against_mariadb() {
         .update(
             "location",
             &[Key::eq("contact", "sip:alice@10.0.0.2")],
-            &[("q", DbVal::Double(0.9)), ("received", "sip:1.2.3.4:5060".into()), ("path", DbVal::Null)],
+            &[
+                ("q", DbVal::Double(0.9)),
+                ("received", "sip:1.2.3.4:5060".into()),
+                ("path", DbVal::Null),
+            ],
         )
         .unwrap();
     assert_eq!(changed, 1);
     let rows = c
-        .query("location", &[Key::eq("username", "alice")], &["contact", "received"], Some("q DESC"))
+        .query(
+            "location",
+            &[Key::eq("username", "alice")],
+            &["contact", "received"],
+            Some("q DESC"),
+        )
         .unwrap();
     assert_eq!(rows[0][0], DbVal::Str("sip:alice@10.0.0.2".into()));
     assert_eq!(rows[0][1], DbVal::Str("sip:1.2.3.4:5060".into()));
     let n = c
-        .update("location", &[Key::eq("username", "nobody")], &[("cseq", DbVal::Int(1))])
+        .update(
+            "location",
+            &[Key::eq("username", "nobody")],
+            &[("cseq", DbVal::Int(1))],
+        )
         .unwrap();
     assert_eq!(n, 0);
 
@@ -190,23 +257,38 @@ fn mysql_driver_against_mariadb() {
     r.push(("id", DbVal::Int(100)));
     c.replace("location", &r).unwrap();
     let rows = c
-        .query("location", &[Key::eq("id", 100)], &["contact", "user_agent"], None)
+        .query(
+            "location",
+            &[Key::eq("id", 100)],
+            &["contact", "user_agent"],
+            None,
+        )
         .unwrap();
     assert_eq!(
         rows,
-        vec![vec![DbVal::Str("sip:carol@b".into()), DbVal::Str("r2".into())]]
+        vec![vec![
+            DbVal::Str("sip:carol@b".into()),
+            DbVal::Str("r2".into())
+        ]]
     );
 
     // Delete with keys, then everything.
-    assert_eq!(c.delete("location", &[Key::eq("username", "bob")]).unwrap(), 1);
+    assert_eq!(
+        c.delete("location", &[Key::eq("username", "bob")]).unwrap(),
+        1
+    );
     assert_eq!(c.delete("location", &[]).unwrap(), 3);
     assert_eq!(
-        m.sql(Some("openser"), "SELECT COUNT(*) FROM location").trim(),
+        m.sql(Some("openser"), "SELECT COUNT(*) FROM location")
+            .trim(),
         "0"
     );
 
     // Bad identifiers and statements are errors, the connection stays usable.
-    assert!(c.query("location`; DROP TABLE version; --", &[], &[], None).is_err());
+    assert!(
+        c.query("location`; DROP TABLE version; --", &[], &[], None)
+            .is_err()
+    );
     assert!(c.query("location", &[], &["no_such_column"], None).is_err());
     assert!(c.insert("location", &[("bad`col", DbVal::Int(1))]).is_err());
     assert_eq!(
@@ -218,17 +300,28 @@ fn mysql_driver_against_mariadb() {
     // Reconnect after the server closes the connection (auto_reconnect = 1, default).
     let old = kill_connection(&m, c.as_mut());
     let rows = c
-        .query("version", &[Key::eq("table_name", "subscriber")], &["table_version"], None)
+        .query(
+            "version",
+            &[Key::eq("table_name", "subscriber")],
+            &["table_version"],
+            None,
+        )
         .expect("operation after KILL succeeds by reconnecting");
     assert_eq!(rows, vec![vec![DbVal::Int(6)]]);
-    let new = c.raw_query("SELECT CONNECTION_ID()").unwrap()[0][0].as_int().unwrap();
+    let new = c.raw_query("SELECT CONNECTION_ID()").unwrap()[0][0]
+        .as_int()
+        .unwrap();
     assert_ne!(old, new, "a new connection was opened");
     // Also for a write.
     kill_connection(&m, c.as_mut());
     c.insert("location", &contact("dave", "sip:dave@x", 1.0, t, "d"))
         .expect("insert after KILL");
     assert_eq!(
-        m.sql(Some("openser"), "SELECT COUNT(*) FROM location WHERE username='dave'").trim(),
+        m.sql(
+            Some("openser"),
+            "SELECT COUNT(*) FROM location WHERE username='dave'"
+        )
+        .trim(),
         "1"
     );
 
@@ -249,7 +342,12 @@ fn mysql_driver_against_mariadb() {
     )
     .unwrap();
     kill_connection(&m, &mut c3);
-    assert_eq!(c3.query("version", &[], &["table_name"], None).unwrap().len(), 18);
+    assert_eq!(
+        c3.query("version", &[], &["table_name"], None)
+            .unwrap()
+            .len(),
+        18
+    );
 
     // The read-only account can read but not write.
     let mut ro = db::connect(&m.url("openserro", "openserro", "openser")).unwrap();
@@ -259,7 +357,9 @@ fn mysql_driver_against_mariadb() {
     // Connection failures are errors, never panics.
     assert!(db::connect("mysql:/nohost").is_err());
     assert!(db::connect("mysql://u:p@127.0.0.1:notaport/openser").is_err());
-    let e = db::connect(&m.url("openser", "wrong", "openser")).err().unwrap();
+    let e = db::connect(&m.url("openser", "wrong", "openser"))
+        .err()
+        .unwrap();
     assert!(e.0.contains("cannot connect"), "{e}");
     assert!(!e.0.contains("wrong"), "password not in messages: {e}");
     let refused = {
@@ -268,9 +368,11 @@ fn mysql_driver_against_mariadb() {
         drop(l);
         p
     };
-    let e = db::connect(&format!("mysql://openser:openserrw@127.0.0.1:{refused}/openser"))
-        .err()
-        .unwrap();
+    let e = db::connect(&format!(
+        "mysql://openser:openserrw@127.0.0.1:{refused}/openser"
+    ))
+    .err()
+    .unwrap();
     assert!(e.0.contains("cannot connect"), "{e}");
     assert!(db::connect(&m.url("openser", "openserrw", "no_such_db")).is_err());
 }
@@ -285,19 +387,47 @@ fn mysql_scripts_against_mariadb() {
     assert!(out.contains("created"), "{out}");
     let tables = m.sql(Some("openser"), "SHOW TABLES");
     for t in [
-        "version", "subscriber", "location", "aliases", "acc", "missed_calls", "grp", "re_grp",
-        "domain", "dbaliases", "uri", "usr_preferences", "silo", "trusted", "speed_dial", "gw",
-        "gw_grp", "lcr", "address",
+        "version",
+        "subscriber",
+        "location",
+        "aliases",
+        "acc",
+        "missed_calls",
+        "grp",
+        "re_grp",
+        "domain",
+        "dbaliases",
+        "uri",
+        "usr_preferences",
+        "silo",
+        "trusted",
+        "speed_dial",
+        "gw",
+        "gw_grp",
+        "lcr",
+        "address",
     ] {
-        assert!(tables.lines().any(|l| l == t), "table {t} missing: {tables}");
+        assert!(
+            tables.lines().any(|l| l == t),
+            "table {t} missing: {tables}"
+        );
     }
     let versions = m.sql(
         Some("openser"),
         "SELECT table_name, table_version FROM version ORDER BY table_name",
     );
     assert_eq!(versions.lines().count(), 18, "{versions}");
-    for row in ["subscriber\t6", "location\t1004", "acc\t4", "address\t3", "lcr\t2"] {
-        assert!(versions.lines().any(|l| l == row), "{row} not in {versions}");
+    for row in [
+        "subscriber\t6",
+        "location\t1004",
+        "acc\t4",
+        "address\t3",
+        "lcr\t2",
+    ] {
+        assert!(
+            versions.lines().any(|l| l == row),
+            "{row} not in {versions}"
+        );
     }
     let cols = m.sql(
         Some("openser"),
@@ -307,8 +437,22 @@ fn mysql_scripts_against_mariadb() {
     assert_eq!(
         cols.split_whitespace().collect::<Vec<_>>(),
         [
-            "id", "username", "domain", "contact", "received", "path", "expires", "q", "callid",
-            "cseq", "last_modified", "flags", "cflags", "user_agent", "socket", "methods"
+            "id",
+            "username",
+            "domain",
+            "contact",
+            "received",
+            "path",
+            "expires",
+            "q",
+            "callid",
+            "cseq",
+            "last_modified",
+            "flags",
+            "cflags",
+            "user_agent",
+            "socket",
+            "methods"
         ]
     );
     // Creating it again fails (the database exists).
@@ -344,7 +488,12 @@ fn mysql_scripts_against_mariadb() {
             ),
         )
     };
-    ok(&ctl(&["add", "alice@example.com", "secret", "alice@mail.example.com"]));
+    ok(&ctl(&[
+        "add",
+        "alice@example.com",
+        "secret",
+        "alice@mail.example.com",
+    ]));
     assert_eq!(
         sub("alice").trim_end(),
         format!(
@@ -376,7 +525,10 @@ fn mysql_scripts_against_mariadb() {
         )
     );
     assert!(!ctl(&["passwd", "nobody@example.com", "x"]).status.success());
-    assert!(!ctl(&["add", "nodomain", "x"]).status.success(), "no SIP_DOMAIN");
+    assert!(
+        !ctl(&["add", "nodomain", "x"]).status.success(),
+        "no SIP_DOMAIN"
+    );
     ok(&ctl(&["rm", "alice@example.com"]));
     assert_eq!(sub("alice"), "");
     assert!(!ctl(&["rm", "alice@example.com"]).status.success());
@@ -387,7 +539,11 @@ fn mysql_scripts_against_mariadb() {
     let file = home.file("dump.sql");
     std::fs::write(&file, &dump).unwrap();
     ok(&dbsh(&m, home.path(), &["drop"]));
-    assert!(!m.sql(None, "SHOW DATABASES").lines().any(|l| l == "openser"));
+    assert!(
+        !m.sql(None, "SHOW DATABASES")
+            .lines()
+            .any(|l| l == "openser")
+    );
     m.sql(None, "CREATE DATABASE openser");
     ok(&dbsh(&m, home.path(), &["restore", file.to_str().unwrap()]));
     assert_eq!(sub("bob").lines().count(), 1, "restored");
@@ -396,7 +552,8 @@ fn mysql_scripts_against_mariadb() {
     ok(&dbsh(&m, home.path(), &["reinit"]));
     assert_eq!(sub("bob"), "");
     assert_eq!(
-        m.sql(Some("openser"), "SELECT COUNT(*) FROM version").trim(),
+        m.sql(Some("openser"), "SELECT COUNT(*) FROM version")
+            .trim(),
         "18"
     );
     assert!(!dbsh(&m, home.path(), &["nonsense"]).status.success());

@@ -148,8 +148,7 @@ pub trait DbConn: Send {
     /// `INSERT INTO table (cols) VALUES (vals)`.
     fn insert(&mut self, table: &str, vals: &[(&str, DbVal)]) -> Result<(), DbError>;
     /// `UPDATE table SET set WHERE keys`; returns the number of rows changed.
-    fn update(&mut self, table: &str, keys: &[Key], set: &[(&str, DbVal)])
-    -> Result<u64, DbError>;
+    fn update(&mut self, table: &str, keys: &[Key], set: &[(&str, DbVal)]) -> Result<u64, DbError>;
     /// `DELETE FROM table WHERE keys` (all rows when `keys` is empty); rows deleted.
     fn delete(&mut self, table: &str, keys: &[Key]) -> Result<u64, DbError>;
     /// `REPLACE INTO table (cols) VALUES (vals)`.

@@ -125,7 +125,9 @@ pub enum Target {
 /// removed.
 pub fn target(url: &DbUrl, unix_port: Option<&str>) -> Target {
     if url.host == "localhost" {
-        let s = unix_port.filter(|s| !s.is_empty()).unwrap_or(DEFAULT_SOCKET);
+        let s = unix_port
+            .filter(|s| !s.is_empty())
+            .unwrap_or(DEFAULT_SOCKET);
         return Target::Socket(s.to_string());
     }
     let h = url
@@ -155,7 +157,11 @@ fn opts_for(url: &DbUrl, unix_port: Option<&str>) -> Opts {
 
 /// The URL without its password, for messages.
 fn label(url: &DbUrl) -> String {
-    let user = url.user.as_deref().map(|u| format!("{u}@")).unwrap_or_default();
+    let user = url
+        .user
+        .as_deref()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
     let port = url.port.map(|p| format!(":{p}")).unwrap_or_default();
     format!("mysql://{user}{}{port}/{}", url.host, url.database)
 }
@@ -264,7 +270,9 @@ pub fn quote_ident(name: &str) -> Result<String, DbError> {
 /// `ORDER BY` argument: a column name, optionally followed by `ASC` or `DESC`.
 fn order_clause(order: &str) -> Result<String, DbError> {
     let mut it = order.split_whitespace();
-    let col = it.next().ok_or_else(|| DbError("mysql: empty order".into()))?;
+    let col = it
+        .next()
+        .ok_or_else(|| DbError("mysql: empty order".into()))?;
     let dir = match it.next() {
         None => "",
         Some(d) if d.eq_ignore_ascii_case("asc") => " ASC",
@@ -288,7 +296,8 @@ fn param(v: &DbVal) -> Result<Value, DbError> {
         DbVal::DateTime(t) => {
             let (y, mo, d, h, mi, s) = sys::local_time(*t)
                 .ok_or_else(|| DbError(format!("mysql: time {t} out of range")))?;
-            let y = u16::try_from(y).map_err(|_| DbError(format!("mysql: time {t} out of range")))?;
+            let y =
+                u16::try_from(y).map_err(|_| DbError(format!("mysql: time {t} out of range")))?;
             Value::Date(y, mo as u8, d as u8, h as u8, mi as u8, s as u8, 0)
         }
     })
@@ -346,7 +355,9 @@ pub fn insert_sql(
     vals: &[(&str, DbVal)],
 ) -> Result<(String, Vec<Value>), DbError> {
     if vals.is_empty() {
-        return Err(DbError(format!("mysql: {verb} into {table} without values")));
+        return Err(DbError(format!(
+            "mysql: {verb} into {table} without values"
+        )));
     }
     let cols = vals
         .iter()
@@ -354,9 +365,15 @@ pub fn insert_sql(
         .collect::<Result<Vec<_>, _>>()?
         .join(",");
     let marks = vec!["?"; vals.len()].join(",");
-    let params = vals.iter().map(|(_, v)| param(v)).collect::<Result<_, _>>()?;
+    let params = vals
+        .iter()
+        .map(|(_, v)| param(v))
+        .collect::<Result<_, _>>()?;
     Ok((
-        format!("{verb} INTO {} ({cols}) VALUES ({marks})", quote_ident(table)?),
+        format!(
+            "{verb} INTO {} ({cols}) VALUES ({marks})",
+            quote_ident(table)?
+        ),
         params,
     ))
 }
@@ -414,18 +431,25 @@ fn to_dbval(v: Value, col: &Column) -> DbVal {
                 // '0000-00-00 00:00:00'
                 DbVal::DateTime(0)
             } else {
-                match sys::local_mktime(y.into(), mo.into(), d.into(), h.into(), mi.into(), s.into())
-                {
+                match sys::local_mktime(
+                    y.into(),
+                    mo.into(),
+                    d.into(),
+                    h.into(),
+                    mi.into(),
+                    s.into(),
+                ) {
                     Some(t) => DbVal::DateTime(t),
-                    None => DbVal::Str(format!(
-                        "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}"
-                    )),
+                    None => DbVal::Str(format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")),
                 }
             }
         }
         Value::Time(neg, days, h, mi, s, _) => {
             let h = u32::from(h) + days * 24;
-            DbVal::Str(format!("{}{h:02}:{mi:02}:{s:02}", if neg { "-" } else { "" }))
+            DbVal::Str(format!(
+                "{}{h:02}:{mi:02}:{s:02}",
+                if neg { "-" } else { "" }
+            ))
         }
         Value::Bytes(b) => match col.column_type() {
             ColumnType::MYSQL_TYPE_DECIMAL | ColumnType::MYSQL_TYPE_NEWDECIMAL => {
@@ -486,12 +510,7 @@ impl DbConn for MysqlConn {
         self.run("insert", |c| c.exec_drop(sql.as_str(), params_of(&params)))
     }
 
-    fn update(
-        &mut self,
-        table: &str,
-        keys: &[Key],
-        set: &[(&str, DbVal)],
-    ) -> Result<u64, DbError> {
+    fn update(&mut self, table: &str, keys: &[Key], set: &[(&str, DbVal)]) -> Result<u64, DbError> {
         let (sql, params) = update_sql(table, keys, set)?;
         self.run("update", |c| {
             c.exec_drop(sql.as_str(), params_of(&params))?;
@@ -524,7 +543,9 @@ impl DbConn for MysqlConn {
                             .into_iter()
                             .map(|v| match v {
                                 Value::NULL => DbVal::Null,
-                                Value::Bytes(b) => DbVal::Str(String::from_utf8_lossy(&b).into_owned()),
+                                Value::Bytes(b) => {
+                                    DbVal::Str(String::from_utf8_lossy(&b).into_owned())
+                                }
                                 other => DbVal::Str(other.as_sql(true)),
                             })
                             .collect(),
@@ -551,7 +572,10 @@ mod tests {
         assert_eq!(target(&u, Some("")), Target::Socket(DEFAULT_SOCKET.into()));
         assert_eq!(target(&u, Some("/tmp/s")), Target::Socket("/tmp/s".into()));
         let u = url("mysql://a:b@127.0.0.1/openser");
-        assert_eq!(target(&u, Some("/tmp/s")), Target::Tcp("127.0.0.1".into(), 3306));
+        assert_eq!(
+            target(&u, Some("/tmp/s")),
+            Target::Tcp("127.0.0.1".into(), 3306)
+        );
         let u = url("mysql://db.example.com:3307/openser");
         assert_eq!(target(&u, None), Target::Tcp("db.example.com".into(), 3307));
         let u = url("mysql://[::1]:3307/openser");
@@ -576,7 +600,10 @@ mod tests {
     fn statements() {
         let (sql, p) = select_sql(
             "location",
-            &[Key::eq("username", "alice"), Key::op("expires", Op::Gt, DbVal::Int(5))],
+            &[
+                Key::eq("username", "alice"),
+                Key::op("expires", Op::Gt, DbVal::Int(5)),
+            ],
             &["contact", "q"],
             Some("q DESC"),
         )
@@ -586,14 +613,28 @@ mod tests {
             "SELECT `contact`,`q` FROM `location` WHERE `username` = ? AND `expires` > ? ORDER BY `q` DESC"
         );
         assert_eq!(p, vec![Value::Bytes(b"alice".to_vec()), Value::Int(5)]);
-        let (sql, p) = select_sql("t", &[Key::eq("a", DbVal::Null), Key::op("b", Op::Ne, DbVal::Null)], &[], None)
-            .unwrap();
-        assert_eq!(sql, "SELECT * FROM `t` WHERE `a` IS NULL AND `b` IS NOT NULL");
+        let (sql, p) = select_sql(
+            "t",
+            &[Key::eq("a", DbVal::Null), Key::op("b", Op::Ne, DbVal::Null)],
+            &[],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            sql,
+            "SELECT * FROM `t` WHERE `a` IS NULL AND `b` IS NOT NULL"
+        );
         assert!(p.is_empty());
-        let (sql, p) = insert_sql("REPLACE", "t", &[("a", DbVal::Int(1)), ("b", "x'y".into())]).unwrap();
+        let (sql, p) =
+            insert_sql("REPLACE", "t", &[("a", DbVal::Int(1)), ("b", "x'y".into())]).unwrap();
         assert_eq!(sql, "REPLACE INTO `t` (`a`,`b`) VALUES (?,?)");
         assert_eq!(p.len(), 2);
-        let (sql, _) = update_sql("t", &[Key::eq("id", 3)], &[("a", DbVal::Int(1)), ("b", DbVal::Null)]).unwrap();
+        let (sql, _) = update_sql(
+            "t",
+            &[Key::eq("id", 3)],
+            &[("a", DbVal::Int(1)), ("b", DbVal::Null)],
+        )
+        .unwrap();
         assert_eq!(sql, "UPDATE `t` SET `a`=?,`b`=? WHERE `id` = ?");
         let (sql, p) = delete_sql("t", &[]).unwrap();
         assert_eq!((sql.as_str(), p.len()), ("DELETE FROM `t`", 0));

@@ -349,6 +349,19 @@ fn mysql_driver_against_mariadb() {
         18
     );
 
+    // Host `localhost` is the Unix socket ($MYSQL_UNIX_PORT, here given explicitly).
+    let local = DbUrl::parse("mysql://openser:openserrw@localhost/openser").unwrap();
+    let sock = m.socket().display().to_string();
+    let mut c4 = mysql::connect_at(&local, Some(&sock), settings(true)).expect("socket connect");
+    let via = c4.raw_query("SELECT @@socket, USER()").unwrap();
+    assert_eq!(via[0][0], DbVal::Str(sock.clone()));
+    assert!(
+        via[0][1].as_str().unwrap().ends_with("@localhost"),
+        "{via:?}"
+    );
+    let missing = home.file("no.sock").display().to_string();
+    assert!(mysql::connect_at(&local, Some(&missing), settings(true)).is_err());
+
     // The read-only account can read but not write.
     let mut ro = db::connect(&m.url("openserro", "openserro", "openser")).unwrap();
     assert_eq!(ro.query("version", &[], &[], None).unwrap().len(), 18);
@@ -557,4 +570,33 @@ fn mysql_scripts_against_mariadb() {
         "18"
     );
     assert!(!dbsh(&m, home.path(), &["nonsense"]).status.success());
+}
+
+#[test]
+fn mysql_module_in_a_config() {
+    let dir = TempDir::new("mysqlcfg");
+    let write = |name: &str, params: &str| {
+        let p = dir.file(name);
+        std::fs::write(
+            &p,
+            format!(
+                "listen=udp:127.0.0.1:5999\nloadmodule \"mysql.so\"\n{params}route {{ exit; }}\n"
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let good = write(
+        "good.cfg",
+        "modparam(\"mysql\", \"ping_interval\", 60)\nmodparam(\"mysql\", \"auto_reconnect\", 0)\n",
+    );
+    let (code, _o, err) = crate::harness::run(&["-c", "-f", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let bad = write("bad.cfg", "modparam(\"mysql\", \"ping_interval\", -5)\n");
+    let (code, _o, err) = crate::harness::run(&["-c", "-f", bad.to_str().unwrap()]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("ping_interval"), "{err}");
+    let unknown = write("unknown.cfg", "modparam(\"mysql\", \"no_such_param\", 1)\n");
+    let (code, _o, err) = crate::harness::run(&["-c", "-f", unknown.to_str().unwrap()]);
+    assert_ne!(code, 0, "{err}");
 }

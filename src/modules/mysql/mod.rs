@@ -101,7 +101,21 @@ pub fn connect(url: &DbUrl) -> Result<Box<dyn DbConn>, DbError> {
 
 /// Open a connection with explicit settings.
 pub fn connect_with(url: &DbUrl, settings: Settings) -> Result<MysqlConn, DbError> {
-    let opts = opts_for(url, std::env::var("MYSQL_UNIX_PORT").ok().as_deref());
+    connect_at(
+        url,
+        std::env::var("MYSQL_UNIX_PORT").ok().as_deref(),
+        settings,
+    )
+}
+
+/// Open a connection, `unix_port` standing in for `$MYSQL_UNIX_PORT` (the socket used
+/// for host `localhost`).
+pub fn connect_at(
+    url: &DbUrl,
+    unix_port: Option<&str>,
+    settings: Settings,
+) -> Result<MysqlConn, DbError> {
+    let opts = opts_for(url, unix_port);
     let label = label(url);
     let conn = open(&opts, &label)?;
     Ok(MysqlConn {

@@ -60,31 +60,66 @@ fn auth_param(h: &str, name: &str) -> Option<String> {
     Some(h[i..j].to_string())
 }
 
+/// A REGISTER for alice from client `c` to server port `sp`, with `extra` headers.
+fn alice_register(c: &Client, sp: u16, cseq: u32, expires: u32, extra: &str) -> String {
+    format!(
+        "REGISTER sip:127.0.0.1:{sp} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bKauth{cseq}\r\n\
+         From: <sip:alice@127.0.0.1:{sp}>;tag=at1\r\n\
+         To: <sip:alice@127.0.0.1:{sp}>\r\n\
+         Call-ID: auth-seed-1\r\n\
+         CSeq: {cseq} REGISTER\r\n\
+         Contact: <sip:alice@127.0.0.1:{p}>\r\n\
+         Expires: {expires}\r\n\
+         Max-Forwards: 70\r\n\
+         {extra}Content-Length: 0\r\n\r\n",
+        p = c.port()
+    )
+}
+
+/// The Authorization header answering `nonce` for alice with password `pw`.
+fn alice_authz(sp: u16, nonce: &str, pw: &str) -> String {
+    let ruri = format!("sip:127.0.0.1:{sp}");
+    let ha1 = md5hex(&format!("alice:127.0.0.1:{pw}"));
+    let ha2 = md5hex(&format!("REGISTER:{ruri}"));
+    let resp = md5hex(&format!("{ha1}:{nonce}:{ha2}"));
+    format!(
+        "Authorization: Digest username=\"alice\", realm=\"127.0.0.1\", \
+         nonce=\"{nonce}\", uri=\"{ruri}\", response=\"{resp}\", algorithm=MD5\r\n"
+    )
+}
+
+/// Send `msg` and return the final reply.
+fn final_reply(s: &Server, c: &Client, msg: &str) -> String {
+    c.send(s.addr(), msg);
+    c.recv_matching("SIP/2.0 ")
+        .unwrap_or_else(|| panic!("no reply\n{}", s.log()))
+}
+
+/// alice's challenge nonce from a first REGISTER without credentials.
+fn alice_nonce(s: &Server, c: &Client) -> String {
+    let r = final_reply(s, c, &alice_register(c, s.port, 1, 600, ""));
+    assert!(r.starts_with("SIP/2.0 401"), "{r}");
+    let chal = header(&r, "WWW-Authenticate").expect("no WWW-Authenticate");
+    auth_param(chal, "nonce").expect("nonce")
+}
+
+fn location_rows(db: &MariaDb) -> String {
+    db.sql(
+        Some("openser"),
+        "SELECT username, contact, cseq FROM location ORDER BY id",
+    )
+}
+
 #[test]
 fn mysql_seed_register_challenge_and_digest() {
     let Some(db) = database() else { return };
     let mut s = Server::start(&seed_cfg(&db), &["-DD", "-E"]);
     let c = Client::new();
-    let ruri = format!("sip:127.0.0.1:{}", s.port);
-    let reg = |cseq: u32, extra: &str| {
-        format!(
-            "REGISTER {ruri} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bKauth{cseq}\r\n\
-             From: <sip:alice@127.0.0.1:{sp}>;tag=at1\r\n\
-             To: <sip:alice@127.0.0.1:{sp}>\r\n\
-             Call-ID: auth-seed-1\r\n\
-             CSeq: {cseq} REGISTER\r\n\
-             Contact: <sip:alice@127.0.0.1:{p}>\r\n\
-             Expires: 600\r\n\
-             Max-Forwards: 70\r\n\
-             {extra}Content-Length: 0\r\n\r\n",
-            p = c.port(),
-            sp = s.port
-        )
-    };
+    let sp = s.port;
     // No credentials: 401 with a challenge for realm 127.0.0.1 (the To host).
-    c.send(s.addr(), &reg(1, ""));
-    let r = c.recv_matching("SIP/2.0 401").expect("no 401");
+    let r = final_reply(&s, &c, &alice_register(&c, sp, 1, 600, ""));
+    assert!(r.starts_with("SIP/2.0 401"), "{r}");
     let chal = header(&r, "WWW-Authenticate").expect("no WWW-Authenticate");
     assert!(chal.starts_with("Digest "), "{chal}");
     assert_eq!(auth_param(chal, "realm").as_deref(), Some("127.0.0.1"));
@@ -93,27 +128,20 @@ fn mysql_seed_register_challenge_and_digest() {
     assert!(nonce.bytes().all(|b| b.is_ascii_hexdigit()), "{nonce}");
     assert!(!chal.contains("qop"), "qop 0 asked: {chal}");
 
-    let authz = |pw: &str| {
-        let ha1 = md5hex(&format!("alice:127.0.0.1:{pw}"));
-        let ha2 = md5hex(&format!("REGISTER:{ruri}"));
-        let resp = md5hex(&format!("{ha1}:{nonce}:{ha2}"));
-        format!(
-            "Authorization: Digest username=\"alice\", realm=\"127.0.0.1\", \
-             nonce=\"{nonce}\", uri=\"{ruri}\", response=\"{resp}\", algorithm=MD5\r\n"
-        )
-    };
     // A wrong password is challenged again, and nothing is stored.
-    c.send(s.addr(), &reg(2, &authz("wrong")));
-    let r = c.recv_matching("SIP/2.0 ").expect("no reply");
-    assert!(r.starts_with("SIP/2.0 401"), "{r}");
-    assert_eq!(
-        db.sql(Some("openser"), "SELECT COUNT(*) FROM location")
-            .trim(),
-        "0"
+    let r = final_reply(
+        &s,
+        &c,
+        &alice_register(&c, sp, 2, 600, &alice_authz(sp, &nonce, "wrong")),
     );
+    assert!(r.starts_with("SIP/2.0 401"), "{r}");
+    assert_eq!(location_rows(&db), "");
     // The right one registers, and the binding is written through to `location`.
-    c.send(s.addr(), &reg(3, &authz("alicepw")));
-    let r = c.recv_matching("SIP/2.0 ").expect("no reply");
+    let r = final_reply(
+        &s,
+        &c,
+        &alice_register(&c, sp, 3, 600, &alice_authz(sp, &nonce, "alicepw")),
+    );
     assert!(r.starts_with("SIP/2.0 200"), "{r}\n{}", s.log());
     assert!(
         header(&r, "Contact").is_some_and(|h| h.contains(&format!("127.0.0.1:{}", c.port()))),
@@ -138,18 +166,71 @@ fn mysql_seed_register_challenge_and_digest() {
     let left: i64 = f[4].parse().unwrap();
     assert!((590..=600).contains(&left), "expires in {left} s");
     // Unregister: the row goes as well.
-    c.send(
-        s.addr(),
-        &reg(4, &authz("alicepw")).replace("Expires: 600", "Expires: 0"),
+    let r = final_reply(
+        &s,
+        &c,
+        &alice_register(&c, sp, 4, 0, &alice_authz(sp, &nonce, "alicepw")),
     );
-    let r = c.recv_matching("SIP/2.0 ").expect("no reply");
     assert!(r.starts_with("SIP/2.0 200"), "{r}");
-    assert_eq!(
-        db.sql(Some("openser"), "SELECT COUNT(*) FROM location")
-            .trim(),
-        "0"
-    );
+    assert_eq!(location_rows(&db), "");
     assert!(s.stop().success());
+}
+
+/// The same config with `db_mode` 2 (write-back) and a long timer: a registration
+/// reaches the database at shutdown, is loaded again at start-up (as written, not
+/// re-inserted), and its removal goes out at once.
+#[test]
+fn mysql_seed_write_back() {
+    let Some(db) = database() else { return };
+    let cfg = seed_cfg(&db).replace(
+        "modparam(\"usrloc\", \"db_mode\", 1)",
+        "modparam(\"usrloc\", \"db_mode\", 2)\nmodparam(\"usrloc\", \"timer_interval\", 3600)",
+    );
+    assert!(cfg.contains("\"db_mode\", 2"), "seed config changed");
+    let port = free_udp_port();
+    let mut s = Server::start_on(port, &cfg, &["-DD", "-E"]);
+    let c = Client::new();
+    let nonce = alice_nonce(&s, &c);
+    let r = final_reply(
+        &s,
+        &c,
+        &alice_register(&c, port, 2, 600, &alice_authz(port, &nonce, "alicepw")),
+    );
+    assert!(r.starts_with("SIP/2.0 200"), "{r}\n{}", s.log());
+    let contact = format!("sip:alice@127.0.0.1:{}", c.port());
+    // Shutdown writes it back.
+    assert!(s.stop().success());
+    assert_eq!(location_rows(&db), format!("alice\t{contact}\t2\n"));
+    // Loaded at start-up; a refresh keeps one row; an unregister deletes it at once.
+    let mut s = Server::start_on(port, &cfg, &["-DD", "-E"]);
+    assert!(
+        s.wait_log(
+            "loaded 1 contact(s) of table location",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        s.log()
+    );
+    let nonce = alice_nonce(&s, &c);
+    let r = final_reply(
+        &s,
+        &c,
+        &alice_register(&c, port, 3, 600, &alice_authz(port, &nonce, "alicepw")),
+    );
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    assert!(
+        header(&r, "Contact").is_some_and(|h| h.contains(&contact)),
+        "{r}"
+    );
+    let r = final_reply(
+        &s,
+        &c,
+        &alice_register(&c, port, 4, 0, &alice_authz(port, &nonce, "alicepw")),
+    );
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    assert_eq!(location_rows(&db), "");
+    assert!(s.stop().success());
+    assert_eq!(location_rows(&db), "");
 }
 
 #[test]

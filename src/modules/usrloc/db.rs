@@ -1,4 +1,5 @@
-//! usrloc and the database: `db_mode` 1 (write-through) and the start-up load.
+//! usrloc and the database: `db_mode` 1 (write-through), 2 (write-back) and the
+//! start-up load.
 //!
 //! Write-through without blocking under a slot lock: every change to a binding
 //! (insert, update, delete, expiry) is queued in the process's own list while the slot
@@ -7,6 +8,13 @@
 //! lock is released ([`flush`]). Each process (SIP receivers, the timer, the MI FIFO
 //! process) opens its own connection on first use. A failed write is logged at L_ERR
 //! and the memory table stays authoritative, as in OpenSER.
+//!
+//! Write-back: inserts and updates only mark the binding (state NEW or DIRTY); the
+//! timer process writes marked bindings every `timer_interval` ([`sync_domain`]: the
+//! slot lock is held only to copy them out and mark them SYNC) and the attendant does
+//! the same at shutdown. Deletions and expiries of bindings the database has seen are
+//! queued and written after the unlock, as in write-through (a binding never written
+//! needs nothing).
 //!
 //! Start-up load ([`preload`]): when a domain (table) is registered in the attendant,
 //! its rows are read and inserted into shared memory before the fork; the attendant's
@@ -29,6 +37,12 @@ pub(super) fn set_mode(m: i32) {
 #[inline]
 pub(super) fn write_through() -> bool {
     DB_MODE.load(Ordering::Relaxed) == 1 && !LOADING.with(Cell::get)
+}
+
+/// Are marked bindings written back by the timer?
+#[inline]
+pub(super) fn write_back() -> bool {
+    DB_MODE.load(Ordering::Relaxed) == 2 && !LOADING.with(Cell::get)
 }
 
 enum Op {
@@ -288,9 +302,11 @@ pub(super) fn preload(dom: &UDomain, params: &UsrlocParams, now: i64) -> Result<
             continue;
         }
         let mut g = dom.lock_slot(aor.as_bytes());
-        let res = g
-            .get_or_insert_urecord(aor.as_bytes())
-            .and_then(|rid| g.insert_ucontact(rid, &ci));
+        let res = g.get_or_insert_urecord(aor.as_bytes()).and_then(|rid| {
+            let cid = g.insert_ucontact(rid, &ci)?;
+            // The row is in the database already.
+            g.set_contact_state(rid, cid, super::ContactState::Sync)
+        });
         drop(g);
         match res {
             Ok(_) => loaded += 1,
@@ -313,6 +329,35 @@ pub(super) fn preload(dom: &UDomain, params: &UsrlocParams, now: i64) -> Result<
         ],
     );
     Ok(loaded)
+}
+
+/// Write-back pass over `dom` (timer process, and the attendant at shutdown): every
+/// binding not in SYNC state is copied out and marked SYNC under its slot lock, then
+/// written (insert for NEW, update-or-insert for DIRTY) after the unlock. A binding
+/// changed again meanwhile is DIRTY again and goes at the next pass.
+pub(super) fn sync_domain(dom: &UDomain) {
+    use super::ContactState;
+    for i in 0..dom.size() {
+        {
+            let mut g = dom.lock_index(i);
+            for r in g.records() {
+                let Ok(aor) = g.aor(r) else { continue };
+                let Ok(ids) = g.contact_ids(r) else { continue };
+                for c in ids {
+                    let Ok(ci) = g.contact(r, c) else { continue };
+                    let op = match ci.state {
+                        ContactState::Sync => continue,
+                        ContactState::New => UlCbType::Insert,
+                        ContactState::Dirty => UlCbType::Update,
+                    };
+                    if g.set_contact_state(r, c, ContactState::Sync).is_ok() {
+                        queue(op, dom.name(), &aor, &ci);
+                    }
+                }
+            }
+            // The guard drops here: the slot is unlocked, then the queue is written.
+        }
+    }
 }
 
 #[cfg(test)]

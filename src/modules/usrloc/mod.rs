@@ -23,8 +23,8 @@
 //! URIs and Call-IDs are compared byte for byte, as in OpenSER.
 //!
 //! The module descriptor (`modparam`s, the expiry timer, statistics) is in
-//! [`module`]; `db_mode` 1 (write-through, with the table loaded at start-up) is in
-//! [`db`]; `db_mode` 2 and 3 are refused at start-up (not built).
+//! [`module`]; `db_mode` 1 (write-through) and 2 (write-back), with the table loaded at
+//! start-up, are in [`db`]; `db_mode` 3 is refused at start-up (not built).
 
 use std::fmt;
 use std::sync::{Mutex, RwLock};
@@ -265,7 +265,7 @@ pub fn register_udomain_db(name: &str) -> Result<&'static UDomain, String> {
     let existed = find_domain(name).is_some();
     let d = register_udomain_with(name, &p)
         .map_err(|e| format!("usrloc: cannot register domain `{name}`: {e}"))?;
-    if !existed && p.db_mode == 1 {
+    if !existed && (p.db_mode == 1 || p.db_mode == 2) {
         let now = crate::modules::registrar::now();
         let n = db::preload(d, &p, now)?;
         crate::log_info!("INFO:usrloc: loaded {n} contact(s) of table {name} from the database");
@@ -315,5 +315,18 @@ pub fn get_all_ucontacts(flags: u32, now: i64) -> Vec<ContactInfo> {
 pub fn timer(now: i64) {
     for d in domains() {
         d.timer(now);
+        if db::write_back() {
+            db::sync_domain(d);
+        }
+    }
+}
+
+/// Shutdown (attendant, after the children are gone): write back what the last timer
+/// pass did not (`db_mode` 2).
+pub fn flush_to_db() {
+    if db::write_back() {
+        for d in domains() {
+            db::sync_domain(d);
+        }
     }
 }

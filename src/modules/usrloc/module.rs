@@ -181,16 +181,16 @@ pub static EXPORTS: ModuleExports = ModuleExports {
     pvs: &[],
     mod_init: Some(mod_init),
     child_init: None,
-    destroy: None,
+    destroy: Some(destroy),
     pre_script: None,
     reply_hook: None,
 };
 
 /// Check the parameters (start-up error for what is not built).
 pub fn check_params(p: &UsrlocParams) -> Result<(), String> {
-    if !(0..=1).contains(&p.db_mode) {
+    if !(0..=2).contains(&p.db_mode) {
         return Err(format!(
-            "usrloc: db_mode {} is not supported (0 memory only, 1 write-through)",
+            "usrloc: db_mode {} is not supported (0 memory only, 1 write-through, 2 write-back)",
             p.db_mode
         ));
     }
@@ -206,7 +206,7 @@ pub fn check_params(p: &UsrlocParams) -> Result<(), String> {
 fn mod_init() -> Result<(), String> {
     let p = super::params();
     check_params(&p)?;
-    if p.db_mode == 1 {
+    if p.db_mode != 0 {
         crate::core::db::check_url(&p.db_url).map_err(|e| format!("usrloc: {e}"))?;
     }
     super::db::set_mode(p.db_mode);
@@ -214,6 +214,10 @@ fn mod_init() -> Result<(), String> {
     stats::register_func("usrloc", "registered_users", super::registered_users);
     super::mi::register();
     Ok(())
+}
+
+fn destroy() {
+    super::flush_to_db();
 }
 
 fn ul_timer(_ticks: u64) {
@@ -265,16 +269,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn db_mode_2_and_3_are_startup_errors() {
+    fn db_mode_3_is_a_startup_error() {
         let mut p = UsrlocParams::default();
         assert!(check_params(&p).is_ok());
-        p.db_mode = 2;
+        p.db_mode = 3;
         assert_eq!(
             check_params(&p).unwrap_err(),
-            "usrloc: db_mode 2 is not supported (0 memory only, 1 write-through)"
+            "usrloc: db_mode 3 is not supported (0 memory only, 1 write-through, 2 write-back)"
         );
-        p.db_mode = 3;
-        assert!(check_params(&p).is_err());
+        p.db_mode = 2;
+        assert!(check_params(&p).is_ok());
         p.db_mode = 1;
         assert!(check_params(&p).is_ok());
         p.db_mode = 0;

@@ -244,6 +244,13 @@ impl SlotGuard<'_> {
             && let (Some(rec), Some(c)) = (get(self, rp), get(self, cp))
         {
             super::db::queue(kind, self.domain().name(), rec.aor.as_bytes(), &c.to_info());
+        } else if super::db::write_back()
+            && matches!(kind, UlCbType::Delete | UlCbType::Expire)
+            && let (Some(rec), Some(c)) = (get(self, rp), get(self, cp))
+            && c.state() != ContactState::New
+        {
+            // Write-back: only the removal of a binding the database has goes out now.
+            super::db::queue(kind, self.domain().name(), rec.aor.as_bytes(), &c.to_info());
         }
         if !super::has_callbacks(kind) {
             return;

@@ -87,7 +87,13 @@ impl Default for AccParams {
             db_table_missed_calls: "missed_calls".into(),
             db_extra: String::new(),
             columns: [
-                "method", "from_tag", "to_tag", "callid", "sip_code", "sip_reason", "time",
+                "method",
+                "from_tag",
+                "to_tag",
+                "callid",
+                "sip_code",
+                "sip_reason",
+                "time",
             ]
             .map(String::from),
             failed_transaction_flag: -1,
@@ -547,7 +553,11 @@ pub fn account_event(c: &Config, ev: &mut TmEvent, out: &mut Sink<'_>) -> u32 {
             out(P_ANSWERED, None, &with(&mut ctx, &c.log_extra));
         }
         if want_db {
-            out(P_ANSWERED, Some(&p.db_table_acc), &with(&mut ctx, &c.db_extra));
+            out(
+                P_ANSWERED,
+                Some(&p.db_table_acc),
+                &with(&mut ctx, &c.db_extra),
+            );
         }
     }
     clear

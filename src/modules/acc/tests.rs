@@ -36,13 +36,21 @@ struct FakeDb {
 }
 
 impl DbConn for FakeDb {
-    fn query(&mut self, _: &str, _: &[Key], _: &[&str], _: Option<&str>) -> Result<Vec<Row>, DbError> {
+    fn query(
+        &mut self,
+        _: &str,
+        _: &[Key],
+        _: &[&str],
+        _: Option<&str>,
+    ) -> Result<Vec<Row>, DbError> {
         Err(DbError("not supported".into()))
     }
     fn insert(&mut self, table: &str, vals: &[(&str, DbVal)]) -> Result<(), DbError> {
         self.rows.push((
             table.to_string(),
-            vals.iter().map(|(n, v)| (n.to_string(), v.clone())).collect(),
+            vals.iter()
+                .map(|(n, v)| (n.to_string(), v.clone()))
+                .collect(),
         ));
         Ok(())
     }
@@ -83,11 +91,13 @@ fn defaults() {
     assert_eq!(p.db_table_missed_calls, "missed_calls");
     assert_eq!(p.columns[6], "time");
     assert!(!p.report_cancels && !p.report_ack && !p.early_media);
-    assert!(Config::new(AccParams {
-        log_flag: 32,
-        ..AccParams::default()
-    })
-    .is_err());
+    assert!(
+        Config::new(AccParams {
+            log_flag: 32,
+            ..AccParams::default()
+        })
+        .is_err()
+    );
 }
 
 #[test]
@@ -125,10 +135,7 @@ fn log_line_format() {
         "ACC: transaction answered: timestamp=1170000000;method=INVITE;from_tag=ftag1;\
 to_tag=tt;call_id=call-1@10.0.0.1;code=200;reason=OK"
     );
-    r.extra = vec![
-        ("a".into(), PvValue::Int(5)),
-        ("b".into(), PvValue::Null),
-    ];
+    r.extra = vec![("a".into(), PvValue::Int(5)), ("b".into(), PvValue::Null)];
     assert!(log_line(P_MISSED, 1, &r).ends_with(";reason=OK;a=5;b=<null>"));
     assert!(log_line(P_MISSED, 1, &r).starts_with("ACC: call missed: timestamp=1;"));
     // to-tag of the request itself (none here).
@@ -173,7 +180,17 @@ fn db_row_and_fake_insert() {
     let names: Vec<&str> = row.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        ["method", "from_tag", "to_tag", "cid", "sip_code", "sip_reason", "time", "src_ip", "n"]
+        [
+            "method",
+            "from_tag",
+            "to_tag",
+            "cid",
+            "sip_code",
+            "sip_reason",
+            "time",
+            "src_ip",
+            "n"
+        ]
     );
     assert_eq!(row[0].1, DbVal::Str("INVITE".into()));
     assert_eq!(row[1].1, DbVal::Str("ftag1".into()));
@@ -212,14 +229,23 @@ fn failed_and_missed() {
         p.log_extra = "x=$avp(s:x)".into();
     });
     let flags = (1 << 1) | (1 << 2) | (1 << 3);
-    let (clear, out) = run(&c, &mut event(TmEventKind::ReplyOut, 486, "Busy Here", flags));
+    let (clear, out) = run(
+        &c,
+        &mut event(TmEventKind::ReplyOut, 486, "Busy Here", flags),
+    );
     assert_eq!(clear, 1 << 2, "missed flag reset");
     let prefixes: Vec<&str> = out.iter().map(|o| o.0.as_str()).collect();
     assert_eq!(prefixes, [P_MISSED, P_ANSWERED]);
     assert_eq!(out[0].2.reason, "Busy Here");
-    assert_eq!(out[0].2.extra, vec![("x".into(), PvValue::Str("xval".into()))]);
+    assert_eq!(
+        out[0].2.extra,
+        vec![("x".into(), PvValue::Str("xval".into()))]
+    );
     // Before failure_route: only the missed call, no transaction record.
-    let (clear, out) = run(&c, &mut event(TmEventKind::Failure, 486, "Busy Here", flags));
+    let (clear, out) = run(
+        &c,
+        &mut event(TmEventKind::Failure, 486, "Busy Here", flags),
+    );
     assert_eq!(clear, 1 << 2);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].0, P_MISSED);
@@ -249,7 +275,10 @@ fn db_records_need_url_and_cancels_are_skipped() {
     let (_, out) = run(&c, &mut event(TmEventKind::ReplyOut, 200, "OK", 0b110));
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].1.as_deref(), Some("acc"));
-    let (clear, out) = run(&c, &mut event(TmEventKind::Failure, 404, "Not Found", 0b110));
+    let (clear, out) = run(
+        &c,
+        &mut event(TmEventKind::Failure, 404, "Not Found", 0b110),
+    );
     assert_eq!(clear, 0b100);
     assert_eq!(out[0].1.as_deref(), Some("missed_calls"));
 

@@ -500,3 +500,45 @@ pub fn set_blocking(fd: RawFd) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Broken-down local time of `secs` (`localtime_r`): year, month 1..=12, day, hour,
+/// minute, second. `None` when the C library cannot represent it.
+pub fn local_time(secs: i64) -> Option<(i32, u32, u32, u32, u32, u32)> {
+    let t = secs as libc::time_t;
+    // SAFETY: `libc::tm` is plain data (integers and a nullable pointer); all-zero is a
+    // valid value for it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers refer to live locals; localtime_r writes only into `tm`.
+    let p = unsafe { libc::localtime_r(&t, &mut tm) };
+    if p.is_null() {
+        return None;
+    }
+    Some((
+        tm.tm_year + 1900,
+        (tm.tm_mon + 1) as u32,
+        tm.tm_mday as u32,
+        tm.tm_hour as u32,
+        tm.tm_min as u32,
+        tm.tm_sec as u32,
+    ))
+}
+
+/// Seconds since the epoch of a local broken-down time (`mktime`, daylight saving time
+/// decided by the C library). `None` when `mktime` fails.
+pub fn local_mktime(year: i32, month: u32, day: u32, hour: u32, min: u32, sec: u32) -> Option<i64> {
+    // SAFETY: `libc::tm` is plain data; all-zero is a valid value for it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    tm.tm_year = year - 1900;
+    tm.tm_mon = month as i32 - 1;
+    tm.tm_mday = day as i32;
+    tm.tm_hour = hour as i32;
+    tm.tm_min = min as i32;
+    tm.tm_sec = sec as i32;
+    tm.tm_isdst = -1;
+    // SAFETY: `tm` is a live, initialised local; mktime reads and normalises it.
+    let t = unsafe { libc::mktime(&mut tm) };
+    if t == -1 && !(year == 1969 && month == 12 && day == 31) {
+        return None;
+    }
+    Some(t as i64)
+}

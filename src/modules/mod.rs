@@ -4,6 +4,7 @@ pub mod auth;
 pub mod auth_db;
 pub mod maxfwd;
 pub mod mi_fifo;
+pub mod mysql;
 pub mod registrar;
 pub mod rr;
 pub mod sl;
@@ -16,7 +17,7 @@ use crate::core::db::Connector;
 use crate::core::module::ModuleExports;
 
 /// Database drivers: URL scheme, the module that must be loaded, its connector.
-pub static DB_DRIVERS: &[(&str, &str, Connector)] = &[];
+pub static DB_DRIVERS: &[(&str, &str, Connector)] = &[("mysql", "mysql", mysql::connect)];
 
 /// Every built-in module, in no particular order.
 pub static REGISTRY: &[&ModuleExports] = &[
@@ -32,4 +33,5 @@ pub static REGISTRY: &[&ModuleExports] = &[
     &auth::EXPORTS,
     &auth_db::EXPORTS,
     &acc::EXPORTS,
+    &mysql::EXPORTS,
 ];

@@ -9,6 +9,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod mariadb;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_openser");
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);

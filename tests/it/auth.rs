@@ -1,12 +1,10 @@
-//! auth + auth_db against MySQL (the guide's mysql-auth.cfg flow). Needs the mysql
-//! driver module, a MySQL server with the OpenSER 1.2 schema, and the `mysql` client;
-//! the database is `OPENSER_TEST_DB_URL` (default
-//! `mysql://openser:openserrw@localhost/openser`). Not listed in `tests/it/mod.rs`
-//! until the mysql driver is merged.
+//! auth + auth_db against a private MariaDB (the guide's mysql-auth.cfg flow, reduced
+//! to REGISTER): challenge, right and wrong passwords, unknown user, forged nonce, and a
+//! stale nonce re-challenged with `stale=true`.
 
+use crate::harness::mariadb::MariaDb;
 use crate::harness::*;
 use md5::{Digest, Md5};
-use std::process::Command;
 use std::time::Duration;
 
 fn md5_hex(s: &str) -> String {
@@ -16,39 +14,11 @@ fn md5_hex(s: &str) -> String {
         .collect()
 }
 
-fn db_url() -> String {
-    std::env::var("OPENSER_TEST_DB_URL")
-        .unwrap_or_else(|_| "mysql://openser:openserrw@localhost/openser".into())
-}
-
-/// Run SQL with the `mysql` client on the test database.
-fn sql(stmt: &str) {
-    let url = db_url();
-    let rest = url.strip_prefix("mysql://").expect("mysql:// url");
-    let (auth, hostdb) = rest.rsplit_once('@').expect("user@host");
-    let (user, pass) = auth.split_once(':').unwrap_or((auth, ""));
-    let (host, db) = hostdb.split_once('/').expect("host/db");
-    let (host, port) = host.split_once(':').unwrap_or((host, "3306"));
-    let out = Command::new("mysql")
-        .args([
-            "-h",
-            host,
-            "-P",
-            port,
-            "-u",
-            user,
-            &format!("-p{pass}"),
-            db,
-            "-e",
-            stmt,
-        ])
-        .output()
-        .expect("run mysql");
-    assert!(
-        out.status.success(),
-        "{stmt}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// A private server with the openser schema.
+fn database() -> Option<MariaDb> {
+    let db = MariaDb::start()?;
+    db.create_openser_db();
+    Some(db)
 }
 
 fn code(reply: &str) -> u16 {
@@ -59,7 +29,7 @@ fn code(reply: &str) -> u16 {
         .unwrap_or(0)
 }
 
-fn cfg(nonce_expire: u32) -> String {
+fn cfg(db: &MariaDb, nonce_expire: u32) -> String {
     format!(
         "listen=udp:127.0.0.1:{{PORT}}\nchildren=2\n\
          loadmodule \"mysql.so\"\nloadmodule \"sl.so\"\nloadmodule \"usrloc.so\"\n\
@@ -77,7 +47,7 @@ fn cfg(nonce_expire: u32) -> String {
            }};\n\
            sl_send_reply(\"404\", \"Not Found\");\n\
          }}\n",
-        url = db_url()
+        url = db.url("openserro", "openserro", "openser")
     )
 }
 
@@ -120,23 +90,24 @@ fn nonce_of(reply: &str) -> String {
     h[start..start + 40].to_string()
 }
 
-fn add_user(user: &str, password: &str) {
-    sql(&format!(
-        "DELETE FROM subscriber WHERE username='{user}'; \
+fn add_user(db: &MariaDb, user: &str, password: &str) {
+    db.sql(
+        Some("openser"),
+        &format!(
+            "DELETE FROM subscriber WHERE username='{user}'; \
          INSERT INTO subscriber (username, domain, password, ha1, ha1b, email_address) \
          VALUES ('{user}', '{REALM}', '{password}', '{}', '{}', '');",
-        md5_hex(&format!("{user}:{REALM}:{password}")),
-        md5_hex(&format!("{user}@{REALM}:{REALM}:{password}")),
-    ));
+            md5_hex(&format!("{user}:{REALM}:{password}")),
+            md5_hex(&format!("{user}@{REALM}:{REALM}:{password}")),
+        ),
+    );
 }
 
 #[test]
 fn register_with_digest_against_mysql() {
-    if !require("mysql") {
-        return;
-    }
-    add_user("authtest", "s3cr3t");
-    let mut s = Server::start(&cfg(300), &[]);
+    let Some(db) = database() else { return };
+    add_user(&db, "authtest", "s3cr3t");
+    let mut s = Server::start(&cfg(&db, 300), &[]);
     let c = Client::new();
     // No credentials: 401 with realm = To host.
     let r = register(&s, &c, "authtest", 1, None);
@@ -165,16 +136,14 @@ fn register_with_digest_against_mysql() {
     let forged = format!("{}{}", &nonce[..8], md5_hex("forged"));
     let r = register(&s, &c, "authtest", 5, Some((&forged, "s3cr3t")));
     assert_eq!(code(&r), 401, "{r}");
-    s.stop();
+    assert!(s.stop().success());
 }
 
 #[test]
 fn stale_nonce_is_rechallenged_with_stale_true() {
-    if !require("mysql") {
-        return;
-    }
-    add_user("authstale", "pw");
-    let mut s = Server::start(&cfg(1), &[]);
+    let Some(db) = database() else { return };
+    add_user(&db, "authstale", "pw");
+    let mut s = Server::start(&cfg(&db, 1), &[]);
     let c = Client::new();
     let r = register(&s, &c, "authstale", 1, None);
     let nonce = nonce_of(&r);
@@ -188,5 +157,5 @@ fn stale_nonce_is_rechallenged_with_stale_true() {
     let fresh = nonce_of(&r);
     let r = register(&s, &c, "authstale", 3, Some((&fresh, "pw")));
     assert_eq!(code(&r), 200, "{r}");
-    s.stop();
+    assert!(s.stop().success());
 }

@@ -1,8 +1,11 @@
 mod acc;
+mod auth;
 mod auth_challenge;
 mod cfg_corpus;
+mod db;
 mod mi;
 mod mods;
+mod mysql_seed;
 mod process;
 mod registrar;
 mod script;

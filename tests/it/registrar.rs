@@ -187,22 +187,26 @@ fn cseq_ordering_min_expires_and_max_contacts() {
     assert!(s.stop().success());
 }
 
+/// `db_mode` 1 needs its driver module loaded; 2 and 3 are refused: start-up errors.
 #[test]
-fn db_mode_needs_db_layer() {
-    let dir = TempDir::new("regdb");
-    let path = dir.file("openser.cfg");
-    let text = expand(
-        &cfg("modparam(\"usrloc\", \"db_mode\", 1)"),
-        free_udp_port(),
-        dir.path(),
-    );
-    std::fs::write(&path, text).unwrap();
-    let (rc, _, err) = run(&["-f", path.to_str().unwrap(), "-DD", "-E"]);
-    assert_ne!(rc, 0, "{err}");
-    assert!(
-        err.contains("db_mode 1 needs the database layer, not built yet"),
-        "{err}"
-    );
+fn db_mode_startup_errors() {
+    for (mode, want) in [
+        (1, "needs module \"mysql\", which is not loaded"),
+        (2, "usrloc: db_mode 2 is not supported"),
+        (3, "usrloc: db_mode 3 is not supported"),
+    ] {
+        let dir = TempDir::new("regdb");
+        let path = dir.file("openser.cfg");
+        let text = expand(
+            &cfg(&format!("modparam(\"usrloc\", \"db_mode\", {mode})")),
+            free_udp_port(),
+            dir.path(),
+        );
+        std::fs::write(&path, text).unwrap();
+        let (rc, _, err) = run(&["-f", path.to_str().unwrap(), "-DD", "-E"]);
+        assert_ne!(rc, 0, "{err}");
+        assert!(err.contains(want), "db_mode {mode}: {err}");
+    }
 }
 
 /// 10,000 AORs through registrar's save() into a module-registered domain: the slots

@@ -173,13 +173,14 @@ fn write(conn: &mut dyn DbConn, params: &UsrlocParams, p: &Pending) -> Result<()
             (col.q.as_str(), q_to_db(ci.q)),
             (col.callid.as_str(), DbVal::Str(ci.callid.clone())),
             (col.cseq.as_str(), DbVal::Int(ci.cseq.into())),
-            (col.flags.as_str(), DbVal::Int(ci.flags.into())),
-            (col.cflags.as_str(), DbVal::Int(ci.cflags.into())),
+            (col.flags.as_str(), DbVal::Int((ci.flags as i32).into())),
+            (col.cflags.as_str(), DbVal::Int((ci.cflags as i32).into())),
             (col.user_agent.as_str(), DbVal::Str(ci.user_agent.clone())),
             (col.received.as_str(), opt_str(&ci.received)),
             (col.path.as_str(), opt_str(&ci.path)),
             (col.socket.as_str(), opt_str(&ci.socket)),
-            (col.methods.as_str(), DbVal::Int(ci.methods.into())),
+            // The 1.2 columns are signed int(11): bit masks go in as their i32 pattern.
+            (col.methods.as_str(), DbVal::Int((ci.methods as i32).into())),
             (
                 col.last_modified.as_str(),
                 DbVal::DateTime(ci.last_modified),

@@ -227,3 +227,67 @@ fn acc_log_request_accounts_the_request() {
     );
     assert!(s.stop().success());
 }
+
+/// SQL accounting against a private MariaDB with the openser schema (skipped when no
+/// MariaDB is installed, fatal under CI).
+#[test]
+fn db_accounting_rows_in_acc_and_missed_calls() {
+    let Some(db) = crate::harness::mariadb::MariaDb::start() else {
+        return;
+    };
+    db.create_openser_db();
+    let conf = format!(
+        r#"listen=udp:127.0.0.1:{{PORT}}
+children=2
+loadmodule "mysql.so"
+loadmodule "tm.so"
+loadmodule "acc.so"
+modparam("acc", "db_url", "{url}")
+modparam("acc", "db_flag", 1)
+modparam("acc", "db_missed_flag", 2)
+route {{
+    if ($rU == "req") {{
+        acc_db_request("202 Noted", "acc");
+        exit;
+    }}
+    setflag(1);
+    setflag(2);
+    t_relay();
+}}
+"#,
+        url = db.url("openser", "openserrw", "openser")
+    );
+    let uas = Client::new();
+    let mut s = Server::start(&conf, &["-DD", "-E"]);
+    call(&s, &uas, "dbok", "cdb1", 200, "OK");
+    call(&s, &uas, "dbbusy", "cdb2", 486, "Busy Here");
+    let caller = Client::new();
+    caller.send(
+        s.addr(),
+        &request("OPTIONS", "sip:req@127.0.0.1", caller.port(), "cdb3", 1, ""),
+    );
+    let q = "SELECT method, from_tag, to_tag, callid, sip_code, sip_reason, \
+             time > NOW() - INTERVAL 1 HOUR FROM acc ORDER BY id";
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end && db.sql(Some("openser"), q).lines().count() < 2 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let rows = db.sql(Some("openser"), q);
+    let lines: Vec<&str> = rows.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "INVITE\tacdb1\tuas1\tcdb1\t200\tOK\t1",
+            "OPTIONS\tacdb3\t\tcdb3\t202\tNoted\t1"
+        ],
+        "{}",
+        s.log()
+    );
+    let missed = db.sql(
+        Some("openser"),
+        "SELECT method, to_tag, callid, sip_code, sip_reason FROM missed_calls",
+    );
+    assert_eq!(missed.trim_end(), "INVITE\tuas1\tcdb2\t486\tBusy Here");
+    assert!(s.stop().success());
+}

@@ -1,4 +1,5 @@
 //! Built-in modules. `loadmodule "x.so"` selects module `x` from this registry.
+pub mod acc;
 pub mod auth;
 pub mod auth_db;
 pub mod maxfwd;
@@ -31,5 +32,6 @@ pub static REGISTRY: &[&ModuleExports] = &[
     &mi_fifo::EXPORTS,
     &auth::EXPORTS,
     &auth_db::EXPORTS,
+    &acc::EXPORTS,
     &mysql::EXPORTS,
 ];

@@ -1,3 +1,4 @@
+mod acc;
 mod auth;
 mod auth_challenge;
 mod cfg_corpus;

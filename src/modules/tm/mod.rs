@@ -5,7 +5,8 @@
 //! shm accessors), `lookup` (hash, branch ids, matching), `clone` (AVPs and the request
 //! as kept in shm), `fwd` (t_newtran, t_relay), `reply` (local and relayed replies,
 //! selection, failure_route), `cancel` (CANCEL/ACK), `timer` (retransmissions,
-//! timeouts, wait and delete).
+//! timeouts, wait and delete), `callbacks` (hooks for other modules, e.g. acc: final
+//! reply sent upstream, negative outcome before failure_route).
 //!
 //! Lock order: hash entry lock -> cell reply lock (the timer-list locks are taken only
 //! by the timer process, never while holding another tm lock). No lock is held while a
@@ -17,6 +18,7 @@
 //! reference outlives a script function; it is reset before each request (pre_script)
 //! and each reply (reply_hook).
 
+pub mod callbacks;
 pub mod cancel;
 pub mod clone;
 pub mod fwd;

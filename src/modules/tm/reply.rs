@@ -71,6 +71,10 @@ fn send_upstream_locked(c: &Cell, st: &mut CellState, code: u16, buf: &[u8], loc
     }
     if code >= 200 && st.flags & T_COMPLETED == 0 {
         st.flags |= T_COMPLETED;
+        if super::callbacks::active() {
+            // Run by the StateGuard's drop, once the reply lock is released.
+            super::callbacks::queue_reply_out(c, st, code, buf);
+        }
         if let Some(t) = ShmStr::new(&to_tag_of(buf)) {
             std::mem::replace(&mut st.uas_totag, t).free();
         }
@@ -298,6 +302,36 @@ fn run_failure(c: &CellRef, route: u32, i: usize, code: u16) {
     }
 }
 
+/// The transaction-callback event for a negative outcome of branch `i` (lock held).
+fn failure_event_locked(
+    c: &Cell,
+    st: &CellState,
+    i: usize,
+    code: u16,
+) -> Option<super::callbacks::TmEvent> {
+    let b = &st.branches[i];
+    let (reason, tag) = if b.flags & B_LOCAL_REPLY != 0 || b.reply.is_empty() {
+        let r = if code == 408 {
+            "Request Timeout"
+        } else {
+            "Server Internal Error"
+        };
+        (r.to_string(), String::new())
+    } else {
+        super::callbacks::reason_and_totag(b.reply.as_bytes())
+    };
+    let uri = String::from_utf8_lossy(b.uri.as_bytes()).into_owned();
+    super::callbacks::event_locked(
+        c,
+        st,
+        super::callbacks::TmEventKind::Failure,
+        code,
+        reason,
+        tag,
+        Some(uri),
+    )
+}
+
 /// After a branch got its final reply: when all branches are final and nothing went
 /// upstream yet, run failure_route (if armed) or relay the best reply. Consumes the lock.
 pub fn complete<'a>(c: &'a CellRef, mut g: StateGuard<'a>) {
@@ -327,7 +361,18 @@ pub fn complete<'a>(c: &'a CellRef, mut g: StateGuard<'a>) {
             st.on_failure = 0;
             st.flags |= T_IN_FAILURE | T_ON_FAIL_RAN;
             let nr_before = st.nr_branches;
+            let ev = if super::callbacks::active() {
+                failure_event_locked(c, st, i, code)
+            } else {
+                None
+            };
             drop(g);
+            if let Some(mut ev) = ev {
+                let clear = super::callbacks::run_hooks(&mut ev);
+                if clear != 0 {
+                    c.lock_state().st().msg_flags &= !clear;
+                }
+            }
             run_failure(c, route, i, code);
             g = c.lock_state();
             let st = g.st();

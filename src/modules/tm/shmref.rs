@@ -99,15 +99,24 @@ pub(super) fn set_timer_links(_g: &FastLockGuard<'_>, c: &Cell, l: Links) {
 }
 
 /// The reply lock of one cell, held: the only way to reach the cell's mutable state.
+/// Dropping it releases the lock, then runs the transaction callbacks queued meanwhile
+/// (`callbacks::flush`, a no-op when no module registered one).
 pub struct StateGuard<'a> {
     cell: &'a Cell,
-    _g: FastLockGuard<'a>,
+    g: Option<FastLockGuard<'a>>,
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.g.take());
+        super::callbacks::flush();
+    }
 }
 
 impl<'a> StateGuard<'a> {
     pub(super) fn new(cell: &'a Cell) -> StateGuard<'a> {
         StateGuard {
-            _g: cell.reply_lock.lock(),
+            g: Some(cell.reply_lock.lock()),
             cell,
         }
     }

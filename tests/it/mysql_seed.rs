@@ -303,3 +303,94 @@ fn mysql_seed_sipp_register_call_and_restart() {
     uas.kill();
     assert!(s.stop().success());
 }
+
+/// `db_mode` 3 (DB only) on two servers sharing one database: alice registers at the
+/// first, a call for her through the second finds her binding in the database; after she
+/// unregisters at the first, the second answers 404.
+#[test]
+fn mysql_seed_db_only_two_servers() {
+    let Some(db) = database() else { return };
+    let cfg = seed_cfg(&db).replace(
+        "modparam(\"usrloc\", \"db_mode\", 1)",
+        "modparam(\"usrloc\", \"db_mode\", 3)",
+    );
+    assert!(cfg.contains("\"db_mode\", 3"), "seed config changed");
+    let mut a = Server::start(&cfg, &["-DD", "-E"]);
+    let mut b = Server::start(&cfg, &["-DD", "-E"]);
+    let phone = Client::new();
+    let nonce = alice_nonce(&a, &phone);
+    let r = final_reply(
+        &a,
+        &phone,
+        &alice_register(
+            &phone,
+            a.port,
+            2,
+            600,
+            &alice_authz(a.port, &nonce, "alicepw"),
+        ),
+    );
+    assert!(r.starts_with("SIP/2.0 200"), "{r}\n{}", a.log());
+    let contact = format!("sip:alice@127.0.0.1:{}", phone.port());
+    assert_eq!(location_rows(&db), format!("alice\t{contact}\t2\n"));
+
+    // A call for alice through the second server reaches her contact.
+    let caller = Client::new();
+    let invite = request(
+        "INVITE",
+        &format!("sip:alice@127.0.0.1:{}", b.port),
+        caller.port(),
+        "dbonly-call",
+        1,
+        "",
+    );
+    caller.send(b.addr(), &invite);
+    let got = phone
+        .recv_matching("INVITE ")
+        .unwrap_or_else(|| panic!("no INVITE at alice's phone\n{}", b.log()));
+    assert!(
+        got.starts_with(&format!("INVITE {contact} SIP/2.0")),
+        "{got}"
+    );
+    phone.send(
+        b.addr(),
+        &format!(
+            "SIP/2.0 486 Busy Here\r\n{}",
+            got.split_once("\r\n").unwrap().1
+        ),
+    );
+    let r = caller.recv_matching("SIP/2.0 486").expect("486 relayed");
+    assert!(r.contains("CSeq: 1 INVITE"), "{r}");
+
+    // She unregisters at the first server; the second no longer finds her.
+    let r = final_reply(
+        &a,
+        &phone,
+        &alice_register(
+            &phone,
+            a.port,
+            3,
+            0,
+            &alice_authz(a.port, &nonce, "alicepw"),
+        ),
+    );
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    assert_eq!(location_rows(&db), "");
+    caller.send(
+        b.addr(),
+        &request(
+            "INVITE",
+            &format!("sip:alice@127.0.0.1:{}", b.port),
+            caller.port(),
+            "dbonly-call2",
+            1,
+            "",
+        ),
+    );
+    let r = caller
+        .recv_matching("SIP/2.0 404")
+        .expect("404 after unregister");
+    assert!(r.contains("dbonly-call2"), "{r}");
+    assert!(a.stop().success());
+    assert!(b.stop().success());
+}

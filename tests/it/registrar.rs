@@ -187,13 +187,15 @@ fn cseq_ordering_min_expires_and_max_contacts() {
     assert!(s.stop().success());
 }
 
-/// `db_mode` 1 and 2 need their driver module loaded; 3 is refused: start-up errors.
+/// `db_mode` 1–3 need their driver module loaded; other values are refused: start-up
+/// errors.
 #[test]
 fn db_mode_startup_errors() {
     for (mode, want) in [
         (1, "needs module \"mysql\", which is not loaded"),
         (2, "needs module \"mysql\", which is not loaded"),
-        (3, "usrloc: db_mode 3 is not supported"),
+        (3, "needs module \"mysql\", which is not loaded"),
+        (4, "usrloc: invalid db_mode 4"),
     ] {
         let dir = TempDir::new("regdb");
         let path = dir.file("openser.cfg");

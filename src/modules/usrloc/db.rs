@@ -1,5 +1,5 @@
-//! usrloc and the database: `db_mode` 1 (write-through), 2 (write-back) and the
-//! start-up load.
+//! usrloc and the database: `db_mode` 1 (write-through), 2 (write-back), 3 (DB only)
+//! and the start-up load.
 //!
 //! Write-through without blocking under a slot lock: every change to a binding
 //! (insert, update, delete, expiry) is queued in the process's own list while the slot
@@ -15,6 +15,11 @@
 //! the same at shutdown. Deletions and expiries of bindings the database has seen are
 //! queued and written after the unlock, as in write-through (a binding never written
 //! needs nothing).
+//!
+//! DB only (`db_mode` 3): the database is the table. Before an AOR's slot is locked its
+//! rows are read (no lock held) and replace what memory holds for it ([`refresh_aor`]);
+//! changes are written through as in `db_mode` 1; the timer also deletes expired rows
+//! in the database (other servers' ones included). Memory is only a per-access copy.
 //!
 //! Start-up load ([`preload`]): when a domain (table) is registered in the attendant,
 //! its rows are read and inserted into shared memory before the fork; the attendant's
@@ -36,7 +41,13 @@ pub(super) fn set_mode(m: i32) {
 /// Are changes written through to the database?
 #[inline]
 pub(super) fn write_through() -> bool {
-    DB_MODE.load(Ordering::Relaxed) == 1 && !LOADING.with(Cell::get)
+    matches!(DB_MODE.load(Ordering::Relaxed), 1 | 3) && !LOADING.with(Cell::get)
+}
+
+/// Is the database the table (`db_mode` 3)?
+#[inline]
+pub(super) fn db_only() -> bool {
+    DB_MODE.load(Ordering::Relaxed) == 3 && !LOADING.with(Cell::get)
 }
 
 /// Are marked bindings written back by the timer?
@@ -96,23 +107,9 @@ pub(super) fn flush() {
         return;
     }
     let params = super::params();
-    CONN.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.is_none() {
-            match db::connect(&params.db_url) {
-                Ok(conn) => *c = Some(conn),
-                Err(e) => {
-                    crate::log_err!(
-                        "ERROR:usrloc: cannot connect to the database: {e}; {} change(s) not written",
-                        ops.len()
-                    );
-                    return;
-                }
-            }
-        }
-        let Some(conn) = c.as_mut() else { return };
+    let res = with_conn(&params, |conn| {
         for p in &ops {
-            if let Err(e) = write(conn.as_mut(), &params, p) {
+            if let Err(e) = write(conn, &params, p) {
                 crate::log_err!(
                     "ERROR:usrloc: database write for {} in table {} failed: {e}",
                     String::from_utf8_lossy(&p.aor),
@@ -121,6 +118,151 @@ pub(super) fn flush() {
             }
         }
     });
+    if let Err(e) = res {
+        crate::log_err!(
+            "ERROR:usrloc: cannot connect to the database: {e}; {} change(s) not written",
+            ops.len()
+        );
+    }
+}
+
+/// Run `f` on this process's connection, opening it first if needed.
+fn with_conn<T>(
+    params: &UsrlocParams,
+    f: impl FnOnce(&mut dyn DbConn) -> T,
+) -> Result<T, db::DbError> {
+    CONN.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(db::connect(&params.db_url)?);
+        }
+        match c.as_mut() {
+            Some(conn) => Ok(f(conn.as_mut())),
+            None => Err(db::DbError("no connection".into())),
+        }
+    })
+}
+
+/// The columns read back from a location table, in [`row_contact`]'s order.
+fn read_cols(params: &UsrlocParams) -> [&str; 15] {
+    let col = &params.columns;
+    [
+        col.user.as_str(),
+        col.domain.as_str(),
+        col.contact.as_str(),
+        col.expires.as_str(),
+        col.q.as_str(),
+        col.callid.as_str(),
+        col.cseq.as_str(),
+        col.flags.as_str(),
+        col.cflags.as_str(),
+        col.user_agent.as_str(),
+        col.received.as_str(),
+        col.path.as_str(),
+        col.socket.as_str(),
+        col.methods.as_str(),
+        col.last_modified.as_str(),
+    ]
+}
+
+/// A row of [`read_cols`] as (AOR, binding); `None` for a short row.
+fn row_contact(params: &UsrlocParams, r: &[DbVal]) -> Option<(String, ContactInfo)> {
+    if r.len() < 15 {
+        return None;
+    }
+    let text = |v: &DbVal| v.as_str().map(|s| s.into_owned()).unwrap_or_default();
+    let int = |v: &DbVal| v.as_int().unwrap_or(0);
+    let user = text(&r[0]);
+    let domain = text(&r[1]);
+    let aor = if params.use_domain && !domain.is_empty() {
+        format!("{user}@{domain}")
+    } else {
+        user
+    };
+    let ci = ContactInfo {
+        contact: text(&r[2]),
+        expires: int(&r[3]),
+        q: q_from_db(&r[4]),
+        callid: text(&r[5]),
+        cseq: int(&r[6]) as i32,
+        flags: int(&r[7]) as u32,
+        cflags: int(&r[8]) as u32,
+        user_agent: text(&r[9]),
+        received: text(&r[10]),
+        path: text(&r[11]),
+        socket: text(&r[12]),
+        methods: r[13].as_int().map_or(super::ALL_METHODS, |m| m as u32),
+        last_modified: int(&r[14]),
+        ..ContactInfo::default()
+    };
+    Some((aor, ci))
+}
+
+/// `db_mode` 3: make memory hold exactly the database's bindings of `aor` (called
+/// before its slot is locked; the query runs without a lock). On a database error
+/// memory is left as it is.
+pub(super) fn refresh_aor(dom: &UDomain, aor: &[u8]) {
+    let params = super::params();
+    let (user, domain) = split_aor(aor, params.use_domain);
+    let mut keys = vec![Key::eq(&params.columns.user, user)];
+    if params.use_domain {
+        keys.push(Key::eq(&params.columns.domain, domain));
+    }
+    let cols = read_cols(&params);
+    let rows = match with_conn(&params, |c| c.query(dom.name(), &keys, &cols, None)) {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(e)) | Err(e) => {
+            crate::log_err!(
+                "ERROR:usrloc: cannot read {} from table {}: {e}",
+                String::from_utf8_lossy(aor),
+                dom.name()
+            );
+            return;
+        }
+    };
+    LOADING.with(|l| l.set(true));
+    {
+        let mut g = dom.lock_slot_cached(aor);
+        if let Some(r) = g.get_urecord(aor) {
+            for c in g.contact_ids(r).unwrap_or_default() {
+                let _ = g.delete_ucontact(r, c);
+            }
+            let _ = g.release_urecord(r);
+        }
+        let binds: Vec<ContactInfo> = rows
+            .iter()
+            .filter_map(|r| row_contact(&params, r))
+            .map(|(_, ci)| ci)
+            .filter(|ci| !ci.contact.is_empty())
+            .collect();
+        if !binds.is_empty()
+            && let Ok(rid) = g.get_or_insert_urecord(aor)
+        {
+            for ci in &binds {
+                if let Ok(cid) = g.insert_ucontact(rid, ci) {
+                    let _ = g.set_contact_state(rid, cid, super::ContactState::Sync);
+                }
+            }
+        }
+    }
+    LOADING.with(|l| l.set(false));
+}
+
+/// `db_mode` 3 timer: delete rows past their expiry from `dom`'s table.
+pub(super) fn expire_db(dom: &UDomain, now: i64) {
+    let params = super::params();
+    let col = &params.columns.expires;
+    let keys = [
+        Key::op(col, db::Op::Lt, DbVal::DateTime(now)),
+        Key::op(col, db::Op::Gt, DbVal::DateTime(0)),
+    ];
+    match with_conn(&params, |c| c.delete(dom.name(), &keys)) {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) | Err(e) => crate::log_err!(
+            "ERROR:usrloc: cannot delete expired rows of table {}: {e}",
+            dom.name()
+        ),
+    }
 }
 
 /// Split an AOR into the `username` and `domain` column values (domain only with
@@ -247,61 +389,20 @@ pub(super) fn preload(dom: &UDomain, params: &UsrlocParams, now: i64) -> Result<
         )
     })?;
     let col = &params.columns;
-    let cols = [
-        col.user.as_str(),
-        col.domain.as_str(),
-        col.contact.as_str(),
-        col.expires.as_str(),
-        col.q.as_str(),
-        col.callid.as_str(),
-        col.cseq.as_str(),
-        col.flags.as_str(),
-        col.cflags.as_str(),
-        col.user_agent.as_str(),
-        col.received.as_str(),
-        col.path.as_str(),
-        col.socket.as_str(),
-        col.methods.as_str(),
-        col.last_modified.as_str(),
-    ];
+    let cols = read_cols(params);
     let rows = conn
         .query(dom.name(), &[], &cols, None)
         .map_err(|e| format!("usrloc: cannot load table {}: {e}", dom.name()))?;
-    let text = |v: &DbVal| v.as_str().map(|s| s.into_owned()).unwrap_or_default();
-    let int = |v: &DbVal| v.as_int().unwrap_or(0);
     let mut loaded = 0;
     LOADING.with(|l| l.set(true));
     for r in &rows {
-        if r.len() < cols.len() {
+        let Some((aor, ci)) = row_contact(params, r) else {
             continue;
-        }
-        let user = text(&r[0]);
-        let domain = text(&r[1]);
-        let aor = if params.use_domain && !domain.is_empty() {
-            format!("{user}@{domain}")
-        } else {
-            user
-        };
-        let ci = ContactInfo {
-            contact: text(&r[2]),
-            expires: int(&r[3]),
-            q: q_from_db(&r[4]),
-            callid: text(&r[5]),
-            cseq: int(&r[6]) as i32,
-            flags: int(&r[7]) as u32,
-            cflags: int(&r[8]) as u32,
-            user_agent: text(&r[9]),
-            received: text(&r[10]),
-            path: text(&r[11]),
-            socket: text(&r[12]),
-            methods: r[13].as_int().map_or(super::ALL_METHODS, |m| m as u32),
-            last_modified: int(&r[14]),
-            ..ContactInfo::default()
         };
         if aor.is_empty() || ci.contact.is_empty() || (ci.expires != 0 && ci.expires <= now) {
             continue;
         }
-        let mut g = dom.lock_slot(aor.as_bytes());
+        let mut g = dom.lock_slot_cached(aor.as_bytes());
         let res = g.get_or_insert_urecord(aor.as_bytes()).and_then(|rid| {
             let cid = g.insert_ucontact(rid, &ci)?;
             // The row is in the database already.

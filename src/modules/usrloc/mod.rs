@@ -23,8 +23,8 @@
 //! URIs and Call-IDs are compared byte for byte, as in OpenSER.
 //!
 //! The module descriptor (`modparam`s, the expiry timer, statistics) is in
-//! [`module`]; `db_mode` 1 (write-through) and 2 (write-back), with the table loaded at
-//! start-up, are in [`db`]; `db_mode` 3 is refused at start-up (not built).
+//! [`module`]; `db_mode` 1 (write-through), 2 (write-back) — both with the table loaded
+//! at start-up — and 3 (DB only) are in [`db`].
 
 use std::fmt;
 use std::sync::{Mutex, RwLock};
@@ -317,6 +317,9 @@ pub fn timer(now: i64) {
         d.timer(now);
         if db::write_back() {
             db::sync_domain(d);
+        }
+        if db::db_only() {
+            db::expire_db(d, now);
         }
     }
 }

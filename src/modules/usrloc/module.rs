@@ -188,9 +188,9 @@ pub static EXPORTS: ModuleExports = ModuleExports {
 
 /// Check the parameters (start-up error for what is not built).
 pub fn check_params(p: &UsrlocParams) -> Result<(), String> {
-    if !(0..=2).contains(&p.db_mode) {
+    if !(0..=3).contains(&p.db_mode) {
         return Err(format!(
-            "usrloc: db_mode {} is not supported (0 memory only, 1 write-through, 2 write-back)",
+            "usrloc: invalid db_mode {} (0 memory only, 1 write-through, 2 write-back, 3 DB only)",
             p.db_mode
         ));
     }
@@ -269,16 +269,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn db_mode_3_is_a_startup_error() {
+    fn db_mode_out_of_range_is_a_startup_error() {
         let mut p = UsrlocParams::default();
         assert!(check_params(&p).is_ok());
-        p.db_mode = 3;
+        p.db_mode = 4;
         assert_eq!(
             check_params(&p).unwrap_err(),
-            "usrloc: db_mode 3 is not supported (0 memory only, 1 write-through, 2 write-back)"
+            "usrloc: invalid db_mode 4 (0 memory only, 1 write-through, 2 write-back, 3 DB only)"
         );
-        p.db_mode = 2;
-        assert!(check_params(&p).is_ok());
+        for m in 0..=3 {
+            p.db_mode = m;
+            assert!(check_params(&p).is_ok());
+        }
         p.db_mode = 1;
         assert!(check_params(&p).is_ok());
         p.db_mode = 0;

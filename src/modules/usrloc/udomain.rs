@@ -160,7 +160,17 @@ impl UDomain {
 
     /// Lock the slot of `aor` (OpenSER's `lock_udomain`). Do not block (DB, DNS, I/O)
     /// while holding it, and do not take a second usrloc slot lock.
+    /// With `db_mode` 3 the AOR's bindings are first read again from the database
+    /// (before the lock is taken).
     pub fn lock_slot(&self, aor: &[u8]) -> SlotGuard<'_> {
+        if super::db::db_only() {
+            super::db::refresh_aor(self, aor);
+        }
+        self.lock_index(self.slot_of(aor))
+    }
+
+    /// [`UDomain::lock_slot`] without the `db_mode` 3 refresh.
+    pub(super) fn lock_slot_cached(&self, aor: &[u8]) -> SlotGuard<'_> {
         self.lock_index(self.slot_of(aor))
     }
 

@@ -255,7 +255,7 @@ fn mysql_seed_sipp_register_call_and_restart() {
             uas_port.to_string(),
         ],
     );
-    assert!(wait_udp_bound(uas_port, Duration::from_secs(5)));
+    assert!(wait_udp_bound(uas_port, Duration::from_secs(20)));
     // bob registers with SIPp, answering the digest challenge.
     let reg = sipp_run(
         dir.path(),

@@ -41,7 +41,7 @@ fn seed_config_register_then_call_with_sipp() {
             uas_port.to_string(),
         ],
     );
-    assert!(wait_udp_bound(uas_port, Duration::from_secs(5)));
+    assert!(wait_udp_bound(uas_port, Duration::from_secs(20)));
 
     // The callee registers (SIPp instance 1).
     let reg = sipp_run(

@@ -395,7 +395,7 @@ fn sipp_calls_through_record_route_and_no_leak() {
             uas_port.to_string(),
         ],
     );
-    assert!(wait_udp_bound(uas_port, Duration::from_secs(5)));
+    assert!(wait_udp_bound(uas_port, Duration::from_secs(20)));
     let mut s = Server::start(
         &SIPP_CFG.replace("{UAS}", &uas_port.to_string()),
         &["-DD", "-E"],

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Authenticated REGISTERs per second against MySQL: openser-rs and, when installed
+# (kamailio + kamailio-mysql-modules), Kamailio, on the same machine in the same run,
+# against the same private MariaDB (started here on a temp datadir, TCP 127.0.0.1).
+#
+# One "call" = REGISTER, 401 challenge, REGISTER with digest credentials, 200
+# (bench/reg_auth_bench.xml; users from a CSV, one distinct user per call). Each rate
+# step runs STEP_SECS seconds against a freshly started server with an empty location
+# table; a step passes with 0 failed calls, 0 retransmissions and >= 90 % of the rate
+# (measured over the whole SIPp run, start and drain included).
+# Prints, per server, the highest passing rate and the server's CPU at that rate.
+#
+#   DBMODE=1        usrloc db_mode for both servers (0 memory, 1 write-through)
+#   RATES="..."     rates to try, ascending (default 500 1000 1500 2000 3000 4000 5000 6000)
+#   STEP_SECS=15    seconds per step
+#   USERS=100000    subscribers created
+# Run it inside a private network namespace on a quiet machine, as bench/RESULTS.md says.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+DBMODE=${DBMODE:-1}
+RATES=${RATES:-500 1000 1500 2000 3000 4000 5000 6000}
+STEP_SECS=${STEP_SECS:-15}
+USERS=${USERS:-100000}
+BIN=$ROOT/target/release/openser
+[ -x "$BIN" ] || (cd "$ROOT" && cargo build --release)
+command -v sipp >/dev/null || { echo "auth_bench: sipp (sip-tester) is needed" >&2; exit 2; }
+MARIADBD=$(command -v mariadbd || echo /usr/sbin/mariadbd)
+[ -x "$MARIADBD" ] || { echo "auth_bench: mariadbd (mariadb-server) is needed" >&2; exit 2; }
+
+TMP=$(mktemp -d)
+DBPID=
+SRVPID=
+cleanup() {
+	[ -n "$SRVPID" ] && kill "$SRVPID" 2>/dev/null && wait "$SRVPID" 2>/dev/null || true
+	[ -n "$DBPID" ] && kill "$DBPID" 2>/dev/null && wait "$DBPID" 2>/dev/null || true
+	[ -n "${KEEP:-}" ] || rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# The private MariaDB.
+DBPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mariadb-install-db --no-defaults --datadir="$TMP/db" --auth-root-authentication-method=normal \
+	--user=root >"$TMP/install.log" 2>&1
+"$MARIADBD" --no-defaults --datadir="$TMP/db" --socket="$TMP/sock" --port="$DBPORT" \
+	--bind-address=127.0.0.1 --user=root --tmpdir="$TMP" --max-connections=500 \
+	>"$TMP/mariadbd.log" 2>&1 &
+DBPID=$!
+for _ in $(seq 1 100); do [ -S "$TMP/sock" ] && break; sleep 0.1; done
+sql() { mariadb --no-defaults --socket="$TMP/sock" --user=root openser -e "$1"; }
+# InnoDB like Kamailio's schema (1.2's script defaults to MyISAM): same storage for both.
+HOME=$TMP DBSOCKET=$TMP/sock PW= TABLE_TYPE=${TABLE_TYPE:-ENGINE=InnoDB} sh "$ROOT/scripts/openser_mysql.sh" create >/dev/null
+sql "INSERT INTO subscriber (username, domain, password)
+     SELECT CONCAT('u', seq), '127.0.0.1', CONCAT('pw', seq) FROM seq_1_to_$USERS"
+{
+	echo SEQUENTIAL
+	seq 1 "$USERS" | sed 's/.*/u&;[authentication username=u& password=pw&]/'
+} >"$TMP/users.csv"
+DBURL="mysql://openser:openserrw@127.0.0.1:$DBPORT/openser"
+# Kamailio 5.6 checks its own table versions: a second database with its schema
+# (from the kamailio-mysql-modules package) and the same subscribers.
+KSQL=/usr/share/kamailio/mysql
+if [ -d "$KSQL" ]; then
+	mariadb --no-defaults --socket="$TMP/sock" --user=root -e "CREATE DATABASE kamailio;
+	  GRANT ALL ON kamailio.* TO 'openser'@'%'; GRANT ALL ON kamailio.* TO 'openser'@'localhost'"
+	for f in standard auth_db usrloc; do
+		mariadb --no-defaults --socket="$TMP/sock" --user=root kamailio <"$KSQL/$f-create.sql"
+	done
+	mariadb --no-defaults --socket="$TMP/sock" --user=root kamailio -e \
+		"INSERT INTO subscriber (username, domain, password)
+		 SELECT CONCAT('u', seq), '127.0.0.1', CONCAT('pw', seq) FROM seq_1_to_$USERS"
+fi
+KDBURL="mysql://openser:openserrw@127.0.0.1:$DBPORT/kamailio"
+
+cpu_ticks() { # total utime+stime of a process tree
+	local t=0 p
+	for p in $1 $(pgrep -P "$1" || true); do
+		[ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+	done
+	echo "$t"
+}
+
+wait_bound() {
+	for _ in $(seq 1 100); do
+		python3 -c 'import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("127.0.0.1",5060))' 2>/dev/null || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+run_server() { # name cmd-template
+	local name=$1 tmpl=$2 best=0 best_cpu=- rate
+	local url=$DBURL db=openser
+	[ "$name" = kamailio ] && url=$KDBURL && db=kamailio
+	sed "s|DBURL|$url|; s|DBMODE|$DBMODE|" "$HERE/$name-auth.cfg" >"$TMP/$name.cfg"
+	for rate in $RATES; do
+		mariadb --no-defaults --socket="$TMP/sock" --user=root "$db" -e "DELETE FROM location"
+		# shellcheck disable=SC2086
+		${tmpl//CFG/$TMP/$name.cfg} >"$TMP/$name.log" 2>&1 &
+		SRVPID=$!
+		wait_bound || { echo "$name did not start" >&2; cat "$TMP/$name.log" >&2; exit 1; }
+		sleep 0.5
+		local calls=$((rate * STEP_SECS)) t0 t1 c0 c1 stf=$TMP/$name-$rate.csv
+		c0=$(cpu_ticks "$SRVPID")
+		t0=$(date +%s.%N)
+		sipp -sf "$HERE/reg_auth_bench.xml" 127.0.0.1:5060 -inf "$TMP/users.csv" \
+			-i 127.0.0.1 -p 15061 -r "$rate" -m "$calls" -l $((rate * 4)) \
+			-trace_stat -stf "$stf" -fd 1 -bg >/dev/null 2>&1 || true
+		# -bg returns at once; wait for SIPp to finish the calls.
+		while pgrep -f "sipp -sf $HERE/reg_auth_bench.xml" >/dev/null; do sleep 0.2; done
+		t1=$(date +%s.%N)
+		c1=$(cpu_ticks "$SRVPID")
+		kill "$SRVPID"; wait "$SRVPID" 2>/dev/null || true; SRVPID=
+		local rows
+		rows=$(mariadb --no-defaults --socket="$TMP/sock" --user=root -N "$db" -e "SELECT COUNT(*) FROM location")
+		local line res
+		line=$(python3 - "$stf" "$rate" "$calls" "$t0" "$t1" "$c0" "$c1" <<'PY'
+import sys
+stf, rate, calls, t0, t1, c0, c1 = sys.argv[1:]
+rows = [l.split(';') for l in open(stf).read().splitlines() if l.strip()]
+h, last = rows[0], rows[-1]
+col = lambda n: int(last[h.index(n)])
+ok, failed, retrans = col('SuccessfulCall(C)'), col('FailedCall(C)'), col('Retransmissions(C)')
+wall = float(t1) - float(t0)
+achieved = ok / wall if wall > 0 else 0
+cpu = (int(c1) - int(c0)) / 100.0 / wall * 100 if wall > 0 else 0
+passed = ok == int(calls) and failed == 0 and retrans == 0 and achieved >= 0.9 * int(rate)
+print(f"{1 if passed else 0} ok={ok} failed={failed} retrans={retrans} achieved={achieved:.0f}cps cpu={cpu:.0f}%")
+PY
+)
+		res=${line%% *}
+		echo "  $name rate=$rate ${line#* } location_rows=$rows"
+		if [ "$res" = 1 ]; then
+			best=$rate
+			best_cpu=$(echo "$line" | sed 's/.*cpu=//')
+		else
+			tail -3 "$TMP/$name.log" | sed 's/^/    log: /'
+			break
+		fi
+	done
+	echo "$name $best $best_cpu"
+}
+
+echo "== authenticated REGISTER, usrloc db_mode $DBMODE, $STEP_SECS s per step"
+R1=$(run_server openser "$BIN -DD -E -m 512 -f CFG" | tee /dev/stderr | tail -1)
+if command -v kamailio >/dev/null && [ -e /usr/lib/x86_64-linux-gnu/kamailio/modules/db_mysql.so ] && [ -d "$KSQL" ]; then
+	R2=$(run_server kamailio "kamailio -DD -E -m 512 -f CFG" | tee /dev/stderr | tail -1)
+	echo "$R1 / $R2" | awk '{printf "max authenticated REGISTERs/s: openser-rs %s (CPU %s), Kamailio %s (CPU %s), ratio %.2f\n", $2, $3, $6, $7, ($6 > 0 ? $2/$6 : 0)}'
+else
+	echo "$R1"
+fi

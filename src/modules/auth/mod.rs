@@ -6,8 +6,8 @@
 //!   `[, qop="auth"][, stale=true]`; rc 0 after sending (the script stops).
 //! * `consume_credentials()` (REQUEST): removes the credentials header a successful
 //!   authorize marked; −1 if there is none.
-//! * Not implemented yet: `is_rpid_user_e164()`, `append_rpid_hf()` (the `rpid_*`
-//!   parameters are accepted and stored).
+//! * `append_rpid_hf()` / `append_rpid_hf(prefix, suffix)` and `is_rpid_user_e164()`
+//!   (REQUEST, BRANCH, FAILURE) on the `rpid_avp` AVP ([`rpid`]).
 //!
 //! The secret (`secret` parameter, else 32 random printable bytes) is fixed in the
 //! attendant at mod_init, before the fork, so every child issues and accepts the same
@@ -16,6 +16,7 @@
 pub mod api;
 pub mod digest;
 pub mod nonce;
+pub mod rpid;
 
 #[cfg(test)]
 mod tests;
@@ -26,9 +27,9 @@ use crate::core::cfg::ast::Arg;
 use crate::core::cfg::pv::parse_format;
 use crate::core::module::{CmdExport, FixedArg, ModParamValue, ModuleExports, ParamExport};
 use crate::core::parser::{HdrType, SipMsg};
-use crate::core::route::REQUEST_ROUTE;
-use crate::core::script::Ctx;
+use crate::core::route::{BRANCH_ROUTE, FAILURE_ROUTE, REQUEST_ROUTE};
 use crate::core::script::fixup::string_arg;
+use crate::core::script::{AvpId, Ctx};
 
 pub use api::{Cred, PreAuth};
 
@@ -63,6 +64,9 @@ pub struct Frozen {
     pub secret: Vec<u8>,
     pub nonce_expire: u32,
     pub realm_prefix: String,
+    pub rpid_avp: AvpId,
+    pub rpid_prefix: String,
+    pub rpid_suffix: String,
 }
 
 static PARAMS: Mutex<Option<AuthParams>> = Mutex::new(None);
@@ -103,10 +107,14 @@ fn freeze() -> Result<&'static Frozen, String> {
         Some(s) => s,
         None => random_secret()?,
     };
+    let rpid_avp = rpid::avp_of_spec(&p.rpid_avp)?;
     Ok(FROZEN.get_or_init(|| Frozen {
         secret,
         nonce_expire: p.nonce_expire,
         realm_prefix: p.realm_prefix,
+        rpid_avp,
+        rpid_prefix: p.rpid_prefix,
+        rpid_suffix: p.rpid_suffix,
     }))
 }
 
@@ -123,6 +131,9 @@ pub fn frozen() -> &'static Frozen {
                 secret: t,
                 nonce_expire: 300,
                 realm_prefix: String::new(),
+                rpid_avp: AvpId::Str("rpid".into()),
+                rpid_prefix: String::new(),
+                rpid_suffix: String::new(),
             })
         }
     }
@@ -231,7 +242,7 @@ static PARAM_LIST: [ParamExport; 6] = [
     },
 ];
 
-static CMDS: [CmdExport; 3] = [
+static CMDS: [CmdExport; 5] = [
     CmdExport {
         name: "www_challenge",
         min_args: 2,
@@ -256,7 +267,48 @@ static CMDS: [CmdExport; 3] = [
         handler: cmd_consume_credentials,
         routes: REQUEST_ROUTE,
     },
+    CmdExport {
+        name: "append_rpid_hf",
+        min_args: 0,
+        max_args: 2,
+        fixup: Some(fixup_rpid_hf),
+        handler: cmd_append_rpid_hf,
+        routes: REQUEST_ROUTE | BRANCH_ROUTE | FAILURE_ROUTE,
+    },
+    CmdExport {
+        name: "is_rpid_user_e164",
+        min_args: 0,
+        max_args: 0,
+        fixup: None,
+        handler: cmd_is_rpid_user_e164,
+        routes: REQUEST_ROUTE | BRANCH_ROUTE | FAILURE_ROUTE,
+    },
 ];
+
+/// `append_rpid_hf()` or `append_rpid_hf(prefix, suffix)` (both or neither).
+fn fixup_rpid_hf(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
+    match args.len() {
+        0 => Ok(Vec::new()),
+        2 => Ok(vec![
+            FixedArg::Str(string_arg(&args[0])?),
+            FixedArg::Str(string_arg(&args[1])?),
+        ]),
+        _ => Err("append_rpid_hf: give both prefix and suffix, or neither".into()),
+    }
+}
+
+fn cmd_append_rpid_hf(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    let f = frozen();
+    let (prefix, suffix) = match args {
+        [FixedArg::Str(p), FixedArg::Str(s)] => (p.as_str(), s.as_str()),
+        _ => (f.rpid_prefix.as_str(), f.rpid_suffix.as_str()),
+    };
+    rpid::append_rpid_hf(ctx, &f.rpid_avp, prefix, suffix)
+}
+
+fn cmd_is_rpid_user_e164(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
+    rpid::is_rpid_user_e164(ctx, &frozen().rpid_avp)
+}
 
 pub static EXPORTS: ModuleExports = ModuleExports {
     name: "auth",

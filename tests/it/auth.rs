@@ -159,3 +159,94 @@ fn stale_nonce_is_rechallenged_with_stale_true() {
     assert_eq!(code(&r), 200, "{r}");
     assert!(s.stop().success());
 }
+
+/// proxy_authorize on an INVITE loads the subscriber's `rpid` column into
+/// `$avp(s:rpid)` (load_credentials' default); `is_rpid_user_e164()` and
+/// `append_rpid_hf()` then add the Remote-Party-ID header to the forwarded request —
+/// for an E.164 RPID only — and consume_credentials removes Proxy-Authorization.
+#[test]
+fn proxy_authorize_loads_rpid_and_appends_remote_party_id() {
+    let Some(db) = database() else { return };
+    add_user(&db, "rpid164", "pw1");
+    add_user(&db, "rpidname", "pw2");
+    db.sql(
+        Some("openser"),
+        &format!(
+            "UPDATE subscriber SET rpid='<sip:+4930123456@{REALM}>' WHERE username='rpid164'; \
+             UPDATE subscriber SET rpid='<sip:bob@{REALM}>' WHERE username='rpidname';"
+        ),
+    );
+    let sink = Client::new();
+    let cfg = format!(
+        "listen=udp:127.0.0.1:{{PORT}}\nchildren=1\n\
+         loadmodule \"mysql.so\"\nloadmodule \"sl.so\"\n\
+         loadmodule \"auth.so\"\nloadmodule \"auth_db.so\"\n\
+         modparam(\"auth_db\", \"db_url\", \"{url}\")\n\
+         modparam(\"auth_db\", \"calculate_ha1\", 1)\n\
+         modparam(\"auth_db\", \"password_column\", \"password\")\n\
+         route {{\n\
+           if (!proxy_authorize(\"\", \"subscriber\")) {{ proxy_challenge(\"\", \"0\"); exit; }};\n\
+           consume_credentials();\n\
+           if (is_rpid_user_e164()) {{ append_rpid_hf(); }};\n\
+           forward(\"127.0.0.1:{sink}\");\n\
+         }}\n",
+        url = db.url("openserro", "openserro", "openser"),
+        sink = sink.port()
+    );
+    let mut s = Server::start(&cfg, &["-DD", "-E"]);
+    let c = Client::new();
+    let ruri = format!("sip:carol@{REALM}");
+    for (user, pw, want) in [
+        (
+            "rpid164",
+            "pw1",
+            Some(format!(
+                "<sip:+4930123456@{REALM}>;party=calling;id-type=subscriber;screen=yes"
+            )),
+        ),
+        ("rpidname", "pw2", None),
+    ] {
+        let invite = |cseq: u32, extra: &str| {
+            format!(
+                "INVITE {ruri} SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bKrpid{user}{cseq}\r\n\
+                 From: <sip:{user}@{REALM}>;tag=r1\r\n\
+                 To: <{ruri}>\r\n\
+                 Call-ID: rpid-{user}\r\n\
+                 CSeq: {cseq} INVITE\r\n\
+                 Max-Forwards: 70\r\n\
+                 {extra}Content-Length: 0\r\n\r\n",
+                p = c.port()
+            )
+        };
+        c.send(s.addr(), &invite(1, ""));
+        let r = c.recv_matching("SIP/2.0 407").expect("no 407");
+        let h = header(&r, "Proxy-Authenticate").expect("no Proxy-Authenticate");
+        let start = h.find("nonce=\"").expect("nonce") + 7;
+        let nonce = &h[start..start + 40];
+        let ha1 = md5_hex(&format!("{user}:{REALM}:{pw}"));
+        let ha2 = md5_hex(&format!("INVITE:{ruri}"));
+        let resp = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
+        c.send(
+            s.addr(),
+            &invite(
+                2,
+                &format!(
+                    "Proxy-Authorization: Digest username=\"{user}\", realm=\"{REALM}\", \
+                     nonce=\"{nonce}\", uri=\"{ruri}\", response=\"{resp}\"\r\n"
+                ),
+            ),
+        );
+        let fwd = sink
+            .recv_matching("INVITE ")
+            .unwrap_or_else(|| panic!("{user}: not forwarded\n{}", s.log()));
+        assert!(fwd.contains(&format!("Call-ID: rpid-{user}\r\n")), "{fwd}");
+        assert!(header(&fwd, "Proxy-Authorization").is_none(), "{fwd}");
+        assert_eq!(
+            header(&fwd, "Remote-Party-ID").map(str::to_string),
+            want,
+            "{fwd}"
+        );
+    }
+    assert!(s.stop().success());
+}

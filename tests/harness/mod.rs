@@ -465,6 +465,28 @@ pub fn sipp_spawn(dir: &Path, args: &[String]) -> Sipp {
     )
 }
 
+/// A SIPp UAS (tests/data/sipp/uas.xml) on a free 127.0.0.1 port, bound before this
+/// returns; killed on drop. Returns it and its port.
+pub fn sipp_uas(dir: &Path) -> (Sipp, u16) {
+    let port = free_udp_port();
+    let uas = sipp_spawn(
+        dir,
+        &[
+            "-sf".into(),
+            scenario("uas.xml"),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+        ],
+    );
+    assert!(
+        wait_udp_bound(port, Duration::from_secs(20)),
+        "SIPp UAS did not bind 127.0.0.1:{port}"
+    );
+    (uas, port)
+}
+
 /// Run SIPp to completion (30 s call timeout counts as an error).
 pub fn sipp_run(dir: &Path, args: &[String]) -> std::process::Output {
     Command::new("sipp")

@@ -243,19 +243,7 @@ fn mysql_seed_sipp_register_call_and_restart() {
     let port = free_udp_port();
     let mut s = Server::start_on(port, &cfg, &["-DD", "-E"]);
     let dir = TempDir::new("mysqlseed");
-    let uas_port = free_udp_port();
-    let mut uas = sipp_spawn(
-        dir.path(),
-        &[
-            "-sf".into(),
-            scenario("uas.xml"),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            uas_port.to_string(),
-        ],
-    );
-    assert!(wait_udp_bound(uas_port, Duration::from_secs(20)));
+    let (mut uas, uas_port) = sipp_uas(dir.path());
     // bob registers with SIPp, answering the digest challenge.
     let reg = sipp_run(
         dir.path(),

@@ -3,7 +3,6 @@
 //! proxy (record_route + t_relay, loose-routed ACK and BYE).
 
 use crate::harness::*;
-use std::time::Duration;
 
 /// etc/openser.cfg on the test's port.
 fn sample_cfg() -> String {
@@ -29,19 +28,7 @@ fn seed_config_register_then_call_with_sipp() {
         s.log()
     );
     let dir = TempDir::new("seed");
-    let uas_port = free_udp_port();
-    let mut uas = sipp_spawn(
-        dir.path(),
-        &[
-            "-sf".into(),
-            scenario("uas.xml"),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            uas_port.to_string(),
-        ],
-    );
-    assert!(wait_udp_bound(uas_port, Duration::from_secs(20)));
+    let (mut uas, uas_port) = sipp_uas(dir.path());
 
     // The callee registers (SIPp instance 1).
     let reg = sipp_run(

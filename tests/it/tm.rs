@@ -382,20 +382,8 @@ fn sipp_calls_through_record_route_and_no_leak() {
     if !require("sipp") {
         return;
     }
-    let uas_port = free_udp_port();
     let dir = TempDir::new("sipp");
-    let mut uas = sipp_spawn(
-        dir.path(),
-        &[
-            "-sf".into(),
-            scenario("uas.xml"),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            uas_port.to_string(),
-        ],
-    );
-    assert!(wait_udp_bound(uas_port, Duration::from_secs(20)));
+    let (mut uas, uas_port) = sipp_uas(dir.path());
     let mut s = Server::start(
         &SIPP_CFG.replace("{UAS}", &uas_port.to_string()),
         &["-DD", "-E"],

@@ -343,31 +343,25 @@ fn write(conn: &mut dyn DbConn, params: &UsrlocParams, p: &Pending) -> Result<()
             ),
         ]
     };
-    match p.op {
-        Op::Insert => {
-            let mut v = vec![
-                (col.user.as_str(), DbVal::Str(user.clone())),
-                (col.contact.as_str(), DbVal::Str(ci.contact.clone())),
-            ];
-            if params.use_domain {
-                v.push((col.domain.as_str(), DbVal::Str(domain.clone())));
-            }
-            v.extend(fields());
-            conn.insert(&p.table, &v)
+    // The key columns and then the fields: a new row.
+    let whole_row = || {
+        let mut v = vec![
+            (col.user.as_str(), DbVal::Str(user.clone())),
+            (col.contact.as_str(), DbVal::Str(ci.contact.clone())),
+        ];
+        if params.use_domain {
+            v.push((col.domain.as_str(), DbVal::Str(domain.clone())));
         }
+        v.extend(fields());
+        v
+    };
+    match p.op {
+        Op::Insert => conn.insert(&p.table, &whole_row()),
         Op::Update => {
             let n = conn.update(&p.table, &row_keys(params, &user, &domain, ci), &fields())?;
             if n == 0 {
                 // Not there (a failed earlier insert, or changed behind our back): add it.
-                let mut v = vec![
-                    (col.user.as_str(), DbVal::Str(user.clone())),
-                    (col.contact.as_str(), DbVal::Str(ci.contact.clone())),
-                ];
-                if params.use_domain {
-                    v.push((col.domain.as_str(), DbVal::Str(domain.clone())));
-                }
-                v.extend(fields());
-                conn.insert(&p.table, &v)?;
+                conn.insert(&p.table, &whole_row())?;
             }
             Ok(())
         }

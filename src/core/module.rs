@@ -124,6 +124,54 @@ pub fn freeze() -> &'static [&'static ModuleExports] {
     FROZEN.get_or_init(|| l).as_slice()
 }
 
+/// A module's parameter struct: filled by `modparam` while the config loads (before
+/// fork), read after. Modules keep one in a `static` instead of each writing the same
+/// `Mutex<Option<T>>` plumbing.
+pub struct ParamCell<T>(Mutex<Option<T>>);
+
+impl<T> ParamCell<T> {
+    pub const fn new() -> ParamCell<T> {
+        ParamCell(Mutex::new(None))
+    }
+}
+
+impl<T> Default for ParamCell<T> {
+    fn default() -> Self {
+        ParamCell::new()
+    }
+}
+
+impl<T: Clone + Default> ParamCell<T> {
+    /// The parameters as set so far (defaults where unset).
+    pub fn get(&self) -> T {
+        self.0
+            .lock()
+            .map(|g| g.clone().unwrap_or_default())
+            .unwrap_or_default()
+    }
+    /// Change the parameters (a `modparam` setter).
+    pub fn update(&self, f: impl FnOnce(&mut T)) {
+        if let Ok(mut g) = self.0.lock() {
+            let mut p = g.clone().unwrap_or_default();
+            f(&mut p);
+            *g = Some(p);
+        }
+    }
+}
+
+/// `fn $setter(&ModParamValue)` storing the value as text in field `$field` of the
+/// parameters kept in the [`ParamCell`] `$cell`.
+#[macro_export]
+macro_rules! param_text {
+    ($setter:ident, $cell:path, $field:ident) => {
+        fn $setter(v: &$crate::core::module::ModParamValue) -> Result<(), String> {
+            let x = v.text();
+            $cell.update(|p| p.$field = x);
+            Ok(())
+        }
+    };
+}
+
 impl ModParamValue {
     /// The value as an integer (a numeric string is accepted); `module` and `name`
     /// label the error: `usrloc: parameter db_mode needs an integer`.

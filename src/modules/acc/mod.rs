@@ -27,13 +27,15 @@
 mod tests;
 
 use std::cell::RefCell;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use crate::core::cfg::ast::Arg;
 use crate::core::cfg::pv::{PvSpec, parse_pv};
 use crate::core::db::{self, DbConn, DbVal};
 use crate::core::log::{self, L_NOTICE};
-use crate::core::module::{CmdExport, FixedArg, ModParamValue, ModuleExports, ParamExport};
+use crate::core::module::{
+    CmdExport, FixedArg, ModParamValue, ModuleExports, ParamCell, ParamExport,
+};
 use crate::core::parser::{Method, SipMsg};
 use crate::core::route::{FAILURE_ROUTE, REQUEST_ROUTE};
 use crate::core::script::fixup::string_arg;
@@ -290,7 +292,7 @@ fn now() -> i64 {
 
 // ------------------------------------------------------------------ parameters
 
-static PARAMS: Mutex<Option<AccParams>> = Mutex::new(None);
+static PARAMS: ParamCell<AccParams> = ParamCell::new();
 static FROZEN: OnceLock<Config> = OnceLock::new();
 
 thread_local! {
@@ -299,18 +301,7 @@ thread_local! {
 }
 
 pub fn params() -> AccParams {
-    PARAMS
-        .lock()
-        .map(|g| g.clone().unwrap_or_default())
-        .unwrap_or_default()
-}
-
-fn update(f: impl FnOnce(&mut AccParams)) {
-    if let Ok(mut g) = PARAMS.lock() {
-        let mut p = g.clone().unwrap_or_default();
-        f(&mut p);
-        *g = Some(p);
-    }
+    PARAMS.get()
 }
 
 fn cfg() -> &'static Config {
@@ -324,7 +315,7 @@ macro_rules! p_int {
     ($f:ident, $field:ident) => {
         fn $f(v: &ModParamValue) -> Result<(), String> {
             let x: i32 = v.ranged("acc", stringify!($field))?;
-            update(|p| p.$field = x);
+            PARAMS.update(|p| p.$field = x);
             Ok(())
         }
     };
@@ -333,16 +324,7 @@ macro_rules! p_bool {
     ($f:ident, $field:ident) => {
         fn $f(v: &ModParamValue) -> Result<(), String> {
             let x = v.int("acc", stringify!($field))? != 0;
-            update(|p| p.$field = x);
-            Ok(())
-        }
-    };
-}
-macro_rules! p_str {
-    ($f:ident, $field:ident) => {
-        fn $f(v: &ModParamValue) -> Result<(), String> {
-            let x = v.text();
-            update(|p| p.$field = x);
+            PARAMS.update(|p| p.$field = x);
             Ok(())
         }
     };
@@ -354,7 +336,7 @@ macro_rules! p_col {
             if x.is_empty() {
                 return Err(format!("acc: {} must not be empty", COLUMN_PARAMS[$i]));
             }
-            update(|p| p.columns[$i] = x);
+            PARAMS.update(|p| p.columns[$i] = x);
             Ok(())
         }
     };
@@ -369,12 +351,12 @@ p_bool!(set_report_cancels, report_cancels);
 p_bool!(set_report_ack, report_ack);
 p_bool!(set_early_media, early_media);
 p_bool!(set_detect_direction, detect_direction);
-p_str!(set_log_extra, log_extra);
-p_str!(set_db_url, db_url);
-p_str!(set_db_table_acc, db_table_acc);
-p_str!(set_db_table_missed_calls, db_table_missed_calls);
-p_str!(set_db_extra, db_extra);
-p_str!(set_multi_leg_info, multi_leg_info);
+crate::param_text!(set_log_extra, PARAMS, log_extra);
+crate::param_text!(set_db_url, PARAMS, db_url);
+crate::param_text!(set_db_table_acc, PARAMS, db_table_acc);
+crate::param_text!(set_db_table_missed_calls, PARAMS, db_table_missed_calls);
+crate::param_text!(set_db_extra, PARAMS, db_extra);
+crate::param_text!(set_multi_leg_info, PARAMS, multi_leg_info);
 p_col!(set_method_col, 0);
 p_col!(set_from_tag_col, 1);
 p_col!(set_to_tag_col, 2);

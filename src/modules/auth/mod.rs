@@ -21,11 +21,13 @@ pub mod rpid;
 #[cfg(test)]
 mod tests;
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use crate::core::cfg::ast::Arg;
 use crate::core::cfg::pv::parse_format;
-use crate::core::module::{CmdExport, FixedArg, ModParamValue, ModuleExports, ParamExport};
+use crate::core::module::{
+    CmdExport, FixedArg, ModParamValue, ModuleExports, ParamCell, ParamExport,
+};
 use crate::core::parser::{HdrType, SipMsg};
 use crate::core::route::{BRANCH_ROUTE, FAILURE_ROUTE, REQUEST_ROUTE};
 use crate::core::script::fixup::string_arg;
@@ -69,23 +71,12 @@ pub struct Frozen {
     pub rpid_suffix: String,
 }
 
-static PARAMS: Mutex<Option<AuthParams>> = Mutex::new(None);
+static PARAMS: ParamCell<AuthParams> = ParamCell::new();
 static FROZEN: OnceLock<Frozen> = OnceLock::new();
 
 /// The parameters as set so far.
 pub fn params() -> AuthParams {
-    PARAMS
-        .lock()
-        .map(|g| g.clone().unwrap_or_default())
-        .unwrap_or_default()
-}
-
-fn update(f: impl FnOnce(&mut AuthParams)) {
-    if let Ok(mut g) = PARAMS.lock() {
-        let mut p = g.clone().unwrap_or_default();
-        f(&mut p);
-        *g = Some(p);
-    }
+    PARAMS.get()
 }
 
 /// 32 random printable characters (as OpenSER's `generate_random_secret`).
@@ -176,26 +167,17 @@ pub fn send_reply(msg: &mut SipMsg, code: u16, reason: &str, hdrs: &[String]) ->
     }
 }
 
-macro_rules! p_str {
-    ($f:ident, $field:ident) => {
-        fn $f(v: &ModParamValue) -> Result<(), String> {
-            let x = v.text();
-            update(|p| p.$field = x);
-            Ok(())
-        }
-    };
-}
-p_str!(set_realm_prefix, realm_prefix);
-p_str!(set_rpid_prefix, rpid_prefix);
-p_str!(set_rpid_suffix, rpid_suffix);
-p_str!(set_rpid_avp, rpid_avp);
+crate::param_text!(set_realm_prefix, PARAMS, realm_prefix);
+crate::param_text!(set_rpid_prefix, PARAMS, rpid_prefix);
+crate::param_text!(set_rpid_suffix, PARAMS, rpid_suffix);
+crate::param_text!(set_rpid_avp, PARAMS, rpid_avp);
 
 fn set_secret(v: &ModParamValue) -> Result<(), String> {
     let s = v.text();
     if s.is_empty() {
         return Err("auth: parameter secret must not be empty".into());
     }
-    update(|p| p.secret = Some(s.into_bytes()));
+    PARAMS.update(|p| p.secret = Some(s.into_bytes()));
     Ok(())
 }
 
@@ -204,7 +186,7 @@ fn set_nonce_expire(v: &ModParamValue) -> Result<(), String> {
     if x == 0 {
         return Err("auth: parameter nonce_expire must be positive".into());
     }
-    update(|p| p.nonce_expire = x);
+    PARAMS.update(|p| p.nonce_expire = x);
     Ok(())
 }
 

@@ -17,12 +17,14 @@
 mod tests;
 
 use std::cell::RefCell;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use crate::core::cfg::ast::Arg;
 use crate::core::cfg::pv::{AvpName, PvParam, parse_pv};
 use crate::core::db::{self, DbConn, DbVal, Key};
-use crate::core::module::{CmdExport, FixedArg, ModParamValue, ModuleExports, ParamExport};
+use crate::core::module::{
+    CmdExport, FixedArg, ModParamValue, ModuleExports, ParamCell, ParamExport,
+};
 use crate::core::parser::SipMsg;
 use crate::core::route::REQUEST_ROUTE;
 use crate::core::script::fixup::string_arg;
@@ -74,7 +76,7 @@ impl Config {
     }
 }
 
-static PARAMS: Mutex<Option<AuthDbParams>> = Mutex::new(None);
+static PARAMS: ParamCell<AuthDbParams> = ParamCell::new();
 static FROZEN: OnceLock<Config> = OnceLock::new();
 
 thread_local! {
@@ -83,18 +85,7 @@ thread_local! {
 }
 
 pub fn params() -> AuthDbParams {
-    PARAMS
-        .lock()
-        .map(|g| g.clone().unwrap_or_default())
-        .unwrap_or_default()
-}
-
-fn update(f: impl FnOnce(&mut AuthDbParams)) {
-    if let Ok(mut g) = PARAMS.lock() {
-        let mut p = g.clone().unwrap_or_default();
-        f(&mut p);
-        *g = Some(p);
-    }
+    PARAMS.get()
 }
 
 /// A boolean parameter: an integer, or yes/no/true/false/on/off.
@@ -153,31 +144,22 @@ fn cfg() -> Config {
     }
 }
 
-macro_rules! p_str {
-    ($f:ident, $field:ident) => {
-        fn $f(v: &ModParamValue) -> Result<(), String> {
-            let x = v.text();
-            update(|p| p.$field = x);
-            Ok(())
-        }
-    };
-}
-p_str!(set_db_url, db_url);
-p_str!(set_user_column, user_column);
-p_str!(set_domain_column, domain_column);
-p_str!(set_password_column, password_column);
-p_str!(set_password_column_2, password_column_2);
-p_str!(set_load_credentials, load_credentials);
+crate::param_text!(set_db_url, PARAMS, db_url);
+crate::param_text!(set_user_column, PARAMS, user_column);
+crate::param_text!(set_domain_column, PARAMS, domain_column);
+crate::param_text!(set_password_column, PARAMS, password_column);
+crate::param_text!(set_password_column_2, PARAMS, password_column_2);
+crate::param_text!(set_load_credentials, PARAMS, load_credentials);
 
 fn set_calculate_ha1(v: &ModParamValue) -> Result<(), String> {
     let b = param_bool(v, "calculate_ha1")?;
-    update(|p| p.calculate_ha1 = b);
+    PARAMS.update(|p| p.calculate_ha1 = b);
     Ok(())
 }
 
 fn set_use_domain(v: &ModParamValue) -> Result<(), String> {
     let b = param_bool(v, "use_domain")?;
-    update(|p| p.use_domain = b);
+    PARAMS.update(|p| p.use_domain = b);
     Ok(())
 }
 

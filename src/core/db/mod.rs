@@ -245,6 +245,88 @@ pub fn connect(url: &str) -> Result<Box<dyn DbConn>, DbError> {
     c(&u)
 }
 
+/// An in-memory `DbConn` for unit tests of the modules that use the DB API: inserted
+/// rows in order (table, columns), `query` filtered by `=` keys over them (a table
+/// without rows is an error, as a missing table is), every query recorded, and `fail`
+/// to make queries fail like a lost connection. Other operations are not supported.
+#[cfg(test)]
+#[derive(Default)]
+pub struct MemDb {
+    pub rows: Vec<(String, Vec<(String, DbVal)>)>,
+    pub fail: bool,
+    pub queries: Vec<(String, Vec<Key>, Vec<String>)>,
+}
+
+#[cfg(test)]
+impl MemDb {
+    /// A table `table` holding `rows`.
+    pub fn with_rows(table: &str, rows: Vec<Vec<(&str, DbVal)>>) -> MemDb {
+        let mut m = MemDb::default();
+        for r in rows {
+            let _ = m.insert(table, &r);
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+impl DbConn for MemDb {
+    fn query(
+        &mut self,
+        table: &str,
+        keys: &[Key],
+        cols: &[&str],
+        _order: Option<&str>,
+    ) -> Result<Vec<Row>, DbError> {
+        self.queries.push((
+            table.to_string(),
+            keys.to_vec(),
+            cols.iter().map(|c| c.to_string()).collect(),
+        ));
+        if self.fail {
+            return Err(DbError("connection lost".into()));
+        }
+        if !self.rows.iter().any(|(t, _)| t == table) {
+            return Err(DbError(format!("no table {table}")));
+        }
+        let get =
+            |r: &[(String, DbVal)], c: &str| r.iter().find(|(n, _)| n == c).map(|(_, v)| v.clone());
+        let mut out = Vec::new();
+        for (_, r) in self.rows.iter().filter(|(t, _)| t == table) {
+            let hit = keys.iter().all(|k| {
+                assert_eq!(k.op, Op::Eq, "MemDb matches = keys only");
+                get(r, &k.col).as_ref() == Some(&k.val)
+            });
+            if hit {
+                let row: Option<Row> = cols.iter().map(|c| get(r, c)).collect();
+                out.push(row.ok_or_else(|| DbError("unknown column".into()))?);
+            }
+        }
+        Ok(out)
+    }
+    fn insert(&mut self, table: &str, vals: &[(&str, DbVal)]) -> Result<(), DbError> {
+        self.rows.push((
+            table.to_string(),
+            vals.iter()
+                .map(|(n, v)| (n.to_string(), v.clone()))
+                .collect(),
+        ));
+        Ok(())
+    }
+    fn update(&mut self, _: &str, _: &[Key], _: &[(&str, DbVal)]) -> Result<u64, DbError> {
+        Err(DbError("not supported".into()))
+    }
+    fn delete(&mut self, _: &str, _: &[Key]) -> Result<u64, DbError> {
+        Err(DbError("not supported".into()))
+    }
+    fn replace(&mut self, _: &str, _: &[(&str, DbVal)]) -> Result<(), DbError> {
+        Err(DbError("not supported".into()))
+    }
+    fn raw_query(&mut self, _: &str) -> Result<Vec<Row>, DbError> {
+        Err(DbError("not supported".into()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::core::db::{DbError, Key, Row};
+use crate::core::db::MemDb;
 use crate::core::script::{AvpId, AvpList};
 
 const INVITE: &[u8] = b"INVITE sip:bob@example.com SIP/2.0\r\n\
@@ -26,45 +26,6 @@ fn event(kind: TmEventKind, code: u16, reason: &str, flags: u32) -> TmEvent {
         reason: reason.into(),
         to_tag: "ttag".into(),
         avps,
-    }
-}
-
-/// An in-memory DbConn recording inserts.
-#[derive(Default)]
-struct FakeDb {
-    rows: Vec<(String, Vec<(String, DbVal)>)>,
-}
-
-impl DbConn for FakeDb {
-    fn query(
-        &mut self,
-        _: &str,
-        _: &[Key],
-        _: &[&str],
-        _: Option<&str>,
-    ) -> Result<Vec<Row>, DbError> {
-        Err(DbError("not supported".into()))
-    }
-    fn insert(&mut self, table: &str, vals: &[(&str, DbVal)]) -> Result<(), DbError> {
-        self.rows.push((
-            table.to_string(),
-            vals.iter()
-                .map(|(n, v)| (n.to_string(), v.clone()))
-                .collect(),
-        ));
-        Ok(())
-    }
-    fn update(&mut self, _: &str, _: &[Key], _: &[(&str, DbVal)]) -> Result<u64, DbError> {
-        Err(DbError("not supported".into()))
-    }
-    fn delete(&mut self, _: &str, _: &[Key]) -> Result<u64, DbError> {
-        Err(DbError("not supported".into()))
-    }
-    fn replace(&mut self, _: &str, _: &[(&str, DbVal)]) -> Result<(), DbError> {
-        Err(DbError("not supported".into()))
-    }
-    fn raw_query(&mut self, _: &str) -> Result<Vec<Row>, DbError> {
-        Err(DbError("not supported".into()))
     }
 }
 
@@ -172,7 +133,7 @@ fn db_row_and_fake_insert() {
     ];
     let mut cols = AccParams::default().columns;
     cols[3] = "cid".into();
-    let mut db = FakeDb::default();
+    let mut db = MemDb::default();
     db_insert(&mut db, &cols, "acc", 1_170_000_000, &r).unwrap();
     assert_eq!(db.rows.len(), 1);
     let (table, row) = &db.rows[0];

@@ -1,74 +1,16 @@
 use super::*;
-use crate::core::db::{DbError, Op, Row};
+use crate::core::db::MemDb;
 use crate::modules::auth::digest::{RespInput, calc_ha1, calc_response};
 use crate::modules::auth::nonce::calc_nonce;
 
 const SECRET: &[u8] = b"k3y";
 const NOW: i64 = 1_700_000_000;
 
-/// An in-memory subscriber table: rows of (column, value); records the queries.
-#[derive(Default)]
-struct FakeDb {
-    rows: Vec<Vec<(&'static str, DbVal)>>,
-    fail: bool,
-    queries: Vec<(String, Vec<Key>, Vec<String>)>,
-}
-
-impl DbConn for FakeDb {
-    fn query(
-        &mut self,
-        table: &str,
-        keys: &[Key],
-        cols: &[&str],
-        _order: Option<&str>,
-    ) -> Result<Vec<Row>, DbError> {
-        self.queries.push((
-            table.to_string(),
-            keys.to_vec(),
-            cols.iter().map(|c| c.to_string()).collect(),
-        ));
-        if self.fail {
-            return Err(DbError("connection lost".into()));
-        }
-        if table != "subscriber" {
-            return Err(DbError(format!("no table {table}")));
-        }
-        let get = |r: &Vec<(&str, DbVal)>, c: &str| {
-            r.iter().find(|(n, _)| *n == c).map(|(_, v)| v.clone())
-        };
-        let mut out = Vec::new();
-        for r in &self.rows {
-            let hit = keys.iter().all(|k| {
-                assert_eq!(k.op, Op::Eq);
-                get(r, &k.col).as_ref() == Some(&k.val)
-            });
-            if hit {
-                let row: Option<Row> = cols.iter().map(|c| get(r, c)).collect();
-                out.push(row.ok_or_else(|| DbError("unknown column".into()))?);
-            }
-        }
-        Ok(out)
-    }
-    fn insert(&mut self, _: &str, _: &[(&str, DbVal)]) -> Result<(), DbError> {
-        unreachable!()
-    }
-    fn update(&mut self, _: &str, _: &[Key], _: &[(&str, DbVal)]) -> Result<u64, DbError> {
-        unreachable!()
-    }
-    fn delete(&mut self, _: &str, _: &[Key]) -> Result<u64, DbError> {
-        unreachable!()
-    }
-    fn replace(&mut self, _: &str, _: &[(&str, DbVal)]) -> Result<(), DbError> {
-        unreachable!()
-    }
-    fn raw_query(&mut self, _: &str) -> Result<Vec<Row>, DbError> {
-        unreachable!()
-    }
-}
-
-fn db() -> FakeDb {
-    FakeDb {
-        rows: vec![
+/// The subscriber table of these tests.
+fn db() -> MemDb {
+    MemDb::with_rows(
+        "subscriber",
+        vec![
             vec![
                 ("username", "alice".into()),
                 ("domain", "example.com".into()),
@@ -91,8 +33,7 @@ fn db() -> FakeDb {
                 ("level", DbVal::Int(1)),
             ],
         ],
-        ..Default::default()
-    }
+    )
 }
 
 fn conf(f: impl FnOnce(&mut AuthDbParams)) -> Config {
@@ -163,7 +104,7 @@ fn register(c: &Creds) -> SipMsg {
     SipMsg::parse(s.as_bytes()).expect("parse")
 }
 
-fn run(msg: &mut SipMsg, c: &Config, db: &mut FakeDb, now: i64) -> (Authz, AvpList) {
+fn run(msg: &mut SipMsg, c: &Config, db: &mut MemDb, now: i64) -> (Authz, AvpList) {
     let mut avps = AvpList::new();
     let r = authorize_with(
         msg,
@@ -288,7 +229,7 @@ fn load_credentials_into_named_avps() {
 #[test]
 fn db_errors_answer_500() {
     let c = conf(|_| {});
-    let mut d = FakeDb { fail: true, ..db() };
+    let mut d = MemDb { fail: true, ..db() };
     let mut m = register(&creds("alice", "secret"));
     let (r, _) = run(&mut m, &c, &mut d, NOW);
     assert_eq!(

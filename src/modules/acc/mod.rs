@@ -407,8 +407,14 @@ fn mod_init() -> Result<(), String> {
     if c.db_on() {
         db::check_url(&c.p.db_url).map_err(|e| format!("acc: {e}"))?;
     }
+    // Only transactions carrying one of these flags produce records.
+    let p = &c.p;
+    let flags = flag_bit(p.log_flag)
+        | flag_bit(p.log_missed_flag)
+        | flag_bit(p.db_flag)
+        | flag_bit(p.db_missed_flag);
     let _ = FROZEN.set(c);
-    callbacks::register(on_tm_event);
+    callbacks::register(on_tm_event, flags);
     Ok(())
 }
 

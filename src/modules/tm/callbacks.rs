@@ -13,12 +13,14 @@
 //! reply, and the transaction's AVPs; it returns message flags to **reset** on the
 //! transaction (acc resets its missed-call flags).
 //!
-//! Hooks are registered in mod_init (before fork). With none registered the cost on
-//! tm's paths is one relaxed atomic load.
+//! Hooks are registered in mod_init (before fork) with the message flags they care
+//! about (OpenSER's acc registers its callbacks only on flagged transactions): an event
+//! is built only for a transaction carrying one of them. With none registered, or for
+//! an unflagged transaction, the cost on tm's paths is one relaxed atomic load.
 
 use std::cell::RefCell;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::core::parser::SipMsg;
 use crate::core::script::AvpList;
@@ -47,23 +49,35 @@ pub struct TmEvent {
 /// A hook; returns the message flags (bit mask) to reset on the transaction.
 pub type TmHook = fn(&mut TmEvent) -> u32;
 
-static ANY: AtomicBool = AtomicBool::new(false);
+/// Union of the registered hooks' flag masks (0 = no hook).
+static MASK: AtomicU32 = AtomicU32::new(0);
 static HOOKS: Mutex<Vec<TmHook>> = Mutex::new(Vec::new());
 
 thread_local! {
     static QUEUE: RefCell<Vec<(CellRef, TmEvent)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Register a hook (mod_init, before fork).
-pub fn register(h: TmHook) {
+/// Register a hook for transactions whose message flags intersect `flags` (mod_init,
+/// before fork). A hook registered with no flags is never called.
+pub fn register(h: TmHook, flags: u32) {
+    if flags == 0 {
+        return;
+    }
     HOOKS.lock().unwrap_or_else(|e| e.into_inner()).push(h);
-    ANY.store(true, Ordering::Release);
+    MASK.fetch_or(flags, Ordering::Release);
 }
 
-/// Whether any hook is registered (the cheap check on tm's paths).
+/// Whether any hook is registered.
 #[inline]
 pub fn active() -> bool {
-    ANY.load(Ordering::Relaxed)
+    MASK.load(Ordering::Relaxed) != 0
+}
+
+/// Whether a transaction with message flags `msg_flags` gets events (the cheap check
+/// on tm's paths).
+#[inline]
+pub fn wants(msg_flags: u32) -> bool {
+    MASK.load(Ordering::Relaxed) & msg_flags != 0
 }
 
 /// `(reason, to-tag)` of a reply buffer.

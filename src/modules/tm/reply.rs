@@ -71,7 +71,7 @@ fn send_upstream_locked(c: &Cell, st: &mut CellState, code: u16, buf: &[u8], loc
     }
     if code >= 200 && st.flags & T_COMPLETED == 0 {
         st.flags |= T_COMPLETED;
-        if super::callbacks::active() {
+        if super::callbacks::wants(st.msg_flags) {
             // Run by the StateGuard's drop, once the reply lock is released.
             super::callbacks::queue_reply_out(c, st, code, buf);
         }
@@ -361,7 +361,7 @@ pub fn complete<'a>(c: &'a CellRef, mut g: StateGuard<'a>) {
             st.on_failure = 0;
             st.flags |= T_IN_FAILURE | T_ON_FAIL_RAN;
             let nr_before = st.nr_branches;
-            let ev = if super::callbacks::active() {
+            let ev = if super::callbacks::wants(st.msg_flags) {
                 failure_event_locked(c, st, i, code)
             } else {
                 None

@@ -1,9 +1,22 @@
-//! openser-rs: the OpenSER 1.2 SIP proxy and registrar in Rust.
-//!
-//! `core` is the server itself (command line, configuration language, SIP parser,
-//! transport, processes); `modules` holds the built-in modules that `loadmodule`
-//! selects. Unsafe code is confined to `core::sys`, `core::re` and the `shm` crate.
-#![deny(unsafe_code)]
+//! The `openser` binary's crate: the list of built-in modules, handed to the core by
+//! `main`. This is the only place that names every module; `loadmodule "x.so"`
+//! selects module `x` from it.
 
-pub mod core;
-pub mod modules;
+use openser_core::module::ModuleExports;
+
+/// Every built-in module.
+pub static MODULES: &[&ModuleExports] = &[
+    &sl::EXPORTS,
+    &maxfwd::EXPORTS,
+    &textops::EXPORTS,
+    &xlog::EXPORTS,
+    &tm::EXPORTS,
+    &rr::EXPORTS,
+    &usrloc::EXPORTS,
+    &registrar::EXPORTS,
+    &mi_fifo::EXPORTS,
+    &auth::EXPORTS,
+    &auth_db::EXPORTS,
+    &acc::EXPORTS,
+    &db_mysql::EXPORTS,
+];

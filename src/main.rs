@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(openser::core::process::main_entry());
+    std::process::exit(openser_core::process::main_entry(openser::MODULES));
 }

@@ -3,14 +3,14 @@
 //! reply and a forwarded reply from it. Nothing may panic.
 
 use libfuzzer_sys::fuzz_target;
-use openser::core::msg::{
+use openser_core::msg::{
     ViaParams, build_local_reply, build_reply_forward, build_request, is_sl_ack,
     next_via_destination, reply_destination, sl_totag,
 };
-use openser::core::parser::{HdrType, Proto, RcvInfo, SipMsg};
+use openser_core::parser::{HdrType, Proto, RcvInfo, SipMsg};
 
 fuzz_target!(|data: &[u8]| {
-    let _ = openser::core::parser::stream_frame_len(data);
+    let _ = openser_core::parser::stream_frame_len(data);
     let Ok(mut msg) = SipMsg::new(data, RcvInfo::default()) else {
         return;
     };

@@ -3,7 +3,7 @@
 //! parsed URI must give text that parses to the same URI.
 
 use libfuzzer_sys::fuzz_target;
-use openser::core::parser::Uri;
+use openser_core::parser::Uri;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(mut u) = Uri::parse_bytes(data) else {

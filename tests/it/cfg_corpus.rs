@@ -5,7 +5,7 @@
 //! message containing `text`.
 
 use crate::harness::{cfg_corpus, cfg_expectation};
-use openser::core::cfg::{parse_file, parse_str};
+use openser_core::cfg::{parse_file, parse_str};
 
 #[test]
 fn good_configs_parse() {

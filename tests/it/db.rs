@@ -5,9 +5,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use db_mysql::{self as mysql, Settings};
 use md5::{Digest, Md5};
-use openser::core::db::{self, DbConn, DbUrl, DbVal, Key, Op};
-use openser::modules::mysql::{self, Settings};
+use openser_core::db::{self, DbConn, DbUrl, DbVal, Key, Op};
 
 use crate::harness::TempDir;
 use crate::harness::mariadb::MariaDb;
@@ -33,8 +33,7 @@ fn md5hex(s: &str) -> String {
 }
 
 fn mark_mysql_loaded() {
-    openser::core::module::add_loaded(&mysql::EXPORTS);
-    openser::core::module::freeze();
+    openser_core::module::freeze(vec![&mysql::EXPORTS]);
 }
 
 fn settings(auto_reconnect: bool) -> Settings {

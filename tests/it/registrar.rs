@@ -215,10 +215,10 @@ fn db_mode_startup_errors() {
 /// of the 512-slot table are evenly used (in-process; shm of the test binary).
 #[test]
 fn ten_thousand_aors_spread_over_slots() {
-    use openser::core::parser::SipMsg;
-    use openser::modules::registrar::{RegParams, save};
+    use openser_core::parser::SipMsg;
+    use registrar::{RegParams, save};
     let _ = shm::init(128 << 20);
-    let d = openser::modules::usrloc::register_udomain("it_spread").expect("domain");
+    let d = usrloc::register_udomain("it_spread").expect("domain");
     let p = RegParams::default();
     for i in 0..10_000 {
         let m = format!(
@@ -253,10 +253,10 @@ fn ten_thousand_aors_spread_over_slots() {
 /// uses 100,000; the default keeps the test quick).
 #[test]
 fn reg_shm_bytes_per_contact() {
-    use openser::core::parser::SipMsg;
-    use openser::modules::registrar::{RegParams, save};
+    use openser_core::parser::SipMsg;
+    use registrar::{RegParams, save};
     let _ = shm::init(512 << 20);
-    let d = openser::modules::usrloc::register_udomain("it_mem").expect("domain");
+    let d = usrloc::register_udomain("it_mem").expect("domain");
     let p = RegParams::default();
     let n: usize = std::env::var("OPENSER_REG_N")
         .ok()

@@ -1,0 +1,235 @@
+//! Loading the configuration: parse, apply globals, load modules, fix up routes.
+
+use crate::cfg::{self, ast};
+use crate::globals::{GValue, Globals, HostPort, Proto};
+use crate::module::{self, ModuleExports};
+use crate::script::{self, Script};
+
+/// What the attendant keeps of the loaded config.
+pub struct Loaded {
+    pub ast: ast::Config,
+    /// The fixed-up script (also installed as the global `script::fixup::SCRIPT`).
+    pub script: &'static Script,
+    /// The loaded modules, in load order (frozen).
+    pub modules: &'static [&'static ModuleExports],
+}
+
+fn proto_of(p: Option<ast::Proto>) -> Proto {
+    match p {
+        Some(ast::Proto::Udp) => Proto::Udp,
+        Some(ast::Proto::Tcp) => Proto::Tcp,
+        Some(ast::Proto::Tls) => Proto::Tls,
+        _ => Proto::Any,
+    }
+}
+
+fn host_text(h: &ast::Host) -> String {
+    match h {
+        ast::Host::Ip(ip) => ip.to_string(),
+        ast::Host::Name(n) => n.clone(),
+    }
+}
+
+/// Apply one global assignment of the AST.
+fn apply_global(g: &mut Globals, a: &ast::GlobalAssign) -> Result<(), String> {
+    match &a.value {
+        ast::GlobalValue::Sockets(list) => {
+            let target = match a.name.as_str() {
+                "listen" => &mut g.listen,
+                "alias" => &mut g.alias,
+                other => return Err(format!("'{other}' does not take a list of addresses")),
+            };
+            for s in list {
+                target.push(HostPort {
+                    proto: proto_of(s.proto),
+                    host: host_text(&s.host),
+                    port: s.port.unwrap_or(0),
+                });
+            }
+            Ok(())
+        }
+        ast::GlobalValue::Blacklist(_) if a.name == "dst_blacklist" => {
+            g.dst_blacklist.push(a.name.clone());
+            Ok(())
+        }
+        ast::GlobalValue::Blacklist(_) => Err(format!("'{}' does not take a blacklist", a.name)),
+        ast::GlobalValue::Int(i) => g.apply(&a.name, &GValue::Int(*i)),
+        ast::GlobalValue::Bool(b) => g.apply(&a.name, &GValue::Int(*b as i64)),
+        ast::GlobalValue::Str(s) => g.apply(&a.name, &GValue::Str(s.clone())),
+        ast::GlobalValue::Ident(s) => g.apply(&a.name, &GValue::Ident(s.clone())),
+        ast::GlobalValue::Ip(ip) => g.apply(&a.name, &GValue::Str(ip.to_string())),
+    }
+}
+
+/// Parse `path` and apply its global assignments to `g`. Errors come back as the
+/// text to print (`file:line:col: ...` with the line and a caret, and a summary).
+pub fn load(path: &str, g: &mut Globals, check_routes: bool) -> Result<Loaded, String> {
+    if let Err(e) = std::fs::metadata(path) {
+        return Err(format!("ERROR: loading config file({path}): {e}\n"));
+    }
+    let ast = cfg::parse_file(std::path::Path::new(path))
+        .map_err(|errs| format!("{errs}\nERROR: bad config file ({} errors)\n", errs.len()))?;
+    let mut errors = Vec::new();
+    for a in &ast.globals {
+        if let Err(msg) = apply_global(g, a) {
+            errors.push(cfg::error::render_in(&ast.sources, a.value_span, &msg));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(bad_config(&errors));
+    }
+    let mods = load_modules(&ast, &mut errors);
+    check_binds(&ast, &mods, &mut errors);
+    if !errors.is_empty() {
+        return Err(bad_config(&errors));
+    }
+    let script = match script::fixup::fixup_with(&ast, &mods, &g.avp_aliases, check_routes) {
+        Ok(s) => s,
+        Err(errs) => return Err(bad_config(&errs)),
+    };
+    let modules = module::freeze(mods);
+    let script = if script::fixup::SCRIPT.get().is_none() {
+        script::fixup::install(script)
+    } else {
+        Box::leak(Box::new(script))
+    };
+    Ok(Loaded {
+        ast,
+        script,
+        modules,
+    })
+}
+
+fn bad_config(errors: &[String]) -> String {
+    let n = errors.len();
+    let mut out = String::new();
+    for e in errors {
+        out.push_str(e);
+        if !e.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    format!("{out}ERROR: bad config file ({n} errors)\n")
+}
+
+/// The module name selected by a `loadmodule` path: file name without directory and
+/// `.so` suffix.
+pub fn module_name_of(path: &str) -> &str {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    base.strip_suffix(".so").unwrap_or(base)
+}
+
+/// Process `loadmodule` and `modparam` in source order. Returns the modules to load.
+fn load_modules(ast: &ast::Config, errors: &mut Vec<String>) -> Vec<&'static ModuleExports> {
+    let mut mods: Vec<&'static ModuleExports> = Vec::new();
+    for item in &ast.order {
+        match *item {
+            ast::ItemRef::LoadModule(i) => {
+                let Some(lm) = ast.loadmodules.get(i) else {
+                    continue;
+                };
+                let name = module_name_of(&lm.path);
+                match module::find_builtin(name) {
+                    Some(m) => {
+                        if !mods.iter().any(|x| x.name == m.name) {
+                            mods.push(m);
+                        }
+                    }
+                    None => errors.push(ast.render(
+                        lm.span,
+                        &format!(
+                            "module '{name}' not found (built-in modules: {})",
+                            module::builtin_names()
+                        ),
+                    )),
+                }
+            }
+            ast::ItemRef::ModParam(i) => {
+                let Some(mp) = ast.modparams.get(i) else {
+                    continue;
+                };
+                if let Err((sp, msg)) = apply_modparam(mp, &mods) {
+                    errors.push(ast.render(sp, &msg));
+                }
+            }
+            _ => {}
+        }
+    }
+    mods
+}
+
+fn apply_modparam(
+    mp: &ast::ModParam,
+    mods: &[&'static ModuleExports],
+) -> Result<(), (ast::Span, String)> {
+    let re = crate::re::Regex::new(&mp.module, false, false)
+        .map_err(|e| (mp.span, format!("modparam: {e}")))?;
+    let mut matched = false;
+    for m in mods {
+        if !re.matches_whole(m.name) {
+            continue;
+        }
+        matched = true;
+        let Some(p) = m.param(&mp.param) else {
+            return Err((
+                mp.span,
+                format!("module '{}' has no parameter '{}'", m.name, mp.param),
+            ));
+        };
+        p.set(m.name, &mp.value).map_err(|e| {
+            (
+                mp.value_span,
+                format!("bad value for modparam {}:{}: {e}", m.name, mp.param),
+            )
+        })?;
+    }
+    if !matched {
+        return Err((
+            mp.span,
+            format!(
+                "modparam: no loaded module matches '{}' (parameter '{}')",
+                mp.module, mp.param
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Each loaded module's `binds` (the modules whose API it uses) must be loaded too;
+/// the error points at the `loadmodule` line of the module that needs them.
+fn check_binds(ast: &ast::Config, mods: &[&'static ModuleExports], errors: &mut Vec<String>) {
+    for m in mods {
+        for need in m.binds {
+            if mods.iter().any(|x| x.name == *need) {
+                continue;
+            }
+            let span = ast
+                .loadmodules
+                .iter()
+                .find(|lm| module_name_of(&lm.path) == m.name)
+                .map(|lm| lm.span);
+            let msg = format!(
+                "module '{}' needs module '{need}', which is not loaded",
+                m.name
+            );
+            match span {
+                Some(sp) => errors.push(ast.render(sp, &msg)),
+                None => errors.push(msg),
+            }
+        }
+    }
+}
+
+/// Module initialisation in the attendant, after shm exists and before forking: each
+/// module's declared statistics, then its mod_init, in load order; then the
+/// startup_route.
+pub fn init_modules(l: &Loaded) -> Result<(), String> {
+    for m in l.modules {
+        module::register_stats(m);
+        if let Some(f) = m.mod_init {
+            f().map_err(|e| format!("init_mod: failed to initialize module {}: {e}", m.name))?;
+        }
+    }
+    script::run_startup_route();
+    Ok(())
+}

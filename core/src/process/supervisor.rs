@@ -1,0 +1,469 @@
+//! The attendant: start-up sequence, forking of the receivers, the timer and extra
+//! processes, and the signal loop that supervises them (reference §2).
+//!
+//! Start-up: command line → config (globals, modules, routes, fixups) → command line
+//! over the config → `-c` stops here → shm → statistics, timer, module init → bind
+//! sockets → daemonise (unless -D/-DD/fork=no) → pid file → drop privileges → fork
+//! children → wait for signals. The attendant never handles SIP after forking,
+//! except with fork=no / -D where it is the single receiver.
+
+use super::{pt, signals, timer};
+use crate::globals::{self, Globals};
+use crate::sys::{self, ForkResult};
+use crate::transport::socket::{self, Alias, SocketInfo};
+use crate::{args, config, log, module, version};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Set when the attendant itself is the (single) receiver (fork=no / -D).
+static STANDALONE: AtomicBool = AtomicBool::new(false);
+/// Set in the attendant (and never in children): shutdown must clean up.
+static IS_ATTENDANT: AtomicBool = AtomicBool::new(true);
+/// Whether setsid gave us our own process group.
+static OWN_PGRP: AtomicBool = AtomicBool::new(false);
+
+/// How long children get to exit after SIGTERM before they are SIGKILLed.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
+pub fn is_standalone() -> bool {
+    STANDALONE.load(Ordering::Relaxed)
+}
+
+pub fn is_attendant() -> bool {
+    IS_ATTENDANT.load(Ordering::Relaxed)
+}
+
+/// Entry point of the `openser` binary, which hands over its built-in modules;
+/// returns the exit status.
+pub fn main_entry(modules: &'static [&'static module::ModuleExports]) -> i32 {
+    module::set_builtin(modules);
+    let argv: Vec<String> = std::env::args().collect();
+    let prog = argv.first().cloned().unwrap_or_else(|| "openser".into());
+    let a = match args::parse(argv.iter().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("Use -h for help.");
+            return 255;
+        }
+    };
+    match a.action {
+        args::Action::Version => {
+            print!("{}", version::full_version());
+            return 0;
+        }
+        args::Action::Help => {
+            print!("{}", args::help_text(&prog));
+            return 0;
+        }
+        args::Action::Run => {}
+    }
+    // Until the config says otherwise, errors go to the terminal.
+    log::set_stderr(true);
+    log::set_process(0);
+
+    let mut g = Globals::default();
+    let cfg_file = a
+        .cfg_file
+        .clone()
+        .unwrap_or_else(|| version::DEFAULT_CFG_FILE.into());
+    g.cfg_file = cfg_file.clone();
+    let loaded = match config::load(&cfg_file, &mut g, a.check_routes) {
+        Ok(l) => l,
+        Err(msg) => {
+            eprint!("{msg}");
+            if !msg.ends_with('\n') {
+                eprintln!();
+            }
+            return 255;
+        }
+    };
+    if let Err(e) = g.apply_args(&a) {
+        eprintln!("ERROR: {e}");
+        return 255;
+    }
+    log::set_debug_level(g.debug);
+
+    // Listen sockets: resolved now (so `-c` can print them), bound later.
+    let addrs = match socket::resolve_listen(&g.listen, g.port) {
+        Ok(v) if !v.is_empty() => v,
+        Ok(_) => {
+            eprintln!("ERROR: no listening sockets");
+            return 255;
+        }
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            return 255;
+        }
+    };
+    let mut aliases: Vec<Alias> = g
+        .alias
+        .iter()
+        .map(|h| Alias {
+            proto: h.proto,
+            host: h.host.clone(),
+            port: h.port,
+        })
+        .collect();
+    if g.auto_aliases {
+        for (p, addr, name) in &addrs {
+            if name.parse::<std::net::IpAddr>().is_err()
+                && !aliases.iter().any(|al| al.host.eq_ignore_ascii_case(name))
+            {
+                aliases.push(Alias {
+                    proto: *p,
+                    host: name.clone(),
+                    port: addr.port(),
+                });
+            }
+        }
+    }
+
+    if a.check_only {
+        // Show the sockets as they would be bound, without binding them.
+        let infos: Vec<SocketInfo> = addrs
+            .iter()
+            .map(|(p, addr, name)| SocketInfo {
+                proto: *p,
+                addr: *addr,
+                name: name.clone(),
+                address_str: addr.ip().to_string(),
+                port: addr.port(),
+                udp: None,
+                rcvbuf: 0,
+            })
+            .collect();
+        socket::set_sockets(infos, aliases);
+        print!("{}", socket::listening_text());
+        eprintln!("config file ok, exiting...");
+        return 0;
+    }
+
+    log::set_stderr(g.log_stderror);
+    if !g.log_stderror {
+        sys::openlog(g.log_name.as_deref().unwrap_or(&prog), g.log_facility);
+    }
+
+    match run(g, loaded, addrs, aliases) {
+        Ok(()) => 0,
+        Err(e) => {
+            crate::log_crit!(plain: "{e}");
+            if !log::to_stderr() {
+                eprintln!("ERROR: {e}");
+            }
+            255
+        }
+    }
+}
+
+fn run(
+    g: Globals,
+    loaded: config::Loaded,
+    addrs: Vec<(globals::Proto, std::net::SocketAddr, String)>,
+    aliases: Vec<Alias>,
+) -> Result<(), String> {
+    shm::init(g.shm_size).map_err(|e| {
+        format!(
+            "could not initialize shared memory ({} bytes): {e}",
+            g.shm_size
+        )
+    })?;
+    crate::stats::init_core();
+    crate::mi::init_core();
+    timer::init()?;
+
+    let mut socks = Vec::new();
+    for (_, addr, name) in addrs {
+        socks.push(socket::bind_udp(addr, name, g.maxbuffer)?);
+    }
+    socket::set_sockets(socks, aliases);
+    for s in socket::sockets() {
+        crate::log_info!(
+            plain: "listening on udp:{} (receive buffer {} bytes)",
+            s.hostport(),
+            s.rcvbuf
+        );
+    }
+
+    if !g.disable_core_dump {
+        let _ = sys::set_rlimit(libc::RLIMIT_CORE as i32, (g.shm_size as u64) + (8 << 20));
+    }
+    if g.open_files_limit > 0 {
+        sys::set_rlimit(libc::RLIMIT_NOFILE as i32, g.open_files_limit as u64).map_err(|e| {
+            format!(
+                "cannot raise open files limit to {}: {e}",
+                g.open_files_limit
+            )
+        })?;
+    }
+
+    // Freeze the globals before anything forks.
+    globals::set(g);
+    let g = globals::get();
+
+    config::init_modules(&loaded)?;
+
+    if g.daemonize() {
+        let own = daemon::daemonize(&g.wdir, g.chroot.as_deref())?;
+        OWN_PGRP.store(own, Ordering::Relaxed);
+        sys::stdio_to_devnull(!g.log_stderror)
+            .map_err(|e| format!("cannot redirect stdio: {e}"))?;
+    }
+    let me = sys::getpid();
+    if let Some(p) = &g.pid_file {
+        daemon::write_pid_file(p, me)?;
+    }
+    if let Some(p) = &g.pgid_file {
+        if OWN_PGRP.load(Ordering::Relaxed) {
+            daemon::write_pid_file(p, sys::getpgid())?;
+        } else {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    drop_privileges(g)?;
+
+    let standalone = !g.forks_children();
+    STANDALONE.store(standalone, Ordering::Relaxed);
+    let socks = socket::sockets();
+    let mut rows = Vec::new();
+    let mut run_as: Vec<Role> = Vec::new();
+    if standalone {
+        if socks.len() > 1 {
+            crate::log_warn!(plain: "using only the first listen address (no fork)");
+        }
+        rows.push(pt::ProcDesc {
+            desc: format!("stand-alone receiver @ {}", socks[0].hostport()),
+            rank: 1,
+        });
+        run_as.push(Role::Main);
+    } else {
+        rows.push(pt::ProcDesc {
+            desc: "attendant".into(),
+            rank: pt::PROC_MAIN,
+        });
+        run_as.push(Role::Main);
+        let mut rank = 1;
+        for (si, s) in socks.iter().enumerate() {
+            for c in 0..g.children {
+                rows.push(pt::ProcDesc {
+                    desc: format!("receiver child={c} sock= {}", s.hostport()),
+                    rank,
+                });
+                run_as.push(Role::Receiver(si));
+                rank += 1;
+            }
+        }
+    }
+    rows.push(pt::ProcDesc {
+        desc: "timer".into(),
+        rank: pt::PROC_TIMER,
+    });
+    run_as.push(Role::Timer);
+    for p in module::loaded().iter().flat_map(|m| m.procs.iter()) {
+        if (p.wanted)() {
+            rows.push(pt::ProcDesc {
+                desc: p.desc.into(),
+                rank: p.rank,
+            });
+            run_as.push(Role::Extra(p.main));
+        }
+    }
+    pt::init(rows)?;
+
+    // Block the handled signals before forking: the attendant only takes them in
+    // sigsuspend, children unblock them in child_setup.
+    sys::block_signals(signals::HANDLED);
+    signals::install_handlers().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+
+    for (idx, role) in run_as.iter().enumerate().skip(1) {
+        let rank = pt::rank(idx);
+        match sys::fork().map_err(|e| format!("cannot fork: {e}"))? {
+            ForkResult::Child => {
+                IS_ATTENDANT.store(false, Ordering::Relaxed);
+                pt::set_my_index(idx);
+                signals::child_setup();
+                if let Err(e) = run_child_init(rank) {
+                    crate::log_err!(plain: "init_child failed for {}: {e}", pt::desc(idx));
+                    std::process::exit(1);
+                }
+                match role {
+                    Role::Receiver(si) => crate::transport::udp::rcv_loop(*si),
+                    Role::Timer => timer::timer_loop(),
+                    Role::Extra(f) => f(),
+                    Role::Main => std::process::exit(0),
+                }
+            }
+            ForkResult::Parent(pid) => pt::set_pid(idx, pid),
+        }
+    }
+
+    if standalone {
+        run_child_init(1).map_err(|e| format!("init_child(1) failed: {e}"))?;
+        sys::unblock_all_signals();
+        crate::transport::udp::rcv_loop(0);
+    }
+    attendant_loop()
+}
+
+/// Every loaded module's `child_init(rank)`, in load order (each new process).
+fn run_child_init(rank: i32) -> Result<(), String> {
+    for m in module::loaded() {
+        if let Some(f) = m.child_init {
+            f(rank).map_err(|e| format!("{}: {e}", m.name))?;
+        }
+    }
+    Ok(())
+}
+
+enum Role {
+    Main,
+    Receiver(usize),
+    Timer,
+    Extra(fn() -> !),
+}
+
+fn drop_privileges(g: &Globals) -> Result<(), String> {
+    let mut gid = None;
+    let mut uid = None;
+    if let Some(u) = &g.user {
+        let (u, pg) = sys::lookup_user(u).map_err(|e| e.to_string())?;
+        uid = Some(u);
+        gid = Some(pg);
+    }
+    if let Some(gr) = &g.group {
+        gid = Some(sys::lookup_group(gr).map_err(|e| e.to_string())?);
+    }
+    if let Some(gid) = gid {
+        sys::setgid(gid).map_err(|e| format!("cannot change gid to {gid}: {e}"))?;
+    }
+    if let Some(uid) = uid {
+        sys::setuid(uid).map_err(|e| format!("cannot change uid to {uid}: {e}"))?;
+        if !g.disable_core_dump {
+            sys::set_dumpable(true);
+        }
+    }
+    Ok(())
+}
+
+fn attendant_loop() -> ! {
+    loop {
+        sys::sigsuspend_all();
+        handle_signals_attendant();
+    }
+}
+
+/// Act on pending signal flags in the attendant (also called from the receive loop
+/// of a stand-alone receiver).
+pub fn handle_signals_attendant() {
+    if signals::take(&signals::TERM) {
+        crate::log_notice!(
+            plain: "signal {} received, shutting down",
+            signals::TERM_SIG.load(Ordering::Relaxed)
+        );
+        shutdown(0);
+    }
+    if signals::take(&signals::CHLD) {
+        let mut died = false;
+        while let Ok(Some((pid, st))) = sys::waitpid(-1, true) {
+            died = true;
+            let idx = pt::find_pid(pid);
+            let desc = idx.map(pt::desc).unwrap_or("unknown process");
+            crate::log_err!(plain: "child process {pid} ({desc}) {st}");
+            if let Some(i) = idx {
+                let n = shm::force_unlock_dead(i, pid as u32);
+                if n > 0 {
+                    crate::log_warn!(plain: "released {n} lock(s) held by dead process {pid}");
+                }
+                pt::set_pid(i, 0);
+            }
+        }
+        if died && !is_standalone() {
+            crate::log_notice!(plain: "terminating due to SIGCHLD");
+            shutdown(1);
+        } else if died {
+            crate::log_info!(plain: "dont_fork turned on, living on");
+        }
+    }
+    if signals::take(&signals::USR1) {
+        crate::log_at!(
+            globals::get().memlog,
+            "Memory status (shm):\n{}",
+            shm::status_dump()
+        );
+    }
+    if signals::take(&signals::HUP) {
+        crate::log_dbg!(plain: "SIGHUP received, ignoring it");
+    }
+    if signals::take(&signals::USR2) {
+        crate::log_warn!(plain: "unhandled signal {}", libc::SIGUSR2);
+    }
+    if signals::take(&signals::PIPE) {
+        crate::log_warn!(plain: "SIGPIPE received and ignored");
+    }
+    signals::take(&signals::ALRM);
+}
+
+/// Orderly shutdown (reference §2.6): children first, then module destroy in reverse
+/// load order, then the pid files.
+pub fn shutdown(code: i32) -> ! {
+    let me = sys::getpid();
+    for i in 0..pt::len() {
+        let pid = pt::pid(i);
+        if pid > 0 && pid != me {
+            let _ = sys::kill(pid, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + SHUTDOWN_WAIT;
+    let alive = |i: usize| pt::pid(i) > 0 && pt::pid(i) != me;
+    loop {
+        while let Ok(Some((pid, st))) = sys::waitpid(-1, true) {
+            if let Some(i) = pt::find_pid(pid) {
+                crate::log_dbg!(plain: "{} ({pid}) {st}", pt::desc(i));
+                shm::force_unlock_dead(i, pid as u32);
+                pt::set_pid(i, 0);
+            }
+        }
+        if !(0..pt::len()).any(alive) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            for i in (0..pt::len()).filter(|&i| alive(i)) {
+                crate::log_warn!(
+                    plain: "{} ({}) did not exit, killing it",
+                    pt::desc(i),
+                    pt::pid(i)
+                );
+                let _ = sys::kill(pt::pid(i), libc::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            while let Ok(Some((pid, _))) = sys::waitpid(-1, true) {
+                if let Some(i) = pt::find_pid(pid) {
+                    shm::force_unlock_dead(i, pid as u32);
+                    pt::set_pid(i, 0);
+                }
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Module destroy hooks, reverse load order (usrloc writes back here).
+    for m in module::loaded().iter().rev() {
+        if let Some(f) = m.destroy {
+            f();
+        }
+    }
+    let g = globals::get();
+    crate::log_at!(g.memlog, "Memory status (shm):\n{}", shm::status_dump());
+    if let Some(p) = &g.pid_file {
+        let _ = std::fs::remove_file(p);
+    }
+    if let Some(p) = &g.pgid_file {
+        let _ = std::fs::remove_file(p);
+    }
+    if log::to_stderr() {
+        eprintln!("Thank you for flying openser");
+    }
+    std::process::exit(code)
+}
+
+use super::daemon;

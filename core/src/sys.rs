@@ -1,0 +1,536 @@
+//! Thin wrappers over raw OS calls (fork, signals, daemonising, privileges, socket
+//! options, syslog). One of the few places with `unsafe` in the root crate: every
+//! block states why it holds. Everything here is a direct libc call with checked
+//! arguments; policy lives in `core::process`.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::RawFd;
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// `syslog(priority, "%s", text)`; the facility was given to [`openlog`].
+pub fn syslog(priority: i32, text: &str) {
+    let c = match CString::new(text.replace('\0', " ")) {
+        Ok(c) => c,
+        Err(_) => return,
+    };
+    // SAFETY: the format is a static NUL-terminated "%s" and the single vararg is a
+    // valid NUL-terminated C string that lives until the call returns.
+    unsafe { libc::syslog(priority, c"%s".as_ptr(), c.as_ptr()) };
+}
+
+/// `openlog(ident, LOG_PID|LOG_CONS, facility)`. glibc keeps the ident pointer, so
+/// the string is leaked on purpose (once per process start).
+pub fn openlog(ident: &str, facility: i32) {
+    let c = CString::new(ident.replace('\0', "")).unwrap_or_else(|_| c"openser".into());
+    let leaked: &'static CStr = Box::leak(c.into_boxed_c_str());
+    // SAFETY: `leaked` is NUL-terminated and lives for the rest of the process, as
+    // openlog requires of its ident argument.
+    unsafe { libc::openlog(leaked.as_ptr(), libc::LOG_PID | libc::LOG_CONS, facility) };
+}
+
+pub fn closelog() {
+    // SAFETY: closelog has no preconditions.
+    unsafe { libc::closelog() };
+}
+
+pub enum ForkResult {
+    Parent(i32),
+    Child,
+}
+
+/// `fork()`. The server has no threads, so the child is a faithful copy.
+pub fn fork() -> io::Result<ForkResult> {
+    // SAFETY: the process is single-threaded (invariant 1: no threads anywhere), so
+    // the child may continue running arbitrary Rust code after fork.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(ForkResult::Child),
+        p => Ok(ForkResult::Parent(p)),
+    }
+}
+
+pub fn getpid() -> i32 {
+    // SAFETY: getpid has no preconditions and cannot fail.
+    unsafe { libc::getpid() }
+}
+
+pub fn getppid() -> i32 {
+    // SAFETY: getppid has no preconditions and cannot fail.
+    unsafe { libc::getppid() }
+}
+
+pub fn setsid() -> io::Result<i32> {
+    // SAFETY: setsid has no memory-safety preconditions.
+    cvt(unsafe { libc::setsid() })
+}
+
+pub fn getpgid() -> i32 {
+    // SAFETY: getpgid(0) queries the calling process; no preconditions.
+    unsafe { libc::getpgid(0) }
+}
+
+pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: kill has no memory-safety preconditions.
+    cvt(unsafe { libc::kill(pid, sig) }).map(|_| ())
+}
+
+/// How a reaped child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildStatus {
+    Exited(i32),
+    Signaled { sig: i32, core: bool },
+}
+
+impl std::fmt::Display for ChildStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChildStatus::Exited(c) => write!(f, "exited normally, status={c}"),
+            ChildStatus::Signaled { sig, core } => write!(
+                f,
+                "exited by a signal {sig} ({}){}",
+                signal_name(*sig),
+                if *core { ", core dumped" } else { "" }
+            ),
+        }
+    }
+}
+
+/// `waitpid(pid, WNOHANG or 0)`: `Ok(None)` when nothing (more) to reap.
+pub fn waitpid(pid: i32, nohang: bool) -> io::Result<Option<(i32, ChildStatus)>> {
+    let mut status: libc::c_int = 0;
+    let flags = if nohang { libc::WNOHANG } else { 0 };
+    // SAFETY: `status` is a valid, writable c_int for the duration of the call.
+    let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+    if r == -1 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ECHILD) {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    if r == 0 {
+        return Ok(None);
+    }
+    let st = if libc::WIFSIGNALED(status) {
+        ChildStatus::Signaled {
+            sig: libc::WTERMSIG(status),
+            core: libc::WCOREDUMP(status),
+        }
+    } else {
+        ChildStatus::Exited(libc::WEXITSTATUS(status))
+    };
+    Ok(Some((r, st)))
+}
+
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGCHLD => "SIGCHLD",
+        _ => "signal",
+    }
+}
+
+/// Install `handler` for `sig` (no SA_RESTART, so blocking calls return EINTR and the
+/// caller's loop can look at its flags). `handler` must only store atomics.
+pub fn set_handler(sig: i32, handler: extern "C" fn(libc::c_int)) -> io::Result<()> {
+    // SAFETY: a zeroed sigaction is a valid starting value; we then fill the handler
+    // and an empty mask. `handler` is an extern "C" fn that only stores atomics, which
+    // is async-signal-safe.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = handler as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        sa.sa_flags = 0;
+        cvt(libc::sigaction(sig, &sa, std::ptr::null_mut()))?;
+    }
+    Ok(())
+}
+
+/// Set `sig` to SIG_IGN or SIG_DFL.
+pub fn set_disposition(sig: i32, ignore: bool) -> io::Result<()> {
+    // SAFETY: as in set_handler, with the special SIG_IGN/SIG_DFL values.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = if ignore { libc::SIG_IGN } else { libc::SIG_DFL };
+        libc::sigemptyset(&mut sa.sa_mask);
+        cvt(libc::sigaction(sig, &sa, std::ptr::null_mut()))?;
+    }
+    Ok(())
+}
+
+fn sigset_of(sigs: &[i32]) -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise and modify the local set we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in sigs {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Block `sigs` in this process (returns the previous mask).
+pub fn block_signals(sigs: &[i32]) -> libc::sigset_t {
+    let set = sigset_of(sigs);
+    // SAFETY: both pointers refer to valid sigset_t values owned by this frame.
+    unsafe {
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
+        old
+    }
+}
+
+/// Unblock every signal.
+pub fn unblock_all_signals() {
+    let set = sigset_of(&[]);
+    // SAFETY: `set` is a valid empty sigset_t; the old mask is not requested.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) };
+}
+
+/// Wait for any signal with an empty mask (the attendant's idle loop).
+pub fn sigsuspend_all() {
+    let set = sigset_of(&[]);
+    // SAFETY: `set` is a valid sigset_t; sigsuspend always returns -1/EINTR.
+    unsafe { libc::sigsuspend(&set) };
+}
+
+/// `alarm(secs)`.
+pub fn alarm(secs: u32) {
+    // SAFETY: alarm has no preconditions.
+    unsafe { libc::alarm(secs) };
+}
+
+pub fn chdir(dir: &str) -> io::Result<()> {
+    std::env::set_current_dir(dir)
+}
+
+pub fn chroot(dir: &str) -> io::Result<()> {
+    let c = CString::new(dir).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a valid NUL-terminated path.
+    cvt(unsafe { libc::chroot(c.as_ptr()) }).map(|_| ())
+}
+
+/// Point fd 0/1 (and 2 if `stderr_too`) at /dev/null.
+pub fn stdio_to_devnull(stderr_too: bool) -> io::Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    use std::os::fd::AsRawFd;
+    let fd = f.as_raw_fd();
+    let targets: &[RawFd] = if stderr_too { &[0, 1, 2] } else { &[0, 1] };
+    for &t in targets {
+        // SAFETY: `fd` is an open descriptor owned by `f` for the duration of the call;
+        // dup2 atomically replaces `t`.
+        cvt(unsafe { libc::dup2(fd, t) })?;
+    }
+    Ok(())
+}
+
+/// Set PR_SET_DUMPABLE (core dumps after privilege changes).
+pub fn set_dumpable(on: bool) {
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0|1) takes plain integers.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, if on { 1 } else { 0 }, 0, 0, 0) };
+}
+
+/// Ask the kernel to send `sig` to this process when its parent dies.
+pub fn set_parent_death_signal(sig: i32) {
+    // SAFETY: prctl(PR_SET_PDEATHSIG, sig) takes plain integers.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) };
+}
+
+/// Resolve a user name or numeric uid: (uid, primary gid).
+pub fn lookup_user(name: &str) -> io::Result<(u32, u32)> {
+    if let Ok(uid) = name.parse::<u32>() {
+        // SAFETY: getpwuid returns NULL or a pointer to static storage that we read
+        // immediately, before any other passwd call (single thread).
+        let pw = unsafe { libc::getpwuid(uid) };
+        let gid = if pw.is_null() {
+            uid
+        } else {
+            // SAFETY: pw is non-null and points to a valid passwd record.
+            unsafe { (*pw).pw_gid }
+        };
+        return Ok((uid, gid));
+    }
+    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is NUL-terminated; the result is NULL or static storage read at once.
+    let pw = unsafe { libc::getpwnam(c.as_ptr()) };
+    if pw.is_null() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("bad user name/uid number: {name}"),
+        ));
+    }
+    // SAFETY: pw is non-null and points to a valid passwd record.
+    Ok(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+}
+
+/// Resolve a group name or numeric gid.
+pub fn lookup_group(name: &str) -> io::Result<u32> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(gid);
+    }
+    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is NUL-terminated; the result is NULL or static storage read at once.
+    let gr = unsafe { libc::getgrnam(c.as_ptr()) };
+    if gr.is_null() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("bad group name/gid number: {name}"),
+        ));
+    }
+    // SAFETY: gr is non-null and points to a valid group record.
+    Ok(unsafe { (*gr).gr_gid })
+}
+
+pub fn setgid(gid: u32) -> io::Result<()> {
+    // SAFETY: setgroups with one valid gid, then setgid; plain integer arguments.
+    unsafe {
+        let g = gid as libc::gid_t;
+        libc::setgroups(1, &g);
+        cvt(libc::setgid(g))?;
+    }
+    Ok(())
+}
+
+pub fn setuid(uid: u32) -> io::Result<()> {
+    // SAFETY: setuid takes a plain integer.
+    cvt(unsafe { libc::setuid(uid as libc::uid_t) }).map(|_| ())
+}
+
+/// Set an integer socket option.
+pub fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: the option value points to a live c_int of the size we pass.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            &value as *const i32 as *const libc::c_void,
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+}
+
+/// Read an integer socket option.
+pub fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> io::Result<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid writable locals of the sizes declared.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            &mut v as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    })?;
+    Ok(v)
+}
+
+/// Raise RLIMIT_CORE / RLIMIT_NOFILE.
+pub fn set_rlimit(resource: i32, value: u64) -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: value as libc::rlim_t,
+        rlim_max: value as libc::rlim_t,
+    };
+    // SAFETY: `lim` is a valid rlimit; the resource id comes from libc constants.
+    cvt(unsafe { libc::setrlimit(resource as _, &lim) }).map(|_| ())
+}
+
+pub fn sched_yield() {
+    // SAFETY: sched_yield has no preconditions.
+    unsafe { libc::sched_yield() };
+}
+
+/// Hostname of this machine.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is writable for its full length; gethostname NUL-terminates within it
+    // (we also force the last byte to 0).
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len() - 1) };
+    if r != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Whether a process with `pid` exists (kill(pid, 0): ESRCH means no; EPERM means yes).
+pub fn process_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match kill(pid, 0) {
+        Ok(()) => true,
+        Err(e) => e.raw_os_error() == Some(libc::EPERM),
+    }
+}
+
+/// (interface name, address) for every configured IPv4/IPv6 address.
+fn getifaddrs_list() -> Vec<(String, std::net::IpAddr)> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head into `head`; on success we walk the list,
+    // reading only fields the kernel filled in, and free it exactly once.
+    unsafe {
+        if libc::getifaddrs(&mut head) != 0 {
+            return out;
+        }
+        let mut cur = head;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            if !ifa.ifa_addr.is_null() && !ifa.ifa_name.is_null() {
+                let name = CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned();
+                match (*ifa.ifa_addr).sa_family as i32 {
+                    libc::AF_INET => {
+                        let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                        let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                        out.push((name, std::net::IpAddr::V4(ip)));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                        let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                        // Link-local addresses need a scope id; skip them.
+                        if ip.segments()[0] & 0xffc0 != 0xfe80 {
+                            out.push((name, std::net::IpAddr::V6(ip)));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(head);
+    }
+    out
+}
+
+/// Every local IPv4 address (the default listen set).
+pub fn interface_addrs() -> Vec<std::net::IpAddr> {
+    getifaddrs_list()
+        .into_iter()
+        .map(|(_, ip)| ip)
+        .filter(|ip| ip.is_ipv4())
+        .collect()
+}
+
+/// The addresses of interface `name`, if such an interface exists.
+pub fn interface_addrs_of(name: &str) -> Option<Vec<std::net::IpAddr>> {
+    let v: Vec<_> = getifaddrs_list()
+        .into_iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, ip)| ip)
+        .collect();
+    if v.is_empty() { None } else { Some(v) }
+}
+
+/// `ctime()` text without the trailing newline (24 characters).
+pub fn ctime(secs: u64) -> String {
+    let t = secs as libc::time_t;
+    let mut buf = [0 as libc::c_char; 64];
+    // SAFETY: ctime_r writes at most 26 bytes into the 64-byte buffer we own and
+    // returns NULL or a pointer into it; `t` is a valid time_t.
+    let p = unsafe { libc::ctime_r(&t, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return secs.to_string();
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated string.
+    let s = unsafe { CStr::from_ptr(buf.as_ptr()) };
+    s.to_string_lossy().trim_end().to_string()
+}
+
+/// `mkfifo(path, mode)`.
+pub fn mkfifo(path: &str, mode: u32) -> io::Result<()> {
+    let c = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a valid NUL-terminated path.
+    cvt(unsafe { libc::mkfifo(c.as_ptr(), mode as libc::mode_t) }).map(|_| ())
+}
+
+/// `chown(path, uid, gid)`; `u32::MAX` leaves a field unchanged.
+pub fn chown(path: &str, uid: u32, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::chown(
+        path,
+        (uid != u32::MAX).then_some(uid),
+        (gid != u32::MAX).then_some(gid),
+    )
+}
+
+/// Clear O_NONBLOCK on `fd`.
+pub fn set_blocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl F_GETFL/F_SETFL on a descriptor the caller owns; integer arguments.
+    unsafe {
+        let fl = cvt(libc::fcntl(fd, libc::F_GETFL))?;
+        cvt(libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK))?;
+    }
+    Ok(())
+}
+
+/// Broken-down local time of `secs` (`localtime_r`): year, month 1..=12, day, hour,
+/// minute, second. `None` when the C library cannot represent it.
+pub fn local_time(secs: i64) -> Option<(i32, u32, u32, u32, u32, u32)> {
+    let t = secs as libc::time_t;
+    // SAFETY: `libc::tm` is plain data (integers and a nullable pointer); all-zero is a
+    // valid value for it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers refer to live locals; localtime_r writes only into `tm`.
+    let p = unsafe { libc::localtime_r(&t, &mut tm) };
+    if p.is_null() {
+        return None;
+    }
+    Some((
+        tm.tm_year + 1900,
+        (tm.tm_mon + 1) as u32,
+        tm.tm_mday as u32,
+        tm.tm_hour as u32,
+        tm.tm_min as u32,
+        tm.tm_sec as u32,
+    ))
+}
+
+/// Seconds since the epoch of a local broken-down time (`mktime`, daylight saving time
+/// decided by the C library). `None` when `mktime` fails.
+pub fn local_mktime(year: i32, month: u32, day: u32, hour: u32, min: u32, sec: u32) -> Option<i64> {
+    // SAFETY: `libc::tm` is plain data; all-zero is a valid value for it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    tm.tm_year = year - 1900;
+    tm.tm_mon = month as i32 - 1;
+    tm.tm_mday = day as i32;
+    tm.tm_hour = hour as i32;
+    tm.tm_min = min as i32;
+    tm.tm_sec = sec as i32;
+    tm.tm_isdst = -1;
+    // SAFETY: `tm` is a live, initialised local; mktime reads and normalises it.
+    let t = unsafe { libc::mktime(&mut tm) };
+    if t == -1 && !(year == 1969 && month == 12 && day == 31) {
+        return None;
+    }
+    Some(t as i64)
+}

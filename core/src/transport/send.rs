@@ -1,0 +1,111 @@
+//! Sending datagrams: socket choice, name resolution, URI destinations.
+
+use crate::globals;
+use crate::parser::SipMsg;
+use crate::parser::msg::Proto;
+use crate::parser::uri::Uri;
+use crate::transport::socket::sockets;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+
+/// Send `buf` from listen socket `sock_idx` to `to`.
+pub fn send_udp(sock_idx: usize, to: SocketAddr, buf: &[u8]) -> std::io::Result<()> {
+    let socks = sockets();
+    let si = socks
+        .get(sock_idx)
+        .or_else(|| socks.first())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotConnected, "no listen socket"))?;
+    let sock = si
+        .udp
+        .as_ref()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotConnected, "socket not bound"))?;
+    loop {
+        match sock.send_to(buf, to) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The socket to send to `to` from: the forced one if it exists, else the first
+/// socket of the same address family (OpenSER's default send socket), else the first.
+pub fn choose_socket(to: &SocketAddr, forced: Option<usize>) -> usize {
+    let socks = sockets();
+    if let Some(f) = forced
+        && f < socks.len()
+    {
+        return f;
+    }
+    socks
+        .iter()
+        .position(|s| s.addr.is_ipv4() == to.is_ipv4())
+        .unwrap_or(0)
+}
+
+/// Resolve `host` (IP literal, `[IPv6]`, or a name through A/AAAA) with `port`.
+pub fn resolve_host(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = h.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    if h.is_empty() {
+        return Err("empty host".into());
+    }
+    let want_v6 = globals::get().dns_try_ipv6;
+    let addrs: Vec<SocketAddr> = (h, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("could not resolve {h}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| if want_v6 { addrs.first() } else { None })
+        .copied()
+        .ok_or_else(|| format!("could not resolve {h}"))
+}
+
+/// Where a request for `uri` goes: maddr or host, port (default 5060/5061), and
+/// the transport parameter.
+pub fn uri_destination(uri: &str) -> Result<(SocketAddr, Proto), String> {
+    let u = Uri::parse(uri).map_err(|e| format!("bad uri <{uri}>: {e:?}"))?;
+    let proto = match u.transport() {
+        Some(t) => Proto::from_name(t.as_bytes()).unwrap_or(Proto::Udp),
+        None => Proto::Udp,
+    };
+    let host = u
+        .maddr()
+        .unwrap_or_else(|| u.host_unbracketed())
+        .to_string();
+    let port = u.port_or_default();
+    Ok((resolve_host(&host, port)?, proto))
+}
+
+/// Host and port to advertise for socket `sock_idx` (advertised_address/port win).
+pub fn advertised(sock_idx: usize) -> (String, u16) {
+    let g = globals::get();
+    let si = sockets().get(sock_idx).or_else(|| sockets().first());
+    let host = match (&g.advertised_address, si) {
+        (Some(a), _) => a.clone(),
+        (None, Some(s)) => s.via_host(),
+        (None, None) => "127.0.0.1".into(),
+    };
+    let port = match (g.advertised_port, si) {
+        (Some(p), _) => p,
+        (None, Some(s)) => s.port,
+        (None, None) => 5060,
+    };
+    (host, port)
+}
+
+/// Our Via for a request leaving on `sock_idx` with `branch`.
+pub fn our_via(sock_idx: usize, branch: &str, msg: &SipMsg) -> crate::msg::ViaParams {
+    let (host, port) = advertised(sock_idx);
+    crate::msg::ViaParams {
+        host,
+        port,
+        proto: Proto::Udp,
+        branch: branch.to_string(),
+        rport: msg.local_rport,
+        extra_params: String::new(),
+    }
+}

@@ -1,0 +1,265 @@
+use super::*;
+use openser_core::db::MemDb;
+use openser_core::script::{AvpId, AvpList};
+
+const INVITE: &[u8] = b"INVITE sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKabc\r\n\
+From: Alice <sip:alice@example.com>;tag=ftag1\r\n\
+To: Bob <sip:bob@example.com>\r\n\
+Call-ID: call-1@10.0.0.1\r\n\
+CSeq: 1 INVITE\r\n\
+Content-Length: 0\r\n\r\n";
+
+fn msg(b: &[u8]) -> SipMsg {
+    SipMsg::parse(b).unwrap()
+}
+
+fn event(kind: TmEventKind, code: u16, reason: &str, flags: u32) -> TmEvent {
+    let mut req = msg(INVITE);
+    req.flags = flags;
+    let mut avps = AvpList::new();
+    avps.add(AvpId::Str("x".into()), PvValue::Str("xval".into()));
+    TmEvent {
+        kind,
+        req,
+        code,
+        reason: reason.into(),
+        to_tag: "ttag".into(),
+        avps,
+    }
+}
+
+fn config(f: impl FnOnce(&mut AccParams)) -> Config {
+    let mut p = params();
+    f(&mut p);
+    Config::new(p).unwrap()
+}
+
+/// Run `account_event`, collecting (prefix, table, record).
+fn run(c: &Config, ev: &mut TmEvent) -> (u32, Vec<(String, Option<String>, Record)>) {
+    let mut out = Vec::new();
+    let clear = account_event(c, ev, &mut |p, t, r| {
+        out.push((p.to_string(), t.map(str::to_string), r.clone()))
+    });
+    (clear, out)
+}
+
+#[test]
+fn defaults() {
+    let p = params();
+    assert_eq!((p.log_flag, p.log_level, p.db_flag), (-1, 2, -1));
+    assert_eq!(p.db_table_acc, "acc");
+    assert_eq!(p.db_table_missed_calls, "missed_calls");
+    assert_eq!(p.columns[6], "time");
+    assert!(!p.report_cancels && !p.report_ack && !p.early_media);
+    assert!(
+        Config::new(AccParams {
+            log_flag: 32,
+            ..params()
+        })
+        .is_err()
+    );
+}
+
+#[test]
+fn extra_parsing() {
+    let e = parse_extra(" src=$si; ua=$hdr(User-Agent) ;x=$avp(s:x);").unwrap();
+    let names: Vec<&str> = e.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["src", "ua", "x"]);
+    assert_eq!(e[0].spec.name, "si");
+    assert!(parse_extra("").unwrap().is_empty());
+    assert!(parse_extra("noequals").is_err());
+    assert!(parse_extra("=$si").is_err());
+    assert!(parse_extra("a=$si junk").is_err());
+    assert!(parse_extra("a=notapv").is_err());
+}
+
+#[test]
+fn comments() {
+    assert_eq!(split_comment("200 OK"), ("200".into(), "OK".into()));
+    assert_eq!(
+        split_comment("486 Busy Here"),
+        ("486".into(), "Busy Here".into())
+    );
+    assert_eq!(split_comment("404"), ("404".into(), "".into()));
+    assert_eq!(split_comment("hello"), ("".into(), "hello".into()));
+    assert_eq!(split_comment("2000 x"), ("".into(), "2000 x".into()));
+    assert_eq!(split_comment(""), ("".into(), "".into()));
+}
+
+#[test]
+fn log_line_format() {
+    let m = msg(INVITE);
+    let mut r = record_of(&m, "200", "OK", Some("tt"));
+    assert_eq!(
+        log_line(P_ANSWERED, 1_170_000_000, &r),
+        "ACC: transaction answered: timestamp=1170000000;method=INVITE;from_tag=ftag1;\
+to_tag=tt;call_id=call-1@10.0.0.1;code=200;reason=OK"
+    );
+    r.extra = vec![("a".into(), PvValue::Int(5)), ("b".into(), PvValue::Null)];
+    assert!(log_line(P_MISSED, 1, &r).ends_with(";reason=OK;a=5;b=<null>"));
+    assert!(log_line(P_MISSED, 1, &r).starts_with("ACC: call missed: timestamp=1;"));
+    // to-tag of the request itself (none here).
+    assert_eq!(record_of(&m, "", "c", None).to_tag, "");
+}
+
+#[test]
+fn request_record_with_extra() {
+    let mut m = msg(INVITE);
+    let mut ctx = Ctx::new(&mut m, REQUEST_ROUTE);
+    ctx.avps
+        .add(AvpId::Str("x".into()), PvValue::Str("v1".into()));
+    let ex = parse_extra("cid=$ci;x=$avp(s:x);y=$avp(s:nope)").unwrap();
+    let r = request_record(&mut ctx, "403 Forbidden", &ex);
+    assert_eq!((r.code.as_str(), r.reason.as_str()), ("403", "Forbidden"));
+    assert_eq!(r.method, "INVITE");
+    assert_eq!(
+        r.extra,
+        vec![
+            ("cid".into(), PvValue::Str("call-1@10.0.0.1".into())),
+            ("x".into(), PvValue::Str("v1".into())),
+            ("y".into(), PvValue::Null),
+        ]
+    );
+}
+
+#[test]
+fn db_row_and_fake_insert() {
+    let m = msg(INVITE);
+    let mut r = record_of(&m, "200", "OK", Some("tt"));
+    r.extra = vec![
+        ("src_ip".into(), PvValue::Str("10.0.0.1".into())),
+        ("n".into(), PvValue::Null),
+    ];
+    let mut cols = params().columns;
+    cols[3] = "cid".into();
+    let mut db = MemDb::default();
+    db_insert(&mut db, &cols, "acc", 1_170_000_000, &r).unwrap();
+    assert_eq!(db.rows.len(), 1);
+    let (table, row) = &db.rows[0];
+    assert_eq!(table, "acc");
+    let names: Vec<&str> = row.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "method",
+            "from_tag",
+            "to_tag",
+            "cid",
+            "sip_code",
+            "sip_reason",
+            "time",
+            "src_ip",
+            "n"
+        ]
+    );
+    assert_eq!(row[0].1, DbVal::Str("INVITE".into()));
+    assert_eq!(row[1].1, DbVal::Str("ftag1".into()));
+    assert_eq!(row[2].1, DbVal::Str("tt".into()));
+    assert_eq!(row[3].1, DbVal::Str("call-1@10.0.0.1".into()));
+    assert_eq!(row[4].1, DbVal::Str("200".into()));
+    assert_eq!(row[5].1, DbVal::Str("OK".into()));
+    assert_eq!(row[6].1, DbVal::DateTime(1_170_000_000));
+    assert_eq!(row[7].1, DbVal::Str("10.0.0.1".into()));
+    assert_eq!(row[8].1, DbVal::Null);
+}
+
+#[test]
+fn answered_only_when_flagged() {
+    let c = config(|p| p.log_flag = 1);
+    let (clear, out) = run(&c, &mut event(TmEventKind::ReplyOut, 200, "OK", 0));
+    assert_eq!((clear, out.len()), (0, 0));
+    let (clear, out) = run(&c, &mut event(TmEventKind::ReplyOut, 200, "OK", 1 << 1));
+    assert_eq!(clear, 0);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, P_ANSWERED);
+    assert_eq!(out[0].1, None);
+    assert_eq!(out[0].2.to_tag, "ttag");
+    assert_eq!(out[0].2.code, "200");
+    // A 486 is not accounted without failed_transaction_flag.
+    let (_, out) = run(&c, &mut event(TmEventKind::ReplyOut, 486, "Busy", 1 << 1));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn failed_and_missed() {
+    let c = config(|p| {
+        p.log_flag = 1;
+        p.log_missed_flag = 2;
+        p.failed_transaction_flag = 3;
+        p.log_extra = "x=$avp(s:x)".into();
+    });
+    let flags = (1 << 1) | (1 << 2) | (1 << 3);
+    let (clear, out) = run(
+        &c,
+        &mut event(TmEventKind::ReplyOut, 486, "Busy Here", flags),
+    );
+    assert_eq!(clear, 1 << 2, "missed flag reset");
+    let prefixes: Vec<&str> = out.iter().map(|o| o.0.as_str()).collect();
+    assert_eq!(prefixes, [P_MISSED, P_ANSWERED]);
+    assert_eq!(out[0].2.reason, "Busy Here");
+    assert_eq!(
+        out[0].2.extra,
+        vec![("x".into(), PvValue::Str("xval".into()))]
+    );
+    // Before failure_route: only the missed call, no transaction record.
+    let (clear, out) = run(
+        &c,
+        &mut event(TmEventKind::Failure, 486, "Busy Here", flags),
+    );
+    assert_eq!(clear, 1 << 2);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, P_MISSED);
+    // Missed flag already reset: nothing more for the missed call.
+    let (clear, out) = run(
+        &c,
+        &mut event(TmEventKind::ReplyOut, 486, "Busy Here", flags & !(1 << 2)),
+    );
+    assert_eq!(clear, 0);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, P_ANSWERED);
+}
+
+#[test]
+fn db_records_need_url_and_cancels_are_skipped() {
+    let c = config(|p| {
+        p.db_flag = 1;
+        p.db_missed_flag = 2;
+    });
+    let (_, out) = run(&c, &mut event(TmEventKind::ReplyOut, 200, "OK", 0b110));
+    assert!(out.is_empty(), "no db_url, no SQL accounting");
+    let c = config(|p| {
+        p.db_flag = 1;
+        p.db_missed_flag = 2;
+        p.db_url = "mysql://u:p@h/db".into();
+    });
+    let (_, out) = run(&c, &mut event(TmEventKind::ReplyOut, 200, "OK", 0b110));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1.as_deref(), Some("acc"));
+    let (clear, out) = run(
+        &c,
+        &mut event(TmEventKind::Failure, 404, "Not Found", 0b110),
+    );
+    assert_eq!(clear, 0b100);
+    assert_eq!(out[0].1.as_deref(), Some("missed_calls"));
+
+    let cancel = b"CANCEL sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKabc\r\n\
+From: <sip:alice@example.com>;tag=f\r\nTo: <sip:bob@example.com>\r\n\
+Call-ID: c2\r\nCSeq: 1 CANCEL\r\n\r\n";
+    let c = config(|p| p.log_flag = 1);
+    let mut ev = event(TmEventKind::ReplyOut, 200, "OK", 0b10);
+    ev.req = msg(cancel);
+    ev.req.flags = 0b10;
+    assert!(run(&c, &mut ev).1.is_empty());
+    let c = config(|p| {
+        p.log_flag = 1;
+        p.report_cancels = true;
+    });
+    let mut ev = event(TmEventKind::ReplyOut, 200, "OK", 0b10);
+    ev.req = msg(cancel);
+    ev.req.flags = 0b10;
+    let (_, out) = run(&c, &mut ev);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].2.method, "CANCEL");
+}

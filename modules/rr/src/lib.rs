@@ -1,0 +1,370 @@
+//! rr — Record-Route and loose routing (reference §8.3, RFC 3261 §16.4, §16.6 step 4,
+//! §16.12).
+//!
+//! Record-Route host: computed when `record_route()` runs, from the socket the
+//! request will leave on as far as it is known then: `force_send_socket` if set, else
+//! the receiving socket. With a single listen socket (the common case) that is exact.
+//! With several sockets and no forced socket the outbound socket is chosen later by the
+//! forwarding code, so double Record-Route (`enable_double_rr`, `;r2=on`) is only done
+//! when a forced send socket differs from the receiving one.
+//!
+//! Each RR header is inserted as two lumps at the same offset (head and `>\r\n` tail,
+//! priorities -10 and -8) so `add_rr_param` after `record_route` can insert its
+//! parameter between them (priority -9).
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use openser_core::cfg::ast::{Arg, ArgValue};
+use openser_core::module::{BoolParam, CmdExport, FixedArg, ModuleExports, Param};
+use openser_core::parser::{HdrType, SipMsg, Uri};
+use openser_core::route::*;
+use openser_core::script::Ctx;
+use openser_core::transport::socket::{is_myself, sockets};
+
+pub static EXPORTS: ModuleExports = ModuleExports {
+    name: "rr",
+    params: &[
+        Param::bool("append_fromtag", &APPEND_FROMTAG),
+        Param::bool("enable_double_rr", &DOUBLE_RR),
+        Param::bool("enable_full_lr", &FULL_LR),
+        Param::bool("add_username", &ADD_USERNAME),
+        Param::no_effect("ignore_user", "Route user parts are never compared"),
+    ],
+    cmds: &[
+        CmdExport::new("loose_route", 0, 0, REQUEST_ROUTE, cmd_loose_route),
+        CmdExport::new("record_route", 0, 1, RBF, cmd_record_route),
+        CmdExport::new("record_route_preset", 1, 1, RBF, cmd_record_route_preset),
+        CmdExport::new("add_rr_param", 1, 1, RBF, cmd_add_rr_param),
+        CmdExport::new(
+            "check_route_param",
+            1,
+            1,
+            REQUEST_ROUTE,
+            cmd_check_route_param,
+        )
+        .fixup(fixup_regex),
+        CmdExport::new("is_direction", 1, 1, REQUEST_ROUTE, cmd_is_direction),
+    ],
+    ..ModuleExports::EMPTY
+};
+
+const RBF: u32 = REQUEST_ROUTE | BRANCH_ROUTE | FAILURE_ROUTE;
+
+static APPEND_FROMTAG: BoolParam = BoolParam::new(true);
+static DOUBLE_RR: BoolParam = BoolParam::new(true);
+static FULL_LR: BoolParam = BoolParam::new(false);
+static ADD_USERNAME: BoolParam = BoolParam::new(false);
+
+/// Per-message state in this process: the RR insert positions (for add_rr_param), params
+/// added before record_route, and the params of our Route removed by loose_route.
+#[derive(Default)]
+struct MsgState {
+    id: u32,
+    buf_addr: usize,
+    rr_pos: Vec<usize>,
+    pending_params: String,
+    route_params: Option<String>,
+}
+
+thread_local! {
+    static STATE: RefCell<Option<MsgState>> = const { RefCell::new(None) };
+}
+
+fn with_state<R>(msg: &SipMsg, f: impl FnOnce(&mut MsgState) -> R) -> R {
+    STATE.with(|g| with_state_in(&mut g.borrow_mut(), msg, f))
+}
+
+fn with_state_in<R>(
+    g: &mut Option<MsgState>,
+    msg: &SipMsg,
+    f: impl FnOnce(&mut MsgState) -> R,
+) -> R {
+    let addr = msg.buf().as_ptr() as usize;
+    let fresh = !matches!(g, Some(s) if s.id == msg.id && s.buf_addr == addr);
+    if fresh {
+        *g = Some(MsgState {
+            id: msg.id,
+            buf_addr: addr,
+            ..Default::default()
+        });
+    }
+    match g.as_mut() {
+        Some(s) => f(s),
+        None => f(&mut MsgState::default()),
+    }
+}
+
+fn lr_text() -> &'static str {
+    if FULL_LR.get() { ";lr=on" } else { ";lr" }
+}
+
+fn sock_host(idx: usize) -> String {
+    let (host, port) = openser_core::transport::send::advertised(idx);
+    let proto = sockets().get(idx).map(|s| s.proto);
+    let mut h = format!("{host}:{port}");
+    if let Some(p) = proto {
+        let t = format!("{p:?}").to_lowercase();
+        if t != "udp" {
+            h.push_str(";transport=");
+            h.push_str(&t);
+        }
+    }
+    h
+}
+
+fn user_part(msg: &SipMsg) -> String {
+    if !ADD_USERNAME.get() {
+        return String::new();
+    }
+    match msg.ruri_parsed() {
+        Ok(u) if !u.user.is_empty() => format!("{}@", u.user),
+        _ => String::new(),
+    }
+}
+
+fn ftag(msg: &SipMsg) -> String {
+    if !APPEND_FROMTAG.get() {
+        return String::new();
+    }
+    match msg.from().ok().and_then(|f| f.tag) {
+        Some(t) => format!(";ftag={}", msg.s(t)),
+        None => String::new(),
+    }
+}
+
+fn rr_insert_pos(msg: &SipMsg) -> usize {
+    match msg.first_of(HdrType::RecordRoute) {
+        Some(i) => msg.hdrs()[i].full.start as usize,
+        None => msg.hdrs_start(),
+    }
+}
+
+/// Insert one RR header (head + tail lumps) with `uri_body` (no `<sip:`).
+fn insert_rr(msg: &mut SipMsg, uri_body: &str, params: &str) {
+    let pos = rr_insert_pos(msg);
+    let pending = with_state(msg, |s| {
+        s.rr_pos.push(pos);
+        s.pending_params.clone()
+    });
+    msg.lumps.add(
+        pos,
+        0,
+        format!("Record-Route: <sip:{uri_body}{params}{pending}"),
+        -10,
+    );
+    msg.lumps.add(pos, 0, ">\r\n", -8);
+}
+
+fn do_record_route(ctx: &mut Ctx, extra: &str) -> i32 {
+    let msg = &mut *ctx.msg;
+    let user = user_part(msg);
+    let ft = ftag(msg);
+    let lr = lr_text();
+    let in_sock = msg.rcv.sock_idx;
+    let out_sock = msg.force_send_sock.unwrap_or(in_sock);
+    if DOUBLE_RR.get() && out_sock != in_sock {
+        // Inbound first in the message (read by the upstream side last).
+        insert_rr(
+            msg,
+            &format!("{user}{};r2=on", sock_host(out_sock)),
+            &format!("{lr}{ft}{extra}"),
+        );
+        insert_rr(
+            msg,
+            &format!("{user}{};r2=on", sock_host(in_sock)),
+            &format!("{lr}{ft}{extra}"),
+        );
+    } else {
+        insert_rr(
+            msg,
+            &format!("{user}{}", sock_host(in_sock)),
+            &format!("{lr}{ft}{extra}"),
+        );
+    }
+    1
+}
+
+fn cmd_record_route(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    let extra = match args.first() {
+        Some(a) => {
+            let p = ctx.arg_str(a);
+            if p.is_empty() || p.starts_with(';') {
+                p
+            } else {
+                format!(";{p}")
+            }
+        }
+        None => String::new(),
+    };
+    do_record_route(ctx, &extra)
+}
+
+fn cmd_record_route_preset(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    let Some(a) = args.first() else { return -1 };
+    let s = ctx.arg_str(a);
+    let s = s.strip_prefix("sip:").unwrap_or(&s).to_string();
+    let user = user_part(ctx.msg);
+    let ft = ftag(ctx.msg);
+    let lr = lr_text();
+    insert_rr(ctx.msg, &format!("{user}{s}"), &format!("{lr}{ft}"));
+    1
+}
+
+fn cmd_add_rr_param(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    let Some(a) = args.first() else { return -1 };
+    let mut p = ctx.arg_str(a);
+    if !p.starts_with(';') {
+        p.insert(0, ';');
+    }
+    let positions = with_state(ctx.msg, |s| {
+        s.pending_params.push_str(&p);
+        s.rr_pos.clone()
+    });
+    for pos in positions {
+        ctx.msg.lumps.add(pos, 0, &p, -9);
+    }
+    1
+}
+
+/// Whether a Route URI is one of ours.
+fn uri_is_myself(u: &Uri) -> bool {
+    is_myself(u.host_unbracketed(), u.port.unwrap_or(0))
+}
+
+/// Delete route entry `i` of `routes` (removing its header when it is the only entry).
+fn remove_route(msg: &mut SipMsg, routes: &[(usize, usize, usize)], i: usize) {
+    // (hdr_idx, start, end) per route entry.
+    let (h, start, end) = routes[i];
+    let same: Vec<usize> = (0..routes.len()).filter(|&j| routes[j].0 == h).collect();
+    if same.len() == 1 {
+        msg.remove_header(h);
+        return;
+    }
+    let pos = same.iter().position(|&j| j == i).unwrap_or(0);
+    if pos + 1 < same.len() {
+        let next = routes[same[pos + 1]].1;
+        msg.lumps.delete(start, next - start);
+    } else {
+        let prev_end = routes[same[pos - 1]].2;
+        msg.lumps.delete(prev_end, end - prev_end);
+    }
+}
+
+fn cmd_loose_route(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
+    let msg = &mut *ctx.msg;
+    let (uris, spans): (Vec<String>, Vec<(usize, usize, usize)>) = match msg.routes(HdrType::Route)
+    {
+        Ok(r) if !r.is_empty() => r
+            .iter()
+            .map(|na| {
+                (
+                    msg.s(na.uri).to_string(),
+                    (na.hdr_idx, na.full.start as usize, na.full.end()),
+                )
+            })
+            .unzip(),
+        _ => return -1,
+    };
+    let Ok(first) = Uri::parse(&uris[0]) else {
+        return -1;
+    };
+    // Strict-router conversion (§16.4): the R-URI is our own RR URI.
+    let ruri_ours = msg
+        .ruri_parsed()
+        .is_ok_and(|u| uri_is_myself(&u) && (u.lr() || u.param("ftag").is_some()));
+    if ruri_ours {
+        let ruri_params = msg
+            .ruri_parsed()
+            .map(|u| u.params_text())
+            .unwrap_or_default();
+        with_state(msg, |s| s.route_params = Some(ruri_params));
+        let last = uris.len() - 1;
+        msg.new_uri = Some(uris[last].clone());
+        remove_route(msg, &spans, last);
+        return 1;
+    }
+    if !uri_is_myself(&first) {
+        // Next hop is someone else's Route.
+        if first.lr() {
+            msg.dst_uri = Some(uris[0].clone());
+        } else {
+            strict_next(msg, &uris, &spans, 0);
+        }
+        return 1;
+    }
+    // Our own Route on top: remove it (and the r2 twin).
+    with_state(msg, |s| s.route_params = Some(first.params_text()));
+    remove_route(msg, &spans, 0);
+    let mut next = 1;
+    if first.r2().is_some()
+        && uris.len() > 1
+        && Uri::parse(&uris[1]).is_ok_and(|u| uri_is_myself(&u))
+    {
+        remove_route(msg, &spans, 1);
+        next = 2;
+    }
+    if next >= uris.len() {
+        // Only our Route: an out-of-dialog request (no To-tag) is not "routed".
+        let has_totag = msg.to().ok().and_then(|t| t.tag).is_some();
+        return if has_totag { 1 } else { -1 };
+    }
+    match Uri::parse(&uris[next]) {
+        Ok(u) if u.lr() => msg.dst_uri = Some(uris[next].clone()),
+        Ok(_) => strict_next(msg, &uris, &spans, next),
+        Err(_) => return -1,
+    }
+    1
+}
+
+/// Next hop is a strict router: it becomes the R-URI, the R-URI goes to the Route end.
+fn strict_next(msg: &mut SipMsg, uris: &[String], spans: &[(usize, usize, usize)], i: usize) {
+    let old = msg.ruri().to_string();
+    msg.new_uri = Some(uris[i].clone());
+    remove_route(msg, spans, i);
+    let last_hdr = spans.last().map(|s| s.0).unwrap_or(0);
+    msg.add_header_after(last_hdr, &format!("Route: <{old}>"));
+}
+
+fn cmd_check_route_param(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    let Some(FixedArg::Regex(re)) = args.first() else {
+        return -1;
+    };
+    let params = with_state(ctx.msg, |s| s.route_params.clone());
+    match params {
+        Some(p) if re.is_match(&p) => 1,
+        _ => -1,
+    }
+}
+
+fn cmd_is_direction(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    let Some(a) = args.first() else { return -1 };
+    let want_up = ctx.arg_str(a).eq_ignore_ascii_case("upstream");
+    let params = with_state(ctx.msg, |s| s.route_params.clone()).unwrap_or_default();
+    let ftag = params
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("ftag="))
+        .map(str::to_string);
+    let Some(ftag) = ftag else { return -1 };
+    let from_tag = ctx
+        .msg
+        .from()
+        .ok()
+        .and_then(|f| f.tag)
+        .map(|t| ctx.msg.s(t).to_string())
+        .unwrap_or_default();
+    let downstream = ftag == from_tag;
+    if downstream != want_up { 1 } else { -1 }
+}
+
+fn fixup_regex(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
+    let [a] = args else {
+        return Err("one regular expression expected".into());
+    };
+    let t = match &a.value {
+        ArgValue::Str(s) | ArgValue::Ident(s) => s.clone(),
+        other => format!("{other:?}"),
+    };
+    let re = openser_core::re::Regex::new(&t, true, true)?;
+    Ok(vec![FixedArg::Regex(Arc::new(re))])
+}

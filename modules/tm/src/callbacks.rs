@@ -1,0 +1,183 @@
+//! Transaction callbacks for other modules (acc): a reduced form of OpenSER's
+//! `TMCB_RESPONSE_OUT` and `TMCB_ON_FAILURE_RO`.
+//!
+//! * [`TmEventKind::ReplyOut`]: the transaction's final reply (first ≥200) was sent
+//!   upstream, relayed or local. Recorded while the cell's reply lock is held and run
+//!   once the lock is released (`StateGuard::unlock_then_run_callbacks`), so hooks may
+//!   block (DB) and may lock the cell again.
+//! * [`TmEventKind::Failure`]: a negative outcome is about to run failure_route; run
+//!   without any lock, before the route.
+//!
+//! A hook gets the transaction's request (message flags = the transaction's flags; for
+//! `Failure` the R-URI is the winning branch's), the code, reason and to-tag of the
+//! reply, and the transaction's AVPs; it returns message flags to **reset** on the
+//! transaction (acc resets its missed-call flags).
+//!
+//! Hooks are registered in mod_init (before fork) with the message flags they care
+//! about (OpenSER's acc registers its callbacks only on flagged transactions): an event
+//! is built only for a transaction carrying one of them. With none registered, or for
+//! an unflagged transaction, the cost on tm's paths is one relaxed atomic load.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use openser_core::state::Registry;
+
+use openser_core::parser::SipMsg;
+use openser_core::script::AvpList;
+
+use super::clone::{avps_from_bytes, request_msg};
+use super::h_table::{Cell, CellRef, CellState};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TmEventKind {
+    /// The final reply went upstream.
+    ReplyOut,
+    /// failure_route is about to run for a negative outcome.
+    Failure,
+}
+
+pub struct TmEvent {
+    pub kind: TmEventKind,
+    /// The transaction's request (flags = transaction message flags).
+    pub req: SipMsg,
+    pub code: u16,
+    pub reason: String,
+    pub to_tag: String,
+    pub avps: AvpList,
+}
+
+/// A hook; returns the message flags (bit mask) to reset on the transaction.
+pub type TmHook = fn(&mut TmEvent) -> u32;
+
+/// Union of the registered hooks' flag masks (0 = no hook).
+static MASK: AtomicU32 = AtomicU32::new(0);
+static HOOKS: Registry<TmHook> = Registry::new();
+
+thread_local! {
+    static QUEUE: RefCell<Vec<(CellRef, TmEvent)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Register a hook for transactions whose message flags intersect `flags` (mod_init,
+/// before fork). A hook registered with no flags is never called.
+pub fn register(h: TmHook, flags: u32) {
+    if flags == 0 {
+        return;
+    }
+    HOOKS.lock().push(h);
+    MASK.fetch_or(flags, Ordering::Release);
+}
+
+/// Whether any hook is registered.
+#[inline]
+pub fn active() -> bool {
+    MASK.load(Ordering::Relaxed) != 0
+}
+
+/// Whether a transaction with message flags `msg_flags` gets events (the cheap check
+/// on tm's paths).
+#[inline]
+pub fn wants(msg_flags: u32) -> bool {
+    MASK.load(Ordering::Relaxed) & msg_flags != 0
+}
+
+/// `(reason, to-tag)` of a reply buffer.
+pub fn reason_and_totag(reply: &[u8]) -> (String, String) {
+    let line_end = reply
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(reply.len());
+    let line = String::from_utf8_lossy(&reply[..line_end]);
+    let reason = line.splitn(3, ' ').nth(2).unwrap_or("").trim().to_string();
+    let tag = SipMsg::parse(reply)
+        .ok()
+        .and_then(|m| {
+            m.to()
+                .ok()
+                .and_then(|t| t.tag)
+                .map(|t| String::from_utf8_lossy(t.bytes(m.buf())).into_owned())
+        })
+        .unwrap_or_default();
+    (reason, tag)
+}
+
+/// Build an event for cell `c` (its state `st` locked).
+pub(super) fn event_locked(
+    c: &Cell,
+    st: &CellState,
+    kind: TmEventKind,
+    code: u16,
+    reason: String,
+    to_tag: String,
+    ruri: Option<String>,
+) -> Option<TmEvent> {
+    let mut req = request_msg(c)?;
+    req.flags = st.msg_flags;
+    if let Some(u) = ruri.filter(|u| !u.is_empty()) {
+        req.new_uri = Some(u);
+    }
+    Some(TmEvent {
+        kind,
+        req,
+        code,
+        reason,
+        to_tag,
+        avps: avps_from_bytes(st.avps.as_bytes()),
+    })
+}
+
+/// Queue a ReplyOut event (reply lock held); run by [`flush`] after unlocking.
+pub(super) fn queue_reply_out(c: &Cell, st: &CellState, code: u16, buf: &[u8]) {
+    let (reason, tag) = reason_and_totag(buf);
+    if let Some(ev) = event_locked(c, st, TmEventKind::ReplyOut, code, reason, tag, None) {
+        let r = CellRef::take(c);
+        QUEUE.with(|q| q.borrow_mut().push((r, ev)));
+    }
+}
+
+/// Run the hooks on `ev`; the union of the flags they want reset.
+pub(super) fn run_hooks(ev: &mut TmEvent) -> u32 {
+    let hooks: Vec<TmHook> = HOOKS.lock().clone();
+    let mut clear = 0;
+    for h in hooks {
+        clear |= h(ev);
+    }
+    clear
+}
+
+/// Whether events wait to be run by [`flush`].
+pub(super) fn queued() -> bool {
+    QUEUE.with(|q| !q.borrow().is_empty())
+}
+
+/// Run queued events (no tm lock held by this process).
+pub(super) fn flush() {
+    if !active() {
+        return;
+    }
+    loop {
+        let Some((c, mut ev)) = QUEUE.with(|q| q.borrow_mut().pop()) else {
+            return;
+        };
+        let clear = run_hooks(&mut ev);
+        if clear != 0 {
+            let mut g = c.lock_state();
+            g.st().msg_flags &= !clear;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_and_tag() {
+        let (r, t) = reason_and_totag(
+            b"SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:b@h>;tag=abc\r\nFrom: <sip:a@h>;tag=x\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n",
+        );
+        assert_eq!((r.as_str(), t.as_str()), ("Busy Here", "abc"));
+        let (r, t) = reason_and_totag(b"SIP/2.0 200\r\n\r\n");
+        assert_eq!((r.as_str(), t.as_str()), ("", ""));
+    }
+}

@@ -1,0 +1,707 @@
+//! tm — the transaction module (reference §8.2): stateful forwarding with
+//! transactions kept in shared memory.
+//!
+//! Files: `h_table` (table, cells, timer list), `shmref` (the module's only unsafe:
+//! shm accessors), `lookup` (hash, branch ids, matching), `clone` (AVPs and the request
+//! as kept in shm), `fwd` (t_newtran, t_relay), `reply` (local and relayed replies,
+//! selection, failure_route), `cancel` (CANCEL/ACK), `timer` (retransmissions,
+//! timeouts, wait and delete), `callbacks` (hooks for other modules, e.g. acc: final
+//! reply sent upstream, negative outcome before failure_route).
+//!
+//! Lock order: hash entry lock -> cell reply lock (the timer-list locks are taken only
+//! by the timer process, never while holding another tm lock). No lock is held while a
+//! script route runs or while a name is resolved; UDP sends (which do not block) are
+//! made under the reply lock, as OpenSER does.
+//!
+//! Per process, the "current transaction" (OpenSER's `T`) is remembered by identity
+//! (pointer + hash + label) and re-validated under the entry lock on every use, so no
+//! reference outlives a script function; it is reset before each request (pre_script)
+//! and each reply (reply_hook).
+
+pub mod callbacks;
+pub mod cancel;
+pub mod clone;
+pub mod fwd;
+pub mod h_table;
+pub mod lookup;
+pub mod reply;
+mod shmref;
+pub mod timer;
+
+use std::cell::Cell as StdCell;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use shm::ShmPtr;
+
+use openser_core::cfg::ast::{Arg, ArgValue, RouteKind};
+use openser_core::cfg::pv::PvSpec;
+use openser_core::module::{
+    BoolParam, CmdExport, Every, FixedArg, IntParam, ModuleExports, Param, PvExport, StatCell,
+    StatExport, StrParam, TimerExport,
+};
+use openser_core::parser::{Method, SipMsg};
+use openser_core::route::*;
+use openser_core::script::{AvpId, Ctx, PvValue, route_index};
+
+use h_table::{B_FINAL, B_LOCAL_REPLY, Cell, CellRef, T_ALL_LOCAL, T_CANCELED, T_UAS_LOCAL_LAST};
+
+pub static EXPORTS: ModuleExports = ModuleExports {
+    name: "tm",
+    params: &[
+        Param::uint("fr_timer", &P.fr_timer),
+        Param::uint("fr_inv_timer", &P.fr_inv_timer),
+        Param::uint("wt_timer", &P.wt_timer),
+        Param::uint("delete_timer", &P.delete_timer),
+        Param::uint("T1_timer", &P.t1),
+        Param::uint("T2_timer", &P.t2),
+        Param::bool("noisy_ctimer", &P.noisy_ctimer),
+        Param::bool("ruri_matching", &P.ruri_matching),
+        Param::bool("via1_matching", &P.via1_matching),
+        Param::bool("restart_fr_on_each_reply", &P.restart_fr),
+        Param::str_with("fr_timer_avp", &P.fr_timer_avp, check_avp),
+        Param::str_with("fr_inv_timer_avp", &P.fr_inv_timer_avp, check_avp),
+        Param::bool("enable_stats", &P.enable_stats),
+        Param::no_effect("unix_tx_timeout", "there is no unix socket transport"),
+        Param::no_effect("tw_append", "no tw_append support"),
+        Param::no_effect(
+            "pass_provisional_replies",
+            "provisional replies are always relayed",
+        ),
+        Param::no_effect("syn_branch", "branch ids are always computed"),
+        Param::no_effect(
+            "onreply_avp_mode",
+            "onreply routes see the transaction's AVPs",
+        ),
+    ],
+    cmds: &[
+        CmdExport::new("t_relay", 0, 2, RF, cmd_t_relay).fixup(fixup_t_relay),
+        CmdExport::new("t_relay_to_udp", 0, 2, RF, cmd_t_relay_to_udp).fixup(fixup_relay_to),
+        CmdExport::new("t_newtran", 0, 0, REQUEST_ROUTE, cmd_t_newtran),
+        CmdExport::new("t_reply", 2, 2, RF, cmd_t_reply),
+        CmdExport::new(
+            "t_check_trans",
+            0,
+            0,
+            REQUEST_ROUTE | BRANCH_ROUTE,
+            cmd_t_check_trans,
+        ),
+        CmdExport::new(
+            "t_was_cancelled",
+            0,
+            0,
+            FAILURE_ROUTE | ONREPLY_ROUTE,
+            cmd_t_was_cancelled,
+        ),
+        CmdExport::new("t_on_failure", 1, 1, ALL4, cmd_t_on_failure),
+        CmdExport::new("t_on_reply", 1, 1, ALL4, cmd_t_on_reply),
+        CmdExport::new("t_on_branch", 1, 1, ALL4, cmd_t_on_branch),
+        CmdExport::new("t_replicate", 1, 2, REQUEST_ROUTE, cmd_t_replicate),
+        CmdExport::new(
+            "t_flush_flags",
+            0,
+            0,
+            REQUEST_ROUTE | BRANCH_ROUTE,
+            cmd_t_flush_flags,
+        ),
+        CmdExport::new("t_release", 0, 0, REQUEST_ROUTE, cmd_t_release),
+        CmdExport::new("t_check_status", 1, 1, ALL4, cmd_t_check_status).fixup(fixup_regex),
+        CmdExport::new("t_local_replied", 1, 1, ALL4, cmd_t_local_replied),
+    ],
+    pvs: &[
+        PvExport::new("T_branch_idx", pv_branch_idx),
+        PvExport::new("T_reply_code", pv_reply_code),
+    ],
+    stats: &[
+        StatExport::counter("received_replies", &STATS.received),
+        StatExport::counter("relayed_replies", &STATS.relayed),
+        StatExport::counter("local_replies", &STATS.local),
+        StatExport::counter("UAS_transactions", &STATS.uas),
+        StatExport::counter("UAC_transactions", &STATS.uac),
+        StatExport::counter("2xx_transactions", &STATS.x2),
+        StatExport::counter("3xx_transactions", &STATS.x3),
+        StatExport::counter("4xx_transactions", &STATS.x4),
+        StatExport::counter("5xx_transactions", &STATS.x5),
+        StatExport::counter("6xx_transactions", &STATS.x6),
+        StatExport::no_reset("inuse_transactions", &STATS.inuse),
+    ],
+    enable_stats: Some(&P.enable_stats),
+    timers: &[
+        TimerExport::new("tm-utimer", Every::Millis(100), timer::utimer),
+        TimerExport::new("tm-timer", Every::Secs(1), timer::timer),
+    ],
+    mod_init: Some(mod_init),
+    destroy: Some(destroy),
+    pre_script: Some(pre_script),
+    reply_hook: Some(reply_hook),
+    ..ModuleExports::EMPTY
+};
+
+const RF: u32 = REQUEST_ROUTE | FAILURE_ROUTE;
+
+/// `t_relay(flags)` bit: no automatic `100 Trying` for an INVITE.
+pub const T_RELAY_NO_100: i64 = 0x01;
+/// `t_relay(flags)` bit: on a forwarding failure send no negative reply, return an error.
+pub const T_RELAY_NO_NEGATIVE_REPLY: i64 = 0x02;
+/// `t_relay(flags)` bit: no DNS failover (accepted; failover is not built yet).
+pub const T_RELAY_NO_DNS_FAILOVER: i64 = 0x04;
+const ALL4: u32 = REQUEST_ROUTE | FAILURE_ROUTE | ONREPLY_ROUTE | BRANCH_ROUTE;
+
+// ---------------------------------------------------------------- parameters
+
+/// Module parameters (1.2 defaults; timers in seconds, T1/T2 in ms).
+pub struct Params {
+    fr_timer: IntParam,
+    fr_inv_timer: IntParam,
+    wt_timer: IntParam,
+    delete_timer: IntParam,
+    t1: IntParam,
+    t2: IntParam,
+    noisy_ctimer: BoolParam,
+    ruri_matching: BoolParam,
+    via1_matching: BoolParam,
+    restart_fr: BoolParam,
+    enable_stats: BoolParam,
+    fr_timer_avp: StrParam,
+    fr_inv_timer_avp: StrParam,
+}
+
+pub static P: Params = Params {
+    fr_timer: IntParam::new(30),
+    fr_inv_timer: IntParam::new(120),
+    wt_timer: IntParam::new(5),
+    delete_timer: IntParam::new(2),
+    t1: IntParam::new(500),
+    t2: IntParam::new(4000),
+    noisy_ctimer: BoolParam::new(false),
+    ruri_matching: BoolParam::new(true),
+    via1_matching: BoolParam::new(true),
+    restart_fr: BoolParam::new(true),
+    enable_stats: BoolParam::new(true),
+    fr_timer_avp: StrParam::new(""),
+    fr_inv_timer_avp: StrParam::new(""),
+};
+
+impl Params {
+    pub fn fr_ms(&self) -> u32 {
+        self.fr_timer.get_u32().saturating_mul(1000)
+    }
+    pub fn fr_inv_ms(&self) -> u32 {
+        self.fr_inv_timer.get_u32().saturating_mul(1000)
+    }
+    pub fn wt_ms(&self) -> u32 {
+        self.wt_timer.get_u32().saturating_mul(1000)
+    }
+    pub fn t1_t2(&self) -> (u32, u32) {
+        (self.t1.get_u32().max(100), self.t2.get_u32().max(100))
+    }
+    pub fn noisy_ctimer(&self) -> bool {
+        self.noisy_ctimer.get()
+    }
+    pub fn ruri_matching(&self) -> bool {
+        self.ruri_matching.get()
+    }
+    pub fn via1_matching(&self) -> bool {
+        self.via1_matching.get()
+    }
+    pub fn restart_fr(&self) -> bool {
+        self.restart_fr.get()
+    }
+}
+
+fn check_avp(s: &str) -> Result<(), String> {
+    parse_avp_id(s)
+        .map(|_| ())
+        .ok_or_else(|| "bad AVP spec".into())
+}
+
+/// The AVPs of `fr_timer_avp` and `fr_inv_timer_avp`, parsed once.
+fn timer_avps() -> &'static (Option<AvpId>, Option<AvpId>) {
+    static AVPS: OnceLock<(Option<AvpId>, Option<AvpId>)> = OnceLock::new();
+    AVPS.get_or_init(|| {
+        (
+            parse_avp_id(P.fr_timer_avp.get()),
+            parse_avp_id(P.fr_inv_timer_avp.get()),
+        )
+    })
+}
+
+/// `i:24`, `s:name`, `$avp(i:24)`, `$avp(s:name)`, `$avp(name)` -> AVP id.
+pub fn parse_avp_id(s: &str) -> Option<AvpId> {
+    let s = s.trim();
+    let s = s
+        .strip_prefix("$avp(")
+        .and_then(|x| x.strip_suffix(')'))
+        .unwrap_or(s);
+    if let Some(n) = s.strip_prefix("i:").or_else(|| s.strip_prefix("I:")) {
+        return n.trim().parse().ok().map(AvpId::Int);
+    }
+    let n = s
+        .strip_prefix("s:")
+        .or_else(|| s.strip_prefix("S:"))
+        .unwrap_or(s);
+    (!n.is_empty()).then(|| AvpId::Str(n.to_string()))
+}
+
+/// Per-transaction fr_timer (`fr` true) / fr_inv_timer from the configured AVP, in ms.
+pub fn avp_secs(ctx: &Ctx, fr: bool) -> Option<u32> {
+    let (fr_avp, fr_inv_avp) = timer_avps();
+    let id = if fr { fr_avp } else { fr_inv_avp }.as_ref()?;
+    let v = match ctx.avps.get(id)? {
+        PvValue::Int(i) => *i,
+        PvValue::Str(s) => s.trim().parse().ok()?,
+        PvValue::Null => return None,
+    };
+    u32::try_from(v)
+        .ok()
+        .filter(|&v| v > 0)
+        .map(|v| v.saturating_mul(1000))
+}
+
+// ---------------------------------------------------------------- statistics
+
+pub struct TmStats {
+    pub uas: StatCell,
+    pub uac: StatCell,
+    pub x2: StatCell,
+    pub x3: StatCell,
+    pub x4: StatCell,
+    pub x5: StatCell,
+    pub x6: StatCell,
+    pub inuse: StatCell,
+    pub received: StatCell,
+    pub relayed: StatCell,
+    pub local: StatCell,
+}
+
+pub static STATS: TmStats = TmStats {
+    uas: StatCell::new(),
+    uac: StatCell::new(),
+    x2: StatCell::new(),
+    x3: StatCell::new(),
+    x4: StatCell::new(),
+    x5: StatCell::new(),
+    x6: StatCell::new(),
+    inuse: StatCell::new(),
+    received: StatCell::new(),
+    relayed: StatCell::new(),
+    local: StatCell::new(),
+};
+
+pub fn stats() -> &'static TmStats {
+    &STATS
+}
+
+pub(crate) fn stats_inuse(d: i64) {
+    if d >= 0 {
+        stats().inuse.add(d as u64);
+    } else {
+        for _ in 0..(-d) {
+            stats().inuse.dec();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- per-process state
+
+#[derive(Clone, Copy)]
+struct Cur {
+    hash: u32,
+    label: u32,
+    p: ShmPtr<Cell>,
+}
+
+thread_local! {
+    static CURRENT: StdCell<Option<Cur>> = const { StdCell::new(None) };
+    /// t_on_failure / t_on_reply / t_on_branch armed for this message (route index + 1).
+    static PENDING: StdCell<[u32; 3]> = const { StdCell::new([0; 3]) };
+}
+
+fn cur_of(c: &Cell) -> Cur {
+    // The address is only compared, never dereferenced, after revalidation.
+    Cur {
+        hash: c.hash_index,
+        label: c.label,
+        p: shmptr_of(c),
+    }
+}
+
+fn shmptr_of(c: &Cell) -> ShmPtr<Cell> {
+    shmref_ptr(c)
+}
+
+use shmref::ptr_of as shmref_ptr;
+
+/// The current transaction (re-validated), if any.
+pub fn current() -> Option<CellRef> {
+    let cur = CURRENT.with(StdCell::get)?;
+    h_table::revalidate(cur.hash, cur.p, cur.label)
+}
+
+pub fn set_current(c: &Cell) {
+    CURRENT.with(|x| x.set(Some(cur_of(c))));
+}
+
+pub fn clear_current() {
+    CURRENT.with(|x| x.set(None));
+}
+
+/// Replace the current transaction, returning the previous one (for nested routes).
+pub fn swap_current(c: Option<&CellRef>) -> Option<CellRef> {
+    let prev = current();
+    CURRENT.with(|x| x.set(c.map(|c| cur_of(c))));
+    prev
+}
+
+/// Take (and reset) the routes armed by t_on_*.
+pub fn take_pending() -> [u32; 3] {
+    PENDING.with(|p| p.replace([0; 3]))
+}
+
+fn pre_script(_msg: &mut SipMsg) -> bool {
+    clear_current();
+    take_pending();
+    true
+}
+
+fn reply_hook(msg: &mut SipMsg) -> bool {
+    reply::reply_hook(msg)
+}
+
+// ---------------------------------------------------------------- init
+
+fn mod_init() -> Result<(), String> {
+    h_table::init_table()?;
+    timer_avps();
+    Ok(())
+}
+
+fn destroy() {
+    let ms = shm::stats();
+    openser_core::log_info!(
+        "inuse_transactions={} cells={} shm_used={}",
+        stats().inuse.get(),
+        h_table::count_cells(),
+        ms.used
+    );
+}
+
+// ---------------------------------------------------------------- functions
+
+/// Parse a t_relay flags value (decimal or 0x hex).
+fn parse_flags(s: &str) -> Option<i64> {
+    let s = s.trim();
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => i64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+fn arg_text(a: &Arg) -> String {
+    match &a.value {
+        ArgValue::Str(s) | ArgValue::Ident(s) => s.clone(),
+        ArgValue::Int(i) => i.to_string(),
+        ArgValue::Ip(ip) => ip.to_string(),
+        ArgValue::Sock(s) => {
+            let mut t = String::new();
+            if let Some(p) = s.proto {
+                t.push_str(&format!("{p:?}").to_lowercase());
+                t.push(':');
+            }
+            match &s.host {
+                openser_core::cfg::ast::Host::Ip(ip) => t.push_str(&ip.to_string()),
+                openser_core::cfg::ast::Host::Name(n) => t.push_str(n),
+            }
+            if let Some(p) = s.port {
+                t.push_str(&format!(":{p}"));
+            }
+            t
+        }
+        ArgValue::Pv(p) => p.text.clone(),
+        ArgValue::Net(n) => format!("{n:?}"),
+    }
+}
+
+/// t_relay fixup: `()`, `(flags)`, `("[proto:]host[:port]")`, `(dest, flags)` ->
+/// `[Str(dest) or Str(""), Int(flags)]`.
+fn fixup_t_relay(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
+    let mut dest = String::new();
+    let mut flags = 0;
+    match args {
+        [] => {}
+        [a] => {
+            let t = arg_text(a);
+            match parse_flags(&t) {
+                Some(f) if !matches!(a.value, ArgValue::Sock(_)) => flags = f,
+                _ => dest = t,
+            }
+        }
+        [a, b] => {
+            dest = arg_text(a);
+            flags = parse_flags(&arg_text(b)).ok_or("t_relay: bad flags")?;
+        }
+        _ => return Err("t_relay: too many parameters".into()),
+    }
+    if !dest.is_empty() && fwd::parse_hostport(&dest).is_none() {
+        return Err(format!("t_relay: cannot resolve {dest:?}"));
+    }
+    Ok(vec![FixedArg::Str(dest), FixedArg::Int(flags)])
+}
+
+/// `t_relay_to_udp(host, port)` fixup -> same shape as t_relay.
+fn fixup_relay_to(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
+    let dest = match args {
+        [] => String::new(),
+        [h] => arg_text(h),
+        [h, p] => format!("{}:{}", arg_text(h), arg_text(p)),
+        _ => return Err("too many parameters".into()),
+    };
+    Ok(vec![FixedArg::Str(dest), FixedArg::Int(0)])
+}
+
+fn fixup_regex(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
+    let [a] = args else {
+        return Err("one regular expression expected".into());
+    };
+    let re = openser_core::re::Regex::new(&arg_text(a), true, true)?;
+    Ok(vec![FixedArg::Regex(Arc::new(re))])
+}
+
+fn relay_common(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    let (dest, flags) = match args {
+        [FixedArg::Str(d), FixedArg::Int(f)] => (d.as_str(), *f),
+        _ => ("", 0),
+    };
+    let fixed: Option<SocketAddr> = if dest.is_empty() {
+        None
+    } else {
+        match fwd::parse_hostport(dest) {
+            Some(a) => Some(a),
+            None => return -1,
+        }
+    };
+    fwd::t_relay(ctx, fixed, flags)
+}
+
+fn cmd_t_relay(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    relay_common(ctx, args)
+}
+
+fn cmd_t_newtran(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
+    if ctx.msg.method() == Method::Ack {
+        return if reply::absorb_ack(ctx.msg) { 0 } else { -1 };
+    }
+    match fwd::new_tran(ctx.msg) {
+        fwd::NewTran::New(_) => 1,
+        fwd::NewTran::Retrans(_) => 0,
+        fwd::NewTran::Err => -1,
+    }
+}
+
+fn cmd_t_reply(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    let (Some(a), Some(b)) = (args.first(), args.get(1)) else {
+        return -1;
+    };
+    let code = ctx.arg_str(a);
+    let reason = ctx.arg_str(b);
+    let Ok(code) = code.trim().parse::<u16>() else {
+        return -1;
+    };
+    if !(100..700).contains(&code) {
+        return -1;
+    }
+    let Some(c) = current() else {
+        openser_core::log_err!(
+            "cannot send a t_reply to a message for which no T-state has been established"
+        );
+        return -1;
+    };
+    if reply::t_reply_msg(&c, ctx.msg, code, &reason) {
+        1
+    } else {
+        -1
+    }
+}
+
+fn cmd_t_check_trans(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
+    match ctx.msg.method() {
+        Method::Cancel => {
+            if reply::find_invite(ctx.msg).is_some() {
+                1
+            } else {
+                -1
+            }
+        }
+        Method::Ack => {
+            if reply::find_invite(ctx.msg).is_some() {
+                1
+            } else {
+                -1
+            }
+        }
+        _ => {
+            let Some(k) = lookup::request_key(ctx.msg) else {
+                return 0;
+            };
+            let b = ctx.msg.buf();
+            let hash = lookup::tm_hash(k.callid.of(b), k.cseq_num.of(b));
+            let (r, v) = (P.ruri_matching(), P.via1_matching());
+            let msg = &*ctx.msg;
+            match h_table::find_in_entry(hash, |c| {
+                lookup::request_matches(c, msg, &k, lookup::Want::Same, r, v)
+            }) {
+                Some(c) => {
+                    reply::resend_last(&c);
+                    0
+                }
+                None => -1,
+            }
+        }
+    }
+}
+
+fn with_state<R>(f: impl FnOnce(&Cell, &mut h_table::CellState) -> R) -> Option<R> {
+    let c = current()?;
+    let mut g = c.lock_state();
+    let st = g.st();
+    Some(f(&c, st))
+}
+
+fn cmd_t_was_cancelled(_ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
+    match with_state(|_, st| st.flags & T_CANCELED != 0) {
+        Some(true) => 1,
+        _ => -1,
+    }
+}
+
+fn arm(ctx: &mut Ctx, args: &[FixedArg], kind: RouteKind, slot: usize) -> i32 {
+    let Some(a) = args.first() else { return -1 };
+    let name = ctx.arg_str(a);
+    let Some(idx) = route_index(kind, name.trim()) else {
+        openser_core::log_err!("no such route {name:?}");
+        return -1;
+    };
+    let v = idx as u32 + 1;
+    PENDING.with(|p| {
+        let mut armed = p.get();
+        armed[slot] = v;
+        p.set(armed);
+    });
+    // Inside reply/failure routes, arm the current transaction directly.
+    if ctx.route_type & (ONREPLY_ROUTE | FAILURE_ROUTE) != 0 && slot == 1 {
+        with_state(|_, st| st.on_reply = v);
+    }
+    if ctx.route_type & ONREPLY_ROUTE != 0 && slot == 0 {
+        with_state(|_, st| st.on_failure = v);
+    }
+    1
+}
+
+fn cmd_t_on_failure(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    arm(ctx, args, RouteKind::Failure, 0)
+}
+fn cmd_t_on_reply(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    arm(ctx, args, RouteKind::OnReply, 1)
+}
+fn cmd_t_on_branch(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    arm(ctx, args, RouteKind::Branch, 2)
+}
+
+fn cmd_t_replicate(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    let Some(a) = args.first() else { return -1 };
+    let uri = ctx.arg_str(a);
+    let c = match fwd::new_tran(ctx.msg) {
+        fwd::NewTran::New(c) => c,
+        fwd::NewTran::Retrans(_) => return 0,
+        fwd::NewTran::Err => return -1,
+    };
+    {
+        let mut g = c.lock_state();
+        g.st().flags |= h_table::T_LOCAL;
+    }
+    let saved = ctx.msg.dst_uri.replace(uri);
+    let n = fwd::relay_branches(ctx, &c, None);
+    ctx.msg.dst_uri = saved;
+    if n > 0 { 1 } else { -1 }
+}
+
+fn cmd_t_flush_flags(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
+    let f = ctx.msg.flags;
+    match with_state(|_, st| st.msg_flags = f) {
+        Some(()) => 1,
+        None => -1,
+    }
+}
+
+fn cmd_t_release(_ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
+    let r = with_state(|c, st| {
+        st.wait_at = fwd::now_ms() + u64::from(P.wt_ms());
+        c.due(st.wait_at);
+    });
+    clear_current();
+    if r.is_some() { 1 } else { -1 }
+}
+
+fn cmd_t_check_status(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    let Some(FixedArg::Regex(re)) = args.first() else {
+        return -1;
+    };
+    let code = if ctx.route_type & ONREPLY_ROUTE != 0 {
+        ctx.msg.status().map(u32::from).unwrap_or(0)
+    } else if ctx.route_type & FAILURE_ROUTE != 0 {
+        ctx.reply_code
+    } else {
+        with_state(|_, st| u32::from(st.uas_status)).unwrap_or(0)
+    };
+    if re.is_match(&code.to_string()) {
+        1
+    } else {
+        -1
+    }
+}
+
+fn cmd_t_local_replied(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    let what = args.first().map(|a| ctx.arg_str(a)).unwrap_or_default();
+    let all = what.eq_ignore_ascii_case("all");
+    let r = with_state(|_, st| {
+        let n = st.nr_branches as usize;
+        let branches = &st.branches[..n];
+        if all {
+            st.flags & T_ALL_LOCAL != 0
+                && branches
+                    .iter()
+                    .all(|b| b.flags & B_FINAL == 0 || b.flags & B_LOCAL_REPLY != 0)
+        } else if ctx_is_failure_like(st) {
+            branches
+                .iter()
+                .filter(|b| b.last_code >= 200)
+                .min_by_key(|b| b.last_code)
+                .is_some_and(|b| b.flags & B_LOCAL_REPLY != 0)
+        } else {
+            st.flags & T_UAS_LOCAL_LAST != 0
+        }
+    });
+    if r == Some(true) { 1 } else { -1 }
+}
+
+fn ctx_is_failure_like(st: &h_table::CellState) -> bool {
+    st.flags & h_table::T_COMPLETED == 0
+}
+
+fn cmd_t_relay_to_udp(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    relay_common(ctx, args)
+}
+
+fn pv_branch_idx(ctx: &mut Ctx, _pv: &PvSpec) -> PvValue {
+    PvValue::Int(i64::from(ctx.branch_idx))
+}
+
+fn pv_reply_code(ctx: &mut Ctx, _pv: &PvSpec) -> PvValue {
+    if ctx.reply_code != 0 {
+        return PvValue::Int(i64::from(ctx.reply_code));
+    }
+    match with_state(|_, st| st.uas_status) {
+        Some(c) if c > 0 => PvValue::Int(i64::from(c)),
+        _ => PvValue::Int(0),
+    }
+}

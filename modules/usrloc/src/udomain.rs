@@ -1,0 +1,464 @@
+//! Domains (usrloc "tables" such as `location`): an array of hash slots, each with its
+//! own lock and list of records, plus per-domain statistics in shm.
+//!
+//! The [`UDomain`] handle itself lives in private memory: it is built in the attendant
+//! before fork (domains are registered from module fixups) and is immutable after, so
+//! every child inherits an identical copy pointing at the same shm objects.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use shm::{FastLock, FastLockGuard, ShmPtr, ShmSafe, ShmStr};
+
+use super::hslot::{SlotHead, aor_eq, ul_hash};
+use super::shmref::{alloc, alloc_str, dispose, dispose_str, forever, get, get_mut};
+use super::ucontact::ContactInfo;
+use super::urecord::{RecordId, URecord};
+use super::{UlCbType, UlError, UsrlocParams};
+
+/// Per-domain statistics, in shm, updated under a slot lock.
+#[repr(C)]
+pub(super) struct DomainStats {
+    users: AtomicU64,
+    contacts: AtomicU64,
+    expires: AtomicU64,
+}
+
+// SAFETY: #[repr(C)] atomics only.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for DomainStats {}
+
+impl DomainStats {
+    pub(super) fn contacts_inc(&self) {
+        self.contacts.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(super) fn contacts_dec(&self) {
+        let _ = self
+            .contacts
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+    }
+    fn users_inc(&self) {
+        self.users.fetch_add(1, Ordering::Relaxed);
+    }
+    fn users_dec(&self) {
+        let _ = self
+            .users
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+    }
+}
+
+/// A usrloc domain ("table").
+pub struct UDomain {
+    name: String,
+    locks: Vec<&'static FastLock>,
+    heads: Vec<ShmPtr<SlotHead>>,
+    stats: &'static DomainStats,
+    pub(super) desc_time_order: bool,
+    pub(super) matching_mode: i32,
+    pub(super) cseq_delay: i64,
+    pub(super) case_sensitive: bool,
+}
+
+/// The lock of one slot, held: every record/contact operation goes through it.
+///
+/// With `db_mode` 1 or 3 a change queues its database write while the lock is held;
+/// the writes go out after the unlock, in [`SlotGuard::unlock_then_flush`] (or
+/// [`UDomain::with_slot`], which calls it), where the round trip is visible. Dropping
+/// the guard only releases the lock; dropping it with writes queued is a bug, caught
+/// by a debug assertion (and logged in release builds, where the writes stay queued
+/// for this process's next flush).
+#[must_use = "end the guard with unlock_then_flush() where it may have changed bindings"]
+pub struct SlotGuard<'d> {
+    dom: &'d UDomain,
+    slot: usize,
+    /// The record last found in this slot (saves re-walking the slot list to validate
+    /// a `RecordId`; valid while the lock is held, cleared when that record is freed).
+    pub(super) known: Cell<ShmPtr<URecord>>,
+    /// `None` only while dropping (released before queued DB writes go out).
+    lock: Option<FastLockGuard<'d>>,
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.lock.take());
+        if super::db::has_pending() {
+            debug_assert!(
+                false,
+                "usrloc: SlotGuard dropped with database writes queued"
+            );
+            openser_core::log_crit!("BUG: a usrloc slot was unlocked without writing its changes");
+        }
+    }
+}
+
+impl UDomain {
+    /// Create a domain in shm with `2^hash_size` slots (`hash_size` ≤ 1 means 9) and
+    /// the behaviour switches of `params`. On shm exhaustion everything allocated so
+    /// far is freed and `NoMemory` returned. (Slots and locks are never freed: domains
+    /// live as long as the server.)
+    pub fn new(name: &str, params: &UsrlocParams) -> Result<UDomain, UlError> {
+        let bits = if params.hash_size <= 1 {
+            9
+        } else {
+            params.hash_size.min(24)
+        };
+        let n = 1usize << bits;
+        let mut lock_ptrs: Vec<ShmPtr<FastLock>> = Vec::with_capacity(n);
+        let mut heads: Vec<ShmPtr<SlotHead>> = Vec::with_capacity(n);
+        let stats_ptr = alloc(DomainStats {
+            users: AtomicU64::new(0),
+            contacts: AtomicU64::new(0),
+            expires: AtomicU64::new(0),
+        });
+        let mut ok = stats_ptr.is_some();
+        while ok && heads.len() < n {
+            match (
+                alloc(FastLock::new()),
+                alloc(SlotHead {
+                    first: ShmPtr::null(),
+                    n: 0,
+                }),
+            ) {
+                (Some(l), Some(h)) => {
+                    lock_ptrs.push(l);
+                    heads.push(h);
+                }
+                (l, h) => {
+                    l.into_iter().for_each(dispose);
+                    h.into_iter().for_each(dispose);
+                    ok = false;
+                }
+            }
+        }
+        let stats = stats_ptr.and_then(forever);
+        let locks: Option<Vec<&'static FastLock>> = lock_ptrs.iter().map(|&p| forever(p)).collect();
+        match (ok, stats, locks) {
+            (true, Some(stats), Some(locks)) => Ok(UDomain {
+                name: name.to_owned(),
+                locks,
+                heads,
+                stats,
+                desc_time_order: params.desc_time_order,
+                matching_mode: params.matching_mode,
+                cseq_delay: params.cseq_delay,
+                case_sensitive: params.case_sensitive,
+            }),
+            _ => {
+                lock_ptrs.into_iter().for_each(dispose);
+                heads.into_iter().for_each(dispose);
+                if let Some(s) = stats_ptr {
+                    dispose(s);
+                }
+                Err(UlError::NoMemory)
+            }
+        }
+    }
+
+    /// The domain's name (`location`, `aliases`, …).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Number of hash slots.
+    pub fn size(&self) -> usize {
+        self.heads.len()
+    }
+
+    /// Slot index of an AOR.
+    pub fn slot_of(&self, aor: &[u8]) -> usize {
+        (ul_hash(aor, self.case_sensitive) as usize) & (self.heads.len() - 1)
+    }
+
+    /// Lock the slot of `aor` (OpenSER's `lock_udomain`). Do not block (DB, DNS, I/O)
+    /// while holding it, and do not take a second usrloc slot lock.
+    /// With `db_mode` 3 the AOR's bindings are first read again from the database
+    /// (before the lock is taken).
+    pub fn lock_slot(&self, aor: &[u8]) -> SlotGuard<'_> {
+        if super::db::db_only() {
+            super::db::refresh_aor(self, aor);
+        }
+        self.lock_index(self.slot_of(aor))
+    }
+
+    /// [`UDomain::lock_slot`] without the `db_mode` 3 refresh.
+    pub(super) fn lock_slot_cached(&self, aor: &[u8]) -> SlotGuard<'_> {
+        self.lock_index(self.slot_of(aor))
+    }
+
+    /// Lock slot `i` (masked into range), e.g. to walk the whole table slot by slot.
+    pub fn lock_index(&self, i: usize) -> SlotGuard<'_> {
+        let slot = i & (self.heads.len() - 1);
+        SlotGuard {
+            dom: self,
+            slot,
+            known: Cell::new(ShmPtr::null()),
+            lock: Some(self.locks[slot].lock()),
+        }
+    }
+
+    pub(super) fn stats(&self) -> &'static DomainStats {
+        self.stats
+    }
+
+    /// `usrloc:<domain>-users`: records in the domain.
+    pub fn users(&self) -> u64 {
+        self.stats.users.load(Ordering::Relaxed)
+    }
+
+    /// `usrloc:<domain>-contacts`: contacts in the domain.
+    pub fn contacts(&self) -> u64 {
+        self.stats.contacts.load(Ordering::Relaxed)
+    }
+
+    /// `usrloc:<domain>-expires`: contacts removed by the timer since start/reset.
+    pub fn expires(&self) -> u64 {
+        self.stats.expires.load(Ordering::Relaxed)
+    }
+
+    /// Reset `<domain>-expires` (the only resettable usrloc statistic).
+    pub fn reset_expires(&self) {
+        self.stats.expires.store(0, Ordering::Relaxed);
+    }
+
+    /// Snapshot of the contacts of `aor` (`None` if no record), taken under the slot
+    /// lock, which is released before returning.
+    pub fn get_contacts(&self, aor: &[u8]) -> Option<Vec<ContactInfo>> {
+        let g = self.lock_slot(aor);
+        let r = g.get_urecord(aor)?;
+        g.contacts(r).ok()
+    }
+
+    /// Lock `aor`'s slot, run `f` on it, release the lock, then write the database
+    /// changes `f` queued ([`SlotGuard::unlock_then_flush`]).
+    pub fn with_slot<R>(&self, aor: &[u8], f: impl FnOnce(&mut SlotGuard<'_>) -> R) -> R {
+        let mut g = self.lock_slot(aor);
+        let r = f(&mut g);
+        g.unlock_then_flush();
+        r
+    }
+
+    /// Remove a whole record (`ul_rm`): false if there was none.
+    pub fn delete_aor(&self, aor: &[u8]) -> bool {
+        self.with_slot(aor, |g| match g.get_urecord(aor) {
+            Some(r) => g.delete_urecord(r).is_ok(),
+            None => false,
+        })
+    }
+
+    /// Records per slot (for `ul_dump`'s `max_slot` and the spread test).
+    pub fn slot_counts(&self) -> Vec<u32> {
+        (0..self.size())
+            .map(|i| {
+                let g = self.lock_index(i);
+                get(&g, g.head()).map_or(0, |h| h.n)
+            })
+            .collect()
+    }
+
+    /// Snapshot of every record: (AOR, contacts), one slot locked at a time.
+    pub fn dump(&self) -> Vec<(Vec<u8>, Vec<ContactInfo>)> {
+        let mut out = Vec::new();
+        for i in 0..self.size() {
+            let g = self.lock_index(i);
+            for r in g.records() {
+                if let (Ok(aor), Ok(cs)) = (g.aor(r), g.contacts(r)) {
+                    out.push((aor, cs));
+                }
+            }
+        }
+        out
+    }
+
+    /// Expiry pass (OpenSER's `timer_udomain`): in every slot, delete contacts with
+    /// `expires != 0 && expires <= now` (EXPIRE callbacks, `-expires` statistic) and
+    /// then records left without contacts. Each slot lock is held only for its slot.
+    pub fn timer(&self, now: i64) {
+        for i in 0..self.size() {
+            let mut g = self.lock_index(i);
+            g.expire_slot(now);
+            g.unlock_then_flush();
+        }
+    }
+}
+
+impl<'d> SlotGuard<'d> {
+    /// Release the slot lock, then write the database changes queued under it (a no-op
+    /// unless `db_mode` is 1 or 3). Database writes never run under a usrloc lock.
+    pub fn unlock_then_flush(mut self) {
+        drop(self.lock.take());
+        if super::db::has_pending() {
+            super::db::flush();
+        }
+    }
+
+    pub(super) fn domain(&self) -> &'d UDomain {
+        self.dom
+    }
+
+    pub(super) fn head(&self) -> ShmPtr<SlotHead> {
+        self.dom.heads[self.slot]
+    }
+
+    /// Index of the locked slot.
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// Ids of all records of the locked slot.
+    pub fn records(&self) -> Vec<RecordId> {
+        let mut out = Vec::new();
+        let mut p = get(self, self.head())
+            .map(|h| h.first)
+            .unwrap_or(ShmPtr::null());
+        while let Some(r) = get(self, p) {
+            out.push(RecordId(p));
+            p = r.next;
+        }
+        out
+    }
+
+    /// Find the record of `aor` (`get_urecord`).
+    pub fn get_urecord(&self, aor: &[u8]) -> Option<RecordId> {
+        let cs = self.dom.case_sensitive;
+        let hash = ul_hash(aor, cs);
+        let mut p = get(self, self.head())
+            .map(|h| h.first)
+            .unwrap_or(ShmPtr::null());
+        while let Some(r) = get(self, p) {
+            if r.hash == hash && aor_eq(r.aor.as_bytes(), aor, cs) {
+                self.known.set(p);
+                return Some(RecordId(p));
+            }
+            p = r.next;
+        }
+        None
+    }
+
+    /// Create an empty record for `aor` (`insert_urecord`); `aor` must hash to the
+    /// locked slot (`WrongSlot` otherwise) and should not exist yet (not checked, as in
+    /// OpenSER: call [`SlotGuard::get_urecord`] first).
+    pub fn insert_urecord(&mut self, aor: &[u8]) -> Result<RecordId, UlError> {
+        if aor.is_empty() || aor.len() > usize::from(u16::MAX) {
+            return Err(UlError::TooLong);
+        }
+        if self.dom.slot_of(aor) != self.slot {
+            return Err(UlError::WrongSlot);
+        }
+        let aor_s = alloc_str(aor).ok_or(UlError::NoMemory)?;
+        let head = self.head();
+        let first = get(self, head).map(|h| h.first).unwrap_or(ShmPtr::null());
+        let rec = URecord {
+            next: first,
+            prev: ShmPtr::null(),
+            contacts: ShmPtr::null(),
+            aor: aor_s,
+            hash: ul_hash(aor, self.dom.case_sensitive),
+            ncontacts: 0,
+        };
+        let Some(rp) = alloc(rec) else {
+            dispose_str(aor_s);
+            return Err(UlError::NoMemory);
+        };
+        if let Some(f) = get_mut(self, first) {
+            f.prev = rp;
+        }
+        if let Some(h) = get_mut(self, head) {
+            h.first = rp;
+            h.n += 1;
+        }
+        self.dom.stats.users_inc();
+        self.known.set(rp);
+        Ok(RecordId(rp))
+    }
+
+    /// Get the record of `aor`, creating it if missing.
+    pub fn get_or_insert_urecord(&mut self, aor: &[u8]) -> Result<RecordId, UlError> {
+        match self.get_urecord(aor) {
+            Some(r) => Ok(r),
+            None => self.insert_urecord(aor),
+        }
+    }
+
+    /// Delete a record and all its contacts (DELETE callbacks fire per contact).
+    pub fn delete_urecord(&mut self, r: RecordId) -> Result<(), UlError> {
+        let rp = self.check_record(r)?;
+        self.free_record(rp, UlCbType::Delete);
+        Ok(())
+    }
+
+    /// Delete the record if it has no contacts left (`release_urecord`). Returns
+    /// whether it was deleted.
+    pub fn release_urecord(&mut self, r: RecordId) -> Result<bool, UlError> {
+        let rp = self.check_record(r)?;
+        let empty = get(self, rp).is_some_and(|r| r.contacts.is_null());
+        if empty {
+            self.free_record(rp, UlCbType::Delete);
+        }
+        Ok(empty)
+    }
+
+    /// Unlink and free a record of this slot with its contacts.
+    fn free_record(&mut self, rp: ShmPtr<URecord>, kind: UlCbType) {
+        loop {
+            let first = get(self, rp).map(|r| r.contacts).unwrap_or(ShmPtr::null());
+            if first.is_null() {
+                break;
+            }
+            self.notify(kind, rp, first);
+            self.remove_contact(rp, first);
+        }
+        let (prev, next, aor) = match get_mut(self, rp) {
+            Some(r) => (
+                r.prev,
+                r.next,
+                std::mem::replace(&mut r.aor, ShmStr::empty()),
+            ),
+            None => return,
+        };
+        if let Some(n) = get_mut(self, next) {
+            n.prev = prev;
+        }
+        let head = self.head();
+        match get_mut(self, prev) {
+            Some(p) => p.next = next,
+            None => {
+                if let Some(h) = get_mut(self, head) {
+                    h.first = next;
+                }
+            }
+        }
+        if let Some(h) = get_mut(self, head) {
+            h.n = h.n.saturating_sub(1);
+        }
+        if self.known.get() == rp {
+            self.known.set(ShmPtr::null());
+        }
+        dispose_str(aor);
+        dispose(rp);
+        self.dom.stats.users_dec();
+    }
+
+    /// Expire contacts of the locked slot at `now` and drop empty records.
+    fn expire_slot(&mut self, now: i64) {
+        let mut rp = get(self, self.head())
+            .map(|h| h.first)
+            .unwrap_or(ShmPtr::null());
+        while let Some(rec) = get(self, rp) {
+            let next_rec = rec.next;
+            let mut cp = rec.contacts;
+            while let Some(c) = get(self, cp) {
+                let next_c = c.next;
+                if c.expires != 0 && c.expires <= now {
+                    self.notify(UlCbType::Expire, rp, cp);
+                    self.remove_contact(rp, cp);
+                    self.dom.stats.expires.fetch_add(1, Ordering::Relaxed);
+                }
+                cp = next_c;
+            }
+            if get(self, rp).is_some_and(|r| r.contacts.is_null()) {
+                self.free_record(rp, UlCbType::Expire);
+            }
+            rp = next_rec;
+        }
+    }
+}

@@ -19,4 +19,6 @@ pub static MODULES: &[&ModuleExports] = &[
     &auth_db::EXPORTS,
     &acc::EXPORTS,
     &db_mysql::EXPORTS,
+    &options::EXPORTS,
+    &uri::EXPORTS,
 ];

@@ -2,6 +2,7 @@
 
 use crate::cfg::{self, ast};
 use crate::globals::{GValue, Globals, HostPort, Proto};
+use crate::log;
 use crate::module::{self, ModuleExports};
 use crate::script::{self, Script};
 
@@ -65,10 +66,13 @@ fn apply_global(g: &mut Globals, a: &ast::GlobalAssign) -> Result<(), String> {
 /// text to print (`file:line:col: ...` with the line and a caret, and a summary).
 pub fn load(path: &str, g: &mut Globals, check_routes: bool) -> Result<Loaded, String> {
     if let Err(e) = std::fs::metadata(path) {
-        return Err(format!("ERROR: loading config file({path}): {e}\n"));
+        return Err(format!(
+            "{}\n",
+            log::error_line(format_args!("loading config file({path}): {e}"))
+        ));
     }
     let ast = cfg::parse_file(std::path::Path::new(path))
-        .map_err(|errs| format!("{errs}\nERROR: bad config file ({} errors)\n", errs.len()))?;
+        .map_err(|errs| format!("{errs}\n{}\n", bad_config_line(errs.len())))?;
     let mut errors = Vec::new();
     for a in &ast.globals {
         if let Err(msg) = apply_global(g, a) {
@@ -100,6 +104,11 @@ pub fn load(path: &str, g: &mut Globals, check_routes: bool) -> Result<Loaded, S
     })
 }
 
+/// 1.2's summary line of a rejected configuration.
+fn bad_config_line(n: usize) -> String {
+    log::error_line(format_args!("bad config file ({n} errors)"))
+}
+
 fn bad_config(errors: &[String]) -> String {
     let n = errors.len();
     let mut out = String::new();
@@ -109,7 +118,7 @@ fn bad_config(errors: &[String]) -> String {
             out.push('\n');
         }
     }
-    format!("{out}ERROR: bad config file ({n} errors)\n")
+    format!("{out}{}\n", bad_config_line(n))
 }
 
 /// The module name selected by a `loadmodule` path: file name without directory and

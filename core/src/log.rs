@@ -137,6 +137,12 @@ pub fn emit_from(
     );
 }
 
+/// A start-up error line as 1.2 prints it to the terminal before logging is set up
+/// (`ERROR: bad config file (1 errors)`).
+pub fn error_line(text: impl std::fmt::Display) -> String {
+    format!("{}: {text}", level_name(L_ERR))
+}
+
 /// Emit an announcement with only the level in front (`INFO: listening on …`), as
 /// 1.2's core prints its start-up and shutdown lines.
 pub fn emit_plain(level: i32, args: std::fmt::Arguments<'_>) {

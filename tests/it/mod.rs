@@ -6,6 +6,7 @@ mod db;
 mod mi;
 mod mods;
 mod mysql_seed;
+mod options_uri;
 mod process;
 mod registrar;
 mod script;

@@ -40,6 +40,13 @@ fn e(what: &'static str) -> UriError {
     UriError { what }
 }
 
+/// A URI user part in E.164 form: `+` followed by 1 to 15 digits (the check of 1.2's
+/// `is_e164`, used by auth's `is_rpid_user_e164` and uri's `is_uri_user_e164`).
+pub fn is_e164(user: &str) -> bool {
+    let b = user.as_bytes();
+    (2..=16).contains(&b.len()) && b[0] == b'+' && b[1..].iter().all(u8::is_ascii_digit)
+}
+
 /// A parsed URI. For `tel:` URIs the number is in `user` and `host` is empty.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Uri {

@@ -79,7 +79,7 @@ pub fn main_entry(modules: &'static [&'static module::ModuleExports]) -> i32 {
         }
     };
     if let Err(e) = g.apply_args(&a) {
-        eprintln!("ERROR: {e}");
+        eprintln!("{}", log::error_line(&e));
         return 255;
     }
     log::set_debug_level(g.debug);
@@ -88,11 +88,11 @@ pub fn main_entry(modules: &'static [&'static module::ModuleExports]) -> i32 {
     let addrs = match socket::resolve_listen(&g.listen, g.port) {
         Ok(v) if !v.is_empty() => v,
         Ok(_) => {
-            eprintln!("ERROR: no listening sockets");
+            eprintln!("{}", log::error_line("no listening sockets"));
             return 255;
         }
         Err(e) => {
-            eprintln!("ERROR: {e}");
+            eprintln!("{}", log::error_line(&e));
             return 255;
         }
     };
@@ -149,7 +149,7 @@ pub fn main_entry(modules: &'static [&'static module::ModuleExports]) -> i32 {
         Err(e) => {
             crate::log_crit!(plain: "{e}");
             if !log::to_stderr() {
-                eprintln!("ERROR: {e}");
+                eprintln!("{}", log::error_line(&e));
             }
             255
         }

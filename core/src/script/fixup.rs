@@ -202,7 +202,7 @@ pub fn fixup_with(
 ) -> Result<Script, Vec<String>> {
     let aliases = match parse_aliases(avp_aliases) {
         Ok(a) => a,
-        Err(e) => return Err(vec![format!("ERROR: {e}")]),
+        Err(e) => return Err(vec![crate::log::error_line(e)]),
     };
     let mut f = Fixer {
         cfg,

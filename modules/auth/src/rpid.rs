@@ -40,11 +40,7 @@ pub fn append_rpid_hf(ctx: &mut Ctx, id: &AvpId, prefix: &str, suffix: &str) -> 
     1
 }
 
-/// `+` followed by 1 to 15 digits (OpenSER's `is_e164`).
-pub fn is_e164(user: &str) -> bool {
-    let b = user.as_bytes();
-    (2..=16).contains(&b.len()) && b[0] == b'+' && b[1..].iter().all(u8::is_ascii_digit)
-}
+pub use openser_core::parser::is_e164;
 
 /// The user part of an RPID value (a name-addr or a bare URI) is E.164.
 pub fn rpid_user_is_e164(v: &str) -> bool {

@@ -211,18 +211,23 @@ fn select_best(st: &CellState) -> Option<(usize, u16)> {
     best
 }
 
+/// The reason phrase of a reply tm makes itself for a branch without a reply of its
+/// own: a timeout (408) or anything else (500).
+fn local_reason(code: u16) -> &'static str {
+    if code == 408 {
+        "Request Timeout"
+    } else {
+        "Server Internal Error"
+    }
+}
+
 /// Relay branch `i`'s stored reply (aggregating authentication challenges for
 /// 401/407), or generate it locally when it was local (timeout).
 fn relay_best_locked(c: &Cell, st: &mut CellState, i: usize, code: u16) {
     let b = &st.branches[i];
     if b.flags & B_LOCAL_REPLY != 0 || b.reply.is_empty() {
         let Some(req) = request_msg(c) else { return };
-        let reason = if code == 408 {
-            "Request Timeout"
-        } else {
-            "Server Internal Error"
-        };
-        reply_local_locked(c, st, &req, code, reason);
+        reply_local_locked(c, st, &req, code, local_reason(code));
         return;
     }
     let Ok(mut m) = SipMsg::parse(b.reply.as_bytes()) else {
@@ -310,12 +315,7 @@ fn failure_event_locked(
 ) -> Option<super::callbacks::TmEvent> {
     let b = &st.branches[i];
     let (reason, tag) = if b.flags & B_LOCAL_REPLY != 0 || b.reply.is_empty() {
-        let r = if code == 408 {
-            "Request Timeout"
-        } else {
-            "Server Internal Error"
-        };
-        (r.to_string(), String::new())
+        (local_reason(code).to_string(), String::new())
     } else {
         super::callbacks::reason_and_totag(b.reply.as_bytes())
     };

@@ -5,10 +5,6 @@ use openser_core::mi::{MiArg, MiNode, MiReply};
 
 use super::{ContactInfo, Match, Q_UNSPECIFIED, UDomain, domains, find_domain, params};
 
-fn now() -> i64 {
-    openser_core::clock::now()
-}
-
 /// Table and AOR arguments: the domain and the AOR as the table stores it.
 fn table_aor(args: &[MiArg]) -> Result<(&'static UDomain, String), MiReply> {
     let (Some(t), Some(a)) = (args.first(), args.get(1)) else {
@@ -94,7 +90,7 @@ pub(crate) fn ul_dump(args: &[MiArg]) -> MiReply {
     let brief = args
         .first()
         .is_some_and(|a| a.value.trim().eq_ignore_ascii_case("brief"));
-    let now = now();
+    let now = openser_core::clock::now();
     let mut out = Vec::new();
     for d in domains() {
         let counts = d.slot_counts();
@@ -173,7 +169,7 @@ pub(crate) fn ul_add(args: &[MiArg]) -> MiReply {
     if contact.is_empty() || exp < 0 {
         return MiReply::err(400, "Bad parameter");
     }
-    let now = now();
+    let now = openser_core::clock::now();
     let ci = ContactInfo {
         contact,
         expires: if exp == 0 { 0 } else { now + exp },
@@ -219,7 +215,7 @@ pub(crate) fn ul_show_contact(args: &[MiArg]) -> MiReply {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let now = now();
+    let now = openser_core::clock::now();
     let Some(cs) = d.get_contacts(aor.as_bytes()) else {
         return MiReply::err(404, "AOR not found");
     };

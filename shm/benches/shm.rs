@@ -1,5 +1,6 @@
 //! shm hot paths: allocator alloc+free, FastLock uncontended and contended by a second
 //! process (a forked child hammering the same lock while criterion measures).
+#![allow(unsafe_code)] // exercises shm through raw pointers, each block argued
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, Ordering};

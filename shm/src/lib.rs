@@ -17,6 +17,7 @@
 //!
 //! Lock order: the heap lock is a leaf. The allocator never takes another lock while holding
 //! it, and callers may allocate while holding any other lock.
+#![allow(unsafe_code)] // this crate is the shared-memory layer: its unsafe is argued block by block
 
 pub mod alloc;
 pub mod global;

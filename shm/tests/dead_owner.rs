@@ -1,4 +1,5 @@
 //! A child SIGKILLed while holding locks: the attendant's `force_unlock_dead` releases them.
+#![allow(unsafe_code)] // exercises shm through raw pointers, each block argued
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};

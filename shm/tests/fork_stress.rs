@@ -1,6 +1,7 @@
 //! Fork stress: 4 processes x 100,000 iterations over one FastLock-protected plain counter
 //! in shm, plus alloc/free of random sizes on the global heap. One test per binary, so the
 //! global segment is this binary's own and no other test thread runs while we fork.
+#![allow(unsafe_code)] // exercises shm through raw pointers, each block argued
 
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;

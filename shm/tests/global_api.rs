@@ -1,4 +1,5 @@
 //! The global API in one process (one test: the segment is per binary).
+#![allow(unsafe_code)] // exercises shm through raw pointers, each block argued
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

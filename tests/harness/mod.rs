@@ -381,11 +381,33 @@ pub fn require(cmd: &str) -> bool {
     if have(cmd) {
         return true;
     }
-    if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
-        panic!("`{cmd}` is required in CI but not installed");
-    }
-    eprintln!("SKIPPED: `{cmd}` is not installed");
+    skip(&format!("`{cmd}` is not installed"));
     false
+}
+
+/// Where skipped tests are listed; `make test` prints the list at the end (cargo
+/// hides the output of tests that pass, so a skip would otherwise go unseen).
+pub const SKIP_LIST: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/skipped-tests.txt");
+
+/// The calling test cannot run here because `why`: a failure with `CI=true`, else a
+/// line on stderr and in [`SKIP_LIST`].
+pub fn skip(why: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
+        panic!("{test}: {why} (required in CI)");
+    }
+    eprintln!("\n*** SKIPPED {test}: {why} ***\n");
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(SKIP_LIST)
+    {
+        let _ = writeln!(f, "{test}: {why}");
+    }
 }
 
 /// One MI request through the server's FIFO (`dir/openser_fifo`, replies in `dir`);

@@ -117,3 +117,46 @@ fn seed_config_errors_404_483_and_oversize() {
     assert!(r.contains("Message too big"), "{r}");
     assert!(s.stop().success());
 }
+
+/// The README's first check, as written there: a SIPp OPTIONS ping
+/// (tests/data/sipp/options.xml) to the sample config gets 200 OK, and the log has no
+/// error line.
+#[test]
+fn readme_first_check_options_ping() {
+    if !require("sipp") {
+        return;
+    }
+    let mut s = Server::start(&sample_cfg(), &["-DD", "-E"]);
+    let dir = TempDir::new("readme");
+    let out = sipp_run(
+        dir.path(),
+        &[
+            "-sf".into(),
+            scenario("options.xml"),
+            format!("127.0.0.1:{}", s.port),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            free_udp_port().to_string(),
+            "-m".into(),
+            "1".into(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "OPTIONS ping failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        s.log()
+    );
+    assert!(s.stop().success());
+    let log = s.log();
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
+/// etc/mysql-auth.cfg, the guide's MySQL chapter the README points to, passes `-c`.
+#[test]
+fn mysql_auth_example_checks() {
+    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/mysql-auth.cfg");
+    let (rc, _, err) = run(&["-c", "-f", p]);
+    assert_eq!(rc, 0, "{err}");
+}

@@ -519,6 +519,23 @@ pub fn sipp_run(dir: &Path, args: &[String]) -> std::process::Output {
         .expect("run sipp")
 }
 
+/// One run (`-m 1`) of the project's SIPp scenario `file` (tests/data/sipp) against
+/// the server on `port`, from a free local port, with `extra` arguments (`-s user`,
+/// `-key …`, `-au …`).
+pub fn sipp_once(dir: &Path, file: &str, port: u16, extra: &[&str]) -> std::process::Output {
+    let mut args: Vec<String> = vec!["-sf".into(), scenario(file), format!("127.0.0.1:{port}")];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.extend([
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        free_udp_port().to_string(),
+        "-m".into(),
+        "1".into(),
+    ]);
+    sipp_run(dir, &args)
+}
+
 /// A SIPp scenario file of the project (tests/data/sipp).
 /// `calls` SIPp calls (tests/data/sipp/uac.xml: INVITE/180/200/ACK/BYE) to `user`
 /// through the server on `port`, at 10 per second; asserts SIPp's own statistics say

@@ -245,27 +245,21 @@ fn mysql_seed_sipp_register_call_and_restart() {
     let dir = TempDir::new("mysqlseed");
     let (mut uas, uas_port) = sipp_uas(dir.path());
     // bob registers with SIPp, answering the digest challenge.
-    let reg = sipp_run(
+    let uas_port = uas_port.to_string();
+    let reg = sipp_once(
         dir.path(),
+        "reg_auth.xml",
+        port,
         &[
-            "-sf".into(),
-            scenario("reg_auth.xml"),
-            format!("127.0.0.1:{port}"),
-            "-s".into(),
-            "bob".into(),
-            "-au".into(),
-            "bob".into(),
-            "-ap".into(),
-            "bobpw".into(),
-            "-key".into(),
-            "contact_port".into(),
-            uas_port.to_string(),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            free_udp_port().to_string(),
-            "-m".into(),
-            "1".into(),
+            "-s",
+            "bob",
+            "-au",
+            "bob",
+            "-ap",
+            "bobpw",
+            "-key",
+            "contact_port",
+            &uas_port,
         ],
     );
     assert!(

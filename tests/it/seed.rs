@@ -31,24 +31,12 @@ fn seed_config_register_then_call_with_sipp() {
     let (mut uas, uas_port) = sipp_uas(dir.path());
 
     // The callee registers (SIPp instance 1).
-    let reg = sipp_run(
+    let uas_port = uas_port.to_string();
+    let reg = sipp_once(
         dir.path(),
-        &[
-            "-sf".into(),
-            scenario("reg.xml"),
-            format!("127.0.0.1:{}", s.port),
-            "-s".into(),
-            "bob".into(),
-            "-key".into(),
-            "contact_port".into(),
-            uas_port.to_string(),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            free_udp_port().to_string(),
-            "-m".into(),
-            "1".into(),
-        ],
+        "reg.xml",
+        s.port,
+        &["-s", "bob", "-key", "contact_port", &uas_port],
     );
     assert!(
         reg.status.success(),
@@ -128,20 +116,7 @@ fn readme_first_check_options_ping() {
     }
     let mut s = Server::start(&sample_cfg(), &["-DD", "-E"]);
     let dir = TempDir::new("readme");
-    let out = sipp_run(
-        dir.path(),
-        &[
-            "-sf".into(),
-            scenario("options.xml"),
-            format!("127.0.0.1:{}", s.port),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            free_udp_port().to_string(),
-            "-m".into(),
-            "1".into(),
-        ],
-    );
+    let out = sipp_once(dir.path(), "options.xml", s.port, &[]);
     assert!(
         out.status.success(),
         "OPTIONS ping failed: {}\n{}",

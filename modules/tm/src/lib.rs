@@ -1,8 +1,8 @@
 //! tm — the transaction module (reference §8.2): stateful forwarding with
 //! transactions kept in shared memory.
 //!
-//! Files: `h_table` (table, cells, timer list), `shmref` (the module's only unsafe:
-//! shm accessors), `lookup` (hash, branch ids, matching), `clone` (AVPs and the request
+//! Files: `h_table` (table, cells, timer list; its `unsafe impl ShmSafe` lines),
+//! `shmref` (shm accessors; with those lines the module's only unsafe), `lookup` (hash, branch ids, matching), `clone` (AVPs and the request
 //! as kept in shm), `fwd` (t_newtran, t_relay), `reply` (local and relayed replies,
 //! selection, failure_route), `cancel` (CANCEL/ACK), `timer` (retransmissions,
 //! timeouts, wait and delete), `callbacks` (hooks for other modules, e.g. acc: final

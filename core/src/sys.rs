@@ -156,52 +156,57 @@ pub fn signal_name(sig: i32) -> &'static str {
 /// Install `handler` for `sig` (no SA_RESTART, so blocking calls return EINTR and the
 /// caller's loop can look at its flags). `handler` must only store atomics.
 pub fn set_handler(sig: i32, handler: extern "C" fn(libc::c_int)) -> io::Result<()> {
-    // SAFETY: a zeroed sigaction is a valid starting value; we then fill the handler
-    // and an empty mask. `handler` is an extern "C" fn that only stores atomics, which
-    // is async-signal-safe.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = handler as usize;
-        libc::sigemptyset(&mut sa.sa_mask);
-        sa.sa_flags = 0;
-        cvt(libc::sigaction(sig, &sa, std::ptr::null_mut()))?;
-    }
+    // SAFETY: `libc::sigaction` is plain C data (a handler address, a signal set, integer
+    // flags, a nullable restorer pointer); a zeroed one is a valid starting value, which we
+    // then fill with the handler and an empty mask.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = handler as usize;
+    // SAFETY: `sa.sa_mask` is a valid, writable sigset_t owned by this frame.
+    unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+    sa.sa_flags = 0;
+    // SAFETY: `sa` is initialised and outlives the call; the old action is not requested
+    // (null). `handler` is an extern "C" fn that only stores atomics (this function's
+    // documented rule), which is async-signal-safe.
+    cvt(unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) })?;
     Ok(())
 }
 
 /// Set `sig` to SIG_IGN or SIG_DFL.
 pub fn set_disposition(sig: i32, ignore: bool) -> io::Result<()> {
-    // SAFETY: as in set_handler, with the special SIG_IGN/SIG_DFL values.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = if ignore { libc::SIG_IGN } else { libc::SIG_DFL };
-        libc::sigemptyset(&mut sa.sa_mask);
-        cvt(libc::sigaction(sig, &sa, std::ptr::null_mut()))?;
-    }
+    // SAFETY: `libc::sigaction` is plain C data; a zeroed one is a valid starting value
+    // (flags 0, as in set_handler).
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = if ignore { libc::SIG_IGN } else { libc::SIG_DFL };
+    // SAFETY: `sa.sa_mask` is a valid, writable sigset_t owned by this frame.
+    unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+    // SAFETY: `sa` is initialised and outlives the call; the old action is not requested
+    // (null). SIG_IGN/SIG_DFL are the special dispositions, not code to run.
+    cvt(unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) })?;
     Ok(())
 }
 
 fn sigset_of(sigs: &[i32]) -> libc::sigset_t {
-    // SAFETY: sigemptyset/sigaddset initialise and modify the local set we own.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for &s in sigs {
-            libc::sigaddset(&mut set, s);
-        }
-        set
+    // SAFETY: `sigset_t` is a plain array of integers; all-zero is a valid value (and
+    // sigemptyset initialises it properly next).
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable sigset_t owned by this frame.
+    unsafe { libc::sigemptyset(&mut set) };
+    for &s in sigs {
+        // SAFETY: `set` is the local set initialised above; an invalid signal number only
+        // makes sigaddset fail with EINVAL.
+        unsafe { libc::sigaddset(&mut set, s) };
     }
+    set
 }
 
 /// Block `sigs` in this process (returns the previous mask).
 pub fn block_signals(sigs: &[i32]) -> libc::sigset_t {
     let set = sigset_of(sigs);
+    // SAFETY: `sigset_t` is a plain array of integers; all-zero is a valid value.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: both pointers refer to valid sigset_t values owned by this frame.
-    unsafe {
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
-        old
-    }
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old) };
+    old
 }
 
 /// Unblock every signal.
@@ -286,8 +291,10 @@ pub fn lookup_user(name: &str) -> io::Result<(u32, u32)> {
             format!("bad user name/uid number: {name}"),
         ));
     }
-    // SAFETY: pw is non-null and points to a valid passwd record.
-    Ok(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+    // SAFETY: pw is non-null and points to a valid passwd record in static storage, read
+    // at once, before any other passwd call (single thread).
+    let pw = unsafe { &*pw };
+    Ok((pw.pw_uid, pw.pw_gid))
 }
 
 /// Resolve a group name or numeric gid.
@@ -309,12 +316,11 @@ pub fn lookup_group(name: &str) -> io::Result<u32> {
 }
 
 pub fn setgid(gid: u32) -> io::Result<()> {
-    // SAFETY: setgroups with one valid gid, then setgid; plain integer arguments.
-    unsafe {
-        let g = gid as libc::gid_t;
-        libc::setgroups(1, &g);
-        cvt(libc::setgid(g))?;
-    }
+    let g = gid as libc::gid_t;
+    // SAFETY: the list pointer refers to one valid gid_t local, matching the count 1.
+    unsafe { libc::setgroups(1, &g) };
+    // SAFETY: setgid takes a plain integer.
+    cvt(unsafe { libc::setgid(g) })?;
     Ok(())
 }
 
@@ -398,38 +404,52 @@ pub fn process_alive(pid: i32) -> bool {
 fn getifaddrs_list() -> Vec<(String, std::net::IpAddr)> {
     let mut out = Vec::new();
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs writes a list head into `head`; on success we walk the list,
-    // reading only fields the kernel filled in, and free it exactly once.
-    unsafe {
-        if libc::getifaddrs(&mut head) != 0 {
-            return out;
-        }
-        let mut cur = head;
-        while !cur.is_null() {
-            let ifa = &*cur;
-            if !ifa.ifa_addr.is_null() && !ifa.ifa_name.is_null() {
-                let name = CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned();
-                match (*ifa.ifa_addr).sa_family as i32 {
-                    libc::AF_INET => {
-                        let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                        let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-                        out.push((name, std::net::IpAddr::V4(ip)));
-                    }
-                    libc::AF_INET6 => {
-                        let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
-                        let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-                        // Link-local addresses need a scope id; skip them.
-                        if ip.segments()[0] & 0xffc0 != 0xfe80 {
-                            out.push((name, std::net::IpAddr::V6(ip)));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            cur = ifa.ifa_next;
-        }
-        libc::freeifaddrs(head);
+    // SAFETY: getifaddrs writes a list head into `head`, a valid writable local.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return out;
     }
+    // On success we walk the list, reading only fields getifaddrs filled in, and free it
+    // exactly once, after the last read.
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is `head` or an `ifa_next` link of the list getifaddrs built, which
+        // stays allocated until `freeifaddrs` below; it is non-null (loop condition).
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() && !ifa.ifa_name.is_null() {
+            // SAFETY: a non-null `ifa_name` is a NUL-terminated interface name owned by the
+            // list; it is copied out before the list is freed.
+            let name = unsafe { CStr::from_ptr(ifa.ifa_name) }
+                .to_string_lossy()
+                .into_owned();
+            // SAFETY: a non-null `ifa_addr` points to a socket address owned by the list,
+            // which starts with the common `sockaddr` header holding the family.
+            let family = unsafe { (*ifa.ifa_addr).sa_family };
+            match family as i32 {
+                libc::AF_INET => {
+                    // SAFETY: for AF_INET the address is a whole, suitably aligned
+                    // `sockaddr_in` owned by the list, read before it is freed.
+                    let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                    let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                    out.push((name, std::net::IpAddr::V4(ip)));
+                }
+                libc::AF_INET6 => {
+                    // SAFETY: for AF_INET6 the address is a whole, suitably aligned
+                    // `sockaddr_in6` owned by the list, read before it is freed.
+                    let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                    let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                    // Link-local addresses need a scope id; skip them.
+                    if ip.segments()[0] & 0xffc0 != 0xfe80 {
+                        out.push((name, std::net::IpAddr::V6(ip)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: `head` came from a successful getifaddrs and is freed exactly once; no
+    // reference into the list (`ifa`, `sin`, `sin6`) outlives the loop above.
+    unsafe { libc::freeifaddrs(head) };
     out
 }
 
@@ -485,11 +505,11 @@ pub fn chown(path: &str, uid: u32, gid: u32) -> io::Result<()> {
 
 /// Clear O_NONBLOCK on `fd`.
 pub fn set_blocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl F_GETFL/F_SETFL on a descriptor the caller owns; integer arguments.
-    unsafe {
-        let fl = cvt(libc::fcntl(fd, libc::F_GETFL))?;
-        cvt(libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK))?;
-    }
+    // SAFETY: fcntl F_GETFL takes no pointer argument; a bad descriptor gives EBADF.
+    let fl = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    // SAFETY: fcntl F_SETFL takes an integer argument (the flags just read, minus
+    // O_NONBLOCK); a bad descriptor gives EBADF.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK) })?;
     Ok(())
 }
 

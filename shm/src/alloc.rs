@@ -126,6 +126,10 @@ fn round_request(size: usize) -> Option<usize> {
 
 // Block helpers. All take raw block pointers that the caller guarantees are block headers
 // inside the heap's region (every function below is only called with the lock held).
+//
+// Every header lies at a 16-aligned address (the region is 16-aligned, the heap header and
+// every block extent `HDR + size` are multiples of 16), so reads and writes through a valid
+// header pointer are aligned; the heap lock excludes every other writer of the headers.
 
 /// # Safety
 /// `b` must be a block header inside the region.
@@ -141,21 +145,45 @@ unsafe fn is_used(b: *mut Block) -> bool {
     // SAFETY: caller guarantees `b` is a valid header.
     unsafe { (*b).size & USED != 0 }
 }
+/// The whole size word of `b` (payload size and flag bits), for [`Heap::check`].
+///
+/// # Safety
+/// `b` must be a block header inside the region.
+#[inline]
+unsafe fn size_word(b: *mut Block) -> usize {
+    // SAFETY: caller guarantees `b` is a valid header.
+    unsafe { (*b).size }
+}
+/// The payload size of the block physically before `b`, as recorded in `b`'s header.
+///
+/// # Safety
+/// `b` must be a block header inside the region.
+#[inline]
+unsafe fn prev_size_word(b: *mut Block) -> usize {
+    // SAFETY: caller guarantees `b` is a valid header.
+    unsafe { (*b).prev_size }
+}
 /// # Safety
 /// `b` must be a block header inside the region, not the sentinel.
 #[inline]
 unsafe fn next_block(b: *mut Block) -> *mut Block {
+    // SAFETY: caller guarantees `b` is a valid header.
+    let size = unsafe { bsize(b) };
     // SAFETY: the next header is HDR + size bytes further, still inside the region since the
-    // sentinel ends it.
-    unsafe { b.cast::<u8>().add(HDR + bsize(b)).cast() }
+    // sentinel ends it (`b` is not the sentinel), so the offset stays in the region's
+    // allocation.
+    unsafe { b.cast::<u8>().add(HDR + size).cast() }
 }
 /// # Safety
 /// `b` must be a block header inside the region, not the first block.
 #[inline]
 unsafe fn prev_block(b: *mut Block) -> *mut Block {
-    // SAFETY: `prev_size` is the payload size of the previous block, whose header is
-    // HDR + prev_size bytes before `b`.
-    unsafe { b.cast::<u8>().sub(HDR + (*b).prev_size).cast() }
+    // SAFETY: caller guarantees `b` is a valid header.
+    let prev_size = unsafe { prev_size_word(b) };
+    // SAFETY: `b` is not the first block, so `prev_size` is the payload size of the
+    // physically previous block, whose header is HDR + prev_size bytes before `b`, at or
+    // after the first block: inside the region.
+    unsafe { b.cast::<u8>().sub(HDR + prev_size).cast() }
 }
 /// # Safety
 /// `b` must be a free (or being-freed) block header with at least 16 payload bytes.
@@ -164,69 +192,128 @@ unsafe fn links(b: *mut Block) -> *mut FreeLinks {
     // SAFETY: the payload follows the header and is at least MIN_PAYLOAD = 16 bytes.
     unsafe { b.cast::<u8>().add(HDR).cast() }
 }
+/// The next block in `b`'s free list (null at the end).
+///
+/// # Safety
+/// `b` must be a free block header of the region that is in a free list.
+#[inline]
+unsafe fn link_next(b: *mut Block) -> *mut Block {
+    // SAFETY: `b` is a free block header (caller), so it has a payload of >= 16 bytes.
+    let l = unsafe { links(b) };
+    // SAFETY: `l` is the 16-aligned start of `b`'s payload, which holds the links `insert`
+    // wrote when `b` entered its list (it is still listed: caller).
+    unsafe { (*l).next }
+}
+/// The previous block in `b`'s free list (null for the head).
+///
+/// # Safety
+/// As [`link_next`].
+#[inline]
+unsafe fn link_prev(b: *mut Block) -> *mut Block {
+    // SAFETY: `b` is a free block header (caller), so it has a payload of >= 16 bytes.
+    let l = unsafe { links(b) };
+    // SAFETY: `l` is the 16-aligned start of `b`'s payload, which holds the links `insert`
+    // wrote when `b` entered its list (it is still listed: caller).
+    unsafe { (*l).prev }
+}
+/// Sets the free-list successor of `b`.
+///
+/// # Safety
+/// `b` must be a free (or being-inserted) block header of the region: its payload belongs to
+/// the allocator, not to a user.
+#[inline]
+unsafe fn set_link_next(b: *mut Block, next: *mut Block) {
+    // SAFETY: `b` is a free block header (caller), so it has a payload of >= 16 bytes.
+    let l = unsafe { links(b) };
+    // SAFETY: `l` is the 16-aligned start of `b`'s payload, in bounds, and no user owns that
+    // payload (caller), so writing the link clobbers nothing live.
+    unsafe { (*l).next = next };
+}
+/// Sets the free-list predecessor of `b`.
+///
+/// # Safety
+/// As [`set_link_next`].
+#[inline]
+unsafe fn set_link_prev(b: *mut Block, prev: *mut Block) {
+    // SAFETY: `b` is a free block header (caller), so it has a payload of >= 16 bytes.
+    let l = unsafe { links(b) };
+    // SAFETY: `l` is the 16-aligned start of `b`'s payload, in bounds, and no user owns that
+    // payload (caller), so writing the link clobbers nothing live.
+    unsafe { (*l).prev = prev };
+}
 /// Sets the size (and used flag) of `b` and the `prev_size` of its successor.
 ///
 /// # Safety
 /// `b` must be a block header whose new extent `HDR + size` ends at a header inside the region.
 #[inline]
 unsafe fn set_size(b: *mut Block, size: usize, used: bool) {
-    // SAFETY: caller guarantees `b` and the block after its new extent are valid headers.
-    unsafe {
-        (*b).size = size | if used { USED } else { 0 };
-        (*next_block(b)).prev_size = size;
-    }
+    // SAFETY: caller guarantees `b` is a valid header.
+    unsafe { (*b).size = size | if used { USED } else { 0 } };
+    // SAFETY: `b`'s size word now holds `size`, and the caller guarantees that HDR + size
+    // bytes past `b` is a header inside the region (so `b` is not the sentinel).
+    let next = unsafe { next_block(b) };
+    // SAFETY: `next` is that header: in bounds and 16-aligned; it records `b`'s new size.
+    unsafe { (*next).prev_size = size };
 }
 
 impl State {
     /// # Safety
     /// `b` is a free block header of this heap, not in any list.
     unsafe fn insert(&mut self, b: *mut Block) {
-        // SAFETY: `b` is a free block of this heap with room for links; list heads are free
-        // blocks of this heap.
-        unsafe {
-            let size = bsize(b);
-            let c = size_class(size);
-            let head = self.heads[c];
-            (*links(b)).next = head;
-            (*links(b)).prev = ptr::null_mut();
-            if !head.is_null() {
-                (*links(head)).prev = b;
-            }
-            self.heads[c] = b;
-            self.counts[c] += 1;
-            self.bitmap[c / 64] |= 1 << (c % 64);
-            self.summary |= 1 << (c / 64);
-            self.free_bytes += HDR + size;
-            self.fragments += 1;
+        // SAFETY: `b` is a block header of this heap (caller).
+        let size = unsafe { bsize(b) };
+        let c = size_class(size);
+        let head = self.heads[c];
+        // SAFETY: `b` is free and in no list (caller), so its payload belongs to the
+        // allocator; it becomes the head, its successor the old head.
+        unsafe { set_link_next(b, head) };
+        // SAFETY: same block, same reason; a list head has no predecessor.
+        unsafe { set_link_prev(b, ptr::null_mut()) };
+        if !head.is_null() {
+            // SAFETY: a non-null list head is a free block of this heap (list invariant, kept
+            // under the heap lock, which `&mut self` implies), so its payload holds links.
+            unsafe { set_link_prev(head, b) };
         }
+        self.heads[c] = b;
+        self.counts[c] += 1;
+        self.bitmap[c / 64] |= 1 << (c % 64);
+        self.summary |= 1 << (c / 64);
+        self.free_bytes += HDR + size;
+        self.fragments += 1;
     }
 
     /// # Safety
     /// `b` is a free block header currently in the list of its class.
     unsafe fn unlink(&mut self, b: *mut Block) {
-        // SAFETY: `b` and its list neighbours are free blocks of this heap.
-        unsafe {
-            let size = bsize(b);
-            let c = size_class(size);
-            let FreeLinks { next, prev } = ptr::read(links(b));
-            if prev.is_null() {
-                self.heads[c] = next;
-            } else {
-                (*links(prev)).next = next;
-            }
-            if !next.is_null() {
-                (*links(next)).prev = prev;
-            }
-            self.counts[c] -= 1;
-            if self.heads[c].is_null() {
-                self.bitmap[c / 64] &= !(1 << (c % 64));
-                if self.bitmap[c / 64] == 0 {
-                    self.summary &= !(1 << (c / 64));
-                }
-            }
-            self.free_bytes -= HDR + size;
-            self.fragments -= 1;
+        // SAFETY: `b` is a block header of this heap (caller).
+        let size = unsafe { bsize(b) };
+        let c = size_class(size);
+        // SAFETY: `b` is free and listed (caller), so its payload holds links.
+        let l = unsafe { links(b) };
+        // SAFETY: `l` is the 16-aligned start of `b`'s payload, where `insert` wrote both
+        // links; `FreeLinks` is two raw pointers, so the bitwise copy is a plain read.
+        let FreeLinks { next, prev } = unsafe { ptr::read(l) };
+        if prev.is_null() {
+            self.heads[c] = next;
+        } else {
+            // SAFETY: a non-null `prev` link names a free block listed in the same class
+            // (list invariant, under the heap lock), whose payload holds links.
+            unsafe { set_link_next(prev, next) };
         }
+        if !next.is_null() {
+            // SAFETY: a non-null `next` link names a free block listed in the same class
+            // (list invariant, under the heap lock), whose payload holds links.
+            unsafe { set_link_prev(next, prev) };
+        }
+        self.counts[c] -= 1;
+        if self.heads[c].is_null() {
+            self.bitmap[c / 64] &= !(1 << (c % 64));
+            if self.bitmap[c / 64] == 0 {
+                self.summary &= !(1 << (c / 64));
+            }
+        }
+        self.free_bytes -= HDR + size;
+        self.fragments -= 1;
     }
 
     /// First non-empty class >= `c`.
@@ -258,14 +345,15 @@ impl State {
             // Large class: blocks may be smaller than `need`; first fit in the list.
             let mut b = self.heads[c];
             while !b.is_null() {
-                // SAFETY: list members are free blocks of this heap.
-                unsafe {
-                    if bsize(b) >= need {
-                        self.unlink(b);
-                        return Some(b);
-                    }
-                    b = (*links(b)).next;
+                // SAFETY: `b` is the head of list `c` or the `next` link of one of its members;
+                // list members are free blocks of this heap (list invariant).
+                if unsafe { bsize(b) } >= need {
+                    // SAFETY: `b` is a free block currently in list `c`, the list of its class.
+                    unsafe { self.unlink(b) };
+                    return Some(b);
                 }
+                // SAFETY: `b` is still listed (it was not unlinked on this path).
+                b = unsafe { link_next(b) };
             }
         }
         // Any block of a higher class fits; an exact small class fits exactly.
@@ -283,24 +371,35 @@ impl State {
     /// # Safety
     /// `b` is a used block of this heap with `bsize(b) >= need`, `need` rounded.
     unsafe fn split_used(&mut self, b: *mut Block, need: usize) {
-        // SAFETY: sizes stay within `b`'s old extent; the tail and successor are valid.
-        unsafe {
-            let size = bsize(b);
-            if size - need < HDR + MIN_PAYLOAD {
-                return;
-            }
-            set_size(b, need, true);
-            self.used -= size - need;
-            let tail = next_block(b);
-            let mut tail_size = size - need - HDR;
-            let after = next_block_of_size(tail, tail_size);
-            if !is_used(after) {
-                self.unlink(after);
-                tail_size += HDR + bsize(after);
-            }
-            set_size(tail, tail_size, false);
-            self.insert(tail);
+        // SAFETY: `b` is a block header of this heap (caller).
+        let size = unsafe { bsize(b) };
+        if size - need < HDR + MIN_PAYLOAD {
+            return;
         }
+        // SAFETY: `need <= size - HDR - MIN_PAYLOAD`, so `b`'s new extent ends inside its old
+        // one, at the spot where the tail's header goes: inside the region.
+        unsafe { set_size(b, need, true) };
+        self.used -= size - need;
+        // SAFETY: `b` is a used block, not the sentinel; its size word now says `need`.
+        let tail = unsafe { next_block(b) };
+        let mut tail_size = size - need - HDR;
+        // SAFETY: `tail` + HDR + `tail_size` is where `b`'s old extent ended: the header of
+        // `b`'s old successor, inside the region.
+        let after = unsafe { next_block_of_size(tail, tail_size) };
+        // SAFETY: `after` is `b`'s old successor, a valid header (boundary-tag invariant).
+        if !unsafe { is_used(after) } {
+            // SAFETY: every free block header is in the list of its class (heap invariant;
+            // callers have only unlinked blocks they merged into `b`, which are no longer
+            // headers), so `after` is listed.
+            unsafe { self.unlink(after) };
+            // SAFETY: `after` is still a valid header (unlinking only touched list links).
+            tail_size += HDR + unsafe { bsize(after) };
+        }
+        // SAFETY: `tail` lies inside `b`'s old extent; its new extent ends at `after` (free
+        // successor not absorbed) or at `after`'s successor (absorbed): a header either way.
+        unsafe { set_size(tail, tail_size, false) };
+        // SAFETY: `tail` now is a free block header of this heap, in no list.
+        unsafe { self.insert(tail) };
     }
 
     fn note_peak(&mut self) {
@@ -322,14 +421,14 @@ impl State {
         let mut best = 0;
         let mut b = self.heads[c];
         while !b.is_null() {
-            // SAFETY: list members are free blocks of this heap.
-            unsafe {
-                best = best.max(bsize(b));
-                if c < NSMALL {
-                    break;
-                }
-                b = (*links(b)).next;
+            // SAFETY: `b` is the head of list `c` or a `next` link of one of its members; list
+            // members are free blocks of this heap.
+            best = best.max(unsafe { bsize(b) });
+            if c < NSMALL {
+                break;
             }
+            // SAFETY: `b` is a listed free block, so its payload holds its links.
+            b = unsafe { link_next(b) };
         }
         best
     }
@@ -375,26 +474,47 @@ impl Heap {
         assert!(len >= Self::min_region(), "shm heap region too small");
         let len = len & SIZE_MASK;
         let heap = region.cast::<Heap>();
-        // SAFETY: `region` is aligned (checked) and valid for `len` >= HEAP_HEADER + 48 bytes
-        // (checked); nothing else uses it (caller). Blocks are written inside the region.
-        unsafe {
-            ptr::addr_of_mut!((*heap).lock).write(FastLock::new());
-            let st = UnsafeCell::raw_get(ptr::addr_of!((*heap).state));
-            ptr::write_bytes(st, 0, 1); // null heads, zero counts/bitmaps
-            let first = region.add(HEAP_HEADER).cast::<Block>();
-            let sentinel = region.add(len - HDR).cast::<Block>();
-            let first_size = len - HEAP_HEADER - 2 * HDR;
-            (*first).prev_size = 0;
-            (*sentinel).prev_size = first_size;
-            (*sentinel).size = USED;
-            set_size(first, first_size, false);
-            (*st).total = len;
-            (*st).first = first;
-            (*st).sentinel = sentinel;
-            (*st).insert(first);
-            (*st).max_used = len - (*st).free_bytes;
-            &*heap
-        }
+        // The region is aligned (checked) and valid for `len` >= HEAP_HEADER + 48 bytes
+        // (checked); nothing else uses it (caller). The heap goes at its start, the blocks
+        // after HEAP_HEADER, all inside the region.
+        //
+        // SAFETY: `heap` is the region's start, valid for HEAP_HEADER >= size_of::<Heap>()
+        // bytes: projecting to a field stays in bounds and reads nothing.
+        let lock = unsafe { ptr::addr_of_mut!((*heap).lock) };
+        // SAFETY: `lock` is in bounds, aligned (the region is 16-aligned and `Heap` is
+        // `repr(C)`) and unused by anyone else (caller); the write initialises it.
+        unsafe { lock.write(FastLock::new()) };
+        // SAFETY: as for `lock`: an in-bounds field projection that reads nothing.
+        let st = UnsafeCell::raw_get(unsafe { ptr::addr_of!((*heap).state) });
+        // SAFETY: `st` is in bounds and aligned for one `State`, which nobody else uses yet.
+        unsafe { ptr::write_bytes(st, 0, 1) }; // null heads, zero counts/bitmaps
+        // SAFETY: all-zero bytes are a valid `State` (integers, null raw pointers, integer
+        // arrays), just written; this is the only reference to it until `init` returns.
+        let state = unsafe { &mut *st };
+        // SAFETY: HEAP_HEADER < `len`, so the first block's header is inside the region.
+        let first = unsafe { region.add(HEAP_HEADER) }.cast::<Block>();
+        // SAFETY: `len - HDR` >= HEAP_HEADER + HDR + MIN_PAYLOAD: the last header slot of the
+        // (16-rounded) region, inside it.
+        let sentinel = unsafe { region.add(len - HDR) }.cast::<Block>();
+        let first_size = len - HEAP_HEADER - 2 * HDR;
+        // SAFETY: `first` is a 16-aligned header slot inside the region (above).
+        unsafe { (*first).prev_size = 0 };
+        // SAFETY: `sentinel` is a 16-aligned header slot inside the region, after `first`.
+        unsafe { (*sentinel).prev_size = first_size };
+        // SAFETY: as above; the sentinel is a used block of size 0.
+        unsafe { (*sentinel).size = USED };
+        // SAFETY: `first` + HDR + `first_size` is `sentinel`, a header inside the region.
+        unsafe { set_size(first, first_size, false) };
+        state.total = len;
+        state.first = first;
+        state.sentinel = sentinel;
+        // SAFETY: `first` is now a free block header of this heap spanning the whole region,
+        // in no list (all heads are null).
+        unsafe { state.insert(first) };
+        state.max_used = len - state.free_bytes;
+        // SAFETY: both fields of the heap are initialised and `state` is no longer used; the
+        // region stays valid and reserved to this heap for `'a` (caller).
+        unsafe { &*heap }
     }
 
     /// Smallest region [`Heap::init`] accepts.
@@ -425,25 +545,29 @@ impl Heap {
         }
         self.with(|st| {
             let b = st.take_fit(need)?;
-            // SAFETY: `b` is a block of this heap just unlinked from its list.
-            unsafe {
-                let size = bsize(b);
-                set_size(b, size, true);
-                st.used += size;
-                st.split_used(b, need);
-                st.note_peak();
-                NonNull::new(b.cast::<u8>().add(HDR))
-            }
+            // SAFETY: `b` is a block header of this heap, just unlinked from its list.
+            let size = unsafe { bsize(b) };
+            // SAFETY: the extent of `b` is unchanged (only the used flag is set), so it still
+            // ends at `b`'s successor's header.
+            unsafe { set_size(b, size, true) };
+            st.used += size;
+            // SAFETY: `b` is now a used block of this heap; `take_fit` returned it with
+            // `bsize(b) >= need`, and `need` is rounded.
+            unsafe { st.split_used(b, need) };
+            st.note_peak();
+            // SAFETY: the payload starts HDR bytes after `b`'s header, inside `b`'s extent
+            // (`b` is not the sentinel: free lists never hold it).
+            NonNull::new(unsafe { b.cast::<u8>().add(HDR) })
         })
     }
 
     /// Header of the block whose payload is `p`, if `p` looks like one of ours.
     fn block_of(&self, p: NonNull<u8>) -> Option<*mut Block> {
-        // SAFETY: reading `first`/`sentinel`, which never change after init.
-        let (first, sentinel) = unsafe {
-            let st = self.state.get();
-            ((*st).first as usize, (*st).sentinel as usize)
-        };
+        let st = self.state.get();
+        // SAFETY: reading `first`, which never changes after init (no write can race).
+        let first = unsafe { (*st).first } as usize;
+        // SAFETY: reading `sentinel`, which never changes after init (no write can race).
+        let sentinel = unsafe { (*st).sentinel } as usize;
         let a = p.as_ptr() as usize;
         if !a.is_multiple_of(ALIGN) || a < first + HDR || a + MIN_PAYLOAD > sentinel {
             return None;
@@ -460,35 +584,55 @@ impl Heap {
     pub unsafe fn free(&self, p: NonNull<u8>) {
         let Some(b) = self.block_of(p) else { return };
         self.with(|st| {
-            // SAFETY: `b` is the header of a block of this heap (caller's contract); its
-            // neighbours are reachable through the boundary tags.
-            unsafe {
-                if !is_used(b) {
-                    return; // double free: ignore rather than corrupt the lists
-                }
-                let mut b = b;
-                let mut size = bsize(b);
-                // Clear the flag first: if `b` merges into its predecessor, its stale header
-                // (left inside the merged payload) must not look like a live block, so that a
-                // double free of `p` is still caught.
-                (*b).size = size;
-                st.used -= size;
-                let next = next_block(b);
-                if !is_used(next) {
-                    st.unlink(next);
-                    size += HDR + bsize(next);
-                }
-                if b != st.first {
-                    let prev = prev_block(b);
-                    if !is_used(prev) {
-                        st.unlink(prev);
-                        size += HDR + bsize(prev);
-                        b = prev;
-                    }
-                }
-                set_size(b, size, false);
-                st.insert(b);
+            // `b` is the header of a block of this heap (caller's contract); its neighbours
+            // are reachable through the boundary tags.
+            //
+            // SAFETY: `b` is a header inside the region (caller; `block_of` checked range and
+            // alignment).
+            if !unsafe { is_used(b) } {
+                return; // double free: ignore rather than corrupt the lists
             }
+            let mut b = b;
+            // SAFETY: `b` is a valid header (above).
+            let mut size = unsafe { bsize(b) };
+            // Clear the flag first: if `b` merges into its predecessor, its stale header
+            // (left inside the merged payload) must not look like a live block, so that a
+            // double free of `p` is still caught.
+            //
+            // SAFETY: `b` is a valid header; the heap lock is held, and the block's owner
+            // gave it up (caller), so nobody else touches its size word.
+            unsafe { (*b).size = size };
+            st.used -= size;
+            // SAFETY: `b` is a valid header and not the sentinel (`block_of` requires its
+            // payload to end at or before the sentinel).
+            let next = unsafe { next_block(b) };
+            // SAFETY: `next` is `b`'s successor: a valid header, at most the sentinel.
+            if !unsafe { is_used(next) } {
+                // SAFETY: `next` is a free block header, so it is in the list of its class
+                // (heap invariant on entry).
+                unsafe { st.unlink(next) };
+                // SAFETY: `next` is still a valid header (unlinking only touched links).
+                size += HDR + unsafe { bsize(next) };
+            }
+            if b != st.first {
+                // SAFETY: `b` is a valid header and not the first block.
+                let prev = unsafe { prev_block(b) };
+                // SAFETY: `prev` is `b`'s predecessor, a valid header (boundary tags).
+                if !unsafe { is_used(prev) } {
+                    // SAFETY: `prev` is a free block header, so it is listed in its class
+                    // (heap invariant; `next`, just unlinked, is a different block).
+                    unsafe { st.unlink(prev) };
+                    // SAFETY: `prev` is still a valid header (unlinking only touched links).
+                    size += HDR + unsafe { bsize(prev) };
+                    b = prev;
+                }
+            }
+            // SAFETY: `b` + HDR + `size` is the end of the merged extent: the header after
+            // `next` if it was absorbed, else `next` itself; inside the region either way.
+            unsafe { set_size(b, size, false) };
+            // SAFETY: `b` is now a free block header spanning the merged extent, in no list
+            // (its parts were either used or just unlinked).
+            unsafe { st.insert(b) };
         })
     }
 
@@ -517,51 +661,91 @@ impl Heap {
         let need = round_request(new_size)?;
         let b = self.block_of(p)?;
         let in_place = self.with(|st| {
-            // SAFETY: `b` is a live used block (caller); its neighbours are valid headers.
-            unsafe {
-                let size = bsize(b);
-                if !is_used(b) {
-                    return Ok(None); // freed pointer: refuse
-                }
-                if need <= size {
-                    st.split_used(b, need);
-                    return Ok(Some(p));
-                }
-                let next = next_block(b);
-                let next_free = if is_used(next) { 0 } else { HDR + bsize(next) };
-                if size + next_free >= need {
-                    st.unlink(next);
-                    set_size(b, size + next_free, true);
-                    st.used += next_free;
-                    st.split_used(b, need);
-                    st.note_peak();
-                    return Ok(Some(p));
-                }
-                // Merge with a free predecessor (and successor): move the payload down.
-                if b != st.first {
-                    let prev = prev_block(b);
-                    let prev_free = if is_used(prev) { 0 } else { HDR + bsize(prev) };
-                    if prev_free != 0 && size + prev_free + next_free >= need {
-                        st.unlink(prev);
-                        if next_free != 0 {
-                            st.unlink(next);
-                        }
-                        let dst = prev.cast::<u8>().add(HDR);
-                        // Overlapping move (dst < src): before any header is written inside
-                        // the merged extent.
-                        ptr::copy(p.as_ptr(), dst, size);
-                        // `prev`'s header heads the merged block; `b`'s header becomes
-                        // payload: payload = prev's (HDR + size) + size + next's (HDR + size).
-                        let total = size + prev_free + next_free;
-                        set_size(prev, total, true);
-                        st.used += total - size;
-                        st.split_used(prev, need);
-                        st.note_peak();
-                        return Ok(NonNull::new(dst));
-                    }
-                }
-                Err(size)
+            // `b` is the header of a live used block (caller); its neighbours are valid
+            // headers (boundary tags).
+            //
+            // SAFETY: `b` is a header inside the region (caller; `block_of` checked range and
+            // alignment).
+            let size = unsafe { bsize(b) };
+            // SAFETY: as above.
+            if !unsafe { is_used(b) } {
+                return Ok(None); // freed pointer: refuse
             }
+            if need <= size {
+                // SAFETY: `b` is a used block of this heap, `bsize(b) >= need`, `need` rounded.
+                unsafe { st.split_used(b, need) };
+                return Ok(Some(p));
+            }
+            // SAFETY: `b` is a valid header and not the sentinel (`block_of` requires its
+            // payload to end at or before the sentinel).
+            let next = unsafe { next_block(b) };
+            // SAFETY: `next` is `b`'s successor: a valid header, at most the sentinel.
+            let next_free = if unsafe { is_used(next) } {
+                0
+            } else {
+                // SAFETY: as above.
+                HDR + unsafe { bsize(next) }
+            };
+            if size + next_free >= need {
+                // `need > size`, so `next_free != 0`: `next` is free.
+                //
+                // SAFETY: `next` is a free block header, listed in its class (heap invariant
+                // on entry).
+                unsafe { st.unlink(next) };
+                // SAFETY: `b` + HDR + size + next_free is where `next`'s extent ended: the
+                // header after `next`, inside the region (`next` is free, so not the sentinel).
+                unsafe { set_size(b, size + next_free, true) };
+                st.used += next_free;
+                // SAFETY: `b` is a used block with `bsize(b) = size + next_free >= need`.
+                unsafe { st.split_used(b, need) };
+                st.note_peak();
+                return Ok(Some(p));
+            }
+            // Merge with a free predecessor (and successor): move the payload down.
+            if b != st.first {
+                // SAFETY: `b` is a valid header and not the first block.
+                let prev = unsafe { prev_block(b) };
+                // SAFETY: `prev` is `b`'s predecessor, a valid header (boundary tags).
+                let prev_free = if unsafe { is_used(prev) } {
+                    0
+                } else {
+                    // SAFETY: as above.
+                    HDR + unsafe { bsize(prev) }
+                };
+                if prev_free != 0 && size + prev_free + next_free >= need {
+                    // SAFETY: `prev` is a free block header, listed in its class (heap
+                    // invariant on entry).
+                    unsafe { st.unlink(prev) };
+                    if next_free != 0 {
+                        // SAFETY: `next` is a free block header, listed in its class, and a
+                        // different block from `prev` (they lie on either side of `b`).
+                        unsafe { st.unlink(next) };
+                    }
+                    // SAFETY: `prev`'s payload starts HDR bytes after its header, inside the
+                    // region (`prev` is a free block, not the sentinel).
+                    let dst = unsafe { prev.cast::<u8>().add(HDR) };
+                    // Overlapping move (dst < src): before any header is written inside
+                    // the merged extent.
+                    //
+                    // SAFETY: `p` is valid for `size` bytes (the caller's live block) and
+                    // `dst` for the merged payload of `size + prev_free + next_free` >= `size`
+                    // bytes (blocks just unlinked or owned by the caller, ours under the
+                    // lock); `ptr::copy` allows the overlap.
+                    unsafe { ptr::copy(p.as_ptr(), dst, size) };
+                    // `prev`'s header heads the merged block; `b`'s header becomes
+                    // payload: payload = prev's (HDR + size) + size + next's (HDR + size).
+                    let total = size + prev_free + next_free;
+                    // SAFETY: `prev` + HDR + `total` is the end of the merged extent: the
+                    // header after `next` if it was absorbed, else `next`: inside the region.
+                    unsafe { set_size(prev, total, true) };
+                    st.used += total - size;
+                    // SAFETY: `prev` is now a used block with `bsize(prev) = total >= need`.
+                    unsafe { st.split_used(prev, need) };
+                    st.note_peak();
+                    return Ok(NonNull::new(dst));
+                }
+            }
+            Err(size)
         });
         let old_size = match in_place {
             Ok(r) => return r,
@@ -569,11 +753,11 @@ impl Heap {
         };
         let q = self.alloc(new_size)?;
         // SAFETY: `q` is a fresh block of >= new_size > old_size bytes, disjoint from the
-        // live block `p` of `old_size` bytes; then `p` is freed (caller's contract).
-        unsafe {
-            ptr::copy_nonoverlapping(p.as_ptr(), q.as_ptr(), old_size);
-            self.free(p);
-        }
+        // live block `p` of `old_size` bytes (the heap never hands out overlapping blocks).
+        unsafe { ptr::copy_nonoverlapping(p.as_ptr(), q.as_ptr(), old_size) };
+        // SAFETY: `p` is a live allocation of this heap (caller) whose contents now live in
+        // `q`; the caller does not use `p` again once `Some(q)` with `q != p` is returned.
+        unsafe { self.free(p) };
         Some(q)
     }
 
@@ -606,11 +790,11 @@ impl Heap {
                 let mut sum = 0usize;
                 let mut b = st.heads[c];
                 while !b.is_null() {
-                    // SAFETY: list members are free blocks of this heap.
-                    unsafe {
-                        sum += bsize(b);
-                        b = (*links(b)).next;
-                    }
+                    // SAFETY: `b` is the head of list `c` or a `next` link of one of its
+                    // members; list members are free blocks of this heap.
+                    sum += unsafe { bsize(b) };
+                    // SAFETY: `b` is a listed free block, so its payload holds its links.
+                    b = unsafe { link_next(b) };
                 }
                 let (lo, hi) = if c < NSMALL {
                     ((c + 1) * ALIGN, (c + 1) * ALIGN)
@@ -641,121 +825,140 @@ impl Heap {
             let mut prev_size = 0usize;
             let mut prev_free = false;
             let (mut used, mut free_bytes, mut nfree, mut nused) = (0usize, 0usize, 0usize, 0);
-            // SAFETY: every pointer followed is checked to be inside [first, sentinel] first.
-            unsafe {
-                while b != st.sentinel {
-                    let a = b as usize;
-                    if a < lo || a > hi || !a.is_multiple_of(ALIGN) {
-                        return Err(format!("block {a:#x} outside heap or misaligned"));
-                    }
-                    let size = bsize(b);
-                    if (*b).size & (ALIGN - 1) & !USED != 0 || size < MIN_PAYLOAD {
-                        return Err(format!("block {a:#x}: bad size word {:#x}", (*b).size));
-                    }
-                    if (*b).prev_size != prev_size {
-                        return Err(format!(
-                            "block {a:#x}: prev_size {} != {prev_size}",
-                            (*b).prev_size
-                        ));
-                    }
-                    if a + HDR + size > hi {
-                        return Err(format!("block {a:#x} size {size} runs past the end"));
-                    }
-                    if is_used(b) {
-                        used += size;
-                        nused += 1;
-                        prev_free = false;
-                    } else {
-                        if prev_free {
-                            return Err(format!("block {a:#x}: two adjacent free blocks"));
-                        }
-                        let c = size_class(size);
-                        let mut m = st.heads[c];
-                        let mut found = false;
-                        let mut guard = 0usize;
-                        while !m.is_null() && guard <= st.fragments {
-                            if m == b {
-                                found = true;
-                                break;
-                            }
-                            m = (*links(m)).next;
-                            guard += 1;
-                        }
-                        if !found {
-                            return Err(format!("free block {a:#x} ({size}) not in class {c}"));
-                        }
-                        free_bytes += HDR + size;
-                        nfree += 1;
-                        prev_free = true;
-                    }
-                    prev_size = size;
-                    b = next_block(b);
+            // Every pointer followed is checked to be inside [first, sentinel] and 16-aligned
+            // before it is dereferenced, so a corrupted heap is reported, not walked off.
+            while b != st.sentinel {
+                let a = b as usize;
+                if a < lo || a > hi || !a.is_multiple_of(ALIGN) {
+                    return Err(format!("block {a:#x} outside heap or misaligned"));
                 }
-                if (*b).prev_size != prev_size || (*b).size != USED {
-                    return Err("bad sentinel".into());
+                // SAFETY: `b` is a 16-aligned address in [first, sentinel] (checked just above),
+                // so it is in bounds and a full header fits before the sentinel's end.
+                let word = unsafe { size_word(b) };
+                let size = word & SIZE_MASK;
+                if word & (ALIGN - 1) & !USED != 0 || size < MIN_PAYLOAD {
+                    return Err(format!("block {a:#x}: bad size word {word:#x}"));
                 }
-                let mut listed = 0usize;
-                for c in 0..NCLASSES {
+                // SAFETY: as for the size word: `b` is a checked, aligned header address.
+                let recorded_prev = unsafe { prev_size_word(b) };
+                if recorded_prev != prev_size {
+                    return Err(format!(
+                        "block {a:#x}: prev_size {recorded_prev} != {prev_size}"
+                    ));
+                }
+                if a + HDR + size > hi {
+                    return Err(format!("block {a:#x} size {size} runs past the end"));
+                }
+                if word & USED != 0 {
+                    used += size;
+                    nused += 1;
+                    prev_free = false;
+                } else {
+                    if prev_free {
+                        return Err(format!("block {a:#x}: two adjacent free blocks"));
+                    }
+                    let c = size_class(size);
                     let mut m = st.heads[c];
-                    let mut prev: *mut Block = ptr::null_mut();
-                    let mut cnt = 0u32;
-                    while !m.is_null() {
-                        let a = m as usize;
-                        if a < lo || a >= hi || !a.is_multiple_of(ALIGN) {
-                            return Err(format!("class {c}: link {a:#x} outside heap"));
+                    let mut found = false;
+                    let mut guard = 0usize;
+                    while !m.is_null() && guard <= st.fragments {
+                        if m == b {
+                            found = true;
+                            break;
                         }
-                        if is_used(m) || size_class(bsize(m)) != c {
-                            return Err(format!("class {c}: block {a:#x} used or wrong class"));
-                        }
-                        if (*links(m)).prev != prev {
-                            return Err(format!("class {c}: bad prev link at {a:#x}"));
-                        }
-                        cnt += 1;
-                        if cnt as usize > nfree {
-                            return Err(format!("class {c}: list cycle"));
-                        }
-                        prev = m;
-                        m = (*links(m)).next;
+                        // SAFETY: `m` is the head of list `c` or a `next` link reached from it
+                        // (at most `fragments + 1` steps); list members are free blocks of
+                        // this heap, whose payload holds their links. (This walk trusts the
+                        // links; the walk over the lists below range-checks them.)
+                        m = unsafe { link_next(m) };
+                        guard += 1;
                     }
-                    if cnt != st.counts[c] {
-                        return Err(format!("class {c}: count {} != {cnt}", st.counts[c]));
+                    if !found {
+                        return Err(format!("free block {a:#x} ({size}) not in class {c}"));
                     }
-                    let bit = st.bitmap[c / 64] & (1 << (c % 64)) != 0;
-                    if bit != (cnt > 0) {
-                        return Err(format!("class {c}: bitmap bit {bit} with {cnt} blocks"));
+                    free_bytes += HDR + size;
+                    nfree += 1;
+                    prev_free = true;
+                }
+                prev_size = size;
+                // SAFETY: `b` is a checked header, not the sentinel (loop condition), whose
+                // extent `HDR + size` ends at or before the sentinel (checked above).
+                b = unsafe { next_block(b) };
+            }
+            // SAFETY: `b` is the sentinel, a header inside the region (set by `init`).
+            let sentinel_prev = unsafe { prev_size_word(b) };
+            // SAFETY: as above.
+            let sentinel_word = unsafe { size_word(b) };
+            if sentinel_prev != prev_size || sentinel_word != USED {
+                return Err("bad sentinel".into());
+            }
+            let mut listed = 0usize;
+            for c in 0..NCLASSES {
+                let mut m = st.heads[c];
+                let mut prev: *mut Block = ptr::null_mut();
+                let mut cnt = 0u32;
+                while !m.is_null() {
+                    let a = m as usize;
+                    if a < lo || a >= hi || !a.is_multiple_of(ALIGN) {
+                        return Err(format!("class {c}: link {a:#x} outside heap"));
                     }
-                    listed += cnt as usize;
-                }
-                for w in 0..NWORDS {
-                    if (st.summary & (1 << w) != 0) != (st.bitmap[w] != 0) {
-                        return Err(format!("summary bit {w} wrong"));
+                    // SAFETY: `m` is a 16-aligned address in [first, sentinel) (checked just
+                    // above): a header slot inside the region.
+                    let word = unsafe { size_word(m) };
+                    if word & USED != 0 || size_class(word & SIZE_MASK) != c {
+                        return Err(format!("class {c}: block {a:#x} used or wrong class"));
                     }
+                    // SAFETY: `m` is a checked header of a free block, not the sentinel, so
+                    // its payload (>= 16 bytes, inside the region) holds its links.
+                    if unsafe { link_prev(m) } != prev {
+                        return Err(format!("class {c}: bad prev link at {a:#x}"));
+                    }
+                    cnt += 1;
+                    if cnt as usize > nfree {
+                        return Err(format!("class {c}: list cycle"));
+                    }
+                    prev = m;
+                    // SAFETY: as for the `prev` link.
+                    m = unsafe { link_next(m) };
                 }
-                if listed != nfree || nfree != st.fragments {
-                    return Err(format!(
-                        "free blocks: walked {nfree}, listed {listed}, counted {}",
-                        st.fragments
-                    ));
+                if cnt != st.counts[c] {
+                    return Err(format!("class {c}: count {} != {cnt}", st.counts[c]));
                 }
-                if used != st.used {
-                    return Err(format!("used: walked {used}, counted {}", st.used));
+                let bit = st.bitmap[c / 64] & (1 << (c % 64)) != 0;
+                if bit != (cnt > 0) {
+                    return Err(format!("class {c}: bitmap bit {bit} with {cnt} blocks"));
                 }
-                if free_bytes != st.free_bytes {
-                    return Err(format!(
-                        "free: walked {free_bytes}, counted {}",
-                        st.free_bytes
-                    ));
+                listed += cnt as usize;
+            }
+            for w in 0..NWORDS {
+                if (st.summary & (1 << w) != 0) != (st.bitmap[w] != 0) {
+                    return Err(format!("summary bit {w} wrong"));
                 }
-                if st.max_used < st.total - st.free_bytes {
-                    return Err("max_used below real_used".into());
-                }
-                let overhead = HEAP_HEADER + HDR + nused * HDR;
-                if used + overhead + free_bytes != st.total {
-                    return Err(format!(
-                        "used {used} + overhead {overhead} + free {free_bytes} != total {}",
-                        st.total
-                    ));
-                }
+            }
+            if listed != nfree || nfree != st.fragments {
+                return Err(format!(
+                    "free blocks: walked {nfree}, listed {listed}, counted {}",
+                    st.fragments
+                ));
+            }
+            if used != st.used {
+                return Err(format!("used: walked {used}, counted {}", st.used));
+            }
+            if free_bytes != st.free_bytes {
+                return Err(format!(
+                    "free: walked {free_bytes}, counted {}",
+                    st.free_bytes
+                ));
+            }
+            if st.max_used < st.total - st.free_bytes {
+                return Err("max_used below real_used".into());
+            }
+            let overhead = HEAP_HEADER + HDR + nused * HDR;
+            if used + overhead + free_bytes != st.total {
+                return Err(format!(
+                    "used {used} + overhead {overhead} + free {free_bytes} != total {}",
+                    st.total
+                ));
             }
             Ok(())
         })
@@ -808,16 +1011,16 @@ mod tests {
         assert_eq!(a.as_ptr() as usize % 16, 0);
         h.check().unwrap();
         assert_eq!(h.stats().used, 16 + 112 + 1008);
-        // SAFETY: a, b, c are live allocations of h.
-        unsafe {
-            h.free(b);
-            h.check().unwrap();
-            assert_eq!(h.stats().fragments, 2);
-            h.free(a);
-            h.check().unwrap();
-            assert_eq!(h.stats().fragments, 2);
-            h.free(c);
-        }
+        // SAFETY: `b` is a live allocation of h, freed once and not used afterwards.
+        unsafe { h.free(b) };
+        h.check().unwrap();
+        assert_eq!(h.stats().fragments, 2);
+        // SAFETY: `a` is a live allocation of h, freed once and not used afterwards.
+        unsafe { h.free(a) };
+        h.check().unwrap();
+        assert_eq!(h.stats().fragments, 2);
+        // SAFETY: `c` is a live allocation of h, freed once and not used afterwards.
+        unsafe { h.free(c) };
         h.check().unwrap();
         assert_eq!(
             h.stats(),
@@ -835,16 +1038,19 @@ mod tests {
         let h = buf.heap();
         let a = h.alloc(100).unwrap();
         // SAFETY: `a` is live, 112 usable bytes.
-        unsafe {
-            ptr::write_bytes(a.as_ptr(), 0xAB, 100);
-            let b = h.realloc(a, 5000).unwrap();
-            assert_eq!(a, b);
-            assert!((0..100).all(|i| *b.as_ptr().add(i) == 0xAB));
-            let c = h.realloc(b, 50).unwrap();
-            assert_eq!(c, b);
-            h.check().unwrap();
-            h.free(c);
-        }
+        unsafe { ptr::write_bytes(a.as_ptr(), 0xAB, 100) };
+        // SAFETY: `a` is a live allocation of h; it is not used again unless returned.
+        let b = unsafe { h.realloc(a, 5000) }.unwrap();
+        assert_eq!(a, b);
+        // SAFETY: `b` is live with >= 5000 bytes, the first 100 preserved from `a`.
+        let kept = unsafe { std::slice::from_raw_parts(b.as_ptr(), 100) };
+        assert!(kept.iter().all(|&x| x == 0xAB));
+        // SAFETY: `b` is a live allocation of h (`kept` is no longer used).
+        let c = unsafe { h.realloc(b, 50) }.unwrap();
+        assert_eq!(c, b);
+        h.check().unwrap();
+        // SAFETY: `c` is a live allocation of h, freed once.
+        unsafe { h.free(c) };
         assert_eq!(h.stats().fragments, 1);
     }
 
@@ -855,19 +1061,26 @@ mod tests {
         let a = h.alloc(1000).unwrap();
         let b = h.alloc(200).unwrap();
         let c = h.alloc(100).unwrap();
-        // SAFETY: live allocations of h; `b` is replaced by the realloc result.
-        unsafe {
-            for i in 0..200 {
-                *b.as_ptr().add(i) = i as u8;
-            }
-            h.free(a);
-            let m = h.realloc(b, 1100).unwrap();
-            assert_eq!(m, a, "merged into the predecessor");
-            assert!((0..200).all(|i| *m.as_ptr().add(i) == i as u8));
-            h.check().unwrap();
-            h.free(m);
-            h.free(c);
+        // SAFETY: `b` is a live allocation of >= 200 bytes, borrowed only for this loop.
+        let payload = unsafe { std::slice::from_raw_parts_mut(b.as_ptr(), 200) };
+        for (i, x) in payload.iter_mut().enumerate() {
+            *x = i as u8;
         }
+        // SAFETY: `a` is a live allocation of h, freed once; its address is only compared
+        // afterwards.
+        unsafe { h.free(a) };
+        // SAFETY: `b` is a live allocation of h (`payload` is no longer used); `b` is
+        // replaced by the realloc result.
+        let m = unsafe { h.realloc(b, 1100) }.unwrap();
+        assert_eq!(m, a, "merged into the predecessor");
+        // SAFETY: `m` is live with >= 1100 bytes, the first 200 moved from `b`.
+        let kept = unsafe { std::slice::from_raw_parts(m.as_ptr(), 200) };
+        assert!(kept.iter().enumerate().all(|(i, &x)| x == i as u8));
+        h.check().unwrap();
+        // SAFETY: `m` is a live allocation of h (`kept` is no longer used), freed once.
+        unsafe { h.free(m) };
+        // SAFETY: `c` is a live allocation of h, freed once.
+        unsafe { h.free(c) };
         h.check().unwrap();
         assert_eq!(h.stats().fragments, 1);
     }
@@ -915,24 +1128,28 @@ mod tests {
         let a = h.alloc(32).unwrap();
         let b = h.alloc(32).unwrap();
         let c = h.alloc(32).unwrap();
-        // SAFETY: live allocations; `b` then merges into the free `a`, and its double free
-        // must be ignored.
-        unsafe {
-            h.free(a);
-            h.free(b);
-            h.free(b);
-            h.free(c);
-        }
+        // SAFETY: `a` is a live allocation of h, not used afterwards.
+        unsafe { h.free(a) };
+        // SAFETY: `b` is a live allocation of h; it merges into the free `a`.
+        unsafe { h.free(b) };
+        // SAFETY: deliberately breaks `free`'s contract (a double free) to check that it is
+        // ignored: nothing was allocated in between, so `b`'s stale header, inside the merged
+        // free payload and clear of the links at its start, still has the used flag cleared.
+        unsafe { h.free(b) };
+        // SAFETY: `c` is a live allocation of h, not used afterwards.
+        unsafe { h.free(c) };
         h.check().unwrap();
         assert_eq!(h.stats().fragments, 1);
         let a = h.alloc(32).unwrap();
         let mut x = 0u128;
-        // SAFETY: deliberately misusing free to check it is ignored, not corrupting.
-        unsafe {
-            h.free(a);
-            h.free(a);
-            h.free(NonNull::from(&mut x).cast());
-        }
+        // SAFETY: `a` is a live allocation of h, not used afterwards.
+        unsafe { h.free(a) };
+        // SAFETY: deliberately breaks `free`'s contract (a double free) to check that it is
+        // ignored: nothing was allocated in between, so `a`'s header still reads free.
+        unsafe { h.free(a) };
+        // SAFETY: deliberately breaks `free`'s contract (a foreign pointer): `x` lives on the
+        // stack, outside the heap's region, so `block_of` rejects it before any access.
+        unsafe { h.free(NonNull::from(&mut x).cast()) };
         h.check().unwrap();
         assert_eq!(h.stats().fragments, 1);
     }
@@ -994,26 +1211,28 @@ mod tests {
                         let a = *live.keys().nth(i % live.len()).unwrap();
                         let (n, t) = live.remove(&a).unwrap();
                         // SAFETY: `a` is a live allocation holding n bytes of t.
-                        unsafe {
-                            prop_assert!(std::slice::from_raw_parts(a as *const u8, n).iter().all(|&b| b == t));
-                            h.free(NonNull::new_unchecked(a as *mut u8));
-                        }
+                        let bytes = unsafe { std::slice::from_raw_parts(a as *const u8, n) };
+                        prop_assert!(bytes.iter().all(|&b| b == t));
+                        // SAFETY: `a` is a live allocation of h (`bytes` is no longer used),
+                        // removed from the model, so freed once.
+                        unsafe { h.free(nn(a)) };
                     }
                     Op::Realloc(i, n) => {
                         if live.is_empty() { continue; }
                         let a = *live.keys().nth(i % live.len()).unwrap();
                         let (old, t) = live[&a];
-                        // SAFETY: `a` is a live allocation of h.
-                        let r = unsafe { h.realloc(NonNull::new_unchecked(a as *mut u8), n) };
+                        // SAFETY: `a` is a live allocation of h; the model drops it on success.
+                        let r = unsafe { h.realloc(nn(a), n) };
                         match r {
                             Some(q) => {
                                 live.remove(&a);
                                 let keep = old.min(n);
-                                // SAFETY: q holds >= n bytes, the first `keep` preserved.
-                                unsafe {
-                                    prop_assert!(std::slice::from_raw_parts(q.as_ptr(), keep).iter().all(|&b| b == t));
-                                    ptr::write_bytes(q.as_ptr(), tag, n);
-                                }
+                                // SAFETY: q holds >= n >= keep bytes, the first `keep` preserved.
+                                let kept = unsafe { std::slice::from_raw_parts(q.as_ptr(), keep) };
+                                prop_assert!(kept.iter().all(|&b| b == t));
+                                // SAFETY: q is a live allocation of >= n bytes (`kept` is no
+                                // longer used).
+                                unsafe { ptr::write_bytes(q.as_ptr(), tag, n) };
                                 live.insert(q.as_ptr() as usize, (n, tag));
                             }
                             None => {
@@ -1028,7 +1247,7 @@ mod tests {
                 let mut used = 0usize;
                 for (&a, &(n, _)) in &live {
                     // SAFETY: `a` is live.
-                    let u = unsafe { h.usable_size(NonNull::new_unchecked(a as *mut u8)) };
+                    let u = unsafe { h.usable_size(nn(a)) };
                     prop_assert!(u >= n && u <= round_request(n).unwrap() + 16);
                     prop_assert!(a >= end, "overlap at {:#x}", a);
                     prop_assert!(a >= region.0 && a + u <= region.1);
@@ -1043,7 +1262,7 @@ mod tests {
             }
             for &a in live.keys() {
                 // SAFETY: each live allocation is freed once.
-                unsafe { h.free(NonNull::new_unchecked(a as *mut u8)) };
+                unsafe { h.free(nn(a)) };
             }
             h.check().map_err(TestCaseError::fail)?;
             let s = h.stats();
@@ -1052,6 +1271,11 @@ mod tests {
             prop_assert_eq!(s.used, 0);
             prop_assert_eq!(s.real_used, s0.real_used);
         }
+    }
+
+    /// The address of a model allocation as a pointer (never 0: it came from the heap).
+    fn nn(a: usize) -> NonNull<u8> {
+        NonNull::new(a as *mut u8).expect("heap addresses are non-null")
     }
 
     fn buf_range(h: &Heap) -> (usize, usize) {

@@ -113,15 +113,22 @@ pub fn init(size: usize) -> Result<(), io::Error> {
     }
     let seg = Segment::create(size)?;
     let base = seg.base();
-    // SAFETY: the fresh mapping is zeroed, page-aligned and `seg.len()` >= HEADER_SIZE +
+    // The fresh mapping is zeroed, page-aligned and `seg.len()` >= HEADER_SIZE +
     // Heap::min_region() bytes long; the header goes at its start and the heap right after
-    // (16-aligned). Nothing else uses the mapping yet.
-    let heap = unsafe {
-        let h = base.cast::<Header>();
-        (*h).magic = MAGIC;
-        (*h).size = seg.len();
-        Heap::init(base.add(HEADER_SIZE), seg.len() - HEADER_SIZE)
-    };
+    // (16-aligned). Nothing else uses the mapping yet: its address is published only below.
+    let h = base.cast::<Header>();
+    // SAFETY: `h` is the page-aligned start of the mapping, which holds a whole Header
+    // (HEADER_SIZE <= its length); no other reference to it exists yet.
+    unsafe { (*h).magic = MAGIC };
+    // SAFETY: same header as for `magic`: in bounds, aligned, not shared yet.
+    unsafe { (*h).size = seg.len() };
+    // SAFETY: HEADER_SIZE < `seg.len()`, so the heap start is inside the mapping.
+    let heap_base = unsafe { base.add(HEADER_SIZE) };
+    // SAFETY: `heap_base` is 16-aligned (page-aligned base plus HEADER_SIZE, a multiple of
+    // ALIGN) and valid for the remaining `seg.len() - HEADER_SIZE` >= Heap::min_region()
+    // bytes for the rest of the program (the mapping is never unmapped); only this heap uses
+    // them.
+    let heap = unsafe { Heap::init(heap_base, seg.len() - HEADER_SIZE) };
     register_atfork();
     SEG_LEN.store(seg.len(), Ordering::Relaxed);
     HEAP.store(heap as *const Heap as *mut Heap, Ordering::Release);
@@ -233,11 +240,12 @@ pub fn alloc<T: ShmSafe>(val: T) -> Option<ShmPtr<T>> {
         return None;
     }
     let p = alloc_bytes(size_of::<T>().max(1))?.cast::<T>();
-    // SAFETY: `p` is a fresh, 16-aligned allocation of at least size_of::<T>() bytes.
-    unsafe {
-        p.as_ptr().write(val);
-        Some(ShmPtr::from_raw(p.as_ptr()))
-    }
+    // SAFETY: `p` is a fresh, 16-aligned allocation of at least size_of::<T>() bytes, and
+    // align_of::<T>() <= 16 (checked); nobody else has it yet.
+    unsafe { p.as_ptr().write(val) };
+    // SAFETY: `p` now points to an initialised `T` in the segment, which stays allocated
+    // until the caller frees it through the unsafe `free`.
+    Some(unsafe { ShmPtr::from_raw(p.as_ptr()) })
 }
 
 /// Frees a value allocated by [`alloc`] or [`alloc_zeroed_array`] (no destructor runs:
@@ -288,12 +296,12 @@ pub fn alloc_zeroed_array<T: ShmSafe>(n: usize) -> Option<ShmPtr<T>> {
     }
     let bytes = size_of::<T>().checked_mul(n)?.max(1);
     let p = alloc_bytes(bytes)?;
-    // SAFETY: `p` is a fresh allocation of `bytes` bytes; zero is a valid T by this
-    // function's documented rule.
-    unsafe {
-        std::ptr::write_bytes(p.as_ptr(), 0, bytes);
-        Some(ShmPtr::from_raw(p.as_ptr().cast()))
-    }
+    // SAFETY: `p` is a fresh allocation of `bytes` bytes that nobody else has yet.
+    unsafe { std::ptr::write_bytes(p.as_ptr(), 0, bytes) };
+    // SAFETY: `p` is 16-aligned (align_of::<T>() <= 16, checked) and now holds `n` zeroed
+    // `T`s, each a valid value by this function's documented rule; it stays allocated until
+    // the caller frees it through the unsafe `free`.
+    Some(unsafe { ShmPtr::from_raw(p.as_ptr().cast()) })
 }
 
 /// Global heap statistics (all zero when not initialised).
@@ -330,13 +338,18 @@ pub fn alloc_static_slice_with<T: ShmSafe + Sync>(
     }
     let bytes = size_of::<T>().checked_mul(n)?.max(1);
     let p = alloc_bytes(bytes)?.cast::<T>();
-    // SAFETY: `p` is a fresh allocation of room for `n` properly aligned `T`s; each
-    // element is written exactly once before the slice is formed, and the memory is
-    // never freed nor unmapped, so the slice lives as long as the program.
-    unsafe {
-        for i in 0..n {
-            p.as_ptr().add(i).write(init(i));
-        }
-        Some(std::slice::from_raw_parts(p.as_ptr(), n))
+    // `p` is a fresh allocation of room for `n` properly aligned `T`s (16-aligned base,
+    // align_of::<T>() <= 16, stride size_of::<T>()).
+    for i in 0..n {
+        // SAFETY: `i < n`, so the offset stays inside the allocation of `n` `T`s.
+        let slot = unsafe { p.as_ptr().add(i) };
+        let value = init(i);
+        // SAFETY: `slot` is aligned, in bounds and not yet initialised; each element is
+        // written exactly once, and nobody else has the allocation yet.
+        unsafe { slot.write(value) };
     }
+    // SAFETY: all `n` elements were written above, and the memory is never freed nor
+    // unmapped, so the slice lives as long as the program; it is only read through shared
+    // references (`T: Sync`).
+    Some(unsafe { std::slice::from_raw_parts(p.as_ptr(), n) })
 }

@@ -200,9 +200,13 @@ impl LockSet {
     /// Lock number `i % len()`.
     pub fn get(&self, i: usize) -> &FastLock {
         let i = i % self.len;
-        // SAFETY: `locks` points to `len` initialised (zeroed = free) FastLocks allocated by
-        // `new`, kept for the life of the set; `i < len`.
-        unsafe { &*self.locks.as_ptr().add(i) }
+        // SAFETY: `locks` points to an array of `len` FastLocks allocated by `new` and `i <
+        // len`, so the offset stays inside that array.
+        let lock = unsafe { self.locks.as_ptr().add(i) };
+        // SAFETY: `lock` is an initialised (zeroed = free) FastLock of the array, which is
+        // kept for the life of the set (freed only by the unsafe `destroy`, whose caller
+        // guarantees no reference into the set survives); only shared access is given out.
+        unsafe { &*lock }
     }
 
     /// Number of locks in the set.
@@ -225,12 +229,13 @@ impl LockSet {
             return;
         }
         let locks = set.as_ref().locks;
-        // SAFETY: both allocations come from the global heap (caller's contract) and are no
-        // longer used.
-        unsafe {
-            global::free(locks);
-            global::free(set);
-        }
+        // SAFETY: `locks` was allocated from the global heap by `LockSet::new` (caller's
+        // contract: `set` comes from it); no lock of it is held and none is used afterwards.
+        unsafe { global::free(locks) };
+        // SAFETY: `set` was allocated from the global heap by `LockSet::new` and neither it
+        // nor any reference into it is used afterwards (caller's contract); its `locks` field
+        // was read above, before the free.
+        unsafe { global::free(set) };
     }
 }
 

@@ -56,16 +56,15 @@ fn child(shared: &Shared, seed: u64) -> i32 {
             live.push((p, size, tag));
         } else {
             let (p, size, tag) = live.swap_remove((r >> 8) as usize % live.len());
-            // SAFETY: live allocation of `size` bytes filled with `tag`, freed once.
-            unsafe {
-                if !std::slice::from_raw_parts(p.as_ptr(), size)
-                    .iter()
-                    .all(|&b| b == tag)
-                {
-                    return 2;
-                }
-                shm::free_bytes(p);
+            // SAFETY: live allocation of `size` bytes filled with `tag`, private to this
+            // process (no other process has its address).
+            let bytes = unsafe { std::slice::from_raw_parts(p.as_ptr(), size) };
+            if !bytes.iter().all(|&b| b == tag) {
+                return 2;
             }
+            // SAFETY: `p` is live, removed from `live` so freed once, and `bytes` is no
+            // longer used.
+            unsafe { shm::free_bytes(p) };
         }
     }
     for (p, _, _) in live {

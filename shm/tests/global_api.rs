@@ -126,12 +126,15 @@ fn global_api() {
     );
 
     // Free everything: back to the start.
-    // SAFETY: each allocation is freed once and not used afterwards.
-    unsafe {
-        LockSet::destroy(set);
-        shm::free(arr);
-        shm::free(p);
-    }
+    // SAFETY: `set` comes from LockSet::new, no lock of it is held (the guards above were
+    // dropped) and neither it nor `ls` is used afterwards.
+    unsafe { LockSet::destroy(set) };
+    // SAFETY: `arr` comes from alloc_zeroed_array, is freed once, and `items` (the only
+    // borrow of it) is no longer used.
+    unsafe { shm::free(arr) };
+    // SAFETY: `p` comes from alloc and is freed once; the string it holds (`s`) is a
+    // separate allocation, freed below.
+    unsafe { shm::free(p) };
     s.free();
     shm::global::heap().unwrap().check().unwrap();
     let s1 = shm::stats();

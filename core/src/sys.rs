@@ -315,10 +315,18 @@ pub fn lookup_group(name: &str) -> io::Result<u32> {
     Ok(unsafe { (*gr).gr_gid })
 }
 
+/// Drop the supplementary groups (to `gid` alone) and set the group id. As root a
+/// failed `setgroups` is an error (the old groups would survive the drop); without
+/// root it is expected (EPERM) and only `setgid` decides.
 pub fn setgid(gid: u32) -> io::Result<()> {
     let g = gid as libc::gid_t;
     // SAFETY: the list pointer refers to one valid gid_t local, matching the count 1.
-    unsafe { libc::setgroups(1, &g) };
+    let r = unsafe { libc::setgroups(1, &g) };
+    // SAFETY: geteuid takes no arguments and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if r == -1 && root {
+        return Err(io::Error::last_os_error());
+    }
     // SAFETY: setgid takes a plain integer.
     cvt(unsafe { libc::setgid(g) })?;
     Ok(())

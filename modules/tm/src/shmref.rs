@@ -1,4 +1,5 @@
-//! The only `unsafe` of tm: turning shm pointers into references, and freeing cells.
+//! tm's unsafe code (besides the argued `unsafe impl ShmSafe` lines of `h_table.rs`):
+//! turning shm pointers into references, and freeing cells.
 //!
 //! Module invariants (upheld by every caller inside `tm`, never exposed outside):
 //! * the hash table and the timer list head are allocated once by `mod_init` (attendant,

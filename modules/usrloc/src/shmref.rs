@@ -1,4 +1,5 @@
-//! The only `unsafe` of usrloc: turning shm pointers into references.
+//! usrloc's unsafe code (besides the argued `unsafe impl ShmSafe` lines of `udomain.rs`,
+//! `hslot.rs`, `urecord.rs` and `ucontact.rs`): turning shm pointers into references.
 //!
 //! Module invariant (upheld by every caller inside `usrloc`, never exposed outside):
 //! * every record and contact is reachable from exactly one slot and is read or

@@ -328,6 +328,7 @@ fn statistics_and_usrloc_mi_commands() {
              modparam(\"mi_fifo\", \"fifo_name\", \"{DIR}/openser_fifo\")\n\
              modparam(\"mi_fifo\", \"reply_dir\", \"{DIR}/\")\n\
              modparam(\"usrloc\", \"timer_interval\", 1)\n\
+             modparam(\"usrloc\", \"hash_size\", 9)\n\
              modparam(\"registrar\", \"min_expires\", 1)\n\
              modparam(\"registrar\", \"max_expires\", 7200)";
     let mut s = Server::start(&cfg(p), &[]);

@@ -47,20 +47,22 @@ pub(super) fn alloc_zeroed<T: ShmSafe>(n: usize) -> Option<ShmPtr<T>> {
 /// The lock of slot `i` of a domain's lock array `base` of `n` locks.
 pub(super) fn slot_lock(base: ShmPtr<FastLock>, n: usize, i: usize) -> &'static FastLock {
     assert!(i < n && !base.is_null(), "slot index out of range");
+    let elem = base.as_ptr().wrapping_add(i);
     // SAFETY: `base` points to a live array of `n` locks (allocated zeroed — a free
-    // FastLock — by `UDomain::new` and never freed), `i < n` was checked, and a
-    // FastLock is only used through shared references (atomics), so a `'static`
-    // shared reference to element `i` is sound in every process.
-    unsafe { &*base.as_ptr().add(i) }
+    // FastLock — by `UDomain::new` and never freed) and `i < n` was checked, so `elem`
+    // is element `i`; a FastLock is only used through shared references (atomics), so
+    // a `'static` shared reference to it is sound in every process.
+    unsafe { &*elem }
 }
 
 /// The list head of slot `i` of a domain's head array `base` of `n` heads.
 pub(super) fn slot_head(base: ShmPtr<SlotHead>, n: usize, i: usize) -> ShmPtr<SlotHead> {
     assert!(i < n && !base.is_null(), "slot index out of range");
-    // SAFETY: `i < n` keeps the address inside the live array of `n` initialised
-    // (zeroed) heads; the result is only dereferenced through `get`/`get_mut` with the
-    // slot's guard, like every other pointer of the slot.
-    unsafe { ShmPtr::from_raw(base.as_ptr().add(i)) }
+    let elem = base.as_ptr().wrapping_add(i);
+    // SAFETY: `i < n` keeps `elem` inside the live array of `n` initialised (zeroed)
+    // heads; the result is only dereferenced through `get`/`get_mut` with the slot's
+    // guard, like every other pointer of the slot.
+    unsafe { ShmPtr::from_raw(elem) }
 }
 
 /// Read access to a record/contact/slot head of the guard's slot.

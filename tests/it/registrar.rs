@@ -218,7 +218,12 @@ fn ten_thousand_aors_spread_over_slots() {
     use openser_core::parser::SipMsg;
     use registrar::{RegParams, save};
     let _ = shm::init(128 << 20);
-    let d = usrloc::register_udomain("it_spread").expect("domain");
+    // 1.2's 512 slots (the default now sizes the table from the segment).
+    let params = usrloc::UsrlocParams {
+        hash_size: 9,
+        ..usrloc::params()
+    };
+    let d = usrloc::register_udomain_with("it_spread", &params).expect("domain");
     let p = RegParams::default();
     for i in 0..10_000 {
         let m = format!(

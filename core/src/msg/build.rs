@@ -4,6 +4,7 @@
 use std::fmt;
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::net::SocketAddr;
 
 use super::lumps::{BODY_PRIO, Lumps};
 use crate::parser::{BUF_SIZE, FirstLine, HdrType, Proto, SipMsg, Via};
@@ -251,6 +252,25 @@ pub fn reply_destination(req: &SipMsg) -> Result<(String, u16), BuildError> {
         v.port.unwrap_or(dport)
     };
     Ok((req.rcv.src.ip().to_string(), port))
+}
+
+/// [`reply_destination`] as a socket address: the source address of the request
+/// directly, without a detour through text, unless the Via has `maddr` (resolved).
+pub fn reply_addr(req: &SipMsg) -> Result<SocketAddr, String> {
+    let v = req.via1().map_err(|_| "no Via".to_string())?;
+    if req.rcv.proto != Proto::Udp {
+        return Ok(req.rcv.src);
+    }
+    if v.maddr.is_some() {
+        let (h, p) = reply_destination(req).map_err(|e| format!("{e:?}"))?;
+        return crate::transport::send::resolve_host(&h, p);
+    }
+    let port = if v.rport.is_some() || req.add_rport {
+        req.rcv.src.port()
+    } else {
+        v.port.unwrap_or(via_default_port(req, v))
+    };
+    Ok(SocketAddr::new(req.rcv.src.ip(), port))
 }
 
 /// Where a statelessly forwarded reply goes: the second Via's `maddr`, else `received`,

@@ -120,8 +120,7 @@ pub fn forward_reply(reply: &SipMsg) -> Result<(), SipError> {
 /// Send a reply built for `req` to where replies to it go (RFC 3261 §18.2.2 and
 /// RFC 3581), from the socket the request came in on.
 pub fn send_reply(req: &SipMsg, buf: &[u8]) -> Result<(), SipError> {
-    let (host, port) = msg::reply_destination(req).map_err(|_| SipError::BadVia)?;
-    let to = resolve_host(&host, port).map_err(|e| {
+    let to = msg::reply_addr(req).map_err(|e| {
         crate::log_err!("{e}");
         SipError::BadAddress
     })?;

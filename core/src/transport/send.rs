@@ -81,13 +81,13 @@ pub fn uri_destination(uri: &str) -> Result<(SocketAddr, Proto), String> {
 }
 
 /// Host and port to advertise for socket `sock_idx` (advertised_address/port win).
-pub fn advertised(sock_idx: usize) -> (String, u16) {
+pub fn advertised(sock_idx: usize) -> (&'static str, u16) {
     let g = globals::get();
     let si = sockets().get(sock_idx).or_else(|| sockets().first());
     let host = match (&g.advertised_address, si) {
-        (Some(a), _) => a.clone(),
+        (Some(a), _) => a.as_str(),
         (None, Some(s)) => s.via_host(),
-        (None, None) => "127.0.0.1".into(),
+        (None, None) => "127.0.0.1",
     };
     let port = match (g.advertised_port, si) {
         (Some(p), _) => p,
@@ -101,7 +101,7 @@ pub fn advertised(sock_idx: usize) -> (String, u16) {
 pub fn our_via(sock_idx: usize, branch: &str, msg: &SipMsg) -> crate::msg::ViaParams {
     let (host, port) = advertised(sock_idx);
     crate::msg::ViaParams {
-        host,
+        host: host.to_string(),
         port,
         proto: Proto::Udp,
         branch: branch.to_string(),

@@ -60,7 +60,7 @@ run_one() {
 	sleep 6 # valgrind start-up
 	local uas=
 	if [ "$scen" = stateless ] || [ "$scen" = stateful ] || [ "$scen" = registrar ]; then
-		sipp -sf "$SCEN/uas.xml" -i 127.0.0.1 -p 5070 -bg </dev/null >/dev/null 2>&1 || true
+		sipp -sf "$SCEN/uas.xml" -i 127.0.0.1 -p 5070 -d 50 -bg </dev/null >/dev/null 2>&1 || true
 		uas=1
 	fi
 	if [ "$scen" = registrar ]; then

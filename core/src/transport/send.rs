@@ -3,7 +3,7 @@
 use crate::globals;
 use crate::parser::SipMsg;
 use crate::parser::msg::Proto;
-use crate::parser::uri::Uri;
+use crate::parser::uri::UriRef;
 use crate::transport::socket::sockets;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
@@ -67,17 +67,14 @@ pub fn resolve_host(host: &str, port: u16) -> Result<SocketAddr, String> {
 /// Where a request for `uri` goes: maddr or host, port (default 5060/5061), and
 /// the transport parameter.
 pub fn uri_destination(uri: &str) -> Result<(SocketAddr, Proto), String> {
-    let u = Uri::parse(uri).map_err(|e| format!("bad uri <{uri}>: {e:?}"))?;
+    let u = UriRef::parse(uri).map_err(|e| format!("bad uri <{uri}>: {e:?}"))?;
     let proto = match u.transport() {
         Some(t) => Proto::from_name(t.as_bytes()).unwrap_or(Proto::Udp),
         None => Proto::Udp,
     };
-    let host = u
-        .maddr()
-        .unwrap_or_else(|| u.host_unbracketed())
-        .to_string();
+    let host = u.maddr().unwrap_or_else(|| u.host_unbracketed());
     let port = u.port_or_default();
-    Ok((resolve_host(&host, port)?, proto))
+    Ok((resolve_host(host, port)?, proto))
 }
 
 /// Host and port to advertise for socket `sock_idx` (advertised_address/port win).

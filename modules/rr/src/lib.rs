@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use openser_core::cfg::ast::{Arg, ArgValue};
 use openser_core::module::{BoolParam, CmdExport, FixedArg, ModuleExports, Param};
-use openser_core::parser::{HdrType, SipMsg, Uri};
+use openser_core::parser::{HdrType, SipMsg, UriRef};
 use openser_core::route::*;
 use openser_core::script::Ctx;
 use openser_core::transport::socket::{is_myself, sockets};
@@ -228,7 +228,7 @@ fn cmd_add_rr_param(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
 }
 
 /// Whether a Route URI is one of ours.
-fn uri_is_myself(u: &Uri) -> bool {
+fn uri_is_myself(u: &UriRef<'_>) -> bool {
     is_myself(u.host_unbracketed(), u.port.unwrap_or(0))
 }
 
@@ -266,18 +266,17 @@ fn cmd_loose_route(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
             .unzip(),
         _ => return -1,
     };
-    let Ok(first) = Uri::parse(&uris[0]) else {
+    let Ok(first) = UriRef::parse(&uris[0]) else {
         return -1;
     };
     // Strict-router conversion (§16.4): the R-URI is our own RR URI.
-    let ruri_ours = msg
-        .ruri_parsed()
-        .is_ok_and(|u| uri_is_myself(&u) && (u.lr() || u.param("ftag").is_some()));
-    if ruri_ours {
-        let ruri_params = msg
-            .ruri_parsed()
-            .map(|u| u.params_text())
-            .unwrap_or_default();
+    let ruri_params = match UriRef::parse(msg.ruri()) {
+        Ok(u) if uri_is_myself(&u) && (u.lr() || u.param("ftag").is_some()) => {
+            Some(u.params.to_string())
+        }
+        _ => None,
+    };
+    if let Some(ruri_params) = ruri_params {
         with_state(msg, |s| s.route_params = Some(ruri_params));
         let last = uris.len() - 1;
         msg.new_uri = Some(uris[last].clone());
@@ -294,12 +293,12 @@ fn cmd_loose_route(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
         return 1;
     }
     // Our own Route on top: remove it (and the r2 twin).
-    with_state(msg, |s| s.route_params = Some(first.params_text()));
+    with_state(msg, |s| s.route_params = Some(first.params.to_string()));
     remove_route(msg, &spans, 0);
     let mut next = 1;
-    if first.r2().is_some()
+    if first.param("r2").is_some()
         && uris.len() > 1
-        && Uri::parse(&uris[1]).is_ok_and(|u| uri_is_myself(&u))
+        && UriRef::parse(&uris[1]).is_ok_and(|u| uri_is_myself(&u))
     {
         remove_route(msg, &spans, 1);
         next = 2;
@@ -309,7 +308,7 @@ fn cmd_loose_route(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
         let has_totag = msg.to().ok().and_then(|t| t.tag).is_some();
         return if has_totag { 1 } else { -1 };
     }
-    match Uri::parse(&uris[next]) {
+    match UriRef::parse(&uris[next]) {
         Ok(u) if u.lr() => msg.dst_uri = Some(uris[next].clone()),
         Ok(_) => strict_next(msg, &uris, &spans, next),
         Err(_) => return -1,

@@ -778,18 +778,183 @@ mod tests {
         assert!(shm::stats().used <= used0 + 64 * 1024);
     }
 
-    #[test]
-    fn due_cells_returns_only_due() {
-        setup();
-        let hash = 777;
-        let (c, _) = find_or_insert(hash, |_| false, || mk(hash, b"due")).unwrap();
-        c.due(1_000);
-        assert!(due_cells(999).iter().all(|x| x.ptr() != c.ptr()));
-        assert!(due_cells(1_000).iter().any(|x| x.ptr() == c.ptr()));
+    /// The timer tests share the wheel's per-shard "last tick": each runs alone and in
+    /// its own window of time, later than every earlier test's.
+    fn timer_window() -> (std::sync::MutexGuard<'static, ()>, u64) {
+        static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        static NEXT: AtomicU64 = AtomicU64::new(10_000_000);
+        let g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let base = NEXT.fetch_add(100_000_000, Ordering::SeqCst);
+        // Bring every shard to `base`.
+        drop(due_cells(base));
+        (g, base)
+    }
+
+    /// The list `p` is in, if it is in any of its shard's lists.
+    fn list_of(hash: u32, p: ShmPtr<Cell>) -> Option<u32> {
+        let tl = timer_of(hash)?;
+        let g = tl.lock.lock();
+        for i in 0..LISTS as u32 {
+            let mut q = tl.list_head(&g, i);
+            while let Some(c) = cell_locked(&g, q) {
+                if std::ptr::eq(c, p.as_ptr()) {
+                    return Some(i);
+                }
+                q = timer_links(&g, c).next;
+            }
+        }
+        None
+    }
+
+    fn returned(v: &[CellRef], c: &CellRef) -> bool {
+        v.iter().any(|x| x.ptr() == c.ptr())
+    }
+
+    /// Take `c` out of the table and let the timer free it.
+    fn discard(hash: u32, c: CellRef) {
+        let p = c.ptr();
         unlink_hash(&c);
         drop(c);
         drop(due_cells(0));
+        assert_eq!(list_of(hash, p), None, "freed");
+    }
+
+    #[test]
+    fn due_cells_returns_only_due() {
+        setup();
+        let (_g, t) = timer_window();
+        let hash = 777;
+        let (c, _) = find_or_insert(hash, |_| false, || mk(hash, b"due")).unwrap();
+        c.due(t + 1_000);
+        assert!(!returned(&due_cells(t + 999), &c));
+        assert!(returned(&due_cells(t + 1_000), &c));
+        // Due in the middle of a tick the walk has just looked at: moved on to the next
+        // bucket, not left behind for a whole turn.
+        c.next_due.store(t + 1_150, Ordering::SeqCst);
+        requeue(&c);
+        assert!(!returned(&due_cells(t + 1_120), &c));
+        assert!(returned(&due_cells(t + 1_200), &c));
+        discard(hash, c);
         assert!(find_in_entry(hash, |_| true).is_none());
+    }
+
+    #[test]
+    fn deadline_a_turn_later_shares_the_bucket_but_is_not_early() {
+        setup();
+        let (_g, t) = timer_window();
+        let hash = 778;
+        let (c, _) = find_or_insert(hash, |_| false, || mk(hash, b"turn")).unwrap();
+        let turn = WHEEL as u64 * 100;
+        c.due(t + turn + 500);
+        drop(due_cells(t));
+        let bucket = list_of(hash, c.ptr()).expect("linked");
+        assert_eq!(bucket as u64, tick_of(t + 500) % WHEEL as u64);
+        // The walk passes its bucket once before the deadline: the cell stays.
+        assert!(!returned(&due_cells(t + 600), &c));
+        assert!(!returned(&due_cells(t + turn + 400), &c));
+        assert!(returned(&due_cells(t + turn + 500), &c));
+        discard(hash, c);
+    }
+
+    #[test]
+    fn lowered_deadline_moves_the_cell_to_its_new_bucket() {
+        setup();
+        let (_g, t) = timer_window();
+        let hash = 779;
+        let (c, _) = find_or_insert(hash, |_| false, || mk(hash, b"lower")).unwrap();
+        c.due(t + 50_000);
+        drop(due_cells(t));
+        assert_eq!(
+            list_of(hash, c.ptr()),
+            Some((tick_of(t + 50_000) % WHEEL as u64) as u32)
+        );
+        // A worker lowers it (e.g. a retransmission timer): queued once, moved at the
+        // next walk, due at the new time and not before.
+        c.due(t + 1_000);
+        c.due(t + 1_200); // later than the current deadline: no effect
+        assert!(!returned(&due_cells(t + 900), &c));
+        assert_eq!(
+            list_of(hash, c.ptr()),
+            Some((tick_of(t + 1_000) % WHEEL as u64) as u32)
+        );
+        assert!(returned(&due_cells(t + 1_000), &c));
+        discard(hash, c);
+    }
+
+    #[test]
+    fn raised_deadline_after_handling_is_rescheduled_by_requeue() {
+        setup();
+        let (_g, t) = timer_window();
+        let hash = 780;
+        let (c, _) = find_or_insert(hash, |_| false, || mk(hash, b"raise")).unwrap();
+        c.due(t + 300);
+        let v = due_cells(t + 300);
+        assert!(returned(&v, &c));
+        drop(v);
+        // What the timer process does after handling: the next deadline, then requeue.
+        c.next_due.store(t + 7_000, Ordering::SeqCst);
+        requeue(&c);
+        assert!(!returned(&due_cells(t + 6_900), &c));
+        assert!(returned(&due_cells(t + 7_050), &c));
+        // Nothing left: idle cells are not looked at.
+        c.next_due.store(u64::MAX, Ordering::SeqCst);
+        requeue(&c);
+        drop(due_cells(t + 7_100));
+        assert_eq!(list_of(hash, c.ptr()), Some(IDLE_LIST));
+        assert!(!returned(&due_cells(t + 500_000), &c));
+        discard(hash, c);
+    }
+
+    #[test]
+    fn overdue_cell_is_due_at_the_next_walk() {
+        setup();
+        let (_g, t) = timer_window();
+        let hash = 781;
+        // Created with a deadline already behind the wheel's last tick.
+        let (c, _) = find_or_insert(hash, |_| false, || mk(hash, b"late")).unwrap();
+        c.due(t - 5_000);
+        drop(due_cells(0)); // drains the pending stack without moving time
+        assert_eq!(
+            list_of(hash, c.ptr()),
+            Some((tick_of(t + 100) % WHEEL as u64) as u32)
+        );
+        assert!(returned(&due_cells(t + 100), &c));
+        discard(hash, c);
+    }
+
+    #[test]
+    fn reap_waits_for_the_last_reference_and_the_reschedule_stack() {
+        setup();
+        let (_g, _t) = timer_window();
+        let hash = 782;
+        let (c, _) = find_or_insert(hash, |_| false, || mk(hash, b"reap")).unwrap();
+        let p = c.ptr();
+        let other = revalidate(hash, p, c.label).expect("second reference");
+        unlink_hash(&c);
+        drop(c);
+        drop(due_cells(0));
+        assert_eq!(list_of(hash, p), Some(REAP_LIST), "still referenced");
+        // Queued for rescheduling (as if a worker lowered its deadline just now): the
+        // timer still has to take it off the stack, so it is not freed yet.
+        other.resched_queued.store(1, Ordering::SeqCst);
+        let label = other.label;
+        drop(other);
+        drop(due_cells(0));
+        assert_eq!(
+            list_of(hash, p),
+            Some(REAP_LIST),
+            "still on the reschedule stack"
+        );
+        // The cell is still allocated; the timer takes it off the stack.
+        let tl = timer_of(hash).unwrap();
+        {
+            let g = tl.lock.lock();
+            let c = cell_locked(&g, p).expect("allocated");
+            assert_eq!(c.label, label);
+            c.resched_queued.store(0, Ordering::SeqCst);
+        }
+        drop(due_cells(0));
+        assert_eq!(list_of(hash, p), None, "freed");
     }
 
     #[test]

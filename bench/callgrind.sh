@@ -10,7 +10,9 @@
 # users). Environment: N (calls, default 2000), RATE (default 200), BIN (default the
 # release build), SERVER (a whole command line instead of BIN …, with $CFG for the
 # config: e.g. the original OpenSER), CFG_PATTERN (printf pattern of the config per
-# routing, default bench/openser-%s.cfg), OUT (default target/bench/callgrind-<date>).
+# routing, default bench/openser-%s.cfg), OUT (default target/bench/callgrind-<date>),
+# HOST (the loopback address server and SIPp use, default 127.0.0.1; another one, e.g.
+# 127.0.0.42, keeps the run clear of anything else on port 5060).
 #   SERVER='/path/to/openser-1.2/sbin/openser -D -E -f $CFG' \
 #   CFG_PATTERN=../shared/bench/openser12/openser12-%s.cfg bench/callgrind.sh stateful register
 set -euo pipefail
@@ -23,6 +25,7 @@ BIN=${BIN:-$ROOT/target/release/openser}
 OUT=${OUT:-$ROOT/target/bench/callgrind-$(date +%Y%m%d-%H%M%S)}
 SCENARIOS=${*:-stateless stateful register}
 CFG_PATTERN=${CFG_PATTERN:-$HERE/openser-%s.cfg}
+HOST=${HOST:-127.0.0.1}
 command -v valgrind >/dev/null || { echo "valgrind is needed" >&2; exit 2; }
 command -v sipp >/dev/null || { echo "sipp (sip-tester) is needed" >&2; exit 2; }
 mkdir -p "$OUT"
@@ -47,7 +50,7 @@ run_one() {
 	mkdir -p "$dir"
 	local cfg=$dir/server.cfg
 	# shellcheck disable=SC2059
-	sed -e 's/^children=.*/children=1/' -e 's/^fork=.*/fork=no/' "$(printf "$CFG_PATTERN" "$routing")" >"$cfg"
+	sed -e 's/^children=.*/children=1/' -e 's/^fork=.*/fork=no/' -e "s/127\.0\.0\.1/$HOST/g" "$(printf "$CFG_PATTERN" "$routing")" >"$cfg"
 	local cmd
 	if [ -n "${SERVER:-}" ]; then
 		cmd=${SERVER//\$CFG/$cfg}
@@ -60,32 +63,32 @@ run_one() {
 	sleep 6 # valgrind start-up
 	local uas=
 	if [ "$scen" = stateless ] || [ "$scen" = stateful ] || [ "$scen" = registrar ]; then
-		sipp -sf "$SCEN/uas.xml" -i 127.0.0.1 -p 5070 -d 50 -bg </dev/null >/dev/null 2>&1 || true
+		sipp -sf "$SCEN/uas.xml" -i $HOST -p 5070 -d 50 -bg </dev/null >/dev/null 2>&1 || true
 		uas=1
 	fi
 	if [ "$scen" = registrar ]; then
 		users "$dir/users.csv" "$N"
-		sipp -sf "$SCEN/reg.xml" -inf "$dir/users.csv" -i 127.0.0.1 -p 5072 -m "$N" -r "$RATE" \
-			-nostdin 127.0.0.1:5060 >/dev/null 2>&1 || true
+		sipp -sf "$SCEN/reg.xml" -inf "$dir/users.csv" -i $HOST -p 5072 -m "$N" -r "$RATE" \
+			-nostdin $HOST:5060 >/dev/null 2>&1 || true
 	fi
 	# Count only the measured calls: zero the counters of the receiver and the timer.
 	for p in $vpid $(pgrep -P $vpid); do callgrind_control -z $p >/dev/null 2>&1 || true; done
 	case $scen in
 	register)
 		users "$dir/users.csv" "$N"
-		sipp -sf "$SCEN/reg.xml" -inf "$dir/users.csv" -i 127.0.0.1 -p 5072 -m "$N" -r "$RATE" \
-			-nostdin -trace_stat -stf "$dir/stat.csv" 127.0.0.1:5060 >/dev/null 2>&1 || true
+		sipp -sf "$SCEN/reg.xml" -inf "$dir/users.csv" -i $HOST -p 5072 -m "$N" -r "$RATE" \
+			-nostdin -trace_stat -stf "$dir/stat.csv" $HOST:5060 >/dev/null 2>&1 || true
 		;;
 	registrar)
-		sipp -sf "$SCEN/uac-user.xml" -inf "$dir/users.csv" -i 127.0.0.1 -p 5080 -m "$N" -r "$RATE" \
-			-nostdin -trace_stat -stf "$dir/stat.csv" 127.0.0.1:5060 >/dev/null 2>&1 || true
+		sipp -sf "$SCEN/uac-user.xml" -inf "$dir/users.csv" -i $HOST -p 5080 -m "$N" -r "$RATE" \
+			-nostdin -trace_stat -stf "$dir/stat.csv" $HOST:5060 >/dev/null 2>&1 || true
 		;;
 	*)
-		sipp -sf "$SCEN/uac.xml" -i 127.0.0.1 -p 5080 -m "$N" -r "$RATE" -s bob \
-			-nostdin -trace_stat -stf "$dir/stat.csv" 127.0.0.1:5060 >/dev/null 2>&1 || true
+		sipp -sf "$SCEN/uac.xml" -i $HOST -p 5080 -m "$N" -r "$RATE" -s bob \
+			-nostdin -trace_stat -stf "$dir/stat.csv" $HOST:5060 >/dev/null 2>&1 || true
 		;;
 	esac
-	[ -n "$uas" ] && pkill -f "sipp -sf $SCEN/uas.xml" || true
+	[ -n "$uas" ] && pkill -f "sipp -sf $SCEN/uas.xml -i $HOST " || true
 	kill -TERM $vpid 2>/dev/null || true
 	wait $vpid 2>/dev/null || true
 	local ok

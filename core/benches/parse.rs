@@ -62,7 +62,7 @@ fn bench(c: &mut Criterion) {
         proto: Proto::Udp,
         branch: "z9hG4bKabcdef.0".into(),
         rport: false,
-        extra_params: String::new(),
+        extra_params: "",
     };
     let m = SipMsg::new(INVITE, rcv).unwrap();
     m.via1().unwrap();

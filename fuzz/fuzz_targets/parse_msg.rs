@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
         proto: Proto::Tcp,
         branch: "z9hG4bK1".into(),
         rport: true,
-        extra_params: String::new(),
+        extra_params: "",
     };
     if data.len() > 3 && data[0] & 1 == 1 {
         msg.add_header_after_last("X-F: 1");

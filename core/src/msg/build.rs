@@ -40,28 +40,33 @@ impl std::error::Error for BuildError {}
 
 /// Our Via for a forwarded request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ViaParams {
+pub struct ViaParams<'a> {
     /// Advertised host (IPv6 with brackets) and port of the sending socket.
-    pub host: String,
+    pub host: &'a str,
     pub port: u16,
     pub proto: Proto,
     /// The full branch value (including the `z9hG4bK` magic cookie).
-    pub branch: String,
+    pub branch: &'a str,
     /// Add an empty `;rport` (also added when `msg.local_rport` is set).
     pub rport: bool,
     /// More parameters appended verbatim (e.g. `";i=1"`), may be empty.
-    pub extra_params: String,
+    pub extra_params: &'a str,
 }
 
 /// The Via header line for `v` (with CRLF).
 pub fn via_line(v: &ViaParams, local_rport: bool) -> String {
     let mut s = String::with_capacity(96);
-    let _ = write!(s, "Via: SIP/2.0/{} {}", v.proto.as_str(), v.host);
+    s.push_str("Via: SIP/2.0/");
+    s.push_str(v.proto.as_str());
+    s.push(' ');
+    s.push_str(v.host);
     if v.port != 0 {
-        let _ = write!(s, ":{}", v.port);
+        s.push(':');
+        super::text::push_dec(&mut s, u64::from(v.port));
     }
-    let _ = write!(s, ";branch={}", v.branch);
-    s.push_str(&v.extra_params);
+    s.push_str(";branch=");
+    s.push_str(v.branch);
+    s.push_str(v.extra_params);
     if v.rport || local_rport {
         s.push_str(";rport");
     }

@@ -5,6 +5,7 @@ pub mod build;
 pub mod errors;
 pub mod lumps;
 pub mod sl;
+pub mod text;
 
 pub use build::{
     BuildError, ViaParams, build_local_reply, build_reply_forward, build_request,

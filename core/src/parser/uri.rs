@@ -308,6 +308,35 @@ impl Uri {
     }
 }
 
+/// Index of the first ASCII `b` in `s`. A plain byte loop: URI parts are a few dozen
+/// bytes, where `str::find`'s searcher set-up costs more than the scan.
+fn byte_pos(s: &str, b: u8) -> Option<usize> {
+    s.bytes().position(|c| c == b)
+}
+
+/// `s` split at the first ASCII `b` (without it).
+fn split_once_byte(s: &str, b: u8) -> Option<(&str, &str)> {
+    byte_pos(s, b).map(|i| (&s[..i], &s[i + 1..]))
+}
+
+/// The pieces of `s` between ASCII `b`s, as `str::split` gives them.
+fn split_byte(s: &str, b: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match split_once_byte(r, b) {
+            Some((piece, tail)) => {
+                rest = Some(tail);
+                Some(piece)
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
 fn split_hostport(hp: &str) -> Result<(&str, Option<u16>), UriError> {
     let (host, port_s) = if hp.starts_with('[') {
         let close = hp.find(']').ok_or(e("unterminated IPv6 reference"))?;
@@ -345,11 +374,11 @@ fn split_hostport(hp: &str) -> Result<(&str, Option<u16>), UriError> {
 /// Check a URI parameter list (the text after the first `;`): no empty parameter or
 /// name, and only allowed characters.
 fn check_uri_params(p: &str) -> Result<(), UriError> {
-    for part in p.split(';') {
+    for part in split_byte(p, b';') {
         if part.is_empty() {
             return Err(e("empty URI parameter"));
         }
-        let (n, v) = match part.split_once('=') {
+        let (n, v) = match split_once_byte(part, b'=') {
             Some((n, v)) => (n, Some(v)),
             None => (part, None),
         };
@@ -366,9 +395,9 @@ fn check_uri_params(p: &str) -> Result<(), UriError> {
 
 /// The parameters of a checked list, in order.
 fn iter_uri_params(p: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
-    p.split(';')
+    split_byte(p, b';')
         .filter(|part| !part.is_empty())
-        .map(|part| match part.split_once('=') {
+        .map(|part| match split_once_byte(part, b'=') {
             Some((n, v)) => (n, Some(v)),
             None => (part, None),
         })
@@ -399,7 +428,7 @@ impl<'a> UriRef<'a> {
         {
             return Err(e("illegal character"));
         }
-        let colon = s.find(':').ok_or(e("no scheme"))?;
+        let colon = byte_pos(s, b':').ok_or(e("no scheme"))?;
         let sch = &s[..colon];
         let scheme = if sch.eq_ignore_ascii_case("sip") {
             UriScheme::Sip
@@ -411,7 +440,7 @@ impl<'a> UriRef<'a> {
             return Err(e("unsupported scheme"));
         };
         let rest = &s[colon + 1..];
-        let (main, headers) = match rest.find('?') {
+        let (main, headers) = match byte_pos(rest, b'?') {
             Some(q) => (&rest[..q], Some(&rest[q + 1..])),
             _ => (rest, None),
         };
@@ -425,7 +454,7 @@ impl<'a> UriRef<'a> {
             headers,
         };
         if scheme == UriScheme::Tel {
-            let (num, params) = match main.find(';') {
+            let (num, params) = match byte_pos(main, b';') {
                 Some(p) => (&main[..p], Some(&main[p + 1..])),
                 None => (main, None),
             };
@@ -440,10 +469,10 @@ impl<'a> UriRef<'a> {
             }
             return Ok(uri);
         }
-        let hostpart = match main.find('@') {
+        let hostpart = match byte_pos(main, b'@') {
             Some(at) => {
                 let ui = &main[..at];
-                let (u, p) = match ui.find(':') {
+                let (u, p) = match byte_pos(ui, b':') {
                     Some(c) => (&ui[..c], Some(&ui[c + 1..])),
                     None => (ui, None),
                 };
@@ -460,7 +489,7 @@ impl<'a> UriRef<'a> {
             }
             None => main,
         };
-        let (hp, params) = match hostpart.find(';') {
+        let (hp, params) = match byte_pos(hostpart, b';') {
             Some(p) => (&hostpart[..p], Some(&hostpart[p + 1..])),
             None => (hostpart, None),
         };

@@ -61,7 +61,8 @@ pub fn forward_request(msg: &SipMsg, dest: Option<SocketAddr>) -> Result<(), Sip
         }
     };
     let sock = choose_socket(&to, msg.force_send_sock);
-    let via = our_via(sock, &stateless_branch(msg), msg);
+    let branch = stateless_branch(msg);
+    let via = our_via(sock, &branch, msg);
     let buf = msg::build_request(msg, &via, &[]).map_err(|e| {
         crate::log_err!("cannot build the request: {e:?}");
         st.drop_requests.inc();

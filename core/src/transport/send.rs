@@ -95,14 +95,14 @@ pub fn advertised(sock_idx: usize) -> (&'static str, u16) {
 }
 
 /// Our Via for a request leaving on `sock_idx` with `branch`.
-pub fn our_via(sock_idx: usize, branch: &str, msg: &SipMsg) -> crate::msg::ViaParams {
+pub fn our_via<'a>(sock_idx: usize, branch: &'a str, msg: &SipMsg) -> crate::msg::ViaParams<'a> {
     let (host, port) = advertised(sock_idx);
     crate::msg::ViaParams {
-        host: host.to_string(),
+        host,
         port,
         proto: Proto::Udp,
-        branch: branch.to_string(),
+        branch,
         rport: msg.local_rport,
-        extra_params: String::new(),
+        extra_params: "",
     }
 }

@@ -257,7 +257,8 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<SocketAddr>) -> 
             built.push(None);
             continue;
         }
-        let via = our_via(sock, &branch_id(c.hash_index, c.label, idx as u32), ctx.msg);
+        let branch = branch_id(c.hash_index, c.label, idx as u32);
+        let via = our_via(sock, &branch, ctx.msg);
         let out = if on_branch != 0 {
             let mut m2 = ctx.msg.clone();
             m2.new_uri = Some(d.uri.clone());

@@ -57,10 +57,10 @@ fn bench(c: &mut Criterion) {
         })
     });
     let via = ViaParams {
-        host: "192.0.2.1".into(),
+        host: "192.0.2.1",
         port: 5060,
         proto: Proto::Udp,
-        branch: "z9hG4bKabcdef.0".into(),
+        branch: "z9hG4bKabcdef.0",
         rport: false,
         extra_params: "",
     };

@@ -397,6 +397,59 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
+/// Sleep while the shared-memory word `word` holds `expected`, at most `timeout`
+/// (FUTEX_WAIT on a shared mapping: processes, not threads). Returns when woken, when
+/// the word differs already (EAGAIN), on a signal (EINTR) or on the timeout; the caller
+/// looks at the word again in every case.
+pub fn futex_wait(
+    word: &std::sync::atomic::AtomicU32,
+    expected: u32,
+    timeout: std::time::Duration,
+) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `word` is a live, aligned u32 (AtomicU32 has u32's layout) for the whole
+    // call; `ts` outlives it; the unused arguments of FUTEX_WAIT are null/0.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            &ts as *const libc::timespec,
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+/// Wake at most `n` processes sleeping in [`futex_wait`] on `word`.
+pub fn futex_wake(word: &std::sync::atomic::AtomicU32, n: i32) {
+    // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE only reads the address.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            n,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+/// Bytes waiting in a socket's receive queue (FIONREAD; for UDP the size of the first
+/// datagram, so non-zero means something is queued).
+pub fn pending_bytes(fd: RawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which is live.
+    cvt(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n as *mut libc::c_int) })?;
+    Ok(n.max(0) as usize)
+}
+
 /// Whether a process with `pid` exists (kill(pid, 0): ESRCH means no; EPERM means yes).
 pub fn process_alive(pid: i32) -> bool {
     if pid <= 0 {

@@ -383,3 +383,67 @@ fn drops_privileges_after_binding() {
     assert_ne!(code, 0);
     assert!(err.contains("no-such-user-x"), "{err}");
 }
+
+/// The pid that served the request tagged `tag` (the script logs `served <tag> by $pp`).
+fn served_by(s: &Server, tag: &str) -> Option<i32> {
+    let needle = format!("served {tag} by ");
+    s.wait_log(&needle, Duration::from_secs(3));
+    let log = s.log();
+    let at = log.find(&needle)? + needle.len();
+    log[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn stopped_receiver_does_not_stop_its_socket() {
+    // One receiver reads a socket while the others sleep (core/src/transport/turn.rs).
+    // Stopped while it holds the turn (as under a debugger), the timer hands the
+    // socket to another receiver, and requests keep being answered.
+    let cfg = "listen=udp:127.0.0.1:{PORT}\nchildren=3\n\
+               loadmodule \"sl.so\"\nloadmodule \"xlog.so\"\n\
+               route { xlog(\"L_ERR\", \"served $ci by $pp\\n\"); sl_send_reply(\"200\", \"OK\"); }\n";
+    let mut s = Server::start(cfg, &["-DD", "-E"]);
+    let c = Client::new();
+    let ask = |tag: &str| {
+        c.send(
+            s.addr(),
+            &request("OPTIONS", "sip:a@127.0.0.1", c.port(), tag, 1, ""),
+        );
+        c.recv_timeout(Duration::from_secs(5))
+            .map(|(r, _)| r)
+            .unwrap_or_default()
+    };
+    assert!(ask("turn-0").starts_with("SIP/2.0 200"), "{}", s.log());
+    let reader = served_by(&s, "turn-0").expect("the script logs its pid");
+    assert!(
+        children_of(s.pid()).contains(&reader),
+        "{reader} is a receiver"
+    );
+    s_signal(reader, "STOP");
+    let mut others = Vec::new();
+    for i in 1..=5 {
+        let tag = format!("turn-{i}");
+        let reply = ask(&tag);
+        assert!(
+            reply.starts_with("SIP/2.0 200"),
+            "request {i} unanswered with receiver {reader} stopped:\n{}",
+            s.log()
+        );
+        others.push(served_by(&s, &tag).expect("served"));
+    }
+    s_signal(reader, "CONT");
+    assert!(!others.contains(&reader), "{others:?} {reader}");
+    assert!(ask("turn-6").starts_with("SIP/2.0 200"));
+    assert!(s.stop().success());
+}
+
+fn s_signal(pid: i32, sig: &str) {
+    let st = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+}

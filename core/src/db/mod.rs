@@ -278,6 +278,8 @@ thread_local! {
 /// failed attempt is retried at most every [`RETRY_AFTER`]). The connection is never
 /// shared across fork: open it in `child_init` with [`open_in_child`].
 pub fn with_conn<T>(url: &str, f: impl FnOnce(&mut dyn DbConn) -> T) -> Result<T, DbError> {
+    // A query waits on another process: let the other receivers read meanwhile.
+    crate::transport::turn::let_others_read();
     // Take the connection out while `f` runs, so a nested call cannot alias it.
     let taken = CONNS.with(|c| {
         let mut c = c.borrow_mut();

@@ -169,6 +169,7 @@ fn run(
         socks.push(socket::bind_udp(addr, name, g.maxbuffer)?);
     }
     socket::set_sockets(socks, aliases);
+    crate::transport::turn::init(socket::sockets().len())?;
     for s in socket::sockets() {
         crate::log_info!(
             plain: "listening on udp:{} (receive buffer {} bytes)",

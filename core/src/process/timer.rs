@@ -88,6 +88,7 @@ pub fn timer_loop() -> ! {
     );
     let start = Instant::now();
     let mut uticks: u64 = 0;
+    let mut turns_seen = Vec::new();
     loop {
         super::signals::child_check();
         uticks += 1;
@@ -99,6 +100,7 @@ pub fn timer_loop() -> ! {
         if let Some(t) = TICKS.get() {
             t.1.store(uticks, Ordering::Relaxed);
         }
+        crate::transport::turn::watchdog(&mut turns_seen);
         for t in &fast {
             if uticks.is_multiple_of(t.interval) {
                 (t.f)(uticks);

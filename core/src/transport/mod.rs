@@ -3,4 +3,5 @@
 pub mod forward;
 pub mod send;
 pub mod socket;
+pub mod turn;
 pub mod udp;

@@ -51,6 +51,8 @@ pub fn resolve_host(host: &str, port: u16) -> Result<SocketAddr, String> {
     if h.is_empty() {
         return Err("empty host".into());
     }
+    // A DNS lookup can wait: let the other receivers read meanwhile.
+    crate::transport::turn::let_others_read();
     let want_v6 = globals::get().dns_try_ipv6;
     let addrs: Vec<SocketAddr> = (h, port)
         .to_socket_addrs()

@@ -4,10 +4,15 @@
 //! in one `recvmmsg` call (MSG_WAITFORONE: it blocks only for the first). Under load a
 //! receiver then handles a burst per system call and per wake-up instead of one
 //! datagram each; with little traffic it is one datagram per call, as `recvfrom` was.
+//!
+//! The receivers of a socket take turns to read it (see [`turn`]): one reads while it
+//! keeps up, the others sleep, so a trickle of datagrams does not wake a sleeping
+//! process for each one.
 
 use crate::process::signals;
 use crate::sys::{self, MmsgBufs};
 use crate::transport::socket::sockets;
+use crate::transport::turn;
 use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
 
@@ -26,8 +31,12 @@ pub fn rcv_loop(idx: usize) -> ! {
     let mut lens = Vec::with_capacity(BATCH);
     loop {
         signals::child_check();
+        if !turn::wait_for_turn(idx) {
+            continue;
+        }
         match sys::recvmmsg(fd, &mut bufs, &mut lens) {
             Ok(n) => {
+                turn::hand_on_if_backlog(idx, n);
                 for (i, &len) in lens.iter().enumerate().take(n) {
                     let (data, src) = bufs.get(i, len);
                     let Some(src) = src else { continue };
@@ -37,6 +46,7 @@ pub fn rcv_loop(idx: usize) -> ! {
                     }
                     crate::receive::receive_msg(data, src, idx);
                 }
+                turn::done_batch(idx);
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => {

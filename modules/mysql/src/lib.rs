@@ -92,6 +92,12 @@ pub fn connect_at(
     unix_port: Option<&str>,
     settings: Settings,
 ) -> Result<MysqlConn, DbError> {
+    if url.host.is_empty() {
+        return Err(DbError(format!(
+            "mysql: db_url needs a host: {}",
+            url.database
+        )));
+    }
     let opts = opts_for(url, unix_port);
     let label = label(url);
     let conn = open(&opts, &label)?;

@@ -178,7 +178,10 @@ fn field(col: &Column, f: &str) -> Result<DbVal, String> {
     Ok(match col.ty {
         Type::Int => DbVal::Int(f.trim().parse().map_err(|_| bad())?),
         Type::Double => DbVal::Double(f.trim().parse().map_err(|_| bad())?),
-        Type::DateTime => DbVal::DateTime(f.trim().parse().map_err(|_| bad())?),
+        Type::DateTime => DbVal::DateTime(match f.trim().parse() {
+            Ok(t) => t,
+            Err(_) => openser_core::db::sql::parse_local_datetime(f).ok_or_else(bad)?,
+        }),
         Type::Str => DbVal::Str(f.to_string()),
     })
 }

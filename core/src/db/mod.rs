@@ -152,7 +152,8 @@ pub trait DbConn: Send {
     ) -> Result<Vec<Row>, DbError>;
     /// `INSERT INTO table (cols) VALUES (vals)`.
     fn insert(&mut self, table: &str, vals: &[(&str, DbVal)]) -> Result<(), DbError>;
-    /// `UPDATE table SET set WHERE keys`; returns the number of rows changed.
+    /// `UPDATE table SET set WHERE keys`; returns the number of rows matched (whether or
+    /// not their values changed: every driver counts the same way).
     fn update(&mut self, table: &str, keys: &[Key], set: &[(&str, DbVal)]) -> Result<u64, DbError>;
     /// `DELETE FROM table WHERE keys` (all rows when `keys` is empty); rows deleted.
     fn delete(&mut self, table: &str, keys: &[Key]) -> Result<u64, DbError>;

@@ -86,9 +86,14 @@ impl Postgres {
         let mut c = Command::new(bin.join("initdb"));
         c.arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ])
             .arg(format!("--pwfile={}", pwfile.display()))
-            .args(["-E", "UTF8", "--locale=C", "--no-sync"])
+            .args(["-E", "UTF8", "--locale=C", "--no-sync"]);
         if let Some((u, g)) = run_as {
             c.uid(u).gid(g);
         }
@@ -124,7 +129,14 @@ impl Postgres {
             .arg("-p")
             .arg(self.port.to_string())
             .args(["-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", "fsync=off", "-c", "shared_buffers=16MB", "-c", "max_connections=60"])
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "shared_buffers=16MB",
+                "-c",
+                "max_connections=60",
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -135,12 +147,21 @@ impl Postgres {
         let end = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("postgres exited ({st}) before it was ready:\n{}", self.log());
+                panic!(
+                    "postgres exited ({st}) before it was ready:\n{}",
+                    self.log()
+                );
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.try_sql(None, "SELECT 1").is_ok() {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && self.try_sql(None, "SELECT 1").is_ok()
+            {
                 return;
             }
-            assert!(Instant::now() < end, "postgres not ready in 60 s:\n{}", self.log());
+            assert!(
+                Instant::now() < end,
+                "postgres not ready in 60 s:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -148,7 +169,10 @@ impl Postgres {
     /// Stop the server (fast shutdown, SIGINT to its PID) and wait for it.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-INT").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-INT")
+                .arg(c.id().to_string())
+                .status();
             let end = Instant::now() + Duration::from_secs(30);
             while Instant::now() < end {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -218,14 +242,20 @@ impl Postgres {
             ("DBPORT".into(), self.port.to_string()),
             ("PW".into(), String::new()),
             ("PSQL".into(), self.bin.join("psql").display().to_string()),
-            ("PGDUMP".into(), self.bin.join("pg_dump").display().to_string()),
+            (
+                "PGDUMP".into(),
+                self.bin.join("pg_dump").display().to_string(),
+            ),
         ]
     }
 
     /// Run scripts/openser_postgresql.sh with `args` (rc files looked up under `home`).
     pub fn dbsh(&self, home: &Path, args: &[&str]) -> std::process::Output {
         Command::new("sh")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/openser_postgresql.sh"))
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/openser_postgresql.sh"
+            ))
             .args(args)
             .envs(self.script_env())
             .env("HOME", home)

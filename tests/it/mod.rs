@@ -3,6 +3,7 @@ mod auth;
 mod auth_challenge;
 mod cfg_corpus;
 mod db;
+mod db_engines;
 mod mi;
 mod mods;
 mod mysql_seed;

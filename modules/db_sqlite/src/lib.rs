@@ -24,6 +24,7 @@
 
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
 
@@ -67,6 +68,12 @@ pub fn open(path: &str, busy_timeout: Duration, synchronous: i64) -> Result<Sqli
         | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags).map_err(err)?;
     conn.busy_timeout(busy_timeout).map_err(err)?;
+    // A double-quoted name is an identifier only: without this, SQLite takes an unknown
+    // "column" for a string literal and a typo becomes a silent constant.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, false)
+        .map_err(err)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)
+        .map_err(err)?;
     // The journal mode is persistent in the file; setting it needs the write lock once.
     let mode: String = conn
         .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))

@@ -12,4 +12,5 @@ mod process;
 mod registrar;
 mod script;
 mod seed;
+mod seed_engines;
 mod tm;

@@ -4,6 +4,7 @@ mod auth_challenge;
 mod cfg_corpus;
 mod db;
 mod db_engines;
+mod db_migrate;
 mod mi;
 mod mods;
 mod mysql_seed;

@@ -461,23 +461,32 @@ impl TextDb {
         let Some((_, t)) = self.cache.get_mut(table) else {
             return Err(err("table vanished"));
         };
-        let mut work = t.clone();
-        let (out, changed) = f(&mut work)?;
+        // `f` validates everything before it changes the table, so an error leaves
+        // the cached copy as the file has it.
+        let (out, changed) = f(t)?;
         if changed {
+            let text = print_table(t);
             let tmp = self.dir.join(format!(".{table}.tmp"));
             let w = (|| -> std::io::Result<()> {
                 let mut fh = File::create(&tmp)?;
-                fh.write_all(print_table(&work).as_bytes())?;
+                fh.write_all(text.as_bytes())?;
                 fh.sync_data()?;
                 fs::rename(&tmp, &path)
             })();
-            if let Err(e) = w {
-                let _ = fs::remove_file(&tmp);
-                self.cache.remove(table);
-                return Err(err(format!("cannot write {}: {e}", path.display())));
+            let st = w.and_then(|()| stamp(&path));
+            match st {
+                Ok(st) => {
+                    if let Some(e) = self.cache.get_mut(table) {
+                        e.0 = st;
+                    }
+                }
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    // The file still has the old rows: read it again next time.
+                    self.cache.remove(table);
+                    return Err(err(format!("cannot write {}: {e}", path.display())));
+                }
             }
-            let st = stamp(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
-            self.cache.insert(table.to_string(), (st, work));
         }
         drop(lock);
         Ok(out)
@@ -643,5 +652,65 @@ mod tests {
             let e = parse_table("t", text).err().unwrap();
             assert!(e.0.contains(want), "{text:?}: {e}");
         }
+    }
+
+    /// Two connections (two processes, in effect) on one directory see each other's
+    /// writes, and a failed change leaves the table as it was.
+    #[test]
+    fn two_connections_share_the_files() {
+        let dir = std::env::temp_dir().join(format!("dbtext-unit-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("t"), "id(int,auto) name(str) n(int,null)\n").unwrap();
+        let mut a = TextDb::open(&dir).unwrap();
+        let mut b = TextDb::open(&dir).unwrap();
+        a.insert("t", &[("name", "x:y".into())]).unwrap();
+        let rows = b.query("t", &[], &["id", "name", "n"], None).unwrap();
+        assert_eq!(
+            rows,
+            vec![vec![DbVal::Int(1), DbVal::from("x:y"), DbVal::Null]]
+        );
+        assert_eq!(
+            b.update("t", &[Key::eq("id", 1)], &[("n", DbVal::Int(5))])
+                .unwrap(),
+            1
+        );
+        b.insert("t", &[("name", "z".into())]).unwrap();
+        let rows = a
+            .query(
+                "t",
+                &[Key::op("id", Op::Ge, 1)],
+                &["id", "n"],
+                Some("id desc"),
+            )
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                vec![DbVal::Int(2), DbVal::Null],
+                vec![DbVal::Int(1), DbVal::Int(5)]
+            ]
+        );
+        // Errors change nothing.
+        assert!(a.insert("t", &[("nope", 1.into())]).is_err());
+        assert!(
+            a.update("t", &[], &[("name", DbVal::Null)]).is_err(),
+            "not null"
+        );
+        assert!(
+            a.update("t", &[], &[("n", "abc".into())]).is_err(),
+            "not an int"
+        );
+        assert_eq!(b.query("t", &[], &[], None).unwrap().len(), 2);
+        assert_eq!(
+            fs::read_to_string(dir.join("t")).unwrap(),
+            "id(int,auto) name(str) n(int,null)\n1:x\\:y:5\n2:z:\n"
+        );
+        assert!(a.query("../etc/passwd", &[], &[], None).is_err());
+        assert!(a.query(".t.lock", &[], &[], None).is_err());
+        assert!(a.query("missing", &[], &[], None).is_err());
+        assert_eq!(a.delete("t", &[]).unwrap(), 2);
+        assert!(b.query("t", &[], &[], None).unwrap().is_empty());
+        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -133,7 +133,14 @@ struct Session {
     sock: TcpStream,
     rbuf: BytesMut,
     wbuf: BytesMut,
+    /// Prepared statements of this session: SQL text -> (name, result column types).
+    stmts: HashMap<String, (String, Vec<u32>)>,
+    next_stmt: u32,
 }
+
+/// At most this many named statements per session (the drivers' users have a handful
+/// of statement shapes); past it, statements are parsed for each call.
+const MAX_STATEMENTS: usize = 256;
 
 /// A statement's outcome.
 struct Outcome {
@@ -173,6 +180,8 @@ impl Session {
             sock,
             rbuf: BytesMut::with_capacity(8192),
             wbuf: BytesMut::with_capacity(1024),
+            stmts: HashMap::new(),
+            next_stmt: 0,
         };
         s.startup(t)?;
         Ok(s)
@@ -325,12 +334,32 @@ impl Session {
         }
     }
 
-    /// One statement with bound text parameters, one round trip.
+    /// One statement with bound text parameters: parsed and described once per
+    /// session (a named statement), then one round trip (Bind/Execute/Sync) per call.
     fn exec(&mut self, sql: &str, params: &[Option<Vec<u8>>]) -> Result<Outcome, PgErr> {
-        frontend::parse("", sql, std::iter::empty(), &mut self.wbuf).map_err(PgErr::io)?;
+        let (name, types) = match self.stmts.get(sql) {
+            Some((n, t)) => (n.clone(), t.clone()),
+            None if self.stmts.len() < MAX_STATEMENTS => {
+                let name = format!("openser_{}", self.next_stmt);
+                self.next_stmt += 1;
+                frontend::parse(&name, sql, std::iter::empty(), &mut self.wbuf)
+                    .map_err(PgErr::io)?;
+                frontend::describe(b'S', &name, &mut self.wbuf).map_err(PgErr::io)?;
+                frontend::sync(&mut self.wbuf);
+                self.flush()?;
+                let out = self.collect(Vec::new())?;
+                self.stmts
+                    .insert(sql.to_string(), (name.clone(), out.types.clone()));
+                (name, out.types)
+            }
+            None => {
+                frontend::parse("", sql, std::iter::empty(), &mut self.wbuf).map_err(PgErr::io)?;
+                (String::new(), Vec::new())
+            }
+        };
         let r = frontend::bind(
             "",
-            "",
+            &name,
             std::iter::once(0i16),
             params.iter(),
             |p, buf| match p {
@@ -351,11 +380,18 @@ impl Session {
                 retry: false,
             });
         }
-        frontend::describe(b'P', "", &mut self.wbuf).map_err(PgErr::io)?;
+        if name.is_empty() {
+            frontend::describe(b'P', "", &mut self.wbuf).map_err(PgErr::io)?;
+        }
         frontend::execute("", 0, &mut self.wbuf).map_err(PgErr::io)?;
         frontend::sync(&mut self.wbuf);
         self.flush()?;
-        self.collect(Vec::new())
+        let out = self.collect(types);
+        if out.is_err() && !name.is_empty() {
+            // A table changed under a cached plan, say: prepare it again next time.
+            self.stmts.remove(sql);
+        }
+        out
     }
 
     /// A simple-protocol query (several statements allowed, no parameters).

@@ -206,6 +206,44 @@ fn seed_on(kind: Kind) {
     );
     assert!(r.starts_with("SIP/2.0 200"), "{r}");
     assert!(location(&e).is_empty(), "{kind:?}");
+    // A user whose name and password would break pasted SQL (and dbtext's escapes)
+    // registers like any other; a name that only differs by the quote does not.
+    let (ob, obpw) = ("o'brien", "q'pw\\:%");
+    e.ok(&e.ctl("", &["add", &format!("{ob}@127.0.0.1"), obpw]));
+    let phone2 = Client::new();
+    let n = nonce(&s, &phone2, ob);
+    let r = reply(
+        &s,
+        &phone2,
+        &register(
+            &phone2,
+            port,
+            "obrien",
+            2,
+            600,
+            &authz(port, "obrien", obpw, &n),
+        ),
+    );
+    assert!(r.starts_with("SIP/2.0 401"), "{kind:?}: {r}");
+    let r = reply(
+        &s,
+        &phone2,
+        &register(&phone2, port, ob, 3, 600, &authz(port, ob, obpw, &n)),
+    );
+    assert!(r.starts_with("SIP/2.0 200"), "{kind:?}: {r}\n{}", s.log());
+    let contact2 = format!("sip:{ob}@127.0.0.1:{}", phone2.port());
+    assert_eq!(
+        location(&e),
+        vec![vec![ob.to_string(), contact2, "3".into()]],
+        "{kind:?}"
+    );
+    let r = reply(
+        &s,
+        &phone2,
+        &register(&phone2, port, ob, 4, 0, &authz(port, ob, obpw, &n)),
+    );
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    assert!(location(&e).is_empty(), "{kind:?}");
     assert!(s.stop().success());
 
     // db_mode 2 (write-back, long timer): written at shutdown, loaded at start-up.

@@ -7,16 +7,20 @@
 # beside this repository, or BENCH_DRIVER=path/to/run-pair.sh), which starts the
 # proxy once per step on udp:127.0.0.1:5060 and drives it with SIPp over loopback.
 #
-#   SCENARIOS="stateless stateful registrar register regmem"   (default: all)
+#   SCENARIOS="stateless stateful registrar register regmem inflight regscale"
+#                      (default: all; inflight and regscale are bench/inflight.sh and
+#                      bench/regscale.sh, fixed-rate costs at scale, not searches)
 #   MAXBUFFER=262144   receive buffer for both servers (compare like with like)
-#   REPEAT=1           independent searches per server (the report uses the median)
+#   REPEAT=3           independent searches per server (the report uses the median)
+#   OPENSER12=/path/to/openser-1.2/sbin/openser   also search the original OpenSER
+#                      1.2.0 (stateful and register; ../shared/bench/openser12/)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 DRIVER=${BENCH_DRIVER:-$ROOT/../shared/bench/run-pair.sh}
-SCENARIOS=${SCENARIOS:-stateless stateful registrar register regmem}
+SCENARIOS=${SCENARIOS:-stateless stateful registrar register regmem inflight regscale}
 MAXBUFFER=${MAXBUFFER:-262144}
-REPEAT=${REPEAT:-1}
+REPEAT=${REPEAT:-3}
 OUTBASE=${OUTBASE:-$ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}
 
 if [ ! -x "$DRIVER" ]; then
@@ -39,20 +43,42 @@ for r in stateless stateful registrar; do
 	fi
 done
 
-run_one() { # name cmd repeat
-	OUT=$OUTBASE/$1-$3 "$DRIVER" "$2" $SCENARIOS | tee "$OUTBASE/$1-$3.txt"
+# The searches of run-pair.sh, and the scale scripts, from SCENARIOS.
+PAIR=
+SCALE=
+for s in $SCENARIOS; do
+	case $s in
+	inflight | regscale) SCALE="$SCALE $s" ;;
+	*) PAIR="$PAIR $s" ;;
+	esac
+done
+O12_SCEN=
+for s in $PAIR; do case $s in stateful | register) O12_SCEN="$O12_SCEN $s" ;; esac; done
+O12DIR=$DRIVER_DIR/openser12
+
+run_one() { # name cmd repeat [scenarios]
+	OUT=$OUTBASE/$1-$3 "$DRIVER" "$2" ${4:-$PAIR} | tee "$OUTBASE/$1-$3.txt"
 }
-for i in $(seq 1 "$REPEAT"); do
-	run_one openser "$BIN -DD -E -m 1536 -f $CFGDIR/openser-\$ROUTING.cfg" "$i"
-	if command -v kamailio >/dev/null; then
-		run_one kamailio "kamailio -DD -E -m 1536 -f $CFGDIR/kamailio-\$ROUTING.cfg" "$i"
-	fi
+if [ -n "$PAIR" ]; then
+	for i in $(seq 1 "$REPEAT"); do
+		run_one openser "$BIN -DD -E -m 1536 -f $CFGDIR/openser-\$ROUTING.cfg" "$i"
+		if command -v kamailio >/dev/null; then
+			run_one kamailio "kamailio -DD -E -m 1536 -f $CFGDIR/kamailio-\$ROUTING.cfg" "$i"
+		fi
+		if [ -n "${OPENSER12:-}" ] && [ -x "$OPENSER12" ] && [ -n "$O12_SCEN" ]; then
+			run_one openser12 "python3 $O12DIR/subreap.py $OPENSER12 -m 1536 -f $O12DIR/openser12-\$ROUTING.cfg -P $OUTBASE/o12.pid" "$i" "$O12_SCEN"
+		fi
+	done
+fi
+for s in $SCALE; do
+	OUT=$OUTBASE/$s "$HERE/$s.sh" openser kamailio | tee "$OUTBASE/$s.txt"
 done
 
 python3 - "$OUTBASE" "$REPEAT" <<'PY'
 import sys, statistics, os
 base, rep = sys.argv[1], int(sys.argv[2])
 def load(name):
+    """scenario -> (median max rate, median CPU per op in us at that rate)"""
     res = {}
     for i in range(1, rep + 1):
         p = os.path.join(base, f"{name}-{i}.txt")
@@ -60,13 +86,27 @@ def load(name):
             continue
         for line in open(p):
             f = line.split()
-            if len(f) >= 2 and f[1].replace('.', '', 1).isdigit():
-                res.setdefault(f[0], []).append((float(f[1]), f[4:5]))
-    return {k: statistics.median(v[0] for v in vs) for k, vs in res.items()}
-o, k = load("openser"), load("kamailio")
-print(f"{'scenario':12} {'openser':>10} {'kamailio':>10} {'ratio':>7}")
+            if len(f) >= 5 and f[1].replace('.', '', 1).isdigit() and f[1] != "0":
+                try:
+                    cpu = float(f[4])
+                except ValueError:
+                    cpu = float("nan")
+                res.setdefault(f[0], []).append((float(f[1]), cpu * 10000 / float(f[1])))
+    return {k: (statistics.median(r for r, _ in vs), statistics.median(c for _, c in vs))
+            for k, vs in res.items()}
+servers = [("openser", load("openser")), ("kamailio", load("kamailio")),
+           ("openser12", load("openser12"))]
+o = servers[0][1]
+print(f"medians of {rep} searches; rate = max 0-failure rate, us = CPU per call at it")
+print(f"{'scenario':10} " + " ".join(f"{n + ' rate':>15} {'us':>6}" for n, _ in servers)
+      + "   rate ratios   us ratios")
 for s in o:
-    kv = k.get(s)
-    ratio = f"{o[s] / kv:.2f}" if kv else "-"
-    print(f"{s:12} {o[s]:>10.0f} {kv if kv is not None else '-':>10} {ratio:>7}")
+    cols, rr, ur = [], [], []
+    for n, d in servers:
+        v = d.get(s)
+        cols.append(f"{v[0]:>15.0f} {v[1]:>6.1f}" if v else f"{'-':>15} {'-':>6}")
+        if v and n != "openser":
+            rr.append(f"{o[s][0] / v[0]:.2f}x {n}")
+            ur.append(f"{o[s][1] / v[1]:.2f}x {n}")
+    print(f"{s:10} " + " ".join(cols) + "   " + ", ".join(rr) + "   " + ", ".join(ur))
 PY

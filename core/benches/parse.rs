@@ -57,12 +57,12 @@ fn bench(c: &mut Criterion) {
         })
     });
     let via = ViaParams {
-        host: "192.0.2.1".into(),
+        host: "192.0.2.1",
         port: 5060,
         proto: Proto::Udp,
-        branch: "z9hG4bKabcdef.0".into(),
+        branch: "z9hG4bKabcdef.0",
         rport: false,
-        extra_params: String::new(),
+        extra_params: "",
     };
     let m = SipMsg::new(INVITE, rcv).unwrap();
     m.via1().unwrap();

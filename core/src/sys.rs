@@ -562,3 +562,110 @@ pub fn local_mktime(year: i32, month: u32, day: u32, hour: u32, min: u32, sec: u
     }
     Some(t as i64)
 }
+
+/// Buffers for [`recvmmsg`]: `n` datagram buffers of `size` bytes each, and the kernel
+/// structures that point into them (built once per receiver process).
+pub struct MmsgBufs {
+    bufs: Vec<Vec<u8>>,
+    addrs: Vec<libc::sockaddr_storage>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+impl MmsgBufs {
+    pub fn new(n: usize, size: usize) -> MmsgBufs {
+        let n = n.max(1);
+        MmsgBufs {
+            bufs: (0..n).map(|_| vec![0u8; size]).collect(),
+            // SAFETY: sockaddr_storage is plain old data; all-zero bytes are a valid value.
+            addrs: (0..n).map(|_| unsafe { std::mem::zeroed() }).collect(),
+            iovs: Vec::with_capacity(n),
+            // SAFETY: mmsghdr is plain old data; all-zero bytes are a valid value (null
+            // pointers, zero lengths), and every field used is set before each call.
+            hdrs: (0..n).map(|_| unsafe { std::mem::zeroed() }).collect(),
+        }
+    }
+
+    /// Datagram `i` of the last [`recvmmsg`]: its bytes and source.
+    pub fn get(&self, i: usize, len: usize) -> (&[u8], Option<std::net::SocketAddr>) {
+        let data = &self.bufs[i][..len.min(self.bufs[i].len())];
+        (data, sockaddr_to_std(&self.addrs[i]))
+    }
+
+    /// Buffer size (a datagram of this length or more was truncated).
+    pub fn size(&self) -> usize {
+        self.bufs.first().map_or(0, Vec::len)
+    }
+}
+
+/// `recvmmsg(fd, …, MSG_WAITFORONE)`: blocks until one datagram is there, then takes
+/// as many already queued ones as `b` holds, in one system call. Returns the length of
+/// each (`lens`, cleared first).
+pub fn recvmmsg(fd: RawFd, b: &mut MmsgBufs, lens: &mut Vec<usize>) -> io::Result<usize> {
+    lens.clear();
+    let n = b.bufs.len();
+    b.iovs.clear();
+    for buf in b.bufs.iter_mut() {
+        b.iovs.push(libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        });
+    }
+    for i in 0..n {
+        let h = &mut b.hdrs[i].msg_hdr;
+        h.msg_name = (&mut b.addrs[i] as *mut libc::sockaddr_storage).cast();
+        h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        h.msg_iov = &mut b.iovs[i];
+        h.msg_iovlen = 1;
+        h.msg_control = std::ptr::null_mut();
+        h.msg_controllen = 0;
+        h.msg_flags = 0;
+        b.hdrs[i].msg_len = 0;
+    }
+    // SAFETY: `hdrs` holds `n` initialised mmsghdr whose name and iovec pointers refer to
+    // `addrs[i]` and `iovs[i]` (each describing the live buffer `bufs[i]` of its full
+    // length); all stay alive and unmoved during the call; a null timeout blocks.
+    let r = unsafe {
+        libc::recvmmsg(
+            fd,
+            b.hdrs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_WAITFORONE,
+            std::ptr::null_mut(),
+        )
+    };
+    let got = cvt(r)? as usize;
+    for h in &b.hdrs[..got] {
+        let trunc = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+        lens.push(if trunc { b.size() } else { h.msg_len as usize });
+    }
+    Ok(got)
+}
+
+/// A socket address the kernel filled in.
+fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    match i32::from(ss.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which fits in
+            // and is less aligned than sockaddr_storage.
+            let a = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6, which fits in
+            // and is less aligned than sockaddr_storage.
+            let a = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}

@@ -309,14 +309,14 @@ fn corpus() {
     );
 }
 
-fn via_params() -> ViaParams {
+fn via_params() -> ViaParams<'static> {
     ViaParams {
-        host: "192.0.2.1".into(),
+        host: "192.0.2.1",
         port: 5060,
         proto: Proto::Udp,
-        branch: "z9hG4bKabc.0".into(),
+        branch: "z9hG4bKabc.0",
         rport: false,
-        extra_params: String::new(),
+        extra_params: "",
     }
 }
 

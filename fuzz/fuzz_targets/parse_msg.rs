@@ -36,12 +36,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = msg.header("x");
     let _ = msg.method_str();
     let via = ViaParams {
-        host: "192.0.2.1".into(),
+        host: "192.0.2.1",
         port: 5060,
         proto: Proto::Tcp,
-        branch: "z9hG4bK1".into(),
+        branch: "z9hG4bK1",
         rport: true,
-        extra_params: String::new(),
+        extra_params: "",
     };
     if data.len() > 3 && data[0] & 1 == 1 {
         msg.add_header_after_last("X-F: 1");

@@ -218,6 +218,39 @@ fn conformance(e: &Engine) {
             .is_empty()
     );
 
+    // LIMIT (usrloc's paged start-up load): at most n rows, in order.
+    let page = c
+        .query_limit(
+            "location",
+            &[Key::op("id", Op::Gt, DbVal::Int(0))],
+            &["contact"],
+            Some("id"),
+            2,
+        )
+        .unwrap();
+    assert_eq!(
+        page,
+        vec![
+            vec![DbVal::from("sip:alice@10.0.0.1")],
+            vec![DbVal::from("sip:alice@10.0.0.2")]
+        ],
+        "{k:?}"
+    );
+    assert_eq!(
+        c.query_limit("location", &[], &["id"], None, 0)
+            .unwrap()
+            .len(),
+        0,
+        "{k:?}"
+    );
+    assert_eq!(
+        c.query_limit("location", &[], &["id"], None, 10)
+            .unwrap()
+            .len(),
+        3,
+        "{k:?}"
+    );
+
     // Update: rows matched (also when nothing changes), NULL written, read back.
     let changed = c
         .update(

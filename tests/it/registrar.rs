@@ -218,7 +218,12 @@ fn ten_thousand_aors_spread_over_slots() {
     use openser_core::parser::SipMsg;
     use registrar::{RegParams, save};
     let _ = shm::init(128 << 20);
-    let d = usrloc::register_udomain("it_spread").expect("domain");
+    // 1.2's 512 slots (the default now sizes the table from the segment).
+    let params = usrloc::UsrlocParams {
+        hash_size: 9,
+        ..usrloc::params()
+    };
+    let d = usrloc::register_udomain_with("it_spread", &params).expect("domain");
     let p = RegParams::default();
     for i in 0..10_000 {
         let m = format!(
@@ -328,6 +333,7 @@ fn statistics_and_usrloc_mi_commands() {
              modparam(\"mi_fifo\", \"fifo_name\", \"{DIR}/openser_fifo\")\n\
              modparam(\"mi_fifo\", \"reply_dir\", \"{DIR}/\")\n\
              modparam(\"usrloc\", \"timer_interval\", 1)\n\
+             modparam(\"usrloc\", \"hash_size\", 9)\n\
              modparam(\"registrar\", \"min_expires\", 1)\n\
              modparam(\"registrar\", \"max_expires\", 7200)";
     let mut s = Server::start(&cfg(p), &[]);

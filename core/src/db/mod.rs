@@ -161,6 +161,21 @@ pub trait DbConn: Send {
     fn replace(&mut self, table: &str, vals: &[(&str, DbVal)]) -> Result<(), DbError>;
     /// A raw statement (schema checks, tests). Rows as text values.
     fn raw_query(&mut self, sql: &str) -> Result<Vec<Row>, DbError>;
+    /// [`DbConn::query`] returning at most `limit` rows (`LIMIT`), for reading a big
+    /// table in pages (usrloc's start-up load, 1.2's `fetch_rows`). The default asks
+    /// for everything and keeps the first `limit` rows; drivers send the limit.
+    fn query_limit(
+        &mut self,
+        table: &str,
+        keys: &[Key],
+        cols: &[&str],
+        order: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Row>, DbError> {
+        let mut rows = self.query(table, keys, cols, order)?;
+        rows.truncate(limit);
+        Ok(rows)
+    }
 }
 
 /// A parsed `db_url`: `scheme://[user[:password]@]host[:port]/database`.

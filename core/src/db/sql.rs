@@ -118,6 +118,21 @@ impl Dialect {
         Ok(Stmt { sql, params })
     }
 
+    /// [`Dialect::select`] returning at most `limit` rows (`LIMIT`, an integer, not a
+    /// parameter: both engines take it as literal text).
+    pub fn select_limit(
+        &self,
+        table: &str,
+        keys: &[Key],
+        cols: &[&str],
+        order: Option<&str>,
+        limit: usize,
+    ) -> Result<Stmt, DbError> {
+        let mut st = self.select(table, keys, cols, order)?;
+        st.sql.push_str(&format!(" LIMIT {limit}"));
+        Ok(st)
+    }
+
     /// `verb INTO table (cols) VALUES (...)` (`verb` is `INSERT` or `REPLACE`).
     pub fn insert(&self, verb: &str, table: &str, vals: &[(&str, DbVal)]) -> Result<Stmt, DbError> {
         if vals.is_empty() {

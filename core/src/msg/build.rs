@@ -4,6 +4,7 @@
 use std::fmt;
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::net::SocketAddr;
 
 use super::lumps::{BODY_PRIO, Lumps};
 use crate::parser::{BUF_SIZE, FirstLine, HdrType, Proto, SipMsg, Via};
@@ -39,28 +40,33 @@ impl std::error::Error for BuildError {}
 
 /// Our Via for a forwarded request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ViaParams {
+pub struct ViaParams<'a> {
     /// Advertised host (IPv6 with brackets) and port of the sending socket.
-    pub host: String,
+    pub host: &'a str,
     pub port: u16,
     pub proto: Proto,
     /// The full branch value (including the `z9hG4bK` magic cookie).
-    pub branch: String,
+    pub branch: &'a str,
     /// Add an empty `;rport` (also added when `msg.local_rport` is set).
     pub rport: bool,
     /// More parameters appended verbatim (e.g. `";i=1"`), may be empty.
-    pub extra_params: String,
+    pub extra_params: &'a str,
 }
 
 /// The Via header line for `v` (with CRLF).
 pub fn via_line(v: &ViaParams, local_rport: bool) -> String {
     let mut s = String::with_capacity(96);
-    let _ = write!(s, "Via: SIP/2.0/{} {}", v.proto.as_str(), v.host);
+    s.push_str("Via: SIP/2.0/");
+    s.push_str(v.proto.as_str());
+    s.push(' ');
+    s.push_str(v.host);
     if v.port != 0 {
-        let _ = write!(s, ":{}", v.port);
+        s.push(':');
+        super::text::push_dec(&mut s, u64::from(v.port));
     }
-    let _ = write!(s, ";branch={}", v.branch);
-    s.push_str(&v.extra_params);
+    s.push_str(";branch=");
+    s.push_str(v.branch);
+    s.push_str(v.extra_params);
     if v.rport || local_rport {
         s.push_str(";rport");
     }
@@ -251,6 +257,25 @@ pub fn reply_destination(req: &SipMsg) -> Result<(String, u16), BuildError> {
         v.port.unwrap_or(dport)
     };
     Ok((req.rcv.src.ip().to_string(), port))
+}
+
+/// [`reply_destination`] as a socket address: the source address of the request
+/// directly, without a detour through text, unless the Via has `maddr` (resolved).
+pub fn reply_addr(req: &SipMsg) -> Result<SocketAddr, String> {
+    let v = req.via1().map_err(|_| "no Via".to_string())?;
+    if req.rcv.proto != Proto::Udp {
+        return Ok(req.rcv.src);
+    }
+    if v.maddr.is_some() {
+        let (h, p) = reply_destination(req).map_err(|e| format!("{e:?}"))?;
+        return crate::transport::send::resolve_host(&h, p);
+    }
+    let port = if v.rport.is_some() || req.add_rport {
+        req.rcv.src.port()
+    } else {
+        v.port.unwrap_or(via_default_port(req, v))
+    };
+    Ok(SocketAddr::new(req.rcv.src.ip(), port))
 }
 
 /// Where a statelessly forwarded reply goes: the second Via's `maddr`, else `received`,

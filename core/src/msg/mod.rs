@@ -5,10 +5,11 @@ pub mod build;
 pub mod errors;
 pub mod lumps;
 pub mod sl;
+pub mod text;
 
 pub use build::{
     BuildError, ViaParams, build_local_reply, build_reply_forward, build_request,
-    next_via_destination, reply_destination, via_line,
+    next_via_destination, reply_addr, reply_destination, via_line,
 };
 pub use errors::SipError;
 pub use lumps::{Lump, Lumps};

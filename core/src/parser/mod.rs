@@ -19,4 +19,4 @@ pub use msg::{
 };
 pub use scan::{Param, Params, Span, parse_params_str};
 pub use typed::{CSeq, ContactList, ContentType, Digest, Event, NameAddr, Via, ViaList};
-pub use uri::{Uri, UriError, UriScheme, is_e164};
+pub use uri::{Uri, UriError, UriRef, UriScheme, is_e164};

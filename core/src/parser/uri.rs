@@ -147,82 +147,7 @@ impl Uri {
     }
 
     pub fn parse(s: &str) -> Result<Uri, UriError> {
-        if s.bytes()
-            .any(|c| c <= b' ' || c == 0x7f || c == b'<' || c == b'>' || c == b'"')
-        {
-            return Err(e("illegal character"));
-        }
-        let colon = s.find(':').ok_or(e("no scheme"))?;
-        let sch = &s[..colon];
-        let scheme = if sch.eq_ignore_ascii_case("sip") {
-            UriScheme::Sip
-        } else if sch.eq_ignore_ascii_case("sips") {
-            UriScheme::Sips
-        } else if sch.eq_ignore_ascii_case("tel") {
-            UriScheme::Tel
-        } else {
-            return Err(e("unsupported scheme"));
-        };
-        let rest = &s[colon + 1..];
-        let (main, headers) = match rest.find('?') {
-            Some(q) => (&rest[..q], Some(rest[q + 1..].to_string())),
-            _ => (rest, None),
-        };
-        let mut uri = Uri {
-            scheme,
-            user: String::new(),
-            passwd: None,
-            host: String::new(),
-            port: None,
-            params: Vec::new(),
-            headers,
-        };
-        if scheme == UriScheme::Tel {
-            let (num, params) = match main.find(';') {
-                Some(p) => (&main[..p], Some(&main[p + 1..])),
-                None => (main, None),
-            };
-            if num.is_empty() {
-                return Err(e("empty telephone number"));
-            }
-            check_escaped(num, b"+-.()*#", "bad telephone number")?;
-            uri.user = num.to_string();
-            if let Some(p) = params {
-                uri.params = parse_uri_params(p)?;
-            }
-            return Ok(uri);
-        }
-        let hostpart = match main.find('@') {
-            Some(at) => {
-                let ui = &main[..at];
-                let (u, p) = match ui.find(':') {
-                    Some(c) => (&ui[..c], Some(&ui[c + 1..])),
-                    None => (ui, None),
-                };
-                if u.is_empty() {
-                    return Err(e("empty user"));
-                }
-                check_escaped(u, b"&=+$,;?/", "bad character in user")?;
-                if let Some(p) = p {
-                    check_escaped(p, b"&=+$,", "bad character in password")?;
-                    uri.passwd = Some(p.to_string());
-                }
-                uri.user = u.to_string();
-                &main[at + 1..]
-            }
-            None => main,
-        };
-        let (hp, params) = match hostpart.find(';') {
-            Some(p) => (&hostpart[..p], Some(&hostpart[p + 1..])),
-            None => (hostpart, None),
-        };
-        let (host, port) = split_hostport(hp)?;
-        uri.host = host.to_string();
-        uri.port = port;
-        if let Some(p) = params {
-            uri.params = parse_uri_params(p)?;
-        }
-        Ok(uri)
+        UriRef::parse(s).map(|r| r.to_owned())
     }
 
     /// The value of parameter `name` (case-insensitive): `Some(None)` for a flag param.
@@ -383,6 +308,35 @@ impl Uri {
     }
 }
 
+/// Index of the first ASCII `b` in `s`. A plain byte loop: URI parts are a few dozen
+/// bytes, where `str::find`'s searcher set-up costs more than the scan.
+fn byte_pos(s: &str, b: u8) -> Option<usize> {
+    s.bytes().position(|c| c == b)
+}
+
+/// `s` split at the first ASCII `b` (without it).
+fn split_once_byte(s: &str, b: u8) -> Option<(&str, &str)> {
+    byte_pos(s, b).map(|i| (&s[..i], &s[i + 1..]))
+}
+
+/// The pieces of `s` between ASCII `b`s, as `str::split` gives them.
+fn split_byte(s: &str, b: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match split_once_byte(r, b) {
+            Some((piece, tail)) => {
+                rest = Some(tail);
+                Some(piece)
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
 fn split_hostport(hp: &str) -> Result<(&str, Option<u16>), UriError> {
     let (host, port_s) = if hp.starts_with('[') {
         let close = hp.find(']').ok_or(e("unterminated IPv6 reference"))?;
@@ -417,13 +371,14 @@ fn split_hostport(hp: &str) -> Result<(&str, Option<u16>), UriError> {
     Ok((host, port))
 }
 
-fn parse_uri_params(p: &str) -> Result<Vec<(String, Option<String>)>, UriError> {
-    let mut out = Vec::new();
-    for part in p.split(';') {
+/// Check a URI parameter list (the text after the first `;`): no empty parameter or
+/// name, and only allowed characters.
+fn check_uri_params(p: &str) -> Result<(), UriError> {
+    for part in split_byte(p, b';') {
         if part.is_empty() {
             return Err(e("empty URI parameter"));
         }
-        let (n, v) = match part.split_once('=') {
+        let (n, v) = match split_once_byte(part, b'=') {
             Some((n, v)) => (n, Some(v)),
             None => (part, None),
         };
@@ -434,9 +389,172 @@ fn parse_uri_params(p: &str) -> Result<Vec<(String, Option<String>)>, UriError> 
         if let Some(v) = v {
             check_escaped(v, b"[]/:&+$", "bad character in URI parameter value")?;
         }
-        out.push((n.to_string(), v.map(|v| v.to_string())));
     }
-    Ok(out)
+    Ok(())
+}
+
+/// The parameters of a checked list, in order.
+fn iter_uri_params(p: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
+    split_byte(p, b';')
+        .filter(|part| !part.is_empty())
+        .map(|part| match split_once_byte(part, b'=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (part, None),
+        })
+}
+
+/// A URI parsed without copying: the parts are slices of the text, the parameters are
+/// read on demand. The same checks as [`Uri::parse`] (which is this plus copies), for
+/// the paths that only look at a URI (where a request goes, loose routing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UriRef<'a> {
+    pub scheme: UriScheme,
+    /// User part as written (escaped), empty if absent; the number of a `tel:` URI.
+    pub user: &'a str,
+    pub passwd: Option<&'a str>,
+    /// Host as written; IPv6 references keep their brackets; empty for `tel:`.
+    pub host: &'a str,
+    pub port: Option<u16>,
+    /// The parameters' text after the first `;` (checked), "" if none.
+    pub params: &'a str,
+    /// Header part after `?`, as written.
+    pub headers: Option<&'a str>,
+}
+
+impl<'a> UriRef<'a> {
+    pub fn parse(s: &'a str) -> Result<UriRef<'a>, UriError> {
+        if s.bytes()
+            .any(|c| c <= b' ' || c == 0x7f || c == b'<' || c == b'>' || c == b'"')
+        {
+            return Err(e("illegal character"));
+        }
+        let colon = byte_pos(s, b':').ok_or(e("no scheme"))?;
+        let sch = &s[..colon];
+        let scheme = if sch.eq_ignore_ascii_case("sip") {
+            UriScheme::Sip
+        } else if sch.eq_ignore_ascii_case("sips") {
+            UriScheme::Sips
+        } else if sch.eq_ignore_ascii_case("tel") {
+            UriScheme::Tel
+        } else {
+            return Err(e("unsupported scheme"));
+        };
+        let rest = &s[colon + 1..];
+        let (main, headers) = match byte_pos(rest, b'?') {
+            Some(q) => (&rest[..q], Some(&rest[q + 1..])),
+            _ => (rest, None),
+        };
+        let mut uri = UriRef {
+            scheme,
+            user: "",
+            passwd: None,
+            host: "",
+            port: None,
+            params: "",
+            headers,
+        };
+        if scheme == UriScheme::Tel {
+            let (num, params) = match byte_pos(main, b';') {
+                Some(p) => (&main[..p], Some(&main[p + 1..])),
+                None => (main, None),
+            };
+            if num.is_empty() {
+                return Err(e("empty telephone number"));
+            }
+            check_escaped(num, b"+-.()*#", "bad telephone number")?;
+            uri.user = num;
+            if let Some(p) = params {
+                check_uri_params(p)?;
+                uri.params = p;
+            }
+            return Ok(uri);
+        }
+        let hostpart = match byte_pos(main, b'@') {
+            Some(at) => {
+                let ui = &main[..at];
+                let (u, p) = match byte_pos(ui, b':') {
+                    Some(c) => (&ui[..c], Some(&ui[c + 1..])),
+                    None => (ui, None),
+                };
+                if u.is_empty() {
+                    return Err(e("empty user"));
+                }
+                check_escaped(u, b"&=+$,;?/", "bad character in user")?;
+                if let Some(p) = p {
+                    check_escaped(p, b"&=+$,", "bad character in password")?;
+                    uri.passwd = Some(p);
+                }
+                uri.user = u;
+                &main[at + 1..]
+            }
+            None => main,
+        };
+        let (hp, params) = match byte_pos(hostpart, b';') {
+            Some(p) => (&hostpart[..p], Some(&hostpart[p + 1..])),
+            None => (hostpart, None),
+        };
+        let (host, port) = split_hostport(hp)?;
+        uri.host = host;
+        uri.port = port;
+        if let Some(p) = params {
+            check_uri_params(p)?;
+            uri.params = p;
+        }
+        Ok(uri)
+    }
+
+    /// The parameters in order: name and optional value.
+    pub fn params(&self) -> impl Iterator<Item = (&'a str, Option<&'a str>)> {
+        iter_uri_params(self.params)
+    }
+    /// The value of parameter `name` (case-insensitive): `Some(None)` for a flag param.
+    pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
+        self.params()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+    fn pval(&self, name: &str) -> Option<&'a str> {
+        self.param(name).map(|v| v.unwrap_or(""))
+    }
+    pub fn transport(&self) -> Option<&'a str> {
+        self.pval("transport")
+    }
+    pub fn lr(&self) -> bool {
+        self.param("lr").is_some()
+    }
+    pub fn maddr(&self) -> Option<&'a str> {
+        self.pval("maddr")
+    }
+    /// Host without IPv6 brackets.
+    pub fn host_unbracketed(&self) -> &'a str {
+        self.host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(self.host)
+    }
+    /// Port, or the scheme default (5061 for sips, 5060 otherwise).
+    pub fn port_or_default(&self) -> u16 {
+        self.port.unwrap_or(if self.scheme == UriScheme::Sips {
+            5061
+        } else {
+            5060
+        })
+    }
+    /// The owned form.
+    pub fn to_owned(&self) -> Uri {
+        Uri {
+            scheme: self.scheme,
+            user: self.user.to_string(),
+            passwd: self.passwd.map(str::to_string),
+            host: self.host.to_string(),
+            port: self.port,
+            params: self
+                .params()
+                .map(|(n, v)| (n.to_string(), v.map(str::to_string)))
+                .collect(),
+            headers: self.headers.map(str::to_string),
+        }
+    }
 }
 
 impl fmt::Display for Uri {

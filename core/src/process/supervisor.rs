@@ -123,15 +123,7 @@ pub fn main_entry(modules: &'static [&'static module::ModuleExports]) -> i32 {
         // Show the sockets as they would be bound, without binding them.
         let infos: Vec<SocketInfo> = addrs
             .iter()
-            .map(|(p, addr, name)| SocketInfo {
-                proto: *p,
-                addr: *addr,
-                name: name.clone(),
-                address_str: addr.ip().to_string(),
-                port: addr.port(),
-                udp: None,
-                rcvbuf: 0,
-            })
+            .map(|(p, addr, name)| SocketInfo::new(*p, *addr, name.clone(), None, 0))
             .collect();
         socket::set_sockets(infos, aliases);
         print!("{}", socket::listening_text());

@@ -61,7 +61,8 @@ pub fn forward_request(msg: &SipMsg, dest: Option<SocketAddr>) -> Result<(), Sip
         }
     };
     let sock = choose_socket(&to, msg.force_send_sock);
-    let via = our_via(sock, &stateless_branch(msg), msg);
+    let branch = stateless_branch(msg);
+    let via = our_via(sock, &branch, msg);
     let buf = msg::build_request(msg, &via, &[]).map_err(|e| {
         crate::log_err!("cannot build the request: {e:?}");
         st.drop_requests.inc();
@@ -120,8 +121,7 @@ pub fn forward_reply(reply: &SipMsg) -> Result<(), SipError> {
 /// Send a reply built for `req` to where replies to it go (RFC 3261 §18.2.2 and
 /// RFC 3581), from the socket the request came in on.
 pub fn send_reply(req: &SipMsg, buf: &[u8]) -> Result<(), SipError> {
-    let (host, port) = msg::reply_destination(req).map_err(|_| SipError::BadVia)?;
-    let to = resolve_host(&host, port).map_err(|e| {
+    let to = msg::reply_addr(req).map_err(|e| {
         crate::log_err!("{e}");
         SipError::BadAddress
     })?;

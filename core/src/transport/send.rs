@@ -3,7 +3,7 @@
 use crate::globals;
 use crate::parser::SipMsg;
 use crate::parser::msg::Proto;
-use crate::parser::uri::Uri;
+use crate::parser::uri::UriRef;
 use crate::transport::socket::sockets;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
@@ -67,27 +67,24 @@ pub fn resolve_host(host: &str, port: u16) -> Result<SocketAddr, String> {
 /// Where a request for `uri` goes: maddr or host, port (default 5060/5061), and
 /// the transport parameter.
 pub fn uri_destination(uri: &str) -> Result<(SocketAddr, Proto), String> {
-    let u = Uri::parse(uri).map_err(|e| format!("bad uri <{uri}>: {e:?}"))?;
+    let u = UriRef::parse(uri).map_err(|e| format!("bad uri <{uri}>: {e:?}"))?;
     let proto = match u.transport() {
         Some(t) => Proto::from_name(t.as_bytes()).unwrap_or(Proto::Udp),
         None => Proto::Udp,
     };
-    let host = u
-        .maddr()
-        .unwrap_or_else(|| u.host_unbracketed())
-        .to_string();
+    let host = u.maddr().unwrap_or_else(|| u.host_unbracketed());
     let port = u.port_or_default();
-    Ok((resolve_host(&host, port)?, proto))
+    Ok((resolve_host(host, port)?, proto))
 }
 
 /// Host and port to advertise for socket `sock_idx` (advertised_address/port win).
-pub fn advertised(sock_idx: usize) -> (String, u16) {
+pub fn advertised(sock_idx: usize) -> (&'static str, u16) {
     let g = globals::get();
     let si = sockets().get(sock_idx).or_else(|| sockets().first());
     let host = match (&g.advertised_address, si) {
-        (Some(a), _) => a.clone(),
+        (Some(a), _) => a.as_str(),
         (None, Some(s)) => s.via_host(),
-        (None, None) => "127.0.0.1".into(),
+        (None, None) => "127.0.0.1",
     };
     let port = match (g.advertised_port, si) {
         (Some(p), _) => p,
@@ -98,14 +95,14 @@ pub fn advertised(sock_idx: usize) -> (String, u16) {
 }
 
 /// Our Via for a request leaving on `sock_idx` with `branch`.
-pub fn our_via(sock_idx: usize, branch: &str, msg: &SipMsg) -> crate::msg::ViaParams {
+pub fn our_via<'a>(sock_idx: usize, branch: &'a str, msg: &SipMsg) -> crate::msg::ViaParams<'a> {
     let (host, port) = advertised(sock_idx);
     crate::msg::ViaParams {
         host,
         port,
         proto: Proto::Udp,
-        branch: branch.to_string(),
+        branch,
         rport: msg.local_rport,
-        extra_params: String::new(),
+        extra_params: "",
     }
 }

@@ -21,9 +21,42 @@ pub struct SocketInfo {
     pub udp: Option<UdpSocket>,
     /// Receive buffer size the kernel granted.
     pub rcvbuf: usize,
+    /// The host as it goes into a Via or Record-Route (IPv6 in brackets), made once.
+    pub via_host: String,
+    /// `udp:127.0.0.1:5060` (usrloc's `socket` column, `received` sockets), made once.
+    pub sock_text: String,
 }
 
 impl SocketInfo {
+    /// A socket description (bound or not) with its texts made once.
+    pub fn new(
+        proto: Proto,
+        addr: SocketAddr,
+        name: String,
+        udp: Option<UdpSocket>,
+        rcvbuf: usize,
+    ) -> SocketInfo {
+        let via_host = match addr.ip() {
+            IpAddr::V6(ip) => format!("[{ip}]"),
+            IpAddr::V4(ip) => ip.to_string(),
+        };
+        let sock_text = format!(
+            "{}:{via_host}:{}",
+            proto.as_str().to_ascii_lowercase(),
+            addr.port()
+        );
+        SocketInfo {
+            proto,
+            addr,
+            address_str: addr.ip().to_string(),
+            port: addr.port(),
+            name,
+            udp,
+            rcvbuf,
+            via_host,
+            sock_text,
+        }
+    }
     /// `127.0.0.1:5060` / `[::1]:5060`.
     pub fn hostport(&self) -> String {
         match self.addr.ip() {
@@ -32,11 +65,8 @@ impl SocketInfo {
         }
     }
     /// Host as it goes into a Via or Record-Route (IPv6 in brackets).
-    pub fn via_host(&self) -> String {
-        match self.addr.ip() {
-            IpAddr::V6(ip) => format!("[{ip}]"),
-            IpAddr::V4(ip) => ip.to_string(),
-        }
+    pub fn via_host(&self) -> &str {
+        &self.via_host
     }
 }
 
@@ -136,15 +166,7 @@ pub fn bind_udp(addr: SocketAddr, name: String, maxbuffer: usize) -> Result<Sock
     }
     let rcvbuf = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap_or(0) as usize;
     let local = sock.local_addr().map_err(|e| format!("getsockname: {e}"))?;
-    Ok(SocketInfo {
-        proto: Proto::Udp,
-        addr: local,
-        address_str: local.ip().to_string(),
-        port: local.port(),
-        name,
-        udp: Some(sock),
-        rcvbuf,
-    })
+    Ok(SocketInfo::new(Proto::Udp, local, name, Some(sock), rcvbuf))
 }
 
 /// Is `host[:port]` one of our addresses or aliases (`myself`)? Port 0 = default 5060.

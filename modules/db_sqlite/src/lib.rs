@@ -234,6 +234,18 @@ impl DbConn for SqliteConn {
         self.rows("query", &st, false)
     }
 
+    fn query_limit(
+        &mut self,
+        table: &str,
+        keys: &[Key],
+        cols: &[&str],
+        order: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Row>, DbError> {
+        let st = DIALECT.select_limit(table, keys, cols, order, limit)?;
+        self.rows("query", &st, false)
+    }
+
     fn insert(&mut self, table: &str, vals: &[(&str, DbVal)]) -> Result<(), DbError> {
         let st = DIALECT.insert("INSERT", table, vals)?;
         self.exec("insert", &st).map(drop)

@@ -105,12 +105,25 @@ pub fn process_maxfwd(msg: &mut SipMsg, n: u32, max_limit: u32) -> i32 {
             let old = msg.s(sp);
             let lead = old.len() - old.trim_start().len();
             let width = old.trim().len();
-            let text = format!("{:>width$}", v - 1);
             let start = sp.start as usize + lead;
-            msg.lumps.replace(start, width, text);
+            msg.lumps
+                .replace(start, width, padded(v - 1, width).as_slice());
             1
         }
     }
+}
+
+/// `n` in decimal, right-aligned in `width` spaces (wider if it needs more digits).
+fn padded(n: u32, width: usize) -> smallvec::SmallVec<[u8; 16]> {
+    let mut buf = [0u8; 20];
+    let digits = openser_core::msg::text::dec_digits(u64::from(n), &mut buf);
+    let mut out = smallvec::SmallVec::new();
+    out.extend(std::iter::repeat_n(
+        b' ',
+        width.saturating_sub(digits.len()),
+    ));
+    out.extend_from_slice(digits);
+    out
 }
 
 /// `is_maxfwd_lt(limit)` on `msg`.
@@ -144,6 +157,15 @@ fn cmd_is_maxfwd_lt(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn padded_keeps_the_width() {
+        assert_eq!(padded(69, 2).as_slice(), b"69");
+        assert_eq!(padded(9, 2).as_slice(), b" 9");
+        assert_eq!(padded(0, 4).as_slice(), b"   0");
+        assert_eq!(padded(255, 1).as_slice(), b"255");
+        assert_eq!(padded(4_294_967_295, 0).as_slice(), b"4294967295");
+    }
 
     fn req(mf: Option<&str>) -> SipMsg {
         let h = mf

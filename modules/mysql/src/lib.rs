@@ -200,6 +200,26 @@ pub struct MysqlConn {
 }
 
 impl MysqlConn {
+    /// Run a SELECT with bound parameters; rows as DB values.
+    fn select(&mut self, sql: String, params: Vec<Value>) -> Result<Vec<Row>, DbError> {
+        self.run("query", |c| {
+            let res = c.exec_iter(sql.as_str(), params_of(&params))?;
+            let mut rows = Vec::new();
+            for r in res {
+                let r = r?;
+                let cols = r.columns();
+                let vals = r.unwrap();
+                rows.push(
+                    vals.into_iter()
+                        .zip(cols.iter())
+                        .map(|(v, col)| to_dbval(v, col))
+                        .collect(),
+                );
+            }
+            Ok(rows)
+        })
+    }
+
     /// The server's id of this connection (`CONNECTION_ID()`), if connected.
     pub fn connection_id(&self) -> Option<u32> {
         self.conn.as_ref().map(|c| c.connection_id())
@@ -488,22 +508,20 @@ impl DbConn for MysqlConn {
         order: Option<&str>,
     ) -> Result<Vec<Row>, DbError> {
         let (sql, params) = select_sql(table, keys, cols, order)?;
-        self.run("query", |c| {
-            let res = c.exec_iter(sql.as_str(), params_of(&params))?;
-            let mut rows = Vec::new();
-            for r in res {
-                let r = r?;
-                let cols = r.columns();
-                let vals = r.unwrap();
-                rows.push(
-                    vals.into_iter()
-                        .zip(cols.iter())
-                        .map(|(v, col)| to_dbval(v, col))
-                        .collect(),
-                );
-            }
-            Ok(rows)
-        })
+        self.select(sql, params)
+    }
+
+    fn query_limit(
+        &mut self,
+        table: &str,
+        keys: &[Key],
+        cols: &[&str],
+        order: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Row>, DbError> {
+        let (mut sql, params) = select_sql(table, keys, cols, order)?;
+        sql.push_str(&format!(" LIMIT {limit}"));
+        self.select(sql, params)
     }
 
     fn insert(&mut self, table: &str, vals: &[(&str, DbVal)]) -> Result<(), DbError> {

@@ -616,6 +616,23 @@ impl PgConn {
     }
 }
 
+impl PgConn {
+    /// A SELECT's rows, typed by the columns' OIDs.
+    fn select(&mut self, st: &Stmt) -> Result<Vec<Row>, DbError> {
+        let out = self.exec("query", st)?;
+        Ok(out
+            .rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .enumerate()
+                    .map(|(i, v)| to_dbval(v.as_deref(), out.types.get(i).copied().unwrap_or(0)))
+                    .collect()
+            })
+            .collect())
+    }
+}
+
 fn affected(tag: &str) -> u64 {
     tag.rsplit(' ')
         .next()
@@ -632,17 +649,19 @@ impl DbConn for PgConn {
         order: Option<&str>,
     ) -> Result<Vec<Row>, DbError> {
         let st = DIALECT.select(table, keys, cols, order)?;
-        let out = self.exec("query", &st)?;
-        Ok(out
-            .rows
-            .iter()
-            .map(|r| {
-                r.iter()
-                    .enumerate()
-                    .map(|(i, v)| to_dbval(v.as_deref(), out.types.get(i).copied().unwrap_or(0)))
-                    .collect()
-            })
-            .collect())
+        self.select(&st)
+    }
+
+    fn query_limit(
+        &mut self,
+        table: &str,
+        keys: &[Key],
+        cols: &[&str],
+        order: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Row>, DbError> {
+        let st = DIALECT.select_limit(table, keys, cols, order, limit)?;
+        self.select(&st)
     }
 
     fn insert(&mut self, table: &str, vals: &[(&str, DbVal)]) -> Result<(), DbError> {

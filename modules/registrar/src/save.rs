@@ -394,11 +394,20 @@ pub fn first_uri(list: &str) -> Option<&str> {
 
 /// The receiving socket as `proto:ip:port` (the `socket` column).
 pub fn socket_text(msg: &SipMsg) -> String {
-    let proto = msg.rcv.proto.as_str().to_ascii_lowercase();
     let a = msg.rcv.dst;
     if a.port() == 0 {
         return String::new();
     }
+    // The receiving socket's text, made once at start-up.
+    if let Some(s) = openser_core::transport::socket::sockets().get(msg.rcv.sock_idx)
+        && s.addr == a
+        && s.proto
+            .as_str()
+            .eq_ignore_ascii_case(msg.rcv.proto.as_str())
+    {
+        return s.sock_text.clone();
+    }
+    let proto = msg.rcv.proto.as_str().to_ascii_lowercase();
     match a.ip() {
         std::net::IpAddr::V6(ip) => format!("{proto}:[{ip}]:{}", a.port()),
         std::net::IpAddr::V4(ip) => format!("{proto}:{ip}:{}", a.port()),

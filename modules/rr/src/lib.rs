@@ -16,8 +16,9 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use openser_core::cfg::ast::{Arg, ArgValue};
+use openser_core::globals::Proto;
 use openser_core::module::{BoolParam, CmdExport, FixedArg, ModuleExports, Param};
-use openser_core::parser::{HdrType, SipMsg, Uri};
+use openser_core::parser::{HdrType, SipMsg, UriRef};
 use openser_core::route::*;
 use openser_core::script::Ctx;
 use openser_core::transport::socket::{is_myself, sockets};
@@ -99,37 +100,41 @@ fn lr_text() -> &'static str {
     if FULL_LR.get() { ";lr=on" } else { ";lr" }
 }
 
-fn sock_host(idx: usize) -> String {
+/// Append `host:port[;transport=x]` of socket `idx` as Record-Route advertises it.
+fn push_sock_host(out: &mut String, idx: usize) {
     let (host, port) = openser_core::transport::send::advertised(idx);
-    let proto = sockets().get(idx).map(|s| s.proto);
-    let mut h = format!("{host}:{port}");
-    if let Some(p) = proto {
-        let t = format!("{p:?}").to_lowercase();
-        if t != "udp" {
-            h.push_str(";transport=");
-            h.push_str(&t);
-        }
+    out.push_str(host);
+    out.push(':');
+    openser_core::msg::text::push_dec(out, u64::from(port));
+    if let Some(p) = sockets().get(idx).map(|s| s.proto)
+        && p != Proto::Udp
+    {
+        out.push_str(";transport=");
+        out.push_str(p.as_str());
     }
-    h
 }
 
-fn user_part(msg: &SipMsg) -> String {
+/// Append `user@` of the R-URI when `add_username` is on.
+fn push_user(out: &mut String, msg: &SipMsg) {
     if !ADD_USERNAME.get() {
-        return String::new();
+        return;
     }
-    match msg.ruri_parsed() {
-        Ok(u) if !u.user.is_empty() => format!("{}@", u.user),
-        _ => String::new(),
+    if let Ok(u) = msg.ruri_parsed()
+        && !u.user.is_empty()
+    {
+        out.push_str(&u.user);
+        out.push('@');
     }
 }
 
-fn ftag(msg: &SipMsg) -> String {
+/// Append `;ftag=<From tag>` when `append_fromtag` is on.
+fn push_ftag(out: &mut String, msg: &SipMsg) {
     if !APPEND_FROMTAG.get() {
-        return String::new();
+        return;
     }
-    match msg.from().ok().and_then(|f| f.tag) {
-        Some(t) => format!(";ftag={}", msg.s(t)),
-        None => String::new(),
+    if let Some(t) = msg.from().ok().and_then(|f| f.tag) {
+        out.push_str(";ftag=");
+        out.push_str(msg.s(t));
     }
 }
 
@@ -140,47 +145,47 @@ fn rr_insert_pos(msg: &SipMsg) -> usize {
     }
 }
 
-/// Insert one RR header (head + tail lumps) with `uri_body` (no `<sip:`).
-fn insert_rr(msg: &mut SipMsg, uri_body: &str, params: &str) {
+/// Start of a Record-Route header: `Record-Route: <sip:` and the user part.
+fn rr_head(msg: &SipMsg) -> String {
+    let mut h = String::with_capacity(128);
+    h.push_str("Record-Route: <sip:");
+    push_user(&mut h, msg);
+    h
+}
+
+/// Insert one RR header as two lumps: `head` (from [`rr_head`], with the host and the
+/// parameters) plus the parameters `add_rr_param` queued, then `>` and the line end.
+fn insert_rr(msg: &mut SipMsg, mut head: String) {
     let pos = rr_insert_pos(msg);
-    let pending = with_state(msg, |s| {
+    with_state(msg, |s| {
         s.rr_pos.push(pos);
-        s.pending_params.clone()
+        head.push_str(&s.pending_params);
     });
-    msg.lumps.add(
-        pos,
-        0,
-        format!("Record-Route: <sip:{uri_body}{params}{pending}"),
-        -10,
-    );
+    msg.lumps.add(pos, 0, head, -10);
     msg.lumps.add(pos, 0, ">\r\n", -8);
 }
 
 fn do_record_route(ctx: &mut Ctx, extra: &str) -> i32 {
     let msg = &mut *ctx.msg;
-    let user = user_part(msg);
-    let ft = ftag(msg);
-    let lr = lr_text();
     let in_sock = msg.rcv.sock_idx;
     let out_sock = msg.force_send_sock.unwrap_or(in_sock);
-    if DOUBLE_RR.get() && out_sock != in_sock {
-        // Inbound first in the message (read by the upstream side last).
-        insert_rr(
-            msg,
-            &format!("{user}{};r2=on", sock_host(out_sock)),
-            &format!("{lr}{ft}{extra}"),
-        );
-        insert_rr(
-            msg,
-            &format!("{user}{};r2=on", sock_host(in_sock)),
-            &format!("{lr}{ft}{extra}"),
-        );
+    let double = DOUBLE_RR.get() && out_sock != in_sock;
+    // Double: the outbound first in the message (read by the upstream side last).
+    let socks: &[usize] = if double {
+        &[out_sock, in_sock]
     } else {
-        insert_rr(
-            msg,
-            &format!("{user}{}", sock_host(in_sock)),
-            &format!("{lr}{ft}{extra}"),
-        );
+        &[in_sock]
+    };
+    for &sock in socks {
+        let mut h = rr_head(msg);
+        push_sock_host(&mut h, sock);
+        if double {
+            h.push_str(";r2=on");
+        }
+        h.push_str(lr_text());
+        push_ftag(&mut h, msg);
+        h.push_str(extra);
+        insert_rr(msg, h);
     }
     1
 }
@@ -203,11 +208,11 @@ fn cmd_record_route(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
 fn cmd_record_route_preset(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
     let Some(a) = args.first() else { return -1 };
     let s = ctx.arg_str(a);
-    let s = s.strip_prefix("sip:").unwrap_or(&s).to_string();
-    let user = user_part(ctx.msg);
-    let ft = ftag(ctx.msg);
-    let lr = lr_text();
-    insert_rr(ctx.msg, &format!("{user}{s}"), &format!("{lr}{ft}"));
+    let mut h = rr_head(ctx.msg);
+    h.push_str(s.strip_prefix("sip:").unwrap_or(&s));
+    h.push_str(lr_text());
+    push_ftag(&mut h, ctx.msg);
+    insert_rr(ctx.msg, h);
     1
 }
 
@@ -228,7 +233,7 @@ fn cmd_add_rr_param(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
 }
 
 /// Whether a Route URI is one of ours.
-fn uri_is_myself(u: &Uri) -> bool {
+fn uri_is_myself(u: &UriRef<'_>) -> bool {
     is_myself(u.host_unbracketed(), u.port.unwrap_or(0))
 }
 
@@ -266,18 +271,17 @@ fn cmd_loose_route(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
             .unzip(),
         _ => return -1,
     };
-    let Ok(first) = Uri::parse(&uris[0]) else {
+    let Ok(first) = UriRef::parse(&uris[0]) else {
         return -1;
     };
     // Strict-router conversion (§16.4): the R-URI is our own RR URI.
-    let ruri_ours = msg
-        .ruri_parsed()
-        .is_ok_and(|u| uri_is_myself(&u) && (u.lr() || u.param("ftag").is_some()));
-    if ruri_ours {
-        let ruri_params = msg
-            .ruri_parsed()
-            .map(|u| u.params_text())
-            .unwrap_or_default();
+    let ruri_params = match UriRef::parse(msg.ruri()) {
+        Ok(u) if uri_is_myself(&u) && (u.lr() || u.param("ftag").is_some()) => {
+            Some(u.params.to_string())
+        }
+        _ => None,
+    };
+    if let Some(ruri_params) = ruri_params {
         with_state(msg, |s| s.route_params = Some(ruri_params));
         let last = uris.len() - 1;
         msg.new_uri = Some(uris[last].clone());
@@ -294,12 +298,12 @@ fn cmd_loose_route(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
         return 1;
     }
     // Our own Route on top: remove it (and the r2 twin).
-    with_state(msg, |s| s.route_params = Some(first.params_text()));
+    with_state(msg, |s| s.route_params = Some(first.params.to_string()));
     remove_route(msg, &spans, 0);
     let mut next = 1;
-    if first.r2().is_some()
+    if first.param("r2").is_some()
         && uris.len() > 1
-        && Uri::parse(&uris[1]).is_ok_and(|u| uri_is_myself(&u))
+        && UriRef::parse(&uris[1]).is_ok_and(|u| uri_is_myself(&u))
     {
         remove_route(msg, &spans, 1);
         next = 2;
@@ -309,7 +313,7 @@ fn cmd_loose_route(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
         let has_totag = msg.to().ok().and_then(|t| t.tag).is_some();
         return if has_totag { 1 } else { -1 };
     }
-    match Uri::parse(&uris[next]) {
+    match UriRef::parse(&uris[next]) {
         Ok(u) if u.lr() => msg.dst_uri = Some(uris[next].clone()),
         Ok(_) => strict_next(msg, &uris, &spans, next),
         Err(_) => return -1,

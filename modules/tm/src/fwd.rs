@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use openser_core::cfg::ast::RouteKind;
-use openser_core::msg::{build_local_reply, build_request, reply_destination};
+use openser_core::msg::{build_local_reply, build_request, reply_addr};
 use openser_core::parser::{Method, Proto, SipMsg};
 use openser_core::route;
 use openser_core::script::{Ctx, run_route};
@@ -95,9 +95,7 @@ pub fn new_tran(msg: &SipMsg) -> NewTran {
     let callid = mkey.callid.of(msg.buf());
     let cseq = mkey.cseq_num.of(msg.buf());
     let hash = tm_hash(callid, cseq);
-    let uas_dst = reply_destination(msg)
-        .ok()
-        .and_then(|(h, p)| resolve_host(&h, p));
+    let uas_dst = reply_addr(msg).ok();
     let (ruri_m, via1_m) = (P.ruri_matching(), P.via1_matching());
     let is_invite = msg.method() == Method::Invite;
     let r = find_or_insert(
@@ -259,7 +257,8 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<SocketAddr>) -> 
             built.push(None);
             continue;
         }
-        let via = our_via(sock, &branch_id(c.hash_index, c.label, idx as u32), ctx.msg);
+        let branch = branch_id(c.hash_index, c.label, idx as u32);
+        let via = our_via(sock, &branch, ctx.msg);
         let out = if on_branch != 0 {
             let mut m2 = ctx.msg.clone();
             m2.new_uri = Some(d.uri.clone());

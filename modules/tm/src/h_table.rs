@@ -1,9 +1,18 @@
 //! The transaction table in shm: 65536 entries with a lock each, cells with the cloned
 //! request, up to 12 UAC branches and the UAS state, and the timer list.
 //!
-//! Lock order: hash entry lock -> cell reply lock. The timer lists (sharded by hash)
-//! have a lock taken only by their walker (the timer process); workers add new cells
-//! to a shard's lock-free pending stack, so they never wait for a timer walk.
+//! Lock order: hash entry lock -> cell reply lock. The timer wheels (sharded by hash)
+//! have a lock taken only by the timer process; workers add new cells to a shard's
+//! lock-free pending stack and cells whose deadline they moved earlier to its
+//! lock-free reschedule stack, so they never wait for the timer.
+//!
+//! Timer wheel: each shard has `WHEEL` lists, one per 100 ms tick modulo `WHEEL`
+//! (102.4 s), a reap list (cells unlinked from their chain, freed once the last
+//! reference is gone) and an idle list (cells with no deadline). A cell is in exactly
+//! one list, the one of its `next_due`; every 100 ms the timer process looks at the
+//! buckets of the ticks that passed, so its cost follows the deadlines that fall due,
+//! not the number of transactions in flight (a cell due in a later turn of the wheel
+//! is looked at once per 102.4 s).
 
 use std::cell::UnsafeCell;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -31,17 +40,34 @@ pub struct Entry {
 #[allow(unsafe_code)]
 unsafe impl ShmSafe for Entry {}
 
-/// The list of all live cells, walked by the timer process.
+/// Buckets of the timer wheel: 100 ms ticks, 1024 of them (102.4 s per turn).
+pub const WHEEL: usize = 1024;
+/// List index of the reap list (after the `WHEEL` buckets).
+pub const REAP_LIST: u32 = WHEEL as u32;
+/// List index of the idle list (cells with no deadline).
+pub const IDLE_LIST: u32 = WHEEL as u32 + 1;
+/// `Cell::timer_list` of a cell on the pending stack (in no list yet).
+pub const ON_PENDING: u32 = u32::MAX;
+const LISTS: usize = WHEEL + 2;
+
+/// One shard of the timer: the wheel's lists and the stacks workers push to.
 #[repr(C)]
 pub struct TimerList {
-    /// Taken only by the walker (the timer process; tests): workers never wait on it.
+    /// Taken only by the timer process (and tests): workers never wait on it.
     pub lock: FastLock,
-    pub(super) head_cell: UnsafeCell<ShmPtr<Cell>>,
+    /// Heads of the `WHEEL` buckets, the reap list and the idle list.
+    pub(super) heads: UnsafeCell<[ShmPtr<Cell>; LISTS]>,
+    /// The last 100 ms tick whose bucket was looked at.
+    pub(super) last_tick: UnsafeCell<u64>,
     /// New cells pushed by workers (a lock-free stack linked through the cells' timer
-    /// `next` link; address of the top cell, 0 = empty), moved into the list by the walker.
+    /// `next` link; address of the top cell, 0 = empty), put in a list by the timer.
     pub(super) pending: AtomicUsize,
+    /// Cells whose `next_due` a worker lowered (a lock-free stack linked through
+    /// `Cell::resched_next`; each cell at most once, see `Cell::resched_queued`).
+    pub(super) resched: AtomicUsize,
 }
-// SAFETY: #[repr(C)] of a FastLock, a shm pointer in an UnsafeCell and an atomic.
+// SAFETY: #[repr(C)] of a FastLock, shm pointers and an integer in UnsafeCells, and
+// atomics.
 #[allow(unsafe_code)]
 unsafe impl ShmSafe for TimerList {}
 
@@ -232,8 +258,15 @@ pub struct Key {
 pub struct Cell {
     pub(super) hash_links: UnsafeCell<Links>,
     pub(super) timer_links: UnsafeCell<Links>,
+    /// The timer list the cell is in (bucket, `REAP_LIST`, `IDLE_LIST`, `ON_PENDING`);
+    /// under the timer lock.
+    pub(super) timer_list: UnsafeCell<u32>,
+    /// Link of the reschedule stack (address of the next cell, 0 = none).
+    pub(super) resched_next: AtomicUsize,
+    /// 1 while the cell is on its shard's reschedule stack.
+    pub(super) resched_queued: AtomicU32,
     pub ref_count: AtomicU32,
-    /// Earliest timer deadline (ms), u64::MAX = none: lets the timer skip idle cells.
+    /// Earliest timer deadline (ms), u64::MAX = none, `DELETE_MARK` = unlinked.
     pub next_due: AtomicU64,
     pub hash_index: u32,
     pub label: u32,
@@ -282,9 +315,13 @@ impl Cell {
     pub fn lock_state(&self) -> StateGuard<'_> {
         StateGuard::new(self)
     }
-    /// Lower `next_due` to `t` if earlier.
+    /// Lower `next_due` to `t` if earlier; then the timer must move the cell to an
+    /// earlier bucket, so it is queued for that (once).
     pub fn due(&self, t: u64) {
-        self.next_due.fetch_min(t, Ordering::AcqRel);
+        let old = self.next_due.fetch_min(t, Ordering::SeqCst);
+        if t < old {
+            requeue(self);
+        }
     }
 }
 
@@ -313,8 +350,10 @@ pub fn init_table() -> Result<(), String> {
     .ok_or("tm: no shm for the transaction table")?;
     let timers = shm::alloc_static_slice_with(TIMER_SHARDS, |_| TimerList {
         lock: FastLock::new(),
-        head_cell: UnsafeCell::new(ShmPtr::null()),
+        heads: UnsafeCell::new([ShmPtr::null(); LISTS]),
+        last_tick: UnsafeCell::new(0),
         pending: AtomicUsize::new(0),
+        resched: AtomicUsize::new(0),
     })
     .ok_or("tm: no shm for the timer lists")?;
     let _ = TABLE.set(Table { entries, timers });
@@ -345,6 +384,9 @@ pub fn new_cell(
     let c = Cell {
         hash_links: UnsafeCell::new(Links::default()),
         timer_links: UnsafeCell::new(Links::default()),
+        timer_list: UnsafeCell::new(ON_PENDING),
+        resched_next: AtomicUsize::new(0),
+        resched_queued: AtomicU32::new(0),
         ref_count: AtomicU32::new(1),
         next_due: AtomicU64::new(u64::MAX),
         hash_index: hash,
@@ -425,42 +467,46 @@ pub fn revalidate(hash: u32, p: ShmPtr<Cell>, label: u32) -> Option<CellRef> {
     find_in_entry(hash, |c| std::ptr::eq(c, p.as_ptr()) && c.label == label)
 }
 
-/// Timer process: one walk over every shard: frees cells marked for deletion that no
-/// process references any more, and returns the cells whose `next_due <= now` (counted
-/// references).
+/// Queue `c` for the timer to put it in the list of its current `next_due` (a worker
+/// lowered it, or the timer process just handled it): at most once until the timer
+/// takes it off the stack.
+pub fn requeue(c: &Cell) {
+    if c.resched_queued
+        .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok()
+        && let Some(tl) = timer_of(c.hash_index)
+    {
+        super::shmref::push_resched(tl, c);
+    }
+}
+
+/// The 100 ms tick of a deadline in ms.
+fn tick_of(ms: u64) -> u64 {
+    ms / 100
+}
+
+/// Timer process: the cells whose `next_due <= now` (ms) in the buckets of the ticks
+/// since the last call (counted references; the caller handles them and `requeue`s
+/// them). On the way, puts new and rescheduled cells in their lists, moves cells
+/// unlinked from their chains to the reap list, and frees those no process references.
 pub fn due_cells(now: u64) -> Vec<CellRef> {
     let mut out = Vec::new();
     let mut freed = 0usize;
+    let now_tick = tick_of(now);
     for tl in timers() {
         let g = tl.lock.lock();
         drain_pending(tl, &g);
-        let mut p = tl.head(&g);
-        while let Some(c) = cell_locked(&g, p) {
-            let l = timer_links(&g, c);
-            let due = c.next_due.load(Ordering::Acquire);
-            if due == DELETE_MARK {
-                if c.ref_count.load(Ordering::Acquire) == 0 {
-                    if let Some(n) = cell_locked(&g, l.next) {
-                        let mut nl = timer_links(&g, n);
-                        nl.prev = l.prev;
-                        set_timer_links(&g, n, nl);
-                    }
-                    match cell_locked(&g, l.prev) {
-                        Some(pv) => {
-                            let mut pl = timer_links(&g, pv);
-                            pl.next = l.next;
-                            set_timer_links(&g, pv, pl);
-                        }
-                        None => tl.set_head(&g, l.next),
-                    }
-                    super::shmref::free_cell(&g, p);
-                    freed += 1;
-                }
-            } else if due <= now {
-                out.push(CellRef::take(c));
+        drain_resched(tl, &g);
+        let last = tl.last_tick(&g);
+        if now_tick > last {
+            // At most one turn of the wheel: older ticks share these buckets.
+            let first = last.max(now_tick.saturating_sub(WHEEL as u64 - 1)) + 1;
+            tl.set_last_tick(&g, now_tick);
+            for tick in first..=now_tick {
+                scan_bucket(tl, &g, (tick % WHEEL as u64) as u32, now, &mut out);
             }
-            p = l.next;
         }
+        freed += reap_list(tl, &g);
     }
     if freed > 0 {
         super::stats_inuse(-(freed as i64));
@@ -468,29 +514,137 @@ pub fn due_cells(now: u64) -> Vec<CellRef> {
     out
 }
 
-/// Move the cells workers pushed on `tl`'s pending stack into the list (walker, under
-/// the list lock `g`).
+/// The list a cell with deadline `due` belongs in, `last` being the shard's last
+/// looked-at tick: a deadline already passed goes to the next bucket looked at.
+fn list_for(due: u64, last: u64) -> u32 {
+    match due {
+        DELETE_MARK => REAP_LIST,
+        u64::MAX => IDLE_LIST,
+        d => (tick_of(d).max(last + 1) % WHEEL as u64) as u32,
+    }
+}
+
+/// Link `c` at the head of list `i` of `tl`.
+fn link_into(tl: &TimerList, g: &shm::FastLockGuard<'_>, c: &Cell, i: u32) {
+    let me = super::shmref::ptr_of(c);
+    let head = tl.list_head(g, i);
+    set_timer_links(
+        g,
+        c,
+        Links {
+            next: head,
+            prev: ShmPtr::null(),
+        },
+    );
+    if let Some(h) = cell_locked(g, head) {
+        let mut l = timer_links(g, h);
+        l.prev = me;
+        set_timer_links(g, h, l);
+    }
+    tl.set_list_head(g, i, me);
+    super::shmref::set_timer_list(g, c, i);
+}
+
+/// Unlink `c` from the list it is in (nothing if it is still on the pending stack).
+fn unlink_from(tl: &TimerList, g: &shm::FastLockGuard<'_>, c: &Cell) {
+    let i = super::shmref::timer_list(g, c);
+    if i == ON_PENDING {
+        return;
+    }
+    let l = timer_links(g, c);
+    if let Some(n) = cell_locked(g, l.next) {
+        let mut nl = timer_links(g, n);
+        nl.prev = l.prev;
+        set_timer_links(g, n, nl);
+    }
+    match cell_locked(g, l.prev) {
+        Some(pv) => {
+            let mut pl = timer_links(g, pv);
+            pl.next = l.next;
+            set_timer_links(g, pv, pl);
+        }
+        None => tl.set_list_head(g, i, l.next),
+    }
+    set_timer_links(g, c, Links::default());
+}
+
+/// Put the cells workers pushed on `tl`'s pending stack in their lists.
 fn drain_pending(tl: &TimerList, g: &shm::FastLockGuard<'_>) {
+    let last = tl.last_tick(g);
     let mut p = super::shmref::take_pending(tl);
     while let Some(c) = cell_locked(g, p) {
         let next = timer_links(g, c).next;
-        let head = tl.head(g);
-        set_timer_links(
-            g,
-            c,
-            Links {
-                next: head,
-                prev: ShmPtr::null(),
-            },
-        );
-        if let Some(h) = cell_locked(g, head) {
-            let mut l = timer_links(g, h);
-            l.prev = super::shmref::ptr_of(c);
-            set_timer_links(g, h, l);
-        }
-        tl.set_head(g, super::shmref::ptr_of(c));
+        link_into(tl, g, c, list_for(c.next_due.load(Ordering::SeqCst), last));
         p = next;
     }
+}
+
+/// Move the cells on `tl`'s reschedule stack to the lists of their deadlines.
+fn drain_resched(tl: &TimerList, g: &shm::FastLockGuard<'_>) {
+    let last = tl.last_tick(g);
+    let mut p = super::shmref::take_resched(tl);
+    while let Some(c) = cell_locked(g, p) {
+        let next = super::shmref::resched_next(c);
+        // Clear the mark before reading the deadline: a worker lowering it after this
+        // read queues the cell again (both sides are SeqCst).
+        c.resched_queued.store(0, Ordering::SeqCst);
+        if super::shmref::timer_list(g, c) != ON_PENDING {
+            let to = list_for(c.next_due.load(Ordering::SeqCst), last);
+            if to != super::shmref::timer_list(g, c) {
+                unlink_from(tl, g, c);
+                link_into(tl, g, c, to);
+            }
+        }
+        p = next;
+    }
+}
+
+/// Look at bucket `b`: due cells out, unlinked ones to the reap list, cells whose
+/// deadline moved to another bucket into that bucket.
+fn scan_bucket(
+    tl: &TimerList,
+    g: &shm::FastLockGuard<'_>,
+    b: u32,
+    now: u64,
+    out: &mut Vec<CellRef>,
+) {
+    let last = tl.last_tick(g);
+    let mut p = tl.list_head(g, b);
+    while let Some(c) = cell_locked(g, p) {
+        let next = timer_links(g, c).next;
+        let due = c.next_due.load(Ordering::SeqCst);
+        if due == DELETE_MARK {
+            unlink_from(tl, g, c);
+            link_into(tl, g, c, REAP_LIST);
+        } else if due <= now {
+            out.push(CellRef::take(c));
+        } else {
+            let to = list_for(due, last);
+            if to != b {
+                unlink_from(tl, g, c);
+                link_into(tl, g, c, to);
+            }
+        }
+        p = next;
+    }
+}
+
+/// Free the cells of the reap list that no process references any more and that are
+/// not on the reschedule stack. Returns how many were freed.
+fn reap_list(tl: &TimerList, g: &shm::FastLockGuard<'_>) -> usize {
+    let mut freed = 0;
+    let mut p = tl.list_head(g, REAP_LIST);
+    while let Some(c) = cell_locked(g, p) {
+        let next = timer_links(g, c).next;
+        if c.ref_count.load(Ordering::Acquire) == 0 && c.resched_queued.load(Ordering::SeqCst) == 0
+        {
+            unlink_from(tl, g, c);
+            super::shmref::free_cell(g, p);
+            freed += 1;
+        }
+        p = next;
+    }
+    freed
 }
 
 /// Timer process: unlink `c` from its hash chain (entry lock) so lookups no longer find
@@ -524,7 +678,8 @@ pub fn unlink_hash(c: &CellRef) {
         }
         set_hash_links(&g, c, Links::default());
     }
-    c.next_due.store(DELETE_MARK, Ordering::Release);
+    c.next_due.store(DELETE_MARK, Ordering::SeqCst);
+    requeue(c);
 }
 
 /// Timer process: free the cells marked for deletion that nobody references.
@@ -538,16 +693,19 @@ pub fn reap() -> usize {
 /// `next_due` value of a cell unlinked from its chain and waiting to be freed.
 pub const DELETE_MARK: u64 = u64::MAX - 1;
 
-/// Number of cells in the timer list (diagnostics).
+/// Number of cells in the timer lists (diagnostics).
 pub fn count_cells() -> usize {
     let mut n = 0;
     for tl in timers() {
         let g = tl.lock.lock();
         drain_pending(tl, &g);
-        let mut p = tl.head(&g);
-        while let Some(c) = cell_locked(&g, p) {
-            n += 1;
-            p = timer_links(&g, c).next;
+        drain_resched(tl, &g);
+        for i in 0..LISTS as u32 {
+            let mut p = tl.list_head(&g, i);
+            while let Some(c) = cell_locked(&g, p) {
+                n += 1;
+                p = timer_links(&g, c).next;
+            }
         }
     }
     n
@@ -620,18 +778,183 @@ mod tests {
         assert!(shm::stats().used <= used0 + 64 * 1024);
     }
 
-    #[test]
-    fn due_cells_returns_only_due() {
-        setup();
-        let hash = 777;
-        let (c, _) = find_or_insert(hash, |_| false, || mk(hash, b"due")).unwrap();
-        c.due(1_000);
-        assert!(due_cells(999).iter().all(|x| x.ptr() != c.ptr()));
-        assert!(due_cells(1_000).iter().any(|x| x.ptr() == c.ptr()));
+    /// The timer tests share the wheel's per-shard "last tick": each runs alone and in
+    /// its own window of time, later than every earlier test's.
+    fn timer_window() -> (std::sync::MutexGuard<'static, ()>, u64) {
+        static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        static NEXT: AtomicU64 = AtomicU64::new(10_000_000);
+        let g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let base = NEXT.fetch_add(100_000_000, Ordering::SeqCst);
+        // Bring every shard to `base`.
+        drop(due_cells(base));
+        (g, base)
+    }
+
+    /// The list `p` is in, if it is in any of its shard's lists.
+    fn list_of(hash: u32, p: ShmPtr<Cell>) -> Option<u32> {
+        let tl = timer_of(hash)?;
+        let g = tl.lock.lock();
+        for i in 0..LISTS as u32 {
+            let mut q = tl.list_head(&g, i);
+            while let Some(c) = cell_locked(&g, q) {
+                if std::ptr::eq(c, p.as_ptr()) {
+                    return Some(i);
+                }
+                q = timer_links(&g, c).next;
+            }
+        }
+        None
+    }
+
+    fn returned(v: &[CellRef], c: &CellRef) -> bool {
+        v.iter().any(|x| x.ptr() == c.ptr())
+    }
+
+    /// Take `c` out of the table and let the timer free it.
+    fn discard(hash: u32, c: CellRef) {
+        let p = c.ptr();
         unlink_hash(&c);
         drop(c);
         drop(due_cells(0));
+        assert_eq!(list_of(hash, p), None, "freed");
+    }
+
+    #[test]
+    fn due_cells_returns_only_due() {
+        setup();
+        let (_g, t) = timer_window();
+        let hash = 777;
+        let (c, _) = find_or_insert(hash, |_| false, || mk(hash, b"due")).unwrap();
+        c.due(t + 1_000);
+        assert!(!returned(&due_cells(t + 999), &c));
+        assert!(returned(&due_cells(t + 1_000), &c));
+        // Due in the middle of a tick the walk has just looked at: moved on to the next
+        // bucket, not left behind for a whole turn.
+        c.next_due.store(t + 1_150, Ordering::SeqCst);
+        requeue(&c);
+        assert!(!returned(&due_cells(t + 1_120), &c));
+        assert!(returned(&due_cells(t + 1_200), &c));
+        discard(hash, c);
         assert!(find_in_entry(hash, |_| true).is_none());
+    }
+
+    #[test]
+    fn deadline_a_turn_later_shares_the_bucket_but_is_not_early() {
+        setup();
+        let (_g, t) = timer_window();
+        let hash = 778;
+        let (c, _) = find_or_insert(hash, |_| false, || mk(hash, b"turn")).unwrap();
+        let turn = WHEEL as u64 * 100;
+        c.due(t + turn + 500);
+        drop(due_cells(t));
+        let bucket = list_of(hash, c.ptr()).expect("linked");
+        assert_eq!(bucket as u64, tick_of(t + 500) % WHEEL as u64);
+        // The walk passes its bucket once before the deadline: the cell stays.
+        assert!(!returned(&due_cells(t + 600), &c));
+        assert!(!returned(&due_cells(t + turn + 400), &c));
+        assert!(returned(&due_cells(t + turn + 500), &c));
+        discard(hash, c);
+    }
+
+    #[test]
+    fn lowered_deadline_moves_the_cell_to_its_new_bucket() {
+        setup();
+        let (_g, t) = timer_window();
+        let hash = 779;
+        let (c, _) = find_or_insert(hash, |_| false, || mk(hash, b"lower")).unwrap();
+        c.due(t + 50_000);
+        drop(due_cells(t));
+        assert_eq!(
+            list_of(hash, c.ptr()),
+            Some((tick_of(t + 50_000) % WHEEL as u64) as u32)
+        );
+        // A worker lowers it (e.g. a retransmission timer): queued once, moved at the
+        // next walk, due at the new time and not before.
+        c.due(t + 1_000);
+        c.due(t + 1_200); // later than the current deadline: no effect
+        assert!(!returned(&due_cells(t + 900), &c));
+        assert_eq!(
+            list_of(hash, c.ptr()),
+            Some((tick_of(t + 1_000) % WHEEL as u64) as u32)
+        );
+        assert!(returned(&due_cells(t + 1_000), &c));
+        discard(hash, c);
+    }
+
+    #[test]
+    fn raised_deadline_after_handling_is_rescheduled_by_requeue() {
+        setup();
+        let (_g, t) = timer_window();
+        let hash = 780;
+        let (c, _) = find_or_insert(hash, |_| false, || mk(hash, b"raise")).unwrap();
+        c.due(t + 300);
+        let v = due_cells(t + 300);
+        assert!(returned(&v, &c));
+        drop(v);
+        // What the timer process does after handling: the next deadline, then requeue.
+        c.next_due.store(t + 7_000, Ordering::SeqCst);
+        requeue(&c);
+        assert!(!returned(&due_cells(t + 6_900), &c));
+        assert!(returned(&due_cells(t + 7_050), &c));
+        // Nothing left: idle cells are not looked at.
+        c.next_due.store(u64::MAX, Ordering::SeqCst);
+        requeue(&c);
+        drop(due_cells(t + 7_100));
+        assert_eq!(list_of(hash, c.ptr()), Some(IDLE_LIST));
+        assert!(!returned(&due_cells(t + 500_000), &c));
+        discard(hash, c);
+    }
+
+    #[test]
+    fn overdue_cell_is_due_at_the_next_walk() {
+        setup();
+        let (_g, t) = timer_window();
+        let hash = 781;
+        // Created with a deadline already behind the wheel's last tick.
+        let (c, _) = find_or_insert(hash, |_| false, || mk(hash, b"late")).unwrap();
+        c.due(t - 5_000);
+        drop(due_cells(0)); // drains the pending stack without moving time
+        assert_eq!(
+            list_of(hash, c.ptr()),
+            Some((tick_of(t + 100) % WHEEL as u64) as u32)
+        );
+        assert!(returned(&due_cells(t + 100), &c));
+        discard(hash, c);
+    }
+
+    #[test]
+    fn reap_waits_for_the_last_reference_and_the_reschedule_stack() {
+        setup();
+        let (_g, _t) = timer_window();
+        let hash = 782;
+        let (c, _) = find_or_insert(hash, |_| false, || mk(hash, b"reap")).unwrap();
+        let p = c.ptr();
+        let other = revalidate(hash, p, c.label).expect("second reference");
+        unlink_hash(&c);
+        drop(c);
+        drop(due_cells(0));
+        assert_eq!(list_of(hash, p), Some(REAP_LIST), "still referenced");
+        // Queued for rescheduling (as if a worker lowered its deadline just now): the
+        // timer still has to take it off the stack, so it is not freed yet.
+        other.resched_queued.store(1, Ordering::SeqCst);
+        let label = other.label;
+        drop(other);
+        drop(due_cells(0));
+        assert_eq!(
+            list_of(hash, p),
+            Some(REAP_LIST),
+            "still on the reschedule stack"
+        );
+        // The cell is still allocated; the timer takes it off the stack.
+        let tl = timer_of(hash).unwrap();
+        {
+            let g = tl.lock.lock();
+            let c = cell_locked(&g, p).expect("allocated");
+            assert_eq!(c.label, label);
+            c.resched_queued.store(0, Ordering::SeqCst);
+        }
+        drop(due_cells(0));
+        assert_eq!(list_of(hash, p), None, "freed");
     }
 
     #[test]

@@ -54,17 +54,41 @@ impl Entry {
 }
 
 impl TimerList {
-    /// The list head; `g` must be the timer list's lock guard.
-    pub(super) fn head(&self, g: &FastLockGuard<'_>) -> ShmPtr<Cell> {
+    /// The head of list `i` (a bucket, the reap or the idle list); `g` must be this
+    /// shard's lock guard.
+    pub(super) fn list_head(&self, g: &FastLockGuard<'_>, i: u32) -> ShmPtr<Cell> {
         debug_assert!(std::ptr::eq(g.lock_ref(), &self.lock));
-        // SAFETY: as for `Entry::head`, with the timer lock.
-        unsafe { *self.head_cell.get() }
+        // SAFETY: as for `Entry::head`, with the shard's timer lock; a plain copy of one
+        // element is read (an index past the array panics in the indexing, no access).
+        unsafe { (*self.heads.get())[i as usize] }
     }
-    pub(super) fn set_head(&self, g: &FastLockGuard<'_>, p: ShmPtr<Cell>) {
+    pub(super) fn set_list_head(&self, g: &FastLockGuard<'_>, i: u32, p: ShmPtr<Cell>) {
         debug_assert!(std::ptr::eq(g.lock_ref(), &self.lock));
-        // SAFETY: as for `Entry::set_head`, with the timer lock.
-        unsafe { *self.head_cell.get() = p }
+        // SAFETY: as for `Entry::set_head`, with the shard's timer lock.
+        unsafe { (*self.heads.get())[i as usize] = p }
     }
+    /// The last tick whose bucket was looked at; `g` must be this shard's lock guard.
+    pub(super) fn last_tick(&self, g: &FastLockGuard<'_>) -> u64 {
+        debug_assert!(std::ptr::eq(g.lock_ref(), &self.lock));
+        // SAFETY: only touched under the shard's timer lock, held; copied out.
+        unsafe { *self.last_tick.get() }
+    }
+    pub(super) fn set_last_tick(&self, g: &FastLockGuard<'_>, t: u64) {
+        debug_assert!(std::ptr::eq(g.lock_ref(), &self.lock));
+        // SAFETY: as for `last_tick`; a plain write, no reference alive.
+        unsafe { *self.last_tick.get() = t }
+    }
+}
+
+/// The timer list a cell is in; `_g` is its shard's timer lock guard.
+pub(super) fn timer_list(_g: &FastLockGuard<'_>, c: &Cell) -> u32 {
+    // SAFETY: a cell's list index is written only by `new_cell` before publication and
+    // then under the timer lock, held; copied out.
+    unsafe { *c.timer_list.get() }
+}
+pub(super) fn set_timer_list(_g: &FastLockGuard<'_>, c: &Cell, i: u32) {
+    // SAFETY: as for `timer_list`; a plain write, no reference alive.
+    unsafe { *c.timer_list.get() = i }
 }
 
 /// A cell reached through a hash chain or the timer list while the structure's lock
@@ -252,8 +276,38 @@ pub(super) fn take_pending(tl: &TimerList) -> ShmPtr<Cell> {
     addr_to_ptr(tl.pending.swap(0, Ordering::AcqRel))
 }
 
+/// Push `c` on its shard's reschedule stack. The caller won `c.resched_queued` (0 → 1),
+/// so the cell is on the stack at most once; its link is an atomic, written before the
+/// compare-and-swap publishes the cell (Release).
+pub(super) fn push_resched(tl: &TimerList, c: &Cell) {
+    let me = ptr_of(c).addr();
+    let mut head = tl.resched.load(Ordering::Acquire);
+    loop {
+        c.resched_next.store(head, Ordering::Relaxed);
+        match tl
+            .resched
+            .compare_exchange_weak(head, me, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => return,
+            Err(h) => head = h,
+        }
+    }
+}
+
+/// Walker: take the whole reschedule stack (top cell; chain through `resched_next`).
+pub(super) fn take_resched(tl: &TimerList) -> ShmPtr<Cell> {
+    addr_to_ptr(tl.resched.swap(0, Ordering::AcqRel))
+}
+
+/// The next cell on the reschedule stack after `c`.
+pub(super) fn resched_next(c: &Cell) -> ShmPtr<Cell> {
+    addr_to_ptr(c.resched_next.load(Ordering::Acquire))
+}
+
 fn addr_to_ptr(a: usize) -> ShmPtr<Cell> {
-    // SAFETY: `a` is 0 or the address of a live cell pushed by `push_pending` (cells on
-    // the stack are not freed: freeing needs them in the list, which drain moves them to).
+    // SAFETY: `a` is 0 or the address of a live cell pushed on a stack by a process that
+    // held a reference: cells on the pending stack are in no list, so nothing frees
+    // them; cells on the reschedule stack keep `resched_queued` at 1 until the walker
+    // takes them off, and the reaper frees no cell with the mark set.
     unsafe { ShmPtr::from_raw(a as *mut Cell) }
 }

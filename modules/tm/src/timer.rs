@@ -1,4 +1,5 @@
-//! tm timers, run by the timer process every 100 ms over the shm timer list:
+//! tm timers, run by the timer process every 100 ms over the shm timer wheel
+//! (`h_table`):
 //! UDP retransmissions (T1 doubling up to T2), final-response timeouts (fr_timer /
 //! fr_inv_timer), UAS reply retransmissions until the ACK, the wait state, and freeing
 //! deleted cells once no process holds a reference (delete_timer).
@@ -8,16 +9,18 @@ use super::fwd::{now_ms, send};
 use super::h_table::*;
 use super::reply;
 
-/// The 100 ms tick.
+/// The 100 ms tick: the cells due in the wheel buckets of the ticks that passed; each
+/// goes back to the wheel at its new deadline once handled.
 pub fn utimer(_ticks: u64) {
     let now = now_ms();
     for c in due_cells(now) {
         process(&c, now);
+        requeue(&c);
     }
 }
 
 /// The 1 s tick: frees deleted cells whose last reference went away (delete_timer; the
-/// 100 ms walk does the same, this is a second chance for quiet periods).
+/// 100 ms tick does the same).
 pub fn timer(_ticks: u64) {
     reap();
 }

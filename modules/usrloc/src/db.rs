@@ -372,35 +372,40 @@ pub(super) fn preload(dom: &UDomain, params: &UsrlocParams, now: i64) -> Result<
         )
     })?;
     let col = &params.columns;
-    let cols = read_cols(params);
-    let rows = conn
-        .query(dom.name(), &[], &cols, None)
-        .map_err(|e| format!("usrloc: cannot load table {}: {e}", dom.name()))?;
+    // Read in pages of `fetch_rows` rows by id (1.2's fetch_rows), so a table of a
+    // million rows never sits in the attendant's memory all at once.
+    let mut cols: Vec<&str> = read_cols(params).to_vec();
+    cols.push("id");
+    let fetch = params.fetch_rows.max(1) as usize;
+    let mut last_id = 0i64;
     let mut loaded = 0;
     LOADING.with(|l| l.set(true));
-    for r in &rows {
-        let Some((aor, ci)) = row_contact(params, r) else {
-            continue;
-        };
-        if aor.is_empty() || ci.contact.is_empty() || (ci.expires != 0 && ci.expires <= now) {
-            continue;
-        }
-        let mut g = dom.lock_slot_cached(aor.as_bytes());
-        let res = g.get_or_insert_urecord(aor.as_bytes()).and_then(|rid| {
-            let cid = g.insert_ucontact(rid, &ci)?;
-            // The row is in the database already.
-            g.set_contact_state(rid, cid, super::ContactState::Sync)
-        });
-        drop(g);
-        match res {
-            Ok(_) => loaded += 1,
+    loop {
+        let rows = match conn.query_limit(
+            dom.name(),
+            &[Key::op("id", db::Op::Gt, DbVal::Int(last_id))],
+            &cols,
+            Some("id"),
+            fetch,
+        ) {
+            Ok(r) => r,
             Err(e) => {
                 LOADING.with(|l| l.set(false));
-                return Err(format!(
-                    "usrloc: cannot load {aor} into table {}: {e}",
-                    dom.name()
-                ));
+                return Err(format!("usrloc: cannot load table {}: {e}", dom.name()));
             }
+        };
+        let page = rows.len();
+        for r in &rows {
+            if let Some(DbVal::Int(id)) = r.last() {
+                last_id = last_id.max(*id);
+            }
+            if let Err(e) = load_row(dom, params, r, now, &mut loaded) {
+                LOADING.with(|l| l.set(false));
+                return Err(e);
+            }
+        }
+        if page < fetch {
+            break;
         }
     }
     LOADING.with(|l| l.set(false));
@@ -413,6 +418,39 @@ pub(super) fn preload(dom: &UDomain, params: &UsrlocParams, now: i64) -> Result<
         ],
     );
     Ok(loaded)
+}
+
+/// Insert one loaded row into `dom` (expired or empty rows are skipped).
+fn load_row(
+    dom: &UDomain,
+    params: &UsrlocParams,
+    r: &[DbVal],
+    now: i64,
+    loaded: &mut usize,
+) -> Result<(), String> {
+    let Some((aor, ci)) = row_contact(params, r) else {
+        return Ok(());
+    };
+    if aor.is_empty() || ci.contact.is_empty() || (ci.expires != 0 && ci.expires <= now) {
+        return Ok(());
+    }
+    let mut g = dom.lock_slot_cached(aor.as_bytes());
+    let res = g.get_or_insert_urecord(aor.as_bytes()).and_then(|rid| {
+        let cid = g.insert_ucontact(rid, &ci)?;
+        // The row is in the database already.
+        g.set_contact_state(rid, cid, super::ContactState::Sync)
+    });
+    drop(g);
+    match res {
+        Ok(_) => {
+            *loaded += 1;
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "usrloc: cannot load {aor} into table {}: {e}",
+            dom.name()
+        )),
+    }
 }
 
 /// Write-back pass over `dom` (timer process, and the attendant at shutdown): every

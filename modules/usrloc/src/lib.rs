@@ -72,11 +72,7 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         MiExport::new("ul_show_contact", mi::ul_show_contact),
     ],
     stats: &[StatExport::func("registered_users", registered_users)],
-    timers: &[TimerExport::new(
-        "usrloc",
-        Every::SecsParam(&P.timer_interval),
-        module::ul_timer,
-    )],
+    timers: &[TimerExport::new("usrloc", Every::Secs(1), module::ul_timer)],
     mod_init: Some(module::mod_init),
     destroy: Some(module::destroy),
     ..ModuleExports::EMPTY
@@ -188,7 +184,9 @@ pub struct UsrlocParams {
     pub cseq_delay: i64,
     /// Rows per fetch when loading from the DB.
     pub fetch_rows: u32,
-    /// log2 of the slot count; ≤ 1 means 9 (512 slots).
+    /// log2 of the slot count; 0 (the default) sizes the table from the shm segment
+    /// ([`udomain::auto_hash_bits`]: 2^9 … 2^20 slots), 1 means 9 (512 slots, 1.2's
+    /// default).
     pub hash_size: u32,
     /// Branch flag meaning "contact is behind NAT"; -1 = not set.
     pub nat_bflag: i32,
@@ -331,8 +329,26 @@ pub fn get_all_ucontacts(flags: u32, now: i64) -> Vec<ContactInfo> {
     out
 }
 
-/// The usrloc timer (every `timer_interval` s in the timer process): expire contacts
-/// of every domain at `now` (unix seconds).
+/// The usrloc timer, every second in the timer process: one step of each domain's
+/// amortised expiry walk (a whole pass per `timer_interval`), and every
+/// `timer_interval` seconds the `db_mode` 2 write-back and the `db_mode` 3 expiry of
+/// the database rows. `tick` counts seconds.
+pub fn timer_tick(now: i64, tick: u64) {
+    let interval = u64::from(params().timer_interval.max(1));
+    let full = tick.is_multiple_of(interval);
+    for d in domains() {
+        d.expire_step(now, interval as usize);
+        if full && db::write_back() {
+            db::sync_domain(d);
+        }
+        if full && db::db_only() {
+            db::expire_db(d, now);
+        }
+    }
+}
+
+/// A whole expiry pass over every domain at `now` (and the write-back and DB expiry of
+/// `db_mode` 2 and 3): what `timer_interval` steps of [`timer_tick`] add up to.
 pub fn timer(now: i64) {
     for d in domains() {
         d.timer(now);

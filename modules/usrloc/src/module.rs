@@ -50,7 +50,7 @@ impl Cells {
             matching_mode: IntParam::new(0),
             cseq_delay: IntParam::new(20),
             fetch_rows: IntParam::new(2000),
-            hash_size: IntParam::new(9),
+            hash_size: IntParam::new(0),
             nat_bflag: IntParam::new(-1),
             user_column: StrParam::new("username"),
             domain_column: StrParam::new("domain"),
@@ -160,8 +160,8 @@ pub(super) fn destroy() {
     super::flush_to_db();
 }
 
-pub(super) fn ul_timer(_ticks: u64) {
-    super::timer(openser_core::clock::now());
+pub(super) fn ul_timer(ticks: u64) {
+    super::timer_tick(openser_core::clock::now(), ticks);
 }
 
 /// Per-domain statistics exist for the first this many domains.

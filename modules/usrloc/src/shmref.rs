@@ -15,8 +15,9 @@
 //!   created, never freed, and contain only atomics.
 #![allow(unsafe_code)]
 
-use shm::{ShmPtr, ShmSafe, ShmStr};
+use shm::{FastLock, ShmPtr, ShmSafe, ShmStr};
 
+use super::hslot::SlotHead;
 use super::udomain::SlotGuard;
 
 /// A shared reference to a never-freed shm object made only of atomics.
@@ -29,6 +30,39 @@ pub(super) fn forever<T: ShmSafe + Sync>(p: ShmPtr<T>) -> Option<&'static T> {
     // is only ever accessed through shared references (atomics), so `'static` shared
     // access is sound in every process that inherited the mapping.
     Some(unsafe { &*p.as_ptr() })
+}
+
+/// A zero-filled shm array of `n` `T`s (slot locks and heads), counted in tests.
+pub(super) fn alloc_zeroed<T: ShmSafe>(n: usize) -> Option<ShmPtr<T>> {
+    if inject::fail_now() {
+        return None;
+    }
+    let p = shm::alloc_zeroed_array::<T>(n);
+    if p.is_some() {
+        inject::count(1);
+    }
+    p
+}
+
+/// The lock of slot `i` of a domain's lock array `base` of `n` locks.
+pub(super) fn slot_lock(base: ShmPtr<FastLock>, n: usize, i: usize) -> &'static FastLock {
+    assert!(i < n && !base.is_null(), "slot index out of range");
+    let elem = base.as_ptr().wrapping_add(i);
+    // SAFETY: `base` points to a live array of `n` locks (allocated zeroed — a free
+    // FastLock — by `UDomain::new` and never freed) and `i < n` was checked, so `elem`
+    // is element `i`; a FastLock is only used through shared references (atomics), so
+    // a `'static` shared reference to it is sound in every process.
+    unsafe { &*elem }
+}
+
+/// The list head of slot `i` of a domain's head array `base` of `n` heads.
+pub(super) fn slot_head(base: ShmPtr<SlotHead>, n: usize, i: usize) -> ShmPtr<SlotHead> {
+    assert!(i < n && !base.is_null(), "slot index out of range");
+    let elem = base.as_ptr().wrapping_add(i);
+    // SAFETY: `i < n` keeps `elem` inside the live array of `n` initialised (zeroed)
+    // heads; the result is only dereferenced through `get`/`get_mut` with the slot's
+    // guard, like every other pointer of the slot.
+    unsafe { ShmPtr::from_raw(elem) }
 }
 
 /// Read access to a record/contact/slot head of the guard's slot.

@@ -60,7 +60,15 @@ fn defaults_match_openser() {
     let p = UsrlocParams::default();
     assert_eq!(p.db_mode, 0);
     assert_eq!(p.timer_interval, 60);
-    assert_eq!(p.hash_size, 9);
+    assert_eq!(p.hash_size, 0, "auto: sized from the shm segment");
+    assert_eq!(super::udomain::auto_hash_bits(32 << 20), 13);
+    assert_eq!(super::udomain::auto_hash_bits(1536 << 20), 18);
+    assert_eq!(
+        super::udomain::auto_hash_bits(1 << 20),
+        9,
+        "at least 1.2's 512"
+    );
+    assert_eq!(super::udomain::auto_hash_bits(1 << 40), 20);
     assert_eq!(p.cseq_delay, 20);
     assert_eq!(p.matching_mode, 0);
     assert_eq!(p.columns.user_agent, "user_agent");
@@ -338,7 +346,8 @@ fn errors_do_not_leak() {
 
 #[test]
 fn hash_spread() {
-    let d = dom("t_spread", |_| {});
+    // 512 slots (1.2's table) so that 10,000 AORs fill every slot.
+    let d = dom("t_spread", |p| p.hash_size = 9);
     for i in 0..10_000 {
         let aor = format!("user{i}");
         let mut g = d.lock_slot(aor.as_bytes());
@@ -506,12 +515,12 @@ fn allocation_failures_leave_nothing_behind() {
     drop(g);
     assert_eq!(inject::live(), base);
 
-    // Domain creation: 1 + 2 * 4 allocations with hash_size 2.
+    // Domain creation: 3 allocations (statistics, lock array, head array).
     let p = UsrlocParams {
         hash_size: 2,
         ..UsrlocParams::default()
     };
-    for n in 1..=9 {
+    for n in 1..=3 {
         inject::fail_nth(n);
         assert!(matches!(
             UDomain::new("t_nomem2", &p),

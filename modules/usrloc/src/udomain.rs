@@ -6,12 +6,15 @@
 //! every child inherits an identical copy pointing at the same shm objects.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use shm::{FastLock, FastLockGuard, ShmPtr, ShmSafe, ShmStr};
 
 use super::hslot::{SlotHead, aor_eq, ul_hash};
-use super::shmref::{alloc, alloc_str, dispose, dispose_str, forever, get, get_mut};
+use super::shmref::{
+    alloc, alloc_str, alloc_zeroed, dispose, dispose_str, forever, get, get_mut, slot_head,
+    slot_lock,
+};
 use super::ucontact::ContactInfo;
 use super::urecord::{RecordId, URecord};
 use super::{UlCbType, UlError, UsrlocParams};
@@ -50,8 +53,14 @@ impl DomainStats {
 /// A usrloc domain ("table").
 pub struct UDomain {
     name: String,
-    locks: Vec<&'static FastLock>,
-    heads: Vec<ShmPtr<SlotHead>>,
+    /// `nslots` locks, one shm array (a zeroed `FastLock` is free).
+    locks: ShmPtr<FastLock>,
+    /// `nslots` list heads, one shm array.
+    heads: ShmPtr<SlotHead>,
+    /// A power of two.
+    nslots: usize,
+    /// Next slot of the amortised expiry walk (the timer process's; private memory).
+    expiry_cursor: AtomicUsize,
     stats: &'static DomainStats,
     pub(super) desc_time_order: bool,
     pub(super) matching_mode: i32,
@@ -91,52 +100,43 @@ impl Drop for SlotGuard<'_> {
     }
 }
 
+/// Slot count (log2) of a domain whose `hash_size` is 0: one slot per 4 KiB of the
+/// shm segment (rounded down to a power of two), between 2^9 (1.2's default, 512) and
+/// 2^20. With the default 32 MiB that is 8,192 slots (160 KiB); with `-m 1536`, 2^18
+/// (5 MiB), so a million contacts make chains of four. A slot costs 20 bytes (its
+/// lock, 4, and its list head, 16).
+pub fn auto_hash_bits(shm_total: usize) -> u32 {
+    let slots = (shm_total / 4096).max(1);
+    (usize::BITS - 1 - slots.leading_zeros()).clamp(9, 20)
+}
+
 impl UDomain {
-    /// Create a domain in shm with `2^hash_size` slots (`hash_size` ≤ 1 means 9) and
-    /// the behaviour switches of `params`. On shm exhaustion everything allocated so
-    /// far is freed and `NoMemory` returned. (Slots and locks are never freed: domains
-    /// live as long as the server.)
+    /// Create a domain in shm with `2^hash_size` slots (0 = sized from the shm
+    /// segment, see [`auto_hash_bits`]; 1 means 9, as before) and the behaviour switches of `params`: three
+    /// allocations (statistics, the lock array, the head array). On shm exhaustion what
+    /// was allocated is freed and `NoMemory` returned. (Domains live as long as the
+    /// server.)
     pub fn new(name: &str, params: &UsrlocParams) -> Result<UDomain, UlError> {
-        let bits = if params.hash_size <= 1 {
-            9
-        } else {
-            params.hash_size.min(24)
+        let bits = match params.hash_size {
+            0 => auto_hash_bits(shm::stats().total),
+            1 => 9,
+            b => b.min(24),
         };
         let n = 1usize << bits;
-        let mut lock_ptrs: Vec<ShmPtr<FastLock>> = Vec::with_capacity(n);
-        let mut heads: Vec<ShmPtr<SlotHead>> = Vec::with_capacity(n);
-        let stats_ptr = alloc(DomainStats {
+        let stats = alloc(DomainStats {
             users: AtomicU64::new(0),
             contacts: AtomicU64::new(0),
             expires: AtomicU64::new(0),
         });
-        let mut ok = stats_ptr.is_some();
-        while ok && heads.len() < n {
-            match (
-                alloc(FastLock::new()),
-                alloc(SlotHead {
-                    first: ShmPtr::null(),
-                    n: 0,
-                }),
-            ) {
-                (Some(l), Some(h)) => {
-                    lock_ptrs.push(l);
-                    heads.push(h);
-                }
-                (l, h) => {
-                    l.into_iter().for_each(dispose);
-                    h.into_iter().for_each(dispose);
-                    ok = false;
-                }
-            }
-        }
-        let stats = stats_ptr.and_then(forever);
-        let locks: Option<Vec<&'static FastLock>> = lock_ptrs.iter().map(|&p| forever(p)).collect();
-        match (ok, stats, locks) {
-            (true, Some(stats), Some(locks)) => Ok(UDomain {
+        let locks = stats.and_then(|_| alloc_zeroed::<FastLock>(n));
+        let heads = locks.and_then(|_| alloc_zeroed::<SlotHead>(n));
+        match (stats.and_then(forever), locks, heads) {
+            (Some(stats), Some(locks), Some(heads)) => Ok(UDomain {
                 name: name.to_owned(),
                 locks,
                 heads,
+                nslots: n,
+                expiry_cursor: AtomicUsize::new(0),
                 stats,
                 desc_time_order: params.desc_time_order,
                 matching_mode: params.matching_mode,
@@ -144,11 +144,8 @@ impl UDomain {
                 case_sensitive: params.case_sensitive,
             }),
             _ => {
-                lock_ptrs.into_iter().for_each(dispose);
-                heads.into_iter().for_each(dispose);
-                if let Some(s) = stats_ptr {
-                    dispose(s);
-                }
+                locks.into_iter().for_each(dispose);
+                stats.into_iter().for_each(dispose);
                 Err(UlError::NoMemory)
             }
         }
@@ -161,12 +158,12 @@ impl UDomain {
 
     /// Number of hash slots.
     pub fn size(&self) -> usize {
-        self.heads.len()
+        self.nslots
     }
 
     /// Slot index of an AOR.
     pub fn slot_of(&self, aor: &[u8]) -> usize {
-        (ul_hash(aor, self.case_sensitive) as usize) & (self.heads.len() - 1)
+        (ul_hash(aor, self.case_sensitive) as usize) & (self.nslots - 1)
     }
 
     /// Lock the slot of `aor` (OpenSER's `lock_udomain`). Do not block (DB, DNS, I/O)
@@ -187,12 +184,12 @@ impl UDomain {
 
     /// Lock slot `i` (masked into range), e.g. to walk the whole table slot by slot.
     pub fn lock_index(&self, i: usize) -> SlotGuard<'_> {
-        let slot = i & (self.heads.len() - 1);
+        let slot = i & (self.nslots - 1);
         SlotGuard {
             dom: self,
             slot,
             known: Cell::new(ShmPtr::null()),
-            lock: Some(self.locks[slot].lock()),
+            lock: Some(slot_lock(self.locks, self.nslots, slot).lock()),
         }
     }
 
@@ -279,6 +276,24 @@ impl UDomain {
             g.unlock_then_flush();
         }
     }
+
+    /// One step of the amortised expiry walk: the next `ceil(slots / rounds)` slots,
+    /// so that `rounds` calls (one per second, `rounds` = `timer_interval`) cover the
+    /// table once. The work per call is bounded whatever the table holds, and a contact
+    /// is removed at most `timer_interval` seconds after it expired, as with a whole
+    /// walk every `timer_interval` (OpenSER's).
+    pub fn expire_step(&self, now: i64, rounds: usize) {
+        let n = self.size();
+        let batch = n.div_ceil(rounds.max(1));
+        let start = self.expiry_cursor.load(Ordering::Relaxed);
+        for k in 0..batch.min(n) {
+            let mut g = self.lock_index(start + k);
+            g.expire_slot(now);
+            g.unlock_then_flush();
+        }
+        self.expiry_cursor
+            .store((start + batch) & (n - 1), Ordering::Relaxed);
+    }
 }
 
 impl<'d> SlotGuard<'d> {
@@ -296,7 +311,7 @@ impl<'d> SlotGuard<'d> {
     }
 
     pub(super) fn head(&self) -> ShmPtr<SlotHead> {
-        self.dom.heads[self.slot]
+        slot_head(self.dom.heads, self.dom.nslots, self.slot)
     }
 
     /// Index of the locked slot.

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# callgrind.sh [SCENARIO ...] — instructions per call/REGISTER, counted by callgrind
+# (repeatable whatever else the machine does, unlike CPU time).
+#
+# The server runs as one receiver (-D -E: the attendant is the receiver; the timer is
+# its child) under `valgrind --tool=callgrind --trace-children=yes`, SIPp sends N calls
+# at a low rate, and the receiver's and the timer's instruction counts are divided by N.
+# Scenarios: stateless, stateful (INVITE/180/200/ACK/BYE/200 via record_route +
+# t_relay), register (one new user per REGISTER), registrar (INVITEs to registered
+# users). Environment: N (calls, default 2000), RATE (default 200), BIN (default the
+# release build), SERVER (a whole command line instead of BIN …, with $CFG for the
+# config: e.g. the original OpenSER), CFG_PATTERN (printf pattern of the config per
+# routing, default bench/openser-%s.cfg), OUT (default target/bench/callgrind-<date>),
+# HOST (the loopback address server and SIPp use, default 127.0.0.1; another one, e.g.
+# 127.0.0.42, keeps the run clear of anything else on port 5060).
+#   SERVER='/path/to/openser-1.2/sbin/openser -D -E -f $CFG' \
+#   CFG_PATTERN=../shared/bench/openser12/openser12-%s.cfg bench/callgrind.sh stateful register
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+SCEN=$ROOT/../shared/bench/scenarios
+N=${N:-2000}
+RATE=${RATE:-200}
+BIN=${BIN:-$ROOT/target/release/openser}
+OUT=${OUT:-$ROOT/target/bench/callgrind-$(date +%Y%m%d-%H%M%S)}
+SCENARIOS=${*:-stateless stateful register}
+CFG_PATTERN=${CFG_PATTERN:-$HERE/openser-%s.cfg}
+HOST=${HOST:-127.0.0.1}
+command -v valgrind >/dev/null || { echo "valgrind is needed" >&2; exit 2; }
+command -v sipp >/dev/null || { echo "sipp (sip-tester) is needed" >&2; exit 2; }
+mkdir -p "$OUT"
+
+users() { # file count
+	seq -f 'user%g' 1 "$2" | sed '1i SEQUENTIAL' >"$1"
+}
+
+ir_of() { # callgrind file -> total Ir
+	awk '/^summary:/ {print $2; exit} /^totals:/ {t=$2} END {if (t) print t}' "$1" | head -1
+}
+
+run_one() {
+	local scen=$1 routing
+	case $scen in
+	stateless) routing=stateless ;;
+	stateful) routing=stateful ;;
+	register | registrar) routing=registrar ;;
+	*) echo "unknown scenario $scen" >&2; return 1 ;;
+	esac
+	local dir=$OUT/$scen
+	mkdir -p "$dir"
+	local cfg=$dir/server.cfg
+	# shellcheck disable=SC2059
+	sed -e 's/^children=.*/children=1/' -e 's/^fork=.*/fork=no/' -e "s/127\.0\.0\.1/$HOST/g" "$(printf "$CFG_PATTERN" "$routing")" >"$cfg"
+	local cmd
+	if [ -n "${SERVER:-}" ]; then
+		cmd=${SERVER//\$CFG/$cfg}
+	else
+		cmd="$BIN -D -E -m 512 -f $cfg"
+	fi
+	valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$dir/cg.%p" \
+		$cmd >"$dir/server.log" 2>&1 &
+	local vpid=$!
+	sleep 6 # valgrind start-up
+	local uas=
+	if [ "$scen" = stateless ] || [ "$scen" = stateful ] || [ "$scen" = registrar ]; then
+		sipp -sf "$SCEN/uas.xml" -i $HOST -p 5070 -d 50 -bg </dev/null >/dev/null 2>&1 || true
+		uas=1
+	fi
+	if [ "$scen" = registrar ]; then
+		users "$dir/users.csv" "$N"
+		sipp -sf "$SCEN/reg.xml" -inf "$dir/users.csv" -i $HOST -p 5072 -m "$N" -r "$RATE" \
+			-nostdin $HOST:5060 >/dev/null 2>&1 || true
+	fi
+	# Count only the measured calls: zero the counters of the receiver and the timer.
+	for p in $vpid $(pgrep -P $vpid); do callgrind_control -z $p >/dev/null 2>&1 || true; done
+	case $scen in
+	register)
+		users "$dir/users.csv" "$N"
+		sipp -sf "$SCEN/reg.xml" -inf "$dir/users.csv" -i $HOST -p 5072 -m "$N" -r "$RATE" \
+			-nostdin -trace_stat -stf "$dir/stat.csv" $HOST:5060 >/dev/null 2>&1 || true
+		;;
+	registrar)
+		sipp -sf "$SCEN/uac-user.xml" -inf "$dir/users.csv" -i $HOST -p 5080 -m "$N" -r "$RATE" \
+			-nostdin -trace_stat -stf "$dir/stat.csv" $HOST:5060 >/dev/null 2>&1 || true
+		;;
+	*)
+		sipp -sf "$SCEN/uac.xml" -i $HOST -p 5080 -m "$N" -r "$RATE" -s bob \
+			-nostdin -trace_stat -stf "$dir/stat.csv" $HOST:5060 >/dev/null 2>&1 || true
+		;;
+	esac
+	[ -n "$uas" ] && pkill -f "sipp -sf $SCEN/uas.xml -i $HOST " || true
+	kill -TERM $vpid 2>/dev/null || true
+	wait $vpid 2>/dev/null || true
+	local ok
+	ok=$(awk -F';' 'NR==1 {for (i=1;i<=NF;i++) if ($i=="SuccessfulCall(C)") c=i} END {print $c+0}' "$dir/stat.csv" 2>/dev/null || echo 0)
+	# The largest file is the receiver (the attendant); the timer is the other one.
+	local files recv timer
+	files=$(ls -S "$dir"/cg.* 2>/dev/null)
+	recv=0
+	for f in $files; do
+		local ir
+		ir=$(ir_of "$f")
+		recv=$((recv + ir))
+	done
+	echo "$scen calls=$ok instructions=$recv per_call=$((recv / (ok > 0 ? ok : 1)))" | tee -a "$OUT/summary.txt"
+}
+
+for s in $SCENARIOS; do
+	run_one "$s"
+done

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# regscale.sh [openser|kamailio ...] — registrar cost as the location table grows.
+#
+# For each server and each table size (SIZES, default 10000 100000 1000000): start the
+# server, register SIZE users (one contact each, pointing at the SIPp UAS), then measure
+# at fixed rates the CPU per REGISTER (re-registrations of the loaded users) and per
+# call to a registered user (lookup + record_route + t_relay, INVITE/180/200/ACK/BYE).
+# The figure to watch is the cost at 1M against the cost at 10k. Configs:
+# bench/openser-registrar.cfg and the yardstick's kamailio-registrar.cfg.
+#
+# Environment: SIZES, LOAD_RATE (8000/s), REG_RATE (4000/s), INV_RATE (1000 cps), DUR
+# (20 s per measurement), MEM (-m, 4096: Kamailio keeps ~1.1 KiB per contact), BIN,
+# OUT (target/bench/regscale-<date>). Loopback only; SIPp UAS on 5070.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+SHARED=$ROOT/../shared/bench
+SCEN=$SHARED/scenarios
+SIZES=${SIZES:-10000 100000 1000000}
+LOAD_RATE=${LOAD_RATE:-8000}
+REG_RATE=${REG_RATE:-4000}
+INV_RATE=${INV_RATE:-1000}
+DUR=${DUR:-20}
+MEM=${MEM:-4096}
+BIN=${BIN:-$ROOT/target/release/openser}
+OUT=${OUT:-$ROOT/target/bench/regscale-$(date +%Y%m%d-%H%M%S)}
+SERVERS=${*:-openser kamailio}
+mkdir -p "$OUT"
+
+tree_pids() {
+	local p
+	for p in "$@"; do
+		echo "$p"
+		tree_pids $(ps -o pid= --ppid "$p" 2>/dev/null)
+	done
+}
+ticks() {
+	local t=0 p v
+	for p in $(tree_pids "$1"); do
+		v=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null) || continue
+		t=$((t + ${v:-0}))
+	done
+	echo "$t"
+}
+hz=$(getconf CLK_TCK)
+ok_of() {
+	awk -F';' 'NR==1 {for (i=1;i<=NF;i++) {if ($i=="SuccessfulCall(C)") s=i; if ($i=="FailedCall(C)") f=i; if ($i=="Retransmissions(C)") r=i}} END {print $s+0, $f+0, $r+0}' "$1"
+}
+
+users_csv() { # file count [offset]
+	seq -f 'user%g' $((${3:-0} + 1)) $((${3:-0} + $2)) | sed '1i SEQUENTIAL' >"$1"
+}
+
+cost() { # pid dir scenario-file rate count csv label -> "ok fail retrans us_per_op"
+	local t0 t1 ok fail retr
+	t0=$(ticks "$1")
+	sipp -sf "$3" -inf "$6" -i 127.0.0.1 -p 5080 -m "$5" -r "$4" -d 50 -nostdin \
+		-trace_stat -stf "$2/$7.csv" 127.0.0.1:5060 >"$2/$7.out" 2>&1
+	t1=$(ticks "$1")
+	read -r ok fail retr < <(ok_of "$2/$7.csv")
+	awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$ok" -v f="$fail" -v r="$retr" \
+		'BEGIN {printf "%d %d %d %.1f", n, f, r, (n > 0) ? 1e6 * t / hz / n : 0}'
+}
+
+for s in $SERVERS; do
+	case $s in
+	openser) cmd="$BIN -DD -E -m $MEM -f $HERE/openser-registrar.cfg" ;;
+	kamailio) command -v kamailio >/dev/null || { echo "kamailio not installed" >&2; continue; }
+		cmd="kamailio -DD -E -m $MEM -f $SHARED/kamailio-registrar.cfg" ;;
+	*) echo "unknown server $s" >&2; continue ;;
+	esac
+	for size in $SIZES; do
+		d=$OUT/$s-$size
+		mkdir -p "$d"
+		sipp -sf "$SCEN/uas.xml" -i 127.0.0.1 -p 5070 -d 50 -nostdin >/dev/null 2>&1 &
+		uas=$!
+		$cmd >"$d/server.log" 2>&1 &
+		pid=$!
+		sleep 3
+		users_csv "$d/users.csv" "$size"
+		sipp -sf "$SCEN/reg.xml" -inf "$d/users.csv" -i 127.0.0.1 -p 5081 -m "$size" \
+			-r "$LOAD_RATE" -nostdin -trace_stat -stf "$d/load.csv" 127.0.0.1:5060 >"$d/load.out" 2>&1
+		read -r loaded lfail lretr < <(ok_of "$d/load.csv")
+		nreg=$((REG_RATE * DUR))
+		[ "$nreg" -gt "$size" ] && nreg=$size
+		reg=$(cost "$pid" "$d" "$SCEN/reg.xml" "$REG_RATE" "$nreg" "$d/users.csv" reg)
+		inv=$(cost "$pid" "$d" "$SCEN/uac-user.xml" "$INV_RATE" $((INV_RATE * DUR)) "$d/users.csv" inv)
+		echo "$s size=$size loaded=$loaded/$size (failed $lfail) register[ok fail retrans us/op]=$reg invite[ok fail retrans us/call]=$inv" |
+			tee -a "$OUT/summary.txt"
+		kill "$pid" "$uas" 2>/dev/null
+		wait "$pid" 2>/dev/null
+		sleep 1
+	done
+done
+cat "$OUT/summary.txt"

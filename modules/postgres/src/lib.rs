@@ -2,7 +2,7 @@
 //! `postgres` module).
 //!
 //! `db_url` `postgres://user:password@host[:port]/database` (port 5432 by default),
-//! over TCP. The client is this crate's own: a blocking socket with a connect timeout
+//! over TCP (`localhost` is 127.0.0.1, resolved without a DNS query); no TLS, as 1.2. The client is this crate's own: a blocking socket with a connect timeout
 //! and read/write timeouts on every call, speaking the frontend/backend protocol v3
 //! with the framing and authentication (cleartext, MD5, SCRAM-SHA-256) of the
 //! `postgres-protocol` crate. The `postgres` client crate is built on a tokio runtime:

@@ -3,6 +3,8 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
 SBINDIR = $(DESTDIR)$(PREFIX)/sbin
+SHAREDIR = $(DESTDIR)$(PREFIX)/share/openser
+DBSCRIPTS = openserdbctl openser_mysql.sh openser_postgresql.sh openser_sqlite.sh openser_dbtext.sh
 CFGDIR = $(DESTDIR)$(PREFIX)/etc/openser
 MANDIR = $(DESTDIR)$(PREFIX)/share/man
 DOCDIR = $(DESTDIR)$(PREFIX)/share/doc/openser
@@ -21,8 +23,10 @@ run: build
 install: build
 	install -d $(SBINDIR) $(CFGDIR) $(MANDIR)/man8 $(MANDIR)/man5 $(DOCDIR)
 	install -m 0755 target/release/openser $(SBINDIR)/openser
-	@for f in scripts/openserctl scripts/openser_mysql.sh; do \
-		if [ -f $$f ]; then install -m 0755 $$f $(SBINDIR)/; fi; done
+	install -m 0755 scripts/openserctl $(SBINDIR)/
+	for f in $(DBSCRIPTS); do install -m 0755 scripts/$$f $(SBINDIR)/; done
+	install -d $(SHAREDIR)
+	install -m 0644 scripts/openserdb.schema scripts/openserdb.awk $(SHAREDIR)/
 	@if [ ! -f $(CFGDIR)/openser.cfg ]; then install -m 0644 etc/openser.cfg $(CFGDIR)/openser.cfg; \
 		else install -m 0644 etc/openser.cfg $(CFGDIR)/openser.cfg.sample; fi
 	install -d $(DOCDIR)/examples
@@ -35,12 +39,14 @@ install: build
 	install -m 0644 README.md ARCHITECTURE.md $(DOCDIR)/
 
 uninstall:
-	rm -f $(SBINDIR)/openser $(SBINDIR)/openserctl $(SBINDIR)/openser_mysql.sh
+	rm -f $(SBINDIR)/openser $(SBINDIR)/openserctl
+	for f in $(DBSCRIPTS); do rm -f $(SBINDIR)/$$f; done
+	rm -rf $(SHAREDIR)
 	rm -f $(MANDIR)/man8/openser.8 $(MANDIR)/man8/openserctl.8 $(MANDIR)/man5/openser.cfg.5
 	rm -rf $(DOCDIR)
 
 # The whole test suite: unit, property, fork-stress and black-box tests. Tests that
-# need a program that is not installed (sipp, mariadbd) are skipped outside CI and
+# need a program that is not installed (sipp, mariadbd, postgres, sqlite3) are skipped outside CI and
 # listed at the end; with CI=true they fail instead.
 SKIP_LIST = target/tmp/skipped-tests.txt
 test:

@@ -19,6 +19,9 @@ pub static MODULES: &[&ModuleExports] = &[
     &auth_db::EXPORTS,
     &acc::EXPORTS,
     &db_mysql::EXPORTS,
+    &db_postgres::EXPORTS,
+    &db_sqlite::EXPORTS,
+    &db_text::EXPORTS,
     &options::EXPORTS,
     &uri::EXPORTS,
 ];

@@ -177,6 +177,71 @@ fn tool(name: &str) -> String {
     name.to_string()
 }
 
+impl MariaDb {
+    /// Stop the server (SIGTERM to its PID: a clean shutdown) and wait for it.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let end = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start the stopped server again: same data, socket and port.
+    pub fn start_again(&mut self) {
+        let data = self.dir.file("data");
+        let tmp = self.dir.file("tmp");
+        let sock = self.socket();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.file("mariadbd.log"))
+            .expect("log file");
+        self.child = Command::new(tool("mariadbd"))
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", sock.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
+            .arg(format!("--port={}", self.port))
+            .arg("--bind-address=127.0.0.1")
+            .arg("--user=root")
+            .arg(format!(
+                "--pid-file={}",
+                self.dir.file("mariadbd.pid").display()
+            ))
+            .arg("--innodb-buffer-pool-size=16M")
+            .arg("--skip-log-bin")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start mariadbd");
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("mariadbd exited ({st}) on restart:\n{}", self.log());
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && self.try_sql(None, "SELECT 1").is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "mariadbd not ready in 60 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 impl Drop for MariaDb {
     fn drop(&mut self) {
         let _ = self.child.kill();

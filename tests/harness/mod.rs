@@ -9,7 +9,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod engines;
 pub mod mariadb;
+pub mod postgres;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_openser");
 

@@ -31,7 +31,7 @@ fn seed_cfg(db: &MariaDb) -> String {
         )
 }
 
-fn md5hex(s: &str) -> String {
+pub(super) fn md5hex(s: &str) -> String {
     format!("{:x}", Md5::digest(s.as_bytes()))
 }
 
@@ -54,14 +54,14 @@ fn database() -> Option<MariaDb> {
 }
 
 /// A quoted parameter of a WWW-Authenticate value.
-fn auth_param(h: &str, name: &str) -> Option<String> {
+pub(super) fn auth_param(h: &str, name: &str) -> Option<String> {
     let i = h.find(&format!("{name}=\""))? + name.len() + 2;
     let j = h[i..].find('"')? + i;
     Some(h[i..j].to_string())
 }
 
 /// A REGISTER for alice from client `c` to server port `sp`, with `extra` headers.
-fn alice_register(c: &Client, sp: u16, cseq: u32, expires: u32, extra: &str) -> String {
+pub(super) fn alice_register(c: &Client, sp: u16, cseq: u32, expires: u32, extra: &str) -> String {
     format!(
         "REGISTER sip:127.0.0.1:{sp} SIP/2.0\r\n\
          Via: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bKauth{cseq}\r\n\
@@ -78,7 +78,7 @@ fn alice_register(c: &Client, sp: u16, cseq: u32, expires: u32, extra: &str) -> 
 }
 
 /// The Authorization header answering `nonce` for alice with password `pw`.
-fn alice_authz(sp: u16, nonce: &str, pw: &str) -> String {
+pub(super) fn alice_authz(sp: u16, nonce: &str, pw: &str) -> String {
     let ruri = format!("sip:127.0.0.1:{sp}");
     let ha1 = md5hex(&format!("alice:127.0.0.1:{pw}"));
     let ha2 = md5hex(&format!("REGISTER:{ruri}"));
@@ -90,14 +90,14 @@ fn alice_authz(sp: u16, nonce: &str, pw: &str) -> String {
 }
 
 /// Send `msg` and return the final reply.
-fn final_reply(s: &Server, c: &Client, msg: &str) -> String {
+pub(super) fn final_reply(s: &Server, c: &Client, msg: &str) -> String {
     c.send(s.addr(), msg);
     c.recv_matching("SIP/2.0 ")
         .unwrap_or_else(|| panic!("no reply\n{}", s.log()))
 }
 
 /// alice's challenge nonce from a first REGISTER without credentials.
-fn alice_nonce(s: &Server, c: &Client) -> String {
+pub(super) fn alice_nonce(s: &Server, c: &Client) -> String {
     let r = final_reply(s, c, &alice_register(c, s.port, 1, 600, ""));
     assert!(r.starts_with("SIP/2.0 401"), "{r}");
     let chal = header(&r, "WWW-Authenticate").expect("no WWW-Authenticate");

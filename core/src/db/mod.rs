@@ -11,6 +11,8 @@ use std::cell::RefCell;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+pub mod sql;
+
 /// A column value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DbVal {
@@ -150,7 +152,8 @@ pub trait DbConn: Send {
     ) -> Result<Vec<Row>, DbError>;
     /// `INSERT INTO table (cols) VALUES (vals)`.
     fn insert(&mut self, table: &str, vals: &[(&str, DbVal)]) -> Result<(), DbError>;
-    /// `UPDATE table SET set WHERE keys`; returns the number of rows changed.
+    /// `UPDATE table SET set WHERE keys`; returns the number of rows matched (whether or
+    /// not their values changed: every driver counts the same way).
     fn update(&mut self, table: &str, keys: &[Key], set: &[(&str, DbVal)]) -> Result<u64, DbError>;
     /// `DELETE FROM table WHERE keys` (all rows when `keys` is empty); rows deleted.
     fn delete(&mut self, table: &str, keys: &[Key]) -> Result<u64, DbError>;
@@ -193,6 +196,21 @@ impl DbUrl {
         if scheme.is_empty() {
             return Err(bad("empty scheme"));
         }
+        // The file form of the file-based drivers (`sqlite:///var/db/openser.db`,
+        // `dbtext:///var/dbtext`): no host, the database is the absolute path.
+        if rest.starts_with('/') {
+            if rest.len() < 2 {
+                return Err(bad("empty path"));
+            }
+            return Ok(DbUrl {
+                scheme: scheme.to_string(),
+                user: None,
+                password: None,
+                host: String::new(),
+                port: None,
+                database: rest.to_string(),
+            });
+        }
         let (auth_host, database) = rest
             .rsplit_once('/')
             .ok_or_else(|| bad("missing '/database'"))?;
@@ -228,6 +246,19 @@ impl DbUrl {
             port,
             database: database.to_string(),
         })
+    }
+}
+
+impl DbUrl {
+    /// For the file-based drivers: the path the URL names, `database` for the
+    /// absolute form (`scheme:///path`), `host/database` for a relative one
+    /// (`scheme://dir/file`).
+    pub fn file_path(&self) -> String {
+        if self.host.is_empty() {
+            self.database.clone()
+        } else {
+            format!("{}/{}", self.host, self.database)
+        }
     }
 }
 
@@ -449,7 +480,19 @@ mod tests {
         );
         let u = DbUrl::parse("mysql://h/db").unwrap();
         assert_eq!((u.user, u.host.as_str()), (None, "h"));
+        let u = DbUrl::parse("sqlite:///var/lib/openser/db.sqlite").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.database.as_str()),
+            ("", "/var/lib/openser/db.sqlite")
+        );
+        assert_eq!(u.file_path(), "/var/lib/openser/db.sqlite");
+        assert_eq!(
+            DbUrl::parse("dbtext://db/text").unwrap().file_path(),
+            "db/text"
+        );
         for bad in [
+            "sqlite://",
+            "sqlite:///",
             "mysql:/h/db",
             "mysql://h/",
             "mysql://h",

@@ -92,6 +92,12 @@ pub fn connect_at(
     unix_port: Option<&str>,
     settings: Settings,
 ) -> Result<MysqlConn, DbError> {
+    if url.host.is_empty() {
+        return Err(DbError(format!(
+            "mysql: db_url needs a host: {}",
+            url.database
+        )));
+    }
     let opts = opts_for(url, unix_port);
     let label = label(url);
     let conn = open(&opts, &label)?;
@@ -138,7 +144,11 @@ fn opts_for(url: &DbUrl, unix_port: Option<&str>) -> Opts {
         .tcp_connect_timeout(Some(CONNECT_TIMEOUT))
         .read_timeout(Some(RW_TIMEOUT))
         .write_timeout(Some(RW_TIMEOUT))
-        .stmt_cache_size(64usize);
+        .stmt_cache_size(64usize)
+        // `update` counts the rows matched, not only those whose values changed: the
+        // same count as the other drivers, and a refresh that rewrites identical values
+        // is not mistaken for a missing row (usrloc inserts when an update finds none).
+        .additional_capabilities(mysql_client::consts::CapabilityFlags::CLIENT_FOUND_ROWS);
     let b = match target(url, unix_port) {
         Target::Socket(s) => b.socket(Some(s)),
         Target::Tcp(h, p) => b.ip_or_hostname(Some(h)).tcp_port(p),

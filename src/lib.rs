@@ -21,4 +21,6 @@ pub static MODULES: &[&ModuleExports] = &[
     &db_mysql::EXPORTS,
     &options::EXPORTS,
     &uri::EXPORTS,
+    &nathelper::EXPORTS,
+    &rtpengine::EXPORTS,
 ];

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod mariadb;
+pub mod netns;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_openser");
 

@@ -12,3 +12,4 @@ mod registrar;
 mod script;
 mod seed;
 mod tm;
+mod nat;

@@ -860,6 +860,7 @@ fn pings(on: bool) {
     // The phone reports when it ends (BYE) or its lifetime is over.
     let pr = ph.finish(Duration::from_secs(3 * CT + 20));
     let pings = num(&pr, "PINGS");
+    eprintln!("pings {on}: caller {cr:?}\nphone {pr:?}");
     if on {
         assert_eq!(num(&cr, "FINAL"), 200, "caller: {cr:?}\nphone: {pr:?}\n{}", proxy.log());
         assert!(pr.contains_key("BYE"), "{pr:?}");
@@ -932,6 +933,7 @@ fn nat_relay_down() {
     };
 
     let (cr, pr) = call(1);
+    eprintln!("relay down: caller {cr:?}\nphone {pr:?}");
     let log = proxy.log();
     assert!(log.contains("RELAY-OFFER-FAILED"), "{log}");
     assert!(log.contains("timeout waiting reply from a RTP proxy"), "{log}");

@@ -610,7 +610,7 @@ pub fn sdp_range(content_type: &str, body: &[u8]) -> Option<(usize, usize)> {
     if mime.eq_ignore_ascii_case("application/sdp") {
         return Some((0, body.len()));
     }
-    if mime.len() > 10 && mime[..10].eq_ignore_ascii_case("multipart/") {
+    if mime.len() > 10 && mime.as_bytes()[..10].eq_ignore_ascii_case(b"multipart/") {
         let boundary = params.split(';').find_map(|p| {
             let (n, v) = p.split_once('=')?;
             n.trim()
@@ -902,6 +902,8 @@ mod tests {
         assert_eq!(sdp_range("text/plain", b"v=0"), None);
         assert_eq!(sdp_range("", b"v=0\r\n"), Some((0, 5)));
         assert_eq!(sdp_range("Application/SDP", b"x"), Some((0, 1)));
+        // A non-ASCII Content-Type (found by the fuzzer): no panic on a char boundary.
+        assert_eq!(sdp_range("multipar\u{fffd}t/x; boundary=a", b"--a\r\n"), None);
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub fn sdp_range(content_type: &str, body: &[u8]) -> Option<(usize, usize)> {
     if mime.eq_ignore_ascii_case("application/sdp") {
         return Some((0, body.len()));
     }
-    if !(mime.len() > 10 && mime[..10].eq_ignore_ascii_case("multipart/")) {
+    if !(mime.len() > 10 && mime.as_bytes()[..10].eq_ignore_ascii_case(b"multipart/")) {
         return None;
     }
     let boundary = params.split(';').find_map(|p| {
@@ -105,5 +105,6 @@ mod tests {
         assert_eq!(&body[s..e], b"v=0\r\n");
         assert_eq!(sdp_range("text/plain", body), None);
         assert_eq!(sdp_range("multipart/mixed;boundary=y", body), None);
+        assert_eq!(sdp_range("multipar\u{fffd}t/x;boundary=x", body), None);
     }
 }

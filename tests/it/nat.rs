@@ -160,8 +160,8 @@ fn config(relay: Relay, ping_interval: u32, sipping: bool) -> String {
         Relay::Rtpproxy => (
             "",
             "",
-            "force_rtp_proxy()",
-            "force_rtp_proxy()",
+            " force_rtp_proxy()",
+            " force_rtp_proxy()",
             "unforce_rtp_proxy();",
             "0",
         ),
@@ -178,8 +178,8 @@ fn config(relay: Relay, ping_interval: u32, sipping: bool) -> String {
         Relay::None => (
             "",
             "",
-            "force_rtp_proxy()",
-            "force_rtp_proxy()",
+            " force_rtp_proxy()",
+            " force_rtp_proxy()",
             "xlog(\"L_DBG\", \"no relay\\n\");",
             "1",
         ),
@@ -966,4 +966,32 @@ fn nat_relay_down() {
     assert!(proxy.log().contains("re-enabled"), "{}", proxy.log());
     assert!(proxy.mi("nh_show_rtpp", &[]).contains("disabled=0"));
     proxy.stop();
+}
+
+/// The sample NAT config (etc/examples/nathelper.cfg, the standard 1.2 layout) passes
+/// `-c`; a NAT config with a bad nathelper call is rejected with its position.
+#[test]
+fn nat_example_config_checks() {
+    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/examples/nathelper.cfg");
+    let (rc, _, err) = harness::run(&["-c", "-f", p]);
+    assert_eq!(rc, 0, "{err}");
+    let dir = TempDir::new("natc");
+    let bad = std::fs::read_to_string(p).unwrap().replacen(
+        " force_rtp_proxy()",
+        " force_rtp_proxy(\"xq\")",
+        1,
+    );
+    let f = dir.file("bad.cfg");
+    std::fs::write(&f, bad).unwrap();
+    let (rc, _, err) = harness::run(&["-c", "-f", &f.display().to_string()]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("bad.cfg:") && err.contains("unknown option"), "{err}");
+    // fix_nated_register() without received_avp is a config error, as in 1.2.
+    let no_avp = std::fs::read_to_string(p)
+        .unwrap()
+        .replace("modparam(\"nathelper\", \"received_avp\", \"$avp(i:42)\")", "");
+    std::fs::write(&f, no_avp).unwrap();
+    let (rc, _, err) = harness::run(&["-c", "-f", &f.display().to_string()]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("received_avp"), "{err}");
 }

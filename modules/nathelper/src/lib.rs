@@ -64,7 +64,9 @@ const ALL4: u32 = REQUEST_ROUTE | ONREPLY_ROUTE | FAILURE_ROUTE | BRANCH_ROUTE;
 
 pub static EXPORTS: ModuleExports = ModuleExports {
     name: "nathelper",
-    binds: &["usrloc"],
+    // usrloc is needed only for pinging (natping_interval > 0), as in 1.2: mod_init
+    // checks that it is loaded then, so a proxy without a registrar can use nathelper.
+    binds: &[],
     params: &[
         Param::int_range("natping_interval", &P.natping_interval, 0, u32::MAX as i64),
         Param::bool("ping_nated_only", &P.ping_nated_only),

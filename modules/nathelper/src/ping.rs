@@ -75,6 +75,9 @@ pub fn init() -> Result<(), String> {
     if P.natping_interval.get() <= 0 {
         return Ok(());
     }
+    if !openser_core::module::is_loaded("usrloc") {
+        return Err("nathelper: natping_interval is set but module usrloc is not loaded".into());
+    }
     let p = usrloc::params();
     if P.ping_nated_only.get() && p.nat_bflag_mask() == 0 {
         return Err(

@@ -179,6 +179,8 @@ fn mod_init() -> Result<(), String> {
 thread_local! {
     static SOCKS: RefCell<Vec<Option<UdpSocket>>> = const { RefCell::new(Vec::new()) };
     static SEQ: Cell<u32> = const { Cell::new(0) };
+    /// The receive buffer, allocated once per process (replies carry whole SDPs).
+    static RBUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 fn socket(i: usize, n: &Node) -> std::io::Result<UdpSocket> {
@@ -221,13 +223,22 @@ fn send_ng(i: usize, n: &Node, msg: &Value) -> Result<Value, String> {
     pkt.extend_from_slice(cookie.as_bytes());
     pkt.push(b' ');
     msg.encode_into(&mut pkt);
-    let mut buf = vec![0u8; 65536];
+    let mut buf = RBUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    if buf.len() < 65536 {
+        buf = vec![0u8; 65536];
+    }
+    let r = exchange(i, &s, &cookie, &pkt, &mut buf);
+    RBUF.with(|b| *b.borrow_mut() = buf);
+    r
+}
+
+fn exchange(i: usize, s: &UdpSocket, cookie: &str, pkt: &[u8], buf: &mut [u8]) -> Result<Value, String> {
     let _ = s.set_nonblocking(true);
-    while s.recv(&mut buf).is_ok() {}
+    while s.recv(buf).is_ok() {}
     let _ = s.set_nonblocking(false);
     let tout = Duration::from_millis(P.rtpengine_tout_ms.get().max(1) as u64);
     for _ in 0..P.rtpengine_retr.get().max(1) {
-        if let Err(e) = s.send(&pkt) {
+        if let Err(e) = s.send(pkt) {
             SOCKS.with(|v| {
                 if let Some(x) = v.borrow_mut().get_mut(i) {
                     *x = None;
@@ -242,7 +253,7 @@ fn send_ng(i: usize, n: &Node, msg: &Value) -> Result<Value, String> {
                 break;
             }
             let _ = s.set_read_timeout(Some(left));
-            match s.recv(&mut buf) {
+            match s.recv(buf) {
                 Ok(len) => {
                     let r = &buf[..len];
                     let Some(rest) = r.strip_prefix(cookie.as_bytes()) else {

@@ -130,12 +130,7 @@ impl Topo {
         ip(&["-n", &t.nat, "addr", "add", &natw_cidr, "dev", &wb])?;
         ip(&["-n", &t.wan, "addr", "add", &proxy_cidr, "dev", &wa])?;
         ip(&["-n", &t.wan, "addr", "add", &caller_cidr, "dev", &wa])?;
-        for (ns, dev) in [
-            (&t.lan, &la),
-            (&t.nat, &lb),
-            (&t.nat, &wb),
-            (&t.wan, &wa),
-        ] {
+        for (ns, dev) in [(&t.lan, &la), (&t.nat, &lb), (&t.nat, &wb), (&t.wan, &wa)] {
             ip(&["-n", ns, "link", "set", dev, "up"])?;
         }
         for ns in [&t.lan, &t.nat, &t.wan] {

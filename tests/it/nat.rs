@@ -275,15 +275,14 @@ fn rtp_packet(seq: u16) -> [u8; 172] {
 /// Send RTP_PACKETS packets to `to` every 20 ms and count what arrives meanwhile
 /// (and for a second after).
 fn rtp_exchange(rtp: &UdpSocket, to: SocketAddr) -> (usize, usize) {
-    rtp.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    rtp.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
     let mut buf = [0u8; 2048];
     let (mut tx, mut rx) = (0, 0);
     let end = Instant::now() + Duration::from_millis(20 * RTP_PACKETS as u64 + 1000);
     while Instant::now() < end {
-        if tx < RTP_PACKETS {
-            if rtp.send_to(&rtp_packet(tx as u16), to).is_ok() {
-                tx += 1;
-            }
+        if tx < RTP_PACKETS && rtp.send_to(&rtp_packet(tx as u16), to).is_ok() {
+            tx += 1;
         }
         while let Ok((n, _)) = rtp.recv_from(&mut buf) {
             if n >= 12 && buf[0] == 0x80 {
@@ -301,7 +300,8 @@ fn phone() {
     let rtp = UdpSocket::bind((PHONE_IP, PHONE_RTP_PORT)).expect("phone rtp socket");
     let lifetime: u64 = env("NH_LIFETIME").parse().unwrap_or(30);
     let answer = env("NH_MODE") != "ring";
-    sip.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    sip.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let reg = format!(
         "REGISTER sip:example.com SIP/2.0\r\n\
          Via: SIP/2.0/UDP {PHONE_IP}:{PHONE_SIP_PORT};branch=z9hG4bKreg{}\r\n\
@@ -373,7 +373,14 @@ fn phone() {
                 last_reply = ringing;
                 if answer {
                     let contact = format!("Contact: <sip:phone@{PHONE_IP}:{PHONE_SIP_PORT}>\r\n");
-                    let ok = reply(&m, 200, "OK", "ph1", &contact, &sdp(PHONE_IP, PHONE_RTP_PORT));
+                    let ok = reply(
+                        &m,
+                        200,
+                        "OK",
+                        "ph1",
+                        &contact,
+                        &sdp(PHONE_IP, PHONE_RTP_PORT),
+                    );
                     sip.send_to(ok.as_bytes(), src).unwrap();
                     last_reply = ok;
                 }
@@ -416,7 +423,8 @@ fn caller() {
     let proxy: SocketAddr = format!("{PROXY_IP}:5060").parse().unwrap();
     let sip = UdpSocket::bind((CALLER_IP, CALLER_SIP_PORT)).expect("caller sip socket");
     let rtp = UdpSocket::bind((CALLER_IP, CALLER_RTP_PORT)).expect("caller rtp socket");
-    sip.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    sip.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let cancel = env("NH_MODE") == "cancel";
     let dir = env("NH_DIR");
     let id = format!("{}-{}", std::process::id(), env("NH_CALL"));
@@ -761,7 +769,10 @@ fn call_through_nat(relay: Relay) {
     // 1. REGISTER from behind the NAT: the saved contact carries the NAT's address.
     let mut ph = register_phone(&topo, work.path(), 30, "answer");
     let ul = proxy.mi("ul_show_contact", &["location", "phone"]);
-    assert!(ul.contains(&format!("sip:phone@{PHONE_IP}:{PHONE_SIP_PORT}")), "{ul}");
+    assert!(
+        ul.contains(&format!("sip:phone@{PHONE_IP}:{PHONE_SIP_PORT}")),
+        "{ul}"
+    );
     let received = format!("sip:{NAT_WAN_IP}:");
     assert!(
         proxy.mi("ul_dump", &[]).contains(&received),
@@ -770,18 +781,36 @@ fn call_through_nat(relay: Relay) {
     );
 
     // 2. A call from the WAN side reaches the phone through the NAT mapping.
-    let mut ca = Helper::start(&topo.wan, work.path(), "caller", "caller1", &[("NH_CALL", "1".into())]);
+    let mut ca = Helper::start(
+        &topo.wan,
+        work.path(),
+        "caller",
+        "caller1",
+        &[("NH_CALL", "1".into())],
+    );
     let cr = ca.finish(Duration::from_secs(30));
     let pr = ph.finish(Duration::from_secs(10));
     let log = proxy.log();
     eprintln!("caller: {cr:?}\nphone: {pr:?}");
-    assert_eq!(num(&cr, "FINAL"), 200, "caller: {cr:?}\nphone: {pr:?}\n{log}");
-    assert_eq!(num(&cr, "BYE_REPLY"), 200, "caller: {cr:?}\nphone: {pr:?}\n{log}");
+    assert_eq!(
+        num(&cr, "FINAL"),
+        200,
+        "caller: {cr:?}\nphone: {pr:?}\n{log}"
+    );
+    assert_eq!(
+        num(&cr, "BYE_REPLY"),
+        200,
+        "caller: {cr:?}\nphone: {pr:?}\n{log}"
+    );
     assert!(pr.contains_key("BYE"), "phone got the BYE: {pr:?}");
     let from = pr.get("INVITE_FROM").cloned().unwrap_or_default();
-    assert!(from.starts_with(PROXY_IP), "INVITE came from the proxy: {from}");
     assert!(
-        cr.get("PHONE_CONTACT").is_some_and(|c| c.contains(NAT_WAN_IP)),
+        from.starts_with(PROXY_IP),
+        "INVITE came from the proxy: {from}"
+    );
+    assert!(
+        cr.get("PHONE_CONTACT")
+            .is_some_and(|c| c.contains(NAT_WAN_IP)),
         "the 200's Contact was fixed to the NAT address: {cr:?}"
     );
 
@@ -818,8 +847,16 @@ fn call_through_nat(relay: Relay) {
         "caller2",
         &[("NH_CALL", "2".into()), ("NH_MODE", "cancel".into())],
     );
-    assert!(ca.wait_key("RINGING", Duration::from_secs(10)), "{}", ca.text());
-    assert_eq!(relay_sessions(&topo), 1, "the ringing call has a relay session");
+    assert!(
+        ca.wait_key("RINGING", Duration::from_secs(10)),
+        "{}",
+        ca.text()
+    );
+    assert_eq!(
+        relay_sessions(&topo),
+        1,
+        "the ringing call has a relay session"
+    );
     std::fs::write(work.path().join("go-cancel"), "").unwrap();
     let cr = ca.finish(Duration::from_secs(20));
     assert_eq!(num(&cr, "FINAL"), 487, "caller: {cr:?}\n{}", proxy.log());
@@ -855,21 +892,35 @@ fn pings(on: bool) {
     let proxy = Proxy::start(&topo, &config(Relay::None, if on { 2 } else { 0 }, false));
     let mut ph = register_phone(&topo, work.path(), 3 * CT + 8, "answer");
     std::thread::sleep(Duration::from_secs(3 * CT));
-    let mut ca = Helper::start(&topo.wan, work.path(), "caller", "caller", &[("NH_CALL", "1".into())]);
+    let mut ca = Helper::start(
+        &topo.wan,
+        work.path(),
+        "caller",
+        "caller",
+        &[("NH_CALL", "1".into())],
+    );
     let cr = ca.finish(Duration::from_secs(30));
     // The phone reports when it ends (BYE) or its lifetime is over.
     let pr = ph.finish(Duration::from_secs(3 * CT + 20));
     let pings = num(&pr, "PINGS");
     eprintln!("pings {on}: caller {cr:?}\nphone {pr:?}");
     if on {
-        assert_eq!(num(&cr, "FINAL"), 200, "caller: {cr:?}\nphone: {pr:?}\n{}", proxy.log());
+        assert_eq!(
+            num(&cr, "FINAL"),
+            200,
+            "caller: {cr:?}\nphone: {pr:?}\n{}",
+            proxy.log()
+        );
         assert!(pr.contains_key("BYE"), "{pr:?}");
         // 12 s at one ping per 2 s: at least 4 reached the phone through the NAT.
         assert!(pings >= 4, "pings counted at the phone: {pr:?}");
         assert!(proxy.mi("nh_enable_ping", &[]).contains("Status:: 1"));
     } else {
         assert_ne!(num(&cr, "FINAL"), 200, "caller: {cr:?}\nphone: {pr:?}");
-        assert!(!pr.contains_key("INVITE_FROM"), "the INVITE must not reach the phone: {pr:?}");
+        assert!(
+            !pr.contains_key("INVITE_FROM"),
+            "the INVITE must not reach the phone: {pr:?}"
+        );
         assert_eq!(pings, 0, "{pr:?}");
     }
     proxy.stop();
@@ -936,8 +987,15 @@ fn nat_relay_down() {
     eprintln!("relay down: caller {cr:?}\nphone {pr:?}");
     let log = proxy.log();
     assert!(log.contains("RELAY-OFFER-FAILED"), "{log}");
-    assert!(log.contains("timeout waiting reply from a RTP proxy"), "{log}");
-    assert_eq!(num(&cr, "FINAL"), 200, "call proceeds without the relay: {cr:?}\n{log}");
+    assert!(
+        log.contains("timeout waiting reply from a RTP proxy"),
+        "{log}"
+    );
+    assert_eq!(
+        num(&cr, "FINAL"),
+        200,
+        "call proceeds without the relay: {cr:?}\n{log}"
+    );
     assert_eq!(
         pr.get("INVITE_SDP").map(String::as_str),
         Some(format!("{CALLER_IP}:{CALLER_RTP_PORT}").as_str()),
@@ -946,8 +1004,14 @@ fn nat_relay_down() {
     // The worker waited for the relay no longer than tout × retr = 2 s (plus the time
     // the call setup itself takes, with a wide margin for a loaded machine).
     let ring_ms = num(&cr, "RINGING_AFTER_MS");
-    assert!(ring_ms >= 1900, "the offer did wait for the relay: {ring_ms} ms");
-    assert!(ring_ms < 2000 + 5000, "no longer than tout × retr: {ring_ms} ms");
+    assert!(
+        ring_ms >= 1900,
+        "the offer did wait for the relay: {ring_ms} ms"
+    );
+    assert!(
+        ring_ms < 2000 + 5000,
+        "no longer than tout × retr: {ring_ms} ms"
+    );
     assert!(proxy.mi("nh_show_rtpp", &[]).contains("disabled=1"));
 
     // Disabled: the next call does not wait for the relay at all.
@@ -962,7 +1026,11 @@ fn nat_relay_down() {
     let (cr, pr) = call(3);
     assert_eq!(num(&cr, "FINAL"), 200, "{cr:?}");
     let sdp = pr.get("INVITE_SDP").cloned().unwrap_or_default();
-    assert!(sdp.starts_with(PROXY_IP), "relayed again: {pr:?}\n{}", proxy.log());
+    assert!(
+        sdp.starts_with(PROXY_IP),
+        "relayed again: {pr:?}\n{}",
+        proxy.log()
+    );
     assert!(proxy.log().contains("re-enabled"), "{}", proxy.log());
     assert!(proxy.mi("nh_show_rtpp", &[]).contains("disabled=0"));
     proxy.stop();
@@ -985,11 +1053,15 @@ fn nat_example_config_checks() {
     std::fs::write(&f, bad).unwrap();
     let (rc, _, err) = harness::run(&["-c", "-f", &f.display().to_string()]);
     assert_ne!(rc, 0);
-    assert!(err.contains("bad.cfg:") && err.contains("unknown option"), "{err}");
+    assert!(
+        err.contains("bad.cfg:") && err.contains("unknown option"),
+        "{err}"
+    );
     // fix_nated_register() without received_avp is a config error, as in 1.2.
-    let no_avp = std::fs::read_to_string(p)
-        .unwrap()
-        .replace("modparam(\"nathelper\", \"received_avp\", \"$avp(i:42)\")", "");
+    let no_avp = std::fs::read_to_string(p).unwrap().replace(
+        "modparam(\"nathelper\", \"received_avp\", \"$avp(i:42)\")",
+        "",
+    );
     std::fs::write(&f, no_avp).unwrap();
     let (rc, _, err) = harness::run(&["-c", "-f", &f.display().to_string()]);
     assert_ne!(rc, 0);

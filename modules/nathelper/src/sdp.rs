@@ -707,7 +707,11 @@ pub fn fuzz_one(data: &[u8]) {
                 } else {
                     "2001:db8::7".into()
                 },
-                af: if s.port.is_multiple_of(2) { Af::V4 } else { Af::V6 },
+                af: if s.port.is_multiple_of(2) {
+                    Af::V4
+                } else {
+                    Af::V6
+                },
                 port: 30000 + n,
             })
         };
@@ -903,7 +907,10 @@ mod tests {
         assert_eq!(sdp_range("", b"v=0\r\n"), Some((0, 5)));
         assert_eq!(sdp_range("Application/SDP", b"x"), Some((0, 1)));
         // A non-ASCII Content-Type (found by the fuzzer): no panic on a char boundary.
-        assert_eq!(sdp_range("multipar\u{fffd}t/x; boundary=a", b"--a\r\n"), None);
+        assert_eq!(
+            sdp_range("multipar\u{fffd}t/x; boundary=a", b"--a\r\n"),
+            None
+        );
     }
 
     #[test]

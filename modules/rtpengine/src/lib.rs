@@ -232,7 +232,13 @@ fn send_ng(i: usize, n: &Node, msg: &Value) -> Result<Value, String> {
     r
 }
 
-fn exchange(i: usize, s: &UdpSocket, cookie: &str, pkt: &[u8], buf: &mut [u8]) -> Result<Value, String> {
+fn exchange(
+    i: usize,
+    s: &UdpSocket,
+    cookie: &str,
+    pkt: &[u8],
+    buf: &mut [u8],
+) -> Result<Value, String> {
     let _ = s.set_nonblocking(true);
     while s.recv(buf).is_ok() {}
     let _ = s.set_nonblocking(false);

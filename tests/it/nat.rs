@@ -1066,4 +1066,11 @@ fn nat_example_config_checks() {
     let (rc, _, err) = harness::run(&["-c", "-f", &f.display().to_string()]);
     assert_ne!(rc, 0);
     assert!(err.contains("received_avp"), "{err}");
+    // A proxy without a registrar may use nathelper (usrloc is needed for pinging only).
+    let no_usrloc = "loadmodule \"sl.so\"\nloadmodule \"nathelper.so\"\n\
+        modparam(\"nathelper\", \"rtpproxy_sock\", \"udp:127.0.0.1:22222\")\n\
+        route { if (nat_uac_test(\"19\")) { fix_nated_contact(); force_rtp_proxy(\"co\"); } }\n";
+    std::fs::write(&f, no_usrloc).unwrap();
+    let (rc, _, err) = harness::run(&["-c", "-f", &f.display().to_string()]);
+    assert_eq!(rc, 0, "{err}");
 }

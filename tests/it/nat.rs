@@ -1033,6 +1033,12 @@ fn nat_relay_down() {
     );
     assert!(proxy.log().contains("re-enabled"), "{}", proxy.log());
     assert!(proxy.mi("nh_show_rtpp", &[]).contains("disabled=0"));
+    // MI switches the proxy off and on again.
+    let url = format!("udp:{PROXY_IP}:{RTPP_PORT}");
+    proxy.mi("nh_enable_rtpp", &[&url, "0"]);
+    assert!(proxy.mi("nh_show_rtpp", &[]).contains("disabled=1"));
+    proxy.mi("nh_enable_rtpp", &[&url, "1"]);
+    assert!(proxy.mi("nh_show_rtpp", &[]).contains("disabled=0"));
     proxy.stop();
 }
 

@@ -599,6 +599,42 @@ mod tests {
     }
 
     #[test]
+    fn unix_socket_control() {
+        use std::os::unix::net::UnixListener;
+        let dir = std::env::temp_dir().join(format!("nh-rtpp-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("rtpproxy.sock");
+        let _ = std::fs::remove_file(&path);
+        let l = UnixListener::bind(&path).unwrap();
+        let h = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut buf = [0u8; 256];
+            let n = c.read(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"U c1 203.0.113.1 4000 f1;1");
+            c.write_all(b"30000 203.0.113.2\n").unwrap();
+        });
+        let node = &parse_nodes(&format!("unix:{}", path.display())).unwrap()[0];
+        let t = Timing {
+            tout: Duration::from_secs(2),
+            retr: 1,
+            disable_tout: 60,
+        };
+        let r = send_command(0, node, "U c1 203.0.113.1 4000 f1;1", &t).unwrap();
+        assert_eq!(
+            parse_reply(&r).unwrap(),
+            (30000, Some("203.0.113.2".into()), false)
+        );
+        h.join().unwrap();
+        // Nobody listening: an error, not a hang.
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            send_command(0, node, "V", &t),
+            Err(CmdError::Io(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn disable_and_reenable() {
         let set = Set::new(parse_nodes("udp:127.0.0.1:9=1 udp:127.0.0.1:10=1").unwrap());
         let t = Timing {

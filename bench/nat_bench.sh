@@ -11,6 +11,8 @@
 #
 # Usage: bench/nat_bench.sh      Env: CALLS (500), RATE (10), REPEAT (3), PING_CONTACTS
 # (100000), OUT. Needs sipp, rtpengine, valgrind; kamailio for the yardstick.
+# TIMED=1 bench/nat_bench.sh: instead, the timed max-cps/CPU comparison through
+# ../shared/bench/run-pair.sh (scenario "stateful"; a quiet machine is needed).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CALLS=${CALLS:-500}
@@ -88,6 +90,21 @@ sed -e 's/^#!ifdef NG$//; /^#!else$/,/^#!endif$/d' \
 sed -e '/^#!ifdef NG$/,/^#!else$/d; /^#!endif$/d' \
 	-e 's/RELAY_OFFER/force_rtp_proxy();/; s/RELAY_ANSWER/force_rtp_proxy();/' \
 	"$ROOT/bench/openser-rtpengine.cfg" >"$rtpp_cfg"
+
+if [ "${TIMED:-0}" = 1 ]; then
+	# The timed comparison (needs a quiet machine): the shared run-pair.sh "stateful"
+	# scenario (INVITE with SDP, 180, 200 with SDP, ACK, BYE; zero-failure steps) for
+	# each proxy, the relay running as above.
+	PAIR=${PAIR:-$(cd "$ROOT/.." && pwd)/shared/bench/run-pair.sh}
+	export RATES=${RATES:-"250 500 1000 2000 4000"}
+	OUT=$OUT/pair-ng "$PAIR" "$BIN -DD -E -f $ng_cfg" stateful | sed 's/^/openser-rs-ng   /'
+	OUT=$OUT/pair-rtpp "$PAIR" "$BIN -DD -E -f $rtpp_cfg" stateful | sed 's/^/openser-rs-rtpp /'
+	if command -v kamailio >/dev/null; then
+		OUT=$OUT/pair-kam "$PAIR" "kamailio -DD -E -m 1536 -f $ROOT/bench/kamailio-rtpengine.cfg" stateful |
+			sed 's/^/kamailio-ng     /'
+	fi
+	exit 0
+fi
 
 ng=$(percall openser-ng "$BIN" -DD -E -f "$ng_cfg")
 rtpp=$(percall openser-rtpp "$BIN" -DD -E -f "$rtpp_cfg")

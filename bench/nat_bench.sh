@@ -10,7 +10,8 @@
 # Also: the NAT ping round at PING_CONTACTS contacts (examples/ping_round).
 #
 # Usage: bench/nat_bench.sh      Env: CALLS (500), RATE (10), REPEAT (3), PING_CONTACTS
-# (100000), OUT. Needs sipp, rtpengine, valgrind; kamailio for the yardstick.
+# (100000), OUT, KAM_OPTS (extra Kamailio options, e.g. "-x fm": its f_malloc instead
+# of the default q_malloc). Needs sipp, rtpengine, valgrind; kamailio for the yardstick.
 # TIMED=1 bench/nat_bench.sh: instead, the timed max-cps/CPU comparison through
 # ../shared/bench/run-pair.sh (scenario "stateful"; a quiet machine is needed).
 set -eu
@@ -100,7 +101,7 @@ if [ "${TIMED:-0}" = 1 ]; then
 	OUT=$OUT/pair-ng "$PAIR" "$BIN -DD -E -f $ng_cfg" stateful | sed 's/^/openser-rs-ng   /'
 	OUT=$OUT/pair-rtpp "$PAIR" "$BIN -DD -E -f $rtpp_cfg" stateful | sed 's/^/openser-rs-rtpp /'
 	if command -v kamailio >/dev/null; then
-		OUT=$OUT/pair-kam "$PAIR" "kamailio -DD -E -m 1536 -f $ROOT/bench/kamailio-rtpengine.cfg" stateful |
+		OUT=$OUT/pair-kam "$PAIR" "kamailio -DD -E -m 1536 ${KAM_OPTS:-} -f $ROOT/bench/kamailio-rtpengine.cfg" stateful |
 			sed 's/^/kamailio-ng     /'
 	fi
 	exit 0
@@ -111,7 +112,7 @@ rtpp=$(percall openser-rtpp "$BIN" -DD -E -f "$rtpp_cfg")
 echo "openser-rs rtpengine (ng):        $ng Ir/call"
 echo "openser-rs nathelper (rtpproxy):  $rtpp Ir/call"
 if command -v kamailio >/dev/null; then
-	kam=$(percall kamailio kamailio -DD -E -m 256 -f "$ROOT/bench/kamailio-rtpengine.cfg")
+	kam=$(percall kamailio kamailio -DD -E -m 256 ${KAM_OPTS:-} -f "$ROOT/bench/kamailio-rtpengine.cfg")
 	echo "kamailio 5.6 rtpengine (ng):      $kam Ir/call"
 	echo "ratio openser-rs ng / kamailio:   $(echo "scale=2; $ng / $kam" | bc)"
 fi

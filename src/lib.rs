@@ -24,4 +24,6 @@ pub static MODULES: &[&ModuleExports] = &[
     &db_text::EXPORTS,
     &options::EXPORTS,
     &uri::EXPORTS,
+    &nathelper::EXPORTS,
+    &rtpengine::EXPORTS,
 ];

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 pub mod engines;
 pub mod mariadb;
+pub mod netns;
 pub mod postgres;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_openser");

@@ -8,6 +8,7 @@ mod db_migrate;
 mod mi;
 mod mods;
 mod mysql_seed;
+mod nat;
 mod options_uri;
 mod process;
 mod registrar;

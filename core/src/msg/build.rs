@@ -227,7 +227,29 @@ pub fn build_reply_forward(reply: &SipMsg) -> Result<Vec<u8>, BuildError> {
         }
         _ => lumps.delete(hdr.full.start as usize, hdr.full.len as usize),
     }
+    reply_body_length(reply, &mut lumps);
     finish(lumps.apply(reply.buf()))
+}
+
+/// A reply whose body an onreply_route changed (nathelper's SDP rewrite) gets its
+/// Content-Length set to the new length.
+fn reply_body_length(reply: &SipMsg, lumps: &mut Lumps) {
+    let body = reply.body_span();
+    let hend = reply.hdrs_end();
+    if body.start as usize == hend || !lumps.touches_from(body.start as usize) {
+        return;
+    }
+    let buf = reply.buf();
+    let mut tmp = Vec::with_capacity(buf.len() + 256);
+    let m = lumps.apply_range(buf, 0, body.end(), body.start as usize, &mut tmp);
+    let newlen = tmp.len().saturating_sub(m);
+    match reply.first_of(HdrType::ContentLength) {
+        Some(i) => {
+            let b = reply.hdrs()[i].body;
+            lumps.add(b.start as usize, b.len as usize, newlen.to_string(), 0);
+        }
+        None => lumps.add(hend, 0, format!("Content-Length: {newlen}\r\n"), 15),
+    }
 }
 
 fn via_default_port(msg: &SipMsg, v: &Via) -> u16 {

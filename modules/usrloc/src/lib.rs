@@ -347,6 +347,41 @@ pub fn timer_tick(now: i64, tick: u64) {
     }
 }
 
+/// The number of hash slots over all domains: the range of the slot index that
+/// [`get_ucontacts_of_slots`] walks.
+pub fn total_slots() -> usize {
+    domains().iter().map(|d| d.size()).sum()
+}
+
+/// As [`get_all_ucontacts`], for the slots `from..to` of the sequence of all domains'
+/// slots (domain by domain, in registration order): a caller walks the table a part
+/// at a time (nathelper spreads a ping round over its interval). Each slot is locked
+/// only while its contacts are copied out; no lock is held when this returns.
+pub fn get_ucontacts_of_slots(flags: u32, now: i64, from: usize, to: usize) -> Vec<ContactInfo> {
+    let mut out = Vec::new();
+    let mut base = 0;
+    for d in domains() {
+        let n = d.size();
+        let (lo, hi) = (from.max(base), to.min(base + n));
+        for i in lo..hi {
+            let g = d.lock_index(i - base);
+            for r in g.records() {
+                if let Ok(cs) = g.contacts(r) {
+                    out.extend(
+                        cs.into_iter()
+                            .filter(|c| c.is_valid(now) && c.cflags & flags == flags),
+                    );
+                }
+            }
+        }
+        base += n;
+        if base >= to {
+            break;
+        }
+    }
+    out
+}
+
 /// A whole expiry pass over every domain at `now` (and the write-back and DB expiry of
 /// `db_mode` 2 and 3): what `timer_interval` steps of [`timer_tick`] add up to.
 pub fn timer(now: i64) {

@@ -9,7 +9,9 @@
 # retransmissions of the median run, and the ratios to openser-rs.
 #
 #   FIXED="stateful:4000 register:8000"   scenario:rate pairs
-#   SERVERS="openser kamailio openser12"  openser12 needs OPENSER12=/path/sbin/openser
+#   SERVERS="openser kamailio openser12"  openser12 needs OPENSER12=/path/sbin/openser;
+#                                        base needs BASE_BIN=/path/to/an/older/openser
+#                                        (an A/B against an earlier build, same configs)
 #   REPEAT=3  MAXBUFFER=262144  OUTBASE=target/bench/fixed-<date>
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -35,6 +37,7 @@ cmd_of() {
 	case $1 in
 	openser) echo "$BIN -DD -E -m 1536 -f $OUTBASE/cfg/openser-\$ROUTING.cfg" ;;
 	kamailio) command -v kamailio >/dev/null && echo "kamailio -DD -E -m 1536 -f $OUTBASE/cfg/kamailio-\$ROUTING.cfg" ;;
+	base) [ -x "${BASE_BIN:-}" ] && echo "$BASE_BIN -DD -E -m 1536 -f $OUTBASE/cfg/openser-\$ROUTING.cfg" ;;
 	openser12) [ -x "${OPENSER12:-}" ] &&
 		echo "python3 $O12DIR/subreap.py $OPENSER12 -m 1536 -f $O12DIR/openser12-\$ROUTING.cfg -P $OUTBASE/o12.pid" ;;
 	esac
@@ -45,6 +48,11 @@ for i in $(seq 1 "$REPEAT"); do
 		cmd=$(cmd_of "$s") || { echo "fixed: $s not available, skipped" >&2; continue; }
 		for fr in $FIXED; do
 			sc=${fr%%:*} rate=${fr##*:}
+			routing=$sc
+			case $sc in register | regmem) routing=registrar ;; esac
+			if [ "$s" = openser12 ] && [ ! -f "$O12DIR/openser12-$routing.cfg" ]; then
+				continue # the yardstick has no OpenSER 1.2 config for this routing
+			fi
 			RATES=$rate REFINE=0 OUT=$OUTBASE/$s-$sc-$i "$DRIVER" "$cmd" "$sc" >/dev/null
 		done
 	done
@@ -67,7 +75,7 @@ print("CPU per call at fixed rates (median of runs; µs; failed/retrans of the m
 keys = sorted({(sc, rate) for (_, sc, rate) in runs}, key=lambda k: (k[0], int(k[1])))
 for sc, rate in keys:
     line, ours = [], None
-    for server in ("openser", "kamailio", "openser12"):
+    for server in ("openser", "base", "kamailio", "openser12"):
         v = runs.get((server, sc, rate))
         if not v:
             continue

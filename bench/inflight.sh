@@ -7,6 +7,10 @@
 # both states (what its timer costs). Configs: bench/openser-inflight.cfg,
 # bench/kamailio-inflight.cfg (the stateful configs plus the "ring" route).
 #
+# The filling SIPp gives up on an INVITE whose 180 has not come in 10 s (-recv_timeout):
+# a 180 lost in a full receive buffer would otherwise keep it waiting for ever (SIPp
+# does not retransmit an INVITE that has had its 100). "filled" counts the 180s.
+#
 # Environment: FILL (200000), FILL_RATE (4000/s), RATE (1000 cps), DUR (20 s of
 # calls per measurement), IDLE (10 s), MEM (-m, 4096: Kamailio keeps ~15 KiB per
 # transaction), BIN (the release build), OUT (target/bench/inflight-<date>).
@@ -80,7 +84,7 @@ for s in $SERVERS; do
 	sleep 3
 	measure "$s" "$pid" empty
 	sipp -sf "$HERE/scenarios/ring_uac.xml" -i 127.0.0.1 -p 5082 -m "$FILL" -r "$FILL_RATE" \
-		-nostdin -trace_stat -stf "$OUT/$s/fill.csv" 127.0.0.1:5060 >"$OUT/$s/fill.out" 2>&1
+		-nostdin -recv_timeout 10000 -trace_stat -stf "$OUT/$s/fill.csv" 127.0.0.1:5060 >"$OUT/$s/fill.out" 2>&1
 	filled=$(awk -F';' 'NR==1 {for (i=1;i<=NF;i++) if ($i=="SuccessfulCall(C)") c=i} END {print $c+0}' "$OUT/$s/fill.csv")
 	echo "$s filled=$filled ringing transactions" | tee -a "$OUT/summary.txt"
 	measure "$s" "$pid" full

@@ -12,8 +12,14 @@
 #                      bench/regscale.sh, fixed-rate costs at scale, not searches)
 #   MAXBUFFER=262144   receive buffer for both servers (compare like with like)
 #   REPEAT=3           independent searches per server (the report uses the median)
-#   OPENSER12=/path/to/openser-1.2/sbin/openser   also search the original OpenSER
-#                      1.2.0 (stateful and register; ../shared/bench/openser12/)
+#   REG_RATES="4000 8000 16000 24000 32000 48000 64000"   the register search's steps
+#                      (REGISTERs are cheap: the yardstick's default top, 16000, is
+#                      reached by both servers)
+#   OPENSER12=/path/to/openser-1.2/sbin/openser   also measure the original OpenSER
+#                      1.2.0 (../shared/bench/openser12/). It retransmits stateful calls
+#                      even at 50 cps, so a search says nothing about it: bench/fixed.sh
+#                      gives CPU per call at fixed rates (FIXED, default stateful:4000
+#                      register:8000) for openser-rs, Kamailio and it, REPEAT times.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -21,6 +27,7 @@ DRIVER=${BENCH_DRIVER:-$ROOT/../shared/bench/run-pair.sh}
 SCENARIOS=${SCENARIOS:-stateless stateful registrar register regmem inflight regscale}
 MAXBUFFER=${MAXBUFFER:-262144}
 REPEAT=${REPEAT:-3}
+REG_RATES=${REG_RATES:-4000 8000 16000 24000 32000 48000 64000}
 OUTBASE=${OUTBASE:-$ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}
 
 if [ ! -x "$DRIVER" ]; then
@@ -52,12 +59,24 @@ for s in $SCENARIOS; do
 	*) PAIR="$PAIR $s" ;;
 	esac
 done
-O12_SCEN=
-for s in $PAIR; do case $s in stateful | register) O12_SCEN="$O12_SCEN $s" ;; esac; done
-O12DIR=$DRIVER_DIR/openser12
+# The register search has its own steps (REG_RATES); the others use the yardstick's.
+SEARCH=
+REG=
+for s in $PAIR; do
+	case $s in
+	register) REG=register ;;
+	*) SEARCH="$SEARCH $s" ;;
+	esac
+done
 
-run_one() { # name cmd repeat [scenarios]
-	OUT=$OUTBASE/$1-$3 "$DRIVER" "$2" ${4:-$PAIR} | tee "$OUTBASE/$1-$3.txt"
+run_one() { # name cmd repeat: one search per scenario, lines collected in name-repeat.txt
+	: >"$OUTBASE/$1-$3.txt"
+	if [ -n "$SEARCH" ]; then
+		OUT=$OUTBASE/$1-$3 "$DRIVER" "$2" $SEARCH | tee -a "$OUTBASE/$1-$3.txt"
+	fi
+	if [ -n "$REG" ]; then
+		RATES=$REG_RATES OUT=$OUTBASE/$1-$3-register "$DRIVER" "$2" register | tee -a "$OUTBASE/$1-$3.txt"
+	fi
 }
 if [ -n "$PAIR" ]; then
 	for i in $(seq 1 "$REPEAT"); do
@@ -65,13 +84,16 @@ if [ -n "$PAIR" ]; then
 		if command -v kamailio >/dev/null; then
 			run_one kamailio "kamailio -DD -E -m 1536 -f $CFGDIR/kamailio-\$ROUTING.cfg" "$i"
 		fi
-		if [ -n "${OPENSER12:-}" ] && [ -x "$OPENSER12" ] && [ -n "$O12_SCEN" ]; then
-			run_one openser12 "python3 $O12DIR/subreap.py $OPENSER12 -m 1536 -f $O12DIR/openser12-\$ROUTING.cfg -P $OUTBASE/o12.pid" "$i" "$O12_SCEN"
-		fi
 	done
 fi
+if [ -n "${OPENSER12:-}" ] && [ -x "$OPENSER12" ]; then
+	OUTBASE=$OUTBASE/fixed REPEAT=$REPEAT MAXBUFFER=$MAXBUFFER SERVERS="openser kamailio openser12" \
+		"$HERE/fixed.sh" | tee "$OUTBASE/fixed.txt"
+fi
 for s in $SCALE; do
-	OUT=$OUTBASE/$s "$HERE/$s.sh" openser kamailio | tee "$OUTBASE/$s.txt"
+	for i in $(seq 1 "$REPEAT"); do
+		OUT=$OUTBASE/$s-$i "$HERE/$s.sh" openser kamailio | tee "$OUTBASE/$s-$i.txt"
+	done
 done
 
 python3 - "$OUTBASE" "$REPEAT" <<'PY'
@@ -94,8 +116,7 @@ def load(name):
                 res.setdefault(f[0], []).append((float(f[1]), cpu * 10000 / float(f[1])))
     return {k: (statistics.median(r for r, _ in vs), statistics.median(c for _, c in vs))
             for k, vs in res.items()}
-servers = [("openser", load("openser")), ("kamailio", load("kamailio")),
-           ("openser12", load("openser12"))]
+servers = [("openser", load("openser")), ("kamailio", load("kamailio"))]
 o = servers[0][1]
 print(f"medians of {rep} searches; rate = max 0-failure rate, us = CPU per call at it")
 print(f"{'scenario':10} " + " ".join(f"{n + ' rate':>15} {'us':>6}" for n, _ in servers)

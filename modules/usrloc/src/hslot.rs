@@ -11,9 +11,16 @@ pub(super) struct SlotHead {
     pub(super) first: ShmPtr<URecord>,
     /// Number of records in the slot.
     pub(super) n: u32,
+    /// When the expiry walk next has work in this slot (seconds, as contacts'
+    /// `expires`): a lower bound of every contact's non-zero `expires`, or 1 ("at once")
+    /// while a record may be left without contacts; 0 when nothing in the slot will ever
+    /// be due. Lowered on every insert/update and on a record left empty, recomputed
+    /// exactly by the walk, so the walk skips a slot whose `due` is 0 or in the future
+    /// without touching its records.
+    pub(super) due: i64,
 }
 
-// SAFETY: #[repr(C)] plain data: a shm pointer and an integer.
+// SAFETY: #[repr(C)] plain data: a shm pointer and integers.
 #[allow(unsafe_code)]
 unsafe impl ShmSafe for SlotHead {}
 

@@ -17,6 +17,14 @@
 //! created just before it stays empty until [`SlotGuard::release_urecord`] (which the
 //! registrar calls at the end of `save`, as OpenSER does) or the next timer run.
 //!
+//! Expiry: the timer walks `slots / timer_interval` slots a second (a whole pass per
+//! `timer_interval`, as OpenSER's whole walk) but looks into a slot only when its
+//! `SlotHead::due` has come. Invariant: `due` is 0 only if no contact of the slot has
+//! a non-zero `expires` and no record is empty; otherwise it is ≤ every such `expires`
+//! (1 while a record may be empty). Inserts and updates lower it, the walk sets it
+//! exactly; so a table of a million refreshed bindings costs the walk a read of each
+//! slot head per pass, not a visit of every contact.
+//!
 //! AORs are compared and hashed ASCII case-insensitively unless
 //! [`UsrlocParams::case_sensitive`] is set (OpenSER's registrar lowercases the AOR
 //! unless its `case_sensitive` is set; here the table itself honours it). Contact

@@ -295,6 +295,71 @@ fn expiry_timer_and_callbacks() {
     assert!(registered_users() >= 1);
 }
 
+/// The amortised walk skips a slot until its `due`: `due` follows the earliest expiry
+/// down (insert, update to an earlier time), is only a lower bound after an update to a
+/// later time (the walk at the stale time keeps the contact and moves `due` on), is
+/// "at once" for a record left without contacts, and 0 when nothing can expire.
+#[test]
+fn expiry_walk_visits_a_slot_when_due() {
+    let d = dom("t_due", |_| {});
+    let due = |aor: &str| {
+        let g = d.lock_slot(aor.as_bytes());
+        let v = g.slot_due();
+        g.unlock_then_flush();
+        v
+    };
+    save(d, "a", &ci("sip:a1@h", 10, 500, "1", 1)).unwrap();
+    assert_eq!(due("a"), 1, "a new record is looked at by the next walk");
+    d.expire_step(10, 1);
+    assert_eq!(due("a"), 500);
+    save(d, "a", &ci("sip:a1@h", 10, 300, "1", 2)).unwrap();
+    assert_eq!(due("a"), 300, "an earlier expiry lowers due");
+    d.expire_step(299, 1);
+    assert_eq!(d.get_contacts(b"a").map(|v| v.len()), Some(1));
+    d.expire_step(300, 1);
+    assert!(d.get_contacts(b"a").is_none(), "expired at its due");
+    assert_eq!(due("a"), 0);
+
+    save(d, "b", &ci("sip:b1@h", 10, 400, "2", 1)).unwrap();
+    d.expire_step(10, 1);
+    save(d, "b", &ci("sip:b1@h", 10, 900, "2", 2)).unwrap();
+    assert_eq!(due("b"), 400, "a later expiry leaves the lower bound");
+    d.expire_step(400, 1);
+    assert_eq!(
+        d.get_contacts(b"b").map(|v| v.len()),
+        Some(1),
+        "refreshed: kept"
+    );
+    assert_eq!(due("b"), 900);
+    d.expire_step(900, 1);
+    assert!(d.get_contacts(b"b").is_none());
+
+    save(d, "c", &ci("sip:c1@h", 10, 5000, "3", 1)).unwrap();
+    d.expire_step(10, 1);
+    let users = d.users();
+    {
+        let mut g = d.lock_slot(b"c");
+        let r = g.get_urecord(b"c").unwrap();
+        let id = g.contact_ids(r).unwrap()[0];
+        g.delete_ucontact(r, id).unwrap();
+        assert!(g.get_urecord(b"c").is_some(), "left empty");
+        g.unlock_then_flush();
+    }
+    assert_eq!(due("c"), 1);
+    d.expire_step(11, 1);
+    assert_eq!(
+        d.users(),
+        users - 1,
+        "the empty record is freed by the walk"
+    );
+
+    save(d, "p", &ci("sip:p@h", 10, 0, "4", 1)).unwrap();
+    d.expire_step(10, 1);
+    assert_eq!(due("p"), 0, "a permanent binding is never due");
+    d.expire_step(i64::MAX, 1);
+    assert!(d.get_contacts(b"p").is_some());
+}
+
 #[test]
 fn all_contacts_by_cflags() {
     let d = dom("t_nat", |_| {});

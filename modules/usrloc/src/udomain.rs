@@ -288,7 +288,9 @@ impl UDomain {
         let start = self.expiry_cursor.load(Ordering::Relaxed);
         for k in 0..batch.min(n) {
             let mut g = self.lock_index(start + k);
-            g.expire_slot(now);
+            if g.due_at(now) {
+                g.expire_slot(now);
+            }
             g.unlock_then_flush();
         }
         self.expiry_cursor
@@ -317,6 +319,32 @@ impl<'d> SlotGuard<'d> {
     /// Index of the locked slot.
     pub fn slot(&self) -> usize {
         self.slot
+    }
+
+    /// Whether the expiry walk may have work in the locked slot at `now` (its `due`
+    /// has come; see [`SlotHead::due`]).
+    fn due_at(&self, now: i64) -> bool {
+        get(self, self.head()).is_some_and(|h| h.due != 0 && h.due <= now)
+    }
+
+    /// The locked slot's `due` (tests).
+    #[cfg(test)]
+    pub(super) fn slot_due(&self) -> i64 {
+        get(self, self.head()).map_or(0, |h| h.due)
+    }
+
+    /// Lower the locked slot's `due` to `t` (a contact's new non-zero `expires`, or 1
+    /// for a record that may be left without contacts).
+    pub(super) fn lower_due(&mut self, t: i64) {
+        if t == 0 {
+            return;
+        }
+        let head = self.head();
+        if let Some(h) = get_mut(self, head)
+            && (h.due == 0 || t < h.due)
+        {
+            h.due = t;
+        }
     }
 
     /// Ids of all records of the locked slot.
@@ -381,6 +409,8 @@ impl<'d> SlotGuard<'d> {
             h.first = rp;
             h.n += 1;
         }
+        // Empty until its first contact: the walk frees it if none comes.
+        self.lower_due(1);
         self.dom.stats.users_inc();
         self.known.set(rp);
         Ok(RecordId(rp))
@@ -454,7 +484,9 @@ impl<'d> SlotGuard<'d> {
     }
 
     /// Expire contacts of the locked slot at `now` and drop empty records.
+    /// Sets the slot's `due` to the earliest `expires` left.
     fn expire_slot(&mut self, now: i64) {
+        let mut due = 0i64;
         let mut rp = get(self, self.head())
             .map(|h| h.first)
             .unwrap_or(ShmPtr::null());
@@ -467,6 +499,8 @@ impl<'d> SlotGuard<'d> {
                     self.notify(UlCbType::Expire, rp, cp);
                     self.remove_contact(rp, cp);
                     self.dom.stats.expires.fetch_add(1, Ordering::Relaxed);
+                } else if c.expires != 0 && (due == 0 || c.expires < due) {
+                    due = c.expires;
                 }
                 cp = next_c;
             }
@@ -474,6 +508,10 @@ impl<'d> SlotGuard<'d> {
                 self.free_record(rp, UlCbType::Expire);
             }
             rp = next_rec;
+        }
+        let head = self.head();
+        if let Some(h) = get_mut(self, head) {
+            h.due = due;
         }
     }
 }

@@ -159,6 +159,7 @@ impl SlotGuard<'_> {
     pub fn insert_ucontact(&mut self, r: RecordId, ci: &ContactInfo) -> Result<ContactId, UlError> {
         let rp = self.check_record(r)?;
         let cp = UContact::alloc(ci, ci.last_modified)?;
+        self.lower_due(ci.expires);
         self.link_contact(rp, cp);
         if let Some(rec) = get_mut(self, rp) {
             rec.ncontacts += 1;
@@ -187,6 +188,7 @@ impl SlotGuard<'_> {
         if uc.state() == ContactState::Sync {
             uc.state = ContactState::Dirty as u8;
         }
+        self.lower_due(ci.expires);
         let first = get(self, rp).map(|r| r.contacts) == Some(cp);
         let reorder = if self.domain().desc_time_order {
             !first
@@ -229,6 +231,10 @@ impl SlotGuard<'_> {
         self.unlink_contact(rp, cp);
         if let Some(rec) = get_mut(self, rp) {
             rec.ncontacts = rec.ncontacts.saturating_sub(1);
+        }
+        if get(self, rp).is_some_and(|r| r.contacts.is_null()) {
+            // A record left without contacts is the walk's to free.
+            self.lower_due(1);
         }
         let strs = get_mut(self, cp).map(UContact::take_strs);
         if let Some(s) = strs {

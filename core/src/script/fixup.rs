@@ -182,6 +182,14 @@ fn parse_aliases(list: &[String]) -> Result<HashMap<String, AvpName>, String> {
     Ok(m)
 }
 
+/// The AVP an alias declared with the global `avp_aliases` stands for (for module
+/// fixups that parse AVP names of their own, as avpops does).
+pub fn avp_alias(name: &str) -> Option<AvpName> {
+    parse_aliases(&crate::globals::get().avp_aliases)
+        .ok()?
+        .remove(name)
+}
+
 /// Fix up the routes of `cfg` against the loaded modules (`module::loaded()`) and the
 /// global avp aliases. `check_routes` = `-C`. Errors are rendered.
 pub fn fixup(cfg: &ast::Config, check_routes: bool) -> Result<Script, Vec<String>> {

@@ -226,8 +226,12 @@ pub fn store(
             PvValue::Str(s) => (s.clone(), false),
             PvValue::Null => continue,
         };
-        let t = if matches!(id, AvpId::Int(_)) { DB_NAME_INT } else { 0 }
-            | if vint { DB_VAL_INT } else { 0 };
+        let name_bit = if matches!(id, AvpId::Int(_)) {
+            DB_NAME_INT
+        } else {
+            0
+        };
+        let t = name_bit | if vint { DB_VAL_INT } else { 0 };
         let mut row: Vec<(&str, DbVal)> = vec![
             (cols.uuid.as_str(), keys.uuid.clone().unwrap_or_default().into()),
             (

@@ -809,7 +809,7 @@ pub fn check_values(c: &Check, vals: &[PvValue], ops: &[PvValue]) -> i32 {
         for o in ops {
             let dyn_re;
             let re = match (&c.val, c.op) {
-                (Operand::Re(r), _) => Some(r.as_ref()),
+                (Operand::Re(r), _) => Some(&**r),
                 (_, CheckOp::Re) => {
                     let PvValue::Str(pat) = o else {
                         openser_core::log_err!("value types don't match");

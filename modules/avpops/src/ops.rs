@@ -166,6 +166,10 @@ impl Subst {
                 break;
             };
             let (a, b) = (a + pos, b + pos);
+            if !s.is_char_boundary(a) || !s.is_char_boundary(b) {
+                // a byte-wise match inside a multi-byte character: stop here
+                break;
+            }
             out.push_str(&s[done..a]);
             for part in &self.repl {
                 match part {

@@ -405,7 +405,7 @@ pub fn subst(expr: &str) -> Result<Subst, String> {
     let body = &expr[sep.len_utf8()..];
     // the regular expression
     let mut re = String::new();
-    let mut it = body.char_indices().peekable();
+    let mut it = body.char_indices();
     let mut end_re = None;
     while let Some((i, c)) = it.next() {
         if c == sep {
@@ -828,7 +828,8 @@ mod tests {
         assert_eq!(p.scheme.as_ref(), Some(&sc));
         assert!(db_param("$avp(s:fn)/$s1", None).is_err());
         assert!(db_param("a/$s1", Some(std::slice::from_ref(&sc))).is_err());
-        assert!(db_param("$avp(s:fn)/$nope", Some(&[])).is_err());
+        let none: &[Scheme] = &[];
+        assert!(db_param("$avp(s:fn)/$nope", Some(none)).is_err());
         assert!(scheme("x:value_type=float").is_err());
         assert!(scheme("x:colour=red").is_err());
         assert!(scheme("x").is_err());

@@ -44,7 +44,13 @@ fn status(r: &str) -> &str {
 /// openserctl with this engine's database (and the server's FIFO when given).
 fn ctl(e: &Engine, fifo: Option<&Path>, args: &[&str]) -> String {
     let extra = fifo
-        .map(|f| format!("OSER_FIFO={}\nREPLY_DIR={}\n", f.display(), f.parent().unwrap().display()))
+        .map(|f| {
+            format!(
+                "OSER_FIFO={}\nREPLY_DIR={}\n",
+                f.display(),
+                f.parent().unwrap().display()
+            )
+        })
         .unwrap_or_default();
     let out = e.ctl(&extra, args);
     e.ok(&out)
@@ -174,7 +180,14 @@ fn avpops_body(kind: Kind) {
     let r = ask(
         &s,
         &c,
-        &req("INVITE", &format!("sip:carol@127.0.0.1:{}", s.port), "sip:alice@127.0.0.1", &c, "inv1", ""),
+        &req(
+            "INVITE",
+            &format!("sip:carol@127.0.0.1:{}", s.port),
+            "sip:alice@127.0.0.1",
+            &c,
+            "inv1",
+            "",
+        ),
     );
     assert_eq!(status(&r), "SIP/2.0 404 No forwarding preference", "{r}");
 
@@ -182,11 +195,21 @@ fn avpops_body(kind: Kind) {
         ask(
             &s,
             &c,
-            &req("OPTIONS", &format!("sip:{user}@127.0.0.1:{}", s.port), "sip:alice@127.0.0.1", &c, id, extra),
+            &req(
+                "OPTIONS",
+                &format!("sip:{user}@127.0.0.1:{}", s.port),
+                "sip:alice@127.0.0.1",
+                &c,
+                id,
+                extra,
+            ),
         )
     };
     assert_eq!(status(&opt("load", "l0", "")), "SIP/2.0 404 none");
-    assert_eq!(status(&opt("store", "s1", "X-Lang: de\r\n")), "SIP/2.0 200 stored");
+    assert_eq!(
+        status(&opt("store", "s1", "X-Lang: de\r\n")),
+        "SIP/2.0 200 stored"
+    );
     let rows = e.rows(
         "usr_preferences",
         &["username", "domain", "attribute", "type", "value"],
@@ -194,7 +217,9 @@ fn avpops_body(kind: Kind) {
     );
     assert_eq!(
         rows.last().unwrap(),
-        &["alice", "127.0.0.1", "lang", "0", "de"].map(String::from).to_vec()
+        &["alice", "127.0.0.1", "lang", "0", "de"]
+            .map(String::from)
+            .to_vec()
     );
     let r = opt("load", "l1", "");
     assert_eq!(header(&r, "X-Lang"), Some("de"), "{r}");
@@ -207,16 +232,31 @@ fn avpops_body(kind: Kind) {
     // back references and run-time regular expressions
     let r = opt("subst", "x1", "X-E: alice@example.com\r\n");
     assert_eq!(header(&r, "X-E"), Some("example.com at alice"), "{r}");
-    assert_eq!(status(&opt("re", "r1", "X-Re: ^sip:ALICE@\r\n")), "SIP/2.0 200 match");
-    assert_eq!(status(&opt("re", "r2", "X-Re: ^sip:bob@\r\n")), "SIP/2.0 403 no match");
-    assert_eq!(status(&opt("re", "r3", "X-Re: sip:(alice\r\n")), "SIP/2.0 403 no match");
+    assert_eq!(
+        status(&opt("re", "r1", "X-Re: ^sip:ALICE@\r\n")),
+        "SIP/2.0 200 match"
+    );
+    assert_eq!(
+        status(&opt("re", "r2", "X-Re: ^sip:bob@\r\n")),
+        "SIP/2.0 403 no match"
+    );
+    assert_eq!(
+        status(&opt("re", "r3", "X-Re: sip:(alice\r\n")),
+        "SIP/2.0 403 no match"
+    );
     assert!(
-        s.wait_log("bad regular expression 'sip:(alice'", Duration::from_secs(5)),
+        s.wait_log(
+            "bad regular expression 'sip:(alice'",
+            Duration::from_secs(5)
+        ),
         "{}",
         s.log()
     );
     // the worker is still serving
-    assert_eq!(status(&opt("re", "r4", "X-Re: alice\r\n")), "SIP/2.0 200 match");
+    assert_eq!(
+        status(&opt("re", "r4", "X-Re: alice\r\n")),
+        "SIP/2.0 200 match"
+    );
 
     ctl(&e, None, &["avp", "rm", "bob@127.0.0.1", "fwd"]);
     assert!(e.rows("usr_preferences", &["username"], "id").is_empty());
@@ -329,7 +369,13 @@ fn acl_body(kind: Kind) {
         &["acl", "grant", "alice@127.0.0.1", "pstn"],
         &["acl", "grant", "alice@127.0.0.1", "voicemail"],
         &["alias_db", "add", "sales@127.0.0.1", "sip:bob@127.0.0.1"],
-        &["speeddial", "add", "alice@127.0.0.1", "11@127.0.0.1", "sip:carol@example.org"],
+        &[
+            "speeddial",
+            "add",
+            "alice@127.0.0.1",
+            "11@127.0.0.1",
+            "sip:carol@example.org",
+        ],
     ] {
         ctl(&e, None, a);
     }
@@ -364,7 +410,14 @@ fn acl_body(kind: Kind) {
         ask(
             &s,
             &c,
-            &req("MESSAGE", &format!("sip:{user}@127.0.0.1:{p}"), from, &c, id, ""),
+            &req(
+                "MESSAGE",
+                &format!("sip:{user}@127.0.0.1:{p}"),
+                from,
+                &c,
+                id,
+                "",
+            ),
         )
     };
     let alice = "sip:alice@127.0.0.1";
@@ -383,25 +436,49 @@ fn acl_body(kind: Kind) {
     // speed dial, alias, user existence
     let r = call("11", alice, "sd1");
     assert_eq!(header(&r, "X-RURI"), Some("sip:carol@example.org"), "{r}");
-    assert_eq!(status(&call("12", alice, "sd2")), "SIP/2.0 404 No speed dial");
+    assert_eq!(
+        status(&call("12", alice, "sd2")),
+        "SIP/2.0 404 No speed dial"
+    );
     let r = call("sales", alice, "al1");
     assert_eq!(header(&r, "X-RURI"), Some("sip:bob@127.0.0.1"), "{r}");
-    assert_eq!(status(&call("alice", alice, "u1")), "SIP/2.0 200 User exists");
-    assert_eq!(status(&call("nobody", alice, "u2")), "SIP/2.0 404 Not Found");
+    assert_eq!(
+        status(&call("alice", alice, "u1")),
+        "SIP/2.0 200 User exists"
+    );
+    assert_eq!(
+        status(&call("nobody", alice, "u2")),
+        "SIP/2.0 404 Not Found"
+    );
 
     // MI domain_reload picks up a domain added to the table
     ctl(&e, None, &["domain", "add", "new.example"]);
     let newd = "sip:carol@new.example";
-    assert_eq!(status(&call("alice", newd, "d1")), "SIP/2.0 403 Foreign domain");
+    assert_eq!(
+        status(&call("alice", newd, "d1")),
+        "SIP/2.0 403 Foreign domain"
+    );
     let dump = ctl(&e, Some(&fifo), &["domain", "show"]);
-    assert!(dump.contains("127.0.0.1") && !dump.contains("new.example"), "{dump}");
+    assert!(
+        dump.contains("127.0.0.1") && !dump.contains("new.example"),
+        "{dump}"
+    );
     ctl(&e, Some(&fifo), &["domain", "reload"]);
-    assert_eq!(status(&call("alice", newd, "d2")), "SIP/2.0 200 User exists");
+    assert_eq!(
+        status(&call("alice", newd, "d2")),
+        "SIP/2.0 200 User exists"
+    );
     let dump = mi(s.dir.path(), "domain_dump", &[]);
     assert!(dump.contains("new.example"), "{dump}");
     ctl(&e, None, &["domain", "rm", "new.example"]);
-    assert_eq!(mi(s.dir.path(), "domain_reload", &[]).lines().next(), Some("200 OK"));
-    assert_eq!(status(&call("alice", newd, "d3")), "SIP/2.0 403 Foreign domain");
+    assert_eq!(
+        mi(s.dir.path(), "domain_reload", &[]).lines().next(),
+        Some("200 OK")
+    );
+    assert_eq!(
+        status(&call("alice", newd, "d3")),
+        "SIP/2.0 403 Foreign domain"
+    );
 
     // check_to and the Credentials source after digest authentication (a fresh
     // nonce for each REGISTER)

@@ -182,12 +182,17 @@ fn parse_aliases(list: &[String]) -> Result<HashMap<String, AvpName>, String> {
     Ok(m)
 }
 
-/// The AVP an alias declared with the global `avp_aliases` stands for (for module
-/// fixups that parse AVP names of their own, as avpops does).
+thread_local! {
+    /// The `avp_aliases` of the configuration being fixed up, for [`avp_alias`].
+    static ALIASES: std::cell::RefCell<Option<HashMap<String, AvpName>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// During fixup: the AVP an alias declared with the global `avp_aliases` stands for
+/// (for module fixups that parse AVP names of their own, as avpops does). None for an
+/// unknown alias and outside fixup.
 pub fn avp_alias(name: &str) -> Option<AvpName> {
-    parse_aliases(&crate::globals::get().avp_aliases)
-        .ok()?
-        .remove(name)
+    ALIASES.with(|a| a.borrow().as_ref()?.get(name).cloned())
 }
 
 /// Fix up the routes of `cfg` against the loaded modules (`module::loaded()`) and the
@@ -260,6 +265,7 @@ pub fn fixup_with(
         }
     }
     LAYOUT.with(|l| *l.borrow_mut() = Some(layout));
+    ALIASES.with(|a| *a.borrow_mut() = Some(f.aliases.clone()));
     let types = if check_routes {
         reach_types(cfg)
     } else {
@@ -292,6 +298,7 @@ pub fn fixup_with(
         compiled.push((slot, idx, code));
     }
     LAYOUT.with(|l| *l.borrow_mut() = None);
+    ALIASES.with(|a| *a.borrow_mut() = None);
     for (slot, idx, code) in compiled {
         if let Some(b) = script.tables[slot].blocks.get_mut(idx) {
             *b = Some(code);

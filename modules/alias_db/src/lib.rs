@@ -136,15 +136,14 @@ fn cmd_alias_db_lookup(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
         openser_core::log_dbg!("no user in the R-URI");
         return -1;
     }
-    let uris = match openser_core::db::with_conn(P.db_url.get(), |c| {
-        lookup(c, &table, &user, &host)
-    }) {
-        Ok(Ok(u)) => u,
-        Ok(Err(e)) | Err(openser_core::db::DbError(e)) => {
-            openser_core::log_err!("error while querying database: {e}");
-            return -1;
-        }
-    };
+    let uris =
+        match openser_core::db::with_conn(P.db_url.get(), |c| lookup(c, &table, &user, &host)) {
+            Ok(Ok(u)) => u,
+            Ok(Err(e)) | Err(openser_core::db::DbError(e)) => {
+                openser_core::log_err!("error while querying database: {e}");
+                return -1;
+            }
+        };
     let mut it = uris.into_iter();
     let Some(first) = it.next() else {
         openser_core::log_dbg!("no alias found for R-URI");
@@ -192,10 +191,16 @@ mod tests {
                 ("domain", DbVal::from("b.com")),
             ]
         };
-        let mut db = MemDb::with_rows("dbaliases", vec![row("sales", "alice"), row("sales", "bob")]);
+        let mut db = MemDb::with_rows(
+            "dbaliases",
+            vec![row("sales", "alice"), row("sales", "bob")],
+        );
         assert_eq!(
             lookup(&mut db, "dbaliases", "sales", "x.com"),
-            Ok(vec!["sip:alice@b.com".to_string(), "sip:bob@b.com".to_string()])
+            Ok(vec![
+                "sip:alice@b.com".to_string(),
+                "sip:bob@b.com".to_string()
+            ])
         );
         assert_eq!(lookup(&mut db, "dbaliases", "ceo", "a.com"), Ok(vec![]));
         assert!(lookup(&mut db, "nosuch", "sales", "a.com").is_err());

@@ -81,7 +81,10 @@ fn selection<'a>(cols: &'a Columns, scheme: Option<&'a Scheme>, k: &Keys) -> Vec
     };
     let mut keys = Vec::new();
     if let Some(u) = &k.uuid {
-        keys.push(Key::eq(col(scheme.map(|s| &s.uuid_col), &cols.uuid), u.as_str()));
+        keys.push(Key::eq(
+            col(scheme.map(|s| &s.uuid_col), &cols.uuid),
+            u.as_str(),
+        ));
     }
     if let Some(u) = &k.username {
         keys.push(Key::eq(
@@ -107,11 +110,16 @@ fn text(v: &DbVal) -> Option<String> {
 
 /// One row of a plain load (value, attribute, type) as an AVP, if `name` accepts it.
 /// `id`: the name the caller asked for (None = the row's own).
-fn row_avp(row: &Row, name: &DbName, id: Option<&AvpId>) -> Result<Option<(AvpId, PvValue)>, String> {
+fn row_avp(
+    row: &Row,
+    name: &DbName,
+    id: Option<&AvpId>,
+) -> Result<Option<(AvpId, PvValue)>, String> {
     let (Some(v), Some(a), Some(t)) = (
         row.first().and_then(text),
         row.get(1).and_then(text),
-        row.get(2).and_then(|v| v.as_int().or_else(|| text(v)?.trim().parse().ok())),
+        row.get(2)
+            .and_then(|v| v.as_int().or_else(|| text(v)?.trim().parse().ok())),
     ) else {
         return Err("row contains NULL or badly typed fields".into());
     };
@@ -194,7 +202,11 @@ pub fn load(
     if let Some(id) = id {
         sel.push(Key::eq(&cols.attribute, attr_text(id)));
     }
-    let ret = [cols.value.as_str(), cols.attribute.as_str(), cols.type_.as_str()];
+    let ret = [
+        cols.value.as_str(),
+        cols.attribute.as_str(),
+        cols.type_.as_str(),
+    ];
     let rows = conn
         .query(table, &sel, &ret, None)
         .map_err(|e| e.to_string())?;
@@ -233,12 +245,18 @@ pub fn store(
         };
         let t = name_bit | if vint { DB_VAL_INT } else { 0 };
         let mut row: Vec<(&str, DbVal)> = vec![
-            (cols.uuid.as_str(), keys.uuid.clone().unwrap_or_default().into()),
+            (
+                cols.uuid.as_str(),
+                keys.uuid.clone().unwrap_or_default().into(),
+            ),
             (
                 cols.username.as_str(),
                 keys.username.clone().unwrap_or_else(|| "0".into()).into(),
             ),
-            (cols.domain.as_str(), keys.domain.clone().unwrap_or_default().into()),
+            (
+                cols.domain.as_str(),
+                keys.domain.clone().unwrap_or_default().into(),
+            ),
             (cols.attribute.as_str(), attr_text(id).into()),
             (cols.type_.as_str(), DbVal::Int(t)),
         ];
@@ -277,10 +295,7 @@ pub fn query_avps(rows: &[Row], dest: &[AvpId], avps: &mut AvpList) {
                     None => continue,
                 },
             };
-            let id = dest
-                .get(j)
-                .cloned()
-                .unwrap_or(AvpId::Int(j as i64 + 1));
+            let id = dest.get(j).cloned().unwrap_or(AvpId::Int(j as i64 + 1));
             avps.add(id, val);
         }
     }
@@ -316,7 +331,10 @@ mod tests {
     #[test]
     fn keys_from_sources() {
         let k = keys_of(KeyKind::Uri, "sip:alice@a.com", false).unwrap();
-        assert_eq!((k.username.as_deref(), k.domain.as_deref()), (Some("alice"), None));
+        assert_eq!(
+            (k.username.as_deref(), k.domain.as_deref()),
+            (Some("alice"), None)
+        );
         let k = keys_of(KeyKind::Uri, "sip:alice@a.com", true).unwrap();
         assert_eq!(k.domain.as_deref(), Some("a.com"));
         let k = keys_of(KeyKind::Domain, "sip:alice@a.com", false).unwrap();
@@ -342,7 +360,10 @@ mod tests {
         };
         let mut l = AvpList::new();
         let p = crate::parse::db_param("a", None).unwrap();
-        assert_eq!(load(&mut db, &cols(), "usr_preferences", &keys, &p, None, &mut l), Ok(2));
+        assert_eq!(
+            load(&mut db, &cols(), "usr_preferences", &keys, &p, None, &mut l),
+            Ok(2)
+        );
         assert_eq!(l.get(&AvpId::Int(7)), Some(&PvValue::Int(42)));
         assert_eq!(
             l.get(&AvpId::Str("fwd".into())),
@@ -350,12 +371,23 @@ mod tests {
         );
         let mut l = AvpList::new();
         let p = crate::parse::db_param("s", None).unwrap();
-        assert_eq!(load(&mut db, &cols(), "usr_preferences", &keys, &p, None, &mut l), Ok(1));
+        assert_eq!(
+            load(&mut db, &cols(), "usr_preferences", &keys, &p, None, &mut l),
+            Ok(1)
+        );
         let mut l = AvpList::new();
         let p = crate::parse::db_param("$avp(s:fwd)", None).unwrap();
         let id = AvpId::Str("fwd".into());
         assert_eq!(
-            load(&mut db, &cols(), "usr_preferences", &keys, &p, Some(&id), &mut l),
+            load(
+                &mut db,
+                &cols(),
+                "usr_preferences",
+                &keys,
+                &p,
+                Some(&id),
+                &mut l
+            ),
             Ok(1)
         );
         // the query asked for the attribute
@@ -379,7 +411,15 @@ mod tests {
         let id = AvpId::Str("fn".into());
         let mut l = AvpList::new();
         assert_eq!(
-            load(&mut db, &cols(), "usr_preferences", &keys, &p, Some(&id), &mut l),
+            load(
+                &mut db,
+                &cols(),
+                "usr_preferences",
+                &keys,
+                &p,
+                Some(&id),
+                &mut l
+            ),
             Ok(1)
         );
         assert_eq!(l.get(&id), Some(&PvValue::Str("Alice".into())));
@@ -393,7 +433,10 @@ mod tests {
             (AvpId::Int(5), PvValue::Int(3)),
             (AvpId::Str("e".into()), PvValue::Str("x@y".into())),
         ];
-        assert_eq!(store(&mut db, &cols(), "usr_preferences", &keys, &items), Ok(2));
+        assert_eq!(
+            store(&mut db, &cols(), "usr_preferences", &keys, &items),
+            Ok(2)
+        );
         let t = |i: usize| {
             db.rows[i]
                 .1

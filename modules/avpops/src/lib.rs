@@ -64,8 +64,8 @@ use openser_core::script::pv::avp_id;
 use openser_core::script::{AvpId, Branch, Ctx, PvValue, Q_UNSPECIFIED};
 
 use parse::{
-    Arith, AvpRef, Check, CheckOp, DbParam, DbSource, Operand, PushDest, Scheme, SrcDst,
-    SrcVal, Subst,
+    Arith, AvpRef, Check, CheckOp, DbParam, DbSource, Operand, PushDest, Scheme, SrcDst, SrcVal,
+    Subst,
 };
 
 const R: u32 = REQUEST_ROUTE | FAILURE_ROUTE | BRANCH_ROUTE | ONREPLY_ROUTE;
@@ -136,10 +136,7 @@ thread_local! {
 }
 
 fn set_db_scheme(v: &ModParamValue) -> Result<(), String> {
-    let ModParamValue::Str(s) = v else {
-        return Err("avpops: db_scheme takes a string".into());
-    };
-    let sc = parse::scheme(s).map_err(|e| format!("avpops: {e}"))?;
+    let sc = parse::scheme(&v.text()).map_err(|e| format!("avpops: {e}"))?;
     SCHEMES.with(|l| {
         let mut l = l.borrow_mut();
         if l.iter().any(|x| x.name == sc.name) {
@@ -251,7 +248,10 @@ fn fix_db_query(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
 /// What `avp_delete` removes.
 #[derive(Debug)]
 enum DelSpec {
-    Avp { name: AvpName, all: bool },
+    Avp {
+        name: AvpName,
+        all: bool,
+    },
     /// every AVP (`a`), or those with integer (`i`) / string (`s`) names
     Kind(Option<bool>),
 }
@@ -489,10 +489,7 @@ fn cmd_db_load(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
     match r {
         Ok(Ok(n)) if n > 0 => {
             // in the order the rows came, each the newest of its name
-            let items: Vec<_> = loaded
-                .iter()
-                .map(|(i, v)| (i.clone(), v.clone()))
-                .collect();
+            let items: Vec<_> = loaded.iter().map(|(i, v)| (i.clone(), v.clone())).collect();
             for (i, v) in items.into_iter().rev() {
                 ctx.avps.add(i, v);
             }
@@ -902,7 +899,8 @@ fn cmd_op(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
         }
     }
     for (_, x) in &picked {
-        ctx.avps.add(did.clone(), PvValue::Int(ops::arith(a.op, *x, b)));
+        ctx.avps
+            .add(did.clone(), PvValue::Int(ops::arith(a.op, *x, b)));
     }
     1
 }

@@ -150,7 +150,11 @@ impl Subst {
     /// Apply to `s`: `None` when nothing matched. `pv` gives the text of a PV in the
     /// replacement. With `g` every match is replaced; an empty match moves on by one
     /// character.
-    pub fn apply(&self, s: &str, pv: &mut dyn FnMut(&openser_core::cfg::pv::PvSpec) -> String) -> Option<String> {
+    pub fn apply(
+        &self,
+        s: &str,
+        pv: &mut dyn FnMut(&openser_core::cfg::pv::PvSpec) -> String,
+    ) -> Option<String> {
         let mut out = String::with_capacity(s.len() + 16);
         let mut pos = 0;
         let mut done = 0;

@@ -84,7 +84,9 @@ pub fn pv(s: &str) -> Result<PvSpec, String> {
     }
     let (mut spec, n) = parse_pv(&t)?;
     if n != t.len() {
-        return Err(format!("unexpected text after the pseudo-variable in '{s}'"));
+        return Err(format!(
+            "unexpected text after the pseudo-variable in '{s}'"
+        ));
     }
     if !known_pv(&spec.name) {
         return Err(format!("unknown pseudo-variable '{}'", spec.text));
@@ -682,9 +684,7 @@ pub fn db_param(s: &str, schemes: Option<&[Scheme]>) -> Result<DbParam, String> 
             Some('i' | 'I') => DbName::AnyInt,
             Some('s' | 'S') => DbName::AnyStr,
             _ => {
-                return Err(format!(
-                    "bad AVP '{spec}': expected $avp(name), a, i or s"
-                ));
+                return Err(format!("bad AVP '{spec}': expected $avp(name), a, i or s"));
             }
         };
         let flags = c.as_str();
@@ -789,7 +789,11 @@ mod tests {
         // a value containing '/' whose tail is not flags
         let c = check("eq/s:a/b").unwrap();
         assert!(matches!(c.val, Operand::Val(PvValue::Str(ref s)) if s == "a/b"));
-        assert!(check("re/sip:(.*/g").unwrap_err().contains("bad regular expression"));
+        assert!(
+            check("re/sip:(.*/g")
+                .unwrap_err()
+                .contains("bad regular expression")
+        );
         assert!(check("zz/i:1").is_err());
         assert!(check("eq").is_err());
         assert!(check("and/s:x").is_err());

@@ -48,27 +48,60 @@ fn check_through_the_script() {
     ctx.avps.add(sid("n"), PvValue::Int(400));
     ctx.avps.add(sid("u"), s("sip:alice@bar.net"));
     // newest only without g, any with g
-    assert_eq!(run(&mut ctx, cmd_check, fix_check, &["$avp(s:n)", "lt/i:345"]), -1);
-    assert_eq!(run(&mut ctx, cmd_check, fix_check, &["$avp(s:n)", "lt/i:345/g"]), 1);
-    assert_eq!(run(&mut ctx, cmd_check, fix_check, &["$avp(s:n)", "eq/i:0x190"]), 1);
     assert_eq!(
-        run(&mut ctx, cmd_check, fix_check, &["$avp(s:u)", "re/sip:.*@BAR.net/g"]),
+        run(&mut ctx, cmd_check, fix_check, &["$avp(s:n)", "lt/i:345"]),
+        -1
+    );
+    assert_eq!(
+        run(&mut ctx, cmd_check, fix_check, &["$avp(s:n)", "lt/i:345/g"]),
         1
     );
     assert_eq!(
-        run(&mut ctx, cmd_check, fix_check, &["$avp(s:u)", "fm/sip:*@bar.*"]),
+        run(&mut ctx, cmd_check, fix_check, &["$avp(s:n)", "eq/i:0x190"]),
+        1
+    );
+    assert_eq!(
+        run(
+            &mut ctx,
+            cmd_check,
+            fix_check,
+            &["$avp(s:u)", "re/sip:.*@BAR.net/g"]
+        ),
+        1
+    );
+    assert_eq!(
+        run(
+            &mut ctx,
+            cmd_check,
+            fix_check,
+            &["$avp(s:u)", "fm/sip:*@bar.*"]
+        ),
         1
     );
     // a PV on either side
-    assert_eq!(run(&mut ctx, cmd_check, fix_check, &["$fd", "eq/a.example.com"]), 1);
+    assert_eq!(
+        run(&mut ctx, cmd_check, fix_check, &["$fd", "eq/a.example.com"]),
+        1
+    );
     assert_eq!(run(&mut ctx, cmd_check, fix_check, &["$fd", "eq/$td"]), -1);
     assert_eq!(run(&mut ctx, cmd_check, fix_check, &["$fd", "ne/$td"]), 1);
     // the operand AVP: any of its values
     ctx.avps.add(sid("lim"), PvValue::Int(400));
     ctx.avps.add(sid("lim"), PvValue::Int(7));
-    assert_eq!(run(&mut ctx, cmd_check, fix_check, &["$avp(s:n)", "eq/$avp(s:lim)"]), 1);
+    assert_eq!(
+        run(
+            &mut ctx,
+            cmd_check,
+            fix_check,
+            &["$avp(s:n)", "eq/$avp(s:lim)"]
+        ),
+        1
+    );
     // a missing AVP is false
-    assert_eq!(run(&mut ctx, cmd_check, fix_check, &["$avp(s:none)", "eq/i:1"]), -1);
+    assert_eq!(
+        run(&mut ctx, cmd_check, fix_check, &["$avp(s:none)", "eq/i:1"]),
+        -1
+    );
 }
 
 #[test]
@@ -82,9 +115,25 @@ fn bad_regexes() {
     let mut ctx = Ctx::new(&mut m, REQUEST_ROUTE);
     ctx.avps.add(sid("u"), s("abc"));
     ctx.avps.add(sid("re"), s("a(b"));
-    assert_eq!(run(&mut ctx, cmd_check, fix_check, &["$avp(s:u)", "re/$avp(s:re)"]), -1);
+    assert_eq!(
+        run(
+            &mut ctx,
+            cmd_check,
+            fix_check,
+            &["$avp(s:u)", "re/$avp(s:re)"]
+        ),
+        -1
+    );
     ctx.avps.add(sid("re"), s("^a.c$"));
-    assert_eq!(run(&mut ctx, cmd_check, fix_check, &["$avp(s:u)", "re/$avp(s:re)"]), 1);
+    assert_eq!(
+        run(
+            &mut ctx,
+            cmd_check,
+            fix_check,
+            &["$avp(s:u)", "re/$avp(s:re)"]
+        ),
+        1
+    );
 }
 
 #[test]
@@ -95,7 +144,12 @@ fn subst_op_copy_printf() {
     ctx.avps.add(sid("e"), s("bob@old.net"));
     // replace the newest in place
     assert_eq!(
-        run(&mut ctx, cmd_subst, fix_subst, &["$avp(s:e)", "/(.*)@(.*)/\\1@$rd/"]),
+        run(
+            &mut ctx,
+            cmd_subst,
+            fix_subst,
+            &["$avp(s:e)", "/(.*)@(.*)/\\1@$rd/"]
+        ),
         1
     );
     assert_eq!(
@@ -104,36 +158,76 @@ fn subst_op_copy_printf() {
     );
     // every value into another AVP, the source kept
     assert_eq!(
-        run(&mut ctx, cmd_subst, fix_subst, &["$avp(s:e)/$avp(s:d)/g", "/@.*$//"]),
+        run(
+            &mut ctx,
+            cmd_subst,
+            fix_subst,
+            &["$avp(s:e)/$avp(s:d)/g", "/@.*$//"]
+        ),
         1
     );
     assert_eq!(ctx.avps.get_all(&sid("d")), [&s("alice"), &s("bob")]);
     assert_eq!(ctx.avps.get_all(&sid("e")).len(), 2);
     // d: the source goes
     assert_eq!(
-        run(&mut ctx, cmd_subst, fix_subst, &["$avp(s:e)/$avp(s:f)/gd", "/o/0/g"]),
+        run(
+            &mut ctx,
+            cmd_subst,
+            fix_subst,
+            &["$avp(s:e)/$avp(s:f)/gd", "/o/0/g"]
+        ),
         1
     );
     assert!(ctx.avps.get(&sid("e")).is_none());
-    assert_eq!(run(&mut ctx, cmd_subst, fix_subst, &["$avp(s:f)", "/zzz/y/"]), -1);
+    assert_eq!(
+        run(&mut ctx, cmd_subst, fix_subst, &["$avp(s:f)", "/zzz/y/"]),
+        -1
+    );
 
     ctx.avps.add(sid("n"), PvValue::Int(10));
-    assert_eq!(run(&mut ctx, cmd_op, fix_op, &["$avp(s:n)", "add/i:5/d"]), 1);
+    assert_eq!(
+        run(&mut ctx, cmd_op, fix_op, &["$avp(s:n)", "add/i:5/d"]),
+        1
+    );
     assert_eq!(ctx.avps.get_all(&sid("n")), [&PvValue::Int(15)]);
     ctx.avps.add(sid("k"), PvValue::Int(3));
-    assert_eq!(run(&mut ctx, cmd_op, fix_op, &["$avp(s:n)/$avp(s:m)", "mul/$avp(s:k)"]), 1);
+    assert_eq!(
+        run(
+            &mut ctx,
+            cmd_op,
+            fix_op,
+            &["$avp(s:n)/$avp(s:m)", "mul/$avp(s:k)"]
+        ),
+        1
+    );
     assert_eq!(ctx.avps.get(&sid("m")), Some(&PvValue::Int(45)));
     assert_eq!(run(&mut ctx, cmd_op, fix_op, &["$avp(s:f)", "add/i:1"]), -1);
     assert!(fix_op(&args(&["$avp(s:n)", "add/s:x"])).is_err());
 
-    assert_eq!(run(&mut ctx, cmd_copy, fix_copy, &["$avp(s:n)", "$avp(s:c)/s"]), 1);
+    assert_eq!(
+        run(&mut ctx, cmd_copy, fix_copy, &["$avp(s:n)", "$avp(s:c)/s"]),
+        1
+    );
     assert_eq!(ctx.avps.get(&sid("c")), Some(&s("15")));
-    assert_eq!(run(&mut ctx, cmd_copy, fix_copy, &["$avp(s:c)", "$avp(s:c2)/nd"]), 1);
+    assert_eq!(
+        run(
+            &mut ctx,
+            cmd_copy,
+            fix_copy,
+            &["$avp(s:c)", "$avp(s:c2)/nd"]
+        ),
+        1
+    );
     assert_eq!(ctx.avps.get(&sid("c2")), Some(&PvValue::Int(15)));
     assert!(ctx.avps.get(&sid("c")).is_none());
 
     assert_eq!(
-        run(&mut ctx, cmd_printf, fix_printf, &["$avp(i:20)", "$rm to $rU"]),
+        run(
+            &mut ctx,
+            cmd_printf,
+            fix_printf,
+            &["$avp(i:20)", "$rm to $rU"]
+        ),
         1
     );
     assert_eq!(ctx.avps.get(&AvpId::Int(20)), Some(&s("INVITE to bob")));
@@ -146,29 +240,61 @@ fn pushto_delete_is_set() {
     ctx.avps.add(sid("h"), s("c.example.com"));
     ctx.avps.add(sid("h"), s("d.example.com"));
     assert_eq!(
-        run(&mut ctx, cmd_pushto, fix_pushto, &["$ru/domain", "$avp(s:h)/g"]),
+        run(
+            &mut ctx,
+            cmd_pushto,
+            fix_pushto,
+            &["$ru/domain", "$avp(s:h)/g"]
+        ),
         1
     );
     assert_eq!(ctx.msg.ruri(), "sip:bob@c.example.com");
     assert_eq!(ctx.branches.len(), 1);
     assert_eq!(ctx.branches[0].uri, "sip:bob@d.example.com");
-    assert_eq!(run(&mut ctx, cmd_pushto, fix_pushto, &["$ru/username", "$fU"]), 1);
+    assert_eq!(
+        run(&mut ctx, cmd_pushto, fix_pushto, &["$ru/username", "$fU"]),
+        1
+    );
     assert_eq!(ctx.msg.ruri(), "sip:alice@c.example.com");
     ctx.avps.add(sid("gw"), s("sip:10.0.0.9:5060"));
-    assert_eq!(run(&mut ctx, cmd_pushto, fix_pushto, &["$du", "$avp(s:gw)"]), 1);
+    assert_eq!(
+        run(&mut ctx, cmd_pushto, fix_pushto, &["$du", "$avp(s:gw)"]),
+        1
+    );
     assert_eq!(ctx.msg.dst_uri.as_deref(), Some("sip:10.0.0.9:5060"));
-    assert_eq!(run(&mut ctx, cmd_pushto, fix_pushto, &["$br", "$avp(s:gw)"]), 1);
+    assert_eq!(
+        run(&mut ctx, cmd_pushto, fix_pushto, &["$br", "$avp(s:gw)"]),
+        1
+    );
     assert_eq!(ctx.branches.len(), 2);
     assert!(fix_pushto(&args(&["$fu", "$avp(s:gw)"])).is_err());
 
     ctx.avps.add(sid("z"), s(""));
     ctx.avps.add(AvpId::Int(3), PvValue::Int(0));
-    assert_eq!(run(&mut ctx, cmd_is_avp_set, fix_is_avp_set, &["$avp(s:z)"]), 1);
-    assert_eq!(run(&mut ctx, cmd_is_avp_set, fix_is_avp_set, &["$avp(s:z)/e"]), 1);
-    assert_eq!(run(&mut ctx, cmd_is_avp_set, fix_is_avp_set, &["$avp(s:z)/n"]), -1);
-    assert_eq!(run(&mut ctx, cmd_is_avp_set, fix_is_avp_set, &["$avp(i:3)/ne"]), 1);
-    assert_eq!(run(&mut ctx, cmd_is_avp_set, fix_is_avp_set, &["$avp(s:h)/e"]), -1);
-    assert_eq!(run(&mut ctx, cmd_is_avp_set, fix_is_avp_set, &["$avp(s:none)"]), -1);
+    assert_eq!(
+        run(&mut ctx, cmd_is_avp_set, fix_is_avp_set, &["$avp(s:z)"]),
+        1
+    );
+    assert_eq!(
+        run(&mut ctx, cmd_is_avp_set, fix_is_avp_set, &["$avp(s:z)/e"]),
+        1
+    );
+    assert_eq!(
+        run(&mut ctx, cmd_is_avp_set, fix_is_avp_set, &["$avp(s:z)/n"]),
+        -1
+    );
+    assert_eq!(
+        run(&mut ctx, cmd_is_avp_set, fix_is_avp_set, &["$avp(i:3)/ne"]),
+        1
+    );
+    assert_eq!(
+        run(&mut ctx, cmd_is_avp_set, fix_is_avp_set, &["$avp(s:h)/e"]),
+        -1
+    );
+    assert_eq!(
+        run(&mut ctx, cmd_is_avp_set, fix_is_avp_set, &["$avp(s:none)"]),
+        -1
+    );
 
     assert_eq!(run(&mut ctx, cmd_delete, fix_delete, &["$avp(s:h)"]), 1);
     assert_eq!(ctx.avps.get_all(&sid("h")).len(), 1);

@@ -28,7 +28,9 @@ use std::sync::OnceLock;
 use openser_core::cfg::ast::Arg;
 use openser_core::db::{DbConn, Key};
 use openser_core::mi::{MiArg, MiNode, MiReply};
-use openser_core::module::{CmdExport, FixedArg, IntParam, MiExport, ModuleExports, Param, StrParam};
+use openser_core::module::{
+    CmdExport, FixedArg, IntParam, MiExport, ModuleExports, Param, StrParam,
+};
 use openser_core::parser::Uri;
 use openser_core::route::{BRANCH_ROUTE, FAILURE_ROUTE, REQUEST_ROUTE};
 use openser_core::script::{Ctx, PvValue};
@@ -289,6 +291,22 @@ mod tests {
         assert!(parse_list(b"").is_empty());
         db.fail = true;
         assert!(load_domains(&mut db, "domain", "domain").is_err());
+    }
+
+    #[test]
+    fn shared_cache_generations() {
+        let _ = shm::init(16 << 20);
+        assert!(shm::is_initialized());
+        let c = shm::alloc_static(Cache::new()).expect("shm");
+        assert_eq!(c.generation(), 0);
+        assert_eq!(c.read(), (0, Vec::new()));
+        assert!(c.replace(b"a.com\nb.com"));
+        assert!(c.replace(b"c.com"));
+        let (g, bytes) = c.read();
+        assert_eq!(g, 2);
+        assert_eq!(parse_list(&bytes), HashSet::from(["c.com".to_string()]));
+        assert!(c.replace(b""));
+        assert!(parse_list(&c.read().1).is_empty());
     }
 
     #[test]

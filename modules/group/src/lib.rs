@@ -123,7 +123,10 @@ pub fn parse_source(s: &str) -> Result<Source, String> {
 pub fn credentials(msg: &SipMsg) -> Option<(String, String)> {
     let m = msg.auth_mark?;
     let h = msg.hdrs().get(m.hdr_idx)?;
-    if !matches!(h.htype, HdrType::Authorization | HdrType::ProxyAuthorization) {
+    if !matches!(
+        h.htype,
+        HdrType::Authorization | HdrType::ProxyAuthorization
+    ) {
         return None;
     }
     let d = openser_core::parser::typed::parse_digest(msg.buf(), h.body).ok()?;
@@ -208,12 +211,7 @@ fn fix_get_user_group(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
 }
 
 /// Whether (`user`, `domain`) is in `group`.
-pub fn is_in(
-    conn: &mut dyn DbConn,
-    user: &str,
-    domain: &str,
-    group: &str,
-) -> Result<bool, String> {
+pub fn is_in(conn: &mut dyn DbConn, user: &str, domain: &str, group: &str) -> Result<bool, String> {
     let mut keys = vec![
         Key::eq(P.user_column.get(), user),
         Key::eq(P.group_column.get(), group),
@@ -349,7 +347,10 @@ mod tests {
         assert!(matches!(parse_source("Request-URI"), Ok(Source::Ruri)));
         assert!(matches!(parse_source("to"), Ok(Source::To)));
         assert!(matches!(parse_source("From"), Ok(Source::From)));
-        assert!(matches!(parse_source("Credentials"), Ok(Source::Credentials)));
+        assert!(matches!(
+            parse_source("Credentials"),
+            Ok(Source::Credentials)
+        ));
         assert!(matches!(parse_source("$avp(s:x)"), Ok(Source::Pv(_))));
         assert!(parse_source("Contact").is_err());
     }
@@ -374,8 +375,14 @@ mod tests {
         let mut db = MemDb::with_rows(
             "re_grp",
             vec![
-                vec![("reg_exp", DbVal::from("^sip:1[0-9]+@")), ("group_id", DbVal::Int(1))],
-                vec![("reg_exp", DbVal::from("@A\\.com$")), ("group_id", DbVal::Int(2))],
+                vec![
+                    ("reg_exp", DbVal::from("^sip:1[0-9]+@")),
+                    ("group_id", DbVal::Int(1)),
+                ],
+                vec![
+                    ("reg_exp", DbVal::from("@A\\.com$")),
+                    ("group_id", DbVal::Int(2)),
+                ],
             ],
         );
         P.re_table.set("re_grp");
@@ -385,7 +392,10 @@ mod tests {
         assert!(match_groups(&g, "sip:bob@b.com", true).is_empty());
         let mut bad = MemDb::with_rows(
             "re_grp",
-            vec![vec![("reg_exp", DbVal::from("(")), ("group_id", DbVal::Int(1))]],
+            vec![vec![
+                ("reg_exp", DbVal::from("(")),
+                ("group_id", DbVal::Int(1)),
+            ]],
         );
         assert!(load_re_groups(&mut bad).is_err());
     }

@@ -15,9 +15,7 @@
 //! `domain_prefix` none, `use_domain` 0.
 
 use openser_core::db::{DbConn, Key};
-use openser_core::module::{
-    CmdExport, FixedArg, IntParam, ModuleExports, Param, StrParam,
-};
+use openser_core::module::{CmdExport, FixedArg, IntParam, ModuleExports, Param, StrParam};
 use openser_core::parser::Uri;
 use openser_core::route::REQUEST_ROUTE;
 use openser_core::script::Ctx;
@@ -34,7 +32,13 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         Param::str("domain_prefix", &P.domain_prefix),
         Param::int_range("use_domain", &P.use_domain, 0, 2),
     ],
-    cmds: &[CmdExport::new("sd_lookup", 1, 2, REQUEST_ROUTE, cmd_sd_lookup)],
+    cmds: &[CmdExport::new(
+        "sd_lookup",
+        1,
+        2,
+        REQUEST_ROUTE,
+        cmd_sd_lookup,
+    )],
     mod_init: Some(mod_init),
     child_init: Some(child_init),
     ..ModuleExports::EMPTY
@@ -98,11 +102,17 @@ pub fn lookup(
     let prefix = P.domain_prefix.get();
     let mut keys = vec![Key::eq(P.user_column.get(), owner.0)];
     if use_domain >= 1 {
-        keys.push(Key::eq(P.domain_column.get(), strip_prefix(owner.1, prefix)));
+        keys.push(Key::eq(
+            P.domain_column.get(),
+            strip_prefix(owner.1, prefix),
+        ));
     }
     keys.push(Key::eq(P.sd_user_column.get(), sd.0));
     if use_domain >= 2 {
-        keys.push(Key::eq(P.sd_domain_column.get(), strip_prefix(sd.1, prefix)));
+        keys.push(Key::eq(
+            P.sd_domain_column.get(),
+            strip_prefix(sd.1, prefix),
+        ));
     }
     let rows = conn
         .query(table, &keys, &[P.new_uri_column.get()], None)
@@ -210,7 +220,13 @@ mod tests {
             lookup(&mut db, t, ("alice", "a.com"), ("12", "a.com"), 2),
             Ok(Some("sip:carol@c.com".into()))
         );
-        assert_eq!(lookup(&mut db, t, ("alice", "x.com"), ("12", "a.com"), 1), Ok(None));
-        assert_eq!(lookup(&mut db, t, ("bob", "a.com"), ("11", "a.com"), 0), Ok(None));
+        assert_eq!(
+            lookup(&mut db, t, ("alice", "x.com"), ("12", "a.com"), 1),
+            Ok(None)
+        );
+        assert_eq!(
+            lookup(&mut db, t, ("bob", "a.com"), ("11", "a.com"), 0),
+            Ok(None)
+        );
     }
 }

@@ -108,7 +108,10 @@ fn fix_needs_db(_: &[Arg]) -> Result<Vec<FixedArg>, String> {
 pub fn credentials(msg: &SipMsg) -> Option<(String, String)> {
     let m = msg.auth_mark?;
     let h = msg.hdrs().get(m.hdr_idx)?;
-    if !matches!(h.htype, HdrType::Authorization | HdrType::ProxyAuthorization) {
+    if !matches!(
+        h.htype,
+        HdrType::Authorization | HdrType::ProxyAuthorization
+    ) {
         return None;
     }
     let d = openser_core::parser::typed::parse_digest(msg.buf(), h.body).ok()?;
@@ -262,8 +265,14 @@ mod tests {
                 ("uri_user", DbVal::from("sales")),
             ]],
         );
-        assert_eq!(may_use(Some(&mut db as &mut dyn DbConn), "alice", "a.com", "sales"), Ok(true));
-        assert_eq!(may_use(Some(&mut db as &mut dyn DbConn), "alice", "a.com", "ceo"), Ok(false));
+        assert_eq!(
+            may_use(Some(&mut db as &mut dyn DbConn), "alice", "a.com", "sales"),
+            Ok(true)
+        );
+        assert_eq!(
+            may_use(Some(&mut db as &mut dyn DbConn), "alice", "a.com", "ceo"),
+            Ok(false)
+        );
         let mut sub = MemDb::with_rows(
             "subscriber",
             vec![vec![

@@ -26,4 +26,10 @@ pub static MODULES: &[&ModuleExports] = &[
     &uri::EXPORTS,
     &nathelper::EXPORTS,
     &rtpengine::EXPORTS,
+    &avpops::EXPORTS,
+    &domain::EXPORTS,
+    &group::EXPORTS,
+    &uri_db::EXPORTS,
+    &alias_db::EXPORTS,
+    &speeddial::EXPORTS,
 ];

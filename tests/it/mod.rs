@@ -16,3 +16,4 @@ mod script;
 mod seed;
 mod seed_engines;
 mod tm;
+mod userdb;

@@ -72,6 +72,30 @@ impl AvpList {
         self.items.retain(|(i, _)| i != id);
     }
 
+    /// Delete the `n`-th value of `id` (0 = newest); false if there is none.
+    pub fn del_nth(&mut self, id: &AvpId, n: usize) -> bool {
+        let pos = self
+            .items
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, (i, _))| i == id)
+            .nth(n)
+            .map(|(p, _)| p);
+        match pos {
+            Some(p) => {
+                self.items.remove(p);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Keep only the AVPs for which `keep` is true (order kept).
+    pub fn retain(&mut self, mut keep: impl FnMut(&AvpId, &PvValue) -> bool) {
+        self.items.retain(|(i, v)| keep(i, v));
+    }
+
     /// Delete everything.
     pub fn clear(&mut self) {
         self.items.clear();
@@ -110,5 +134,13 @@ mod tests {
         l.del_all(&a);
         assert_eq!(l.get(&a), None);
         assert_eq!(l.len(), 1);
+        for v in 1..=3 {
+            l.add(a.clone(), PvValue::Int(v));
+        }
+        assert!(l.del_nth(&a, 1));
+        assert_eq!(l.get_all(&a), [&PvValue::Int(3), &PvValue::Int(1)]);
+        assert!(!l.del_nth(&a, 2));
+        l.retain(|i, _| i != &AvpId::Int(5));
+        assert_eq!(l.len(), 2);
     }
 }

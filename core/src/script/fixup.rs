@@ -182,6 +182,19 @@ fn parse_aliases(list: &[String]) -> Result<HashMap<String, AvpName>, String> {
     Ok(m)
 }
 
+thread_local! {
+    /// The `avp_aliases` of the configuration being fixed up, for [`avp_alias`].
+    static ALIASES: std::cell::RefCell<Option<HashMap<String, AvpName>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// During fixup: the AVP an alias declared with the global `avp_aliases` stands for
+/// (for module fixups that parse AVP names of their own, as avpops does). None for an
+/// unknown alias and outside fixup.
+pub fn avp_alias(name: &str) -> Option<AvpName> {
+    ALIASES.with(|a| a.borrow().as_ref()?.get(name).cloned())
+}
+
 /// Fix up the routes of `cfg` against the loaded modules (`module::loaded()`) and the
 /// global avp aliases. `check_routes` = `-C`. Errors are rendered.
 pub fn fixup(cfg: &ast::Config, check_routes: bool) -> Result<Script, Vec<String>> {
@@ -252,6 +265,7 @@ pub fn fixup_with(
         }
     }
     LAYOUT.with(|l| *l.borrow_mut() = Some(layout));
+    ALIASES.with(|a| *a.borrow_mut() = Some(f.aliases.clone()));
     let types = if check_routes {
         reach_types(cfg)
     } else {
@@ -284,6 +298,7 @@ pub fn fixup_with(
         compiled.push((slot, idx, code));
     }
     LAYOUT.with(|l| *l.borrow_mut() = None);
+    ALIASES.with(|a| *a.borrow_mut() = None);
     for (slot, idx, code) in compiled {
         if let Some(b) = script.tables[slot].blocks.get_mut(idx) {
             *b = Some(code);

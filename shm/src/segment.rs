@@ -41,6 +41,12 @@ impl Segment {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        // Transparent huge pages where the system allows them for shared memory
+        // (`/sys/kernel/mm/transparent_hugepage/shmem_enabled` = advise or always): a
+        // table of a million contacts or 200,000 transactions otherwise pays a TLB miss
+        // on most accesses. Elsewhere the advice is a no-op, and a failure costs nothing.
+        // SAFETY: advice over exactly the mapping just created; it changes no contents.
+        let _ = unsafe { libc::madvise(p, len, libc::MADV_HUGEPAGE) };
         Ok(Segment {
             base: p.cast(),
             len,

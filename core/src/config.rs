@@ -31,6 +31,26 @@ fn host_text(h: &ast::Host) -> String {
     }
 }
 
+/// A `listen` line naming a transport this server does not serve: each entry's error
+/// at the entry's own position (never a silent downgrade to UDP).
+fn listen_errors(a: &ast::GlobalAssign) -> Vec<(cfg::error::Span, String)> {
+    let ast::GlobalValue::Sockets(list) = &a.value else {
+        return Vec::new();
+    };
+    if a.name != "listen" {
+        return Vec::new();
+    }
+    list.iter()
+        .filter_map(|s| {
+            let r = match s.proto {
+                Some(ast::Proto::Sctp) => Err(crate::transport::served::sctp_listen_error()),
+                p => crate::transport::served::check_listen(proto_of(p)),
+            };
+            r.err().map(|m| (s.span, m))
+        })
+        .collect()
+}
+
 /// Apply one global assignment of the AST.
 fn apply_global(g: &mut Globals, a: &ast::GlobalAssign) -> Result<(), String> {
     match &a.value {
@@ -75,6 +95,13 @@ pub fn load(path: &str, g: &mut Globals, check_routes: bool) -> Result<Loaded, S
         .map_err(|errs| format!("{errs}\n{}\n", bad_config_line(errs.len())))?;
     let mut errors = Vec::new();
     for a in &ast.globals {
+        let bad_listen = listen_errors(a);
+        if !bad_listen.is_empty() {
+            for (span, msg) in bad_listen {
+                errors.push(cfg::error::render_in(&ast.sources, span, &msg));
+            }
+            continue;
+        }
         if let Err(msg) = apply_global(g, a) {
             errors.push(cfg::error::render_in(&ast.sources, a.value_span, &msg));
         }
@@ -82,6 +109,8 @@ pub fn load(path: &str, g: &mut Globals, check_routes: bool) -> Result<Loaded, S
     if !errors.is_empty() {
         return Err(bad_config(&errors));
     }
+    // The fixups below check destinations against the transports served.
+    crate::transport::served::set_from(g);
     let mods = load_modules(&ast, &mut errors);
     check_binds(&ast, &mods, &mut errors);
     if !errors.is_empty() {

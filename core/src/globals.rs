@@ -41,6 +41,9 @@ impl HostPort {
         if s.is_empty() {
             return Err("empty address".into());
         }
+        if s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("sctp:")) {
+            return Err(crate::transport::served::sctp_listen_error());
+        }
         let (proto, rest) = match s.split_once(':') {
             Some((p, r)) if ["udp", "tcp", "tls"].contains(&p.to_ascii_lowercase().as_str()) => {
                 let proto = match p.to_ascii_lowercase().as_str() {
@@ -120,6 +123,11 @@ pub struct Globals {
     pub tcp_connection_lifetime: i64,
     pub tcp_poll_method: Option<String>,
     pub tcp_max_connections: i64,
+    /// A stream message without Content-Length has an empty body (else 400 + close).
+    pub tcp_accept_no_cl: bool,
+    /// Seconds a stream message may take from its first byte to its last (Kamailio's
+    /// name; 1.2 had no limit).
+    pub tcp_msg_read_timeout: i64,
     pub dns: bool,
     pub rev_dns: bool,
     pub dns_try_ipv6: bool,
@@ -186,6 +194,8 @@ impl Default for Globals {
             tcp_connection_lifetime: 120,
             tcp_poll_method: None,
             tcp_max_connections: 2048,
+            tcp_accept_no_cl: false,
+            tcp_msg_read_timeout: 20,
             dns: false,
             rev_dns: false,
             dns_try_ipv6: true,
@@ -322,6 +332,7 @@ impl Globals {
             "memlog" | "mem_log" => self.memlog = as_int(v)? as i32,
             "listen" => {
                 let hp = HostPort::parse(&as_str(v))?;
+                crate::transport::served::check_listen(hp.proto)?;
                 self.listen.push(hp)
             }
             "port" => self.port = port(v)?,
@@ -347,7 +358,21 @@ impl Globals {
                 }
                 self.tcp_poll_method = Some(s)
             }
-            "tcp_max_connections" => self.tcp_max_connections = as_int(v)?,
+            "tcp_max_connections" => {
+                let n = as_int(v)?;
+                if n <= 0 {
+                    return Err(format!("tcp_max_connections must be positive, found {n}"));
+                }
+                self.tcp_max_connections = n
+            }
+            "tcp_accept_no_cl" => self.tcp_accept_no_cl = as_bool(v)?,
+            "tcp_msg_read_timeout" => {
+                let n = as_int(v)?;
+                if n <= 0 {
+                    return Err(format!("tcp_msg_read_timeout must be positive, found {n}"));
+                }
+                self.tcp_msg_read_timeout = n
+            }
             "disable_tls"
             | "tls_port_no"
             | "tls_method"
@@ -431,8 +456,10 @@ impl Globals {
             self.fork = a.dont_fork != 1;
         }
         for l in &a.listen {
-            self.listen
-                .push(HostPort::parse(l).map_err(|e| format!("bad -l address: {e}"))?);
+            let hp = HostPort::parse(l)
+                .and_then(|hp| crate::transport::served::check_listen(hp.proto).map(|_| hp))
+                .map_err(|e| format!("bad -l address '{l}': {e}"))?;
+            self.listen.push(hp);
         }
         if let Some(m) = a.shm_mb {
             self.shm_size = m

@@ -69,6 +69,15 @@ fn handle_request(mut msg: SipMsg) {
     if msg.method() == crate::parser::Method::Other {
         stats.unsupported_methods.inc();
     }
+    // Via `alias` over a stream (1.2's tcp_accept_aliases): requests to the sender's
+    // address and its Via port use this connection.
+    if msg.rcv.proto != Proto::Udp
+        && crate::globals::get().tcp_accept_aliases
+        && let Ok(v) = msg.via1()
+        && v.param(msg.buf(), "alias").is_some()
+    {
+        crate::transport::tcp::add_alias(v.port.unwrap_or(5060));
+    }
     for m in module::loaded() {
         if let Some(f) = m.pre_script
             && !f(&mut msg)

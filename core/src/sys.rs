@@ -722,3 +722,449 @@ fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> 
         _ => None,
     }
 }
+
+// ---------------------------------------------------------------------------
+// TCP transport: socket pairs with descriptor passing, epoll, non-blocking connect.
+
+/// A connected pair of Unix `SOCK_SEQPACKET` sockets (message boundaries kept, peer
+/// death seen as end of file): how the tcp main process and the other processes talk,
+/// descriptors passed along with a message ([`send_fd`], [`recv_fd`]).
+pub fn seqpacket_pair() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds: [libc::c_int; 2] = [-1; 2];
+    // SAFETY: `fds` is a live array of two ints the kernel fills on success.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: socketpair succeeded: fds[0] is a new descriptor nobody else owns.
+    let a = unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: as above, for fds[1].
+    let b = unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[1]) };
+    Ok((a, b))
+}
+
+/// Space for one descriptor's control message (`CMSG_SPACE(sizeof(int))`), as u64s
+/// so the buffer is aligned for `cmsghdr`.
+const FD_CMSG_WORDS: usize = 4;
+
+/// Send one message on a Unix socket, with descriptor `fd` attached (SCM_RIGHTS)
+/// when given. `MSG_NOSIGNAL`: a dead peer is an error, not SIGPIPE. Blocks at most
+/// the socket's `SO_SNDTIMEO`.
+pub fn send_fd(sock: RawFd, data: &[u8], fd: Option<RawFd>) -> io::Result<usize> {
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    let mut cbuf = [0u64; FD_CMSG_WORDS];
+    // SAFETY: msghdr is plain old data; all-zero is a valid value (null pointers).
+    let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+    h.msg_iov = &mut iov;
+    h.msg_iovlen = 1;
+    if let Some(fd) = fd {
+        let int = std::mem::size_of::<libc::c_int>() as libc::c_uint;
+        // SAFETY: CMSG_SPACE is arithmetic on its argument.
+        let space = unsafe { libc::CMSG_SPACE(int) } as usize;
+        if space > std::mem::size_of_val(&cbuf) {
+            return Err(io::Error::other("control buffer too small"));
+        }
+        h.msg_control = cbuf.as_mut_ptr().cast();
+        h.msg_controllen = space as _;
+        // SAFETY: msg_control points to `cbuf` (live, aligned for cmsghdr, `space`
+        // bytes long, set just above), so the first header is inside it.
+        let c = unsafe { libc::CMSG_FIRSTHDR(&h) };
+        if c.is_null() {
+            return Err(io::Error::other("no room for the control message"));
+        }
+        // SAFETY: CMSG_LEN is arithmetic on its argument.
+        let len = unsafe { libc::CMSG_LEN(int) } as usize;
+        // SAFETY: `c` points to the first cmsghdr inside `cbuf` (checked non-null); we
+        // write its plain fields.
+        unsafe {
+            *c = libc::cmsghdr {
+                cmsg_len: len as _,
+                cmsg_level: libc::SOL_SOCKET,
+                cmsg_type: libc::SCM_RIGHTS,
+            }
+        };
+        // SAFETY: `c` is a valid cmsghdr inside `cbuf`; its data area holds one int
+        // (CMSG_SPACE(sizeof(int)) bytes were reserved).
+        let data_ptr = unsafe { libc::CMSG_DATA(c) };
+        // SAFETY: `data_ptr` points into `cbuf` with room for one (unaligned) int.
+        unsafe { std::ptr::write_unaligned(data_ptr.cast::<libc::c_int>(), fd) };
+    }
+    loop {
+        // SAFETY: `h` points to `iov` (describing `data`, live for the call) and, when
+        // set, to `cbuf` with one well-formed SCM_RIGHTS header; all live during the call.
+        let r = unsafe { libc::sendmsg(sock, &h, libc::MSG_NOSIGNAL) };
+        if r >= 0 {
+            return Ok(r as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Receive one message on a Unix socket into `buf`, with the descriptor passed along
+/// with it, if any (extra descriptors, which our processes never send, are closed).
+/// `Ok((0, None))` is end of file. `nonblock`: `MSG_DONTWAIT`.
+pub fn recv_fd(
+    sock: RawFd,
+    buf: &mut [u8],
+    nonblock: bool,
+) -> io::Result<(usize, Option<std::os::fd::OwnedFd>)> {
+    use std::os::fd::FromRawFd;
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut cbuf = [0u64; FD_CMSG_WORDS * 4];
+    // SAFETY: msghdr is plain old data; all-zero is a valid value.
+    let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+    h.msg_iov = &mut iov;
+    h.msg_iovlen = 1;
+    h.msg_control = cbuf.as_mut_ptr().cast();
+    h.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+    let flags = libc::MSG_CMSG_CLOEXEC | if nonblock { libc::MSG_DONTWAIT } else { 0 };
+    let n = loop {
+        // SAFETY: `h` points to `iov` (describing the live `buf`) and to `cbuf` (live,
+        // aligned, its full length given); the kernel writes only inside them.
+        let r = unsafe { libc::recvmsg(sock, &mut h, flags) };
+        if r >= 0 {
+            break r as usize;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    let mut got: Option<std::os::fd::OwnedFd> = None;
+    // SAFETY: `h` was filled by recvmsg; CMSG_FIRSTHDR reads its control fields.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(&h) };
+    while !c.is_null() {
+        // SAFETY: `c` is non-null and was produced by CMSG_FIRSTHDR/CMSG_NXTHDR over
+        // `h`, so it points to a cmsghdr inside `cbuf`.
+        let hdr = unsafe { std::ptr::read_unaligned(c) };
+        if hdr.cmsg_level == libc::SOL_SOCKET && hdr.cmsg_type == libc::SCM_RIGHTS {
+            // SAFETY: CMSG_LEN is arithmetic on its argument.
+            let base = unsafe { libc::CMSG_LEN(0) } as usize;
+            let count = to_usize(hdr.cmsg_len).saturating_sub(base) / 4;
+            // SAFETY: `c` points to a valid SCM_RIGHTS header inside `cbuf`.
+            let data = unsafe { libc::CMSG_DATA(c) };
+            for i in 0..count {
+                // SAFETY: the kernel wrote `count` ints after the header, inside `cbuf`.
+                let p = unsafe { data.add(i * 4) };
+                // SAFETY: `p` points to one of those ints (maybe unaligned).
+                let fd = unsafe { std::ptr::read_unaligned(p.cast::<libc::c_int>()) };
+                // SAFETY: the kernel installed `fd` in this process for us: we own it.
+                let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+                if got.is_none() {
+                    got = Some(owned);
+                }
+            }
+        }
+        // SAFETY: `h` and `c` are valid as above; CMSG_NXTHDR returns null at the end.
+        c = unsafe { libc::CMSG_NXTHDR(&h, c) };
+    }
+    Ok((n, got))
+}
+
+/// A limit of whatever integer type the C library gives it, as u64.
+fn to_u64<T: TryInto<u64>>(v: T) -> u64 {
+    v.try_into().unwrap_or(u64::MAX)
+}
+
+/// A length field of whatever integer type the C library gives it, as usize.
+fn to_usize<T: TryInto<usize>>(v: T) -> usize {
+    v.try_into().unwrap_or(0)
+}
+
+/// Set a socket's send timeout (`SO_SNDTIMEO`) — a blocking send waits at most this.
+pub fn set_send_timeout(fd: RawFd, t: std::time::Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_usec: t.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: `tv` is a live timeval and its exact size is passed.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// Set O_NONBLOCK on `fd`.
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl F_GETFL takes no pointer argument; a bad descriptor gives EBADF.
+    let fl = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    // SAFETY: fcntl F_SETFL takes an integer argument; a bad descriptor gives EBADF.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) })?;
+    Ok(())
+}
+
+/// Start a non-blocking TCP connect to `to`: the socket is returned at once, connected
+/// or with the connect in progress (it becomes writable when done; then
+/// [`socket_error`] tells how it went).
+pub fn tcp_connect_start(to: std::net::SocketAddr) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let fam = if to.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: socket() takes no pointers.
+    let s = cvt(unsafe {
+        libc::socket(
+            fam,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    })?;
+    // SAFETY: socket() succeeded: `s` is a new descriptor nobody else owns.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(s) };
+    let (ss, len) = std_to_sockaddr(&to);
+    // SAFETY: `ss` is a live sockaddr_storage holding a sockaddr of `len` bytes.
+    let r = unsafe {
+        libc::connect(
+            owned.as_raw_fd(),
+            (&ss as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    };
+    if r == -1 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(e);
+        }
+    }
+    Ok(owned)
+}
+
+/// A socket's pending error (`SO_ERROR`): 0 once a non-blocking connect succeeded.
+pub fn socket_error(fd: RawFd) -> io::Result<i32> {
+    getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ERROR)
+}
+
+fn std_to_sockaddr(a: &std::net::SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    match a {
+        std::net::SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*v4.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_in fits in (and is less aligned than) sockaddr_storage.
+            unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sin) };
+            (
+                ss,
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        }
+        std::net::SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: v6.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: v6.scope_id(),
+            };
+            // SAFETY: sockaddr_in6 fits in (and is less aligned than) sockaddr_storage.
+            unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sin6) };
+            (
+                ss,
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            )
+        }
+    }
+}
+
+/// An epoll instance (level-triggered). Each registered descriptor carries a `u64`
+/// token that [`Epoll::wait`] gives back.
+pub struct Epoll {
+    fd: std::os::fd::OwnedFd,
+    events: Vec<libc::epoll_event>,
+}
+
+impl Epoll {
+    pub fn new(max_events: usize) -> io::Result<Epoll> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: epoll_create1 takes no pointers.
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        // SAFETY: epoll_create1 succeeded: `fd` is a new descriptor nobody else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        Ok(Epoll {
+            fd,
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; max_events.max(1)],
+        })
+    }
+
+    fn ctl(&self, op: i32, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: `ev` is a live epoll_event; the kernel only reads it.
+        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) })?;
+        Ok(())
+    }
+
+    /// Watch `fd` for `events` (`libc::EPOLLIN` …).
+    pub fn add(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, events, token)
+    }
+
+    /// Change what `fd` is watched for.
+    pub fn modify(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, events, token)
+    }
+
+    /// Stop watching `fd` (closing it does that too).
+    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
+    }
+
+    /// Wait at most `timeout_ms` for events; returns (token, events) of each ready one.
+    /// A signal returns an empty list.
+    pub fn wait(&mut self, timeout_ms: i32) -> io::Result<Vec<(u64, u32)>> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `events` is a live buffer of exactly `len` epoll_event; the kernel
+        // writes at most that many.
+        let r = unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                self.events.as_mut_ptr(),
+                self.events.len() as libc::c_int,
+                timeout_ms,
+            )
+        };
+        if r == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(Vec::new());
+            }
+            return Err(e);
+        }
+        Ok(self.events[..r as usize]
+            .iter()
+            .map(|e| (e.u64, e.events))
+            .collect())
+    }
+}
+
+/// `SO_LINGER` with a zero timeout: closing the socket then sends a reset (RST)
+/// instead of an orderly end of stream (tests of a peer that resets).
+pub fn set_linger_zero(fd: RawFd) -> io::Result<()> {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `l` is a live linger struct and its exact size is passed.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// Raise the soft limit of open descriptors towards `want` (never above the hard
+/// limit); returns the soft limit now in force.
+pub fn raise_nofile_soft(want: u64) -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a live rlimit the call fills.
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+    if to_u64(lim.rlim_cur) < want {
+        lim.rlim_cur = (want as libc::rlim_t).min(lim.rlim_max);
+        // SAFETY: `lim` is a valid rlimit (soft not above hard).
+        cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) })?;
+    }
+    Ok(to_u64(lim.rlim_cur))
+}
+
+/// How many descriptors this process has open (`/proc/self/fd`).
+pub fn open_fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+#[cfg(test)]
+mod tcp_tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn descriptor_travels_over_a_seqpacket_pair() {
+        let (a, b) = seqpacket_pair().unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (srv, _) = l.accept().unwrap();
+        assert_eq!(
+            send_fd(a.as_raw_fd(), b"hand", Some(srv.as_raw_fd())).unwrap(),
+            4
+        );
+        drop(srv);
+        let mut buf = [0u8; 16];
+        let (n, fd) = recv_fd(b.as_raw_fd(), &mut buf, false).unwrap();
+        assert_eq!(&buf[..n], b"hand");
+        let mut got = std::net::TcpStream::from(fd.expect("a descriptor"));
+        c.write_all(b"ping").unwrap();
+        let mut four = [0u8; 4];
+        got.read_exact(&mut four).unwrap();
+        assert_eq!(&four, b"ping");
+        // a message without a descriptor; then none waiting
+        send_fd(a.as_raw_fd(), b"x", None).unwrap();
+        let (n, fd) = recv_fd(b.as_raw_fd(), &mut buf, false).unwrap();
+        assert_eq!((n, fd.is_none()), (1, true));
+        assert!(recv_fd(b.as_raw_fd(), &mut buf, true).is_err());
+        drop(a);
+        let (n, fd) = recv_fd(b.as_raw_fd(), &mut buf, false).unwrap();
+        assert_eq!((n, fd.is_none()), (0, true), "end of file");
+    }
+
+    #[test]
+    fn epoll_and_nonblocking_connect() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = tcp_connect_start(l.local_addr().unwrap()).unwrap();
+        let mut ep = Epoll::new(8).unwrap();
+        ep.add(s.as_raw_fd(), libc::EPOLLOUT as u32, 7).unwrap();
+        let ev = ep.wait(5000).unwrap();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].0, 7);
+        assert_eq!(socket_error(s.as_raw_fd()).unwrap(), 0);
+        ep.delete(s.as_raw_fd()).unwrap();
+        assert!(ep.wait(0).unwrap().is_empty());
+        // refused: nothing listens on the port of a closed listener
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let s = tcp_connect_start(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        if let Ok(s) = s {
+            ep.add(s.as_raw_fd(), libc::EPOLLOUT as u32, 8).unwrap();
+            let ev = ep.wait(5000).unwrap();
+            assert_eq!(ev.len(), 1);
+            assert_ne!(socket_error(s.as_raw_fd()).unwrap(), 0);
+        }
+    }
+}

@@ -136,6 +136,18 @@ pub fn build_request(
     };
     let buf = msg.buf();
     let mut lumps = msg.lumps.clone();
+    if lumps.has_markers() {
+        // record_route's parts that depend on the sending socket (double RR)
+        let mut snd = format!("{}:{}", via.host, via.port);
+        if via.proto != Proto::Udp {
+            snd.push_str(";transport=");
+            snd.push_str(&via.proto.as_str().to_ascii_lowercase());
+        }
+        let (rcv_host, _) = crate::transport::send::advertised(msg.rcv.sock_idx);
+        let rcv_proto = crate::transport::send::socket_proto(msg.rcv.sock_idx);
+        let differs = via.proto != rcv_proto || via.host != rcv_host;
+        lumps.resolve_snd(&snd, differs);
+    }
     if let Some(nu) = &msg.new_uri {
         lumps.add(uri.start as usize, uri.len as usize, nu.as_bytes(), 0);
     }

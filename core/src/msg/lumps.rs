@@ -19,6 +19,15 @@ pub struct Lump {
     seq: u32,
 }
 
+/// A lump text marker replaced, when the outgoing buffer is built, by the sending
+/// socket as a URI host part: `host:port[;transport=tcp]` (1.2's `SUBST_SND_ALL`).
+pub const SND_SOCKET: &str = "\u{1}snd\u{1}";
+
+/// A lump text starting with this marker is kept (without it) only when the message
+/// leaves on a socket of another transport or address than the one it came in on
+/// (1.2's `COND_IF_DIFF_REALMS`), and dropped otherwise.
+pub const IF_DIFF_REALMS: &str = "\u{1}diff\u{1}";
+
 /// The change list of one message.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Lumps {
@@ -50,6 +59,39 @@ impl Lumps {
     }
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
+    }
+    /// Whether some lump holds a [`SND_SOCKET`] or [`IF_DIFF_REALMS`] marker.
+    pub fn has_markers(&self) -> bool {
+        self.items
+            .iter()
+            .any(|l| memchr::memchr(1, &l.text).is_some())
+    }
+    /// Resolve the markers for a message leaving on the socket written `snd`
+    /// (`host:port[;transport=x]`); `differs`: that socket's realm (transport or
+    /// address) is not the receiving socket's.
+    pub fn resolve_snd(&mut self, snd: &str, differs: bool) {
+        for l in &mut self.items {
+            if memchr::memchr(1, &l.text).is_none() {
+                continue;
+            }
+            let mut t: &[u8] = &l.text;
+            if let Some(rest) = t.strip_prefix(IF_DIFF_REALMS.as_bytes()) {
+                if !differs {
+                    l.text.clear();
+                    continue;
+                }
+                t = rest;
+            }
+            let mut out = Vec::with_capacity(t.len() + snd.len());
+            let mark = SND_SOCKET.as_bytes();
+            while let Some(i) = memchr::memmem::find(t, mark) {
+                out.extend_from_slice(&t[..i]);
+                out.extend_from_slice(snd.as_bytes());
+                t = &t[i + mark.len()..];
+            }
+            out.extend_from_slice(t);
+            l.text = out;
+        }
     }
     pub fn len(&self) -> usize {
         self.items.len()

@@ -82,8 +82,27 @@ pub fn main_entry(modules: &'static [&'static module::ModuleExports]) -> i32 {
         eprintln!("{}", log::error_line(&e));
         return 255;
     }
+    // `-l` and `-T` may change what is served (the script was checked against the
+    // config file's listen lines)
+    crate::transport::served::set_from(&g);
     log::set_debug_level(g.debug);
 
+    if g.disable_tcp && g.listen.iter().any(|l| l.proto == globals::Proto::Tcp) {
+        eprintln!(
+            "{}",
+            log::error_line("listen on tcp: TCP is disabled (disable_tcp=yes or -T)")
+        );
+        return 255;
+    }
+    if !g.forks_children() && g.listen.iter().any(|l| l.proto == globals::Proto::Tcp) {
+        eprintln!(
+            "{}",
+            log::error_line(
+                "listen on tcp: TCP needs its own processes, it does not run with fork=no or -D"
+            )
+        );
+        return 255;
+    }
     // Listen sockets: resolved now (so `-c` can print them), bound later.
     let addrs = match socket::resolve_listen(&g.listen, g.port) {
         Ok(v) if !v.is_empty() => v,
@@ -165,18 +184,36 @@ fn run(
     timer::init()?;
 
     let mut socks = Vec::new();
-    for (_, addr, name) in addrs {
-        socks.push(socket::bind_udp(addr, name, g.maxbuffer)?);
+    for (p, addr, name) in addrs {
+        socks.push(match p {
+            globals::Proto::Tcp => socket::bind_tcp(addr, name)?,
+            _ => socket::bind_udp(addr, name, g.maxbuffer)?,
+        });
     }
     socket::set_sockets(socks, aliases);
     crate::transport::turn::init(socket::sockets().len())?;
     for s in socket::sockets() {
-        crate::log_info!(
-            plain: "listening on udp:{} (receive buffer {} bytes)",
-            s.hostport(),
-            s.rcvbuf
-        );
+        if s.udp.is_some() {
+            crate::log_info!(
+                plain: "listening on udp:{} (receive buffer {} bytes)",
+                s.hostport(),
+                s.rcvbuf
+            );
+        } else {
+            crate::log_info!(plain: "listening on {}:{}", s.proto.as_str(), s.hostport());
+        }
     }
+    let tcp_receivers = if socket::sockets().iter().any(|s| s.tcp.is_some()) {
+        let n = g.tcp_children.unwrap_or(g.children).max(1) as usize;
+        crate::transport::tcp::init(
+            g.tcp_max_connections as usize,
+            n,
+            Duration::from_secs(g.tcp_send_timeout.max(1) as u64),
+        )?;
+        n
+    } else {
+        0
+    };
 
     if !g.disable_core_dump {
         let _ = sys::set_rlimit(libc::RLIMIT_CORE as i32, (g.shm_size as u64) + (8 << 20));
@@ -237,6 +274,9 @@ fn run(
         run_as.push(Role::Main);
         let mut rank = 1;
         for (si, s) in socks.iter().enumerate() {
+            if s.udp.is_none() {
+                continue;
+            }
             for c in 0..g.children {
                 rows.push(pt::ProcDesc {
                     desc: format!("receiver child={c} sock= {}", s.hostport()),
@@ -246,6 +286,22 @@ fn run(
                 rank += 1;
             }
         }
+    }
+    if !standalone && tcp_receivers > 0 {
+        // 1.2's order and descriptions: the tcp receivers, then tcp main
+        let first = rows.len();
+        for i in 0..tcp_receivers {
+            rows.push(pt::ProcDesc {
+                desc: "tcp receiver".into(),
+                rank: (first + i) as i32,
+            });
+            run_as.push(Role::TcpReceiver(i));
+        }
+        rows.push(pt::ProcDesc {
+            desc: "tcp main process".into(),
+            rank: pt::PROC_TCP_MAIN,
+        });
+        run_as.push(Role::TcpMain);
     }
     rows.push(pt::ProcDesc {
         desc: "timer".into(),
@@ -281,6 +337,8 @@ fn run(
                 }
                 match role {
                     Role::Receiver(si) => crate::transport::udp::rcv_loop(*si),
+                    Role::TcpReceiver(i) => crate::transport::tcp_read::tcp_rcv_loop(*i),
+                    Role::TcpMain => crate::transport::tcp_main::tcp_main_loop(),
                     Role::Timer => timer::timer_loop(),
                     Role::Extra(f) => f(),
                     Role::Main => std::process::exit(0),
@@ -311,6 +369,8 @@ fn run_child_init(rank: i32) -> Result<(), String> {
 enum Role {
     Main,
     Receiver(usize),
+    TcpReceiver(usize),
+    TcpMain,
     Timer,
     Extra(fn() -> !),
 }

@@ -5,7 +5,7 @@ use super::ctx::Branch;
 use super::{Ctx, PvValue, Q_UNSPECIFIED};
 use crate::cfg::ast::{Arg, ArgValue};
 use crate::module::{CmdExport, FixedArg};
-use crate::parser::Uri;
+use crate::parser::{Proto, Uri};
 use crate::route::ANY_ROUTE;
 use std::sync::Arc;
 
@@ -19,7 +19,11 @@ const REQ_FAIL_BR: u32 = crate::route::REQUEST_ROUTE
 /// Every core action.
 pub static CORE_CMDS: &[CmdExport] = &[
     CmdExport::new("forward", 0, 1, REQ_FAIL_BR, a_forward).fixup(fix_dest),
+    CmdExport::new("forward_udp", 0, 1, REQ_FAIL_BR, a_forward).fixup(fix_dest_udp),
+    CmdExport::new("forward_tcp", 0, 1, REQ_FAIL_BR, a_forward).fixup(fix_dest_tcp),
+    CmdExport::new("forward_tls", 0, 1, REQ_FAIL_BR, a_unserved).fixup(fix_dest_tls),
     CmdExport::new("send", 1, 1, REQ_FAIL_BR, a_send).fixup(fix_dest),
+    CmdExport::new("send_tcp", 1, 1, REQ_FAIL_BR, a_send).fixup(fix_dest_tcp),
     CmdExport::new("log", 1, 2, ANY_ROUTE, a_log).fixup(fix_log),
     CmdExport::new("error", 2, 2, ANY_ROUTE, a_error),
     CmdExport::new("rewritehost", 1, 1, REQ_FAIL_BR, a_sethost),
@@ -37,8 +41,8 @@ pub static CORE_CMDS: &[CmdExport] = &[
     CmdExport::new("rewriteport", 1, 1, REQ_FAIL_BR, a_setport),
     CmdExport::new("setport", 1, 1, REQ_FAIL_BR, a_setport),
     CmdExport::new("setp", 1, 1, REQ_FAIL_BR, a_setport),
-    CmdExport::new("rewriteuri", 1, 1, REQ_FAIL_BR, a_seturi),
-    CmdExport::new("seturi", 1, 1, REQ_FAIL_BR, a_seturi),
+    CmdExport::new("rewriteuri", 1, 1, REQ_FAIL_BR, a_seturi).fixup(fix_uri),
+    CmdExport::new("seturi", 1, 1, REQ_FAIL_BR, a_seturi).fixup(fix_uri),
     CmdExport::new("revert_uri", 0, 0, REQ_FAIL_BR, a_revert_uri),
     CmdExport::new("prefix", 1, 1, REQ_FAIL_BR, a_prefix),
     CmdExport::new("strip", 1, 1, REQ_FAIL_BR, a_strip).fixup(fix_int),
@@ -63,13 +67,13 @@ pub static CORE_CMDS: &[CmdExport] = &[
     CmdExport::new("add_rport", 0, 0, ANY_ROUTE, a_force_rport),
     CmdExport::new("force_local_rport", 0, 0, ANY_ROUTE, a_local_rport),
     CmdExport::new("add_local_rport", 0, 0, ANY_ROUTE, a_local_rport),
-    CmdExport::new("force_tcp_alias", 0, 1, ANY_ROUTE, a_true),
-    CmdExport::new("add_tcp_alias", 0, 1, ANY_ROUTE, a_true),
+    CmdExport::new("force_tcp_alias", 0, 1, ANY_ROUTE, a_tcp_alias),
+    CmdExport::new("add_tcp_alias", 0, 1, ANY_ROUTE, a_tcp_alias),
     CmdExport::new("set_advertised_address", 1, 1, ANY_ROUTE, a_true),
     CmdExport::new("set_advertised_port", 1, 1, ANY_ROUTE, a_true),
     CmdExport::new("force_send_socket", 1, 1, ANY_ROUTE, a_force_send_socket).fixup(fix_socket),
-    CmdExport::new("setdsturi", 1, 1, ANY_ROUTE, a_setdsturi),
-    CmdExport::new("setduri", 1, 1, ANY_ROUTE, a_setdsturi),
+    CmdExport::new("setdsturi", 1, 1, ANY_ROUTE, a_setdsturi).fixup(fix_uri),
+    CmdExport::new("setduri", 1, 1, ANY_ROUTE, a_setdsturi).fixup(fix_uri),
     CmdExport::new("resetdsturi", 0, 0, ANY_ROUTE, a_resetdsturi),
     CmdExport::new("resetduri", 0, 0, ANY_ROUTE, a_resetdsturi),
     CmdExport::new("isdsturiset", 0, 0, ANY_ROUTE, a_isdsturiset),
@@ -136,24 +140,71 @@ fn fix_log(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
     Ok(v)
 }
 
-/// A fixed destination: `[proto:]host[:port]`, resolved at start-up.
+/// A fixed destination: `[proto:]host[:port]`, resolved at start-up. A transport
+/// prefix this server does not serve is an error here.
 fn fix_dest(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
     let Some(a) = args.first() else {
         return Ok(vec![]);
     };
     let text = super::fixup::arg_text(&a.value);
     let addr = parse_dest(&text)?;
-    Ok(vec![FixedArg::Any(Arc::new(addr))])
+    Ok(vec![FixedArg::Any(Arc::new((addr, prefix_proto(&text))))])
+}
+
+/// The transport a `proto:` prefix names (UDP without one).
+fn prefix_proto(text: &str) -> Proto {
+    match text.trim().get(..4) {
+        Some(p) if p.eq_ignore_ascii_case("tcp:") => Proto::Tcp,
+        Some(p) if p.eq_ignore_ascii_case("tls:") => Proto::Tls,
+        _ => Proto::Udp,
+    }
+}
+
+/// The fixup of a function bound to one transport (`forward_tcp`, `send_tcp`, …):
+/// the transport must be served, whatever the destination.
+fn fix_dest_on(proto: &str, args: &[Arg]) -> Result<Vec<FixedArg>, String> {
+    crate::transport::served::check_served(proto)?;
+    let p = Proto::from_name(proto.as_bytes()).unwrap_or_default();
+    let mut v = fix_dest(args)?;
+    let addr = match v.first() {
+        Some(FixedArg::Any(a)) => a
+            .downcast_ref::<(std::net::SocketAddr, Proto)>()
+            .map(|(addr, _)| *addr),
+        _ => None,
+    };
+    if let Some(addr) = addr {
+        v[0] = FixedArg::Any(Arc::new((addr, p)));
+    } else if v.is_empty() {
+        // no destination: the R-URI's, over this transport
+        v.push(FixedArg::Int(p as i64));
+    }
+    Ok(v)
+}
+
+fn fix_dest_udp(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
+    fix_dest_on("udp", args)
+}
+
+fn fix_dest_tcp(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
+    fix_dest_on("tcp", args)
+}
+
+fn fix_dest_tls(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
+    fix_dest_on("tls", args)
+}
+
+/// A URI argument (`rewriteuri`, `setdsturi`): a constant one must ask for a served
+/// transport (`;transport=`, `sips:`).
+fn fix_uri(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
+    let v = super::fixup::default_fixup(args)?;
+    if let Some(FixedArg::Str(s)) = v.first() {
+        crate::transport::served::check_uri(s)?;
+    }
+    Ok(v)
 }
 
 fn parse_dest(text: &str) -> Result<std::net::SocketAddr, String> {
-    let mut t = text.trim();
-    for p in ["udp:", "tcp:", "tls:", "sctp:", "UDP:", "TCP:", "TLS:"] {
-        if let Some(r) = t.strip_prefix(p) {
-            t = r;
-            break;
-        }
-    }
+    let t = crate::transport::served::check_dest_prefix(text)?;
     if let Ok(a) = t.parse::<std::net::SocketAddr>() {
         return Ok(a);
     }
@@ -174,7 +225,7 @@ fn fix_socket(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
     };
     let text = super::fixup::arg_text(&a.value);
     let addr = parse_dest(&text)?;
-    Ok(vec![FixedArg::Any(Arc::new(addr))])
+    Ok(vec![FixedArg::Any(Arc::new((addr, prefix_proto(&text))))])
 }
 
 // ---------------------------------------------------------------------------
@@ -184,25 +235,72 @@ fn a_true(_: &mut Ctx, _: &[FixedArg]) -> i32 {
     1
 }
 
-fn dest_of(args: &[FixedArg]) -> Option<std::net::SocketAddr> {
+/// `force_tcp_alias([port])`: requests to the sender's address and `port` (default:
+/// the top Via's port) use the connection this request came on. Nothing for UDP.
+fn a_tcp_alias(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    if ctx.msg.rcv.proto == Proto::Udp {
+        return 1;
+    }
+    let port = match args.first() {
+        Some(a) => ctx.arg_str(a).trim().parse::<u16>().ok(),
+        None => ctx.msg.via1().ok().map(|v| v.port.unwrap_or(5060)),
+    };
+    match port {
+        Some(p) if crate::transport::tcp::add_alias(p) => 1,
+        _ => -1,
+    }
+}
+
+/// A function of a transport that is not served: its fixup refuses the config, so
+/// this runs only if that check was bypassed.
+fn a_unserved(_: &mut Ctx, _: &[FixedArg]) -> i32 {
+    crate::log_err!("the transport of this function is not served");
+    -1
+}
+
+fn dest_of(args: &[FixedArg]) -> Option<(std::net::SocketAddr, Proto)> {
     match args.first() {
-        Some(FixedArg::Any(a)) => a.downcast_ref::<std::net::SocketAddr>().copied(),
+        Some(FixedArg::Any(a)) => a.downcast_ref::<(std::net::SocketAddr, Proto)>().copied(),
         _ => None,
     }
 }
 
 fn a_forward(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
-    match crate::transport::forward::forward_request(ctx.msg, dest_of(args)) {
+    let dest = match (dest_of(args), args.first()) {
+        (Some(d), _) => Some(d),
+        // forward_tcp() without a destination: the R-URI's address over TCP
+        (None, Some(FixedArg::Int(p))) => {
+            let proto = if *p == Proto::Tcp as i64 {
+                Proto::Tcp
+            } else {
+                Proto::Udp
+            };
+            let target = ctx
+                .msg
+                .dst_uri
+                .clone()
+                .unwrap_or_else(|| ctx.msg.ruri().to_string());
+            match crate::transport::send::uri_destination(&target) {
+                Ok((a, _)) => Some((a, proto)),
+                Err(e) => {
+                    crate::log_err!("cannot forward to <{target}>: {e}");
+                    return -1;
+                }
+            }
+        }
+        _ => None,
+    };
+    match crate::transport::forward::forward_request_on(ctx.msg, dest) {
         Ok(()) => 1,
         Err(_) => -1,
     }
 }
 
 fn a_send(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
-    let Some(to) = dest_of(args) else {
+    let Some((to, proto)) = dest_of(args) else {
         return -1;
     };
-    let sock = crate::transport::send::choose_socket(&to, ctx.msg.force_send_sock);
+    let sock = crate::transport::send::choose_socket_for(&to, proto, ctx.msg.force_send_sock);
     match crate::transport::send::send_udp(sock, to, ctx.msg.buf()) {
         Ok(()) => 1,
         Err(e) => {
@@ -491,12 +589,14 @@ fn a_local_rport(ctx: &mut Ctx, _: &[FixedArg]) -> i32 {
 }
 
 fn a_force_send_socket(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
-    let Some(a) = dest_of(args) else { return -1 };
+    let Some((a, p)) = dest_of(args) else {
+        return -1;
+    };
+    let want = crate::transport::send::proto_of(p);
     let socks = crate::transport::socket::sockets();
-    match socks
-        .iter()
-        .position(|s| s.addr == a || (a.port() == 5060 && s.addr.ip() == a.ip()))
-    {
+    match socks.iter().position(|s| {
+        s.proto == want && (s.addr == a || (a.port() == 5060 && s.addr.ip() == a.ip()))
+    }) {
         Some(i) => {
             ctx.msg.force_send_sock = Some(i);
             1

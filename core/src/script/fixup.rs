@@ -563,6 +563,14 @@ impl Fixer<'_> {
                         return None;
                     }
                 };
+                // A constant destination must ask for a served transport.
+                if matches!(lhs, Lhs::Ru | Lhs::Du)
+                    && let ast::Expr::Str(uri) = &a.rhs
+                    && let Err(e) = crate::transport::served::check_uri(uri)
+                {
+                    self.err(a.span, e);
+                    return None;
+                }
                 // compound operators behave like `=` in 1.2
                 Op::Assign { lhs, rhs }
             }

@@ -88,6 +88,8 @@ pub(crate) const CORE_PVS: &[&str] = &[
     "sp",
     "Ri",
     "Rp",
+    "pr",
+    "proto",
     "fs",
     "pp",
     "rc",
@@ -531,9 +533,15 @@ fn simple(ctx: &mut Ctx, name: &str) -> Option<PvValue> {
         "sp" => PvValue::Int(m.rcv.src.port() as i64),
         "Ri" => PvValue::Str(m.rcv.dst.ip().to_string()),
         "Rp" => PvValue::Int(m.rcv.dst.port() as i64),
+        "pr" | "proto" => PvValue::Str(m.rcv.proto.as_str().to_ascii_lowercase()),
         "fs" => match m.force_send_sock {
             Some(i) => match crate::transport::socket::sockets().get(i) {
-                Some(si) => PvValue::Str(format!("udp:{}:{}", si.address_str, si.port)),
+                Some(si) => PvValue::Str(format!(
+                    "{}:{}:{}",
+                    si.proto.as_str(),
+                    si.address_str,
+                    si.port
+                )),
                 None => PvValue::Null,
             },
             None => PvValue::Null,

@@ -1,7 +1,8 @@
 //! Stateless forwarding of requests and replies, and sending replies to requests.
 
-use super::send::{choose_socket, our_via, resolve_host, send_udp, uri_destination};
+use super::send::{choose_socket_for, our_via, resolve_host, send_udp, uri_destination};
 use crate::msg::{self, SipError};
+use crate::parser::Proto;
 use crate::parser::SipMsg;
 use crate::stats;
 use md5::{Digest, Md5};
@@ -39,10 +40,17 @@ pub fn stateless_branch(msg: &SipMsg) -> String {
     s
 }
 
-/// Forward `msg` statelessly to `dest`, or else to its dst URI, or else its R-URI.
+/// Forward `msg` statelessly to `dest` (over UDP), or else to its dst URI, or else
+/// its R-URI (over the URI's transport).
 pub fn forward_request(msg: &SipMsg, dest: Option<SocketAddr>) -> Result<(), SipError> {
+    forward_request_on(msg, dest.map(|d| (d, Proto::Udp)))
+}
+
+/// [`forward_request`] with the transport of a fixed destination given
+/// (`forward_tcp`, `forward("tcp:…")`).
+pub fn forward_request_on(msg: &SipMsg, dest: Option<(SocketAddr, Proto)>) -> Result<(), SipError> {
     let st = stats::core();
-    let to = match dest {
+    let (to, proto) = match dest {
         Some(d) => d,
         None => {
             let target = msg
@@ -51,16 +59,16 @@ pub fn forward_request(msg: &SipMsg, dest: Option<SocketAddr>) -> Result<(), Sip
                 .unwrap_or_else(|| msg.ruri())
                 .to_string();
             match uri_destination(&target) {
-                Ok((a, _)) => a,
+                Ok(d) => d,
                 Err(e) => {
-                    crate::log_err!("{e}");
+                    crate::log_err!("cannot forward to <{target}>: {e}");
                     st.drop_requests.inc();
                     return Err(SipError::BadAddress);
                 }
             }
         }
     };
-    let sock = choose_socket(&to, msg.force_send_sock);
+    let sock = choose_socket_for(&to, proto, msg.force_send_sock);
     let branch = stateless_branch(msg);
     let via = our_via(sock, &branch, msg);
     let buf = msg::build_request(msg, &via, &[]).map_err(|e| {
@@ -99,6 +107,17 @@ pub fn forward_reply(reply: &SipMsg) -> Result<(), SipError> {
             return Err(SipError::BadVia);
         }
     };
+    // The reply goes back over the transport of the next Via: never over another.
+    let mut proto = Proto::Udp;
+    if let Ok(Some(v)) = reply.via2() {
+        let t = reply.s(v.transport);
+        if let Err(e) = crate::transport::served::check_served(t) {
+            crate::log_err!("cannot send the reply back to {host}:{port}: {e}");
+            st.drop_replies.inc();
+            return Err(SipError::SendFailed);
+        }
+        proto = Proto::from_name(t.as_bytes()).unwrap_or_default();
+    }
     let buf = msg::build_reply_forward(reply).map_err(|_| {
         st.err_replies.inc();
         SipError::BadVia
@@ -108,7 +127,7 @@ pub fn forward_reply(reply: &SipMsg) -> Result<(), SipError> {
         st.drop_replies.inc();
         SipError::BadAddress
     })?;
-    let sock = choose_socket(&to, None);
+    let sock = choose_socket_for(&to, proto, None);
     if let Err(e) = send_udp(sock, to, &buf) {
         crate::log_err!("send to {to} failed: {e}");
         st.drop_replies.inc();

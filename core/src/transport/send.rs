@@ -7,13 +7,18 @@ use crate::parser::uri::UriRef;
 use crate::transport::socket::sockets;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
-/// Send `buf` from listen socket `sock_idx` to `to`.
+/// Send `buf` from listen socket `sock_idx` to `to`: a datagram from a UDP socket;
+/// from a TCP socket, over the connection to `to` (handed to tcp main, see
+/// [`super::tcp`]). The name is historical: every sender goes through here.
 pub fn send_udp(sock_idx: usize, to: SocketAddr, buf: &[u8]) -> std::io::Result<()> {
     let socks = sockets();
     let si = socks
         .get(sock_idx)
         .or_else(|| socks.first())
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotConnected, "no listen socket"))?;
+    if si.proto == crate::globals::Proto::Tcp {
+        return super::tcp::send(super::tcp::P_TCP, sock_idx, to, buf);
+    }
     let sock = si
         .udp
         .as_ref()
@@ -27,19 +32,45 @@ pub fn send_udp(sock_idx: usize, to: SocketAddr, buf: &[u8]) -> std::io::Result<
     }
 }
 
-/// The socket to send to `to` from: the forced one if it exists, else the first
-/// socket of the same address family (OpenSER's default send socket), else the first.
+/// The UDP socket to send to `to` from: see [`choose_socket_for`].
 pub fn choose_socket(to: &SocketAddr, forced: Option<usize>) -> usize {
+    choose_socket_for(to, Proto::Udp, forced)
+}
+
+/// The socket to send to `to` over `proto` from: the forced one if it exists, else
+/// the first socket of that transport and the same address family (OpenSER's default
+/// send socket), else the first of that transport, else the first.
+pub fn choose_socket_for(to: &SocketAddr, proto: Proto, forced: Option<usize>) -> usize {
     let socks = sockets();
     if let Some(f) = forced
         && f < socks.len()
     {
         return f;
     }
+    let want = proto_of(proto);
     socks
         .iter()
-        .position(|s| s.addr.is_ipv4() == to.is_ipv4())
+        .position(|s| s.proto == want && s.addr.is_ipv4() == to.is_ipv4())
+        .or_else(|| socks.iter().position(|s| s.proto == want))
         .unwrap_or(0)
+}
+
+/// A parsed transport as the socket table names it.
+pub fn proto_of(p: Proto) -> crate::globals::Proto {
+    match p {
+        Proto::Udp => crate::globals::Proto::Udp,
+        Proto::Tcp => crate::globals::Proto::Tcp,
+        Proto::Tls => crate::globals::Proto::Tls,
+    }
+}
+
+/// The transport of listen socket `sock_idx` (UDP if there is none).
+pub fn socket_proto(sock_idx: usize) -> Proto {
+    match sockets().get(sock_idx).map(|s| s.proto) {
+        Some(crate::globals::Proto::Tcp) => Proto::Tcp,
+        Some(crate::globals::Proto::Tls) => Proto::Tls,
+        _ => Proto::Udp,
+    }
 }
 
 /// Resolve `host` (IP literal, `[IPv6]`, or a name through A/AAAA) with `port`.
@@ -67,12 +98,20 @@ pub fn resolve_host(host: &str, port: u16) -> Result<SocketAddr, String> {
 }
 
 /// Where a request for `uri` goes: maddr or host, port (default 5060/5061), and
-/// the transport parameter.
+/// the transport (`sips:` → TLS, else the transport parameter, else UDP). A transport
+/// this server does not serve, or does not know, is an error: the request is not
+/// sent over another one.
 pub fn uri_destination(uri: &str) -> Result<(SocketAddr, Proto), String> {
     let u = UriRef::parse(uri).map_err(|e| format!("bad uri <{uri}>: {e:?}"))?;
-    let proto = match u.transport() {
-        Some(t) => Proto::from_name(t.as_bytes()).unwrap_or(Proto::Udp),
-        None => Proto::Udp,
+    crate::transport::served::check_uri(uri)?;
+    let proto = if u.scheme == crate::parser::uri::UriScheme::Sips {
+        Proto::Tls
+    } else {
+        match u.transport() {
+            Some(t) => Proto::from_name(t.as_bytes())
+                .ok_or_else(|| format!("<{uri}>: unknown transport '{t}'"))?,
+            None => Proto::Udp,
+        }
     };
     let host = u.maddr().unwrap_or_else(|| u.host_unbracketed());
     let port = u.port_or_default();
@@ -102,7 +141,7 @@ pub fn our_via<'a>(sock_idx: usize, branch: &'a str, msg: &SipMsg) -> crate::msg
     crate::msg::ViaParams {
         host,
         port,
-        proto: Proto::Udp,
+        proto: socket_proto(sock_idx),
         branch,
         rport: msg.local_rport,
         extra_params: "",

@@ -19,6 +19,8 @@ pub struct SocketInfo {
     pub address_str: String,
     pub port: u16,
     pub udp: Option<UdpSocket>,
+    /// The listening socket of a TCP listen address (accepted by tcp main).
+    pub tcp: Option<std::net::TcpListener>,
     /// Receive buffer size the kernel granted.
     pub rcvbuf: usize,
     /// The host as it goes into a Via or Record-Route (IPv6 in brackets), made once.
@@ -52,6 +54,7 @@ impl SocketInfo {
             port: addr.port(),
             name,
             udp,
+            tcp: None,
             rcvbuf,
             via_host,
             sock_text,
@@ -116,16 +119,12 @@ pub fn resolve_listen(
         }
     }
     for hp in listen {
+        // The config loader refuses unserved protocols at their file:line:col; this
+        // is the last guard (never a silent downgrade to UDP).
+        crate::transport::served::check_listen(hp.proto)?;
         let proto = match hp.proto {
-            Proto::Tcp | Proto::Tls => {
-                crate::log_warn!(
-                    "listen {}:{}: TCP/TLS are not supported yet, listening on UDP only",
-                    hp.proto.as_str(),
-                    hp.host
-                );
-                Proto::Udp
-            }
-            _ => Proto::Udp,
+            Proto::Any => Proto::Udp,
+            p => p,
         };
         let port = if hp.port == 0 { default_port } else { hp.port };
         let addrs: Vec<SocketAddr> = if let Ok(ip) = hp.host.parse::<IpAddr>() {
@@ -167,6 +166,16 @@ pub fn bind_udp(addr: SocketAddr, name: String, maxbuffer: usize) -> Result<Sock
     let rcvbuf = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap_or(0) as usize;
     let local = sock.local_addr().map_err(|e| format!("getsockname: {e}"))?;
     Ok(SocketInfo::new(Proto::Udp, local, name, Some(sock), rcvbuf))
+}
+
+/// Bind one TCP listening socket (`SO_REUSEADDR`; accepted by tcp main).
+pub fn bind_tcp(addr: SocketAddr, name: String) -> Result<SocketInfo, String> {
+    let l =
+        std::net::TcpListener::bind(addr).map_err(|e| format!("bind(tcp {addr}) failed: {e}"))?;
+    let local = l.local_addr().map_err(|e| format!("getsockname: {e}"))?;
+    let mut si = SocketInfo::new(Proto::Tcp, local, name, None, 0);
+    si.tcp = Some(l);
+    Ok(si)
 }
 
 /// Is `host[:port]` one of our addresses or aliases (`myself`)? Port 0 = default 5060.

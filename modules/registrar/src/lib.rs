@@ -502,14 +502,17 @@ fn socket_index(text: &str) -> Option<usize> {
     if text.is_empty() {
         return None;
     }
-    let rest = text.split_once(':').map_or(text, |(_, r)| r);
+    let (proto, rest) = text.split_once(':').unwrap_or(("udp", text));
     let rest = rest.replace(['[', ']'], "");
     let (ip, port) = rest.rsplit_once(':')?;
     let ip: std::net::IpAddr = ip.parse().ok()?;
     let port: u16 = port.parse().ok()?;
+    // the transport too: UDP and TCP sockets share address and port
     openser_core::transport::socket::sockets()
         .iter()
-        .position(|s| s.addr.ip() == ip && s.port == port)
+        .position(|s| {
+            s.addr.ip() == ip && s.port == port && s.proto.as_str().eq_ignore_ascii_case(proto)
+        })
 }
 
 fn branch_of(c: &ContactInfo) -> Branch {

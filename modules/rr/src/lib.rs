@@ -1,16 +1,19 @@
 //! rr — Record-Route and loose routing (reference §8.3, RFC 3261 §16.4, §16.6 step 4,
 //! §16.12).
 //!
-//! Record-Route host: computed when `record_route()` runs, from the socket the
-//! request will leave on as far as it is known then: `force_send_socket` if set, else
-//! the receiving socket. With a single listen socket (the common case) that is exact.
-//! With several sockets and no forced socket the outbound socket is chosen later by the
-//! forwarding code, so double Record-Route (`enable_double_rr`, `;r2=on`) is only done
-//! when a forced send socket differs from the receiving one.
+//! Record-Route host: the socket the request came in on. With `enable_double_rr`
+//! (default on, as 1.2) a second Record-Route for the socket the request leaves on is
+//! put first, both with `;r2=on`, when that socket is of another transport or address
+//! (UDP in, TCP out; IPv4 in, IPv6 out): it is known only when the outgoing buffer is
+//! built (a branch, a `t_relay` after `lookup`), so the outbound header and the `r2`
+//! parameter are lumps marked for the builder (`lumps::IF_DIFF_REALMS`,
+//! `lumps::SND_SOCKET`, 1.2's conditional lumps), resolved per branch. A forced send
+//! socket that differs gives both headers at once.
 //!
 //! Each RR header is inserted as two lumps at the same offset (head and `>\r\n` tail,
-//! priorities -10 and -8) so `add_rr_param` after `record_route` can insert its
-//! parameter between them (priority -9).
+//! priorities -10 and -8 for the first header, -7 and -5 for the second) so
+//! `add_rr_param` after `record_route` can insert its parameter between them
+//! (priority -9, -6).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use std::sync::Arc;
 use openser_core::cfg::ast::{Arg, ArgValue};
 use openser_core::globals::Proto;
 use openser_core::module::{BoolParam, CmdExport, FixedArg, ModuleExports, Param};
+use openser_core::msg::lumps::{IF_DIFF_REALMS, SND_SOCKET};
 use openser_core::parser::{HdrType, SipMsg, UriRef};
 use openser_core::route::*;
 use openser_core::script::Ctx;
@@ -63,7 +67,8 @@ static ADD_USERNAME: BoolParam = BoolParam::new(false);
 struct MsgState {
     id: u32,
     buf_addr: usize,
-    rr_pos: Vec<usize>,
+    /// Each inserted RR: its offset, the priority of its parameters, conditional.
+    rr_pos: Vec<(usize, i8, bool)>,
     pending_params: String,
     route_params: Option<String>,
 }
@@ -154,40 +159,73 @@ fn rr_head(msg: &SipMsg) -> String {
 }
 
 /// Insert one RR header as two lumps: `head` (from [`rr_head`], with the host and the
-/// parameters) plus the parameters `add_rr_param` queued, then `>` and the line end.
-fn insert_rr(msg: &mut SipMsg, mut head: String) {
+/// parameters) plus the parameters `add_rr_param` queued, then `>` and the line end, at
+/// priorities `prio`, `prio + 2` (parameters at `prio + 1`). `cond`: only when the
+/// message leaves on a socket of another realm.
+fn insert_rr(msg: &mut SipMsg, mut head: String, prio: i8, cond: bool) {
     let pos = rr_insert_pos(msg);
     with_state(msg, |s| {
-        s.rr_pos.push(pos);
+        s.rr_pos.push((pos, prio + 1, cond));
         head.push_str(&s.pending_params);
     });
-    msg.lumps.add(pos, 0, head, -10);
-    msg.lumps.add(pos, 0, ">\r\n", -8);
+    let pfx = if cond { IF_DIFF_REALMS } else { "" };
+    msg.lumps.add(pos, 0, format!("{pfx}{head}"), prio);
+    msg.lumps.add(pos, 0, format!("{pfx}>\r\n"), prio + 2);
 }
 
 fn do_record_route(ctx: &mut Ctx, extra: &str) -> i32 {
     let msg = &mut *ctx.msg;
     let in_sock = msg.rcv.sock_idx;
-    let out_sock = msg.force_send_sock.unwrap_or(in_sock);
-    let double = DOUBLE_RR.get() && out_sock != in_sock;
-    // Double: the outbound first in the message (read by the upstream side last).
-    let socks: &[usize] = if double {
-        &[out_sock, in_sock]
-    } else {
-        &[in_sock]
-    };
-    for &sock in socks {
-        let mut h = rr_head(msg);
-        push_sock_host(&mut h, sock);
-        if double {
-            h.push_str(";r2=on");
-        }
+    let params = |msg: &SipMsg, h: &mut String| {
         h.push_str(lr_text());
-        push_ftag(&mut h, msg);
+        push_ftag(h, msg);
         h.push_str(extra);
-        insert_rr(msg, h);
+    };
+    match msg.force_send_sock {
+        Some(out) if DOUBLE_RR.get() && out != in_sock => {
+            // both known now; the outbound one first in the message
+            for (sock, prio) in [(out, -10), (in_sock, -7)] {
+                let mut h = rr_head(msg);
+                push_sock_host(&mut h, sock);
+                h.push_str(";r2=on");
+                params(msg, &mut h);
+                insert_rr(msg, h, prio, false);
+            }
+        }
+        None if DOUBLE_RR.get() && several_realms() => {
+            // the outbound socket is chosen later: a conditional first header
+            let mut h = rr_head(msg);
+            h.push_str(SND_SOCKET);
+            h.push_str(";r2=on");
+            params(msg, &mut h);
+            insert_rr(msg, h, -10, true);
+            let mut h = rr_head(msg);
+            push_sock_host(&mut h, in_sock);
+            params(msg, &mut h);
+            insert_rr(msg, h, -7, false);
+            // `;r2=on` in the inbound one only when the outbound one is there
+            let pos = rr_insert_pos(msg);
+            msg.lumps.add(pos, 0, format!("{IF_DIFF_REALMS};r2=on"), -6);
+        }
+        _ => {
+            let mut h = rr_head(msg);
+            push_sock_host(&mut h, in_sock);
+            params(msg, &mut h);
+            insert_rr(msg, h, -10, false);
+        }
     }
     1
+}
+
+/// Whether the listen sockets differ in transport or address (else a request always
+/// leaves in the realm it came from, and one Record-Route is enough).
+fn several_realms() -> bool {
+    let socks = sockets();
+    socks.first().is_some_and(|f| {
+        socks
+            .iter()
+            .any(|s| s.proto != f.proto || s.addr.ip() != f.addr.ip())
+    })
 }
 
 fn cmd_record_route(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
@@ -212,7 +250,7 @@ fn cmd_record_route_preset(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
     h.push_str(s.strip_prefix("sip:").unwrap_or(&s));
     h.push_str(lr_text());
     push_ftag(&mut h, ctx.msg);
-    insert_rr(ctx.msg, h);
+    insert_rr(ctx.msg, h, -10, false);
     1
 }
 
@@ -226,8 +264,9 @@ fn cmd_add_rr_param(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
         s.pending_params.push_str(&p);
         s.rr_pos.clone()
     });
-    for pos in positions {
-        ctx.msg.lumps.add(pos, 0, &p, -9);
+    for (pos, prio, cond) in positions {
+        let pfx = if cond { IF_DIFF_REALMS } else { "" };
+        ctx.msg.lumps.add(pos, 0, format!("{pfx}{p}"), prio);
     }
     1
 }
@@ -299,14 +338,27 @@ fn cmd_loose_route(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
     }
     // Our own Route on top: remove it (and the r2 twin).
     with_state(msg, |s| s.route_params = Some(first.params.to_string()));
-    remove_route(msg, &spans, 0);
     let mut next = 1;
     if first.param("r2").is_some()
         && uris.len() > 1
         && UriRef::parse(&uris[1]).is_ok_and(|u| uri_is_myself(&u))
     {
-        remove_route(msg, &spans, 1);
         next = 2;
+    }
+    if next == 2 && spans[0].0 == spans[1].0 {
+        // both in one header: delete them together (two deletes would overlap at the
+        // comma between them), the header with them if they were all it had
+        let h = spans[0].0;
+        if spans.iter().filter(|r| r.0 == h).count() == 2 {
+            msg.remove_header(h);
+        } else {
+            msg.lumps.delete(spans[0].1, spans[2].1 - spans[0].1);
+        }
+    } else {
+        remove_route(msg, &spans, 0);
+        if next == 2 {
+            remove_route(msg, &spans, 1);
+        }
     }
     if next >= uris.len() {
         // Only our Route: an out-of-dialog request (no To-tag) is not "routed".

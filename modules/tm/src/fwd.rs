@@ -8,7 +8,7 @@ use openser_core::msg::{build_local_reply, build_request, reply_addr};
 use openser_core::parser::{Method, Proto, SipMsg};
 use openser_core::route;
 use openser_core::script::{Ctx, run_route};
-use openser_core::transport::send::{self, choose_socket, our_via, send_udp};
+use openser_core::transport::send::{self, our_via, send_udp};
 use openser_core::transport::socket::sockets;
 
 use super::clone::{avps_to_bytes, proto_code};
@@ -37,9 +37,33 @@ pub fn resolve_host(host: &str, port: u16) -> Option<SocketAddr> {
     send::resolve_host(host, port).ok()
 }
 
-/// Where a request for `uri` goes.
-pub fn uri_destination(uri: &str) -> Option<SocketAddr> {
-    send::uri_destination(uri).ok().map(|(a, _)| a)
+/// Where a request for `uri` goes, and over which transport (an unserved transport
+/// or an unresolvable host is logged and gives `None`).
+pub fn uri_destination(uri: &str) -> Option<(SocketAddr, Proto)> {
+    match send::uri_destination(uri) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            openser_core::log_err!("{e}");
+            None
+        }
+    }
+}
+
+/// `[proto:]rest` → (transport, rest); UDP without a prefix.
+pub fn split_proto(s: &str) -> (Proto, &str) {
+    let s = s.trim();
+    for (p, proto) in [
+        ("udp:", Proto::Udp),
+        ("tcp:", Proto::Tcp),
+        ("tls:", Proto::Tls),
+    ] {
+        if let (Some(a), Some(rest)) = (s.get(..p.len()), s.get(p.len()..))
+            && a.eq_ignore_ascii_case(p)
+        {
+            return (proto, rest);
+        }
+    }
+    (Proto::Udp, s)
 }
 
 /// `[proto:]host[:port]` → address.
@@ -164,12 +188,12 @@ struct Dest {
     uri: String,
     dst_uri: Option<String>,
     sock: Option<usize>,
-    addr: Option<SocketAddr>,
+    addr: Option<(SocketAddr, Proto)>,
 }
 
 /// Forward statefully to the destination set (or `fixed`) on transaction `c`.
 /// Returns the number of branches sent.
-pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<SocketAddr>) -> usize {
+pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<(SocketAddr, Proto)>) -> usize {
     let mut dests = Vec::new();
     let ruri = ctx.msg.ruri().to_string();
     dests.push(Dest {
@@ -248,11 +272,11 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<SocketAddr>) -> 
     let mut built: Vec<Option<Built>> = Vec::with_capacity(dests.len());
     for (k, d) in dests.iter().enumerate() {
         let idx = base + k;
-        let Some(addr) = d.addr else {
+        let Some((addr, proto)) = d.addr else {
             built.push(None);
             continue;
         };
-        let sock = choose_socket(&addr, d.sock);
+        let sock = send::choose_socket_for(&addr, proto, d.sock);
         if sockets().get(sock).is_none() {
             built.push(None);
             continue;
@@ -290,7 +314,6 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<SocketAddr>) -> 
     let mut sent = 0;
     let mut g = c.lock_state();
     let st = g.st();
-    let is_udp = true;
     let mut due = u64::MAX;
     for (k, b) in built.into_iter().enumerate() {
         let idx = base + k;
@@ -312,7 +335,8 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<SocketAddr>) -> 
         }
         br.flags = 0;
         br.last_code = 0;
-        if is_udp {
+        // retransmissions over UDP only (RFC 3261 §17.1.1.2, §17.1.2.2)
+        if send::socket_proto(sock) == Proto::Udp {
             br.retr_iv = t1;
             br.retr_at = now + u64::from(t1);
             due = due.min(br.retr_at);
@@ -330,7 +354,7 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<SocketAddr>) -> 
 }
 
 /// t_relay for a request that has (or gets) a transaction. Returns the script rc.
-pub fn t_relay(ctx: &mut Ctx, fixed: Option<SocketAddr>, flags: i64) -> i32 {
+pub fn t_relay(ctx: &mut Ctx, fixed: Option<(SocketAddr, Proto)>, flags: i64) -> i32 {
     let m = ctx.msg.method();
     if m == Method::Ack {
         return relay_ack(ctx, fixed);
@@ -386,11 +410,11 @@ pub fn t_relay(ctx: &mut Ctx, fixed: Option<SocketAddr>, flags: i64) -> i32 {
 
 /// ACK: absorbed when it acknowledges our negative final reply, else forwarded
 /// statelessly (2xx ACKs are end-to-end).
-fn relay_ack(ctx: &mut Ctx, fixed: Option<SocketAddr>) -> i32 {
+fn relay_ack(ctx: &mut Ctx, fixed: Option<(SocketAddr, Proto)>) -> i32 {
     if reply::absorb_ack(ctx.msg) {
         return 0;
     }
-    match openser_core::transport::forward::forward_request(ctx.msg, fixed) {
+    match openser_core::transport::forward::forward_request_on(ctx.msg, fixed) {
         Ok(()) => 1,
         Err(_) => -1,
     }

@@ -40,7 +40,7 @@ use openser_core::module::{
     BoolParam, CmdExport, Every, FixedArg, IntParam, ModuleExports, Param, PvExport, StatCell,
     StatExport, StrParam, TimerExport,
 };
-use openser_core::parser::{Method, SipMsg};
+use openser_core::parser::{Method, Proto, SipMsg};
 use openser_core::route::*;
 use openser_core::script::{AvpId, Ctx, PvValue, route_index};
 
@@ -77,6 +77,8 @@ pub static EXPORTS: ModuleExports = ModuleExports {
     cmds: &[
         CmdExport::new("t_relay", 0, 2, RF, cmd_t_relay).fixup(fixup_t_relay),
         CmdExport::new("t_relay_to_udp", 0, 2, RF, cmd_t_relay_to_udp).fixup(fixup_relay_to),
+        CmdExport::new("t_relay_to_tcp", 0, 2, RF, cmd_t_relay_to_udp).fixup(fixup_relay_to_tcp),
+        CmdExport::new("t_relay_to_tls", 0, 2, RF, cmd_t_relay_unserved).fixup(fixup_relay_to_tls),
         CmdExport::new("t_newtran", 0, 0, REQUEST_ROUTE, cmd_t_newtran),
         CmdExport::new("t_reply", 2, 2, RF, cmd_t_reply),
         CmdExport::new(
@@ -442,6 +444,10 @@ fn fixup_t_relay(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
         }
         _ => return Err("t_relay: too many parameters".into()),
     }
+    if !dest.is_empty() {
+        openser_core::transport::served::check_dest_prefix(&dest)
+            .map_err(|e| format!("t_relay: {e}"))?;
+    }
     if !dest.is_empty() && fwd::parse_hostport(&dest).is_none() {
         return Err(format!("t_relay: cannot resolve {dest:?}"));
     }
@@ -459,6 +465,30 @@ fn fixup_relay_to(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
     Ok(vec![FixedArg::Str(dest), FixedArg::Int(0)])
 }
 
+/// `t_relay_to_tcp`/`t_relay_to_tls`: refused at start-up while the transport is not
+/// served (never relayed over UDP instead).
+fn fixup_relay_to_tcp(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
+    openser_core::transport::served::check_served("tcp")
+        .map_err(|e| format!("t_relay_to_tcp: {e}"))?;
+    let mut v = fixup_relay_to(args)?;
+    if let Some(FixedArg::Str(d)) = v.first_mut() {
+        *d = format!("tcp:{d}");
+    }
+    Ok(v)
+}
+
+fn fixup_relay_to_tls(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
+    openser_core::transport::served::check_served("tls")
+        .map_err(|e| format!("t_relay_to_tls: {e}"))?;
+    fixup_relay_to(args)
+}
+
+/// Reached only if the fixup above was bypassed.
+fn cmd_t_relay_unserved(_ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
+    openser_core::log_err!("the transport of this relay function is not served");
+    -1
+}
+
 fn fixup_regex(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
     let [a] = args else {
         return Err("one regular expression expected".into());
@@ -472,11 +502,23 @@ fn relay_common(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
         [FixedArg::Str(d), FixedArg::Int(f)] => (d.as_str(), *f),
         _ => ("", 0),
     };
-    let fixed: Option<SocketAddr> = if dest.is_empty() {
+    let (proto, rest) = fwd::split_proto(dest);
+    let fixed: Option<(SocketAddr, Proto)> = if dest.is_empty() {
         None
+    } else if rest.is_empty() {
+        // t_relay_to_tcp(): the R-URI's (or dst URI's) address over that transport
+        let target = ctx
+            .msg
+            .dst_uri
+            .clone()
+            .unwrap_or_else(|| ctx.msg.ruri().to_string());
+        match fwd::uri_destination(&target) {
+            Some((a, _)) => Some((a, proto)),
+            None => return -1,
+        }
     } else {
-        match fwd::parse_hostport(dest) {
-            Some(a) => Some(a),
+        match fwd::parse_hostport(rest) {
+            Some(a) => Some((a, proto)),
             None => return -1,
         }
     };

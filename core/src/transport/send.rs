@@ -103,11 +103,13 @@ pub fn resolve_host(host: &str, port: u16) -> Result<SocketAddr, String> {
 /// sent over another one.
 pub fn uri_destination(uri: &str) -> Result<(SocketAddr, Proto), String> {
     let u = UriRef::parse(uri).map_err(|e| format!("bad uri <{uri}>: {e:?}"))?;
-    crate::transport::served::check_uri(uri)?;
-    let proto = if u.scheme == crate::parser::uri::UriScheme::Sips {
+    let sips = u.scheme == crate::parser::uri::UriScheme::Sips;
+    let transport = u.transport();
+    crate::transport::served::check_uri_transport(uri, sips, transport)?;
+    let proto = if sips {
         Proto::Tls
     } else {
-        match u.transport() {
+        match transport {
             Some(t) => Proto::from_name(t.as_bytes())
                 .ok_or_else(|| format!("<{uri}>: unknown transport '{t}'"))?,
             None => Proto::Udp,

@@ -101,14 +101,18 @@ pub fn served(p: Proto) -> bool {
 /// A transport by name (`udp`, `TCP`, `tls`, `sctp`, … as in a URI's `transport=`, a
 /// Via or a `proto:` prefix): `Ok` if served, else the reason.
 pub fn check_served(name: &str) -> Result<(), String> {
-    let p = match name.to_ascii_lowercase().as_str() {
-        "udp" => Proto::Udp,
-        "tcp" => Proto::Tcp,
-        "tls" => Proto::Tls,
-        "sctp" => {
-            return Err("transport SCTP is not supported by this server".into());
-        }
-        _ => return Err(format!("unknown transport '{name}'")),
+    // Per relayed message: no allocation on the way to Ok.
+    let is = |t: &str| name.eq_ignore_ascii_case(t);
+    let p = if is("udp") {
+        Proto::Udp
+    } else if is("tcp") {
+        Proto::Tcp
+    } else if is("tls") {
+        Proto::Tls
+    } else if is("sctp") {
+        return Err("transport SCTP is not supported by this server".into());
+    } else {
+        return Err(format!("unknown transport '{name}'"));
     };
     if served(p) {
         return Ok(());
@@ -130,13 +134,23 @@ pub fn check_served(name: &str) -> Result<(), String> {
 /// The transport a destination URI asks for (`sips:` → TLS, else `;transport=`, else
 /// UDP), checked. Text that is not a URI is left to the code that uses it.
 pub fn check_uri(uri: &str) -> Result<(), String> {
-    let Ok(u) = crate::parser::uri::UriRef::parse(uri) else {
-        return Ok(());
-    };
-    if u.scheme == crate::parser::uri::UriScheme::Sips {
+    match crate::parser::uri::UriRef::parse(uri) {
+        Ok(u) => check_uri_transport(
+            uri,
+            u.scheme == crate::parser::uri::UriScheme::Sips,
+            u.transport(),
+        ),
+        Err(_) => Ok(()),
+    }
+}
+
+/// [`check_uri`] for a URI the caller has parsed already: `sips` its scheme,
+/// `transport` its `;transport=` value (`uri` is its text, for the message).
+pub fn check_uri_transport(uri: &str, sips: bool, transport: Option<&str>) -> Result<(), String> {
+    if sips {
         return check_served("tls").map_err(|e| format!("<{uri}>: sips: needs TLS: {e}"));
     }
-    match u.transport() {
+    match transport {
         Some(t) => check_served(t).map_err(|e| format!("<{uri}>: {e}")),
         None => Ok(()),
     }

@@ -168,9 +168,15 @@ fn insert_rr(msg: &mut SipMsg, mut head: String, prio: i8, cond: bool) {
         s.rr_pos.push((pos, prio + 1, cond));
         head.push_str(&s.pending_params);
     });
-    let pfx = if cond { IF_DIFF_REALMS } else { "" };
-    msg.lumps.add(pos, 0, format!("{pfx}{head}"), prio);
-    msg.lumps.add(pos, 0, format!("{pfx}>\r\n"), prio + 2);
+    if cond {
+        head.insert_str(0, IF_DIFF_REALMS);
+        msg.lumps.add(pos, 0, head, prio);
+        msg.lumps
+            .add(pos, 0, format!("{IF_DIFF_REALMS}>\r\n"), prio + 2);
+    } else {
+        msg.lumps.add(pos, 0, head, prio);
+        msg.lumps.add(pos, 0, ">\r\n", prio + 2);
+    }
 }
 
 fn do_record_route(ctx: &mut Ctx, extra: &str) -> i32 {

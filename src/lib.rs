@@ -26,4 +26,9 @@ pub static MODULES: &[&ModuleExports] = &[
     &uri::EXPORTS,
     &nathelper::EXPORTS,
     &rtpengine::EXPORTS,
+    &permissions::EXPORTS,
+    &pike::EXPORTS,
+    &path::EXPORTS,
+    &diversion::EXPORTS,
+    &exec::EXPORTS,
 ];

@@ -31,4 +31,5 @@ pub static MODULES: &[&ModuleExports] = &[
     &path::EXPORTS,
     &diversion::EXPORTS,
     &exec::EXPORTS,
+    &siptrace::EXPORTS,
 ];

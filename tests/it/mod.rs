@@ -19,4 +19,5 @@ mod registrar;
 mod script;
 mod seed;
 mod seed_engines;
+mod siptrace;
 mod tm;

@@ -292,6 +292,9 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<SocketAddr>) -> 
     let st = g.st();
     let is_udp = true;
     let mut due = u64::MAX;
+    let msg_flags = st.msg_flags;
+    let trace = super::callbacks::traces(msg_flags);
+    let mut traced = Vec::new();
     for (k, b) in built.into_iter().enumerate() {
         let idx = base + k;
         let Some((buf, uri, addr, sock)) = b else {
@@ -310,6 +313,16 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<SocketAddr>) -> 
         if !send(sock, addr, &buf) {
             continue;
         }
+        if trace {
+            traced.push(super::callbacks::TraceEvent {
+                dir: super::callbacks::TraceDir::RequestOut,
+                buf: buf.clone(),
+                local: super::callbacks::sock_addr(sock),
+                peer: addr,
+                flags: msg_flags,
+                avps: ctx.avps.clone(),
+            });
+        }
         br.flags = 0;
         br.last_code = 0;
         if is_udp {
@@ -326,6 +339,9 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<SocketAddr>) -> 
     }
     c.due(due);
     drop(g);
+    for ev in &traced {
+        super::callbacks::trace_now(ev);
+    }
     sent
 }
 

@@ -232,10 +232,35 @@ fn trusted_cache_and_mi_reload() {
     // anyone else is challenged
     assert_eq!(inv("127.0.0.3", "sip:x@carrier.net", "t4"), "SIP/2.0 407 Proxy Authentication Required");
 
-    // a new row: not seen until trusted_reload
-    db.sql(Some("openser"), "INSERT INTO trusted (src_ip, proto, from_pattern, tag) VALUES ('127.0.0.3', 'udp', NULL, 'gw3');");
+    // a new row (openserctl trusted add): not seen until trusted_reload
+    let rc = dir.join("openserctlrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "DBENGINE=MYSQL\nDBSOCKET='{}'\nDBNAME=openser\nDBRWUSER=openser\nDBRWPW=openserrw\n\
+             OSER_FIFO='{}'\nREPLY_DIR='{}'\n",
+            db.socket().display(),
+            dir.join("openser_fifo").display(),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new("sh")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/openserctl"))
+            .args(args)
+            .env("OPENSERCTLRC", &rc)
+            .env("HOME", &dir)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "openserctl {args:?}: {text}{}", String::from_utf8_lossy(&out.stderr));
+        text
+    };
+    ctl(&["trusted", "add", "127.0.0.3", "udp", "", "gw3"]);
+    assert!(ctl(&["trusted", "show"]).contains("127.0.0.3\tudp\tNULL\tgw3"));
     assert_eq!(inv("127.0.0.3", "sip:x@y", "t5"), "SIP/2.0 407 Proxy Authentication Required");
-    let r = mi(&dir, "trusted_reload", &[]);
+    let r = ctl(&["trusted", "reload"]);
     assert!(r.starts_with("200 OK"), "{r}");
     // every receiver picks the new snapshot up
     for i in 0..6 {
@@ -247,7 +272,7 @@ fn trusted_cache_and_mi_reload() {
     assert!(d.contains("^sip:.*@carrier\\.net$"), "{d}");
 
     // a removed row goes at the next reload
-    db.sql(Some("openser"), "DELETE FROM trusted WHERE src_ip='127.0.0.2';");
+    ctl(&["trusted", "rm", "127.0.0.2"]);
     assert!(mi(&dir, "trusted_reload", &[]).starts_with("200 OK"));
     assert_eq!(inv("127.0.0.2", "sip:pstn@gw", "t7"), "SIP/2.0 407 Proxy Authentication Required");
 }

@@ -15,6 +15,7 @@ mod path_div;
 mod permissions;
 mod pike;
 mod process;
+mod production;
 mod registrar;
 mod script;
 mod seed;

@@ -24,6 +24,8 @@ fn config(url: &str, gw_port: u16, lnp: &str) -> String {
         .replace(DEFAULT_URL, url)
         .replace("listen=udp:127.0.0.1:5060", "listen=udp:127.0.0.1:{PORT}")
         .replace("children=4", "children=2")
+        // every client of this test is on 127.0.0.1 (pike itself: tests/it/pike.rs)
+        .replace("\"reqs_density_per_unit\", 30", "\"reqs_density_per_unit\", 1000")
         .replace("\"/tmp/openser_fifo\"", "\"{DIR}/openser_fifo\"")
         .replace("10.0.0.10:5060", &format!("127.0.0.1:{gw_port}"))
         .replace("/usr/local/lib/openser/lnp", lnp);

@@ -204,7 +204,7 @@ pub fn shell_quote(s: &str) -> String {
 
 fn vars_of(ctx: &Ctx) -> Vec<(String, String)> {
     if P.setvars.get() {
-        env::vars(ctx.msg, ctx.msg.ruri())
+        env::vars(&*ctx.msg, ctx.msg.ruri())
     } else {
         Vec::new()
     }
@@ -309,7 +309,10 @@ fn fixup_exec_avp(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
 fn cmd_exec_avp(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
     let cmd = ctx.arg_str(&args[0]);
     let names: &[AvpId] = match args.get(1) {
-        Some(FixedArg::Any(a)) => a.downcast_ref::<Vec<AvpId>>().map_or(&[], |v| v.as_slice()),
+        Some(FixedArg::Any(a)) => a
+            .downcast_ref::<Vec<AvpId>>()
+            .map(|v| v.as_slice())
+            .unwrap_or(&[]),
         _ => &[],
     };
     let Some(out) = run_logged(ctx, &cmd, None) else {
@@ -337,8 +340,8 @@ mod tests {
     fn output_and_status() {
         let v = vec![("SIP_X".to_string(), "y z".to_string())];
         let o = run("printf 'a\\n\\n b \\r\\n'; echo \"$SIP_X\"", &v, None, Duration::from_secs(5));
-        let Outcome::Ok(out) = o else { panic!("{o:?}") };
-        assert_eq!(lines(&out), vec!["a", " b", "y z"]);
+        let Outcome::Ok(out) = &o else { panic!("{o:?}") };
+        assert_eq!(lines(out), vec!["a", " b", "y z"]);
         assert!(matches!(run("exit 3", &[], None, Duration::from_secs(5)), Outcome::Failed(w) if w.contains('3')));
         let o = run("cat", &[], Some(b"INVITE x"), Duration::from_secs(5));
         assert_eq!(o, Outcome::Ok(b"INVITE x".to_vec()));

@@ -365,7 +365,7 @@ pub fn mi_reload(_args: &[MiArg]) -> MiReply {
     if SHARED.get().is_none() {
         return MiReply::err(400, "Trusted table reload failed");
     }
-    let rows = match db::with_conn(url, |c| read_table(c)) {
+    let rows = match db::with_conn(url, read_table) {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             openser_core::log_err!("{e}");

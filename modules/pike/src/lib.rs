@@ -137,16 +137,19 @@ fn is_red(msg: &SipMsg) -> bool {
 }
 
 fn cmd_pike_check_req(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
-    if is_red(ctx.msg) { -1 } else { 1 }
+    if is_red(&*ctx.msg) { -1 } else { 1 }
 }
 
 fn pre_script(msg: &mut SipMsg) -> bool {
     let Some(&idx) = CHECK_ROUTE.get() else {
         return true;
     };
-    let mut ctx = Ctx::new(msg, REQUEST_ROUTE);
-    openser_core::script::run_route(RouteKind::Request, idx, &mut ctx);
-    if ctx.drop_requested() {
+    let dropped = {
+        let mut ctx = Ctx::new(&mut *msg, REQUEST_ROUTE);
+        openser_core::script::run_route(RouteKind::Request, idx, &mut ctx);
+        ctx.drop_requested()
+    };
+    if dropped {
         return true;
     }
     !is_red(msg)

@@ -186,6 +186,13 @@ modparam("permissions", "db_url", "{url}")
 modparam("permissions", "db_mode", {db_mode})
 modparam("permissions", "peer_tag_avp", "$avp(s:peer)")
 route {{
+    if ($rU == "addr") {{
+        if (allow_source_address("1")) {{ sl_send_reply("200", "Address OK"); exit; }};
+        set_address_group("$hdr(X-Group)");
+        if (allow_address("$si", "$sp")) {{ sl_send_reply("200", "Group Address OK"); exit; }};
+        sl_send_reply("403", "Address Denied");
+        exit;
+    }};
     if (!allow_trusted()) {{
         if (!proxy_authorize("example.com", "subscriber")) {{
             proxy_challenge("example.com", "0");
@@ -208,7 +215,9 @@ fn trusted_db() -> Option<MariaDb> {
         Some("openser"),
         "INSERT INTO trusted (src_ip, proto, from_pattern, tag) VALUES \
          ('127.0.0.2', 'any', NULL, 'gw1'), \
-         ('127.0.0.4', 'udp', '^sip:.*@carrier\\.net$', NULL);",
+         ('127.0.0.4', 'udp', '^sip:.*@carrier\\.net$', NULL);\
+         INSERT INTO address (grp, ip_addr, mask, port) VALUES \
+         (1, '127.0.0.6', 32, 0), (2, '127.0.7.0', 24, 0);",
     );
     Some(db)
 }
@@ -231,6 +240,23 @@ fn trusted_cache_and_mi_reload() {
     assert_eq!(inv("127.0.0.4", "sip:x@other.net", "t3"), "SIP/2.0 407 Proxy Authentication Required");
     // anyone else is challenged
     assert_eq!(inv("127.0.0.3", "sip:x@carrier.net", "t4"), "SIP/2.0 407 Proxy Authentication Required");
+
+    // the address table: group 1 = 127.0.0.6, group 2 = 127.0.7.0/24
+    let addr = |ip: &str, grp: &str, id: &str| {
+        let c = sock_on(ip);
+        ask(&c, s.addr(), &req_from(&c, "OPTIONS", "sip:addr@127.0.0.1", "sip:a@b", id, &format!("X-Group: {grp}\r\n")))
+    };
+    assert_eq!(addr("127.0.0.6", "9", "a1"), "SIP/2.0 200 Address OK");
+    assert_eq!(addr("127.0.7.9", "2", "a2"), "SIP/2.0 200 Group Address OK");
+    assert_eq!(addr("127.0.7.9", "1", "a3"), "SIP/2.0 403 Address Denied");
+    assert_eq!(addr("127.0.8.9", "2", "a4"), "SIP/2.0 403 Address Denied");
+    let d = mi(&dir, "address_dump", &[]);
+    assert!(d.contains("<1, 127.0.0.6, 0>"), "{d}");
+    let d = mi(&dir, "subnet_dump", &[]);
+    assert!(d.contains("<2, 127.0.7.0, 24, 0>"), "{d}");
+    db.sql(Some("openser"), "INSERT INTO address (grp, ip_addr, mask, port) VALUES (1, '127.0.8.9', 32, 0);");
+    assert!(mi(&dir, "address_reload", &[]).starts_with("200"));
+    assert_eq!(addr("127.0.8.9", "2", "a5"), "SIP/2.0 200 Address OK");
 
     // a new row (openserctl trusted add): not seen until trusted_reload
     let rc = dir.join("openserctlrc");

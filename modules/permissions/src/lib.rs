@@ -28,12 +28,17 @@
 //! `db_mode` 0, `trusted_table` "trusted", `source_col` "src_ip", `proto_col` "proto",
 //! `from_col` "from_pattern", `tag_col` "tag", `peer_tag_avp` unset.
 //!
-//! MI: `trusted_reload`, `trusted_dump` (db_mode 1).
+//! * `set_address_group(group)`, `allow_address(ip_pv, port_pv)`,
+//!   `allow_source_address(group)`: the cached `address` table (`address.rs`).
 //!
-//! Not here: 1.2's address table (`allow_address`, `allow_source_address`,
-//! `set_address_group`, MI `address_reload`/`address_dump`/`subnet_dump`).
+//! MI: `trusted_reload`, `trusted_dump` (db_mode 1), `address_reload`,
+//! `address_dump`, `subnet_dump`. Parameters of the address table (1.2 defaults):
+//! `address_table` "address", `grp_col` "grp", `ip_addr_col` "ip_addr", `mask_col`
+//! "mask", `port_col` "port".
 
+pub mod address;
 pub mod rules;
+pub mod snapshot;
 pub mod trusted;
 
 use openser_core::cfg::ast::{Arg, ArgValue};
@@ -66,18 +71,37 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         Param::str("from_col", &P.from_col),
         Param::str("tag_col", &P.tag_col),
         Param::str_with("peer_tag_avp", &P.peer_tag_avp, trusted::check_tag_avp),
+        Param::str("address_table", &P.address_table),
+        Param::str("grp_col", &P.grp_col),
+        Param::str("ip_addr_col", &P.ip_addr_col),
+        Param::str("mask_col", &P.mask_col),
+        Param::str("port_col", &P.port_col),
     ],
     cmds: &[
         CmdExport::new("allow_routing", 0, 2, ROUTES, cmd_allow_routing).fixup(fixup_files),
         CmdExport::new("allow_register", 1, 2, ROUTES, cmd_allow_register).fixup(fixup_files),
         CmdExport::new("allow_uri", 2, 2, ROUTES, cmd_allow_uri).fixup(fixup_uri),
         CmdExport::new("allow_trusted", 0, 0, ROUTES, trusted::cmd_allow_trusted),
+        CmdExport::new("set_address_group", 1, 1, ROUTES, address::cmd_set_address_group)
+            .fixup(address::fixup_group),
+        CmdExport::new("allow_address", 2, 2, ROUTES, address::cmd_allow_address),
+        CmdExport::new(
+            "allow_source_address",
+            1,
+            1,
+            ROUTES,
+            address::cmd_allow_source_address,
+        )
+        .fixup(address::fixup_group),
     ],
     mi: &[
         MiExport::new("trusted_reload", trusted::mi_reload).no_input(),
         MiExport::new("trusted_dump", trusted::mi_dump).no_input(),
+        MiExport::new("address_reload", address::mi_address_reload).no_input(),
+        MiExport::new("address_dump", address::mi_address_dump).no_input(),
+        MiExport::new("subnet_dump", address::mi_subnet_dump).no_input(),
     ],
-    mod_init: Some(trusted::mod_init),
+    mod_init: Some(mod_init),
     child_init: Some(trusted::child_init),
     ..ModuleExports::EMPTY
 };
@@ -97,6 +121,11 @@ pub struct Params {
     pub from_col: StrParam,
     pub tag_col: StrParam,
     pub peer_tag_avp: StrParam,
+    pub address_table: StrParam,
+    pub grp_col: StrParam,
+    pub ip_addr_col: StrParam,
+    pub mask_col: StrParam,
+    pub port_col: StrParam,
 }
 
 pub static P: Params = Params {
@@ -113,7 +142,21 @@ pub static P: Params = Params {
     from_col: StrParam::new("from_pattern"),
     tag_col: StrParam::new("tag"),
     peer_tag_avp: StrParam::new(""),
+    address_table: StrParam::new("address"),
+    grp_col: StrParam::new("grp"),
+    ip_addr_col: StrParam::new("ip_addr"),
+    mask_col: StrParam::new("mask"),
+    port_col: StrParam::new("port"),
 };
+
+/// The trusted cache (db_mode 1) and, with a `db_url`, the address table.
+fn mod_init() -> Result<(), String> {
+    trusted::mod_init()?;
+    match trusted::url() {
+        Some(url) => address::mod_init(url),
+        None => Ok(()),
+    }
+}
 
 /// An allow file and a deny file, parsed at start-up.
 pub struct RulePair {

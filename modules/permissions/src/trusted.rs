@@ -16,11 +16,10 @@ use openser_core::mi::{MiArg, MiNode, MiReply};
 use openser_core::parser::Proto;
 use openser_core::re::Regex;
 use openser_core::script::{AvpId, Ctx, PvValue};
-use shm::FastLock;
+use super::snapshot::Snapshot;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 /// Room for the serialised table in shared memory (about 15,000 typical rows).
 pub const SNAPSHOT_CAP: usize = 1 << 20;
@@ -38,15 +37,7 @@ pub struct TrustedRow {
     pub tag: Option<String>,
 }
 
-/// The shared snapshot.
-struct Shared {
-    lock: &'static FastLock,
-    gen: &'static AtomicU64,
-    len: &'static AtomicU32,
-    buf: &'static [AtomicU8],
-}
-
-static SHARED: OnceLock<Shared> = OnceLock::new();
+static SHARED: OnceLock<Snapshot> = OnceLock::new();
 static TAG_AVP: OnceLock<Option<AvpId>> = OnceLock::new();
 
 /// A row ready for matching.
@@ -206,34 +197,16 @@ fn publish(rows: &[TrustedRow]) -> Result<(), String> {
     let Some(sh) = SHARED.get() else {
         return Err("the trusted cache is not enabled (db_mode 0)".into());
     };
-    let bytes = serialise(rows);
-    if bytes.len() > sh.buf.len() {
-        return Err(format!(
-            "the trusted table ({} bytes) does not fit the cache ({} bytes)",
-            bytes.len(),
-            sh.buf.len()
-        ));
-    }
-    let _g = sh.lock.lock();
-    for (cell, b) in sh.buf.iter().zip(bytes.iter()) {
-        cell.store(*b, Ordering::Relaxed);
-    }
-    sh.len.store(bytes.len() as u32, Ordering::Relaxed);
-    sh.gen.fetch_add(1, Ordering::Release);
-    Ok(())
+    sh.publish(&serialise(rows))
 }
 
 /// The current snapshot's rows and generation.
 fn snapshot() -> Option<(u64, Vec<TrustedRow>)> {
-    let sh = SHARED.get()?;
-    let _g = sh.lock.lock();
-    let n = (sh.len.load(Ordering::Relaxed) as usize).min(sh.buf.len());
-    let bytes: Vec<u8> = sh.buf[..n].iter().map(|c| c.load(Ordering::Relaxed)).collect();
-    let gen = sh.gen.load(Ordering::Acquire);
+    let (gen, bytes) = SHARED.get()?.read();
     Some((gen, deserialise(&bytes)))
 }
 
-fn url() -> Option<&'static str> {
+pub(crate) fn url() -> Option<&'static str> {
     let u = P.db_url.get();
     (!u.is_empty()).then_some(u)
 }
@@ -252,16 +225,9 @@ pub fn mod_init() -> Result<(), String> {
     if P.db_mode.get() != 1 {
         return Ok(());
     }
-    let (lock, gen, len, buf) = (
-        shm::alloc_static(FastLock::new()),
-        shm::alloc_static(AtomicU64::new(0)),
-        shm::alloc_static(AtomicU32::new(0)),
-        shm::alloc_static_slice_with(SNAPSHOT_CAP, |_| AtomicU8::new(0)),
-    );
-    let (Some(lock), Some(gen), Some(len), Some(buf)) = (lock, gen, len, buf) else {
-        return Err("permissions: no shared memory for the trusted cache".into());
-    };
-    let _ = SHARED.set(Shared { lock, gen, len, buf });
+    let snap = Snapshot::new(SNAPSHOT_CAP)
+        .ok_or("permissions: no shared memory for the trusted cache")?;
+    let _ = SHARED.set(snap);
     let mut conn = db::connect(url).map_err(|e| format!("permissions: unable to connect the database: {e}"))?;
     let rows = read_table(conn.as_mut()).map_err(|e| format!("permissions: {e}"))?;
     drop(conn);
@@ -304,8 +270,7 @@ pub fn cmd_allow_trusted(ctx: &mut Ctx, _args: &[openser_core::module::FixedArg]
     if SHARED.get().is_some() {
         let tag = LOCAL.with(|l| {
             let mut l = l.borrow_mut();
-            let sh = SHARED.get()?;
-            let gen = sh.gen.load(Ordering::Acquire);
+            let gen = SHARED.get()?.generation();
             if l.as_ref().is_none_or(|c| c.gen != gen) {
                 let (gen, rows) = snapshot()?;
                 *l = Some(Local {

@@ -54,7 +54,10 @@ fn server(files: &TempDir) -> Server {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    Server::start(&CFG.replace("{FILES}", &files.path().display().to_string()), &[])
+    Server::start(
+        &CFG.replace("{FILES}", &files.path().display().to_string()),
+        &[],
+    )
 }
 
 #[test]
@@ -62,23 +65,54 @@ fn exec_dset_msg_avp() {
     let files = TempDir::new("exec");
     let s = server(&files);
     let c = sock_on("127.0.0.1");
-    let r = ask(&c, s.addr(), &req_from(&c, "INVITE", "sip:bob@example.com", "sip:a@b", "e1", ""));
+    let r = ask(
+        &c,
+        s.addr(),
+        &req_from(&c, "INVITE", "sip:bob@example.com", "sip:a@b", "e1", ""),
+    );
     assert_eq!(r, "SIP/2.0 200 sip:new-bob@127.0.0.1:9", "{}", s.log());
     let args = std::fs::read_to_string(files.file("args")).unwrap();
     assert_eq!(args.trim(), "sip:bob@example.com|e1|127.0.0.1|bob");
     // the R-URI is one shell word, whatever it holds
-    let r = ask(&c, s.addr(), &req_from(&c, "INVITE", "sip:$(touch$IFS'pwned')@example.com", "sip:a@b", "e2", ""));
+    let r = ask(
+        &c,
+        s.addr(),
+        &req_from(
+            &c,
+            "INVITE",
+            "sip:$(touch$IFS'pwned')@example.com",
+            "sip:a@b",
+            "e2",
+            "",
+        ),
+    );
     assert!(r.starts_with("SIP/2.0 200 sip:new-$(touch"), "{r}");
     assert!(!s.dir.file("pwned").exists() && !files.file("pwned").exists());
 
-    let r = ask(&c, s.addr(), &req_from(&c, "MESSAGE", "sip:msg@example.com", "sip:a@b", "e3", ""));
+    let r = ask(
+        &c,
+        s.addr(),
+        &req_from(&c, "MESSAGE", "sip:msg@example.com", "sip:a@b", "e3", ""),
+    );
     assert_eq!(r, "SIP/2.0 200 Stored");
     let stored = std::fs::read_to_string(files.file("msg.txt")).unwrap();
-    assert!(stored.starts_with("MESSAGE sip:msg@example.com SIP/2.0\r\n") && stored.contains("Call-ID: e3\r\n"), "{stored}");
+    assert!(
+        stored.starts_with("MESSAGE sip:msg@example.com SIP/2.0\r\n")
+            && stored.contains("Call-ID: e3\r\n"),
+        "{stored}"
+    );
 
-    let r = ask(&c, s.addr(), &req_from(&c, "MESSAGE", "sip:avp@example.com", "sip:a@b", "e4", ""));
+    let r = ask(
+        &c,
+        s.addr(),
+        &req_from(&c, "MESSAGE", "sip:avp@example.com", "sip:a@b", "e4", ""),
+    );
     assert_eq!(r, "SIP/2.0 200 one-two");
-    let r = ask(&c, s.addr(), &req_from(&c, "MESSAGE", "sip:fail@example.com", "sip:a@b", "e5", ""));
+    let r = ask(
+        &c,
+        s.addr(),
+        &req_from(&c, "MESSAGE", "sip:fail@example.com", "sip:a@b", "e5", ""),
+    );
     assert_eq!(r, "SIP/2.0 500 Failed");
 }
 
@@ -87,24 +121,57 @@ fn a_hanging_command_is_killed_and_the_workers_go_on() {
     let files = TempDir::new("exechang");
     let s = server(&files);
     let hung = sock_on("127.0.0.1");
-    hung.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let m = req_from(&hung, "MESSAGE", "sip:hang@example.com", "sip:a@b", "h1", "");
+    hung.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let m = req_from(
+        &hung,
+        "MESSAGE",
+        "sip:hang@example.com",
+        "sip:a@b",
+        "h1",
+        "",
+    );
     hung.send_to(m.as_bytes(), s.addr()).unwrap();
     // while one receiver waits for the command, the other one serves
     let c = sock_on("127.0.0.1");
     std::thread::sleep(Duration::from_millis(300));
-    let r = ask(&c, s.addr(), &req_from(&c, "MESSAGE", "sip:avp@example.com", "sip:a@b", "h2", ""));
+    let r = ask(
+        &c,
+        s.addr(),
+        &req_from(&c, "MESSAGE", "sip:avp@example.com", "sip:a@b", "h2", ""),
+    );
     assert_eq!(r, "SIP/2.0 200 one-two");
     let mut buf = vec![0u8; 4096];
-    let (n, _) = hung.recv_from(&mut buf).expect("an answer for the hanging command");
-    assert!(buf[..n].starts_with(b"SIP/2.0 500 Killed"), "{}", String::from_utf8_lossy(&buf[..n]));
+    let (n, _) = hung
+        .recv_from(&mut buf)
+        .expect("an answer for the hanging command");
+    assert!(
+        buf[..n].starts_with(b"SIP/2.0 500 Killed"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
     assert!(s.log().contains("killed"), "{}", s.log());
     // both receivers serve again, and nobody is left below them
     for i in 0..4 {
-        let r = ask(&c, s.addr(), &req_from(&c, "MESSAGE", "sip:avp@example.com", "sip:a@b", &format!("h3{i}"), ""));
+        let r = ask(
+            &c,
+            s.addr(),
+            &req_from(
+                &c,
+                "MESSAGE",
+                "sip:avp@example.com",
+                "sip:a@b",
+                &format!("h3{i}"),
+                "",
+            ),
+        );
         assert_eq!(r, "SIP/2.0 200 one-two");
     }
     for child in children_of(s.pid()) {
-        assert!(children_of(child).is_empty(), "process {child} has children: {:?}", children_of(child));
+        assert!(
+            children_of(child).is_empty(),
+            "process {child} has children: {:?}",
+            children_of(child)
+        );
     }
 }

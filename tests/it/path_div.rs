@@ -63,25 +63,53 @@ route {{
     // alice is behind a NAT: her Contact is private, her packets come from 127.0.0.6
     let alice = sock_on("127.0.0.6");
     let contact = "Contact: <sip:alice@10.0.0.99:5060>\r\nExpires: 600\r\nSupported: path\r\n";
-    let r = req_from(&alice, "REGISTER", "sip:example.com", "sip:alice@example.com", "p1", contact)
-        .replace("To: <sip:example.com>", "To: <sip:alice@example.com>");
+    let r = req_from(
+        &alice,
+        "REGISTER",
+        "sip:example.com",
+        "sip:alice@example.com",
+        "p1",
+        contact,
+    )
+    .replace("To: <sip:example.com>", "To: <sip:alice@example.com>");
     alice.send_to(r.as_bytes(), edge.addr()).unwrap();
     let ok = recv_text(&alice).expect("200 for the REGISTER");
-    assert!(ok.starts_with("SIP/2.0 200"), "{ok}\n{}\n{}", edge.log(), reg.log());
+    assert!(
+        ok.starts_with("SIP/2.0 200"),
+        "{ok}\n{}\n{}",
+        edge.log(),
+        reg.log()
+    );
     let alice_addr = alice.local_addr().unwrap();
     let path = header(&ok, "Path").unwrap_or("");
     assert!(
-        path.contains(&format!("sip:edge@127.0.0.1:{};lr;received=sip:{alice_addr}", edge.port)),
+        path.contains(&format!(
+            "sip:edge@127.0.0.1:{};lr;received=sip:{alice_addr}",
+            edge.port
+        )),
         "Path echoed by the registrar: {ok}"
     );
 
     // bob calls alice at the registrar; the INVITE reaches alice's real address
     let bob = sock_on("127.0.0.7");
-    let inv = req_from(&bob, "INVITE", "sip:alice@example.com", "sip:bob@example.com", "p2", "");
+    let inv = req_from(
+        &bob,
+        "INVITE",
+        "sip:alice@example.com",
+        "sip:bob@example.com",
+        "p2",
+        "",
+    );
     bob.send_to(inv.as_bytes(), reg.addr()).unwrap();
     let got = recv_text(&alice).expect("INVITE at alice's NAT address");
-    assert!(got.starts_with("INVITE sip:alice@10.0.0.99:5060 SIP/2.0"), "{got}");
-    assert!(header(&got, "Route").is_none(), "edge removed its Route: {got}");
+    assert!(
+        got.starts_with("INVITE sip:alice@10.0.0.99:5060 SIP/2.0"),
+        "{got}"
+    );
+    assert!(
+        header(&got, "Route").is_none(),
+        "edge removed its Route: {got}"
+    );
 }
 
 #[test]
@@ -110,18 +138,38 @@ route {{
         &[],
     );
     let c = sock_on("127.0.0.1");
-    let r = req_from(&c, "REGISTER", "sip:example.com", "sip:a@example.com", "d1", "Path: <sip:outer.example.com;lr>\r\n");
+    let r = req_from(
+        &c,
+        "REGISTER",
+        "sip:example.com",
+        "sip:a@example.com",
+        "d1",
+        "Path: <sip:outer.example.com;lr>\r\n",
+    );
     c.send_to(r.as_bytes(), s.addr()).unwrap();
     let got = recv_text(&sink).expect("forwarded REGISTER");
     assert_eq!(
         headers(&got, "Path"),
-        vec![format!("<sip:127.0.0.1:{};lr>", s.port).as_str(), "<sip:outer.example.com;lr>"],
+        vec![
+            format!("<sip:127.0.0.1:{};lr>", s.port).as_str(),
+            "<sip:outer.example.com;lr>"
+        ],
         "ours before the existing one: {got}"
     );
-    let inv = req_from(&c, "INVITE", "sip:bob@example.com", "sip:a@example.com", "d2", "Diversion: <sip:x@y>;reason=deflection\r\n");
+    let inv = req_from(
+        &c,
+        "INVITE",
+        "sip:bob@example.com",
+        "sip:a@example.com",
+        "d2",
+        "Diversion: <sip:x@y>;reason=deflection\r\n",
+    );
     c.send_to(inv.as_bytes(), s.addr()).unwrap();
     let got = recv_text(&sink).expect("forwarded INVITE");
-    assert!(got.starts_with("INVITE sip:voicemail@127.0.0.1 SIP/2.0"), "{got}");
+    assert!(
+        got.starts_with("INVITE sip:voicemail@127.0.0.1 SIP/2.0"),
+        "{got}"
+    );
     assert_eq!(
         headers(&got, "Diversion"),
         vec![

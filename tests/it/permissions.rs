@@ -16,7 +16,14 @@ pub fn sock_on(ip: &str) -> UdpSocket {
 }
 
 /// A request from socket `s` (its own address in the Via and Contact).
-pub fn req_from(s: &UdpSocket, method: &str, ruri: &str, from: &str, callid: &str, extra: &str) -> String {
+pub fn req_from(
+    s: &UdpSocket,
+    method: &str,
+    ruri: &str,
+    from: &str,
+    callid: &str,
+    extra: &str,
+) -> String {
     let a = s.local_addr().unwrap();
     format!(
         "{method} {ruri} SIP/2.0\r\n\
@@ -99,16 +106,36 @@ fn rule_files_decide_routing_and_registration() {
     let c = sock_on("127.0.0.1");
     let inv = |ruri: &str, from: &str, id: &str| req_from(&c, "INVITE", ruri, from, id, "");
     let gw = "sip:+15551234@gw.example.com";
-    assert_eq!(ask(&c, s.addr(), &inv(gw, "sip:alice@example.com", "r1")), "SIP/2.0 200 Routing OK");
-    assert_eq!(ask(&c, s.addr(), &inv(gw, "sip:bob@example.com", "r2")), "SIP/2.0 403 Routing Forbidden");
     assert_eq!(
-        ask(&c, s.addr(), &inv("sip:carol@example.com", "sip:bob@example.com", "r3")),
+        ask(&c, s.addr(), &inv(gw, "sip:alice@example.com", "r1")),
+        "SIP/2.0 200 Routing OK"
+    );
+    assert_eq!(
+        ask(&c, s.addr(), &inv(gw, "sip:bob@example.com", "r2")),
+        "SIP/2.0 403 Routing Forbidden"
+    );
+    assert_eq!(
+        ask(
+            &c,
+            s.addr(),
+            &inv("sip:carol@example.com", "sip:bob@example.com", "r3")
+        ),
         "SIP/2.0 200 Routing OK",
         "neither file matches: allowed"
     );
     // allow_uri: the pair (From, $avp(s:dest))
-    assert_eq!(ask(&c, s.addr(), &inv("sip:uri@x", "sip:alice@example.com", "u1")), "SIP/2.0 200 URI OK");
-    assert_eq!(ask(&c, s.addr(), &inv("sip:uri@x", "sip:bob@example.com", "u2")), "SIP/2.0 403 URI Forbidden");
+    assert_eq!(
+        ask(
+            &c,
+            s.addr(),
+            &inv("sip:uri@x", "sip:alice@example.com", "u1")
+        ),
+        "SIP/2.0 200 URI OK"
+    );
+    assert_eq!(
+        ask(&c, s.addr(), &inv("sip:uri@x", "sip:bob@example.com", "u2")),
+        "SIP/2.0 403 URI Forbidden"
+    );
     // allow_register: (To, each Contact)
     let reg = |contact: &str, id: &str| {
         req_from(
@@ -120,8 +147,14 @@ fn rule_files_decide_routing_and_registration() {
             &format!("Contact: <{contact}>\r\n"),
         )
     };
-    assert_eq!(ask(&c, s.addr(), &reg("sip:bob@192.0.2.7", "g1")), "SIP/2.0 200 Register OK");
-    assert_eq!(ask(&c, s.addr(), &reg("sip:bob@10.0.0.1", "g2")), "SIP/2.0 403 Register Forbidden");
+    assert_eq!(
+        ask(&c, s.addr(), &reg("sip:bob@192.0.2.7", "g1")),
+        "SIP/2.0 200 Register OK"
+    );
+    assert_eq!(
+        ask(&c, s.addr(), &reg("sip:bob@10.0.0.1", "g2")),
+        "SIP/2.0 403 Register Forbidden"
+    );
     assert_eq!(
         ask(&c, s.addr(), &reg("sip:gw@10.0.0.1", "g3")),
         "SIP/2.0 200 Register OK",
@@ -151,7 +184,10 @@ fn malformed_rule_files_are_startup_errors() {
         // relative names are in the config's directory
         let loc = format!("{}:{line}: ", dir.file("bad.allow").display());
         assert!(err.contains(&loc) && err.contains(what), "{text:?}: {err}");
-        assert!(err.contains("openser.cfg:5:"), "the call's position too: {err}");
+        assert!(
+            err.contains("openser.cfg:5:"),
+            "the call's position too: {err}"
+        );
     }
     // the default files, checked when allow_routing() is used without arguments
     let dir = TempDir::new("baddefault");
@@ -231,20 +267,47 @@ fn trusted_cache_and_mi_reload() {
     assert!(wait_fifo(&dir), "{}", s.log());
     let inv = |ip: &str, from: &str, id: &str| {
         let c = sock_on(ip);
-        ask(&c, s.addr(), &req_from(&c, "INVITE", "sip:+15551234@example.com", from, id, ""))
+        ask(
+            &c,
+            s.addr(),
+            &req_from(&c, "INVITE", "sip:+15551234@example.com", from, id, ""),
+        )
     };
     // a trusted gateway: no authentication, its tag in the AVP
-    assert_eq!(inv("127.0.0.2", "sip:pstn@gw", "t1"), "SIP/2.0 200 Trusted gw1");
+    assert_eq!(
+        inv("127.0.0.2", "sip:pstn@gw", "t1"),
+        "SIP/2.0 200 Trusted gw1"
+    );
     // the pattern row: From must match
-    assert_eq!(inv("127.0.0.4", "sip:x@carrier.net", "t2"), "SIP/2.0 200 Trusted");
-    assert_eq!(inv("127.0.0.4", "sip:x@other.net", "t3"), "SIP/2.0 407 Proxy Authentication Required");
+    assert_eq!(
+        inv("127.0.0.4", "sip:x@carrier.net", "t2"),
+        "SIP/2.0 200 Trusted"
+    );
+    assert_eq!(
+        inv("127.0.0.4", "sip:x@other.net", "t3"),
+        "SIP/2.0 407 Proxy Authentication Required"
+    );
     // anyone else is challenged
-    assert_eq!(inv("127.0.0.3", "sip:x@carrier.net", "t4"), "SIP/2.0 407 Proxy Authentication Required");
+    assert_eq!(
+        inv("127.0.0.3", "sip:x@carrier.net", "t4"),
+        "SIP/2.0 407 Proxy Authentication Required"
+    );
 
     // the address table: group 1 = 127.0.0.6, group 2 = 127.0.7.0/24
     let addr = |ip: &str, grp: &str, id: &str| {
         let c = sock_on(ip);
-        ask(&c, s.addr(), &req_from(&c, "OPTIONS", "sip:addr@127.0.0.1", "sip:a@b", id, &format!("X-Group: {grp}\r\n")))
+        ask(
+            &c,
+            s.addr(),
+            &req_from(
+                &c,
+                "OPTIONS",
+                "sip:addr@127.0.0.1",
+                "sip:a@b",
+                id,
+                &format!("X-Group: {grp}\r\n"),
+            ),
+        )
     };
     assert_eq!(addr("127.0.0.6", "9", "a1"), "SIP/2.0 200 Address OK");
     assert_eq!(addr("127.0.7.9", "2", "a2"), "SIP/2.0 200 Group Address OK");
@@ -254,7 +317,10 @@ fn trusted_cache_and_mi_reload() {
     assert!(d.contains("<1, 127.0.0.6, 0>"), "{d}");
     let d = mi(&dir, "subnet_dump", &[]);
     assert!(d.contains("<2, 127.0.7.0, 24, 0>"), "{d}");
-    db.sql(Some("openser"), "INSERT INTO address (grp, ip_addr, mask, port) VALUES (1, '127.0.8.9', 32, 0);");
+    db.sql(
+        Some("openser"),
+        "INSERT INTO address (grp, ip_addr, mask, port) VALUES (1, '127.0.8.9', 32, 0);",
+    );
     assert!(mi(&dir, "address_reload", &[]).starts_with("200"));
     assert_eq!(addr("127.0.8.9", "2", "a5"), "SIP/2.0 200 Address OK");
 
@@ -280,17 +346,28 @@ fn trusted_cache_and_mi_reload() {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "openserctl {args:?}: {text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "openserctl {args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         text
     };
     ctl(&["trusted", "add", "127.0.0.3", "udp", "", "gw3"]);
     assert!(ctl(&["trusted", "show"]).contains("127.0.0.3\tudp\tNULL\tgw3"));
-    assert_eq!(inv("127.0.0.3", "sip:x@y", "t5"), "SIP/2.0 407 Proxy Authentication Required");
+    assert_eq!(
+        inv("127.0.0.3", "sip:x@y", "t5"),
+        "SIP/2.0 407 Proxy Authentication Required"
+    );
     let r = ctl(&["trusted", "reload"]);
     assert!(r.starts_with("200 OK"), "{r}");
     // every receiver picks the new snapshot up
     for i in 0..6 {
-        assert_eq!(inv("127.0.0.3", "sip:x@y", &format!("t6{i}")), "SIP/2.0 200 Trusted", "try {i}");
+        assert_eq!(
+            inv("127.0.0.3", "sip:x@y", &format!("t6{i}")),
+            "SIP/2.0 200 Trusted",
+            "try {i}"
+        );
     }
     let d = mi(&dir, "trusted_dump", &[]);
     assert!(d.contains("<127.0.0.2, any, NULL, gw1>"), "{d}");
@@ -300,7 +377,10 @@ fn trusted_cache_and_mi_reload() {
     // a removed row goes at the next reload
     ctl(&["trusted", "rm", "127.0.0.2"]);
     assert!(mi(&dir, "trusted_reload", &[]).starts_with("200 OK"));
-    assert_eq!(inv("127.0.0.2", "sip:pstn@gw", "t7"), "SIP/2.0 407 Proxy Authentication Required");
+    assert_eq!(
+        inv("127.0.0.2", "sip:pstn@gw", "t7"),
+        "SIP/2.0 407 Proxy Authentication Required"
+    );
 }
 
 #[test]
@@ -311,7 +391,13 @@ fn trusted_without_cache_reads_the_table_each_time() {
     let dir = s.dir.path().to_path_buf();
     assert!(wait_fifo(&dir), "{}", s.log());
     let c = sock_on("127.0.0.5");
-    let inv = |id: &str| ask(&c, s.addr(), &req_from(&c, "INVITE", "sip:1@example.com", "sip:a@b", id, ""));
+    let inv = |id: &str| {
+        ask(
+            &c,
+            s.addr(),
+            &req_from(&c, "INVITE", "sip:1@example.com", "sip:a@b", id, ""),
+        )
+    };
     assert_eq!(inv("n1"), "SIP/2.0 407 Proxy Authentication Required");
     db.sql(Some("openser"), "INSERT INTO trusted (src_ip, proto, from_pattern, tag) VALUES ('127.0.0.5', 'any', NULL, NULL);");
     assert_eq!(inv("n2"), "SIP/2.0 200 Trusted");

@@ -39,7 +39,14 @@ fn flood_blocked_neighbour_served_memory_released() {
     let dir = s.dir.path().to_path_buf();
     assert!(wait_fifo(&dir), "{}", s.log());
     let warm = sock_on("127.0.0.1");
-    assert_eq!(ask(&warm, s.addr(), &req_from(&warm, "OPTIONS", "sip:x@127.0.0.1", "sip:w@h", "w0", "")), "SIP/2.0 200 OK");
+    assert_eq!(
+        ask(
+            &warm,
+            s.addr(),
+            &req_from(&warm, "OPTIONS", "sip:x@127.0.0.1", "sip:w@h", "w0", "")
+        ),
+        "SIP/2.0 200 OK"
+    );
     let baseline = stat(&dir, "shmem:used_size");
 
     let flood = sock_on("127.0.0.2");
@@ -55,12 +62,33 @@ fn flood_blocked_neighbour_served_memory_released() {
         }
     };
     for i in 0..2000u32 {
-        let m = req_from(&flood, "OPTIONS", "sip:x@127.0.0.1", "sip:f@h", &format!("f{i}"), "");
+        let m = req_from(
+            &flood,
+            "OPTIONS",
+            "sip:x@127.0.0.1",
+            "sip:f@h",
+            &format!("f{i}"),
+            "",
+        );
         // a full socket buffer on our side is just a lost request
         let _ = flood.send_to(m.as_bytes(), s.addr());
         if i % 100 == 50 {
-            let r = ask(&good, s.addr(), &req_from(&good, "OPTIONS", "sip:x@127.0.0.1", "sip:g@h", &format!("g{i}"), ""));
-            assert_eq!(r, "SIP/2.0 200 OK", "127.0.0.3 refused during the flood at {i}");
+            let r = ask(
+                &good,
+                s.addr(),
+                &req_from(
+                    &good,
+                    "OPTIONS",
+                    "sip:x@127.0.0.1",
+                    "sip:g@h",
+                    &format!("g{i}"),
+                    "",
+                ),
+            );
+            assert_eq!(
+                r, "SIP/2.0 200 OK",
+                "127.0.0.3 refused during the flood at {i}"
+            );
             drain(&mut answered);
         }
     }
@@ -70,23 +98,40 @@ fn flood_blocked_neighbour_served_memory_released() {
     std::thread::sleep(Duration::from_millis(300));
     drain(&mut answered);
     assert!(answered >= 30, "served until the density: {answered}");
-    assert!(answered < 200, "the flood was not blocked: {answered} of 2000 answered");
-    assert!(s.log().contains("ALARM - TOO MANY HITS on 127.0.0.2"), "{}", s.log());
+    assert!(
+        answered < 200,
+        "the flood was not blocked: {answered} of 2000 answered"
+    );
+    assert!(
+        s.log().contains("ALARM - TOO MANY HITS on 127.0.0.2"),
+        "{}",
+        s.log()
+    );
 
     // the block lifts once the source is quiet
     flood.set_nonblocking(false).unwrap();
-    flood.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    flood
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let mut n = 0;
     let lifted = wait_until(Duration::from_secs(30), || {
         n += 1;
         std::thread::sleep(Duration::from_millis(500));
-        let m = req_from(&flood, "OPTIONS", "sip:x@127.0.0.1", "sip:f@h", &format!("l{n}"), "");
+        let m = req_from(
+            &flood,
+            "OPTIONS",
+            "sip:x@127.0.0.1",
+            "sip:f@h",
+            &format!("l{n}"),
+            "",
+        );
         ask(&flood, s.addr(), &m) == "SIP/2.0 200 OK"
     });
     assert!(lifted, "127.0.0.2 still blocked");
     // nothing left in the tree after remove_latency, memory back at the baseline
     assert!(
-        wait_until(Duration::from_secs(60), || stat(&dir, "pike:tree_nodes") == 0),
+        wait_until(Duration::from_secs(60), || stat(&dir, "pike:tree_nodes")
+            == 0),
         "tree not emptied"
     );
     assert!(!mi(&dir, "pike_list", &[]).contains("127.0.0"));

@@ -12,7 +12,10 @@ use md5::{Digest, Md5};
 use std::net::UdpSocket;
 
 fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 const EXAMPLE: &str = include_str!("../../etc/examples/production.cfg");
@@ -25,11 +28,17 @@ fn config(url: &str, gw_port: u16, lnp: &str) -> String {
         .replace("listen=udp:127.0.0.1:5060", "listen=udp:127.0.0.1:{PORT}")
         .replace("children=4", "children=2")
         // every client of this test is on 127.0.0.1 (pike itself: tests/it/pike.rs)
-        .replace("\"reqs_density_per_unit\", 30", "\"reqs_density_per_unit\", 1000")
+        .replace(
+            "\"reqs_density_per_unit\", 30",
+            "\"reqs_density_per_unit\", 1000",
+        )
         .replace("\"/tmp/openser_fifo\"", "\"{DIR}/openser_fifo\"")
         .replace("10.0.0.10:5060", &format!("127.0.0.1:{gw_port}"))
         .replace("/usr/local/lib/openser/lnp", lnp);
-    assert!(!cfg.contains(DEFAULT_URL) && cfg.contains("{PORT}"), "the example changed: adapt this test");
+    assert!(
+        !cfg.contains(DEFAULT_URL) && cfg.contains("{PORT}"),
+        "the example changed: adapt this test"
+    );
     cfg
 }
 
@@ -67,7 +76,11 @@ fn invite_auth(s: &Server, c: &UdpSocket, user: &str, pw: &str, ruri: &str, id: 
     assert!(chal.starts_with("SIP/2.0 407"), "{chal}");
     let h = header(&chal, "Proxy-Authenticate").unwrap_or("");
     let field = |k: &str| {
-        h.split(&format!("{k}=\"")).nth(1).and_then(|r| r.split('"').next()).unwrap_or("").to_string()
+        h.split(&format!("{k}=\""))
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("")
+            .to_string()
     };
     let (realm, nonce) = (field("realm"), field("nonce"));
     let ha1 = md5_hex(&format!("{user}:{realm}:{pw}"));
@@ -126,7 +139,11 @@ fn production_config_end_to_end() {
     std::fs::set_permissions(&lnp, std::fs::Permissions::from_mode(0o755)).unwrap();
     let url = db.url("openser", "openserrw", "openser");
     let s = Server::start(
-        &config(&url, gw.local_addr().unwrap().port(), &lnp.display().to_string()),
+        &config(
+            &url,
+            gw.local_addr().unwrap().port(),
+            &lnp.display().to_string(),
+        ),
         &[],
     );
     let dir = s.dir.path().to_path_buf();
@@ -139,9 +156,24 @@ fn production_config_end_to_end() {
         &dir,
         "reg_auth.xml",
         s.port,
-        &["-s", "bob", "-au", "bob", "-ap", "bobpw", "-key", "contact_port", &uas_port.to_string()],
+        &[
+            "-s",
+            "bob",
+            "-au",
+            "bob",
+            "-ap",
+            "bobpw",
+            "-key",
+            "contact_port",
+            &uas_port.to_string(),
+        ],
     );
-    assert!(out.status.success(), "REGISTER failed: {}\n{}", String::from_utf8_lossy(&out.stdout), s.log());
+    assert!(
+        out.status.success(),
+        "REGISTER failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        s.log()
+    );
     // alice calls bob (SIPp, 407 answered, through the location table)
     let stf = dir.join("uac_auth.csv");
     let out = sipp_run(
@@ -170,14 +202,33 @@ fn production_config_end_to_end() {
             stf.display().to_string(),
         ],
     );
-    assert!(out.status.success(), "calls failed: {}\n{}", String::from_utf8_lossy(&out.stdout), s.log());
+    assert!(
+        out.status.success(),
+        "calls failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        s.log()
+    );
 
     let c = sock_on("127.0.0.1");
     // a foreign domain: not served, no relaying for it
-    let r = req_from(&c, "REGISTER", "sip:foreign.example", "sip:x@foreign.example", "f1", "Contact: <sip:x@127.0.0.1:9>\r\n")
-        .replace("To: <sip:foreign.example>", "To: <sip:x@foreign.example>");
+    let r = req_from(
+        &c,
+        "REGISTER",
+        "sip:foreign.example",
+        "sip:x@foreign.example",
+        "f1",
+        "Contact: <sip:x@127.0.0.1:9>\r\n",
+    )
+    .replace("To: <sip:foreign.example>", "To: <sip:x@foreign.example>");
     assert_eq!(ask(&c, s.addr(), &r), "SIP/2.0 403 Domain Not Served");
-    let r = req_from(&c, "INVITE", "sip:y@foreign.example", "sip:x@foreign.example", "f2", "");
+    let r = req_from(
+        &c,
+        "INVITE",
+        "sip:y@foreign.example",
+        "sip:x@foreign.example",
+        "f2",
+        "",
+    );
     assert_eq!(ask(&c, s.addr(), &r), "SIP/2.0 403 Relaying Forbidden");
 
     // bob is not in group "pstn"
@@ -188,31 +239,64 @@ fn production_config_end_to_end() {
     // alice is: the portability program routes her call to the gateway
     let _ = invite_auth(&s, &c, "alice", "alicepw", "sip:+15551234@127.0.0.1", "g2");
     let at_gw = recv_invite(&gw);
-    assert!(at_gw.starts_with("INVITE sip:+15551234@127.0.0.1:"), "{at_gw}");
-    assert!(at_gw.lines().next().unwrap().contains(";rn=9999"), "{at_gw}");
+    assert!(
+        at_gw.starts_with("INVITE sip:+15551234@127.0.0.1:"),
+        "{at_gw}"
+    );
+    assert!(
+        at_gw.lines().next().unwrap().contains(";rn=9999"),
+        "{at_gw}"
+    );
 
     // carol's preference forwards her calls to the voicemail
     let _ = invite_auth(&s, &c, "alice", "alicepw", "sip:carol@127.0.0.1", "p1");
     let at_vm = recv_invite(&vm);
-    assert!(at_vm.starts_with("INVITE sip:voicemail@127.0.0.1:"), "{at_vm}");
+    assert!(
+        at_vm.starts_with("INVITE sip:voicemail@127.0.0.1:"),
+        "{at_vm}"
+    );
 
     // the trusted gateway calls carol without credentials
     let g = sock_on("127.0.0.2");
-    g.send_to(req_from(&g, "INVITE", "sip:carol@127.0.0.1", "sip:+4930123@gw.example", "t1", "").as_bytes(), s.addr())
-        .unwrap();
+    g.send_to(
+        req_from(
+            &g,
+            "INVITE",
+            "sip:carol@127.0.0.1",
+            "sip:+4930123@gw.example",
+            "t1",
+            "",
+        )
+        .as_bytes(),
+        s.addr(),
+    )
+    .unwrap();
     let at_vm = recv_invite(&vm);
     assert!(header(&at_vm, "Call-ID") == Some("t1"), "{at_vm}");
     // and an untrusted address is challenged for the same call
     let u = sock_on("127.0.0.3");
-    let r = req_from(&u, "INVITE", "sip:carol@127.0.0.1", "sip:mallory@127.0.0.1", "t2", "");
-    assert_eq!(ask(&u, s.addr(), &r), "SIP/2.0 407 Proxy Authentication Required");
+    let r = req_from(
+        &u,
+        "INVITE",
+        "sip:carol@127.0.0.1",
+        "sip:mallory@127.0.0.1",
+        "t2",
+        "",
+    );
+    assert_eq!(
+        ask(&u, s.addr(), &r),
+        "SIP/2.0 407 Proxy Authentication Required"
+    );
 
     // the trace: the INVITEs and their replies, in and out
     let rows = db.sql(
         Some("openser"),
         "SELECT DISTINCT direction, method, status FROM sip_trace WHERE callid='p1b' ORDER BY 1, 2, 3",
     );
-    assert!(rows.contains("in\tINVITE\t\n") && rows.contains("out\tINVITE\t\n"), "{rows}");
+    assert!(
+        rows.contains("in\tINVITE\t\n") && rows.contains("out\tINVITE\t\n"),
+        "{rows}"
+    );
     let calls = db.sql(
         Some("openser"),
         "SELECT COUNT(DISTINCT direction) FROM sip_trace WHERE method='INVITE' AND status='200'",

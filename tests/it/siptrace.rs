@@ -52,7 +52,10 @@ fn answer(req: &str, code: &str) -> String {
     for n in ["From", "Call-ID", "CSeq"] {
         s.push_str(&format!("{n}: {}\r\n", header(req, n).unwrap_or("")));
     }
-    s.push_str(&format!("To: {};tag=uas\r\nContent-Length: 0\r\n\r\n", header(req, "To").unwrap_or("")));
+    s.push_str(&format!(
+        "To: {};tag=uas\r\nContent-Length: 0\r\n\r\n",
+        header(req, "To").unwrap_or("")
+    ));
     s
 }
 
@@ -61,7 +64,14 @@ fn call(s: &Server, from_user: &str, callid: &str) {
     let caller = sock_on("127.0.0.1");
     let uas = sock_on("127.0.0.1");
     let ruri = format!("sip:bob@{}", uas.local_addr().unwrap());
-    let inv = req_from(&caller, "INVITE", &ruri, &format!("sip:{from_user}@example.com"), callid, "Contact: <sip:c@127.0.0.1>\r\n");
+    let inv = req_from(
+        &caller,
+        "INVITE",
+        &ruri,
+        &format!("sip:{from_user}@example.com"),
+        callid,
+        "Contact: <sip:c@127.0.0.1>\r\n",
+    );
     caller.send_to(inv.as_bytes(), s.addr()).unwrap();
     let (got, from) = loop {
         let mut buf = vec![0u8; 65536];
@@ -71,7 +81,8 @@ fn call(s: &Server, from_user: &str, callid: &str) {
             break (m, from);
         }
     };
-    uas.send_to(answer(&got, "486 Busy Here").as_bytes(), from).unwrap();
+    uas.send_to(answer(&got, "486 Busy Here").as_bytes(), from)
+        .unwrap();
     loop {
         let r = recv(&caller).expect("486 relayed to the caller");
         if r.starts_with("SIP/2.0 486") {
@@ -81,16 +92,17 @@ fn call(s: &Server, from_user: &str, callid: &str) {
 }
 
 fn rows(db: &MariaDb, callid: &str, user: &str) -> Vec<String> {
-    let mut v = db.sql(
-        Some("openser"),
-        &format!(
-            "SELECT direction, method, status, LEFT(toip, 4) FROM sip_trace \
+    let mut v = db
+        .sql(
+            Some("openser"),
+            &format!(
+                "SELECT direction, method, status, LEFT(toip, 4) FROM sip_trace \
              WHERE callid='{callid}' AND traced_user='{user}' AND status <> '100' ORDER BY id"
-        ),
-    )
-    .lines()
-    .map(|l| l.replace('\t', " "))
-    .collect::<Vec<_>>();
+            ),
+        )
+        .lines()
+        .map(|l| l.replace('\t', " "))
+        .collect::<Vec<_>>();
     // processes write concurrently: compare as sets
     v.sort();
     v
@@ -101,7 +113,9 @@ fn both_directions_stored_and_duplicated() {
     let Some(db) = MariaDb::start() else { return };
     db.create_openser_db();
     let capture = UdpSocket::bind("127.0.0.1:0").unwrap();
-    capture.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    capture
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
     let url = db.url("openser", "openserrw", "openser");
     let s = Server::start(&cfg(&url, capture.local_addr().unwrap().port()), &[]);
     let dir = s.dir.path().to_path_buf();
@@ -116,7 +130,9 @@ fn both_directions_stored_and_duplicated() {
         "out INVITE 486 udp:".to_string(),
     ];
     want.sort();
-    let ok = crate::harness::netns::wait_until(Duration::from_secs(5), || rows(&db, "st1", "").len() >= 4);
+    let ok = crate::harness::netns::wait_until(Duration::from_secs(5), || {
+        rows(&db, "st1", "").len() >= 4
+    });
     assert!(ok, "{:?}\n{}", rows(&db, "st1", ""), s.log());
     assert_eq!(rows(&db, "st1", ""), want);
     // the addresses of each direction
@@ -126,15 +142,24 @@ fn both_directions_stored_and_duplicated() {
     );
     let port = s.port;
     let lines: Vec<&str> = ips.lines().collect();
-    assert!(lines[0].contains(&format!("\tudp:127.0.0.1:{port}\tfst1")), "reply in, to us: {ips}");
-    assert!(lines[1].starts_with(&format!("out\t127.0.0.1:{port}\t")), "reply out, from us: {ips}");
+    assert!(
+        lines[0].contains(&format!("\tudp:127.0.0.1:{port}\tfst1")),
+        "reply in, to us: {ips}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("out\t127.0.0.1:{port}\t")),
+        "reply out, from us: {ips}"
+    );
     // nothing for a traced user yet, no copies
     assert!(rows(&db, "st1", "alice@example.com").is_empty());
     assert!(recv(&capture).is_none());
 
     // alice is a traced user: her rows and a copy of each message
     call(&s, "alice", "st2");
-    assert!(crate::harness::netns::wait_until(Duration::from_secs(5), || rows(&db, "st2", "alice@example.com").len() >= 4));
+    assert!(crate::harness::netns::wait_until(
+        Duration::from_secs(5),
+        || rows(&db, "st2", "alice@example.com").len() >= 4
+    ));
     assert_eq!(rows(&db, "st2", "alice@example.com"), want);
     let mut copies = 0;
     while let Some(m) = recv(&capture) {
@@ -151,7 +176,10 @@ fn both_directions_stored_and_duplicated() {
     assert!(r.starts_with("200"), "{r}");
     call(&s, "alice", "st3");
     call(&s, "bob", "st4");
-    assert!(crate::harness::netns::wait_until(Duration::from_secs(5), || rows(&db, "st3", "alice@example.com").len() >= 4));
+    assert!(crate::harness::netns::wait_until(
+        Duration::from_secs(5),
+        || rows(&db, "st3", "alice@example.com").len() >= 4
+    ));
     assert!(rows(&db, "st3", "").is_empty());
     assert!(rows(&db, "st4", "").is_empty());
     assert!(mi(&dir, "sip_trace", &["maybe"]).starts_with("400"));

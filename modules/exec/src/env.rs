@@ -116,7 +116,9 @@ mod tests {
         let get = |n: &str| v.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
         assert_eq!(
             get("SIP_HF_VIA"),
-            Some("SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKx1,SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKx0")
+            Some(
+                "SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKx1,SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKx0"
+            )
         );
         assert_eq!(get("SIP_HF_FROM"), Some("<sip:alice@example.com>;tag=a1"));
         assert_eq!(get("SIP_HF_CALLID"), Some("c1"));

@@ -116,7 +116,12 @@ fn limit() -> Duration {
 
 /// Run `line` under `/bin/sh -c` with `vars` in its environment and `input` on its
 /// standard input, for at most `limit`.
-pub fn run(line: &str, vars: &[(String, String)], input: Option<&[u8]>, limit: Duration) -> Outcome {
+pub fn run(
+    line: &str,
+    vars: &[(String, String)],
+    input: Option<&[u8]>,
+    limit: Duration,
+) -> Outcome {
     let setup = || -> std::io::Result<(File, Stdio)> {
         let out = temp_file()?;
         let stdin = match input {
@@ -182,7 +187,8 @@ pub fn run(line: &str, vars: &[(String, String)], input: Option<&[u8]>, limit: D
         });
     }
     let mut buf = Vec::new();
-    if out.seek(SeekFrom::Start(0)).is_err() || out.take(MAX_OUTPUT).read_to_end(&mut buf).is_err() {
+    if out.seek(SeekFrom::Start(0)).is_err() || out.take(MAX_OUTPUT).read_to_end(&mut buf).is_err()
+    {
         return Outcome::Failed("cannot read the output".into());
     }
     Outcome::Ok(buf)
@@ -220,7 +226,10 @@ fn run_logged(ctx: &Ctx, line: &str, input: Option<&[u8]>) -> Option<Vec<u8>> {
             None
         }
         Outcome::TimedOut => {
-            openser_core::log_err!("cmd {line} still running after {} s: killed", limit().as_secs());
+            openser_core::log_err!(
+                "cmd {line} still running after {} s: killed",
+                limit().as_secs()
+            );
             None
         }
         Outcome::NotStarted(why) => {
@@ -339,10 +348,19 @@ mod tests {
     #[test]
     fn output_and_status() {
         let v = vec![("SIP_X".to_string(), "y z".to_string())];
-        let o = run("printf 'a\\n\\n b \\r\\n'; echo \"$SIP_X\"", &v, None, Duration::from_secs(5));
-        let Outcome::Ok(out) = &o else { panic!("{o:?}") };
+        let o = run(
+            "printf 'a\\n\\n b \\r\\n'; echo \"$SIP_X\"",
+            &v,
+            None,
+            Duration::from_secs(5),
+        );
+        let Outcome::Ok(out) = &o else {
+            panic!("{o:?}")
+        };
         assert_eq!(lines(out), vec!["a", " b", "y z"]);
-        assert!(matches!(run("exit 3", &[], None, Duration::from_secs(5)), Outcome::Failed(w) if w.contains('3')));
+        assert!(
+            matches!(run("exit 3", &[], None, Duration::from_secs(5)), Outcome::Failed(w) if w.contains('3'))
+        );
         let o = run("cat", &[], Some(b"INVITE x"), Duration::from_secs(5));
         assert_eq!(o, Outcome::Ok(b"INVITE x".to_vec()));
     }
@@ -355,7 +373,11 @@ mod tests {
         let line = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
         let o = run(&line, &[], None, Duration::from_millis(300));
         assert_eq!(o, Outcome::TimedOut);
-        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         // the grandchild went with the group (it may linger an instant as init's zombie)
         let gone = (0..100).any(|_| {
             let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -373,7 +395,12 @@ mod tests {
     fn quoting() {
         assert_eq!(shell_quote("sip:$(id)@h"), "'sip:$(id)@h'");
         assert_eq!(shell_quote("a'b"), "'a'\\''b'");
-        let o = run(&format!("echo {}", shell_quote("x'$(echo no)'y")), &[], None, Duration::from_secs(5));
+        let o = run(
+            &format!("echo {}", shell_quote("x'$(echo no)'y")),
+            &[],
+            None,
+            Duration::from_secs(5),
+        );
         assert_eq!(o, Outcome::Ok(b"x'$(echo no)'y\n".to_vec()));
     }
 

@@ -30,7 +30,13 @@ pub static EXPORTS: ModuleExports = ModuleExports {
     params: &[Param::bool("use_received", &USE_RECEIVED)],
     cmds: &[
         CmdExport::new("add_path", 0, 1, REQUEST_ROUTE, cmd_add_path),
-        CmdExport::new("add_path_received", 0, 1, REQUEST_ROUTE, cmd_add_path_received),
+        CmdExport::new(
+            "add_path_received",
+            0,
+            1,
+            REQUEST_ROUTE,
+            cmd_add_path_received,
+        ),
     ],
     pre_script: Some(pre_script),
     ..ModuleExports::EMPTY
@@ -129,7 +135,10 @@ mod tests {
 
     #[test]
     fn header_forms() {
-        assert_eq!(path_line("", "10.0.0.1", 5060, None), "Path: <sip:10.0.0.1;lr>\r\n");
+        assert_eq!(
+            path_line("", "10.0.0.1", 5060, None),
+            "Path: <sip:10.0.0.1;lr>\r\n"
+        );
         assert_eq!(
             path_line("lb", "10.0.0.1", 5070, Some("sip:192.0.2.9:1234")),
             "Path: <sip:lb@10.0.0.1:5070;lr;received=sip:192.0.2.9:1234>\r\n"

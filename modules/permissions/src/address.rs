@@ -76,14 +76,21 @@ pub fn deserialise(b: &[u8]) -> Vec<AddrRow> {
 /// Read the address table; rows that are not a group, an IPv4 address, a mask of
 /// 1–32 and a port are skipped with an error, as 1.2 does.
 pub fn read_table(conn: &mut dyn db::DbConn) -> Result<Vec<AddrRow>, String> {
-    let cols = [P.grp_col.get(), P.ip_addr_col.get(), P.mask_col.get(), P.port_col.get()];
+    let cols = [
+        P.grp_col.get(),
+        P.ip_addr_col.get(),
+        P.mask_col.get(),
+        P.port_col.get(),
+    ];
     let rows = conn
         .query(P.address_table.get(), &[], &cols, None)
         .map_err(|e| format!("error while querying the address table: {e}"))?;
     let int = |v: &DbVal| v.as_int();
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let ip = r[1].as_str().and_then(|s| s.trim().parse::<Ipv4Addr>().ok());
+        let ip = r[1]
+            .as_str()
+            .and_then(|s| s.trim().parse::<Ipv4Addr>().ok());
         match (int(&r[0]), ip, int(&r[2]), int(&r[3])) {
             (Some(g), Some(ip), Some(m), Some(p))
                 if g >= 0 && (1..=32).contains(&m) && (0..=65535).contains(&p) =>
@@ -103,11 +110,14 @@ pub fn read_table(conn: &mut dyn db::DbConn) -> Result<Vec<AddrRow>, String> {
 
 /// mod_init: load the table (when `db_url` is set).
 pub fn mod_init(url: &str) -> Result<(), String> {
-    let snap = Snapshot::new(SNAPSHOT_CAP).ok_or("permissions: no shared memory for the address table")?;
-    let mut conn = db::connect(url).map_err(|e| format!("permissions: unable to connect the database: {e}"))?;
+    let snap =
+        Snapshot::new(SNAPSHOT_CAP).ok_or("permissions: no shared memory for the address table")?;
+    let mut conn = db::connect(url)
+        .map_err(|e| format!("permissions: unable to connect the database: {e}"))?;
     let rows = read_table(conn.as_mut()).map_err(|e| format!("permissions: {e}"))?;
     drop(conn);
-    snap.publish(&serialise(&rows)).map_err(|e| format!("permissions: address table: {e}"))?;
+    snap.publish(&serialise(&rows))
+        .map_err(|e| format!("permissions: address table: {e}"))?;
     let _ = SNAP.set(snap);
     Ok(())
 }
@@ -121,8 +131,8 @@ fn allowed(grp: u32, ip: Ipv4Addr, port: u16) -> bool {
     LOCAL.with(|l| {
         let mut l = l.borrow_mut();
         if l.as_ref().is_none_or(|(g, _)| *g != snap.generation()) {
-            let (gen, bytes) = snap.read();
-            *l = Some((gen, deserialise(&bytes)));
+            let (epoch, bytes) = snap.read();
+            *l = Some((epoch, deserialise(&bytes)));
         }
         l.as_ref()
             .is_some_and(|(_, rows)| rows.iter().any(|r| r.matches(grp, ip, port)))
@@ -134,7 +144,9 @@ pub fn fixup_group(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
     match &args[0].value {
         ArgValue::Int(i) if *i >= 0 => Ok(vec![FixedArg::Int(*i)]),
         ArgValue::Str(s) | ArgValue::Ident(s) if s.trim().parse::<u32>().is_ok() => {
-            Ok(vec![FixedArg::Int(s.trim().parse::<u32>().unwrap_or(0) as i64)])
+            Ok(vec![FixedArg::Int(
+                s.trim().parse::<u32>().unwrap_or(0) as i64
+            )])
         }
         _ => openser_core::script::fixup::default_fixup(&args[..1]),
     }
@@ -167,7 +179,11 @@ pub fn cmd_allow_address(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
         openser_core::log_err!("bad port value");
         return -1;
     };
-    if allowed(GROUP.with(Cell::get), ip, port) { 1 } else { -1 }
+    if allowed(GROUP.with(Cell::get), ip, port) {
+        1
+    } else {
+        -1
+    }
 }
 
 pub fn cmd_allow_source_address(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
@@ -232,7 +248,10 @@ pub fn mi_subnet_dump(_args: &[MiArg]) -> MiReply {
             .filter(|r| r.mask < 32)
             .enumerate()
             .map(|(i, r)| {
-                MiNode::value(format!("{i:4} <{}, {}, {}, {}>", r.grp, r.ip, r.mask, r.port))
+                MiNode::value(format!(
+                    "{i:4} <{}, {}, {}, {}>",
+                    r.grp, r.ip, r.mask, r.port
+                ))
             })
             .collect(),
     )

@@ -233,20 +233,28 @@ ALL : "^sip:361[0-9]*@abc\.com$" EXCEPT "^sip:361[0-9]*3@abc\.com$", "^sip:361[0
     fn malformed_lines_name_file_and_line() {
         for (text, what) in [
             ("ALL : ALL\nALL ALL\n", "f.allow:2: missing ':'"),
-            ("\"^sip:(\" : ALL\n", "f.allow:1: left side: bad regular expression"),
+            (
+                "\"^sip:(\" : ALL\n",
+                "f.allow:1: left side: bad regular expression",
+            ),
             ("ALL : \"abc\n", "f.allow:1: unterminated quote"),
             ("ALL :\n", "f.allow:1: right side: missing expression"),
             ("ALL : a,,b\n", "f.allow:1: right side: empty expression"),
             (": ALL\n", "f.allow:1: left side: missing expression"),
         ] {
-            let e = parse(text, "f.allow").err().unwrap_or_else(|| panic!("{text:?}"));
+            let e = parse(text, "f.allow")
+                .err()
+                .unwrap_or_else(|| panic!("{text:?}"));
             assert!(e.starts_with(what), "{text:?}: {e}");
         }
     }
 
     #[test]
     fn paths_relative_to_the_config() {
-        assert_eq!(pathname("p.allow", Some("/etc/openser/openser.cfg")), "/etc/openser/p.allow");
+        assert_eq!(
+            pathname("p.allow", Some("/etc/openser/openser.cfg")),
+            "/etc/openser/p.allow"
+        );
         assert_eq!(pathname("p.allow", Some("openser.cfg")), "p.allow");
         assert_eq!(pathname("/x/p.allow", Some("/etc/o.cfg")), "/x/p.allow");
         assert_eq!(pathname("d/p.allow", None), "d/p.allow");

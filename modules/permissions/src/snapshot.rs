@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 pub struct Snapshot {
     lock: &'static FastLock,
-    gen: &'static AtomicU64,
+    epoch: &'static AtomicU64,
     len: &'static AtomicU32,
     buf: &'static [AtomicU8],
 }
@@ -20,7 +20,7 @@ impl Snapshot {
     pub fn new(cap: usize) -> Option<Snapshot> {
         Some(Snapshot {
             lock: shm::alloc_static(FastLock::new())?,
-            gen: shm::alloc_static(AtomicU64::new(0))?,
+            epoch: shm::alloc_static(AtomicU64::new(0))?,
             len: shm::alloc_static(AtomicU32::new(0))?,
             buf: shm::alloc_static_slice_with(cap, |_| AtomicU8::new(0))?,
         })
@@ -40,20 +40,23 @@ impl Snapshot {
             cell.store(*b, Ordering::Relaxed);
         }
         self.len.store(bytes.len() as u32, Ordering::Relaxed);
-        self.gen.fetch_add(1, Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
     /// The current generation (cheap).
     pub fn generation(&self) -> u64 {
-        self.gen.load(Ordering::Acquire)
+        self.epoch.load(Ordering::Acquire)
     }
 
     /// The contents and their generation.
     pub fn read(&self) -> (u64, Vec<u8>) {
         let _g = self.lock.lock();
         let n = (self.len.load(Ordering::Relaxed) as usize).min(self.buf.len());
-        let bytes = self.buf[..n].iter().map(|c| c.load(Ordering::Relaxed)).collect();
-        (self.gen.load(Ordering::Acquire), bytes)
+        let bytes = self.buf[..n]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        (self.epoch.load(Ordering::Acquire), bytes)
     }
 }

@@ -11,12 +11,12 @@
 //! compiled the pattern of every candidate row on every call).
 
 use super::P;
+use super::snapshot::Snapshot;
 use openser_core::db::{self, DbVal, Key};
 use openser_core::mi::{MiArg, MiNode, MiReply};
 use openser_core::parser::Proto;
 use openser_core::re::Regex;
 use openser_core::script::{AvpId, Ctx, PvValue};
-use super::snapshot::Snapshot;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -49,7 +49,7 @@ struct Compiled {
 
 /// This process's parsed copy of the snapshot.
 struct Local {
-    gen: u64,
+    epoch: u64,
     by_ip: HashMap<String, Vec<Compiled>>,
 }
 
@@ -143,7 +143,11 @@ fn compile(rows: Vec<TrustedRow>) -> HashMap<String, Vec<Compiled>> {
     let mut m: HashMap<String, Vec<Compiled>> = HashMap::new();
     for r in rows {
         let Ok(proto) = proto_of(&r.proto) else {
-            openser_core::log_err!("unknown protocol '{}' for {}: row ignored", r.proto, r.src_ip);
+            openser_core::log_err!(
+                "unknown protocol '{}' for {}: row ignored",
+                r.proto,
+                r.src_ip
+            );
             continue;
         };
         let pattern = match r.pattern.as_deref() {
@@ -151,16 +155,21 @@ fn compile(rows: Vec<TrustedRow>) -> HashMap<String, Vec<Compiled>> {
             Some(p) => match Regex::new(p, false, true) {
                 Ok(re) => Some(re),
                 Err(e) => {
-                    openser_core::log_err!("error in regular expression '{p}' ({e}): row of {} ignored", r.src_ip);
+                    openser_core::log_err!(
+                        "error in regular expression '{p}' ({e}): row of {} ignored",
+                        r.src_ip
+                    );
                     continue;
                 }
             },
         };
-        m.entry(r.src_ip.to_ascii_lowercase()).or_default().push(Compiled {
-            proto,
-            pattern,
-            tag: r.tag,
-        });
+        m.entry(r.src_ip.to_ascii_lowercase())
+            .or_default()
+            .push(Compiled {
+                proto,
+                pattern,
+                tag: r.tag,
+            });
     }
     m
 }
@@ -202,8 +211,8 @@ fn publish(rows: &[TrustedRow]) -> Result<(), String> {
 
 /// The current snapshot's rows and generation.
 fn snapshot() -> Option<(u64, Vec<TrustedRow>)> {
-    let (gen, bytes) = SHARED.get()?.read();
-    Some((gen, deserialise(&bytes)))
+    let (epoch, bytes) = SHARED.get()?.read();
+    Some((epoch, deserialise(&bytes)))
 }
 
 pub(crate) fn url() -> Option<&'static str> {
@@ -218,17 +227,20 @@ pub fn mod_init() -> Result<(), String> {
     };
     let _ = TAG_AVP.set(tag);
     let Some(url) = url() else {
-        openser_core::log_info!("db_url parameter of permissions module not set, disabling allow_trusted");
+        openser_core::log_info!(
+            "db_url parameter of permissions module not set, disabling allow_trusted"
+        );
         return Ok(());
     };
     db::check_url(url).map_err(|e| format!("permissions: {e}"))?;
     if P.db_mode.get() != 1 {
         return Ok(());
     }
-    let snap = Snapshot::new(SNAPSHOT_CAP)
-        .ok_or("permissions: no shared memory for the trusted cache")?;
+    let snap =
+        Snapshot::new(SNAPSHOT_CAP).ok_or("permissions: no shared memory for the trusted cache")?;
     let _ = SHARED.set(snap);
-    let mut conn = db::connect(url).map_err(|e| format!("permissions: unable to connect the database: {e}"))?;
+    let mut conn = db::connect(url)
+        .map_err(|e| format!("permissions: unable to connect the database: {e}"))?;
     let rows = read_table(conn.as_mut()).map_err(|e| format!("permissions: {e}"))?;
     drop(conn);
     publish(&rows).map_err(|e| format!("permissions: {e}"))?;
@@ -270,11 +282,11 @@ pub fn cmd_allow_trusted(ctx: &mut Ctx, _args: &[openser_core::module::FixedArg]
     if SHARED.get().is_some() {
         let tag = LOCAL.with(|l| {
             let mut l = l.borrow_mut();
-            let gen = SHARED.get()?.generation();
-            if l.as_ref().is_none_or(|c| c.gen != gen) {
-                let (gen, rows) = snapshot()?;
+            let epoch = SHARED.get()?.generation();
+            if l.as_ref().is_none_or(|c| c.epoch != epoch) {
+                let (epoch, rows) = snapshot()?;
                 *l = Some(Local {
-                    gen,
+                    epoch,
                     by_ip: compile(rows),
                 });
             }
@@ -302,7 +314,9 @@ pub fn cmd_allow_trusted(ctx: &mut Ctx, _args: &[openser_core::module::FixedArg]
     };
     for r in rows {
         let Some(proto) = r[0].as_str() else { continue };
-        let Ok(proto) = proto_of(&proto) else { continue };
+        let Ok(proto) = proto_of(&proto) else {
+            continue;
+        };
         let pattern = match r[1].as_str() {
             None => None,
             Some(p) => match Regex::new(&p, false, true) {
@@ -403,11 +417,31 @@ mod tests {
             row("10.0.0.3", "bogus", None, None),
         ]);
         let r = &m["10.0.0.2"][0];
-        assert!(row_matches(r.proto, r.pattern.as_ref(), Proto::Udp, "sip:a@carrier.net"));
-        assert!(!row_matches(r.proto, r.pattern.as_ref(), Proto::Tcp, "sip:a@carrier.net"));
-        assert!(!row_matches(r.proto, r.pattern.as_ref(), Proto::Udp, "sip:a@other.net"));
+        assert!(row_matches(
+            r.proto,
+            r.pattern.as_ref(),
+            Proto::Udp,
+            "sip:a@carrier.net"
+        ));
+        assert!(!row_matches(
+            r.proto,
+            r.pattern.as_ref(),
+            Proto::Tcp,
+            "sip:a@carrier.net"
+        ));
+        assert!(!row_matches(
+            r.proto,
+            r.pattern.as_ref(),
+            Proto::Udp,
+            "sip:a@other.net"
+        ));
         let r = &m["10.0.0.1"][0];
-        assert!(row_matches(r.proto, r.pattern.as_ref(), Proto::Tcp, "anything"));
+        assert!(row_matches(
+            r.proto,
+            r.pattern.as_ref(),
+            Proto::Tcp,
+            "anything"
+        ));
         assert!(!m.contains_key("10.0.0.3"), "unknown protocol ignored");
     }
 

@@ -37,7 +37,12 @@ pub static EXPORTS: ModuleExports = ModuleExports {
     name: "pike",
     params: &[
         Param::int_range("sampling_time_unit", &P.sampling_time_unit, 1, 3600),
-        Param::int_range("reqs_density_per_unit", &P.reqs_density_per_unit, 1, 1 << 30),
+        Param::int_range(
+            "reqs_density_per_unit",
+            &P.reqs_density_per_unit,
+            1,
+            1 << 30,
+        ),
         Param::int_range("remove_latency", &P.remove_latency, 1, 1 << 30),
         Param::str("check_route", &P.check_route),
         Param::int_range("max_nodes", &P.max_nodes, 16, 1 << 24),
@@ -194,7 +199,12 @@ mod tests {
 
     #[test]
     fn exports_table() {
-        for p in ["sampling_time_unit", "reqs_density_per_unit", "remove_latency", "check_route"] {
+        for p in [
+            "sampling_time_unit",
+            "reqs_density_per_unit",
+            "remove_latency",
+            "check_route",
+        ] {
             assert!(EXPORTS.param(p).is_some(), "{p}");
         }
         assert_eq!(EXPORTS.mi[0].name, "pike_list");

@@ -188,7 +188,11 @@ impl Tree {
             self.set_flag(node, IPLEAF, true);
             sat_inc(self.f(node, LEAF_CURR));
             self.start_expiry(node, now);
-            return if self.hot_leaf(node) { Mark::Red } else { Mark::Ok };
+            return if self.hot_leaf(node) {
+                Mark::Red
+            } else {
+                Mark::Ok
+            };
         }
         if pos == 0 {
             let Some(n) = self.alloc(first, 0) else {

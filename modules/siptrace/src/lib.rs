@@ -172,7 +172,11 @@ fn mod_init() -> Result<(), String> {
             let uri = openser_core::parser::Uri::parse(u)
                 .map_err(|e| format!("siptrace: bad dup uri '{u}': {e}"))?;
             let port = uri.port.unwrap_or(5060);
-            let host = uri.host.trim_start_matches('[').trim_end_matches(']').to_string();
+            let host = uri
+                .host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
             Some(
                 openser_core::transport::send::resolve_host(&host, port)
                     .map_err(|e| format!("siptrace: bad host name in duplicate_uri: {e}"))?,
@@ -222,7 +226,12 @@ fn hostport(a: SocketAddr) -> String {
 }
 
 /// The fields of `buf` (a request or a reply) travelling from `from` to `to`.
-pub fn record<'a>(buf: &'a [u8], from: String, to: SocketAddr, direction: &'static str) -> Option<Record<'a>> {
+pub fn record<'a>(
+    buf: &'a [u8],
+    from: String,
+    to: SocketAddr,
+    direction: &'static str,
+) -> Option<Record<'a>> {
     let m = SipMsg::parse(buf).ok()?;
     let callid = m.callid()?.to_string();
     let fromtag = m
@@ -239,7 +248,10 @@ pub fn record<'a>(buf: &'a [u8], from: String, to: SocketAddr, direction: &'stat
             .ok()
             .map(|c| m.s(c.method_text).to_string())
             .unwrap_or_default();
-        (method, m.status().map(|s| s.to_string()).unwrap_or_default())
+        (
+            method,
+            m.status().map(|s| s.to_string()).unwrap_or_default(),
+        )
     };
     Some(Record {
         msg: buf,
@@ -409,13 +421,22 @@ mod tests {
             From: <sip:a@h>;tag=ft\r\nTo: <sip:b@h>\r\nCall-ID: cid1\r\nCSeq: 1 INVITE\r\n\r\n";
         let to: SocketAddr = "10.0.0.2:5060".parse().unwrap();
         let r = record(req, "10.0.0.1:5070".into(), to, "in").unwrap();
-        assert_eq!((r.callid.as_str(), r.method.as_str(), r.status.as_str()), ("cid1", "INVITE", ""));
-        assert_eq!((r.fromip.as_str(), r.toip.as_str()), ("10.0.0.1:5070", "udp:10.0.0.2:5060"));
+        assert_eq!(
+            (r.callid.as_str(), r.method.as_str(), r.status.as_str()),
+            ("cid1", "INVITE", "")
+        );
+        assert_eq!(
+            (r.fromip.as_str(), r.toip.as_str()),
+            ("10.0.0.1:5070", "udp:10.0.0.2:5060")
+        );
         assert_eq!(r.fromtag, "ft");
         let rpl = b"SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\n\
             From: <sip:a@h>;tag=ft\r\nTo: <sip:b@h>;tag=tt\r\nCall-ID: cid1\r\nCSeq: 1 INVITE\r\n\r\n";
         let r = record(rpl, "10.0.0.2:5060".into(), to, "out").unwrap();
-        assert_eq!((r.method.as_str(), r.status.as_str(), r.direction), ("INVITE", "486", "out"));
+        assert_eq!(
+            (r.method.as_str(), r.status.as_str(), r.direction),
+            ("INVITE", "486", "out")
+        );
         assert!(record(b"garbage", String::new(), to, "in").is_none());
     }
 

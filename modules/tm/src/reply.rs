@@ -434,8 +434,12 @@ pub fn reply_hook(reply: &mut SipMsg) -> bool {
     let (on_reply, trace) = {
         let mut g = c.lock_state();
         let st = g.st();
-        let trace = super::callbacks::traces(st.msg_flags)
-            .then(|| (st.msg_flags, super::clone::avps_from_bytes(st.avps.as_bytes())));
+        let trace = super::callbacks::traces(st.msg_flags).then(|| {
+            (
+                st.msg_flags,
+                super::clone::avps_from_bytes(st.avps.as_bytes()),
+            )
+        });
         (st.on_reply, trace)
     };
     if let Some((flags, avps)) = trace {

@@ -251,7 +251,7 @@ fn trusted_db() -> Option<MariaDb> {
         Some("openser"),
         "INSERT INTO trusted (src_ip, proto, from_pattern, tag) VALUES \
          ('127.0.0.2', 'any', NULL, 'gw1'), \
-         ('127.0.0.4', 'udp', '^sip:.*@carrier\\.net$', NULL);\
+         ('127.0.0.4', 'udp', '^sip:.*@carrier\\\\.net$', NULL);\
          INSERT INTO address (grp, ip_addr, mask, port) VALUES \
          (1, '127.0.0.6', 32, 0), (2, '127.0.7.0', 24, 0);",
     );

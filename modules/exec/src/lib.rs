@@ -90,21 +90,31 @@ thread_local! {
     static SEQ: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// A private temporary file, already unlinked.
+/// A private temporary file, already unlinked (a name that exists already, e.g. left
+/// by an earlier process with the same pid, is skipped).
 fn temp_file() -> std::io::Result<File> {
-    let n = SEQ.with(|s| {
-        s.set(s.get() + 1);
-        s.get()
-    });
-    let p = std::env::temp_dir().join(format!("openser-exec-{}-{n}", std::process::id()));
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&p)?;
-    let _ = std::fs::remove_file(&p);
-    Ok(f)
+    let mut tries = 0;
+    loop {
+        let n = SEQ.with(|s| {
+            s.set(s.get() + 1);
+            s.get()
+        });
+        let p = std::env::temp_dir().join(format!("openser-exec-{}-{n}", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p)
+        {
+            Ok(f) => {
+                let _ = std::fs::remove_file(&p);
+                return Ok(f);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 1000 => tries += 1,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn limit() -> Duration {

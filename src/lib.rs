@@ -32,4 +32,10 @@ pub static MODULES: &[&ModuleExports] = &[
     &uri_db::EXPORTS,
     &alias_db::EXPORTS,
     &speeddial::EXPORTS,
+    &permissions::EXPORTS,
+    &pike::EXPORTS,
+    &path::EXPORTS,
+    &diversion::EXPORTS,
+    &exec::EXPORTS,
+    &siptrace::EXPORTS,
 ];

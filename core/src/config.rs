@@ -82,9 +82,19 @@ fn apply_global(g: &mut Globals, a: &ast::GlobalAssign) -> Result<(), String> {
     }
 }
 
+static CFG_FILE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The configuration file being (or last) loaded, as given on the command line
+/// (1.2's `cfg_file`): modules resolve file names relative to its directory
+/// (permissions' rule files) while their fixups run, before the globals are frozen.
+pub fn cfg_file() -> Option<&'static str> {
+    CFG_FILE.get().map(String::as_str)
+}
+
 /// Parse `path` and apply its global assignments to `g`. Errors come back as the
 /// text to print (`file:line:col: ...` with the line and a caret, and a summary).
 pub fn load(path: &str, g: &mut Globals, check_routes: bool) -> Result<Loaded, String> {
+    let _ = CFG_FILE.set(path.to_string());
     if let Err(e) = std::fs::metadata(path) {
         return Err(format!(
             "{}\n",

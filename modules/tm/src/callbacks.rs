@@ -13,6 +13,13 @@
 //! reply, and the transaction's AVPs; it returns message flags to **reset** on the
 //! transaction (acc resets its missed-call flags).
 //!
+//! Message tracing (siptrace, 1.2's `TMCB_REQUEST_BUILT`/`TMCB_RESPONSE_IN`/
+//! `TMCB_RESPONSE_OUT`): [`register_trace`] hooks see every request sent on a branch,
+//! every reply received for the transaction and every reply sent upstream, with the
+//! bytes and the addresses, for transactions carrying one of their flags. They run
+//! with no tm lock held: replies sent upstream are queued under the reply lock and
+//! run with the other callbacks by `StateGuard::unlock_then_run_callbacks`.
+//!
 //! Hooks are registered in mod_init (before fork) with the message flags they care
 //! about (OpenSER's acc registers its callbacks only on flagged transactions): an event
 //! is built only for a transaction carrying one of them. With none registered, or for
@@ -56,6 +63,73 @@ static HOOKS: Registry<TmHook> = Registry::new();
 
 thread_local! {
     static QUEUE: RefCell<Vec<(CellRef, TmEvent)>> = const { RefCell::new(Vec::new()) };
+    static TRACE_QUEUE: RefCell<Vec<TraceEvent>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What a trace hook sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceDir {
+    /// a request sent on a branch (each branch once, not retransmissions)
+    RequestOut,
+    /// a reply received for the transaction
+    ReplyIn,
+    /// a reply sent upstream (relayed or local)
+    ReplyOut,
+}
+
+pub struct TraceEvent {
+    pub dir: TraceDir,
+    /// the message as it went out or came in
+    pub buf: Vec<u8>,
+    /// our socket's address
+    pub local: std::net::SocketAddr,
+    /// the other side
+    pub peer: std::net::SocketAddr,
+    /// the transaction's message flags and AVPs
+    pub flags: u32,
+    pub avps: AvpList,
+}
+
+pub type TraceHook = fn(&TraceEvent);
+
+static TRACE_MASK: AtomicU32 = AtomicU32::new(0);
+static TRACE_HOOKS: Registry<TraceHook> = Registry::new();
+
+/// Register a trace hook for transactions whose message flags intersect `flags`
+/// (mod_init, before fork).
+pub fn register_trace(h: TraceHook, flags: u32) {
+    if flags == 0 {
+        return;
+    }
+    TRACE_HOOKS.lock().push(h);
+    TRACE_MASK.fetch_or(flags, Ordering::Release);
+}
+
+/// Whether a transaction with message flags `msg_flags` is traced.
+#[inline]
+pub fn traces(msg_flags: u32) -> bool {
+    TRACE_MASK.load(Ordering::Relaxed) & msg_flags != 0
+}
+
+/// Run the trace hooks now (no tm lock held).
+pub(super) fn trace_now(ev: &TraceEvent) {
+    let hooks: Vec<TraceHook> = TRACE_HOOKS.lock().clone();
+    for h in hooks {
+        h(ev);
+    }
+}
+
+/// Queue a trace event (reply lock held); run by [`flush`].
+pub(super) fn queue_trace(ev: TraceEvent) {
+    TRACE_QUEUE.with(|q| q.borrow_mut().push(ev));
+}
+
+/// The address of listen socket `sock`.
+pub(super) fn sock_addr(sock: usize) -> std::net::SocketAddr {
+    openser_core::transport::socket::sockets()
+        .get(sock)
+        .map(|s| s.addr)
+        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 /// Register a hook for transactions whose message flags intersect `flags` (mod_init,
@@ -147,11 +221,17 @@ pub(super) fn run_hooks(ev: &mut TmEvent) -> u32 {
 
 /// Whether events wait to be run by [`flush`].
 pub(super) fn queued() -> bool {
-    QUEUE.with(|q| !q.borrow().is_empty())
+    QUEUE.with(|q| !q.borrow().is_empty()) || TRACE_QUEUE.with(|q| !q.borrow().is_empty())
 }
 
 /// Run queued events (no tm lock held by this process).
 pub(super) fn flush() {
+    while let Some(ev) = TRACE_QUEUE.with(|q| {
+        let mut q = q.borrow_mut();
+        (!q.is_empty()).then(|| q.remove(0))
+    }) {
+        trace_now(&ev);
+    }
     if !active() {
         return;
     }

@@ -315,6 +315,9 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<(SocketAddr, Pro
     let mut g = c.lock_state();
     let st = g.st();
     let mut due = u64::MAX;
+    let msg_flags = st.msg_flags;
+    let trace = super::callbacks::traces(msg_flags);
+    let mut traced = Vec::new();
     for (k, b) in built.into_iter().enumerate() {
         let idx = base + k;
         let Some((buf, uri, addr, sock)) = b else {
@@ -333,6 +336,16 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<(SocketAddr, Pro
         if !send(sock, addr, &buf) {
             continue;
         }
+        if trace {
+            traced.push(super::callbacks::TraceEvent {
+                dir: super::callbacks::TraceDir::RequestOut,
+                buf: buf.clone(),
+                local: super::callbacks::sock_addr(sock),
+                peer: addr,
+                flags: msg_flags,
+                avps: ctx.avps.clone(),
+            });
+        }
         br.flags = 0;
         br.last_code = 0;
         // retransmissions over UDP only (RFC 3261 §17.1.1.2, §17.1.2.2)
@@ -350,6 +363,9 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<(SocketAddr, Pro
     }
     c.due(due);
     drop(g);
+    for ev in &traced {
+        super::callbacks::trace_now(ev);
+    }
     sent
 }
 

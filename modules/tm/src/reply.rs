@@ -54,6 +54,17 @@ fn to_tag_of(reply: &[u8]) -> Vec<u8> {
 fn send_upstream_locked(c: &Cell, st: &mut CellState, code: u16, buf: &[u8], local: bool) {
     if let Some(dst) = st.uas_dst.to_sa() {
         send(st.uas_sock as usize, dst, buf);
+        if super::callbacks::traces(st.msg_flags) {
+            // Run by StateGuard::unlock_then_run_callbacks, once the lock is released.
+            super::callbacks::queue_trace(super::callbacks::TraceEvent {
+                dir: super::callbacks::TraceDir::ReplyOut,
+                buf: buf.to_vec(),
+                local: super::callbacks::sock_addr(st.uas_sock as usize),
+                peer: dst,
+                flags: st.msg_flags,
+                avps: super::clone::avps_from_bytes(st.avps.as_bytes()),
+            });
+        }
     }
     let s = super::stats();
     if local {
@@ -420,10 +431,27 @@ pub fn reply_hook(reply: &mut SipMsg) -> bool {
     }
     let br = br as usize;
     // Per-transaction onreply_route.
-    let on_reply = {
+    let (on_reply, trace) = {
         let mut g = c.lock_state();
-        g.st().on_reply
+        let st = g.st();
+        let trace = super::callbacks::traces(st.msg_flags).then(|| {
+            (
+                st.msg_flags,
+                super::clone::avps_from_bytes(st.avps.as_bytes()),
+            )
+        });
+        (st.on_reply, trace)
     };
+    if let Some((flags, avps)) = trace {
+        super::callbacks::trace_now(&super::callbacks::TraceEvent {
+            dir: super::callbacks::TraceDir::ReplyIn,
+            buf: reply.buf().to_vec(),
+            local: reply.rcv.dst,
+            peer: reply.rcv.src,
+            flags,
+            avps,
+        });
+    }
     let mut dropped = false;
     if on_reply != 0 {
         let mut ctx = Ctx::new(reply, route::ONREPLY_ROUTE);

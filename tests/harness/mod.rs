@@ -544,27 +544,39 @@ pub fn sipp_once(dir: &Path, file: &str, port: u16, extra: &[&str]) -> std::proc
 /// through the server on `port`, at 10 per second; asserts SIPp's own statistics say
 /// every call succeeded and none failed.
 pub fn sipp_calls(dir: &Path, port: u16, user: &str, calls: u64) {
+    sipp_calls_with(dir, port, user, calls, &[]);
+}
+
+/// [`sipp_calls`] with extra SIPp options (e.g. `-t tn` for TCP).
+pub fn sipp_calls_with(dir: &Path, port: u16, user: &str, calls: u64, extra: &[&str]) {
     let stf = dir.join(format!("uac-{}.csv", free_udp_port()));
+    let mut args: Vec<String> = vec![
+        "-sf".into(),
+        scenario("uac.xml"),
+        format!("127.0.0.1:{port}"),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
     let uac = sipp_run(
         dir,
         &[
-            "-sf".into(),
-            scenario("uac.xml"),
-            format!("127.0.0.1:{port}"),
-            "-s".into(),
-            user.into(),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            free_udp_port().to_string(),
-            "-m".into(),
-            calls.to_string(),
-            "-r".into(),
-            "10".into(),
-            "-trace_stat".into(),
-            "-stf".into(),
-            stf.display().to_string(),
-        ],
+            args,
+            vec![
+                "-s".into(),
+                user.into(),
+                "-i".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                free_udp_port().to_string(),
+                "-m".into(),
+                calls.to_string(),
+                "-r".into(),
+                "10".into(),
+                "-trace_stat".into(),
+                "-stf".into(),
+                stf.display().to_string(),
+            ],
+        ]
+        .concat(),
     );
     let stat = std::fs::read_to_string(&stf).unwrap_or_default();
     assert!(

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 pub mod sql;
 
+/// OpenSER 1.2's default `db_url` of the modules that only read (read-only user).
+pub const DEFAULT_RO_URL: &str = "mysql://openserro:openserro@localhost/openser";
+
 /// A column value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DbVal {

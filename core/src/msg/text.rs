@@ -1,5 +1,5 @@
 //! Numbers written into message text without `format!` (the per-message path builds
-//! headers by appending to one buffer).
+//! headers by appending to one buffer), and small text helpers shared by modules.
 
 /// The decimal digits of `n`, in the tail of `buf`.
 pub fn dec_digits(n: u64, buf: &mut [u8; 20]) -> &[u8] {
@@ -21,6 +21,20 @@ pub fn push_dec(out: &mut String, n: u64) {
     let mut buf = [0u8; 20];
     for &d in dec_digits(n, &mut buf) {
         out.push(char::from(d));
+    }
+}
+
+/// `host` without `prefix` (ASCII case-insensitive) when `prefix` is a proper prefix of
+/// it, else `host` (the `domain_prefix` of alias_db and speeddial).
+pub fn strip_prefix_ci<'a>(host: &'a str, prefix: &str) -> &'a str {
+    if !prefix.is_empty()
+        && prefix.len() < host.len()
+        && host.is_char_boundary(prefix.len())
+        && host[..prefix.len()].eq_ignore_ascii_case(prefix)
+    {
+        &host[prefix.len()..]
+    } else {
+        host
     }
 }
 

@@ -42,7 +42,7 @@ pub static EXPORTS: ModuleExports = ModuleExports {
     ..ModuleExports::EMPTY
 };
 
-pub const DEFAULT_DB_URL: &str = "mysql://openserro:openserro@localhost/openser";
+pub const DEFAULT_DB_URL: &str = openser_core::db::DEFAULT_RO_URL;
 
 /// The `modparam` cells, with 1.2's defaults.
 pub struct Params {
@@ -77,18 +77,7 @@ fn child_init(_rank: i32) -> Result<(), String> {
     Ok(())
 }
 
-/// `host` without `prefix` (case-insensitive), when it is a proper prefix.
-pub fn strip_prefix<'a>(host: &'a str, prefix: &str) -> &'a str {
-    if !prefix.is_empty()
-        && prefix.len() < host.len()
-        && host.is_char_boundary(prefix.len())
-        && host[..prefix.len()].eq_ignore_ascii_case(prefix)
-    {
-        &host[prefix.len()..]
-    } else {
-        host
-    }
-}
+pub use openser_core::msg::text::strip_prefix_ci as strip_prefix;
 
 /// The target URIs of alias (`user`, `host`) in `table`, in the database's order.
 pub fn lookup(

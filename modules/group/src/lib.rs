@@ -54,7 +54,7 @@ pub static EXPORTS: ModuleExports = ModuleExports {
     ..ModuleExports::EMPTY
 };
 
-pub const DEFAULT_DB_URL: &str = "mysql://openserro:openserro@localhost/openser";
+pub const DEFAULT_DB_URL: &str = openser_core::db::DEFAULT_RO_URL;
 
 /// The `modparam` cells, with 1.2's defaults.
 pub struct Params {

@@ -94,7 +94,7 @@ pub struct Params {
 }
 
 pub static P: Params = Params {
-    db_url: StrParam::new("mysql://openserro:openserro@localhost/openser"),
+    db_url: StrParam::new(openser_core::db::DEFAULT_RO_URL),
     table: StrParam::new("sip_trace"),
     cols: [
         StrParam::new("date"),

@@ -44,7 +44,7 @@ pub static EXPORTS: ModuleExports = ModuleExports {
     ..ModuleExports::EMPTY
 };
 
-pub const DEFAULT_DB_URL: &str = "mysql://openserro:openserro@localhost/openser";
+pub const DEFAULT_DB_URL: &str = openser_core::db::DEFAULT_RO_URL;
 
 /// The `modparam` cells, with 1.2's defaults.
 pub struct Params {
@@ -79,17 +79,7 @@ fn child_init(_rank: i32) -> Result<(), String> {
     Ok(())
 }
 
-fn strip_prefix<'a>(host: &'a str, prefix: &str) -> &'a str {
-    if !prefix.is_empty()
-        && prefix.len() < host.len()
-        && host.is_char_boundary(prefix.len())
-        && host[..prefix.len()].eq_ignore_ascii_case(prefix)
-    {
-        &host[prefix.len()..]
-    } else {
-        host
-    }
-}
+use openser_core::msg::text::strip_prefix_ci as strip_prefix;
 
 /// The new URI for short number (`sd_user`, `sd_host`) of owner (`user`, `host`).
 pub fn lookup(

@@ -257,6 +257,29 @@ pub fn alive(pid: i32) -> bool {
 }
 
 /// A tiny SIP-over-UDP client.
+/// `recv_from` that carries on when the call is interrupted. With a read timeout set,
+/// Linux does not restart the call after the process was stopped and continued (a
+/// frozen CI container, a debugger): it returns EINTR, which is no answer from the
+/// server. Each retry waits the socket's whole timeout again.
+pub fn recv_from(s: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    loop {
+        match s.recv_from(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+/// `read` that carries on when interrupted (see [`recv_from`]).
+pub fn read_some(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match r.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
 pub struct Client {
     pub sock: UdpSocket,
 }
@@ -284,7 +307,7 @@ impl Client {
     /// Receive one datagram (None on timeout).
     pub fn recv(&self) -> Option<(String, SocketAddr)> {
         let mut buf = vec![0u8; 65536];
-        match self.sock.recv_from(&mut buf) {
+        match recv_from(&self.sock, &mut buf) {
             Ok((n, from)) => Some((String::from_utf8_lossy(&buf[..n]).into_owned(), from)),
             Err(_) => None,
         }

@@ -142,9 +142,8 @@ fn a_hanging_command_is_killed_and_the_workers_go_on() {
     );
     assert_eq!(r, "SIP/2.0 200 one-two");
     let mut buf = vec![0u8; 4096];
-    let (n, _) = hung
-        .recv_from(&mut buf)
-        .expect("an answer for the hanging command");
+    let (n, _) =
+        crate::harness::recv_from(&hung, &mut buf).expect("an answer for the hanging command");
     assert!(
         buf[..n].starts_with(b"SIP/2.0 500 Killed"),
         "{}",

@@ -284,7 +284,7 @@ fn rtp_exchange(rtp: &UdpSocket, to: SocketAddr) -> (usize, usize) {
         if tx < RTP_PACKETS && rtp.send_to(&rtp_packet(tx as u16), to).is_ok() {
             tx += 1;
         }
-        while let Ok((n, _)) = rtp.recv_from(&mut buf) {
+        while let Ok((n, _)) = crate::harness::recv_from(&rtp, &mut buf) {
             if n >= 12 && buf[0] == 0x80 {
                 rx += 1;
             }
@@ -318,7 +318,7 @@ fn phone() {
         sip.send_to(reg.as_bytes(), proxy).unwrap();
         let end = Instant::now() + Duration::from_secs(1);
         while Instant::now() < end {
-            if let Ok((n, _)) = sip.recv_from(&mut buf) {
+            if let Ok((n, _)) = crate::harness::recv_from(&sip, &mut buf) {
                 let m = String::from_utf8_lossy(&buf[..n]);
                 if m.starts_with("SIP/2.0 200") {
                     registered = true;
@@ -343,7 +343,7 @@ fn phone() {
     let end = Instant::now() + Duration::from_secs(lifetime);
     let mut done = false;
     while Instant::now() < end && !done {
-        let Ok((n, src)) = sip.recv_from(&mut buf) else {
+        let Ok((n, src)) = crate::harness::recv_from(&sip, &mut buf) else {
             continue;
         };
         if n == 4 && buf[..4] == [0, 0, 0, 0] {
@@ -451,7 +451,7 @@ fn caller() {
             sip.send_to(invite.as_bytes(), proxy).unwrap();
             last_send = Instant::now();
         }
-        let Ok((n, _)) = sip.recv_from(&mut buf) else {
+        let Ok((n, _)) = crate::harness::recv_from(&sip, &mut buf) else {
             continue;
         };
         let m = String::from_utf8_lossy(&buf[..n]).to_string();
@@ -541,7 +541,7 @@ fn caller() {
         sip.send_to(bye.as_bytes(), proxy).unwrap();
         let t = Instant::now();
         while t.elapsed() < Duration::from_millis(800) {
-            if let Ok((n, _)) = sip.recv_from(&mut buf) {
+            if let Ok((n, _)) = crate::harness::recv_from(&sip, &mut buf) {
                 let m = String::from_utf8_lossy(&buf[..n]);
                 if hdr(&m, "CSeq").unwrap_or("").contains("BYE") && m.starts_with("SIP/2.0 ") {
                     out("BYE_REPLY", &m[8..11]);

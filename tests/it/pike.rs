@@ -55,7 +55,7 @@ fn flood_blocked_neighbour_served_memory_released() {
     let mut answered = 0;
     let mut buf = vec![0u8; 4096];
     let mut drain = |answered: &mut u32| {
-        while let Ok((n, _)) = flood.recv_from(&mut buf) {
+        while let Ok((n, _)) = crate::harness::recv_from(&flood, &mut buf) {
             if buf[..n].starts_with(b"SIP/2.0 200") {
                 *answered += 1;
             }

@@ -38,7 +38,7 @@ route {{
 
 fn recv(s: &UdpSocket) -> Option<String> {
     let mut buf = vec![0u8; 65536];
-    s.recv_from(&mut buf)
+    crate::harness::recv_from(&s, &mut buf)
         .ok()
         .map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned())
 }
@@ -75,7 +75,7 @@ fn call(s: &Server, from_user: &str, callid: &str) {
     caller.send_to(inv.as_bytes(), s.addr()).unwrap();
     let (got, from) = loop {
         let mut buf = vec![0u8; 65536];
-        let (n, from) = uas.recv_from(&mut buf).expect("INVITE at the UAS");
+        let (n, from) = crate::harness::recv_from(&uas, &mut buf).expect("INVITE at the UAS");
         let m = String::from_utf8_lossy(&buf[..n]).into_owned();
         if m.starts_with("INVITE") {
             break (m, from);

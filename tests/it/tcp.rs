@@ -171,7 +171,7 @@ impl Reader {
                 _ => {}
             }
             let mut chunk = [0u8; 8192];
-            match t.read(&mut chunk) {
+            match crate::harness::read_some(t, &mut chunk) {
                 Ok(0) | Err(_) => return None,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
             }
@@ -184,7 +184,7 @@ impl Reader {
 fn closed_by_server(t: &mut TcpStream) -> bool {
     let mut b = [0u8; 4096];
     loop {
-        match t.read(&mut b) {
+        match crate::harness::read_some(t, &mut b) {
             Ok(0) => return true,
             Ok(_) => continue,
             Err(e) => {

@@ -221,7 +221,9 @@ pub(super) fn run_hooks(ev: &mut TmEvent) -> u32 {
 
 /// Whether events wait to be run by [`flush`].
 pub(super) fn queued() -> bool {
-    QUEUE.with(|q| !q.borrow().is_empty()) || TRACE_QUEUE.with(|q| !q.borrow().is_empty())
+    QUEUE.with(|q| !q.borrow().is_empty())
+        || TRACE_QUEUE.with(|q| !q.borrow().is_empty())
+        || super::uac::queued()
 }
 
 /// Run queued events (no tm lock held by this process).
@@ -232,6 +234,7 @@ pub(super) fn flush() {
     }) {
         trace_now(&ev);
     }
+    super::uac::flush();
     if !active() {
         return;
     }

@@ -212,6 +212,10 @@ pub struct CellState {
     /// Where replies go upstream, and from which socket.
     pub uas_dst: Addr,
     pub uas_sock: u32,
+    /// A local request's completion callback (`uac::register_callback` id, 0 = none)
+    /// and its parameter.
+    pub uac_cb: u32,
+    pub uac_param: u64,
 }
 
 /// Receive information of the request, fixed at creation.

@@ -27,6 +27,7 @@ pub mod lookup;
 pub mod reply;
 mod shmref;
 pub mod timer;
+pub mod uac;
 
 use std::cell::Cell as StdCell;
 use std::net::SocketAddr;

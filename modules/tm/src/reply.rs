@@ -95,6 +95,7 @@ fn send_upstream_locked(c: &Cell, st: &mut CellState, code: u16, buf: &[u8], loc
 
 /// Bookkeeping once a final reply went upstream: stats, UAS retransmissions, wait timer.
 fn finalize_locked(c: &Cell, st: &mut CellState, code: u16) {
+    super::uac::final_locked(st, code);
     let s = super::stats();
     match code / 100 {
         2 => s.x2.inc(),

@@ -5,6 +5,7 @@ mod cfg_corpus;
 mod db;
 mod db_engines;
 mod db_migrate;
+mod dispatcher;
 mod exec;
 mod ipv6;
 mod mi;

@@ -554,16 +554,16 @@ fn choose(c: &Conf, ctx: &mut Ctx, l: &List, si: usize, alg: i64) -> Option<usiz
                 openser_core::log_err!("can't get From uri hash");
                 return None;
             };
-            uri_hash(&ctx.msg.s(f.uri).to_string())?
+            uri_hash(ctx.msg.s(f.uri))?
         }
         2 => {
             let Ok(t) = ctx.msg.to() else {
                 openser_core::log_err!("can't get To uri hash");
                 return None;
             };
-            uri_hash(&ctx.msg.s(t.uri).to_string())?
+            uri_hash(ctx.msg.s(t.uri))?
         }
-        3 => uri_hash(&ctx.msg.ruri().to_string())?,
+        3 => uri_hash(ctx.msg.ruri())?,
         4 => rr(),
         5 => match auth_username(ctx.msg) {
             Some(u) => ds_hash(&u, ""),

@@ -39,4 +39,5 @@ pub static MODULES: &[&ModuleExports] = &[
     &exec::EXPORTS,
     &siptrace::EXPORTS,
     &dispatcher::EXPORTS,
+    &lcr::EXPORTS,
 ];

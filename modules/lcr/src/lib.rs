@@ -97,14 +97,7 @@ pub static EXPORTS: ModuleExports = ModuleExports {
     cmds: &[
         CmdExport::new("load_gws", 0, 1, RF, cmd_load_gws).fixup(fixup_grp),
         CmdExport::new("next_gw", 0, 0, RF, cmd_next_gw),
-        CmdExport::new(
-            "from_gw",
-            0,
-            1,
-            RF | ONREPLY_ROUTE,
-            cmd_from_gw,
-        )
-        .fixup(fixup_grp),
+        CmdExport::new("from_gw", 0, 1, RF | ONREPLY_ROUTE, cmd_from_gw).fixup(fixup_grp),
         CmdExport::new("to_gw", 0, 1, RF, cmd_to_gw).fixup(fixup_grp),
         CmdExport::new("load_contacts", 0, 0, REQUEST_ROUTE, cmd_load_contacts),
         CmdExport::new("next_contacts", 0, 0, RF, cmd_next_contacts),
@@ -285,11 +278,19 @@ pub fn load_tables(conn: &mut dyn DbConn) -> Result<Tables, String> {
         let scheme = match int(3) {
             0 | 1 => 1,
             2 => 2,
-            s => return Err(format!("unknown or unsupported URI scheme of gw '{name}': {s}")),
+            s => {
+                return Err(format!(
+                    "unknown or unsupported URI scheme of gw '{name}': {s}"
+                ));
+            }
         };
         let transport = match int(4) {
             t @ 0..=3 => t as u8,
-            t => return Err(format!("unknown or unsupported transport of gw '{name}': {t}")),
+            t => {
+                return Err(format!(
+                    "unknown or unsupported transport of gw '{name}': {t}"
+                ));
+            }
         };
         t.gws.push(Gw {
             grp_id: int(7).max(0) as u32,
@@ -383,6 +384,9 @@ pub fn deserialize(b: &[u8]) -> Tables {
     t
 }
 
+/// How matched gateways are ordered: prefix length (longest first), priority, chance.
+type SortKey = (std::cmp::Reverse<usize>, u32, u32);
+
 /// A process's copy: the tables and each rule's compiled `from_uri`.
 pub struct Loaded {
     pub t: Tables,
@@ -406,7 +410,7 @@ impl Loaded {
     }
 
     /// Whether rule `i` matches the caller URI `from`.
-    fn from_matches(&self, i: usize, from: &str) -> bool {
+    fn caller_matches(&self, i: usize, from: &str) -> bool {
         if self.t.rules[i].from_uri.is_empty() {
             return true;
         }
@@ -425,7 +429,7 @@ impl Loaded {
         // (gw index, prefix length, priority)
         let mut m: Vec<(usize, usize, u32)> = Vec::new();
         for (i, r) in self.t.rules.iter().enumerate() {
-            if !user.starts_with(r.prefix.as_str()) || !self.from_matches(i, from) {
+            if !user.starts_with(r.prefix.as_str()) || !self.caller_matches(i, from) {
                 continue;
             }
             for (j, g) in self.t.gws.iter().enumerate() {
@@ -444,7 +448,8 @@ impl Loaded {
                 }
             }
         }
-        let mut keyed: Vec<((std::cmp::Reverse<usize>, u32, u32), usize)> = m
+        // Longest prefix, then the lower priority value, then at random.
+        let mut keyed: Vec<(SortKey, usize)> = m
             .into_iter()
             .map(|(j, len, prio)| ((std::cmp::Reverse(len), prio, rand()), j))
             .collect();
@@ -750,10 +755,8 @@ fn cmd_next_contacts(ctx: &mut Ctx, _: &[FixedArg]) -> i32 {
     }
     ctx.avps.del_all(&c.inv_timer);
     if more_left {
-        ctx.avps.add(
-            c.inv_timer.clone(),
-            PvValue::Int(P.fr_inv_timer_next.get()),
-        );
+        ctx.avps
+            .add(c.inv_timer.clone(), PvValue::Int(P.fr_inv_timer_next.get()));
     } else if failure {
         ctx.avps
             .add(c.inv_timer.clone(), PvValue::Int(P.fr_inv_timer.get()));
@@ -866,10 +869,7 @@ mod tests {
         );
         assert!(l.matching_gws("33", "sip:x@h", None, || 0).is_empty());
         // the from_uri rule matches the VIP only (gw a once, by its better rule)
-        assert_eq!(
-            names(l.matching_gws("33", "sip:vip@h", None, || 0)),
-            ["a"]
-        );
+        assert_eq!(names(l.matching_gws("33", "sip:vip@h", None, || 0)), ["a"]);
     }
 
     #[test]
@@ -885,7 +885,10 @@ mod tests {
             Some("sip:0030123@10.0.0.1:5070;transport=tcp")
         );
         let g2 = gw("b", 1, "10.0.0.2", 0);
-        assert_eq!(gw_ruri(&g2.avp_value(), "").as_deref(), Some("sip:10.0.0.2"));
+        assert_eq!(
+            gw_ruri(&g2.avp_value(), "").as_deref(),
+            Some("sip:10.0.0.2")
+        );
         assert_eq!(gw_ruri("sip:x", "1"), None);
     }
 

@@ -8,6 +8,7 @@ mod db_migrate;
 mod dispatcher;
 mod exec;
 mod ipv6;
+mod lcr;
 mod mi;
 mod mods;
 mod mysql_seed;

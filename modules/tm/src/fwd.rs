@@ -235,6 +235,9 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<(SocketAddr, Pro
             dests.truncate(room);
         }
         let base = st.nr_branches as usize;
+        if ctx.route_type == route::FAILURE_ROUTE {
+            st.first_branch = base as u32;
+        }
         st.nr_branches += dests.len() as u32;
         for b in &mut st.branches[base..base + dests.len()] {
             b.flags = B_FINAL | B_LOCAL_REPLY; // until sent

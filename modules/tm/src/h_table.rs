@@ -216,6 +216,10 @@ pub struct CellState {
     /// and its parameter.
     pub uac_cb: u32,
     pub uac_param: u64,
+    /// The first branch of the latest forwarding round (1.2's `first_branch`): a
+    /// failure_route that relays again starts a round, and the reply chosen for the
+    /// next failure_route or upstream comes from that round's branches only.
+    pub first_branch: u32,
 }
 
 /// Receive information of the request, fixed at creation.

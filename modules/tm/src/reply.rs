@@ -200,8 +200,8 @@ pub fn absorb_ack(msg: &SipMsg) -> bool {
     true
 }
 
-/// §16.7 selection among final replies: 6xx first, then the lowest class; within a class
-/// the first. Returns (branch, code).
+/// §16.7 selection among the final replies of the latest round (`first_branch` on):
+/// 6xx first, then the lowest class; within a class the first. Returns (branch, code).
 fn select_best(st: &CellState) -> Option<(usize, u16)> {
     let mut best: Option<(usize, u16)> = None;
     let rank = |code: u16| -> u16 {
@@ -211,7 +211,12 @@ fn select_best(st: &CellState) -> Option<(usize, u16)> {
             c => c * 10 + if code == 503 { 9 } else { 0 },
         }
     };
-    for (i, b) in st.branches[..st.nr_branches as usize].iter().enumerate() {
+    let first = (st.first_branch as usize).min(st.nr_branches as usize);
+    for (i, b) in st.branches[..st.nr_branches as usize]
+        .iter()
+        .enumerate()
+        .skip(first)
+    {
         if b.last_code < 200 {
             continue;
         }

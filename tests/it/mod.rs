@@ -19,6 +19,7 @@ mod permissions;
 mod pike;
 mod process;
 mod production;
+mod pstn;
 mod registrar;
 mod script;
 mod seed;

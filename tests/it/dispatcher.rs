@@ -552,3 +552,110 @@ fn sets_from_mariadb_and_reload() {
     assert!(l.contains("sip:127.0.0.1:7203"), "{l}");
     assert!(s.stop().success());
 }
+
+/// A 200 for `req` (every Via, From, To with a tag, Call-ID, CSeq).
+fn ok_for(req: &str, tag: &str) -> String {
+    let mut s = String::from("SIP/2.0 200 OK\r\n");
+    for v in headers(req, "Via") {
+        s.push_str(&format!("Via: {v}\r\n"));
+    }
+    for n in ["From", "Call-ID", "CSeq"] {
+        if let Some(v) = header(req, n) {
+            s.push_str(&format!("{n}: {v}\r\n"));
+        }
+    }
+    s.push_str(&format!(
+        "To: {};tag={tag}\r\nContent-Length: 0\r\n\r\n",
+        header(req, "To").unwrap_or("")
+    ));
+    s
+}
+
+#[test]
+fn call_load_picks_the_least_busy_destination() {
+    let dir = TempDir::new("ds-load");
+    let uas = [Client::new(), Client::new()];
+    let list = dir.file("dispatcher.list");
+    std::fs::write(
+        &list,
+        format!(
+            "2 sip:127.0.0.1:{}\n2 sip:127.0.0.1:{}\n",
+            uas[0].port(),
+            uas[1].port()
+        ),
+    )
+    .unwrap();
+    let cfg = format!(
+        r#"{BASE}modparam("dispatcher", "list_file", "{}")
+modparam("dispatcher", "ds_ping_interval", 0)
+modparam("dispatcher", "call_load_flag", 9)
+route {{
+    if ($tt != null) {{
+        t_relay();
+        exit;
+    }}
+    if (!ds_select_dst("2", "10")) {{
+        sl_send_reply("503", "No destination");
+        exit;
+    }}
+    t_relay();
+}}
+"#,
+        list.display()
+    );
+    let mut s = Server::start(&cfg, &[]);
+    assert!(wait_fifo(s.dir.path()));
+    let caller = Client::new();
+    // An answered call; returns the index of the UAS that took it.
+    let call = |id: &str| -> usize {
+        caller.send(
+            s.addr(),
+            &request("INVITE", "sip:load@127.0.0.1", caller.port(), id, 1, ""),
+        );
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            assert!(Instant::now() < end, "INVITE {id} reached no UAS");
+            for (k, u) in uas.iter().enumerate() {
+                if let Some((m, from)) = u.recv_timeout(Duration::from_millis(50))
+                    && m.starts_with("INVITE ")
+                {
+                    u.send(from, &ok_for(&m, &format!("t{id}")));
+                    assert!(caller.recv_matching("200").is_some());
+                    return k;
+                }
+            }
+        }
+    };
+    let a = call("load-a");
+    let b = call("load-b");
+    assert_ne!(a, b, "the second call goes to the idle destination");
+    // The 2xx are counted (by the tm callback, right after the 200 went out).
+    let both_busy = |what: &str| {
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            let l = mi(s.dir.path(), "ds_list", &[]);
+            if l.matches("load=1").count() == 2 {
+                return;
+            }
+            assert!(Instant::now() < end, "{what}: {l}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    both_busy("two calls, one each");
+    // A hangs up: its destination is the least busy again.
+    let ruri = format!("sip:127.0.0.1:{}", uas[a].port());
+    let bye = request("BYE", &ruri, caller.port(), "load-a", 2, "").replace(
+        &format!("To: <{ruri}>"),
+        &format!("To: <{ruri}>;tag=tload-a"),
+    );
+    caller.send(s.addr(), &bye);
+    let end = Instant::now() + Duration::from_secs(5);
+    while !mi(s.dir.path(), "ds_list", &[]).contains("load=0") {
+        assert!(Instant::now() < end, "BYE did not end the call");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let c = call("load-c");
+    assert_eq!(c, a, "the third call goes where the first one ended");
+    both_busy("after the third call");
+    assert!(s.stop().success());
+}

@@ -78,7 +78,7 @@ pub fn provision(db: &mariadb::MariaDb, g: &Gateways) {
     );
 }
 
-fn cfg(url: &str) -> String {
+fn cfg(url: &str, qa: u16, qb: u16) -> String {
     format!(
         r#"listen=udp:127.0.0.1:{{PORT}}
 children=3
@@ -115,6 +115,17 @@ route {{
         sl_send_reply("200", "OK");
         exit;
     }}
+    if ($rU == "qfork") {{
+        # serial forking by q: qb (0.9) first, then the R-URI (qa, q unspecified)
+        rewritehostport("127.0.0.1:{qa}");
+        append_branch("sip:qfork@127.0.0.1:{qb}", "0.9");
+        load_contacts();
+        next_contacts();
+        xlog("L_INFO", "Q-TRY $ru\n");
+        t_on_failure("2");
+        t_relay();
+        exit;
+    }}
     if (method == "INVITE") {{
         record_route();
         if (!load_gws()) {{
@@ -129,6 +140,12 @@ route {{
         t_on_failure("1");
     }}
     t_relay();
+}}
+failure_route[2] {{
+    if (next_contacts()) {{
+        xlog("L_INFO", "Q-TRY $ru after $T_reply_code fr_inv $avp(s:fr_inv_timer_avp)\n");
+        t_relay();
+    }}
 }}
 failure_route[1] {{
     if (t_check_status("5[0-9][0-9]|408")) {{
@@ -183,7 +200,15 @@ fn prefix_priority_and_failover_follow_the_tables() {
     let dir = TempDir::new("lcr");
     let g = gateways(dir.path());
     provision(&db, &g);
-    let mut s = Server::start(&cfg(&db.url("openser", "openserrw", "openser")), &[]);
+    let (qa, qb) = (Client::new(), Client::new());
+    let mut s = Server::start(
+        &cfg(
+            &db.url("openser", "openserrw", "openser"),
+            qa.port(),
+            qb.port(),
+        ),
+        &[],
+    );
     assert!(wait_fifo(s.dir.path()));
 
     // 4930…: group 3 (longest prefix, silent: 408), then group 1 (priority 1: 503),
@@ -277,5 +302,67 @@ fn prefix_priority_and_failover_follow_the_tables() {
         tries(&s.log()).last().unwrap(),
         &format!("sip:0777@127.0.0.3:{}", g.pok)
     );
+
+    // load_contacts/next_contacts: the higher q first, the next q group after a 486
+    let caller = Client::new();
+    caller.send(
+        s.addr(),
+        &request(
+            "INVITE",
+            "sip:qfork@example.com",
+            caller.port(),
+            "lcr-q",
+            1,
+            "",
+        ),
+    );
+    let (m, from) = qb.recv().expect("q 0.9 first");
+    assert!(
+        m.starts_with(&format!("INVITE sip:qfork@127.0.0.1:{} ", qb.port())),
+        "{m}"
+    );
+    assert!(
+        qa.recv_timeout(Duration::from_millis(300)).is_none(),
+        "serial, not parallel"
+    );
+    qb.send(from, &reply(&m, 486, "Busy Here"));
+    let (m, from) = qa.recv().expect("then the R-URI");
+    assert!(
+        m.starts_with(&format!("INVITE sip:qfork@127.0.0.1:{} ", qa.port())),
+        "{m}"
+    );
+    qa.send(from, &reply(&m, 200, "OK"));
+    assert!(caller.recv_matching("200").is_some());
+    let log = s.log();
+    let q: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once("Q-TRY ").map(|(_, t)| t))
+        .collect();
+    assert_eq!(
+        q,
+        [
+            format!("sip:qfork@127.0.0.1:{}", qb.port()),
+            format!("sip:qfork@127.0.0.1:{} after 486 fr_inv 90", qa.port()),
+        ],
+        "{log}"
+    );
     assert!(s.stop().success());
+}
+
+/// A reply to `req` with a To-tag.
+fn reply(req: &str, code: u16, reason: &str) -> String {
+    let mut s = format!("SIP/2.0 {code} {reason}\r\n");
+    for v in headers(req, "Via") {
+        s.push_str(&format!("Via: {v}\r\n"));
+    }
+    for n in ["From", "Call-ID", "CSeq"] {
+        if let Some(v) = header(req, n) {
+            s.push_str(&format!("{n}: {v}\r\n"));
+        }
+    }
+    s.push_str(&format!(
+        "To: {};tag=q{code}\r\nContent-Length: 0\r\n\r\n",
+        header(req, "To").unwrap_or("")
+    ));
+    s
 }

@@ -479,7 +479,8 @@ route {{
     .replace(
         "modparam(\"tm\", \"fr_timer\", 2)",
         "modparam(\"tm\", \"fr_timer\", 1)",
-    );
+    )
+    .replace("debug=3", "debug=4");
     let mut s = Server::start(&cfg, &[]);
     assert!(wait_fifo(s.dir.path()));
     let silent_uri = format!("sip:127.0.0.1:{psil}");
@@ -490,6 +491,8 @@ route {{
         "silent destination not probing:\n{l}"
     );
     assert!(probes.load(Ordering::SeqCst) >= 2);
+    // tm's local request timed out: the callback got a local 408 (slot 1: the silent one)
+    assert!(s.log().contains("probe of slot 1: 408"), "{}", s.log());
     // The SIPp UAS answered every probe: still active.
     let ok_line = l
         .lines()

@@ -651,8 +651,6 @@ fn cmd_next_gw(ctx: &mut Ctx, _: &[FixedArg]) -> i32 {
         return -1;
     }
     ctx.msg.new_uri = Some(ruri);
-    ctx.msg.dst_uri = None;
-    ctx.branches.clear();
     1
 }
 

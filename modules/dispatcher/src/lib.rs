@@ -55,7 +55,7 @@
 //! (tm's `fr_timer`, a local 408) or another reply counts a failure, and after
 //! `ds_probing_threshhold` (default 3) failures in a row it becomes inactive and probed.
 
-mod list;
+pub mod list;
 mod shmref;
 
 use std::cell::{Cell as StdCell, RefCell};
@@ -485,7 +485,7 @@ fn uri_hash(uri: &str) -> Option<u32> {
 }
 
 /// The username of the request's credentials, if any.
-fn auth_username(msg: &SipMsg) -> Option<String> {
+pub fn auth_username(msg: &SipMsg) -> Option<String> {
     for h in ["Proxy-Authorization", "Authorization"] {
         for v in msg.headers_by_name(h) {
             for part in v.split(',') {

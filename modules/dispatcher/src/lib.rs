@@ -21,10 +21,10 @@
 //! Request-URI (URI hashes use user, host and a non-default port; user only with
 //! `flags` bit 1), 4 round-robin, 5 hash over the authentication username
 //! (Authorization/Proxy-Authorization; round-robin without credentials), 6 random,
-//! 7 hash over the `hash_pvar` format, 8 the first active destination, 9 weight-based
-//! (the `weight` attribute, 1–100, default 1: a set of weights 3 and 1 sends three
-//! calls of four to the first), 10 call load (the active destination with the fewest
-//! calls in progress). Any other number: the first destination, with a warning (1.2).
+//! 7 hash over the `hash_pvar` format (also named `hash_pvar_param`), 8 the first active
+//! destination, 9 weight-based (the `weight` attribute, 1–100, default 1: a set of
+//! weights 3 and 1 sends three calls of four to the first), 10 call load (the active
+//! destination with the fewest calls in progress). Any other number: the first destination, with a warning (1.2).
 //! Inactive destinations are skipped (the next one in list order is used); with
 //! `use_default` 1 the last destination of a set is used only when all others are
 //! inactive. Round-robin and weighted positions are shared by every process.

@@ -6,7 +6,8 @@
 //! as kept in shm), `fwd` (t_newtran, t_relay), `reply` (local and relayed replies,
 //! selection, failure_route), `cancel` (CANCEL/ACK), `timer` (retransmissions,
 //! timeouts, wait and delete), `callbacks` (hooks for other modules, e.g. acc: final
-//! reply sent upstream, negative outcome before failure_route).
+//! reply sent upstream, negative outcome before failure_route), `uac` (requests tm
+//! makes itself — dispatcher's probes — with a completion callback).
 //!
 //! Lock order: hash entry lock -> cell reply lock (the timer-list locks are taken only
 //! by the timer process, never while holding another tm lock). No lock is held while a

@@ -135,6 +135,52 @@ route {{
     assert!(s.stop().success());
 }
 
+#[test]
+fn weights_3_to_1_split_1000_calls() {
+    if !require("sipp") {
+        return;
+    }
+    let dir = TempDir::new("ds-w");
+    let (_u1, p1) = sipp_uas_file(dir.path(), "uas.xml");
+    let (_u2, p2) = sipp_uas_file(dir.path(), "uas.xml");
+    let list = dir.file("dispatcher.list");
+    std::fs::write(
+        &list,
+        format!("7 sip:127.0.0.1:{p1} 0 weight=3\n7 sip:127.0.0.1:{p2} 0 weight=1\n"),
+    )
+    .unwrap();
+    let cfg = format!(
+        r#"{BASE}modparam("dispatcher", "list_file", "{}")
+modparam("dispatcher", "ds_ping_interval", 0)
+route {{
+    if (loose_route()) {{
+        t_relay();
+        exit;
+    }}
+    if (method == "INVITE") {{
+        record_route();
+        if (!ds_select_dst("7", "9")) {{
+            sl_send_reply("503", "No destination");
+            exit;
+        }}
+        xlog("L_INFO", "DS-SELECT $du\n");
+    }}
+    t_relay();
+}}
+"#,
+        list.display()
+    );
+    let mut s = Server::start(&cfg, &[]);
+    calls_at(dir.path(), s.port, "weighted", 1000, 200);
+    let log = s.log();
+    let heavy = selected(&log, &format!("sip:127.0.0.1:{p1}"));
+    let light = selected(&log, &format!("sip:127.0.0.1:{p2}"));
+    assert_eq!(heavy + light, 1000, "{log}");
+    // 3:1 within 5 % of the 1,000 calls (the weighted order makes it exact: 750/250)
+    assert!((700..=800).contains(&heavy), "{heavy} / {light}");
+    assert!(s.stop().success());
+}
+
 /// A config answering every request statelessly with the destination chosen for it
 /// (`X-Dst`) and whether it came from a listed address (`X-From`).
 fn sl_cfg(list: &std::path::Path, extra: &str) -> String {

@@ -6,11 +6,11 @@
 # destination; this script keeps a second one on 5072 for the whole run).
 #
 # Usage: bench/dispatcher_bench.sh           (builds the release binary first)
-# Env:   RATES, DUR, MIN_CALLS, REFINE, GRAIN, OUT as run-pair.sh; KAMAILIO=0 skips
-#        Kamailio; RING_MS as run-pair.sh (also for the second UAS).
+# Env:   RATES, DUR, MIN_CALLS, REFINE, GRAIN, OUT as run-pair.sh; REPEAT=3 searches per
+#        server; KAMAILIO=0 skips Kamailio; RING_MS as run-pair.sh (also for the second UAS).
 # Output: run-pair.sh's line "stateful max_cps failed retrans cpu% pss_mb" per server
 #         (cpu% at the highest passing rate: CPU per call = cpu% / 100 / cps seconds).
-# A quick check that everything runs: RATES=200 DUR=2 MIN_CALLS=400 REFINE=0
+# A quick check that everything runs: RATES=200 DUR=2 MIN_CALLS=400 REFINE=0 REPEAT=1
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PAIR=${PAIR:-$(cd "$(dirname "$0")/../.." && pwd)/shared/bench/run-pair.sh}
@@ -37,14 +37,17 @@ UAS2=$!
 sleep 0.5
 kill -0 "$UAS2" 2>/dev/null || { echo "the second UAS did not start (port 5072 busy?)" >&2; exit 1; }
 
-echo "== openser-rs (dispatcher) ==" >&2
-OUT=$OUT/openser "$PAIR" "$BIN -DD -E -m ${SHM_MB:-512} -f $OUT/openser-dispatcher.cfg" stateful |
-	sed 's/^/openser-rs /'
-if [ "${KAMAILIO:-1}" = 1 ] && command -v kamailio >/dev/null; then
-	echo "== kamailio (dispatcher) ==" >&2
-	OUT=$OUT/kamailio "$PAIR" "kamailio -DD -E -m 1536 -f $OUT/kamailio-dispatcher.cfg" stateful |
-		sed 's/^/kamailio   /'
-fi
+# REPEAT searches per server, alternating (the report takes the medians)
+for i in $(seq 1 "${REPEAT:-3}"); do
+	echo "== openser-rs (dispatcher), run $i ==" >&2
+	OUT=$OUT/openser-$i "$PAIR" "$BIN -DD -E -m ${SHM_MB:-512} -f $OUT/openser-dispatcher.cfg" stateful |
+		sed "s/^/openser-rs run$i /"
+	if [ "${KAMAILIO:-1}" = 1 ] && command -v kamailio >/dev/null; then
+		echo "== kamailio (dispatcher), run $i ==" >&2
+		OUT=$OUT/kamailio-$i "$PAIR" "kamailio -DD -E -m 1536 -f $OUT/kamailio-dispatcher.cfg" stateful |
+			sed "s/^/kamailio   run$i /"
+	fi
+done
 # the second destination's share (round-robin: half of all calls of every step)
 sleep 1.5
 awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "IncomingCall(C)") c = i }

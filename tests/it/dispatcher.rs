@@ -720,3 +720,57 @@ route {{
     both_busy("after the third call");
     assert!(s.stop().success());
 }
+
+#[test]
+fn probing_mode_0_probes_only_destinations_in_probing_state() {
+    if !require("sipp") {
+        return;
+    }
+    let dir = TempDir::new("ds-probe0");
+    let (_uas, pok) = sipp_uas_file(dir.path(), "uas_options.xml");
+    // A destination that would count probes if any came.
+    let quiet = UdpSocket::bind("127.0.0.1:0").unwrap();
+    quiet
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let pq = quiet.local_addr().unwrap().port();
+    let list = dir.file("dispatcher.list");
+    std::fs::write(
+        &list,
+        format!("1 sip:127.0.0.1:{pok}\n1 sip:127.0.0.1:{pq}\n"),
+    )
+    .unwrap();
+    let cfg = format!(
+        r#"{BASE}modparam("dispatcher", "list_file", "{}")
+modparam("dispatcher", "ds_ping_interval", 1)
+modparam("dispatcher", "ds_probing_mode", 0)
+route {{
+    sl_send_reply("404", "Not here");
+}}
+"#,
+        list.display()
+    );
+    let mut s = Server::start(&cfg, &[]);
+    assert!(wait_fifo(s.dir.path()));
+    // Set to probing by hand: the probe's 200 makes it active again.
+    let uri = format!("sip:127.0.0.1:{pok}");
+    let r = mi(s.dir.path(), "ds_set_state", &["p", "1", &uri]);
+    assert!(r.starts_with("200"), "{r}");
+    let l = mi(s.dir.path(), "ds_list", &[]);
+    assert!(
+        l.lines().any(|x| x.contains(&uri) && x.contains("flags=P")),
+        "{l}"
+    );
+    let l = wait_state(s.dir.path(), &uri, "A", Duration::from_secs(20));
+    assert!(
+        l.lines().any(|x| x.contains(&uri) && x.contains("flags=A")),
+        "not reactivated by its probe:\n{l}"
+    );
+    // The active one was never probed (mode 0).
+    let mut buf = [0u8; 2048];
+    assert!(
+        recv_from(&quiet, &mut buf).is_err(),
+        "an active destination got a probe"
+    );
+    assert!(s.stop().success());
+}

@@ -6,13 +6,10 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
+    let Ok(text) = std::str::from_utf8(data) else { return };
     let _ = openser_core::db::sql::parse_local_datetime(text);
     if let Ok(t) = db_text::parse_table("fuzz", text) {
-        let again =
-            db_text::parse_table("fuzz", &db_text::print_table(&t)).expect("printed table parses");
+        let again = db_text::parse_table("fuzz", &db_text::print_table(&t)).expect("printed table parses");
         // NaN never equals itself; compare the printed forms instead.
         assert_eq!(db_text::print_table(&again), db_text::print_table(&t));
     }

@@ -83,13 +83,19 @@ pub struct SlotGuard<'d> {
     /// The record last found in this slot (saves re-walking the slot list to validate
     /// a `RecordId`; valid while the lock is held, cleared when that record is freed).
     pub(super) known: Cell<ShmPtr<URecord>>,
+    /// A record of this slot that this guard left without contacts (created and not yet
+    /// given one, or emptied): if it is still empty when the lock is released, the slot's
+    /// `due` becomes 1 so the expiry walk frees it. Marking at once instead would send
+    /// the walk into every slot that gained a user (registrar's `save` inserts a record,
+    /// then its contact, under one guard) — a pass over each new record for nothing.
+    empty: ShmPtr<URecord>,
     /// `None` only while dropping (released before queued DB writes go out).
     lock: Option<FastLockGuard<'d>>,
 }
 
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
-        drop(self.lock.take());
+        self.release_lock();
         if super::db::has_pending() {
             debug_assert!(
                 false,
@@ -189,6 +195,7 @@ impl UDomain {
             dom: self,
             slot,
             known: Cell::new(ShmPtr::null()),
+            empty: ShmPtr::null(),
             lock: Some(slot_lock(self.locks, self.nslots, slot).lock()),
         }
     }
@@ -302,7 +309,7 @@ impl<'d> SlotGuard<'d> {
     /// Release the slot lock, then write the database changes queued under it (a no-op
     /// unless `db_mode` is 1 or 3). Database writes never run under a usrloc lock.
     pub fn unlock_then_flush(mut self) {
-        drop(self.lock.take());
+        self.release_lock();
         if super::db::has_pending() {
             super::db::flush();
         }
@@ -335,6 +342,38 @@ impl<'d> SlotGuard<'d> {
 
     /// Lower the locked slot's `due` to `t` (a contact's new non-zero `expires`, or 1
     /// for a record that may be left without contacts).
+    /// Settle the record left empty (see `empty`), then release the lock (once).
+    fn release_lock(&mut self) {
+        if self.lock.is_some() {
+            self.settle_empty();
+        }
+        drop(self.lock.take());
+    }
+
+    /// Note that record `rp` of this slot has no contacts now (see `empty`); a record
+    /// noted before it and still empty is settled first.
+    pub(super) fn note_empty(&mut self, rp: ShmPtr<URecord>) {
+        if self.empty != rp {
+            self.settle_empty();
+            self.empty = rp;
+        }
+    }
+
+    /// Record `rp` gained a contact or was freed: nothing to settle for it.
+    pub(super) fn clear_empty(&mut self, rp: ShmPtr<URecord>) {
+        if self.empty == rp {
+            self.empty = ShmPtr::null();
+        }
+    }
+
+    /// If the noted record is still without contacts, make the slot due at once.
+    fn settle_empty(&mut self) {
+        let rp = std::mem::replace(&mut self.empty, ShmPtr::null());
+        if get(self, rp).is_some_and(|r| r.contacts.is_null()) {
+            self.lower_due(1);
+        }
+    }
+
     pub(super) fn lower_due(&mut self, t: i64) {
         if t == 0 {
             return;
@@ -410,7 +449,7 @@ impl<'d> SlotGuard<'d> {
             h.n += 1;
         }
         // Empty until its first contact: the walk frees it if none comes.
-        self.lower_due(1);
+        self.note_empty(rp);
         self.dom.stats.users_inc();
         self.known.set(rp);
         Ok(RecordId(rp))
@@ -478,6 +517,7 @@ impl<'d> SlotGuard<'d> {
         if self.known.get() == rp {
             self.known.set(ShmPtr::null());
         }
+        self.clear_empty(rp);
         dispose_str(aor);
         dispose(rp);
         self.dom.stats.users_dec();

@@ -8,9 +8,9 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use shm::{FastLock, FastLockGuard, ShmPtr, ShmSafe, ShmStr};
+use shm::{FastLockGuard, ShmPtr, ShmSafe, ShmStr};
 
-use super::hslot::{SlotHead, aor_eq, ul_hash};
+use super::hslot::{Slot, SlotHead, aor_eq, ul_hash};
 use super::shmref::{
     alloc, alloc_str, alloc_zeroed, dispose, dispose_str, forever, get, get_mut, slot_head,
     slot_lock,
@@ -53,10 +53,9 @@ impl DomainStats {
 /// A usrloc domain ("table").
 pub struct UDomain {
     name: String,
-    /// `nslots` locks, one shm array (a zeroed `FastLock` is free).
-    locks: ShmPtr<FastLock>,
-    /// `nslots` list heads, one shm array.
-    heads: ShmPtr<SlotHead>,
+    /// `nslots` slots (lock and list head), one shm array (zeroed: every lock free,
+    /// every list empty).
+    slots: ShmPtr<Slot>,
     /// A power of two.
     nslots: usize,
     /// Next slot of the amortised expiry walk (the timer process's; private memory).
@@ -109,8 +108,8 @@ impl Drop for SlotGuard<'_> {
 /// Slot count (log2) of a domain whose `hash_size` is 0: one slot per 4 KiB of the
 /// shm segment (rounded down to a power of two), between 2^9 (1.2's default, 512) and
 /// 2^20. With the default 32 MiB that is 8,192 slots (160 KiB); with `-m 1536`, 2^18
-/// (5 MiB), so a million contacts make chains of four. A slot costs 20 bytes (its
-/// lock, 4, and its list head, 16).
+/// (8 MiB), so a million contacts make chains of four. A slot costs 32 bytes (its
+/// lock and its list head, see [`Slot`]).
 pub fn auto_hash_bits(shm_total: usize) -> u32 {
     let slots = (shm_total / 4096).max(1);
     (usize::BITS - 1 - slots.leading_zeros()).clamp(9, 20)
@@ -118,8 +117,8 @@ pub fn auto_hash_bits(shm_total: usize) -> u32 {
 
 impl UDomain {
     /// Create a domain in shm with `2^hash_size` slots (0 = sized from the shm
-    /// segment, see [`auto_hash_bits`]; 1 means 9, as before) and the behaviour switches of `params`: three
-    /// allocations (statistics, the lock array, the head array). On shm exhaustion what
+    /// segment, see [`auto_hash_bits`]; 1 means 9, as before) and the behaviour switches of `params`: two
+    /// allocations (statistics, the slot array). On shm exhaustion what
     /// was allocated is freed and `NoMemory` returned. (Domains live as long as the
     /// server.)
     pub fn new(name: &str, params: &UsrlocParams) -> Result<UDomain, UlError> {
@@ -134,13 +133,11 @@ impl UDomain {
             contacts: AtomicU64::new(0),
             expires: AtomicU64::new(0),
         });
-        let locks = stats.and_then(|_| alloc_zeroed::<FastLock>(n));
-        let heads = locks.and_then(|_| alloc_zeroed::<SlotHead>(n));
-        match (stats.and_then(forever), locks, heads) {
-            (Some(stats), Some(locks), Some(heads)) => Ok(UDomain {
+        let slots = stats.and_then(|_| alloc_zeroed::<Slot>(n));
+        match (stats.and_then(forever), slots) {
+            (Some(stats), Some(slots)) => Ok(UDomain {
                 name: name.to_owned(),
-                locks,
-                heads,
+                slots,
                 nslots: n,
                 expiry_cursor: AtomicUsize::new(0),
                 stats,
@@ -150,7 +147,6 @@ impl UDomain {
                 case_sensitive: params.case_sensitive,
             }),
             _ => {
-                locks.into_iter().for_each(dispose);
                 stats.into_iter().for_each(dispose);
                 Err(UlError::NoMemory)
             }
@@ -196,7 +192,7 @@ impl UDomain {
             slot,
             known: Cell::new(ShmPtr::null()),
             empty: ShmPtr::null(),
-            lock: Some(slot_lock(self.locks, self.nslots, slot).lock()),
+            lock: Some(slot_lock(self.slots, self.nslots, slot).lock()),
         }
     }
 
@@ -320,7 +316,7 @@ impl<'d> SlotGuard<'d> {
     }
 
     pub(super) fn head(&self) -> ShmPtr<SlotHead> {
-        slot_head(self.dom.heads, self.dom.nslots, self.slot)
+        slot_head(self.dom.slots, self.dom.nslots, self.slot)
     }
 
     /// Index of the locked slot.

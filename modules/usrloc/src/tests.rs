@@ -367,7 +367,11 @@ fn expiry_walk_visits_a_slot_when_due() {
     assert_eq!(due("e"), 1);
     assert_eq!(d.users(), users + 1);
     d.expire_step(12, 1);
-    assert_eq!(d.users(), users, "the record never given a contact is freed");
+    assert_eq!(
+        d.users(),
+        users,
+        "the record never given a contact is freed"
+    );
     // Emptied and freed under the same lock: nothing left for the walk.
     save(d, "f", &ci("sip:f1@h", 10, 700, "5", 1)).unwrap();
     {

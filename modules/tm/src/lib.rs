@@ -214,9 +214,7 @@ impl Params {
 }
 
 fn check_avp(s: &str) -> Result<(), String> {
-    parse_avp_id(s)
-        .map(|_| ())
-        .ok_or_else(|| "bad AVP spec".into())
+    AvpId::parse_param(s).map(|_| ())
 }
 
 /// The AVPs of `fr_timer_avp` and `fr_inv_timer_avp`, parsed once.
@@ -230,21 +228,9 @@ fn timer_avps() -> &'static (Option<AvpId>, Option<AvpId>) {
     })
 }
 
-/// `i:24`, `s:name`, `$avp(i:24)`, `$avp(s:name)`, `$avp(name)` -> AVP id.
+/// An AVP parameter → AVP id (`AvpId::parse_param`); `None` when malformed.
 pub fn parse_avp_id(s: &str) -> Option<AvpId> {
-    let s = s.trim();
-    let s = s
-        .strip_prefix("$avp(")
-        .and_then(|x| x.strip_suffix(')'))
-        .unwrap_or(s);
-    if let Some(n) = s.strip_prefix("i:").or_else(|| s.strip_prefix("I:")) {
-        return n.trim().parse().ok().map(AvpId::Int);
-    }
-    let n = s
-        .strip_prefix("s:")
-        .or_else(|| s.strip_prefix("S:"))
-        .unwrap_or(s);
-    (!n.is_empty()).then(|| AvpId::Str(n.to_string()))
+    AvpId::parse_param(s).ok()
 }
 
 /// Per-transaction fr_timer (`fr` true) / fr_inv_timer from the configured AVP, in ms.

@@ -158,24 +158,14 @@ pub static P: Params = Params {
     rpid_avp: StrParam::new("rpid"),
 };
 
-/// 1.2's AVP names: only digits = an integer name; also `i:N`, `s:name`, `$avp(…)`.
+/// 1.2's lcr AVP names: only digits = an integer name; otherwise any spelling of
+/// `AvpId::parse_param` (`i:N`, `s:name`, `$avp(…)`, a bare name).
 pub fn avp_id(s: &str) -> Option<AvpId> {
     let s = s.trim();
-    let s = s
-        .strip_prefix("$avp(")
-        .and_then(|x| x.strip_suffix(')'))
-        .unwrap_or(s);
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return s.parse().ok().map(AvpId::Int);
     }
-    if let Some(n) = s.strip_prefix("i:").or_else(|| s.strip_prefix("I:")) {
-        return n.trim().parse().ok().map(AvpId::Int);
-    }
-    let n = s
-        .strip_prefix("s:")
-        .or_else(|| s.strip_prefix("S:"))
-        .unwrap_or(s);
-    (!n.is_empty()).then(|| AvpId::Str(n.to_string()))
+    AvpId::parse_param(s).ok()
 }
 
 fn check_avp(s: &str) -> Result<(), String> {

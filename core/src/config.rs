@@ -69,8 +69,15 @@ fn apply_global(g: &mut Globals, a: &ast::GlobalAssign) -> Result<(), String> {
             }
             Ok(())
         }
-        ast::GlobalValue::Blacklist(_) if a.name == "dst_blacklist" => {
-            g.dst_blacklist.push(a.name.clone());
+        ast::GlobalValue::Blacklist(b) if a.name == "dst_blacklist" => {
+            if g.dst_blacklists.iter().any(|x| x.name == b.name) {
+                return Err(format!("duplicate blacklist '{}'", b.name));
+            }
+            if g.dst_blacklists.len() >= 64 {
+                return Err("too many blacklists (64 at most)".into());
+            }
+            g.dst_blacklist.push(b.name.clone());
+            g.dst_blacklists.push(b.clone());
             Ok(())
         }
         ast::GlobalValue::Blacklist(_) => Err(format!("'{}' does not take a blacklist", a.name)),

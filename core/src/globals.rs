@@ -137,6 +137,19 @@ pub struct Globals {
     pub dns_use_search_list: i64,
     pub disable_dns_failover: bool,
     pub disable_dns_blacklist: bool,
+    /// The resolv.conf to read instead of /etc/resolv.conf (see `dns::resolver`).
+    pub dns_resolv_conf: Option<String>,
+    pub use_dns_cache: bool,
+    pub dns_cache_min_ttl: i64,
+    pub dns_cache_max_ttl: i64,
+    pub dns_cache_negative_ttl: i64,
+    pub dns_cache_max_mem: i64,
+    pub use_dst_blacklist: bool,
+    pub dst_blacklist_expire: i64,
+    pub dst_blacklist_mem: i64,
+    pub dst_blacklist_udp_imask: i64,
+    pub dst_blacklist_tcp_imask: i64,
+    pub dst_blacklist_tls_imask: i64,
     pub check_via: bool,
     pub maxbuffer: usize,
     pub mpath: Option<String>,
@@ -163,6 +176,8 @@ pub struct Globals {
     pub unix_tx_timeout: i64,
     pub max_while_loops: i64,
     pub dst_blacklist: Vec<String>,
+    /// The `dst_blacklist = id:{...}` lists of the config (see `dns::blacklist`).
+    pub dst_blacklists: Vec<crate::cfg::ast::Blacklist>,
     /// shm size in bytes (`-m`; there is no config parameter for it in 1.2).
     pub shm_size: usize,
     /// How many `-D` were given (0 = decided by `fork=`).
@@ -205,6 +220,18 @@ impl Default for Globals {
             dns_use_search_list: -1,
             disable_dns_failover: false,
             disable_dns_blacklist: false,
+            dns_resolv_conf: None,
+            use_dns_cache: true,
+            dns_cache_min_ttl: 0,
+            dns_cache_max_ttl: i64::from(u32::MAX >> 1),
+            dns_cache_negative_ttl: 60,
+            dns_cache_max_mem: 500 * 1024,
+            use_dst_blacklist: true,
+            dst_blacklist_expire: 60,
+            dst_blacklist_mem: 250 * 1024,
+            dst_blacklist_udp_imask: 0,
+            dst_blacklist_tcp_imask: 0,
+            dst_blacklist_tls_imask: 0,
             check_via: false,
             maxbuffer: 262144,
             mpath: None,
@@ -231,6 +258,7 @@ impl Default for Globals {
             unix_tx_timeout: 2000,
             max_while_loops: 100,
             dst_blacklist: Vec::new(),
+            dst_blacklists: Vec::new(),
             shm_size: 32 * 1024 * 1024,
             dont_fork_level: 0,
             pid_file: None,
@@ -251,6 +279,14 @@ fn as_bool(v: &GValue) -> Result<bool, String> {
             )),
         },
     }
+}
+
+fn as_nonneg(v: &GValue, name: &str) -> Result<i64, String> {
+    let n = as_int(v)?;
+    if n < 0 {
+        return Err(format!("{name} must not be negative, found {n}"));
+    }
+    Ok(n)
 }
 
 fn as_int(v: &GValue) -> Result<i64, String> {
@@ -393,6 +429,22 @@ impl Globals {
             "dns_use_search_list" => self.dns_use_search_list = as_int(v)?,
             "disable_dns_failover" => self.disable_dns_failover = as_bool(v)?,
             "disable_dns_blacklist" => self.disable_dns_blacklist = as_bool(v)?,
+            "dns_resolv_conf" => self.dns_resolv_conf = Some(as_str(v)),
+            "use_dns_cache" => self.use_dns_cache = as_bool(v)?,
+            "dns_cache_min_ttl" => self.dns_cache_min_ttl = as_nonneg(v, "dns_cache_min_ttl")?,
+            "dns_cache_max_ttl" => self.dns_cache_max_ttl = as_nonneg(v, "dns_cache_max_ttl")?,
+            "dns_cache_negative_ttl" => {
+                self.dns_cache_negative_ttl = as_nonneg(v, "dns_cache_negative_ttl")?
+            }
+            "dns_cache_max_mem" => self.dns_cache_max_mem = as_nonneg(v, "dns_cache_max_mem")?,
+            "use_dst_blacklist" => self.use_dst_blacklist = as_bool(v)?,
+            "dst_blacklist_expire" => {
+                self.dst_blacklist_expire = as_nonneg(v, "dst_blacklist_expire")?
+            }
+            "dst_blacklist_mem" => self.dst_blacklist_mem = as_nonneg(v, "dst_blacklist_mem")?,
+            "dst_blacklist_udp_imask" => self.dst_blacklist_udp_imask = as_int(v)?,
+            "dst_blacklist_tcp_imask" => self.dst_blacklist_tcp_imask = as_int(v)?,
+            "dst_blacklist_tls_imask" => self.dst_blacklist_tls_imask = as_int(v)?,
             "dst_blacklist" => self.dst_blacklist.push(as_str(v)),
             "check_via" => self.check_via = as_bool(v)?,
             "maxbuffer" => {

@@ -15,6 +15,7 @@ pub mod cfg;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod dns;
 pub mod globals;
 pub mod log;
 pub mod mi;

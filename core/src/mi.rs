@@ -86,6 +86,9 @@ static CORE_CMDS: &[MiExport] = &[
     MiExport::new("kill", cmd_kill).no_input(),
     MiExport::new("get_statistics", cmd_get_statistics),
     MiExport::new("reset_statistics", cmd_reset_statistics),
+    MiExport::new("dns_cache_view", crate::dns::mi_cache_view).no_input(),
+    MiExport::new("dns_cache_flush", crate::dns::mi_cache_flush).no_input(),
+    MiExport::new("list_blacklists", crate::dns::blacklist::mi_list).no_input(),
 ];
 
 /// A core command or one a loaded module declares.

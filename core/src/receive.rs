@@ -30,6 +30,7 @@ pub fn receive_msg(buf: &[u8], src: SocketAddr, sock_idx: usize) {
 /// Handle one message with its receive information.
 pub fn receive_with(buf: &[u8], rcv: RcvInfo) {
     let stats = crate::stats::core();
+    crate::dns::blacklist::reset_marker();
     let mut msg = match SipMsg::new(buf, rcv) {
         Ok(m) => m,
         Err(e) => {

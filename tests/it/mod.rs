@@ -6,6 +6,7 @@ mod db;
 mod db_engines;
 mod db_migrate;
 mod dispatcher;
+mod dns;
 mod exec;
 mod ipv6;
 mod lcr;

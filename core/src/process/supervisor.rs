@@ -230,6 +230,7 @@ fn run(
     // Freeze the globals before anything forks.
     globals::set(g);
     let g = globals::get();
+    crate::dns::init()?;
 
     config::init_modules(&loaded)?;
 

@@ -80,7 +80,8 @@ pub static CORE_CMDS: &[CmdExport] = &[
     CmdExport::new("isduriset", 0, 0, ANY_ROUTE, a_isdsturiset),
     CmdExport::new("serialize_branches", 1, 1, ANY_ROUTE, a_serialize_branches).fixup(fix_int),
     CmdExport::new("next_branches", 0, 0, ANY_ROUTE, a_next_branches),
-    CmdExport::new("use_blacklist", 1, 1, ANY_ROUTE, a_true),
+    CmdExport::new("use_blacklist", 1, 1, ANY_ROUTE, a_use_blacklist),
+    CmdExport::new("unuse_blacklist", 1, 1, ANY_ROUTE, a_unuse_blacklist),
 ];
 
 // ---------------------------------------------------------------------------
@@ -233,6 +234,32 @@ fn fix_socket(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
 
 fn a_true(_: &mut Ctx, _: &[FixedArg]) -> i32 {
     1
+}
+
+/// `use_blacklist("id")` / `unuse_blacklist("id")`: turn a `dst_blacklist` list on or
+/// off for the rest of this message's processing (see `dns::blacklist`).
+fn mark_blacklist(args: &[FixedArg], on: bool) -> i32 {
+    let Some(FixedArg::Str(name)) = args.first() else {
+        return -1;
+    };
+    match crate::dns::blacklist::index_of(name) {
+        Some(i) => {
+            crate::dns::blacklist::mark(i, on);
+            1
+        }
+        None => {
+            crate::log_err!("no blacklist named '{name}'");
+            -1
+        }
+    }
+}
+
+fn a_use_blacklist(_: &mut Ctx, args: &[FixedArg]) -> i32 {
+    mark_blacklist(args, true)
+}
+
+fn a_unuse_blacklist(_: &mut Ctx, args: &[FixedArg]) -> i32 {
+    mark_blacklist(args, false)
 }
 
 /// `force_tcp_alias([port])`: requests to the sender's address and `port` (default:

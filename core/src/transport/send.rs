@@ -5,7 +5,7 @@ use crate::parser::SipMsg;
 use crate::parser::msg::Proto;
 use crate::parser::uri::UriRef;
 use crate::transport::socket::sockets;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 
 /// Send `buf` from listen socket `sock_idx` to `to`: a datagram from a UDP socket;
 /// from a TCP socket, over the connection to `to` (handed to tcp main, see
@@ -16,6 +16,12 @@ pub fn send_udp(sock_idx: usize, to: SocketAddr, buf: &[u8]) -> std::io::Result<
         .get(sock_idx)
         .or_else(|| socks.first())
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotConnected, "no listen socket"))?;
+    if let Some(list) = crate::dns::blacklist::check_static(si.proto, to, buf) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("destination {to} blacklisted by list '{list}'"),
+        ));
+    }
     if si.proto == crate::globals::Proto::Tcp {
         return super::tcp::send(super::tcp::P_TCP, sock_idx, to, buf);
     }
@@ -73,7 +79,9 @@ pub fn socket_proto(sock_idx: usize) -> Proto {
     }
 }
 
-/// Resolve `host` (IP literal, `[IPv6]`, or a name through A/AAAA) with `port`.
+/// Resolve `host` (IP literal, `[IPv6]`, or a name through A, then AAAA when
+/// `dns_try_ipv6`) with `port`, through the DNS cache and resolver ([`crate::dns`]):
+/// a lookup waits at most `dns_retr_time × dns_retr_no`.
 pub fn resolve_host(host: &str, port: u16) -> Result<SocketAddr, String> {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = h.parse::<IpAddr>() {
@@ -82,42 +90,52 @@ pub fn resolve_host(host: &str, port: u16) -> Result<SocketAddr, String> {
     if h.is_empty() {
         return Err("empty host".into());
     }
-    // A DNS lookup can wait: let the other receivers read meanwhile.
-    crate::transport::turn::let_others_read();
-    let want_v6 = globals::get().dns_try_ipv6;
-    let addrs: Vec<SocketAddr> = (h, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("could not resolve {h}: {e}"))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| if want_v6 { addrs.first() } else { None })
-        .copied()
+    let ips = crate::dns::host_addrs(h, crate::dns::resolver::Deadline::new())?;
+    ips.first()
+        .map(|ip| SocketAddr::new(*ip, port))
         .ok_or_else(|| format!("could not resolve {h}"))
 }
 
-/// Where a request for `uri` goes: maddr or host, port (default 5060/5061), and
-/// the transport (`sips:` → TLS, else the transport parameter, else UDP). A transport
-/// this server does not serve, or does not know, is an error: the request is not
-/// sent over another one.
-pub fn uri_destination(uri: &str) -> Result<(SocketAddr, Proto), String> {
+/// Every target for a request to `uri`, in the order RFC 3263 gives (see
+/// [`crate::dns::targets`]): maddr or host, the explicit port and transport if any
+/// (`sips:` → TLS). A transport this server does not serve, or does not know, is an
+/// error: the request is not sent over another one.
+pub fn uri_targets(uri: &str) -> Result<Vec<crate::dns::Target>, String> {
+    uri_targets_with(uri, false)
+}
+
+/// [`uri_targets`], from the DNS cache alone when `cached_only` (no query: for
+/// callers holding a lock).
+pub fn uri_targets_with(uri: &str, cached_only: bool) -> Result<Vec<crate::dns::Target>, String> {
     let u = UriRef::parse(uri).map_err(|e| format!("bad uri <{uri}>: {e:?}"))?;
     let sips = u.scheme == crate::parser::uri::UriScheme::Sips;
     let transport = u.transport();
     crate::transport::served::check_uri_transport(uri, sips, transport)?;
     let proto = if sips {
-        Proto::Tls
+        Some(Proto::Tls)
     } else {
         match transport {
-            Some(t) => Proto::from_name(t.as_bytes())
-                .ok_or_else(|| format!("<{uri}>: unknown transport '{t}'"))?,
-            None => Proto::Udp,
+            Some(t) => Some(
+                Proto::from_name(t.as_bytes())
+                    .ok_or_else(|| format!("<{uri}>: unknown transport '{t}'"))?,
+            ),
+            None => None,
         }
     };
     let host = u.maddr().unwrap_or_else(|| u.host_unbracketed());
-    let port = u.port_or_default();
-    Ok((resolve_host(host, port)?, proto))
+    if cached_only {
+        crate::dns::targets_cached(host, u.port, proto, sips)
+    } else {
+        crate::dns::targets(host, u.port, proto, sips)
+    }
+}
+
+/// Where a request for `uri` goes: the first of its targets ([`uri_targets`]) that
+/// is not on the dynamic blacklist.
+pub fn uri_destination(uri: &str) -> Result<(SocketAddr, Proto), String> {
+    let ts = uri_targets(uri)?;
+    let t = crate::dns::pick(&ts, &[]).ok_or_else(|| format!("<{uri}>: no destination"))?;
+    Ok((t.addr, t.proto))
 }
 
 /// Host and port to advertise for socket `sock_idx` (advertised_address/port win).

@@ -365,6 +365,8 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<(SocketAddr, Pro
         st.wait_at = 0;
     }
     c.due(due);
+    // Branches whose send failed: blacklist, and the next DNS target.
+    sent += super::dns_failover::failover_locked(c, st);
     drop(g);
     for ev in &traced {
         super::callbacks::trace_now(ev);
@@ -412,6 +414,9 @@ pub fn t_relay(ctx: &mut Ctx, fixed: Option<(SocketAddr, Proto)>, flags: i64) ->
     };
     if ctx.route_type == route::REQUEST_ROUTE && c.is_invite && flags & T_RELAY_NO_100 == 0 {
         reply::reply_local_if_none(&c, ctx.msg, 100, "trying -- your call is important to us");
+    }
+    if flags & super::T_RELAY_NO_DNS_FAILOVER != 0 {
+        c.lock_state().st().flags |= T_NO_DNS_FAILOVER;
     }
     let n = relay_branches(ctx, &c, fixed);
     if n == 0 {

@@ -181,6 +181,7 @@ pub const T_UAS_LOCAL_LAST: u32 = 512; // last UAS reply generated locally
 pub const T_ALL_LOCAL: u32 = 1024; // every UAS reply so far local
 pub const T_UDP: u32 = 2048; // request came over UDP
 pub const T_ON_FAIL_RAN: u32 = 4096;
+pub const T_NO_DNS_FAILOVER: u32 = 8192; // t_relay flag 0x04
 
 /// The mutable transaction state (under the cell's reply lock).
 #[repr(C)]

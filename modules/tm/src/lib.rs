@@ -22,6 +22,7 @@
 pub mod callbacks;
 pub mod cancel;
 pub mod clone;
+pub mod dns_failover;
 pub mod fwd;
 pub mod h_table;
 pub mod lookup;

@@ -361,6 +361,9 @@ fn complete_locked<'a>(c: &'a CellRef, mut g: StateGuard<'a>) -> StateGuard<'a> 
         if st.flags & (T_COMPLETED | T_IN_FAILURE) != 0 || !all_final(st) {
             return g;
         }
+        if super::dns_failover::failover_locked(c, st) > 0 {
+            return g;
+        }
         let Some((i, code)) = select_best(st) else {
             if st.flags & T_LOCAL == 0 {
                 if let Some(req) = request_msg(c) {

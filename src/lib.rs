@@ -40,4 +40,5 @@ pub static MODULES: &[&ModuleExports] = &[
     &siptrace::EXPORTS,
     &dispatcher::EXPORTS,
     &lcr::EXPORTS,
+    &enum_module::EXPORTS,
 ];

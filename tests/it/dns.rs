@@ -428,3 +428,89 @@ fn use_blacklist_static_list_drops_a_matching_destination() {
     assert!(bl.contains("voip"), "{bl}");
     assert!(s.stop().success());
 }
+
+#[test]
+fn enum_query_rewrites_an_e164_ruri() {
+    if !require("dnsmasq") {
+        return;
+    }
+    let dir = TempDir::new("dns-enum");
+    let target = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let pt = target.local_addr().unwrap().port();
+    let second = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let p2 = second.local_addr().unwrap().port();
+    let port = free_udp_port();
+    let d = Dnsmasq::start(
+        dir.path(),
+        60,
+        &[
+            "--local=/e164.arpa/".into(),
+            // +4412345: two URIs, the better one first
+            format!("--naptr-record=5.4.3.2.1.4.4.e164.arpa,100,10,u,E2U+sip,!^\\+44(.*)$!sip:\\1@127.0.0.1:{pt}!"),
+            format!("--naptr-record=5.4.3.2.1.4.4.e164.arpa,100,20,u,E2U+sip,!^.*$!sip:backup@127.0.0.1:{p2}!"),
+            // a record of another service is ignored
+            "--naptr-record=5.4.3.2.1.4.4.e164.arpa,50,10,u,E2U+email:mailto,!^.*$!mailto:a@b!".into(),
+            // +4499 (the caller) is served here
+            format!("--naptr-record=9.9.4.4.e164.arpa,100,10,u,E2U+sip,!^.*$!sip:me@127.0.0.1:{port}!"),
+        ],
+        "",
+        "timeout:2 attempts:2",
+    );
+    let cfg = format!(
+        r#"listen=udp:127.0.0.1:{{PORT}}
+children=2
+debug=3
+log_stderror=yes
+dns_resolv_conf="{}"
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "xlog.so"
+loadmodule "enum.so"
+modparam("tm", "fr_timer", 2)
+route {{
+    if (is_from_user_enum()) {{
+        xlog("L_INFO", "FROM-ENUM yes\n");
+    }} else {{
+        xlog("L_INFO", "FROM-ENUM no\n");
+    }}
+    if (!enum_query()) {{
+        sl_send_reply("404", "No ENUM");
+        exit;
+    }}
+    xlog("L_INFO", "ENUM $ru\n");
+    t_relay();
+}}
+"#,
+        d.resolv_conf.display()
+    );
+    let mut s = Server::start_on(port, &cfg, &[]);
+    let c = Client::new();
+    let lp = c.port();
+    let send = |from: &str, ruri: &str, cid: &str| {
+        c.send(
+            ([127, 0, 0, 1], port).into(),
+            &format!(
+                "MESSAGE {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK{cid}\r\n\
+                 From: <sip:{from}@127.0.0.1>;tag=1\r\nTo: <{ruri}>\r\nCall-ID: {cid}\r\nCSeq: 1 MESSAGE\r\n\
+                 Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            ),
+        )
+    };
+    send("+4499", &format!("sip:+4412345@127.0.0.1:{port}"), "enum-1");
+    assert!(got(&target, &format!("MESSAGE sip:12345@127.0.0.1:{pt} SIP/2.0"), Duration::from_secs(5)));
+    assert!(got(&second, &format!("MESSAGE sip:backup@127.0.0.1:{p2} SIP/2.0"), Duration::from_secs(5)));
+    // A number without a record: enum_query fails, the script answers 404.
+    send("alice", &format!("sip:+4400000@127.0.0.1:{port}"), "enum-2");
+    let r = loop {
+        let (r, _) = c.recv_timeout(Duration::from_secs(10)).expect("a reply");
+        if r.contains("Call-ID: enum-2") {
+            break r;
+        }
+    };
+    assert!(r.starts_with("SIP/2.0 404"), "{r}");
+    let log = s.log();
+    assert!(log.contains(&format!("ENUM sip:12345@127.0.0.1:{pt}")), "{log}");
+    assert_eq!(count(&log, "FROM-ENUM yes"), 1, "{log}");
+    assert_eq!(count(&log, "FROM-ENUM no"), 1, "{log}");
+    assert!(s.stop().success());
+}

@@ -186,7 +186,17 @@ fn srv_priority_failover_on_timeout_then_blacklist() {
     //    straight to priority 1, the silent one sees nothing.
     while got(&silent, "INVITE", Duration::from_millis(100)) {}
     calls(dir.path(), s.port, 3, 10);
-    assert!(!got(&silent, "INVITE", Duration::from_millis(300)));
+    let mut b = [0u8; 4096];
+    silent
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    if let Ok(n) = silent.recv(&mut b) {
+        panic!(
+            "the blacklisted target got:\n{}\nlog:\n{}",
+            String::from_utf8_lossy(&b[..n]),
+            s.log()
+        );
+    }
     let log = s.log();
     assert_eq!(
         count(&log, &format!("REPLY-FROM 127.0.0.1:{p1} 200")),
@@ -446,12 +456,19 @@ fn enum_query_rewrites_an_e164_ruri() {
         &[
             "--local=/e164.arpa/".into(),
             // +4412345: two URIs, the better one first
-            format!("--naptr-record=5.4.3.2.1.4.4.e164.arpa,100,10,u,E2U+sip,!^\\+44(.*)$!sip:\\1@127.0.0.1:{pt}!"),
-            format!("--naptr-record=5.4.3.2.1.4.4.e164.arpa,100,20,u,E2U+sip,!^.*$!sip:backup@127.0.0.1:{p2}!"),
+            format!(
+                "--naptr-record=5.4.3.2.1.4.4.e164.arpa,100,10,u,E2U+sip,!^\\+44(.*)$!sip:\\1@127.0.0.1:{pt}!"
+            ),
+            format!(
+                "--naptr-record=5.4.3.2.1.4.4.e164.arpa,100,20,u,E2U+sip,!^.*$!sip:backup@127.0.0.1:{p2}!"
+            ),
             // a record of another service is ignored
-            "--naptr-record=5.4.3.2.1.4.4.e164.arpa,50,10,u,E2U+email:mailto,!^.*$!mailto:a@b!".into(),
+            "--naptr-record=5.4.3.2.1.4.4.e164.arpa,50,10,u,E2U+email:mailto,!^.*$!mailto:a@b!"
+                .into(),
             // +4499 (the caller) is served here
-            format!("--naptr-record=9.9.4.4.e164.arpa,100,10,u,E2U+sip,!^.*$!sip:me@127.0.0.1:{port}!"),
+            format!(
+                "--naptr-record=9.9.4.4.e164.arpa,100,10,u,E2U+sip,!^.*$!sip:me@127.0.0.1:{port}!"
+            ),
         ],
         "",
         "timeout:2 attempts:2",
@@ -497,8 +514,16 @@ route {{
         )
     };
     send("+4499", &format!("sip:+4412345@127.0.0.1:{port}"), "enum-1");
-    assert!(got(&target, &format!("MESSAGE sip:12345@127.0.0.1:{pt} SIP/2.0"), Duration::from_secs(5)));
-    assert!(got(&second, &format!("MESSAGE sip:backup@127.0.0.1:{p2} SIP/2.0"), Duration::from_secs(5)));
+    assert!(got(
+        &target,
+        &format!("MESSAGE sip:12345@127.0.0.1:{pt} SIP/2.0"),
+        Duration::from_secs(5)
+    ));
+    assert!(got(
+        &second,
+        &format!("MESSAGE sip:backup@127.0.0.1:{p2} SIP/2.0"),
+        Duration::from_secs(5)
+    ));
     // A number without a record: enum_query fails, the script answers 404.
     send("alice", &format!("sip:+4400000@127.0.0.1:{port}"), "enum-2");
     let r = loop {
@@ -509,7 +534,10 @@ route {{
     };
     assert!(r.starts_with("SIP/2.0 404"), "{r}");
     let log = s.log();
-    assert!(log.contains(&format!("ENUM sip:12345@127.0.0.1:{pt}")), "{log}");
+    assert!(
+        log.contains(&format!("ENUM sip:12345@127.0.0.1:{pt}")),
+        "{log}"
+    );
     assert_eq!(count(&log, "FROM-ENUM yes"), 1, "{log}");
     assert_eq!(count(&log, "FROM-ENUM no"), 1, "{log}");
     assert!(s.stop().success());

@@ -12,11 +12,15 @@
 //!   for `dst_blacklist_expire` seconds. It lives in the shm DNS cache table (key
 //!   `0 proto:addr`), so every process sees it. `dst_blacklist_{udp,tcp,tls}_imask`
 //!   name the failures that do not count, as bits: 1 send error, 2 connect error,
-//!   8 timeout, 16 a 503.
+//!   8 timeout, 16 a 503. A destination found not blocked is remembered by the
+//!   process until the next addition anywhere (a counter in shm), so the common
+//!   check takes no lock.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cfg::ast::{Blacklist, Proto as AProto};
 use crate::parser::msg::Proto;
@@ -27,14 +31,20 @@ pub const ERR_TIMEOUT: u32 = 8;
 pub const ERR_503: u32 = 16;
 
 static LISTS: OnceLock<Vec<Blacklist>> = OnceLock::new();
+/// Bumped (in shm) by every addition to the dynamic list: a process's memory of
+/// destinations found not blocked is good while it is unchanged.
+static ADDED: OnceLock<&'static AtomicU64> = OnceLock::new();
 
 thread_local! {
     static MARKER: Cell<u64> = const { Cell::new(0) };
+    static NOT_BLOCKED: RefCell<(u64, HashSet<String>)> = RefCell::new((0, HashSet::new()));
 }
 
 /// Take the static lists from the globals (attendant, before forking).
 pub fn init() -> Result<(), String> {
     let _ = LISTS.set(crate::globals::get().dst_blacklists.clone());
+    let a = shm::alloc_static(AtomicU64::new(1)).ok_or("no shm for the blacklist")?;
+    let _ = ADDED.set(a);
     Ok(())
 }
 
@@ -166,12 +176,41 @@ pub fn add(proto: Proto, to: SocketAddr, why: u32) {
         &why.to_string(),
         g.dst_blacklist_expire as u32,
     );
+    if let Some(a) = ADDED.get() {
+        a.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// Is `to` on the dynamic blacklist?
 pub fn is_blocked(proto: Proto, to: SocketAddr) -> bool {
     let g = crate::globals::get();
-    g.use_dst_blacklist && super::cache::get(0, &key(proto, to)).is_some()
+    if !g.use_dst_blacklist {
+        return false;
+    }
+    let k = key(proto, to);
+    let added = ADDED.get().map(|a| a.load(Ordering::SeqCst)).unwrap_or(0);
+    let known = NOT_BLOCKED.with(|n| {
+        let mut n = n.borrow_mut();
+        if n.0 != added {
+            n.1.clear();
+            n.0 = added;
+        }
+        n.1.contains(&k)
+    });
+    if known {
+        return false;
+    }
+    let blocked = super::cache::get(0, &k).is_some();
+    if !blocked {
+        NOT_BLOCKED.with(|n| {
+            let mut n = n.borrow_mut();
+            if n.1.len() > 4096 {
+                n.1.clear();
+            }
+            n.1.insert(k);
+        });
+    }
+    blocked
 }
 
 /// MI `list_blacklists`: the static lists, then the dynamic entries.

@@ -24,8 +24,8 @@ use openser_core::module::{CmdExport, FixedArg, ModuleExports, Param, StrParam};
 use openser_core::parser::Uri;
 use openser_core::re::Regex;
 use openser_core::route::REQUEST_ROUTE;
-use openser_core::script::ctx::Branch;
 use openser_core::script::Ctx;
+use openser_core::script::ctx::Branch;
 
 pub static EXPORTS: ModuleExports = ModuleExports {
     name: "enum",
@@ -38,7 +38,13 @@ pub static EXPORTS: ModuleExports = ModuleExports {
     ],
     cmds: &[
         CmdExport::new("enum_query", 0, 2, REQUEST_ROUTE, cmd_enum_query),
-        CmdExport::new("is_from_user_enum", 0, 0, REQUEST_ROUTE, cmd_is_from_user_enum),
+        CmdExport::new(
+            "is_from_user_enum",
+            0,
+            0,
+            REQUEST_ROUTE,
+            cmd_is_from_user_enum,
+        ),
     ],
     ..ModuleExports::EMPTY
 };
@@ -83,7 +89,8 @@ pub fn service_matches(flags: &str, services: &str, service: &str) -> bool {
         return false;
     }
     if service.is_empty() {
-        return services.eq_ignore_ascii_case("e2u+sip") || services.eq_ignore_ascii_case("sip+e2u");
+        return services.eq_ignore_ascii_case("e2u+sip")
+            || services.eq_ignore_ascii_case("sip+e2u");
     }
     let Some(rest) = services
         .get(..4)
@@ -95,9 +102,9 @@ pub fn service_matches(flags: &str, services: &str, service: &str) -> bool {
     if let Some(wanted) = service.strip_prefix('+') {
         // compound: "E2U+voice:sip+video:sip" offers voice and video
         rest.split('+').any(|offered| {
-            wanted.split('+').any(|w| {
-                !w.is_empty() && offered.eq_ignore_ascii_case(&format!("{w}:sip"))
-            })
+            wanted
+                .split('+')
+                .any(|w| !w.is_empty() && offered.eq_ignore_ascii_case(&format!("{w}:sip")))
         })
     } else {
         rest.eq_ignore_ascii_case(&format!("{service}:sip"))
@@ -262,7 +269,10 @@ mod tests {
     fn names_services_regexps() {
         assert!(is_e164("+4412345"));
         assert!(!is_e164("4412345") && !is_e164("+1") && !is_e164("+12a"));
-        assert_eq!(enum_name("+4412345", "e164.arpa."), "5.4.3.2.1.4.4.e164.arpa.");
+        assert_eq!(
+            enum_name("+4412345", "e164.arpa."),
+            "5.4.3.2.1.4.4.e164.arpa."
+        );
         assert!(service_matches("u", "E2U+sip", ""));
         assert!(service_matches("U", "sip+E2U", ""));
         assert!(!service_matches("s", "E2U+sip", ""));
@@ -274,7 +284,10 @@ mod tests {
             apply_regexp("!^\\+44(.*)$!sip:\\1@uk.example!", "+4412345").as_deref(),
             Some("sip:12345@uk.example")
         );
-        assert_eq!(apply_regexp("!^.*$!sip:a@b!", "+1").as_deref(), Some("sip:a@b"));
+        assert_eq!(
+            apply_regexp("!^.*$!sip:a@b!", "+1").as_deref(),
+            Some("sip:a@b")
+        );
         assert_eq!(apply_regexp("!^\\+1!x!", "+44"), None);
         assert_eq!(apply_regexp("/a/b/", "a"), None);
         assert_eq!(add_params("sip:a@b", ";npdi"), "sip:a@b;npdi");

@@ -13,7 +13,7 @@
 #                                        N calls, default 2000) for both routings
 # Env:   RATES, DUR, MIN_CALLS, REFINE, GRAIN, OUT as run-pair.sh; DNS_PORT (5353).
 # A quick check that everything runs: RATES=200 DUR=2 MIN_CALLS=400 REFINE=0 REPEAT=1
-#   or MODE=callgrind N=200 RATE=100
+#   or MODE=callgrind N=200 RATE=100 (HOST=127.0.0.42 keeps callgrind.sh off port 5060 of 127.0.0.1)
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PAIR=${PAIR:-$(cd "$(dirname "$0")/../.." && pwd)/shared/bench/run-pair.sh}
@@ -33,7 +33,7 @@ trap cleanup EXIT
 dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --user=root \
 	--bind-interfaces --listen-address=127.0.0.1 --port="$DNS_PORT" --local=/bench/ \
 	--local-ttl=3600 --srv-host=_sip._udp.uas.bench,uas.bench,5070,0,0 \
-	--host-record=uas.bench,127.0.0.1 >"$OUT/dnsmasq.log" 2>&1 &
+	--host-record=uas.bench,"${HOST:-127.0.0.1}" >"$OUT/dnsmasq.log" 2>&1 &
 DNSMASQ=$!
 sleep 0.5
 kill -0 "$DNSMASQ" 2>/dev/null || { echo "dnsmasq did not start (port $DNS_PORT busy?)" >&2; exit 1; }
@@ -49,7 +49,8 @@ grep -q 'sip:uas.bench' "$OUT/srv/openser-stateful.cfg" || { echo "could not mak
 if [ "${MODE:-timed}" = callgrind ]; then
 	for r in srv numeric; do
 		echo "== callgrind, $r ==" >&2
-		OUT=$OUT/cg-$r CFG_PATTERN=$OUT/$r/openser-%s.cfg "$ROOT/bench/callgrind.sh" stateful |
+		pattern=$OUT/$r/openser-%s.cfg
+		OUT=$OUT/cg-$r CFG_PATTERN=$pattern "$ROOT/bench/callgrind.sh" stateful |
 			sed "s/^/$r /"
 	done
 	exit 0

@@ -170,7 +170,7 @@ pub fn add(proto: Proto, to: SocketAddr, why: u32) {
         key(proto, to),
         g.dst_blacklist_expire
     );
-    super::cache::put(
+    let _ = super::cache::put(
         0,
         &key(proto, to),
         &why.to_string(),

@@ -166,17 +166,23 @@ pub fn get(qtype: u16, name: &str) -> Option<Entry> {
     found
 }
 
+/// The cache's generation (bumped by a flush).
+pub fn generation() -> u64 {
+    TABLE.get().map(|t| t.generation.load(SeqCst)).unwrap_or(0)
+}
+
 /// Store an answer for `ttl` seconds (bounded by the cache's min/max TTL globals).
-pub fn put(qtype: u16, name: &str, value: &str, ttl: u32) {
+/// Returns its expiry (now when it is not cached).
+pub fn put(qtype: u16, name: &str, value: &str, ttl: u32) -> i64 {
     let g = crate::globals::get();
     if !g.use_dns_cache {
-        return;
+        return crate::clock::now();
     }
     let ttl = (ttl as i64)
         .max(g.dns_cache_min_ttl)
         .min(g.dns_cache_max_ttl);
     if ttl <= 0 {
-        return;
+        return crate::clock::now();
     }
     let key = key_of(qtype, name);
     let expires = crate::clock::now() + ttl;
@@ -190,7 +196,7 @@ pub fn put(qtype: u16, name: &str, value: &str, ttl: u32) {
                 },
             )
         });
-        return;
+        return expires;
     };
     let gen_now = t.generation.load(SeqCst);
     LOCAL.with(|l| {
@@ -208,7 +214,7 @@ pub fn put(qtype: u16, name: &str, value: &str, ttl: u32) {
         );
     });
     if key.len() + value.len() > DATA {
-        return;
+        return expires;
     }
     let h = hash(key.as_bytes());
     let n = t.len();
@@ -240,6 +246,7 @@ pub fn put(qtype: u16, name: &str, value: &str, ttl: u32) {
         }
     }
     write_slot(t.slot(pick), h, expires, key.as_bytes(), value.as_bytes());
+    expires
 }
 
 /// Empty the cache (every process's copy too).

@@ -125,6 +125,7 @@ pub fn targets_cached(
 
 fn lookup_depth(name: &str, qtype: u16, dl: Deadline, depth: u8) -> Result<Vec<Rdata>, Fail> {
     if let Some(e) = cache::get(qtype, name) {
+        note_expiry(e.expires);
         return if e.value.is_empty() {
             Err(Fail::NoData(None))
         } else {
@@ -154,7 +155,7 @@ fn lookup_depth(name: &str, qtype: u16, dl: Deadline, depth: u8) -> Result<Vec<R
                     .map(|a| a.data.clone())
                     .collect();
                 if !mine.is_empty() {
-                    cache::put(qtype, name, &encode(&mine), ttl);
+                    note_expiry(cache::put(qtype, name, &encode(&mine), ttl));
                     return Ok(mine);
                 }
                 if let Some(Rdata::Cname(c)) = r
@@ -164,7 +165,12 @@ fn lookup_depth(name: &str, qtype: u16, dl: Deadline, depth: u8) -> Result<Vec<R
                     .map(|a| a.data.clone())
                     && depth < 5
                 {
-                    cache::put(qtype, name, &encode(&[Rdata::Cname(c.clone())]), ttl);
+                    note_expiry(cache::put(
+                        qtype,
+                        name,
+                        &encode(&[Rdata::Cname(c.clone())]),
+                        ttl,
+                    ));
                     return lookup_depth(&c, qtype, dl, depth + 1);
                 }
                 last = Fail::NoData(None);
@@ -178,7 +184,7 @@ fn lookup_depth(name: &str, qtype: u16, dl: Deadline, depth: u8) -> Result<Vec<R
         let ttl = soa
             .map(|s| (s as i64).min(g.dns_cache_negative_ttl))
             .unwrap_or(g.dns_cache_negative_ttl);
-        cache::put(qtype, name, "", ttl.max(0) as u32);
+        note_expiry(cache::put(qtype, name, "", ttl.max(0) as u32));
     }
     Err(last)
 }
@@ -259,21 +265,29 @@ fn srv_prefix(p: Proto) -> &'static str {
     }
 }
 
-/// SRV records in the order to try: by priority, and within a priority by RFC
-/// 2782's weighted random selection (weight 0 records first in the running sum,
-/// as the RFC asks, so they are picked only rarely).
-pub fn order_srv(mut recs: Vec<(u16, u16, u16, String)>) -> Vec<(u16, String)> {
+/// SRV records `(priority, weight, port, target)` in the order to try: see
+/// [`order_weighted`].
+pub fn order_srv(recs: Vec<(u16, u16, u16, String)>) -> Vec<(u16, String)> {
+    order_weighted(
+        recs.into_iter()
+            .map(|(p, w, port, t)| (p, w, 0, (port, t)))
+            .collect(),
+    )
+}
+
+/// Items `(priority, weight, _, item)` in the order to try: by priority, and within a
+/// priority by RFC 2782's weighted random selection (weight 0 records first in the
+/// running sum, as the RFC asks, so they are picked only rarely).
+pub fn order_weighted<T>(mut recs: Vec<(u16, u16, u16, T)>) -> Vec<T> {
     recs.sort_by_key(|r| (r.0, r.1 != 0));
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < recs.len() {
-        let prio = recs[i].0;
-        let mut group: Vec<(u16, u16, u16, String)> = recs[i..]
-            .iter()
-            .take_while(|r| r.0 == prio)
-            .cloned()
-            .collect();
-        i += group.len();
+    let mut out = Vec::with_capacity(recs.len());
+    let mut rest = recs.into_iter().peekable();
+    while let Some(first) = rest.next() {
+        let prio = first.0;
+        let mut group = vec![first];
+        while let Some(r) = rest.next_if(|r| r.0 == prio) {
+            group.push(r);
+        }
         while !group.is_empty() {
             let total: u64 = group.iter().map(|r| r.1 as u64).sum();
             let pick = if total == 0 {
@@ -295,35 +309,49 @@ pub fn order_srv(mut recs: Vec<(u16, u16, u16, String)>) -> Vec<(u16, String)> {
                     })
                     .unwrap_or(0)
             };
-            let r = group.remove(pick);
-            out.push((r.2, r.3));
+            out.push(group.remove(pick).3);
         }
     }
     out
 }
 
-/// The targets of an SRV name, in order.
-fn srv_targets(name: &str, proto: Proto, dl: Deadline) -> Result<Vec<Target>, Fail> {
+/// The targets of one SRV record (or of a plain address lookup: one group).
+#[derive(Debug, Clone)]
+struct Group {
+    prio: u16,
+    weight: u16,
+    targets: Vec<Target>,
+}
+
+/// The targets of an SRV name, one group per SRV record (not yet ordered).
+fn srv_targets(name: &str, proto: Proto, dl: Deadline) -> Result<Vec<Group>, Fail> {
     let recs = lookup(name, msg::T_SRV, dl)?;
-    let recs: Vec<(u16, u16, u16, String)> = recs
-        .into_iter()
-        .filter_map(|r| match r {
-            Rdata::Srv {
-                priority,
-                weight,
-                port,
-                target,
-            } if target != "." => Some((priority, weight, port, target)),
-            _ => None,
-        })
-        .collect();
     let mut out = Vec::new();
-    for (port, target) in order_srv(recs) {
+    for r in recs {
+        let Rdata::Srv {
+            priority,
+            weight,
+            port,
+            target,
+        } = r
+        else {
+            continue;
+        };
+        if target == "." {
+            continue;
+        }
         if let Ok(ips) = host_addrs(&target, dl) {
-            out.extend(ips.into_iter().map(|ip| Target {
-                addr: SocketAddr::new(ip, port),
-                proto,
-            }));
+            out.push(Group {
+                prio: priority,
+                weight,
+                targets: ips
+                    .into_iter()
+                    .map(|ip| Target {
+                        addr: SocketAddr::new(ip, port),
+                        proto,
+                    })
+                    .collect(),
+            });
         }
     }
     if out.is_empty() {
@@ -332,15 +360,93 @@ fn srv_targets(name: &str, proto: Proto, dl: Deadline) -> Result<Vec<Target>, Fa
     Ok(out)
 }
 
+fn single(ts: Vec<Target>) -> Vec<Group> {
+    vec![Group {
+        prio: 0,
+        weight: 0,
+        targets: ts,
+    }]
+}
+
+/// The groups in the order to try (SRV priority, then RFC 2782 weights), flattened.
+fn ordered(groups: &[Group]) -> Vec<Target> {
+    if groups.len() == 1 {
+        return groups[0].targets.clone();
+    }
+    let items: Vec<(u16, u16, u16, usize)> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.prio, g.weight, 0, i))
+        .collect();
+    order_weighted(items)
+        .into_iter()
+        .flat_map(|i| groups[i].targets.iter().copied())
+        .collect()
+}
+
+/// Memoised resolutions: key → (cache generation, expiry, groups).
+type Memo = std::collections::HashMap<String, (u64, i64, Vec<Group>)>;
+
+thread_local! {
+    /// The earliest expiry of the cache entries read or written by the current
+    /// resolution (what a memoised result may live for).
+    static EXPIRES: std::cell::Cell<i64> = const { std::cell::Cell::new(i64::MAX) };
+    /// Resolutions memoised per process: (cache generation, expiry, groups).
+    static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::new(Memo::new());
+}
+
+fn note_expiry(exp: i64) {
+    EXPIRES.with(|e| e.set(e.get().min(exp)));
+}
+
 /// RFC 3263 §4: every target for a request to `host`, in the order to try.
 /// `port` is the URI's explicit port, `proto` its explicit transport (`sips:` gives
-/// TLS), `sips` whether only TLS is acceptable.
+/// TLS), `sips` whether only TLS is acceptable. The resolution (before the weighted
+/// ordering, which is drawn anew each time) is memoised per process until the
+/// earliest expiry of the records it used or a cache flush.
 pub fn targets(
     host: &str,
     port: Option<u16>,
     proto: Option<Proto>,
     sips: bool,
 ) -> Result<Vec<Target>, String> {
+    let key = format!("{host}|{port:?}|{proto:?}|{sips}");
+    let gen_now = cache::generation();
+    let now = crate::clock::now();
+    let hit = MEMO.with(|m| {
+        m.borrow()
+            .get(&key)
+            .filter(|(g, exp, _)| *g == gen_now && *exp > now)
+            .map(|(_, _, groups)| ordered(groups))
+    });
+    if let Some(t) = hit {
+        return Ok(t);
+    }
+    let prev = EXPIRES.with(|e| e.replace(i64::MAX));
+    let r = resolve_groups(host, port, proto, sips);
+    let exp = EXPIRES.with(|e| e.replace(prev));
+    note_expiry(exp);
+    let groups = r?;
+    let out = ordered(&groups);
+    if exp > now && exp != i64::MAX {
+        MEMO.with(|m| {
+            let mut m = m.borrow_mut();
+            if m.len() > 1024 {
+                m.clear();
+            }
+            m.insert(key, (gen_now, exp, groups));
+        });
+    }
+    Ok(out)
+}
+
+/// The resolution behind [`targets`], as groups of targets.
+fn resolve_groups(
+    host: &str,
+    port: Option<u16>,
+    proto: Option<Proto>,
+    sips: bool,
+) -> Result<Vec<Group>, String> {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     if h.is_empty() {
         return Err("empty host".into());
@@ -348,21 +454,23 @@ pub fn targets(
     let default_port = |p: Proto| if p == Proto::Tls { 5061 } else { 5060 };
     if let Ok(ip) = h.parse::<IpAddr>() {
         let p = proto.unwrap_or(Proto::Udp);
-        return Ok(vec![Target {
+        return Ok(single(vec![Target {
             addr: SocketAddr::new(ip, port.unwrap_or(default_port(p))),
             proto: p,
-        }]);
+        }]));
     }
     let dl = Deadline::new();
     if let Some(port) = port {
         let p = proto.unwrap_or(Proto::Udp);
-        return Ok(host_addrs(h, dl)?
-            .into_iter()
-            .map(|ip| Target {
-                addr: SocketAddr::new(ip, port),
-                proto: p,
-            })
-            .collect());
+        return Ok(single(
+            host_addrs(h, dl)?
+                .into_iter()
+                .map(|ip| Target {
+                    addr: SocketAddr::new(ip, port),
+                    proto: p,
+                })
+                .collect(),
+        ));
     }
     let mut timed_out = false;
     if proto.is_none() {
@@ -429,13 +537,15 @@ pub fn targets(
         return Err(format!("could not resolve {h}: DNS timeout"));
     }
     let p = proto.unwrap_or(if sips { Proto::Tls } else { Proto::Udp });
-    Ok(host_addrs(h, dl)?
-        .into_iter()
-        .map(|ip| Target {
-            addr: SocketAddr::new(ip, default_port(p)),
-            proto: p,
-        })
-        .collect())
+    Ok(single(
+        host_addrs(h, dl)?
+            .into_iter()
+            .map(|ip| Target {
+                addr: SocketAddr::new(ip, default_port(p)),
+                proto: p,
+            })
+            .collect(),
+    ))
 }
 
 /// The first target not in `skip` and not blacklisted (the first not in `skip`

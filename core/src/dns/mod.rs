@@ -410,6 +410,10 @@ pub fn targets(
     proto: Option<Proto>,
     sips: bool,
 ) -> Result<Vec<Target>, String> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<IpAddr>().is_ok() {
+        return resolve_groups(host, port, proto, sips).map(|g| ordered(&g));
+    }
     let key = format!("{host}|{port:?}|{proto:?}|{sips}");
     let gen_now = cache::generation();
     let now = crate::clock::now();
@@ -549,8 +553,13 @@ fn resolve_groups(
 }
 
 /// The first target not in `skip` and not blacklisted (the first not in `skip`
-/// when every one is blacklisted: better a likely failure than none tried).
+/// when every one is blacklisted: better a likely failure than none tried; a single
+/// target is taken as it is).
 pub fn pick(ts: &[Target], skip: &[SocketAddr]) -> Option<Target> {
+    if let [only] = ts {
+        // Nothing to choose from (a numeric host): no blacklist look-up.
+        return (!skip.contains(&only.addr)).then_some(*only);
+    }
     let fresh: Vec<&Target> = ts.iter().filter(|t| !skip.contains(&t.addr)).collect();
     fresh
         .iter()

@@ -17,7 +17,7 @@ pub struct Dnsmasq {
 }
 
 /// A port free for both UDP and TCP on 127.0.0.1.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     for _ in 0..100 {
         let p = super::free_udp_port();
         if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {

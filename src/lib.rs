@@ -38,4 +38,5 @@ pub static MODULES: &[&ModuleExports] = &[
     &diversion::EXPORTS,
     &exec::EXPORTS,
     &siptrace::EXPORTS,
+    &uac::EXPORTS,
 ];

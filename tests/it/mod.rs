@@ -24,4 +24,5 @@ mod seed_engines;
 mod siptrace;
 mod tcp;
 mod tm;
+mod uac;
 mod userdb;

@@ -247,6 +247,35 @@ pub(super) fn flush() {
     }
 }
 
+/// A hook on every reply received for a transaction (1.2's `TMCB_RESPONSE_IN`), run
+/// before the onreply_route with no tm lock held: it may add lumps to the reply, which
+/// are applied when tm relays it. It gets the transaction's AVPs (a module marks the
+/// transactions it cares about with an AVP of its own).
+pub type ReplyInHook = fn(&mut SipMsg, &AvpList);
+
+static REPLY_IN: Registry<ReplyInHook> = Registry::new();
+static REPLY_IN_ANY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Register a reply-in hook (mod_init, before fork).
+pub fn register_reply_in(h: ReplyInHook) {
+    REPLY_IN.lock().push(h);
+    REPLY_IN_ANY.store(true, Ordering::Release);
+}
+
+/// Whether a reply-in hook is registered (the cheap check on the reply path).
+#[inline]
+pub fn reply_in_active() -> bool {
+    REPLY_IN_ANY.load(Ordering::Relaxed)
+}
+
+/// Run the reply-in hooks on `reply`.
+pub(super) fn run_reply_in(reply: &mut SipMsg, avps: &AvpList) {
+    let hooks: Vec<ReplyInHook> = REPLY_IN.lock().clone();
+    for h in hooks {
+        h(reply, avps);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

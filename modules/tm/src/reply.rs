@@ -273,6 +273,50 @@ fn all_final(st: &CellState) -> bool {
         .all(|b| b.flags & B_FINAL != 0)
 }
 
+thread_local! {
+    /// While a failure_route runs: the branch whose reply was picked (1.2's
+    /// `t_get_picked_branch`).
+    static PICKED: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// One branch of the current transaction as other modules see it from failure_route
+/// (uac's `uac_auth`, uac_redirect's `get_redirects`).
+#[derive(Clone, Debug)]
+pub struct BranchInfo {
+    /// The branch's R-URI.
+    pub uri: String,
+    /// Its final code (0 while pending; 408 for a timeout).
+    pub code: u16,
+    /// The negative final reply it received (None for a local one: a timeout).
+    pub reply: Option<Vec<u8>>,
+    /// The request as sent on the branch.
+    pub request: Vec<u8>,
+}
+
+/// In failure_route: the index of the branch whose reply was picked.
+pub fn picked_branch() -> Option<usize> {
+    PICKED.with(std::cell::Cell::get)
+}
+
+/// The branches of the current transaction, in the order they were created.
+pub fn t_branches() -> Vec<BranchInfo> {
+    let Some(c) = super::current() else {
+        return Vec::new();
+    };
+    let mut g = c.lock_state();
+    let st = g.st();
+    st.branches[..st.nr_branches as usize]
+        .iter()
+        .map(|b| BranchInfo {
+            uri: String::from_utf8_lossy(b.uri.as_bytes()).into_owned(),
+            code: b.last_code,
+            reply: (b.flags & B_LOCAL_REPLY == 0 && !b.reply.is_empty())
+                .then(|| b.reply.as_bytes().to_vec()),
+            request: b.request.as_bytes().to_vec(),
+        })
+        .collect()
+}
+
 /// Run failure_route `route` for transaction `c` whose winning branch is `i` (no lock
 /// held). New branches may be added by t_relay in the route.
 fn run_failure(c: &CellRef, route: u32, i: usize, code: u16) {
@@ -298,7 +342,9 @@ fn run_failure(c: &CellRef, route: u32, i: usize, code: u16) {
     ctx.reply_code = u32::from(code);
     let prev = super::swap_current(Some(c));
     super::take_pending();
+    let prev_picked = PICKED.with(|p| p.replace(Some(i)));
     run_route(RouteKind::Failure, route as usize, &mut ctx);
+    PICKED.with(|p| p.set(prev_picked));
     let pend = super::take_pending();
     super::swap_current(prev.as_ref());
     let avps = avps_to_bytes(&ctx.avps);
@@ -431,17 +477,22 @@ pub fn reply_hook(reply: &mut SipMsg) -> bool {
     }
     let br = br as usize;
     // Per-transaction onreply_route.
-    let (on_reply, trace) = {
+    let (on_reply, trace, reply_in) = {
         let mut g = c.lock_state();
         let st = g.st();
+        let reply_in = super::callbacks::reply_in_active()
+            .then(|| super::clone::avps_from_bytes(st.avps.as_bytes()));
         let trace = super::callbacks::traces(st.msg_flags).then(|| {
             (
                 st.msg_flags,
                 super::clone::avps_from_bytes(st.avps.as_bytes()),
             )
         });
-        (st.on_reply, trace)
+        (st.on_reply, trace, reply_in)
     };
+    if let Some(avps) = reply_in {
+        super::callbacks::run_reply_in(reply, &avps);
+    }
     if let Some((flags, avps)) = trace {
         super::callbacks::trace_now(&super::callbacks::TraceEvent {
             dir: super::callbacks::TraceDir::ReplyIn,

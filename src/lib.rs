@@ -39,4 +39,5 @@ pub static MODULES: &[&ModuleExports] = &[
     &exec::EXPORTS,
     &siptrace::EXPORTS,
     &uac::EXPORTS,
+    &uac_redirect::EXPORTS,
 ];

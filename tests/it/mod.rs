@@ -17,6 +17,7 @@ mod permissions;
 mod pike;
 mod process;
 mod production;
+mod redirect;
 mod registrar;
 mod script;
 mod seed;

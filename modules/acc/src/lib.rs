@@ -584,6 +584,28 @@ pub fn request_record(ctx: &mut Ctx, comment: &str, extra: &[Extra]) -> Record {
     r
 }
 
+/// Account the current request now (1.2's `acc_log_request` / `acc_db_request` as
+/// another module calls them: uac_redirect's accounting of followed redirects): to the
+/// log when `table` is None, else into `table`. The script's rc.
+pub fn acc_request(ctx: &mut Ctx, comment: &str, table: Option<&str>) -> i32 {
+    let c = cfg();
+    match table {
+        None => {
+            let r = request_record(ctx, comment, &c.log_extra);
+            emit_log(P_REQUEST, &r);
+            1
+        }
+        Some(t) => {
+            if !c.db_on() {
+                openser_core::log_err!("no db_url configured");
+                return -1;
+            }
+            let r = request_record(ctx, comment, &c.db_extra);
+            if emit_db(t, &r) { 1 } else { -1 }
+        }
+    }
+}
+
 fn cmd_acc_log_request(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
     let c = cfg();
     let r = request_record(ctx, &comment_of(args), &c.log_extra);

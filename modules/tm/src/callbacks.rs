@@ -7,6 +7,17 @@
 //!   block (DB) and may lock the cell again.
 //! * [`TmEventKind::Failure`]: a negative outcome is about to run failure_route; run
 //!   without any lock, before the route.
+//! * [`TmEventKind::Provisional`] (only after [`want_provisional`]): a provisional
+//!   reply (>100) was relayed upstream; queued and run as `ReplyOut` (acc's
+//!   `early_media`).
+//! * [`TmEventKind::E2eAck`] (only after [`want_e2e_ack`]): the end-to-end ACK of a
+//!   2xx the transaction sent upstream reached `t_relay` (1.2's `TMCB_E2EACK_IN`,
+//!   acc's `report_ack`); the event's request is the ACK, the code the transaction's
+//!   final one. Run without any lock.
+//!
+//! The request of a `ReplyOut`/`Failure` event has the R-URI of a branch, as 1.2's
+//! acc sets it: for a negative outcome the last branch's, for a 2xx the answering
+//! branch's.
 //!
 //! A hook gets the transaction's request (message flags = the transaction's flags; for
 //! `Failure` the R-URI is the winning branch's), the code, reason and to-tag of the
@@ -42,6 +53,10 @@ pub enum TmEventKind {
     ReplyOut,
     /// failure_route is about to run for a negative outcome.
     Failure,
+    /// A provisional reply went upstream.
+    Provisional,
+    /// The end-to-end ACK of the 2xx.
+    E2eAck,
 }
 
 pub struct TmEvent {
@@ -142,6 +157,29 @@ pub fn register(h: TmHook, flags: u32) {
     MASK.fetch_or(flags, Ordering::Release);
 }
 
+static PROVISIONAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static E2E_ACK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Ask for [`TmEventKind::Provisional`] events (mod_init, before fork).
+pub fn want_provisional() {
+    PROVISIONAL.store(true, Ordering::Release);
+}
+
+/// Ask for [`TmEventKind::E2eAck`] events (mod_init, before fork).
+pub fn want_e2e_ack() {
+    E2E_ACK.store(true, Ordering::Release);
+}
+
+#[inline]
+pub(super) fn provisional_wanted(msg_flags: u32) -> bool {
+    PROVISIONAL.load(Ordering::Relaxed) && wants(msg_flags)
+}
+
+#[inline]
+pub(super) fn e2e_ack_wanted() -> bool {
+    E2E_ACK.load(Ordering::Relaxed) && active()
+}
+
 /// Whether any hook is registered.
 #[inline]
 pub fn active() -> bool {
@@ -200,17 +238,36 @@ pub(super) fn event_locked(
     })
 }
 
-/// Queue a ReplyOut event (reply lock held); run by [`flush`] after unlocking.
+/// The R-URI an event for a reply `code` carries: the last branch's for a negative
+/// one, the answering branch's for a 2xx (None: the request's own).
+pub(super) fn branch_ruri(st: &CellState, code: u16) -> Option<String> {
+    let branches = &st.branches[..st.nr_branches as usize];
+    let b = if code >= 300 {
+        branches.last()
+    } else {
+        branches.iter().find(|b| b.last_code == code)
+    }?;
+    Some(String::from_utf8_lossy(b.uri.as_bytes()).into_owned()).filter(|u| !u.is_empty())
+}
+
+/// Queue a ReplyOut (or, `code` < 200, Provisional) event (reply lock held); run by
+/// [`flush`] after unlocking.
 pub(super) fn queue_reply_out(c: &Cell, st: &CellState, code: u16, buf: &[u8]) {
     let (reason, tag) = reason_and_totag(buf);
-    if let Some(ev) = event_locked(c, st, TmEventKind::ReplyOut, code, reason, tag, None) {
+    let kind = if code < 200 {
+        TmEventKind::Provisional
+    } else {
+        TmEventKind::ReplyOut
+    };
+    let ruri = branch_ruri(st, code);
+    if let Some(ev) = event_locked(c, st, kind, code, reason, tag, ruri) {
         let r = CellRef::take(c);
         QUEUE.with(|q| q.borrow_mut().push((r, ev)));
     }
 }
 
 /// Run the hooks on `ev`; the union of the flags they want reset.
-pub(super) fn run_hooks(ev: &mut TmEvent) -> u32 {
+pub fn run_hooks(ev: &mut TmEvent) -> u32 {
     let hooks: Vec<TmHook> = HOOKS.lock().clone();
     let mut clear = 0;
     for h in hooks {

@@ -424,11 +424,41 @@ pub fn t_relay(ctx: &mut Ctx, fixed: Option<(SocketAddr, Proto)>, flags: i64) ->
     1
 }
 
+/// Run the E2eAck hooks for the ACK of a 2xx of one of our transactions (no lock held).
+fn e2e_ack_event(ack: &SipMsg) {
+    let Some((flags, code, avps)) = reply::find_e2e_ack(ack) else {
+        return;
+    };
+    if !super::callbacks::wants(flags) {
+        return;
+    }
+    let mut req = ack.clone();
+    req.flags = flags;
+    let to_tag = ack
+        .to()
+        .ok()
+        .and_then(|t| t.tag)
+        .map(|t| ack.s(t).to_string())
+        .unwrap_or_default();
+    let mut ev = super::callbacks::TmEvent {
+        kind: super::callbacks::TmEventKind::E2eAck,
+        req,
+        code,
+        reason: String::new(),
+        to_tag,
+        avps,
+    };
+    super::callbacks::run_hooks(&mut ev);
+}
+
 /// ACK: absorbed when it acknowledges our negative final reply, else forwarded
 /// statelessly (2xx ACKs are end-to-end).
 fn relay_ack(ctx: &mut Ctx, fixed: Option<(SocketAddr, Proto)>) -> i32 {
     if reply::absorb_ack(ctx.msg) {
         return 0;
+    }
+    if super::callbacks::e2e_ack_wanted() {
+        e2e_ack_event(ctx.msg);
     }
     match openser_core::transport::forward::forward_request_on(ctx.msg, fixed) {
         Ok(()) => 1,

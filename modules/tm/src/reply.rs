@@ -80,6 +80,10 @@ fn send_upstream_locked(c: &Cell, st: &mut CellState, code: u16, buf: &[u8], loc
     if code > st.uas_status || st.uas_status < 200 {
         st.uas_status = code;
     }
+    if code > 100 && code < 200 && super::callbacks::provisional_wanted(st.msg_flags) {
+        // Run by StateGuard::unlock_then_run_callbacks, once the lock is released.
+        super::callbacks::queue_reply_out(c, st, code, buf);
+    }
     if code >= 200 && st.flags & T_COMPLETED == 0 {
         st.flags |= T_COMPLETED;
         if super::callbacks::wants(st.msg_flags) {
@@ -169,6 +173,32 @@ pub fn find_invite(msg: &SipMsg) -> Option<CellRef> {
     let hash = tm_hash(k.callid.of(msg.buf()), k.cseq_num.of(msg.buf()));
     let (r, v) = (P.ruri_matching(), P.via1_matching());
     find_in_entry(hash, |c| request_matches(c, msg, &k, Want::Invite, r, v))
+}
+
+/// The INVITE transaction a 2xx's end-to-end ACK belongs to (Call-ID, CSeq number,
+/// From tag, and the To tag of the 2xx sent upstream), with its message flags, final
+/// code and AVPs.
+pub fn find_e2e_ack(msg: &SipMsg) -> Option<(u32, u16, openser_core::script::AvpList)> {
+    let k = request_key(msg)?;
+    let b = msg.buf();
+    let hash = tm_hash(k.callid.of(b), k.cseq_num.of(b));
+    let c = find_in_entry(hash, |c| {
+        c.is_invite
+            && c.k(c.key.callid) == k.callid.of(b)
+            && c.k(c.key.cseq_num) == k.cseq_num.of(b)
+            && c.k(c.key.from_tag) == k.from_tag.of(b)
+    })?;
+    let mut g = c.lock_state();
+    let st = g.st();
+    let to_tag = k.to_tag.of(b);
+    if !(200..300).contains(&st.uas_status) || st.uas_totag.as_bytes() != to_tag {
+        return None;
+    }
+    Some((
+        st.msg_flags,
+        st.uas_status,
+        avps_from_bytes(st.avps.as_bytes()),
+    ))
 }
 
 /// An ACK for our negative final reply: stops the reply retransmissions; true = absorb.
@@ -376,7 +406,9 @@ fn failure_event_locked(
     } else {
         super::callbacks::reason_and_totag(b.reply.as_bytes())
     };
-    let uri = String::from_utf8_lossy(b.uri.as_bytes()).into_owned();
+    // the last branch's R-URI, as 1.2's acc reports a missed call
+    let uri = super::callbacks::branch_ruri(st, code)
+        .unwrap_or_else(|| String::from_utf8_lossy(b.uri.as_bytes()).into_owned());
     super::callbacks::event_locked(
         c,
         st,

@@ -6,6 +6,7 @@ mod db;
 mod db_engines;
 mod db_migrate;
 mod exec;
+mod forwarding;
 mod ipv6;
 mod mi;
 mod mods;

@@ -581,8 +581,8 @@ pub const P_ACKED: &str = "ACC: request acknowledged: ";
 const UPSTREAM_AVP: &str = "acc:upstream";
 
 /// rr callback (detect_direction): mark a request going upstream.
-fn mark_upstream(ctx: &mut Ctx, _params: &str) {
-    if rr::is_upstream(ctx.msg) == Some(true) {
+fn mark_upstream(ctx: &mut Ctx, params: &str) {
+    if rr::is_upstream_in(ctx.msg, params) == Some(true) {
         let id = AvpId::Str(UPSTREAM_AVP.into());
         ctx.avps.del_all(&id);
         ctx.avps.add(id, PvValue::Int(1));

@@ -312,11 +312,14 @@ pub fn route_params(msg: &SipMsg) -> Option<String> {
 /// The value of Route parameter `name` (1.2's `get_route_param`).
 pub fn route_param(msg: &SipMsg, name: &str) -> Option<String> {
     let params = route_params(msg)?;
+    param_in(&params, name).map(str::to_string)
+}
+
+/// The value of parameter `name` in a `;a=1;b;c=2` parameter list ("" for a flag).
+pub fn param_in<'p>(params: &'p str, name: &str) -> Option<&'p str> {
     params.split(';').find_map(|p| {
         let (n, v) = p.split_once('=').unwrap_or((p, ""));
-        n.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().to_string())
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
     })
 }
 
@@ -324,14 +327,15 @@ pub fn route_param(msg: &SipMsg, name: &str) -> Option<String> {
 /// From tag is not the `ftag` of our Route. None without an `ftag` (1.2's
 /// `is_direction`).
 pub fn is_upstream(msg: &SipMsg) -> Option<bool> {
-    let ftag = route_param(msg, "ftag")?;
-    let from_tag = msg
-        .from()
-        .ok()
-        .and_then(|f| f.tag)
-        .map(|t| msg.s(t).to_string())
-        .unwrap_or_default();
-    Some(ftag != from_tag)
+    let params = route_params(msg)?;
+    is_upstream_in(msg, &params)
+}
+
+/// [`is_upstream`] with the Route parameters at hand (a loose_route callback's).
+pub fn is_upstream_in(msg: &SipMsg, params: &str) -> Option<bool> {
+    let ftag = param_in(params, "ftag")?;
+    let from_tag = msg.from().ok().and_then(|f| f.tag).map_or("", |t| msg.s(t));
+    Some(from_tag != ftag)
 }
 
 /// Whether a Route URI is one of ours.

@@ -53,16 +53,22 @@ pub fn encode(src: &[u8]) -> String {
     out
 }
 
+/// base64 symbol -> value, 0xff for anything else.
+const DEC: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 64 {
+        t[ENC[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
 fn dec_char(c: u8) -> Result<u32, DecodeError> {
-    let v = match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => return Err(DecodeError::BadChar(c)),
-    };
-    Ok(u32::from(v))
+    match DEC[usize::from(c)] {
+        0xff => Err(DecodeError::BadChar(c)),
+        v => Ok(u32::from(v)),
+    }
 }
 
 /// Inverse of [`encode`]; a value from the network: every byte is checked.

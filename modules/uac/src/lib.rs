@@ -182,8 +182,10 @@ const RESTORE_AVP: &str = "uac:restore";
 /// The transaction AVP holding the caller's CSeq number after `uac_auth` raised it.
 const CSEQ_AVP: &str = "uac:cseq";
 
-fn avp(name: &str) -> AvpId {
-    AvpId::Str(name.to_string())
+fn avp(name: &'static str) -> &'static AvpId {
+    static IDS: OnceLock<[AvpId; 2]> = OnceLock::new();
+    let ids = IDS.get_or_init(|| [RESTORE_AVP, CSEQ_AVP].map(|n| AvpId::Str(n.to_string())));
+    if name == CSEQ_AVP { &ids[1] } else { &ids[0] }
 }
 
 /// The header line (with its line end) of header `t` as received.
@@ -197,8 +199,9 @@ fn mark_restore(ctx: &mut Ctx, t: HdrType) {
     let kind = if t == HdrType::From { "F" } else { "T" };
     if let Some(line) = header_line(ctx.msg, t) {
         let id = avp(RESTORE_AVP);
-        ctx.avps.del_all(&id);
-        ctx.avps.add(id, PvValue::Str(format!("{kind}{line}")));
+        ctx.avps.del_all(id);
+        ctx.avps
+            .add(id.clone(), PvValue::Str(format!("{kind}{line}")));
     }
 }
 
@@ -268,8 +271,8 @@ fn replace_from(ctx: &mut Ctx, display: Option<&str>, uri: &str) -> i32 {
     rr::add_rr_param(ctx.msg, &format!(";{}={v}", P.rr_store_param.get()));
     if let Some(line) = line {
         let id = avp(RESTORE_AVP);
-        ctx.avps.del_all(&id);
-        ctx.avps.add(id, PvValue::Str(format!("F{line}")));
+        ctx.avps.del_all(id);
+        ctx.avps.add(id.clone(), PvValue::Str(format!("F{line}")));
     }
     1
 }
@@ -290,12 +293,23 @@ fn cmd_replace_from(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
 }
 
 /// Put the other URI back into an in-dialog request (From downstream, To upstream);
-/// true when done.
-fn restore_from(ctx: &mut Ctx) -> bool {
-    let Some(v) = rr::route_param(ctx.msg, P.rr_store_param.get()) else {
+/// true when done. `params`: the parameters of our Route (looked up when None).
+fn restore_from(ctx: &mut Ctx, params: Option<&str>) -> bool {
+    let looked_up;
+    let params = match params {
+        Some(p) => p,
+        None => match rr::route_params(ctx.msg) {
+            Some(p) => {
+                looked_up = p;
+                &looked_up
+            }
+            None => return false,
+        },
+    };
+    let Some(v) = rr::param_in(params, P.rr_store_param.get()) else {
         return false;
     };
-    let t = if rr::is_upstream(ctx.msg) == Some(true) {
+    let t = if rr::is_upstream_in(ctx.msg, params) == Some(true) {
         HdrType::To
     } else {
         HdrType::From
@@ -326,18 +340,18 @@ fn restore_from(ctx: &mut Ctx) -> bool {
 }
 
 fn cmd_restore_from(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
-    if restore_from(ctx) { 1 } else { -1 }
+    if restore_from(ctx, None) { 1 } else { -1 }
 }
 
 /// loose_route consumed our Route (auto mode).
-fn rr_checker(ctx: &mut Ctx, _params: &str) {
-    restore_from(ctx);
+fn rr_checker(ctx: &mut Ctx, params: &str) {
+    restore_from(ctx, Some(params));
 }
 
 /// tm reply-in hook: give the reply the From/To line of the request as the caller
 /// sent it, and the caller's CSeq.
 fn reply_in(reply: &mut SipMsg, avps: &AvpList) {
-    if let Some(PvValue::Str(v)) = avps.get(&avp(RESTORE_AVP)) {
+    if let Some(PvValue::Str(v)) = avps.get(avp(RESTORE_AVP)) {
         let t = if v.starts_with('T') {
             HdrType::To
         } else {
@@ -352,7 +366,7 @@ fn reply_in(reply: &mut SipMsg, avps: &AvpList) {
             );
         }
     }
-    if let Some(PvValue::Str(n)) = avps.get(&avp(CSEQ_AVP))
+    if let Some(PvValue::Str(n)) = avps.get(avp(CSEQ_AVP))
         && let Ok(c) = reply.cseq()
     {
         let sp = c.num_text;
@@ -443,8 +457,8 @@ fn cmd_uac_auth(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
         .replace(span.start as usize, span.len as usize, next.to_string());
     ctx.msg.new_uri = Some(b.uri.clone());
     let id = avp(CSEQ_AVP);
-    if ctx.avps.get(&id).is_none() {
-        ctx.avps.add(id, PvValue::Str(orig.to_string()));
+    if ctx.avps.get(id).is_none() {
+        ctx.avps.add(id.clone(), PvValue::Str(orig.to_string()));
     }
     1
 }

@@ -8,8 +8,8 @@
 //! * [`TmEventKind::Failure`]: a negative outcome is about to run failure_route; run
 //!   without any lock, before the route.
 //! * [`TmEventKind::Provisional`] (only after [`want_provisional`]): a provisional
-//!   reply (>100) was relayed upstream; queued and run as `ReplyOut` (acc's
-//!   `early_media`).
+//!   reply (>100) was relayed upstream; queued under the reply lock and run after it,
+//!   as `ReplyOut` is (acc's `early_media`).
 //! * [`TmEventKind::E2eAck`] (only after [`want_e2e_ack`]): the end-to-end ACK of a
 //!   2xx the transaction sent upstream reached `t_relay` (1.2's `TMCB_E2EACK_IN`,
 //!   acc's `report_ack`); the event's request is the ACK, the code the transaction's
@@ -19,8 +19,8 @@
 //! acc sets it: for a negative outcome the last branch's, for a 2xx the answering
 //! branch's.
 //!
-//! A hook gets the transaction's request (message flags = the transaction's flags; for
-//! `Failure` the R-URI is the winning branch's), the code, reason and to-tag of the
+//! A hook gets the transaction's request (message flags = the transaction's flags; the
+//! R-URI as said above), the code, reason and to-tag of the
 //! reply, and the transaction's AVPs; it returns message flags to **reset** on the
 //! transaction (acc resets its missed-call flags).
 //!

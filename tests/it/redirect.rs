@@ -26,11 +26,27 @@ failure_route[redir] {{
         if ($rU == "filtered") {{
             set_accept_filter("^sip:vip@", "");
         }}
+        if ($rU == "serial") {{
+            # one contact after the other, highest q first
+            if (get_redirects("*")) {{
+                serialize_branches(1);
+                next_branches();
+                t_on_failure("next");
+                t_relay();
+            }}
+            exit;
+        }}
         if (get_redirects("*", "302 Redirected")) {{
             t_relay();
             exit;
         }}
         log(1, "no usable contact\n");
+    }}
+}}
+failure_route[next] {{
+    if (next_branches()) {{
+        t_on_failure("next");
+        t_relay();
     }}
 }}
 "#
@@ -196,4 +212,43 @@ fn get_redirects_with_a_reason_needs_acc() {
     let (rc, out, err) = run(&["-c", "-f", f.to_str().unwrap()]);
     assert_ne!(rc, 0, "{out}{err}");
     assert!(err.contains("bad.cfg:3"), "{err}");
+}
+
+#[test]
+fn redirect_contacts_tried_one_after_the_other_by_q() {
+    let redirector = Client::new();
+    let uas = Client::new();
+    let s = Server::start(&cfg(""), &[]);
+    let caller = Client::new();
+    let p = uas.port();
+    caller.send(
+        s.addr(),
+        &invite(
+            &format!("sip:serial@127.0.0.1:{}", redirector.port()),
+            caller.port(),
+            "rd-4",
+        ),
+    );
+    let first = expect(&redirector, "INVITE", Duration::from_secs(3)).expect("INVITE");
+    let moved = reply_to(&first.0, 302, "Moved", "r4", "").replace(
+        "Content-Length: 0\r\n",
+        &format!(
+            "Contact: <sip:low@127.0.0.1:{p}>;q=0.2, <sip:high@127.0.0.1:{p}>;q=0.8, \
+             <sip:mid@127.0.0.1:{p}>;q=0.5\r\nContent-Length: 0\r\n"
+        ),
+    );
+    redirector.send(first.1, &moved);
+    // one at a time: each gets the INVITE only after the previous one failed
+    for (who, code) in [("high", 486), ("mid", 480), ("low", 200)] {
+        let inv = expect(&uas, "INVITE", Duration::from_secs(3))
+            .unwrap_or_else(|| panic!("INVITE for {who}; log:\n{}", s.log()));
+        assert_eq!(ruri_of(&inv.0), format!("sip:{who}@127.0.0.1:{p}"));
+        assert!(
+            expect(&uas, "INVITE", Duration::from_millis(300)).is_none(),
+            "only one destination at a time"
+        );
+        answer(&uas, &inv, code, if code == 200 { "OK" } else { "No" }, who);
+    }
+    let (fin, _) = expect(&caller, "SIP/2.0 2", Duration::from_secs(3)).expect("200");
+    assert!(fin.contains(";tag=low"), "{fin}");
 }

@@ -8,9 +8,10 @@
 //!   at most 16 per reply, as 1.2), skip the ones already tried on this transaction
 //!   (a redirect loop), and limit them by `max` = `total[:per_branch]` (`0` or `*` =
 //!   unlimited). The first becomes the Request-URI, the others are appended as
-//!   branches, so the script's `t_relay()` forks to them in that order (tm forks in
-//!   parallel, as 1.2; for serial forking by q, load them with lcr's
-//!   `load_contacts()`/`next_contacts()`). rc 1 when a contact was added, −1 when not.
+//!   branches, so the script's `t_relay()` forks to them in that order, in parallel
+//!   as 1.2 does; for one after the other by q, `serialize_branches(1);
+//!   next_branches();` before `t_relay()` and `next_branches()` again in the next
+//!   failure_route (tests/it/redirect.rs). rc 1 when a contact was added, −1 when not.
 //!   With `reason`, each added contact is accounted through acc (`acc_function`:
 //!   `acc_log_request`, or `acc_db_request` into `acc_db_table`) with `reason` as the
 //!   comment and the contact as `$ru`.

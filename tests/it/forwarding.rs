@@ -239,3 +239,48 @@ fn call_forwarding_example_end_to_end() {
         s.log()
     );
 }
+
+/// OpenSER 1.2 forks only the destination set from failure_route, so 1.2 configs
+/// forward there with `rewriteuri(…); append_branch(); t_relay();`: the target gets
+/// one INVITE, not two.
+#[test]
+fn failure_route_append_branch_idiom_forks_once() {
+    let callee = Client::new();
+    let vm = Client::new();
+    let cfg = format!(
+        r#"listen=udp:127.0.0.1:{{PORT}}
+children=2
+loadmodule "tm.so"
+route {{
+    t_on_failure("busy");
+    t_relay();
+}}
+failure_route[busy] {{
+    if (t_check_status("486")) {{
+        rewriteuri("sip:voicemail@127.0.0.1:{}");
+        append_branch();
+        t_relay();
+    }}
+}}
+"#,
+        vm.port()
+    );
+    let s = Server::start(&cfg, &[]);
+    let caller = Client::new();
+    let ruri = format!("sip:dave@127.0.0.1:{}", callee.port());
+    caller.send(
+        s.addr(),
+        &request("INVITE", &ruri, caller.port(), "cf-once", 1, ""),
+    );
+    let inv = invite_at(&callee, "cf-once");
+    callee.send(inv.1, &reply_to(&inv.0, 486, "Busy Here", "d1", ""));
+    let v = invite_at(&vm, "cf-once");
+    // retransmissions of the same branch only
+    let via = header(&v.0, "Via").unwrap().to_string();
+    while let Some((again, _)) = expect(&vm, "INVITE", Duration::from_millis(700)) {
+        assert_eq!(header(&again, "Via"), Some(via.as_str()), "a second branch");
+    }
+    vm.send(v.1, &reply_to(&v.0, 200, "OK", "v1", "sip:vm@127.0.0.1"));
+    let (ok, _) = expect(&caller, "SIP/2.0 200", Duration::from_secs(3)).expect("200");
+    assert!(ok.contains("tag=v1"), "{ok}");
+}

@@ -196,12 +196,23 @@ struct Dest {
 pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<(SocketAddr, Proto)>) -> usize {
     let mut dests = Vec::new();
     let ruri = ctx.msg.ruri().to_string();
-    dests.push(Dest {
-        uri: ruri,
-        dst_uri: ctx.msg.dst_uri.clone(),
-        sock: ctx.msg.force_send_sock,
-        addr: fixed,
-    });
+    // 1.2 forks only the destination set from failure_route, so its idiom there is
+    // `rewriteuri(…); append_branch(); t_relay();`: the R-URI is already a branch then,
+    // and is sent once.
+    let in_set = ctx.route_type == route::FAILURE_ROUTE
+        && fixed.is_none()
+        && ctx
+            .branches
+            .iter()
+            .any(|b| b.uri == ruri && (ctx.msg.dst_uri.is_none() || b.dst_uri == ctx.msg.dst_uri));
+    if !in_set {
+        dests.push(Dest {
+            uri: ruri,
+            dst_uri: ctx.msg.dst_uri.clone(),
+            sock: ctx.msg.force_send_sock,
+            addr: fixed,
+        });
+    }
     if fixed.is_none() {
         for b in std::mem::take(&mut ctx.branches) {
             dests.push(Dest {

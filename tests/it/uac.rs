@@ -392,3 +392,73 @@ fn bad_uac_params_stop_the_start() {
         );
     }
 }
+
+/// `uac_replace_from` before `record_route` (the parameter waits for the header), in
+/// manual mode: the reply is restored, and the in-dialog request only when the script
+/// calls `uac_restore_from()`.
+#[test]
+fn replace_before_record_route_and_manual_restore() {
+    let cfg = r#"listen=udp:127.0.0.1:{PORT}
+children=2
+loadmodule "tm.so"
+loadmodule "rr.so"
+loadmodule "uac.so"
+modparam("uac", "from_restore_mode", "manual")
+modparam("uac", "rr_store_param", "uacp")
+route {
+    if (loose_route()) {
+        if ($rU == "restore") {
+            uac_restore_from();
+        }
+        t_relay();
+        exit;
+    }
+    uac_replace_from("sip:hidden@example.net");
+    record_route();
+    t_relay();
+}
+"#;
+    let callee = Client::new();
+    let caller = Client::new();
+    let s = Server::start(cfg, &[]);
+    let ruri = format!("sip:bob@127.0.0.1:{}", callee.port());
+    caller.send(
+        s.addr(),
+        &request("INVITE", &ruri, caller.port(), "uac-m", 1, ""),
+    );
+    let (got, from) = expect(&callee, "INVITE", Duration::from_secs(3)).expect("INVITE");
+    assert_eq!(
+        header(&got, "From"),
+        Some("<sip:hidden@example.net>;tag=auac-m")
+    );
+    let rr = header(&got, "Record-Route").unwrap().to_string();
+    assert!(rr.contains(";uacp=") && rr.ends_with('>'), "{rr}");
+    callee.send(from, &reply_to(&got, 200, "OK", "b9", &ruri));
+    let (ok, _) = expect(&caller, "200", Duration::from_secs(3)).expect("200");
+    assert_eq!(
+        header(&ok, "From"),
+        Some("<sip:alice@127.0.0.1>;tag=auac-m")
+    );
+    let rr_uri = rr.trim_start_matches('<').trim_end_matches('>').to_string();
+    // two in-dialog requests downstream: restored only where the script asks
+    for (user, want) in [
+        ("norestore", "alice@127.0.0.1"),
+        ("restore", "hidden@example.net"),
+    ] {
+        let p = caller.port();
+        caller.send(
+            s.addr(),
+            &format!(
+                "INFO sip:{user}@127.0.0.1:{c} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bK{user}\r\n\
+                 Route: <{rr_uri}>\r\nFrom: <sip:alice@127.0.0.1>;tag=auac-m\r\nTo: <{ruri}>;tag=b9\r\n\
+                 Call-ID: uac-m\r\nCSeq: 2 INFO\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+                c = callee.port()
+            ),
+        );
+        let (info, _) = expect(&callee, "INFO", Duration::from_secs(3)).expect("INFO");
+        assert!(
+            header(&info, "From").unwrap().contains(want),
+            "{user}: {info}"
+        );
+    }
+}

@@ -462,3 +462,28 @@ route {
         );
     }
 }
+
+/// A reply tm makes itself (408 after fr_timer, the callee silent) is made from the
+/// request as forwarded: the caller still gets its own From.
+#[test]
+fn local_timeout_reply_has_the_callers_from() {
+    let silent = Client::new();
+    let caller = Client::new();
+    let cfg = REPLACE_CFG.replace(
+        "loadmodule \"uac.so\"",
+        "loadmodule \"uac.so\"\nmodparam(\"tm\", \"fr_timer\", 1)",
+    );
+    let s = Server::start(&cfg, &[]);
+    let ruri = format!("sip:bob@127.0.0.1:{}", silent.port());
+    caller.send(
+        s.addr(),
+        &request("INVITE", &ruri, caller.port(), "uac-408", 1, ""),
+    );
+    assert!(expect(&silent, "INVITE", Duration::from_secs(3)).is_some());
+    let (r, _) = expect(&caller, "408", Duration::from_secs(5)).expect("408");
+    assert_eq!(
+        header(&r, "From"),
+        Some("<sip:alice@127.0.0.1>;tag=auac-408"),
+        "{r}"
+    );
+}

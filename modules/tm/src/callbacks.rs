@@ -307,7 +307,9 @@ pub(super) fn flush() {
 /// A hook on every reply received for a transaction (1.2's `TMCB_RESPONSE_IN`), run
 /// before the onreply_route with no tm lock held: it may add lumps to the reply, which
 /// are applied when tm relays it. It gets the transaction's AVPs (a module marks the
-/// transactions it cares about with an AVP of its own).
+/// transactions it cares about with an AVP of its own). It also sees the replies tm
+/// makes itself (but 100), which are built from the request as forwarded: those under
+/// the cell's reply lock, so a hook must not block nor use tm.
 pub type ReplyInHook = fn(&mut SipMsg, &AvpList);
 
 static REPLY_IN: Registry<ReplyInHook> = Registry::new();
@@ -323,6 +325,19 @@ pub fn register_reply_in(h: ReplyInHook) {
 #[inline]
 pub fn reply_in_active() -> bool {
     REPLY_IN_ANY.load(Ordering::Relaxed)
+}
+
+/// A local reply `buf` passed through the reply-in hooks (unchanged when it does not
+/// parse or no hook changes it).
+pub(super) fn local_reply_fixup(buf: Vec<u8>, avps: &[u8]) -> Vec<u8> {
+    let Ok(mut m) = SipMsg::parse(&buf) else {
+        return buf;
+    };
+    run_reply_in(&mut m, &avps_from_bytes(avps));
+    if m.lumps.is_empty() {
+        return buf;
+    }
+    m.lumps.apply(m.buf())
 }
 
 /// Run the reply-in hooks on `reply`.

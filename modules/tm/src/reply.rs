@@ -138,9 +138,14 @@ fn reply_local_locked(c: &Cell, st: &mut CellState, req: &SipMsg, code: u16, rea
         return false;
     }
     let tag = tm_totag(req);
-    let Ok(buf) = build_local_reply(req, code, reason, Some(&tag), &[], b"", None) else {
+    let Ok(mut buf) = build_local_reply(req, code, reason, Some(&tag), &[], b"", None) else {
         return false;
     };
+    if code > 100 && super::callbacks::reply_in_active() {
+        // made from the request as forwarded: the reply-in hooks give it what the
+        // relayed replies get (uac: the caller's From)
+        buf = super::callbacks::local_reply_fixup(buf, st.avps.as_bytes());
+    }
     send_upstream_locked(c, st, code, &buf, true);
     if code >= 200 {
         // A final local reply ends the forwarding: cancel what is pending.

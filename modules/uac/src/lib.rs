@@ -30,9 +30,10 @@
 //!
 //! Deviations from 1.2, for what an operator expects: `uac_auth` answers `qop=auth`
 //! (1.2 sent no qop) and raises the CSeq (1.2 left it, and its README lists that as a
-//! known limitation); `uac_restore_from()` also restores the replies. Local replies
-//! tm makes itself (a 408 after `fr_timer`) carry the replaced From: tm keeps the
-//! request as forwarded. The caller's ACK to a 2xx after `uac_auth` keeps its CSeq.
+//! known limitation); `uac_restore_from()` also restores the replies. The replies tm
+//! makes itself (a 408 after `fr_timer`) are restored too, through the same tm hook.
+//! The caller's ACK to a 2xx after `uac_auth` keeps its CSeq (following it would need
+//! dialog state; 1.2 did not raise the CSeq at all).
 
 pub mod auth;
 pub mod from;

@@ -40,4 +40,6 @@ pub static MODULES: &[&ModuleExports] = &[
     &siptrace::EXPORTS,
     &dispatcher::EXPORTS,
     &lcr::EXPORTS,
+    &uac::EXPORTS,
+    &uac_redirect::EXPORTS,
 ];

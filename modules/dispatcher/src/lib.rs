@@ -74,7 +74,8 @@ use openser_core::route::{BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE, REQUEST_RO
 use openser_core::script::{AvpId, Ctx, PvFormat, PvValue};
 
 pub use list::{Dest, List, MAX_DSTS, MAX_SETS, ST_INACTIVE, ST_PROBING, Set};
-use shmref::{Cache, CallSlot, DstSlot, SetSlot};
+use shm::SharedBlob as Cache;
+use shmref::{CallSlot, DstSlot, SetSlot};
 
 const RF: u32 = REQUEST_ROUTE | FAILURE_ROUTE;
 const ANY: u32 = REQUEST_ROUTE | FAILURE_ROUTE | ONREPLY_ROUTE | BRANCH_ROUTE;
@@ -307,7 +308,7 @@ fn resolve_dest(uri: &str) -> Option<SocketAddr> {
 fn publish(c: &Conf, l: &List) -> Result<(), String> {
     let old = current().map(|(_, o)| o);
     let bytes = list::serialize(l);
-    let ok = c.cache.replace(&bytes, || {
+    let ok = c.cache.replace_with(&bytes, || {
         let mut map = vec![u32::MAX; MAX_DSTS];
         let mut vals = Vec::with_capacity(l.dests.len());
         for (i, d) in l.dests.iter().enumerate() {

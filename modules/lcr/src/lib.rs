@@ -49,8 +49,6 @@
 //! `fr_inv_timer_next` 30, `rpid_avp` "rpid". `from_uri` patterns are POSIX extended
 //! regular expressions here (1.2: basic); a bad one fails the load.
 
-mod shmref;
-
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
@@ -66,7 +64,7 @@ use openser_core::parser::Uri;
 use openser_core::route::{FAILURE_ROUTE, ONREPLY_ROUTE, REQUEST_ROUTE};
 use openser_core::script::{AvpId, Branch, Ctx, PvValue};
 
-use shmref::Cache;
+use shm::SharedBlob as Cache;
 
 const RF: u32 = REQUEST_ROUTE | FAILURE_ROUTE;
 

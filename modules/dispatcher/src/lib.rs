@@ -907,20 +907,10 @@ fn fixup_select(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
 }
 
 fn fixup_group(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
-    match args.first() {
-        None => Ok(vec![]),
-        Some(a) => {
-            let s = match &a.value {
-                ArgValue::Int(i) => i.to_string(),
-                _ => openser_core::script::fixup::string_arg(a)?,
-            };
-            let v: i64 = s
-                .trim()
-                .parse()
-                .map_err(|_| format!("group '{s}' is not a number"))?;
-            Ok(vec![FixedArg::Int(v)])
-        }
-    }
+    args.first()
+        .map(|a| openser_core::script::fixup::int_arg(a, "group").map(FixedArg::Int))
+        .into_iter()
+        .collect()
 }
 
 /// Whether `src` is the address of a destination (of set `group`, or of any set).

@@ -54,7 +54,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 use std::sync::OnceLock;
 
-use openser_core::cfg::ast::{Arg, ArgValue};
+use openser_core::cfg::ast::Arg;
 use openser_core::db::DbConn;
 use openser_core::mi::{MiArg, MiNode, MiReply};
 use openser_core::module::{
@@ -531,20 +531,12 @@ fn child_init(_rank: i32) -> Result<(), String> {
 // ---------------------------------------------------------------- functions
 
 fn fixup_grp(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
-    match args.first() {
-        None => Ok(vec![]),
-        Some(a) => {
-            let s = match &a.value {
-                ArgValue::Int(i) => i.to_string(),
-                _ => openser_core::script::fixup::string_arg(a)?,
-            };
-            let v: u32 = s
-                .trim()
-                .parse()
-                .map_err(|_| format!("group id '{s}' is not a number"))?;
-            Ok(vec![FixedArg::Int(i64::from(v))])
-        }
-    }
+    let Some(a) = args.first() else {
+        return Ok(vec![]);
+    };
+    let v = openser_core::script::fixup::int_arg(a, "group id")?;
+    u32::try_from(v).map_err(|_| format!("group id '{v}' is not a number"))?;
+    Ok(vec![FixedArg::Int(v)])
 }
 
 fn grp_arg(args: &[FixedArg]) -> Option<u32> {

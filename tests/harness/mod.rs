@@ -13,6 +13,7 @@ pub mod engines;
 pub mod mariadb;
 pub mod netns;
 pub mod postgres;
+pub mod tls;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_openser");
 

@@ -22,7 +22,7 @@ fn v6_socket() -> Option<UdpSocket> {
 
 fn recv(s: &UdpSocket) -> Option<String> {
     let mut b = vec![0u8; 65536];
-    let (n, _) = crate::harness::recv_from(&s, &mut b).ok()?;
+    let (n, _) = crate::harness::recv_from(s, &mut b).ok()?;
     Some(String::from_utf8_lossy(&b[..n]).into_owned())
 }
 

@@ -23,5 +23,6 @@ mod seed;
 mod seed_engines;
 mod siptrace;
 mod tcp;
+mod tls;
 mod tm;
 mod userdb;

@@ -284,7 +284,7 @@ fn rtp_exchange(rtp: &UdpSocket, to: SocketAddr) -> (usize, usize) {
         if tx < RTP_PACKETS && rtp.send_to(&rtp_packet(tx as u16), to).is_ok() {
             tx += 1;
         }
-        while let Ok((n, _)) = crate::harness::recv_from(&rtp, &mut buf) {
+        while let Ok((n, _)) = crate::harness::recv_from(rtp, &mut buf) {
             if n >= 12 && buf[0] == 0x80 {
                 rx += 1;
             }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 fn recv_text(s: &UdpSocket) -> Option<String> {
     let mut buf = vec![0u8; 65536];
-    crate::harness::recv_from(&s, &mut buf)
+    crate::harness::recv_from(s, &mut buf)
         .ok()
         .map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned())
 }

@@ -42,7 +42,7 @@ pub fn req_from(
 pub fn ask(s: &UdpSocket, to: SocketAddr, msg: &str) -> String {
     s.send_to(msg.as_bytes(), to).unwrap();
     let mut buf = vec![0u8; 65536];
-    match crate::harness::recv_from(&s, &mut buf) {
+    match crate::harness::recv_from(s, &mut buf) {
         Ok((n, _)) => String::from_utf8_lossy(&buf[..n])
             .lines()
             .next()

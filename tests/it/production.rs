@@ -71,7 +71,7 @@ fn invite_auth(s: &Server, c: &UdpSocket, user: &str, pw: &str, ruri: &str, id: 
     c.send_to(first.as_bytes(), s.addr()).unwrap();
     let mut buf = vec![0u8; 65536];
     let chal = loop {
-        let (n, _) = crate::harness::recv_from(&c, &mut buf).expect("challenge");
+        let (n, _) = crate::harness::recv_from(c, &mut buf).expect("challenge");
         let m = String::from_utf8_lossy(&buf[..n]).into_owned();
         if !m.starts_with("SIP/2.0 100") {
             break m;
@@ -97,7 +97,7 @@ fn invite_auth(s: &Server, c: &UdpSocket, user: &str, pw: &str, ruri: &str, id: 
     let second = req_from(c, "INVITE", ruri, &from, &format!("{id}b"), &auth);
     c.send_to(second.as_bytes(), s.addr()).unwrap();
     loop {
-        let Ok((n, _)) = crate::harness::recv_from(&c, &mut buf) else {
+        let Ok((n, _)) = crate::harness::recv_from(c, &mut buf) else {
             return String::new();
         };
         let m = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -113,7 +113,7 @@ fn invite_auth(s: &Server, c: &UdpSocket, user: &str, pw: &str, ruri: &str, id: 
 fn recv_invite(c: &UdpSocket, callid: &str) -> String {
     let mut buf = vec![0u8; 65536];
     loop {
-        let (n, _) = crate::harness::recv_from(&c, &mut buf).expect("an INVITE");
+        let (n, _) = crate::harness::recv_from(c, &mut buf).expect("an INVITE");
         let m = String::from_utf8_lossy(&buf[..n]).into_owned();
         if m.starts_with("INVITE") && header(&m, "Call-ID") == Some(callid) {
             return m;

@@ -38,7 +38,7 @@ route {{
 
 fn recv(s: &UdpSocket) -> Option<String> {
     let mut buf = vec![0u8; 65536];
-    crate::harness::recv_from(&s, &mut buf)
+    crate::harness::recv_from(s, &mut buf)
         .ok()
         .map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned())
 }

@@ -11,6 +11,9 @@
 //!   `tcp_accept_no_cl`;
 //! * end of file (also a half-close) processes the whole messages read and closes
 //!   the connection; a reset closes it.
+//!
+//! TLS connections stay in tcp main, which passes their messages here as bytes
+//! ([`tcp::OP_MSG`]); they are processed the same way (see [`super::tls`]).
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read};
@@ -60,7 +63,8 @@ pub fn tcp_rcv_loop(i: usize) -> ! {
         std::process::exit(1);
     }
     let mut held: HashMap<u32, Held> = HashMap::new();
-    let mut msg = vec![0u8; tcp::CMD_HDR + 64];
+    // a TLS message: header, session summary, message
+    let mut msg = vec![0u8; tcp::CMD_HDR + 2 + 16 * 1024 + max + 1];
     let mut last_scan = Instant::now();
     loop {
         signals::child_check();
@@ -73,6 +77,11 @@ pub fn tcp_rcv_loop(i: usize) -> ! {
                             // tcp main is gone: the attendant shuts everything down
                             std::thread::sleep(Duration::from_millis(100));
                             break;
+                        }
+                        Ok((n, None)) => {
+                            if let Some((c, payload)) = tcp::decode(&msg[..n]) {
+                                tls_message(c, payload);
+                            }
                         }
                         Ok((n, fd)) => {
                             let (Some((c, _)), Some(fd)) = (tcp::decode(&msg[..n]), fd) else {
@@ -131,6 +140,52 @@ pub fn tcp_rcv_loop(i: usize) -> ! {
                 drop_conn(&mut ep, &mut held, id, close);
             }
         }
+    }
+}
+
+/// A message of a TLS connection, or its end, from tcp main.
+fn tls_message(c: tcp::Cmd, payload: &[u8]) {
+    let Some(peer) = c.to else { return };
+    let sock_idx = c.sock_idx as usize;
+    let Some(si) = crate::transport::socket::sockets().get(sock_idx) else {
+        return;
+    };
+    let rcv = RcvInfo {
+        src: peer,
+        dst: si.addr,
+        proto: Proto::Tls,
+        sock_idx,
+    };
+    match c.op {
+        tcp::OP_MSG => {
+            let Some(n) = payload
+                .get(..2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+            else {
+                return;
+            };
+            let (Some(info), Some(body)) = (payload.get(2..2 + n), payload.get(2 + n..)) else {
+                return;
+            };
+            tcp::set_current(Some((c.id, peer)));
+            super::tls::set_current(info);
+            crate::receive::receive_with(body, rcv);
+            super::tls::set_current(&[]);
+            tcp::set_current(None);
+        }
+        tcp::OP_BAD => {
+            let mut parts = payload.splitn(2, |&b| b == 0);
+            let reason = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+            let hdrs = parts.next().unwrap_or_default();
+            tcp::set_current(Some((c.id, peer)));
+            if !hdrs.is_empty() {
+                reply_400(hdrs, rcv, &reason);
+            }
+            tcp::set_current(None);
+            tcp::close(c.id);
+        }
+        tcp::OP_EOF => tcp::close(c.id),
+        _ => {}
     }
 }
 

@@ -281,3 +281,118 @@ pub fn whole_message(b: &[u8]) -> Option<usize> {
         .unwrap_or(0);
     (b.len() >= end + cl).then_some(end + cl)
 }
+
+/// A TLS SIP server for the tests (a UAS the proxy relays to over TLS): accepts one
+/// connection at a time, blocking with timeouts.
+pub struct TlsServer {
+    pub listener: std::net::TcpListener,
+    cfg: Arc<rustls::ServerConfig>,
+}
+
+impl TlsServer {
+    /// Listen on a free 127.0.0.1 port with `cert`/`key`; ask for a client
+    /// certificate verified against `ca` if given (optional for the client).
+    pub fn new(cert: &str, key: &str, ca: Option<&str>) -> TlsServer {
+        #[allow(deprecated)]
+        let p = Arc::new(rustls::crypto::ring::default_provider());
+        let b = rustls::ServerConfig::builder_with_provider(p.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let b = match ca {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in certs(ca) {
+                    roots.add(c).unwrap();
+                }
+                let v =
+                    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), p)
+                        .allow_unauthenticated()
+                        .build()
+                        .unwrap();
+                b.with_client_cert_verifier(v)
+            }
+            None => b.with_no_client_auth(),
+        };
+        let cfg = b
+            .with_single_cert(certs(cert), PrivateKeyDer::from_pem_file(key).unwrap())
+            .unwrap();
+        TlsServer {
+            listener: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            cfg: Arc::new(cfg),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().unwrap().port()
+    }
+
+    /// The next connection with its handshake done, within `wait`; `None` if none
+    /// came or its handshake failed.
+    pub fn accept(&self, wait: Duration) -> Option<TlsPeer> {
+        self.listener.set_nonblocking(true).unwrap();
+        let end = std::time::Instant::now() + wait;
+        let t = loop {
+            match self.listener.accept() {
+                Ok((t, _)) => break t,
+                Err(_) if std::time::Instant::now() < end => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(_) => return None,
+            }
+        };
+        t.set_nonblocking(false).unwrap();
+        t.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        t.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        let c = rustls::ServerConnection::new(self.cfg.clone()).unwrap();
+        let mut s = rustls::StreamOwned::new(c, t);
+        while s.conn.is_handshaking() {
+            if s.conn.complete_io(&mut s.sock).is_err() {
+                return None;
+            }
+        }
+        Some(TlsPeer { s, buf: Vec::new() })
+    }
+}
+
+/// A connection accepted by [`TlsServer`].
+pub struct TlsPeer {
+    pub s: rustls::StreamOwned<rustls::ServerConnection, TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl TlsPeer {
+    pub fn send(&mut self, msg: &str) -> std::io::Result<()> {
+        self.s.write_all(msg.as_bytes())?;
+        self.s.flush()
+    }
+
+    /// The next whole message, `None` at end of file, on an error or timeout.
+    pub fn recv(&mut self) -> Option<String> {
+        loop {
+            let lead = self
+                .buf
+                .iter()
+                .take_while(|&&c| c == b'\r' || c == b'\n')
+                .count();
+            self.buf.drain(..lead);
+            if let Some(len) = whole_message(&self.buf) {
+                let m = String::from_utf8_lossy(&self.buf[..len]).into_owned();
+                self.buf.drain(..len);
+                return Some(m);
+            }
+            let mut chunk = [0u8; 8192];
+            match self.s.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// The subject of the certificate the proxy presented as a client, if any.
+    pub fn peer_presented_cert(&self) -> bool {
+        self.s
+            .conn
+            .peer_certificates()
+            .is_some_and(|v| !v.is_empty())
+    }
+}

@@ -471,3 +471,101 @@ fn tls_config_checks() {
         assert!(err.contains("listen on tls: TLS"), "{off}: {err}");
     }
 }
+
+/// Relaying over TLS: a `sips:` R-URI, `;transport=tls`, `t_relay_to_tls` and
+/// `forward_tls` reach a TLS UAS over one connection the proxy opens (verifying the
+/// UAS's certificate against `tls_ca_list`, presenting its own), with the Via and
+/// replies right; a UAS whose certificate the CA did not sign is refused in the
+/// handshake (logged), and the transaction times out.
+#[test]
+fn relay_over_tls() {
+    use crate::harness::tls::TlsServer;
+    let pd = TempDir::new("tls-pki");
+    let pki = Pki::new(pd.path());
+    let uas = TlsServer::new(
+        &pki.path("server.pem"),
+        &pki.path("server.key"),
+        Some(&pki.path("ca.pem")),
+    );
+    let up = uas.port();
+    // a self-signed certificate (made for client use): not to be trusted as a server
+    let bad = TlsServer::new(&pki.path("mallory.pem"), &pki.path("mallory.key"), None);
+    let bp = bad.port();
+    let route = format!(
+        "route {{\n\
+            if ($rU == \"relayto\") {{ t_relay_to_tls(\"127.0.0.1\", \"{up}\"); exit; }}\n\
+            if ($rU == \"fwd\") {{ forward_tls(\"127.0.0.1:{up}\"); exit; }}\n\
+            t_relay();\n\
+        }}"
+    );
+    let cfg = tls_cfg(
+        &pki,
+        "tls_verify_client=0\ntls_verify_server=1",
+        &format!("modparam(\"tm\", \"fr_timer\", 2)\n{route}"),
+    );
+    let mut s = Server::start(&cfg, &[]);
+    assert!(eventually(20, || TcpStream::connect(s.addr()).is_ok()));
+    let c = Client::new();
+    let cases = [
+        ("c1", format!("sips:bob@127.0.0.1:{up}")),
+        ("c2", format!("sip:bob@127.0.0.1:{up};transport=tls")),
+        ("c3", format!("sip:relayto@127.0.0.1:{}", s.port)),
+        ("c4", format!("sip:fwd@127.0.0.1:{}", s.port)),
+    ];
+    let mut peer = None;
+    for (call, ruri) in &cases {
+        c.send(s.addr(), &request("MESSAGE", ruri, c.port(), call, 1, ""));
+        if peer.is_none() {
+            peer = uas.accept(Duration::from_secs(10));
+            assert!(
+                peer.is_some(),
+                "the proxy did not connect over TLS\n{}",
+                s.log()
+            );
+        }
+        let p = peer.as_mut().unwrap();
+        let m = p.recv().unwrap_or_default();
+        assert!(m.starts_with("MESSAGE "), "{call}: {m}\n{}", s.log());
+        assert!(m.contains(&format!("Call-ID: {call}")), "{m}");
+        let via = header(&m, "Via").unwrap_or_default();
+        assert!(via.starts_with("SIP/2.0/TLS 127.0.0.1:"), "{via}");
+        p.send(&stream_reply(&m, 200, "OK", "")).unwrap();
+        let r = c.recv_matching("SIP/2.0 ").unwrap_or_default();
+        assert!(
+            r.starts_with("SIP/2.0 200") && r.contains(&format!("Call-ID: {call}")),
+            "{call}: {r}\n{}",
+            s.log()
+        );
+    }
+    // one connection served them all, and the proxy presented its certificate
+    assert!(
+        uas.accept(Duration::from_millis(200)).is_none(),
+        "a second connection"
+    );
+    assert!(peer.as_ref().unwrap().peer_presented_cert());
+
+    // the untrusted UAS: the handshake fails on the proxy's side, nothing is relayed
+    c.send(
+        s.addr(),
+        &request(
+            "MESSAGE",
+            &format!("sips:bob@127.0.0.1:{bp}"),
+            c.port(),
+            "c5",
+            1,
+            "",
+        ),
+    );
+    assert!(
+        bad.accept(Duration::from_secs(10)).is_none(),
+        "handshake with an untrusted UAS"
+    );
+    let r = c.recv_matching("SIP/2.0 4").unwrap_or_default();
+    assert!(r.starts_with("SIP/2.0 408"), "{r}\n{}", s.log());
+    assert!(
+        s.wait_log("TLS connection to 127.0.0.1", Duration::from_secs(3)),
+        "{}",
+        s.log()
+    );
+    assert!(s.stop().success());
+}

@@ -805,6 +805,7 @@ impl Main {
             return;
         };
         let (id, peer) = (c.id, c.peer);
+        let outgoing = matches!(t.s, rustls::Connection::Client(_));
         let mut out: Vec<(u8, Vec<u8>)> = Vec::new();
         let mut eof = false;
         let mut fatal: Option<String> = None;
@@ -945,7 +946,12 @@ impl Main {
         match after {
             After::Keep => {}
             After::Fail(e) => {
-                crate::log_dbg!("TLS connection from {peer}: {e}");
+                if outgoing {
+                    // ours to a peer (relaying): the operator needs to know
+                    crate::log_err!("TLS connection to {peer}: {e}");
+                } else {
+                    crate::log_dbg!("TLS connection from {peer}: {e}");
+                }
                 self.flush(slot);
                 self.close_slot(slot, "TLS error");
                 return;

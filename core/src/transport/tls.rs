@@ -737,11 +737,7 @@ fn server_config(
             .map_err(|e| err(&block_param(d, "tls_ca_list"), format!("tls_ca_list: {e}")))?;
         b.with_client_cert_verifier(v)
     } else {
-        if require {
-            crate::log_warn!(
-                plain: "tls_require_client_certificate has no effect with tls_verify_client=0"
-            );
-        }
+        // (tls_require_client_certificate needs tls_verify_client, as in 1.2)
         b.with_no_client_auth()
     };
     let mut cfg = b.with_single_cert(certs, key).map_err(|e| {

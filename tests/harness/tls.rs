@@ -62,7 +62,7 @@ impl Pki {
         std::fs::write(
             dir.join("ee.ext"),
             "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n\
-             extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1\n",
+             extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1,IP:::1\n",
         )
         .unwrap();
         for (name, subj) in [

@@ -256,6 +256,27 @@ impl TlsClient {
         }
     }
 
+    /// Read for up to `t` until at least `n` CRLFs came between messages (keep-alives);
+    /// whether they did.
+    pub fn wait_crlfs(&mut self, n: usize, t: Duration) -> bool {
+        let end = std::time::Instant::now() + t;
+        let _ = self
+            .s
+            .sock
+            .set_read_timeout(Some(Duration::from_millis(200)));
+        let mut chunk = [0u8; 4096];
+        while self.crlfs < n && std::time::Instant::now() < end {
+            if let Ok(k) = self.s.read(&mut chunk) {
+                if k == 0 {
+                    break;
+                }
+                self.crlfs += chunk[..k].iter().filter(|&&c| c == b'\n').count();
+            }
+        }
+        let _ = self.s.sock.set_read_timeout(Some(Duration::from_secs(10)));
+        self.crlfs >= n
+    }
+
     /// Whether the server ends the connection (end of file or error) before a message
     /// comes.
     pub fn closed(&mut self) -> bool {

@@ -569,3 +569,72 @@ fn relay_over_tls() {
     );
     assert!(s.stop().success());
 }
+
+/// nathelper pings contacts registered over TLS on their own connection: a
+/// double-CRLF keep-alive, or (with `sipping_bflag`) an OPTIONS whose Via names TLS;
+/// a contact whose connection is gone gets no new connection.
+#[test]
+fn nat_pings_travel_the_registered_tls_connection() {
+    let pd = TempDir::new("tls-pki");
+    let pki = Pki::new(pd.path());
+    let route = "loadmodule \"nathelper.so\"\n\
+        modparam(\"nathelper\", \"natping_interval\", 1)\n\
+        modparam(\"nathelper\", \"sipping_bflag\", 7)\n\
+        modparam(\"nathelper\", \"sipping_from\", \"sip:pinger@127.0.0.1\")\n\
+        route {\n\
+            if (method == \"REGISTER\") {\n\
+                if ($fU == \"carol\") { setbflag(7); }\n\
+                save(\"location\"); exit;\n\
+            }\n\
+            sl_send_reply(\"404\", \"Not here\");\n\
+        }";
+    let mut s = Server::start(&tls_cfg(&pki, "tls_verify_client=0", route), &[]);
+    assert!(eventually(20, || TcpStream::connect(s.addr()).is_ok()));
+    PORT.with(|p| p.set(s.port));
+    let cfg = client_config(Some(&pki.path("ca.pem")), None);
+    let register = |c: &mut TlsClient, user: &str| {
+        let me = c.local_addr();
+        c.send(&format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/TLS {me};branch=z9hG4bKr{user}\r\n\
+             From: <sip:{user}@127.0.0.1>;tag=r{user}\r\nTo: <sip:{user}@127.0.0.1>\r\n\
+             Call-ID: r{user}\r\nCSeq: 1 REGISTER\r\nMax-Forwards: 70\r\n\
+             Contact: <sip:{user}@{me};transport=tls>\r\nExpires: 600\r\n\
+             Content-Length: 0\r\n\r\n"
+        ))
+        .unwrap();
+        let r = c.recv().unwrap_or_default();
+        assert!(r.starts_with("SIP/2.0 200"), "{r}\n{}", s.log());
+    };
+    let mut bob = TlsClient::connect(s.addr(), cfg.clone()).unwrap();
+    register(&mut bob, "bob");
+    let mut carol = TlsClient::connect(s.addr(), cfg.clone()).unwrap();
+    register(&mut carol, "carol");
+    // carol: an OPTIONS over her connection, answered (and absorbed by nathelper)
+    let ping = carol.recv().unwrap_or_default();
+    assert!(
+        ping.starts_with("OPTIONS sip:carol@"),
+        "{ping}\n{}",
+        s.log()
+    );
+    let via = header(&ping, "Via").unwrap_or_default();
+    assert!(via.starts_with("SIP/2.0/TLS 127.0.0.1:"), "{via}");
+    carol.send(&stream_reply(&ping, 200, "OK", "")).unwrap();
+    // bob: double-CRLF keep-alives
+    assert!(
+        bob.wait_crlfs(2, Duration::from_secs(5)),
+        "no keep-alive on bob's connection\n{}",
+        s.log()
+    );
+    // bob's connection closes: his next pings open nothing
+    let bob_port = bob.local_addr().port();
+    drop(bob);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        !s.log()
+            .contains(&format!("connect to 127.0.0.1:{bob_port}")),
+        "{}",
+        s.log()
+    );
+    assert!(s.stop().success());
+}

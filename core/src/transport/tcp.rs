@@ -231,6 +231,8 @@ pub(crate) const OP_BAD: u8 = 7;
 /// tcp main → receiver: TLS connection `id` reached end of file; close it once the
 /// messages before are processed.
 pub(crate) const OP_EOF: u8 = 8;
+/// Like [`OP_SEND`], but only on a connection that exists: never connect (NAT pings).
+pub(crate) const OP_SEND_EXISTING: u8 = 9;
 
 pub(crate) const CMD_HDR: usize = 32;
 
@@ -339,6 +341,28 @@ pub fn send(proto: u32, sock_idx: usize, to: SocketAddr, buf: &[u8]) -> std::io:
             op: OP_SEND,
             proto,
             id,
+            sock_idx: sock_idx as u32,
+            to: Some(to),
+        },
+        buf,
+    )
+}
+
+/// Send `buf` to `to` only over a connection tcp main already has to it (its peer
+/// address or an alias): no new connection is opened — a NAT keep-alive must travel
+/// the phone's own connection, through its pinhole, or not at all. Returns once tcp
+/// main has the bytes (whether a connection exists is known to tcp main only).
+pub fn send_existing(
+    proto: u32,
+    sock_idx: usize,
+    to: SocketAddr,
+    buf: &[u8],
+) -> std::io::Result<()> {
+    command(
+        &Cmd {
+            op: OP_SEND_EXISTING,
+            proto,
+            id: 0,
             sock_idx: sock_idx as u32,
             to: Some(to),
         },

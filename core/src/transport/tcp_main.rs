@@ -464,6 +464,12 @@ impl Main {
             };
             match c.op {
                 tcp::OP_SEND => self.send(&c, payload),
+                tcp::OP_SEND_EXISTING
+                    if c.to
+                        .is_some_and(|to| self.by_addr.contains_key(&(c.proto, to))) =>
+                {
+                    self.send(&c, payload)
+                }
                 tcp::OP_RELEASE => self.release(c.id),
                 tcp::OP_CLOSE => {
                     if let Some(&slot) = self.ids.get(&c.id) {

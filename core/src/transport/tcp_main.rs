@@ -91,6 +91,8 @@ struct Main {
     tls_send_timeout: Duration,
     read_timeout: Duration,
     accept_no_cl: bool,
+    /// Where TLS plaintext is read into (kept between reads).
+    tls_buf: Vec<u8>,
 }
 
 /// The tcp main process's loop.
@@ -126,6 +128,7 @@ pub fn tcp_main_loop() -> ! {
         tls_send_timeout: tls::timeouts().1,
         read_timeout: Duration::from_secs(g.tcp_msg_read_timeout.max(1) as u64),
         accept_no_cl: g.tcp_accept_no_cl,
+        tls_buf: vec![0u8; 16 * 1024],
     };
     let mut ok = true;
     if let Some(fd) = tcp::cmd_rx() {
@@ -804,6 +807,7 @@ impl Main {
         let max = crate::version::BUF_SIZE;
         let accept_no_cl = self.accept_no_cl;
         let sock_idx = self.slots[slot].sock_idx.load(Relaxed);
+        let tmp = &mut self.tls_buf;
         let Some(c) = self.conns[slot].as_mut() else {
             return;
         };
@@ -816,7 +820,6 @@ impl Main {
         let mut eof = false;
         let mut fatal: Option<String> = None;
         let mut got = false;
-        let mut tmp = vec![0u8; 16 * 1024];
         loop {
             let more = match t.s.read_tls(&mut c.stream) {
                 Ok(0) => {
@@ -839,7 +842,7 @@ impl Main {
                 break;
             }
             loop {
-                match t.s.reader().read(&mut tmp) {
+                match t.s.reader().read(tmp) {
                     Ok(0) => {
                         // close_notify
                         eof = true;

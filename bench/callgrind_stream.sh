@@ -12,13 +12,17 @@
 # does not reach processes asleep in epoll). The configs are stream_bench.sh's
 # (openser-{tcp,tls}.cfg, kamailio-{tcp,tls}.cfg).
 # Environment: N (calls, default 500), RATE (default 25), SERVERS (default
-# "openser kamailio"), OUT (default target/bench/callgrind-stream-<date>).
+# "openser kamailio"), KAMAILIO_MEM (Kamailio's memory manager, default fm: its default
+# q_malloc spends most of its instructions searching free lists under this count, see
+# bench/RESULTS.md; "" for the default), OUT (default
+# target/bench/callgrind-stream-<date>).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 N=${N:-500}
 RATE=${RATE:-25}
 SERVERS=${SERVERS:-openser kamailio}
+KAMAILIO_MEM=${KAMAILIO_MEM-fm}
 TRANSPORTS=${*:-tls tcp}
 OUT=${OUT:-$ROOT/target/bench/callgrind-stream-$(date +%Y%m%d-%H%M%S)}
 command -v valgrind >/dev/null || { echo "valgrind is needed" >&2; exit 2; }
@@ -86,7 +90,7 @@ for tr in $TRANSPORTS; do
 		if [ "$srv" = kamailio ] && ! command -v kamailio >/dev/null; then continue; fi
 		case $srv in
 		openser) cmd=("$BIN" -DD -E -m 512 -f "$PKI/openser-$tr.cfg") ;;
-		kamailio) cmd=(kamailio -DD -E -m 512 -f "$PKI/kamailio-$tr.cfg") ;;
+		kamailio) cmd=(kamailio -DD -E -m 512 ${KAMAILIO_MEM:+-x "$KAMAILIO_MEM"} -f "$PKI/kamailio-$tr.cfg") ;;
 		esac
 		busy=$(run "$OUT/$tr-$srv" "$N")
 		idle=$(run "$OUT/$tr-$srv-idle" 0)

@@ -974,22 +974,28 @@ impl TlsInfo {
             describe_suite(&mut t, s);
         }
         if let Some(cert) = c.peer_certificates().and_then(|v| v.first()) {
-            t.peer_cert = true;
-            t.peer_verified = verifies;
-            if let Ok((_, x)) = x509_parser::parse_x509_certificate(cert) {
-                t.peer_version = x.version().0;
-                t.peer_serial = x.tbs_certificate.serial.to_string();
-                t.peer_subject = oneline(x.subject());
-                t.peer_issuer = oneline(x.issuer());
-                t.peer_subject_cn = first_cn(x.subject());
-                t.peer_issuer_cn = first_cn(x.issuer());
-                t.peer_not_before = x.validity().not_before.to_string();
-                t.peer_not_after = x.validity().not_after.to_string();
-                t.peer_expired = !x.validity().is_valid();
-                t.peer_selfsigned = x.subject() == x.issuer();
-            }
+            t.set_peer_cert(cert, verifies);
         }
         t
+    }
+
+    /// The peer's certificate fields from its DER form (outside input: fuzzed by the
+    /// `tls_peer_cert` target). `verified`: the handshake checked it.
+    pub fn set_peer_cert(&mut self, der: &[u8], verified: bool) {
+        self.peer_cert = true;
+        self.peer_verified = verified;
+        if let Ok((_, x)) = x509_parser::parse_x509_certificate(der) {
+            self.peer_version = x.version().0;
+            self.peer_serial = x.tbs_certificate.serial.to_string();
+            self.peer_subject = oneline(x.subject());
+            self.peer_issuer = oneline(x.issuer());
+            self.peer_subject_cn = first_cn(x.subject());
+            self.peer_issuer_cn = first_cn(x.issuer());
+            self.peer_not_before = x.validity().not_before.to_string();
+            self.peer_not_after = x.validity().not_after.to_string();
+            self.peer_expired = !x.validity().is_valid();
+            self.peer_selfsigned = x.subject() == x.issuer();
+        }
     }
 
     /// Compact form passed from tcp main to a tcp receiver with each message.

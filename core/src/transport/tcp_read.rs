@@ -32,6 +32,11 @@ const T_MAIN: u64 = u64::MAX;
 /// Bytes read per `read` call at most.
 const CHUNK: usize = 16 * 1024;
 
+thread_local! {
+    /// Where a tcp receiver reads into (this process's, zeroed once).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; CHUNK]);
+}
+
 struct Held {
     stream: TcpStream,
     rcv: RcvInfo,
@@ -246,41 +251,37 @@ fn drop_conn(ep: &mut Epoll, held: &mut HashMap<u32, Held>, id: u32, close: bool
 fn read_conn(id: u32, h: &mut Held, max: usize, accept_no_cl: bool) -> bool {
     let mut eof = false;
     let mut failed = false;
-    loop {
-        let start = h.buf.len();
-        if start > max {
-            break;
-        }
-        let want = CHUNK.min(max + 1 - start);
-        h.buf.resize(start + want, 0);
-        match h.stream.read(&mut h.buf[start..]) {
-            Ok(0) => {
-                h.buf.truncate(start);
-                eof = true;
+    // Read into a scratch buffer zeroed once per process and append what came: growing
+    // the connection's buffer by a zeroed chunk per read cost more than the parsing.
+    SCRATCH.with_borrow_mut(|scratch| {
+        loop {
+            let start = h.buf.len();
+            if start > max {
                 break;
             }
-            Ok(n) => {
-                h.buf.truncate(start + n);
-                h.last = Instant::now();
-                if n < want {
+            let want = CHUNK.min(max + 1 - start);
+            match h.stream.read(&mut scratch[..want]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    h.buf.extend_from_slice(&scratch[..n]);
+                    h.last = Instant::now();
+                    if n < want {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    crate::log_dbg!("read from {}: {e}", h.rcv.src);
+                    failed = true;
                     break;
                 }
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                h.buf.truncate(start);
-                break;
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {
-                h.buf.truncate(start);
-            }
-            Err(e) => {
-                h.buf.truncate(start);
-                crate::log_dbg!("read from {}: {e}", h.rcv.src);
-                failed = true;
-                break;
-            }
         }
-    }
+    });
     let keep = process(id, h, max, accept_no_cl);
     if !keep || failed {
         return false;

@@ -39,4 +39,8 @@ pub static MODULES: &[&ModuleExports] = &[
     &diversion::EXPORTS,
     &exec::EXPORTS,
     &siptrace::EXPORTS,
+    &dispatcher::EXPORTS,
+    &lcr::EXPORTS,
+    &uac::EXPORTS,
+    &uac_redirect::EXPORTS,
 ];

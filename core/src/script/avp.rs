@@ -9,6 +9,31 @@ pub enum AvpId {
     Str(String),
 }
 
+impl AvpId {
+    /// An AVP named in a module parameter (`received_avp`, `fr_timer_avp`, …), in any of
+    /// 1.2's spellings: `$avp(i:42)`, `$avp(s:name)`, `$avp(name)`, `i:42`, `s:name`, or a
+    /// bare `name`. Errors name what was given; callers add the module and parameter.
+    pub fn parse_param(s: &str) -> Result<AvpId, String> {
+        use crate::cfg::pv::{AvpName, PvParam, parse_pv};
+        let s = s.trim();
+        let text = if s.starts_with('$') {
+            s.to_string()
+        } else {
+            format!("$avp({s})")
+        };
+        let bad = || format!("bad AVP spec `{s}`");
+        let (pv, n) = parse_pv(&text).map_err(|_| bad())?;
+        if n != text.len() || pv.name != "avp" {
+            return Err(bad());
+        }
+        match pv.param {
+            Some(PvParam::Avp(AvpName::Int(i))) => Ok(AvpId::Int(i)),
+            Some(PvParam::Avp(AvpName::Str(n) | AvpName::Alias(n))) => Ok(AvpId::Str(n)),
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// Per-message AVP list; values of one id are returned newest first.
 #[derive(Debug, Clone, Default)]
 pub struct AvpList {
@@ -117,6 +142,24 @@ impl AvpList {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn avp_params_in_every_spelling() {
+        use super::AvpId;
+        for (s, want) in [
+            ("$avp(i:42)", AvpId::Int(42)),
+            ("i:42", AvpId::Int(42)),
+            (" I:7 ", AvpId::Int(7)),
+            ("$avp(s:rcv)", AvpId::Str("rcv".into())),
+            ("s:rcv", AvpId::Str("rcv".into())),
+            ("rcv", AvpId::Str("rcv".into())),
+        ] {
+            assert_eq!(AvpId::parse_param(s), Ok(want), "{s}");
+        }
+        for bad in ["", "$avp(i:x)", "i:", "$avp(a", "$ru", "a b", "$avp(s:a)x"] {
+            assert!(AvpId::parse_param(bad).is_err(), "{bad:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

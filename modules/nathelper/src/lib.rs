@@ -209,30 +209,9 @@ pub fn rtpp_set() -> &'static rtpp::Set {
     &derived().rtpp
 }
 
-/// `$avp(i:42)`, `$avp(s:name)`, `i:42`, `s:name` or a bare name.
+/// An AVP parameter → AVP id (`AvpId::parse_param`), the error naming nathelper.
 pub fn parse_avp(s: &str) -> Result<AvpId, String> {
-    let t = s.trim();
-    let t = t
-        .strip_prefix("$avp(")
-        .and_then(|x| x.strip_suffix(')'))
-        .unwrap_or(t);
-    if let Some(n) = t.strip_prefix("i:").or_else(|| t.strip_prefix("I:")) {
-        return n
-            .trim()
-            .parse::<i64>()
-            .map(AvpId::Int)
-            .map_err(|_| format!("nathelper: bad AVP id `{s}`"));
-    }
-    let n = t
-        .strip_prefix("s:")
-        .or_else(|| t.strip_prefix("S:"))
-        .unwrap_or(t);
-    if n.is_empty() || n.contains(['(', ')', ' ']) {
-        return Err(format!(
-            "nathelper: malformed or non AVP `{s}` AVP definition"
-        ));
-    }
-    Ok(AvpId::Str(n.to_owned()))
+    AvpId::parse_param(s).map_err(|e| format!("nathelper: {e}"))
 }
 
 fn check_avp(s: &str) -> Result<(), String> {

@@ -63,23 +63,7 @@ pub fn check_tag_avp(s: &str) -> Result<(), String> {
 }
 
 fn avp_of(s: &str) -> Result<AvpId, String> {
-    use openser_core::cfg::pv::{AvpName, PvParam, parse_pv};
-    let s = s.trim();
-    let text = if s.starts_with('$') {
-        s.to_string()
-    } else {
-        format!("$avp({s})")
-    };
-    let bad = || format!("bad AVP spec '{s}'");
-    let (pv, n) = parse_pv(&text).map_err(|_| bad())?;
-    if n != text.len() || pv.name != "avp" {
-        return Err(bad());
-    }
-    match pv.param {
-        Some(PvParam::Avp(AvpName::Int(i))) => Ok(AvpId::Int(i)),
-        Some(PvParam::Avp(AvpName::Str(n) | AvpName::Alias(n))) => Ok(AvpId::Str(n)),
-        _ => Err(bad()),
-    }
+    AvpId::parse_param(s)
 }
 
 /// Serialise rows for the snapshot.

@@ -309,28 +309,9 @@ fn mod_init() -> Result<(), String> {
     Ok(())
 }
 
-/// `$avp(i:42)`, `$avp(s:name)`, `i:42`, `s:name` or a bare name → AVP id.
+/// An AVP parameter → AVP id (`AvpId::parse_param`).
 pub fn parse_avp_param(s: &str) -> Result<AvpId, String> {
-    let t = s.trim();
-    let t = t
-        .strip_prefix("$avp(")
-        .and_then(|x| x.strip_suffix(')'))
-        .unwrap_or(t);
-    if let Some(n) = t.strip_prefix("i:").or_else(|| t.strip_prefix("I:")) {
-        return n
-            .trim()
-            .parse::<i64>()
-            .map(AvpId::Int)
-            .map_err(|_| format!("bad AVP id `{s}`"));
-    }
-    let n = t
-        .strip_prefix("s:")
-        .or_else(|| t.strip_prefix("S:"))
-        .unwrap_or(t);
-    if n.is_empty() {
-        return Err(format!("bad AVP name `{s}`"));
-    }
-    Ok(AvpId::Str(n.to_owned()))
+    AvpId::parse_param(s)
 }
 
 /// A usrloc domain named in a script call, resolved once per process.

@@ -26,7 +26,6 @@
 //! Not here: stateless replies (1.2 traced `sl_send_reply` answers through an sl
 //! callback); they are not traced.
 
-use openser_core::cfg::pv::{AvpName, PvParam, parse_pv};
 use openser_core::db::{self, DbVal};
 use openser_core::mi::{MiArg, MiReply};
 use openser_core::module::{
@@ -131,22 +130,7 @@ struct Cfg {
 static CFG: OnceLock<Cfg> = OnceLock::new();
 
 fn avp_of(s: &str) -> Result<AvpId, String> {
-    let s = s.trim();
-    let text = if s.starts_with('$') {
-        s.to_string()
-    } else {
-        format!("$avp({s})")
-    };
-    let bad = || format!("malformed or non AVP '{s}' AVP definition");
-    let (pv, n) = parse_pv(&text).map_err(|_| bad())?;
-    if n != text.len() || pv.name != "avp" {
-        return Err(bad());
-    }
-    match pv.param {
-        Some(PvParam::Avp(AvpName::Int(i))) => Ok(AvpId::Int(i)),
-        Some(PvParam::Avp(AvpName::Str(n) | AvpName::Alias(n))) => Ok(AvpId::Str(n)),
-        _ => Err(bad()),
-    }
+    AvpId::parse_param(s)
 }
 
 fn check_avp(s: &str) -> Result<(), String> {

@@ -212,6 +212,14 @@ pub struct CellState {
     /// Where replies go upstream, and from which socket.
     pub uas_dst: Addr,
     pub uas_sock: u32,
+    /// A local request's completion callback (`uac::register_callback` id, 0 = none)
+    /// and its parameter.
+    pub uac_cb: u32,
+    pub uac_param: u64,
+    /// The first branch of the latest forwarding round (1.2's `first_branch`): a
+    /// failure_route that relays again starts a round, and the reply chosen for the
+    /// next failure_route or upstream comes from that round's branches only.
+    pub first_branch: u32,
 }
 
 /// Receive information of the request, fixed at creation.

@@ -6,7 +6,8 @@
 //! as kept in shm), `fwd` (t_newtran, t_relay), `reply` (local and relayed replies,
 //! selection, failure_route), `cancel` (CANCEL/ACK), `timer` (retransmissions,
 //! timeouts, wait and delete), `callbacks` (hooks for other modules, e.g. acc: final
-//! reply sent upstream, negative outcome before failure_route).
+//! reply sent upstream, negative outcome before failure_route), `uac` (requests tm
+//! makes itself — dispatcher's probes — with a completion callback).
 //!
 //! Lock order: hash entry lock -> cell reply lock (the timer-list locks are taken only
 //! by the timer process, never while holding another tm lock). No lock is held while a
@@ -27,6 +28,7 @@ pub mod lookup;
 pub mod reply;
 mod shmref;
 pub mod timer;
+pub mod uac;
 
 use std::cell::Cell as StdCell;
 use std::net::SocketAddr;
@@ -212,9 +214,7 @@ impl Params {
 }
 
 fn check_avp(s: &str) -> Result<(), String> {
-    parse_avp_id(s)
-        .map(|_| ())
-        .ok_or_else(|| "bad AVP spec".into())
+    AvpId::parse_param(s).map(|_| ())
 }
 
 /// The AVPs of `fr_timer_avp` and `fr_inv_timer_avp`, parsed once.
@@ -228,21 +228,9 @@ fn timer_avps() -> &'static (Option<AvpId>, Option<AvpId>) {
     })
 }
 
-/// `i:24`, `s:name`, `$avp(i:24)`, `$avp(s:name)`, `$avp(name)` -> AVP id.
+/// An AVP parameter → AVP id (`AvpId::parse_param`); `None` when malformed.
 pub fn parse_avp_id(s: &str) -> Option<AvpId> {
-    let s = s.trim();
-    let s = s
-        .strip_prefix("$avp(")
-        .and_then(|x| x.strip_suffix(')'))
-        .unwrap_or(s);
-    if let Some(n) = s.strip_prefix("i:").or_else(|| s.strip_prefix("I:")) {
-        return n.trim().parse().ok().map(AvpId::Int);
-    }
-    let n = s
-        .strip_prefix("s:")
-        .or_else(|| s.strip_prefix("S:"))
-        .unwrap_or(s);
-    (!n.is_empty()).then(|| AvpId::Str(n.to_string()))
+    AvpId::parse_param(s).ok()
 }
 
 /// Per-transaction fr_timer (`fr` true) / fr_inv_timer from the configured AVP, in ms.

@@ -1,11 +1,28 @@
 //! Hash slots: the AOR hash and the per-slot list head kept in shm.
 
-use shm::{ShmPtr, ShmSafe};
+use shm::{FastLock, ShmPtr, ShmSafe};
 
 use super::urecord::URecord;
 
-/// Head of one slot's doubly linked list of records (the slot lock is a separate
-/// `FastLock` allocation so it can be borrowed `'static` while the head is mutated).
+/// One hash slot: its lock and its list head side by side in one array element (32
+/// bytes, two to a cache line), so taking the lock brings the head with it: a lookup in
+/// a table larger than the caches pays one miss for both, not two. The lock is only
+/// ever reached through a shared reference to the `lock` field and the head through a
+/// pointer to the `head` field (`shmref::slot_lock`/`slot_head`): the two borrows are
+/// disjoint, so the lock can be held `'static` while the head is mutated.
+#[repr(C)]
+pub(super) struct Slot {
+    pub(super) lock: FastLock,
+    pub(super) head: SlotHead,
+}
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 32);
+
+// SAFETY: #[repr(C)] plain data: a FastLock (an atomic) and a SlotHead (below).
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for Slot {}
+
+/// Head of one slot's doubly linked list of records.
 #[repr(C)]
 pub(super) struct SlotHead {
     pub(super) first: ShmPtr<URecord>,

@@ -21,9 +21,15 @@
 //! `timer_interval`, as OpenSER's whole walk) but looks into a slot only when its
 //! `SlotHead::due` has come. Invariant: `due` is 0 only if no contact of the slot has
 //! a non-zero `expires` and no record is empty; otherwise it is ≤ every such `expires`
-//! (1 while a record may be empty). Inserts and updates lower it, the walk sets it
-//! exactly; so a table of a million refreshed bindings costs the walk a read of each
-//! slot head per pass, not a visit of every contact.
+//! (1 once a record is left empty when its slot lock is released). Inserts and
+//! updates lower it, the walk sets it exactly; so a table of a million refreshed
+//! bindings costs the walk a read of each slot head per pass, not a visit of every
+//! contact. A record created and given its first contact under one lock (registrar's
+//! `save`) never makes its slot due at once.
+//!
+//! Memory: a slot's lock and list head share one 32-byte array element
+//! (`hslot::Slot`), so in a table larger than the caches a lookup pays one miss for
+//! both.
 //!
 //! AORs are compared and hashed ASCII case-insensitively unless
 //! [`UsrlocParams::case_sensitive`] is set (OpenSER's registrar lowercases the AOR

@@ -11,13 +11,14 @@
 //!   they have just allocated and not yet published);
 //! * objects are freed only after being unlinked, under the same lock, and no
 //!   reference into them outlives the guard borrow;
-//! * "forever" objects (slot locks, domain statistics) are allocated when a domain is
-//!   created, never freed, and contain only atomics.
+//! * "forever" objects (the slot array, domain statistics) are allocated when a domain
+//!   is created and never freed; of a slot, only the lock (an atomic) is reached
+//!   without the guard.
 #![allow(unsafe_code)]
 
 use shm::{FastLock, ShmPtr, ShmSafe, ShmStr};
 
-use super::hslot::SlotHead;
+use super::hslot::{Slot, SlotHead};
 use super::udomain::SlotGuard;
 
 /// A shared reference to a never-freed shm object made only of atomics.
@@ -26,13 +27,13 @@ pub(super) fn forever<T: ShmSafe + Sync>(p: ShmPtr<T>) -> Option<&'static T> {
         return None;
     }
     // SAFETY: non-null; points to a live allocation that is never freed (module
-    // invariant: only slot locks and domain statistics are passed here), and the type
+    // invariant: only domain statistics are passed here), and the type
     // is only ever accessed through shared references (atomics), so `'static` shared
     // access is sound in every process that inherited the mapping.
     Some(unsafe { &*p.as_ptr() })
 }
 
-/// A zero-filled shm array of `n` `T`s (slot locks and heads), counted in tests.
+/// A zero-filled shm array of `n` `T`s (the slots), counted in tests.
 pub(super) fn alloc_zeroed<T: ShmSafe>(n: usize) -> Option<ShmPtr<T>> {
     if inject::fail_now() {
         return None;
@@ -44,25 +45,34 @@ pub(super) fn alloc_zeroed<T: ShmSafe>(n: usize) -> Option<ShmPtr<T>> {
     p
 }
 
-/// The lock of slot `i` of a domain's lock array `base` of `n` locks.
-pub(super) fn slot_lock(base: ShmPtr<FastLock>, n: usize, i: usize) -> &'static FastLock {
+/// Element `i` of a domain's slot array `base` of `n` slots.
+fn slot_elem(base: ShmPtr<Slot>, n: usize, i: usize) -> *mut Slot {
     assert!(i < n && !base.is_null(), "slot index out of range");
-    let elem = base.as_ptr().wrapping_add(i);
-    // SAFETY: `base` points to a live array of `n` locks (allocated zeroed — a free
-    // FastLock — by `UDomain::new` and never freed) and `i < n` was checked, so `elem`
-    // is element `i`; a FastLock is only used through shared references (atomics), so
-    // a `'static` shared reference to it is sound in every process.
-    unsafe { &*elem }
+    base.as_ptr().wrapping_add(i)
 }
 
-/// The list head of slot `i` of a domain's head array `base` of `n` heads.
-pub(super) fn slot_head(base: ShmPtr<SlotHead>, n: usize, i: usize) -> ShmPtr<SlotHead> {
-    assert!(i < n && !base.is_null(), "slot index out of range");
-    let elem = base.as_ptr().wrapping_add(i);
-    // SAFETY: `i < n` keeps `elem` inside the live array of `n` initialised (zeroed)
-    // heads; the result is only dereferenced through `get`/`get_mut` with the slot's
-    // guard, like every other pointer of the slot.
-    unsafe { ShmPtr::from_raw(elem) }
+/// The lock of slot `i` of a domain's slot array `base` of `n` slots.
+pub(super) fn slot_lock(base: ShmPtr<Slot>, n: usize, i: usize) -> &'static FastLock {
+    let elem = slot_elem(base, n, i);
+    // SAFETY: `base` points to a live array of `n` slots (allocated zeroed — a free
+    // FastLock — by `UDomain::new` and never freed) and `i < n` was checked, so `elem`
+    // is element `i`; the reference covers only its `lock` field, which is only used
+    // through shared references (atomics), so a `'static` shared reference to it is
+    // sound in every process, and it never overlaps the `head` field that `get_mut`
+    // borrows exclusively.
+    unsafe { &(*elem).lock }
+}
+
+/// The list head of slot `i` of a domain's slot array `base` of `n` slots.
+pub(super) fn slot_head(base: ShmPtr<Slot>, n: usize, i: usize) -> ShmPtr<SlotHead> {
+    let elem = slot_elem(base, n, i);
+    // SAFETY: `i < n` keeps `elem` inside the live array; `addr_of_mut!` takes the
+    // address of its `head` field without creating a reference. The result is only
+    // dereferenced through `get`/`get_mut` with the slot's guard, like every other
+    // pointer of the slot.
+    let head = unsafe { std::ptr::addr_of_mut!((*elem).head) };
+    // SAFETY: `head` is a valid, aligned pointer into the shm array (just computed).
+    unsafe { ShmPtr::from_raw(head) }
 }
 
 /// Read access to a record/contact/slot head of the guard's slot.

@@ -8,9 +8,9 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use shm::{FastLock, FastLockGuard, ShmPtr, ShmSafe, ShmStr};
+use shm::{FastLockGuard, ShmPtr, ShmSafe, ShmStr};
 
-use super::hslot::{SlotHead, aor_eq, ul_hash};
+use super::hslot::{Slot, SlotHead, aor_eq, ul_hash};
 use super::shmref::{
     alloc, alloc_str, alloc_zeroed, dispose, dispose_str, forever, get, get_mut, slot_head,
     slot_lock,
@@ -53,10 +53,9 @@ impl DomainStats {
 /// A usrloc domain ("table").
 pub struct UDomain {
     name: String,
-    /// `nslots` locks, one shm array (a zeroed `FastLock` is free).
-    locks: ShmPtr<FastLock>,
-    /// `nslots` list heads, one shm array.
-    heads: ShmPtr<SlotHead>,
+    /// `nslots` slots (lock and list head), one shm array (zeroed: every lock free,
+    /// every list empty).
+    slots: ShmPtr<Slot>,
     /// A power of two.
     nslots: usize,
     /// Next slot of the amortised expiry walk (the timer process's; private memory).
@@ -83,13 +82,19 @@ pub struct SlotGuard<'d> {
     /// The record last found in this slot (saves re-walking the slot list to validate
     /// a `RecordId`; valid while the lock is held, cleared when that record is freed).
     pub(super) known: Cell<ShmPtr<URecord>>,
+    /// A record of this slot that this guard left without contacts (created and not yet
+    /// given one, or emptied): if it is still empty when the lock is released, the slot's
+    /// `due` becomes 1 so the expiry walk frees it. Marking at once instead would send
+    /// the walk into every slot that gained a user (registrar's `save` inserts a record,
+    /// then its contact, under one guard) — a pass over each new record for nothing.
+    empty: ShmPtr<URecord>,
     /// `None` only while dropping (released before queued DB writes go out).
     lock: Option<FastLockGuard<'d>>,
 }
 
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
-        drop(self.lock.take());
+        self.release_lock();
         if super::db::has_pending() {
             debug_assert!(
                 false,
@@ -103,8 +108,8 @@ impl Drop for SlotGuard<'_> {
 /// Slot count (log2) of a domain whose `hash_size` is 0: one slot per 4 KiB of the
 /// shm segment (rounded down to a power of two), between 2^9 (1.2's default, 512) and
 /// 2^20. With the default 32 MiB that is 8,192 slots (160 KiB); with `-m 1536`, 2^18
-/// (5 MiB), so a million contacts make chains of four. A slot costs 20 bytes (its
-/// lock, 4, and its list head, 16).
+/// (8 MiB), so a million contacts make chains of four. A slot costs 32 bytes (its
+/// lock and its list head, see [`Slot`]).
 pub fn auto_hash_bits(shm_total: usize) -> u32 {
     let slots = (shm_total / 4096).max(1);
     (usize::BITS - 1 - slots.leading_zeros()).clamp(9, 20)
@@ -112,8 +117,8 @@ pub fn auto_hash_bits(shm_total: usize) -> u32 {
 
 impl UDomain {
     /// Create a domain in shm with `2^hash_size` slots (0 = sized from the shm
-    /// segment, see [`auto_hash_bits`]; 1 means 9, as before) and the behaviour switches of `params`: three
-    /// allocations (statistics, the lock array, the head array). On shm exhaustion what
+    /// segment, see [`auto_hash_bits`]; 1 means 9, as before) and the behaviour switches of `params`: two
+    /// allocations (statistics, the slot array). On shm exhaustion what
     /// was allocated is freed and `NoMemory` returned. (Domains live as long as the
     /// server.)
     pub fn new(name: &str, params: &UsrlocParams) -> Result<UDomain, UlError> {
@@ -128,13 +133,11 @@ impl UDomain {
             contacts: AtomicU64::new(0),
             expires: AtomicU64::new(0),
         });
-        let locks = stats.and_then(|_| alloc_zeroed::<FastLock>(n));
-        let heads = locks.and_then(|_| alloc_zeroed::<SlotHead>(n));
-        match (stats.and_then(forever), locks, heads) {
-            (Some(stats), Some(locks), Some(heads)) => Ok(UDomain {
+        let slots = stats.and_then(|_| alloc_zeroed::<Slot>(n));
+        match (stats.and_then(forever), slots) {
+            (Some(stats), Some(slots)) => Ok(UDomain {
                 name: name.to_owned(),
-                locks,
-                heads,
+                slots,
                 nslots: n,
                 expiry_cursor: AtomicUsize::new(0),
                 stats,
@@ -144,7 +147,6 @@ impl UDomain {
                 case_sensitive: params.case_sensitive,
             }),
             _ => {
-                locks.into_iter().for_each(dispose);
                 stats.into_iter().for_each(dispose);
                 Err(UlError::NoMemory)
             }
@@ -189,7 +191,8 @@ impl UDomain {
             dom: self,
             slot,
             known: Cell::new(ShmPtr::null()),
-            lock: Some(slot_lock(self.locks, self.nslots, slot).lock()),
+            empty: ShmPtr::null(),
+            lock: Some(slot_lock(self.slots, self.nslots, slot).lock()),
         }
     }
 
@@ -302,7 +305,7 @@ impl<'d> SlotGuard<'d> {
     /// Release the slot lock, then write the database changes queued under it (a no-op
     /// unless `db_mode` is 1 or 3). Database writes never run under a usrloc lock.
     pub fn unlock_then_flush(mut self) {
-        drop(self.lock.take());
+        self.release_lock();
         if super::db::has_pending() {
             super::db::flush();
         }
@@ -313,7 +316,7 @@ impl<'d> SlotGuard<'d> {
     }
 
     pub(super) fn head(&self) -> ShmPtr<SlotHead> {
-        slot_head(self.dom.heads, self.dom.nslots, self.slot)
+        slot_head(self.dom.slots, self.dom.nslots, self.slot)
     }
 
     /// Index of the locked slot.
@@ -335,6 +338,38 @@ impl<'d> SlotGuard<'d> {
 
     /// Lower the locked slot's `due` to `t` (a contact's new non-zero `expires`, or 1
     /// for a record that may be left without contacts).
+    /// Settle the record left empty (see `empty`), then release the lock (once).
+    fn release_lock(&mut self) {
+        if self.lock.is_some() {
+            self.settle_empty();
+        }
+        drop(self.lock.take());
+    }
+
+    /// Note that record `rp` of this slot has no contacts now (see `empty`); a record
+    /// noted before it and still empty is settled first.
+    pub(super) fn note_empty(&mut self, rp: ShmPtr<URecord>) {
+        if self.empty != rp {
+            self.settle_empty();
+            self.empty = rp;
+        }
+    }
+
+    /// Record `rp` gained a contact or was freed: nothing to settle for it.
+    pub(super) fn clear_empty(&mut self, rp: ShmPtr<URecord>) {
+        if self.empty == rp {
+            self.empty = ShmPtr::null();
+        }
+    }
+
+    /// If the noted record is still without contacts, make the slot due at once.
+    fn settle_empty(&mut self) {
+        let rp = std::mem::replace(&mut self.empty, ShmPtr::null());
+        if get(self, rp).is_some_and(|r| r.contacts.is_null()) {
+            self.lower_due(1);
+        }
+    }
+
     pub(super) fn lower_due(&mut self, t: i64) {
         if t == 0 {
             return;
@@ -410,7 +445,7 @@ impl<'d> SlotGuard<'d> {
             h.n += 1;
         }
         // Empty until its first contact: the walk frees it if none comes.
-        self.lower_due(1);
+        self.note_empty(rp);
         self.dom.stats.users_inc();
         self.known.set(rp);
         Ok(RecordId(rp))
@@ -478,6 +513,7 @@ impl<'d> SlotGuard<'d> {
         if self.known.get() == rp {
             self.known.set(ShmPtr::null());
         }
+        self.clear_empty(rp);
         dispose_str(aor);
         dispose(rp);
         self.dom.stats.users_dec();

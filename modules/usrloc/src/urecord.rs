@@ -160,6 +160,7 @@ impl SlotGuard<'_> {
         let rp = self.check_record(r)?;
         let cp = UContact::alloc(ci, ci.last_modified)?;
         self.lower_due(ci.expires);
+        self.clear_empty(rp);
         self.link_contact(rp, cp);
         if let Some(rec) = get_mut(self, rp) {
             rec.ncontacts += 1;
@@ -234,7 +235,7 @@ impl SlotGuard<'_> {
         }
         if get(self, rp).is_some_and(|r| r.contacts.is_null()) {
             // A record left without contacts is the walk's to free.
-            self.lower_due(1);
+            self.note_empty(rp);
         }
         let strs = get_mut(self, cp).map(UContact::take_strs);
         if let Some(s) = strs {

@@ -1,0 +1,346 @@
+//! Requests tm makes itself (OpenSER's `t_uac`, `uac.c`): a request built here — method,
+//! Request-URI, From (with a fresh tag), To, a new Call-ID, CSeq, the Via of the socket
+//! it leaves from, extra headers and a body — sent on a client transaction of the
+//! shared table. Retransmissions (T1 doubling up to T2 over UDP) and the final-response
+//! timeout (`fr_timer`, `fr_inv_timer` for INVITE) are tm's usual timer work; the
+//! transaction is marked local (`T_LOCAL`), so its replies are never relayed.
+//!
+//! When the transaction ends — a final reply arrived (in the receiver that got it) or
+//! the timer gave up (in the timer process, a local 408) — the callback given with the
+//! request runs once, with no tm lock held, with the code and the caller's parameter.
+//! Callbacks are registered before fork ([`register_callback`]) and named in shm by
+//! their index, so no code pointer is kept in shared memory.
+//!
+//! Used by dispatcher's probing. Not done yet: the ACK of a 2xx to a local INVITE (a
+//! dialog-forming `t_uac_dlg` comes with the MI command).
+
+use std::cell::{Cell as StdCell, RefCell};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use openser_core::msg::{ViaParams, via_line};
+use openser_core::state::Registry;
+use openser_core::transport::send;
+
+use super::fwd::{self, now_ms};
+use super::h_table::*;
+use super::lookup::{branch_id, tm_hash};
+use super::{P, stats};
+
+/// What a callback learns about a finished local request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UacDone {
+    /// The final status: the reply's, or 408 when no final reply came in time.
+    pub code: u16,
+    /// The parameter given with the request.
+    pub param: u64,
+}
+
+/// A completion callback (runs with no tm lock held).
+pub type UacCallback = fn(&UacDone);
+
+static CALLBACKS: Registry<UacCallback> = Registry::new();
+static NR_CALLBACKS: AtomicU32 = AtomicU32::new(0);
+
+thread_local! {
+    static DONE: RefCell<Vec<(u32, UacDone)>> = const { RefCell::new(Vec::new()) };
+    static SEQ: StdCell<u64> = const { StdCell::new(0) };
+}
+
+/// Register a completion callback (mod_init, before fork); its id goes with requests.
+pub fn register_callback(f: UacCallback) -> u32 {
+    let mut v = CALLBACKS.lock();
+    v.push(f);
+    NR_CALLBACKS.store(v.len() as u32, Ordering::Release);
+    v.len() as u32
+}
+
+/// A request to send.
+#[derive(Clone, Debug, Default)]
+pub struct LocalRequest<'a> {
+    pub method: &'a str,
+    pub ruri: &'a str,
+    /// From URI or name-addr (a tag is added).
+    pub from: &'a str,
+    /// To URI or name-addr.
+    pub to: &'a str,
+    /// Next hop (an outbound proxy URI); the Request-URI when `None`.
+    pub dst: Option<&'a str>,
+    /// Extra header lines, each ending in CRLF.
+    pub headers: &'a str,
+    pub body: &'a [u8],
+    /// (callback id from [`register_callback`], parameter).
+    pub callback: Option<(u32, u64)>,
+}
+
+fn angle(s: &str) -> String {
+    let s = s.trim();
+    if s.contains('<') {
+        s.to_string()
+    } else {
+        format!("<{s}>")
+    }
+}
+
+/// A fresh token unique to this process and moment (Call-ID, tags).
+fn token() -> String {
+    let n = SEQ.with(|s| {
+        let v = s.get().wrapping_add(1);
+        s.set(v);
+        v
+    });
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    format!("{:x}-{:x}-{:x}", std::process::id(), t, n)
+}
+
+/// The request text: (without Via, full), and the key spans (into the text without Via).
+fn build(r: &LocalRequest, via: &str, callid: &str, cseq: u32) -> (Vec<u8>, Vec<u8>, Key) {
+    let method = r.method.trim();
+    let mut head = format!("{method} {} SIP/2.0\r\n", r.ruri.trim());
+    let line_end = head.len();
+    let mut rest = String::with_capacity(256);
+    rest.push_str(&format!(
+        "From: {};tag={}\r\n",
+        angle(r.from),
+        token().replace('-', "")
+    ));
+    rest.push_str(&format!("To: {}\r\n", angle(r.to)));
+    let callid_line = format!("Call-ID: {callid}\r\n");
+    let cseq_line = format!("CSeq: {cseq} {method}\r\n");
+    let after_to = rest.len();
+    rest.push_str(&callid_line);
+    rest.push_str(&cseq_line);
+    rest.push_str("Max-Forwards: 70\r\n");
+    rest.push_str(r.headers);
+    rest.push_str(&format!("Content-Length: {}\r\n\r\n", r.body.len()));
+    let mut no_via = head.clone().into_bytes();
+    let base = no_via.len();
+    no_via.extend_from_slice(rest.as_bytes());
+    no_via.extend_from_slice(r.body);
+    let span = |off: usize, len: usize| KSpan {
+        off: off as u32,
+        len: len as u32,
+    };
+    let cid = base + after_to + "Call-ID: ".len();
+    let cs = base + after_to + callid_line.len() + "CSeq: ".len();
+    let key = Key {
+        method: span(0, method.len()),
+        ruri: span(method.len() + 1, line_end - method.len() - 11),
+        callid: span(cid, callid.len()),
+        cseq_num: span(cs, cseq.to_string().len()),
+        ..Key::default()
+    };
+    head.push_str(via);
+    let mut full = head.into_bytes();
+    full.extend_from_slice(rest.as_bytes());
+    full.extend_from_slice(r.body);
+    (no_via, full, key)
+}
+
+/// Send `r` on a new local transaction. Resolves the next hop (may block on DNS: never
+/// call it under a lock). Errors are returned (and the callback is not run).
+pub fn send_request(r: &LocalRequest) -> Result<(), String> {
+    if r.method.trim().is_empty() || r.method.contains(char::is_whitespace) {
+        return Err(format!("bad method {:?}", r.method));
+    }
+    if let Some((id, _)) = r.callback
+        && (id == 0 || id > NR_CALLBACKS.load(Ordering::Acquire))
+    {
+        return Err(format!("unknown callback {id}"));
+    }
+    let target = r.dst.unwrap_or(r.ruri);
+    let (addr, proto) = send::uri_destination(target)?;
+    let sock = send::choose_socket_for(&addr, proto, None);
+    if openser_core::transport::socket::sockets()
+        .get(sock)
+        .is_none()
+    {
+        return Err("no listen socket".into());
+    }
+    let callid = token();
+    let cseq = 1u32;
+    let hash = tm_hash(callid.as_bytes(), cseq.to_string().as_bytes());
+    let is_invite = r.method.trim().eq_ignore_ascii_case("INVITE");
+    // The cell keeps the request without our Via (its branch id needs the label the
+    // table gives the cell); the branch keeps the request as sent.
+    let (no_via, _, key) = build(r, "", &callid, cseq);
+    let (cb, param) = r.callback.unwrap_or((0, 0));
+    let (c, _) = find_or_insert(
+        hash,
+        |_| false,
+        || {
+            let req = shm::ShmStr::new(&no_via)?;
+            let st = CellState {
+                flags: T_LOCAL | T_ALL_LOCAL | if is_invite { T_INVITE } else { 0 },
+                fr_ms: P.fr_ms(),
+                fr_inv_ms: P.fr_inv_ms(),
+                uac_cb: cb,
+                uac_param: param,
+                ..Default::default()
+            };
+            let c = new_cell(hash, req, key, CellInit::default(), st);
+            if c.is_none() {
+                req.free();
+            }
+            c
+        },
+    )
+    .ok_or("out of shm memory")?;
+    let branch = branch_id(c.hash_index, c.label, 0);
+    let (host, port) = send::advertised(sock);
+    let via = via_line(
+        &ViaParams {
+            host,
+            port,
+            proto: send::socket_proto(sock),
+            branch: &branch,
+            rport: false,
+            extra_params: "",
+        },
+        false,
+    );
+    // Same Call-ID and tags as the cell's copy: rebuild with the Via only.
+    let full = with_via(&no_via, &via);
+    stats().uac.inc();
+    let now = now_ms();
+    let (t1, _) = P.t1_t2();
+    let mut g = c.lock_state();
+    let st = g.st();
+    let Some(req) = shm::ShmStr::new(&full) else {
+        st.flags |= T_DELETE;
+        c.due(now);
+        return Err("out of shm memory".into());
+    };
+    let ruri = shm::ShmStr::new(r.ruri.trim().as_bytes()).unwrap_or_default();
+    st.nr_branches = 1;
+    let b = &mut st.branches[0];
+    b.request = req;
+    b.uri = ruri;
+    b.dst = Addr::from_sa(addr);
+    b.sock = sock as u32;
+    let sent = fwd::send(sock, addr, &full);
+    let mut due = u64::MAX;
+    if send::socket_proto(sock) == openser_core::parser::Proto::Udp {
+        b.retr_iv = t1;
+        b.retr_at = now + u64::from(t1);
+        due = b.retr_at;
+    }
+    b.fr_at = now + u64::from(if is_invite { st.fr_inv_ms } else { st.fr_ms });
+    due = due.min(b.fr_at);
+    if !sent {
+        // Try again at the first retransmission; the timeout ends it as usual.
+        openser_core::log_dbg!("first send of a local {} failed", r.method);
+    }
+    c.due(due);
+    drop(g);
+    Ok(())
+}
+
+/// Insert the Via line after the request line of `no_via`.
+fn with_via(no_via: &[u8], via: &str) -> Vec<u8> {
+    let cut = no_via
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map(|p| p + 2)
+        .unwrap_or(no_via.len());
+    let mut v = Vec::with_capacity(no_via.len() + via.len());
+    v.extend_from_slice(&no_via[..cut]);
+    v.extend_from_slice(via.as_bytes());
+    v.extend_from_slice(&no_via[cut..]);
+    v
+}
+
+/// tm's hook (reply lock held): the transaction got its final outcome `code`; a local
+/// request's callback is queued, to run when the lock is released.
+pub(super) fn final_locked(st: &mut CellState, code: u16) {
+    if st.uac_cb == 0 {
+        return;
+    }
+    let id = std::mem::take(&mut st.uac_cb);
+    let done = UacDone {
+        code,
+        param: st.uac_param,
+    };
+    DONE.with(|q| q.borrow_mut().push((id, done)));
+}
+
+/// Whether completions wait to be run.
+pub(super) fn queued() -> bool {
+    DONE.with(|q| !q.borrow().is_empty())
+}
+
+/// Run the queued completions (no tm lock held).
+pub(super) fn flush() {
+    loop {
+        let Some((id, done)) = DONE.with(|q| {
+            let mut q = q.borrow_mut();
+            (!q.is_empty()).then(|| q.remove(0))
+        }) else {
+            return;
+        };
+        let f = CALLBACKS.lock().get(id as usize - 1).copied();
+        if let Some(f) = f {
+            f(&done);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_text_and_key() {
+        let r = LocalRequest {
+            method: "OPTIONS",
+            ruri: "sip:gw1@127.0.0.1:5070",
+            from: "sip:dispatcher@localhost",
+            to: "<sip:gw1@127.0.0.1:5070>",
+            headers: "X-Probe: 1\r\n",
+            ..Default::default()
+        };
+        let (no_via, _, key) = build(&r, "", "abc-123", 7);
+        let via = "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\n";
+        let full = with_via(&no_via, via);
+        let t = String::from_utf8(full.clone()).unwrap();
+        assert!(t.starts_with("OPTIONS sip:gw1@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP"));
+        assert!(t.contains("\r\nTo: <sip:gw1@127.0.0.1:5070>\r\n"));
+        assert!(t.contains("\r\nFrom: <sip:dispatcher@localhost>;tag="));
+        assert!(t.contains("\r\nCSeq: 7 OPTIONS\r\nMax-Forwards: 70\r\nX-Probe: 1\r\n"));
+        assert!(t.ends_with("Content-Length: 0\r\n\r\n"));
+        assert_eq!(key.callid.of(&no_via), b"abc-123");
+        assert_eq!(key.cseq_num.of(&no_via), b"7");
+        assert_eq!(key.method.of(&no_via), b"OPTIONS");
+        assert_eq!(key.ruri.of(&no_via), b"sip:gw1@127.0.0.1:5070");
+        // The text parses as a request, with the Via first.
+        let m = openser_core::parser::SipMsg::parse(&full).expect("parses");
+        assert!(m.via1().is_ok());
+        assert_eq!(m.callid(), Some("abc-123"));
+    }
+
+    #[test]
+    fn tokens_differ() {
+        assert_ne!(token(), token());
+    }
+
+    fn cb(_: &UacDone) {}
+
+    #[test]
+    fn completion_queue_runs_once() {
+        let id = register_callback(cb);
+        let mut st = CellState {
+            uac_cb: id,
+            uac_param: 42,
+            ..Default::default()
+        };
+        final_locked(&mut st, 408);
+        final_locked(&mut st, 200); // already reported
+        assert!(queued());
+        let n = DONE.with(|q| q.borrow().len());
+        assert_eq!(n, 1);
+        flush();
+        assert!(!queued());
+    }
+}

@@ -119,7 +119,6 @@ pub struct TlsSettings {
     pub require_client_cert: bool,
     pub handshake_timeout: i64,
     pub send_timeout: i64,
-    pub client_domain_avp: i64,
     pub server_domains: Vec<TlsDomain>,
     pub client_domains: Vec<TlsDomain>,
     /// Which block the `@domain.` assignments go to: (server?, index).
@@ -141,7 +140,6 @@ impl Default for TlsSettings {
             require_client_cert: true,
             handshake_timeout: 30,
             send_timeout: 30,
-            client_domain_avp: 0,
             server_domains: Vec::new(),
             client_domains: Vec::new(),
             open_block: None,
@@ -221,8 +219,16 @@ impl TlsSettings {
                     self.send_timeout = n;
                 }
             }
-            "tls_client_domain_avp" => self.client_domain_avp = number(v)?,
-            "tls_log" | "tlslog" => {}
+            "tls_client_domain_avp" | "tls_log" | "tlslog" => {
+                // 1.2 names kept so its configs load, but nothing reads them here
+                number(v)?;
+                let why = if name == "tls_client_domain_avp" {
+                    "client domains are chosen by destination address"
+                } else {
+                    "TLS events are logged at the global debug level"
+                };
+                crate::log_warn!("global {name} has no effect in openser-rs ({why})");
+            }
             "tls_server_domain" | "tls_client_domain" => {
                 let t = text(v);
                 let addr: SocketAddr = t

@@ -23,6 +23,7 @@ pub static MODULES: &[&ModuleExports] = &[
     &db_sqlite::EXPORTS,
     &db_text::EXPORTS,
     &options::EXPORTS,
+    &tlsops::EXPORTS,
     &uri::EXPORTS,
     &nathelper::EXPORTS,
     &rtpengine::EXPORTS,
@@ -41,4 +42,6 @@ pub static MODULES: &[&ModuleExports] = &[
     &dispatcher::EXPORTS,
     &lcr::EXPORTS,
     &enum_module::EXPORTS,
+    &uac::EXPORTS,
+    &uac_redirect::EXPORTS,
 ];

@@ -13,19 +13,22 @@
 //!
 //! Modules: [`segment`] (the mapping), [`mod@alloc`] (the allocator, usable over any byte
 //! buffer), [`lock`] (FastLock, LockSet), [`ptr`] (ShmSafe, ShmPtr, ShmStr), [`global`] (the
-//! process-wide segment and its typed allocation helpers).
+//! process-wide segment and its typed allocation helpers), [`blob`] (SharedBlob: bytes
+//! published to every process, replaced whole, with a generation).
 //!
 //! Lock order: the heap lock is a leaf. The allocator never takes another lock while holding
 //! it, and callers may allocate while holding any other lock.
 #![allow(unsafe_code)] // this crate is the shared-memory layer: its unsafe is argued block by block
 
 pub mod alloc;
+pub mod blob;
 pub mod global;
 pub mod lock;
 pub mod ptr;
 pub mod segment;
 
 pub use alloc::{Heap, MemStats};
+pub use blob::SharedBlob;
 pub use global::{
     alloc, alloc_bytes, alloc_static, alloc_static_slice_with, alloc_zeroed_array,
     force_unlock_dead, free, free_bytes, init, is_initialized, set_process_slot, stats,

@@ -294,3 +294,121 @@ route {{
     assert_eq!(missed.trim_end(), "INVITE\tuas1\tcdb2\t486\tBusy Here");
     assert!(s.stop().success());
 }
+
+const DIALOG_CFG: &str = r#"listen=udp:127.0.0.1:{PORT}
+children=2
+loadmodule "tm.so"
+loadmodule "rr.so"
+loadmodule "acc.so"
+modparam("acc", "log_flag", 1)
+modparam("acc", "early_media", 1)
+modparam("acc", "report_ack", 1)
+modparam("acc", "detect_direction", 1)
+modparam("acc", "log_extra", "fu=$fu;tu=$tu")
+modparam("acc", "multi_leg_info", "src=$avp(i:901);dst=$avp(i:902)")
+route {
+    setflag(1);
+    if (loose_route()) {
+        t_relay();
+        exit;
+    }
+    record_route();
+    $avp(i:901) = $fu;
+    $avp(i:902) = $ru;
+    t_relay();
+}
+"#;
+
+/// early_media, report_ack, detect_direction and multi_leg_info over a whole dialog:
+/// a 183 and the 200 are accounted, so is the caller's ACK, and the callee's BYE is
+/// accounted with From and To swapped.
+#[test]
+fn early_media_ack_and_upstream_bye_records() {
+    let uas = Client::new();
+    let caller = Client::new();
+    let s = Server::start(DIALOG_CFG, &["-DD", "-E"]);
+    let ruri = format!("sip:bob@127.0.0.1:{}", uas.port());
+    caller.send(s.addr(), &invite(&ruri, caller.port(), "cdlg"));
+    let (inv, from) = expect(&uas, "INVITE", Duration::from_secs(3)).expect("INVITE");
+    let with_rr = |mut r: String| {
+        let rr = header(&inv, "Record-Route").expect("RR").to_string();
+        r.insert_str(
+            r.find("\r\n").unwrap() + 2,
+            &format!("Record-Route: {rr}\r\n"),
+        );
+        r
+    };
+    uas.send(
+        from,
+        &with_rr(reply_to(&inv, 183, "Session Progress", "uas1")),
+    );
+    uas.send(from, &with_rr(reply_to(&inv, 200, "OK", "uas1")));
+    let (ok, _) = expect(&caller, "200", Duration::from_secs(3)).expect("200");
+    let early = settle(&s, "ACC: transaction answered: ", "cdlg");
+    assert_eq!(early.len(), 2, "183 and 200: {}", s.log());
+    assert!(
+        early[0].contains(";code=183;reason=Session Progress;"),
+        "{}",
+        early[0]
+    );
+    assert!(early[1].contains(";code=200;reason=OK;"), "{}", early[1]);
+    // one leg, appended after the extras
+    let leg = format!(";src=sip:alice@127.0.0.1;dst={ruri}");
+    assert!(early[1].ends_with(&leg), "{}", early[1]);
+    // the caller's ACK for the 200, along the Route
+    let rr = header(&ok, "Record-Route").unwrap().to_string();
+    let to = header(&ok, "To").unwrap().to_string();
+    let p = caller.port();
+    caller.send(
+        s.addr(),
+        &format!(
+            "ACK sip:uas@127.0.0.1:{u} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bKack1\r\n\
+             Route: {rr}\r\nFrom: <sip:alice@127.0.0.1>;tag=acdlg\r\nTo: {to}\r\nCall-ID: cdlg\r\n\
+             CSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            u = uas.port()
+        ),
+    );
+    assert!(expect(&uas, "ACK", Duration::from_secs(3)).is_some());
+    let acked = settle(&s, "ACC: request acknowledged: ", "cdlg");
+    assert_eq!(acked.len(), 1, "{}", s.log());
+    assert!(
+        acked[0].contains(";method=ACK;from_tag=acdlg;to_tag=uas1;call_id=cdlg;code=200;reason=OK"),
+        "{}",
+        acked[0]
+    );
+    // the callee hangs up: From/To swapped in the record
+    uas.send(
+        s.addr(),
+        &format!(
+            "BYE sip:alice@127.0.0.1:{p} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{u};branch=z9hG4bKbye1\r\n\
+             Route: {rr}\r\nFrom: {to}\r\nTo: <sip:alice@127.0.0.1>;tag=acdlg\r\nCall-ID: cdlg\r\n\
+             CSeq: 1 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            u = uas.port()
+        ),
+    );
+    let (bye, bfrom) = expect(&caller, "BYE", Duration::from_secs(3)).expect("BYE");
+    let mut ok = String::from("SIP/2.0 200 OK\r\n");
+    for v in headers(&bye, "Via") {
+        ok.push_str(&format!("Via: {v}\r\n"));
+    }
+    for n in ["From", "To", "Call-ID", "CSeq"] {
+        ok.push_str(&format!("{n}: {}\r\n", header(&bye, n).unwrap()));
+    }
+    ok.push_str("Content-Length: 0\r\n\r\n");
+    caller.send(bfrom, &ok);
+    assert!(expect(&uas, "200", Duration::from_secs(3)).is_some());
+    let end = Instant::now() + Duration::from_secs(3);
+    let bye_line = loop {
+        let l = acc_lines(&s, "ACC: transaction answered: ", "cdlg");
+        if let Some(b) = l.iter().find(|l| l.contains("method=BYE")) {
+            break b.clone();
+        }
+        assert!(Instant::now() < end, "no BYE record: {}", s.log());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        bye_line.contains(";from_tag=acdlg;to_tag=uas1;")
+            && bye_line.contains(";fu=sip:alice@127.0.0.1;tu=sip:bob@127.0.0.1"),
+        "{bye_line}"
+    );
+}

@@ -480,6 +480,18 @@ pub fn string_arg(a: &crate::cfg::ast::Arg) -> Result<String, String> {
     }
 }
 
+/// A constant integer argument, written as a number or a quoted string of digits
+/// (`"1"` and `1` are the same in 1.2's scripts); `what` names it in the error.
+pub fn int_arg(a: &crate::cfg::ast::Arg, what: &str) -> Result<i64, String> {
+    let s = match &a.value {
+        ArgValue::Int(i) => return Ok(*i),
+        _ => string_arg(a)?,
+    };
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{what} '{s}' is not a number"))
+}
+
 pub fn arg_text(v: &ArgValue) -> String {
     match v {
         ArgValue::Str(s) | ArgValue::Ident(s) => s.clone(),

@@ -16,9 +16,22 @@
 //! * `log_extra` / `db_extra`: `name=$pv;…`, evaluated against the request (with the
 //!   transaction's AVPs); a PV without value is `<null>` in the log, NULL in SQL.
 //!
-//! Accepted but not implemented: `report_ack` (e2e ACKs are forwarded statelessly by tm,
-//! no callback), `early_media` (no provisional-reply callback), `detect_direction`,
-//! `multi_leg_info` (single leg only). RADIUS/DIAMETER are not built.
+//! * `multi_leg_info` (`name=$avp(…);…`, AVPs only): per-leg accounting of a forwarded
+//!   call. The k-th values of the AVPs (newest first, as 1.2 walks them) make leg k;
+//!   the log line gets every leg's `name=value` pairs appended, SQL gets one row per leg
+//!   with the leg columns (one row with NULL leg columns when no AVP is set).
+//! * `early_media`: a 183 relayed upstream for an accounted transaction gives an
+//!   "answered" record with code 183 (tm's provisional event).
+//! * `report_ack`: the end-to-end ACK of an accounted 2xx that reaches `t_relay` gives
+//!   `ACC: request acknowledged: …` / a row in `db_table_acc` (method ACK, the ACK's
+//!   tags, the transaction's final code).
+//! * `detect_direction` (needs rr): an in-dialog request going upstream (callee to
+//!   caller, found by loose_route through an rr callback) is accounted with From and
+//!   To swapped — tags and every From/To pseudo-variable of the extras.
+//! * Records of a transaction carry a branch's R-URI as `$ru`: a missed call the last
+//!   branch's, an answered call the answering branch's (1.2).
+//!
+//! RADIUS/DIAMETER are not built.
 //!
 //! The DB URL's driver is checked at mod_init; every process opens its own connection
 //! in child_init and retries at first use when that failed.
@@ -29,14 +42,17 @@ mod tests;
 use std::sync::OnceLock;
 
 use openser_core::cfg::ast::Arg;
+use openser_core::cfg::pv::{PvIndex, PvParam};
 use openser_core::cfg::pv::{PvSpec, parse_pv};
 use openser_core::db::{self, DbConn, DbVal};
 use openser_core::log::{self, L_NOTICE};
 use openser_core::module::{
     BoolParam, CmdExport, FixedArg, IntParam, ModuleExports, Param, StrParam,
 };
+use openser_core::parser::HdrType;
 use openser_core::parser::{Method, SipMsg};
 use openser_core::route::{FAILURE_ROUTE, REQUEST_ROUTE};
+use openser_core::script::AvpId;
 use openser_core::script::fixup::string_arg;
 use openser_core::script::{Ctx, PvValue};
 use tm::callbacks::{self, TmEvent, TmEventKind};
@@ -72,7 +88,7 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         Param::bool("report_ack", &P.report_ack),
         Param::bool("early_media", &P.early_media),
         Param::bool("detect_direction", &P.detect_direction),
-        Param::str("multi_leg_info", &P.multi_leg_info),
+        Param::str_with("multi_leg_info", &P.multi_leg_info, check_legs),
     ],
     cmds: &[
         CmdExport::new(
@@ -155,6 +171,54 @@ fn not_empty(s: &str) -> Result<(), String> {
 
 fn check_extra(s: &str) -> Result<(), String> {
     parse_extra(s).map(|_| ())
+}
+
+fn check_legs(s: &str) -> Result<(), String> {
+    parse_legs(s).map(|_| ())
+}
+
+/// `multi_leg_info`: like an extra definition, every value an AVP.
+pub fn parse_legs(s: &str) -> Result<Vec<Extra>, String> {
+    let legs = parse_extra(s)?;
+    for l in &legs {
+        if !matches!(l.spec.param, Some(PvParam::Avp(_))) || l.spec.index.is_some() {
+            return Err(format!(
+                "acc: multi_leg_info: {} is not a plain AVP",
+                l.spec.text
+            ));
+        }
+    }
+    Ok(legs)
+}
+
+/// At most this many legs per record (a loop in the script cannot flood the log).
+pub const MAX_LEGS: i64 = 32;
+
+/// The legs of the current request: the k-th value of every leg AVP for k = 0, 1, …
+/// while one has a value; one all-NULL leg when none has (1.2's `legs2strar`).
+pub fn eval_legs(ctx: &mut Ctx, legs: &[Extra]) -> Vec<Vec<(String, PvValue)>> {
+    let mut out = Vec::new();
+    if legs.is_empty() {
+        return out;
+    }
+    for k in 0..MAX_LEGS {
+        let leg: Vec<(String, PvValue)> = legs
+            .iter()
+            .map(|l| {
+                let mut spec = l.spec.clone();
+                spec.index = Some(PvIndex::Int(k));
+                (l.name.clone(), ctx.get_pv(&spec))
+            })
+            .collect();
+        if leg.iter().all(|(_, v)| *v == PvValue::Null) {
+            if k == 0 {
+                out.push(leg);
+            }
+            break;
+        }
+        out.push(leg);
+    }
+    out
 }
 
 /// acc parameters as a value (flags: −1 = unset).
@@ -249,6 +313,7 @@ pub struct Config {
     pub p: AccParams,
     pub log_extra: Vec<Extra>,
     pub db_extra: Vec<Extra>,
+    pub legs: Vec<Extra>,
 }
 
 impl Config {
@@ -267,6 +332,7 @@ impl Config {
         Ok(Config {
             log_extra: parse_extra(&p.log_extra)?,
             db_extra: parse_extra(&p.db_extra)?,
+            legs: parse_legs(&p.multi_leg_info)?,
             p,
         })
     }
@@ -295,6 +361,8 @@ pub struct Record {
     pub code: String,
     pub reason: String,
     pub extra: Vec<(String, PvValue)>,
+    /// `multi_leg_info` values, one set per leg (empty without multi_leg_info).
+    pub legs: Vec<Vec<(String, PvValue)>>,
 }
 
 /// Record of `req` with `code`/`reason`; `to_tag` None = the request's own To tag.
@@ -315,6 +383,7 @@ pub fn record_of(req: &SipMsg, code: &str, reason: &str, to_tag: Option<&str>) -
         code: code.to_string(),
         reason: reason.to_string(),
         extra: Vec::new(),
+        legs: Vec::new(),
     }
 }
 
@@ -332,7 +401,7 @@ pub fn log_line(prefix: &str, ts: i64, r: &Record) -> String {
         "{prefix}timestamp={ts};method={};from_tag={};to_tag={};call_id={};code={};reason={}",
         r.method, r.from_tag, r.to_tag, r.callid, r.code, r.reason
     );
-    for (n, v) in &r.extra {
+    for (n, v) in r.extra.iter().chain(r.legs.iter().flatten()) {
         s.push(';');
         s.push_str(n);
         s.push('=');
@@ -353,17 +422,12 @@ pub fn db_row(cols: &[String; 7], ts: i64, r: &Record) -> Vec<(String, DbVal)> {
         (cols[6].clone(), DbVal::DateTime(ts)),
     ];
     for (n, v) in &r.extra {
-        let dv = match v {
-            PvValue::Null => DbVal::Null,
-            PvValue::Int(i) => DbVal::Int(*i),
-            PvValue::Str(s) => DbVal::Str(s.clone()),
-        };
-        row.push((n.clone(), dv));
+        row.push((n.clone(), db_val(v)));
     }
     row
 }
 
-/// Insert `r` into `table` over `conn`.
+/// Insert `r` into `table` over `conn`: one row, or one per leg with the leg columns.
 pub fn db_insert(
     conn: &mut dyn DbConn,
     cols: &[String; 7],
@@ -372,8 +436,26 @@ pub fn db_insert(
     r: &Record,
 ) -> Result<(), db::DbError> {
     let row = db_row(cols, ts, r);
-    let vals: Vec<(&str, DbVal)> = row.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
-    conn.insert(table, &vals)
+    let base: Vec<(&str, DbVal)> = row.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+    if r.legs.is_empty() {
+        return conn.insert(table, &base);
+    }
+    for leg in &r.legs {
+        let mut vals = base.clone();
+        for (n, v) in leg {
+            vals.push((n.as_str(), db_val(v)));
+        }
+        conn.insert(table, &vals)?;
+    }
+    Ok(())
+}
+
+fn db_val(v: &PvValue) -> DbVal {
+    match v {
+        PvValue::Null => DbVal::Null,
+        PvValue::Int(i) => DbVal::Int(*i),
+        PvValue::Str(s) => DbVal::Str(s.clone()),
+    }
 }
 
 /// Split an acc_*_request comment: `"200 OK"` → ("200", "OK"); else ("", comment).
@@ -404,15 +486,17 @@ fn cfg() -> &'static Config {
 
 fn mod_init() -> Result<(), String> {
     let c = Config::new(params())?;
-    for (name, set) in [
-        ("report_ack", c.p.report_ack),
-        ("early_media", c.p.early_media),
-        ("detect_direction", c.p.detect_direction),
-        ("multi_leg_info", !c.p.multi_leg_info.is_empty()),
-    ] {
-        if set {
-            openser_core::log_warn!("parameter {name} is accepted but has no effect yet");
+    if c.p.detect_direction {
+        if !openser_core::module::is_loaded("rr") {
+            return Err("acc: detect_direction needs the rr module".into());
         }
+        rr::register_rrcb(mark_upstream);
+    }
+    if c.p.early_media {
+        callbacks::want_provisional();
+    }
+    if c.p.report_ack {
+        callbacks::want_e2e_ack();
     }
     if c.db_on() {
         db::check_url(&c.p.db_url).map_err(|e| format!("acc: {e}"))?;
@@ -490,6 +574,42 @@ pub type Sink<'a> = dyn FnMut(&str, Option<&str>, &Record) + 'a;
 pub const P_ANSWERED: &str = "ACC: transaction answered: ";
 pub const P_MISSED: &str = "ACC: call missed: ";
 pub const P_REQUEST: &str = "ACC: request accounted: ";
+pub const P_ACKED: &str = "ACC: request acknowledged: ";
+
+/// The transaction AVP marking an in-dialog request that goes upstream
+/// (`detect_direction`).
+const UPSTREAM_AVP: &str = "acc:upstream";
+
+/// rr callback (detect_direction): mark a request going upstream.
+fn mark_upstream(ctx: &mut Ctx, params: &str) {
+    if rr::is_upstream_in(ctx.msg, params) == Some(true) {
+        let id = AvpId::Str(UPSTREAM_AVP.into());
+        ctx.avps.del_all(&id);
+        ctx.avps.add(id, PvValue::Int(1));
+    }
+}
+
+/// `req` with the bodies of its From and To headers exchanged (None if it lacks one).
+pub fn swap_from_to(req: &SipMsg) -> Option<SipMsg> {
+    let f = req.hdrs().get(req.first_of(HdrType::From)?)?.body;
+    let t = req.hdrs().get(req.first_of(HdrType::To)?)?.body;
+    let mut lumps = openser_core::msg::lumps::Lumps::default();
+    lumps.replace(f.start as usize, f.len as usize, t.bytes(req.buf()));
+    lumps.replace(t.start as usize, t.len as usize, f.bytes(req.buf()));
+    let mut m = SipMsg::new(&lumps.apply(req.buf()), req.rcv).ok()?;
+    m.flags = req.flags;
+    m.new_uri = req.new_uri.clone();
+    Some(m)
+}
+
+/// The standard reason phrase of a 2xx (for the record of an ACK).
+fn reason_2xx(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        202 => "Accepted",
+        _ => "",
+    }
+}
 
 /// The accounting decisions for one tm event (testable with any sink).
 pub fn account_event(c: &Config, ev: &mut TmEvent, out: &mut Sink<'_>) -> u32 {
@@ -509,16 +629,43 @@ pub fn account_event(c: &Config, ev: &mut TmEvent, out: &mut Sink<'_>) -> u32 {
     let code = ev.code;
     let kind = ev.kind;
     let is_invite = method == Method::Invite;
-    let base = record_of(&ev.req, &code.to_string(), &ev.reason, Some(&ev.to_tag));
+    let upstream = p.detect_direction && ev.avps.get(&AvpId::Str(UPSTREAM_AVP.into())).is_some();
+    let mut base = match kind {
+        TmEventKind::E2eAck => record_of(&ev.req, &code.to_string(), reason_2xx(code), None),
+        _ => record_of(&ev.req, &code.to_string(), &ev.reason, Some(&ev.to_tag)),
+    };
+    if upstream {
+        std::mem::swap(&mut base.from_tag, &mut base.to_tag);
+        if let Some(m) = swap_from_to(&ev.req) {
+            ev.req = m;
+        }
+    }
     let mut clear = 0;
     let mut ctx = Ctx::new(&mut ev.req, FAILURE_ROUTE);
     ctx.avps = std::mem::take(&mut ev.avps);
+    let legs = eval_legs(&mut ctx, &c.legs);
     let with = |ctx: &mut Ctx, extra: &[Extra]| {
         let mut r = base.clone();
         r.extra = eval_extra(ctx, extra);
+        r.legs = legs.clone();
         r
     };
-    if is_invite && code >= 300 && (miss_log || miss_db) {
+    if kind == TmEventKind::E2eAck {
+        if p.report_ack {
+            if want_log {
+                out(P_ACKED, None, &with(&mut ctx, &c.log_extra));
+            }
+            if want_db {
+                out(P_ACKED, Some(&p.db_table_acc), &with(&mut ctx, &c.db_extra));
+            }
+        }
+        return 0;
+    }
+    if is_invite
+        && code >= 300
+        && (miss_log || miss_db)
+        && matches!(kind, TmEventKind::ReplyOut | TmEventKind::Failure)
+    {
         if miss_log {
             out(P_MISSED, None, &with(&mut ctx, &c.log_extra));
             clear |= flag_bit(p.log_missed_flag);
@@ -532,10 +679,16 @@ pub fn account_event(c: &Config, ev: &mut TmEvent, out: &mut Sink<'_>) -> u32 {
             clear |= flag_bit(p.db_missed_flag);
         }
     }
-    // Transaction records only when the final reply goes upstream.
-    let accountable = kind == TmEventKind::ReplyOut
-        && ((200..300).contains(&code)
-            || (code >= 300 && flag_set(flags, p.failed_transaction_flag)));
+    // Transaction records only when the final reply (or, early_media, a 183) goes
+    // upstream.
+    let accountable = match kind {
+        TmEventKind::ReplyOut => {
+            (200..300).contains(&code)
+                || (code >= 300 && flag_set(flags, p.failed_transaction_flag))
+        }
+        TmEventKind::Provisional => p.early_media && code == 183,
+        _ => false,
+    };
     if accountable {
         if want_log {
             out(P_ANSWERED, None, &with(&mut ctx, &c.log_extra));
@@ -581,7 +734,30 @@ pub fn request_record(ctx: &mut Ctx, comment: &str, extra: &[Extra]) -> Record {
     let (code, reason) = split_comment(comment);
     let mut r = record_of(ctx.msg, &code, &reason, None);
     r.extra = eval_extra(ctx, extra);
+    r.legs = eval_legs(ctx, &cfg().legs);
     r
+}
+
+/// Account the current request now (1.2's `acc_log_request` / `acc_db_request` as
+/// another module calls them: uac_redirect's accounting of followed redirects): to the
+/// log when `table` is None, else into `table`. The script's rc.
+pub fn acc_request(ctx: &mut Ctx, comment: &str, table: Option<&str>) -> i32 {
+    let c = cfg();
+    match table {
+        None => {
+            let r = request_record(ctx, comment, &c.log_extra);
+            emit_log(P_REQUEST, &r);
+            1
+        }
+        Some(t) => {
+            if !c.db_on() {
+                openser_core::log_err!("no db_url configured");
+                return -1;
+            }
+            let r = request_record(ctx, comment, &c.db_extra);
+            if emit_db(t, &r) { 1 } else { -1 }
+        }
+    }
 }
 
 fn cmd_acc_log_request(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {

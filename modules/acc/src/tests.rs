@@ -263,3 +263,108 @@ Call-ID: c2\r\nCSeq: 1 CANCEL\r\n\r\n";
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].2.method, "CANCEL");
 }
+
+fn legs_config() -> Config {
+    config(|p| {
+        p.log_flag = 1;
+        p.multi_leg_info = "leg_src=$avp(i:901);leg_dst=$avp(i:902)".into();
+    })
+}
+
+#[test]
+fn multi_leg_records() {
+    assert!(parse_legs("a=$avp(i:1);b=$avp(s:x)").is_ok());
+    assert!(parse_legs("a=$ru").is_err());
+    let c = legs_config();
+    let mut ev = event(TmEventKind::ReplyOut, 200, "OK", 1 << 1);
+    for (s, d) in [("alice", "bob"), ("bob", "carol")] {
+        ev.avps.add(AvpId::Int(901), PvValue::Str(s.into()));
+        ev.avps.add(AvpId::Int(902), PvValue::Str(d.into()));
+    }
+    let (_, out) = run(&c, &mut ev);
+    assert_eq!(out.len(), 1);
+    let line = log_line(P_ANSWERED, 7, &out[0].2);
+    // newest leg first, as 1.2 walks the AVPs
+    assert!(
+        line.ends_with(";leg_src=bob;leg_dst=carol;leg_src=alice;leg_dst=bob"),
+        "{line}"
+    );
+    // SQL: one row per leg
+    let mut db = MemDb::default();
+    db_insert(&mut db, &c.p.columns, "acc", 7, &out[0].2).unwrap();
+    assert_eq!(db.rows.len(), 2);
+    let leg = |i: usize, col: &str| {
+        db.rows[i]
+            .1
+            .iter()
+            .find(|(n, _)| n == col)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(leg(0, "leg_src"), Some(DbVal::Str("bob".into())));
+    assert_eq!(leg(1, "leg_dst"), Some(DbVal::Str("bob".into())));
+    // no leg AVP: one leg of NULLs
+    let mut ev = event(TmEventKind::ReplyOut, 200, "OK", 1 << 1);
+    let (_, out) = run(&c, &mut ev);
+    assert_eq!(out[0].2.legs.len(), 1);
+    assert!(log_line("", 1, &out[0].2).ends_with(";leg_src=<null>;leg_dst=<null>"));
+}
+
+#[test]
+fn early_media_and_acks() {
+    let c = config(|p| {
+        p.log_flag = 1;
+        p.early_media = true;
+        p.report_ack = true;
+    });
+    let (_, out) = run(
+        &c,
+        &mut event(TmEventKind::Provisional, 183, "Session Progress", 2),
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].2.code, "183");
+    let (_, out) = run(&c, &mut event(TmEventKind::Provisional, 180, "Ringing", 2));
+    assert!(out.is_empty());
+    let mut ack = event(TmEventKind::E2eAck, 200, "", 2);
+    let text = String::from_utf8_lossy(INVITE)
+        .replace("INVITE", "ACK")
+        .replace(
+            "To: Bob <sip:bob@example.com>",
+            "To: Bob <sip:bob@example.com>;tag=tt",
+        );
+    ack.req = msg(text.as_bytes());
+    ack.req.flags = 2;
+    let (_, out) = run(&c, &mut ack);
+    assert_eq!(out[0].0, P_ACKED);
+    assert_eq!(
+        (out[0].2.method.as_str(), out[0].2.to_tag.as_str()),
+        ("ACK", "tt")
+    );
+    assert_eq!(out[0].2.reason, "OK");
+    let off = config(|p| p.log_flag = 1);
+    assert!(
+        run(&off, &mut event(TmEventKind::Provisional, 183, "SP", 2))
+            .1
+            .is_empty()
+    );
+}
+
+#[test]
+fn upstream_requests_swap_from_and_to() {
+    let c = config(|p| {
+        p.log_flag = 1;
+        p.detect_direction = true;
+        p.log_extra = "fu=$fu;tu=$tu".into();
+    });
+    let c = Config::new(c.p).unwrap();
+    let mut ev = event(TmEventKind::ReplyOut, 200, "OK", 2);
+    ev.avps
+        .add(AvpId::Str("acc:upstream".into()), PvValue::Int(1));
+    let (_, out) = run(&c, &mut ev);
+    let r = &out[0].2;
+    assert_eq!((r.from_tag.as_str(), r.to_tag.as_str()), ("ttag", "ftag1"));
+    let line = log_line("", 1, r);
+    assert!(
+        line.contains("fu=sip:bob@example.com;tu=sip:alice@example.com"),
+        "{line}"
+    );
+}

@@ -74,7 +74,8 @@ use openser_core::route::{BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE, REQUEST_RO
 use openser_core::script::{AvpId, Ctx, PvFormat, PvValue};
 
 pub use list::{Dest, List, MAX_DSTS, MAX_SETS, ST_INACTIVE, ST_PROBING, Set};
-use shmref::{Cache, CallSlot, DstSlot, SetSlot};
+use shm::SharedBlob as Cache;
+use shmref::{CallSlot, DstSlot, SetSlot};
 
 const RF: u32 = REQUEST_ROUTE | FAILURE_ROUTE;
 const ANY: u32 = REQUEST_ROUTE | FAILURE_ROUTE | ONREPLY_ROUTE | BRANCH_ROUTE;
@@ -307,7 +308,7 @@ fn resolve_dest(uri: &str) -> Option<SocketAddr> {
 fn publish(c: &Conf, l: &List) -> Result<(), String> {
     let old = current().map(|(_, o)| o);
     let bytes = list::serialize(l);
-    let ok = c.cache.replace(&bytes, || {
+    let ok = c.cache.replace_with(&bytes, || {
         let mut map = vec![u32::MAX; MAX_DSTS];
         let mut vals = Vec::with_capacity(l.dests.len());
         for (i, d) in l.dests.iter().enumerate() {
@@ -906,20 +907,10 @@ fn fixup_select(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
 }
 
 fn fixup_group(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
-    match args.first() {
-        None => Ok(vec![]),
-        Some(a) => {
-            let s = match &a.value {
-                ArgValue::Int(i) => i.to_string(),
-                _ => openser_core::script::fixup::string_arg(a)?,
-            };
-            let v: i64 = s
-                .trim()
-                .parse()
-                .map_err(|_| format!("group '{s}' is not a number"))?;
-            Ok(vec![FixedArg::Int(v)])
-        }
-    }
+    args.first()
+        .map(|a| openser_core::script::fixup::int_arg(a, "group").map(FixedArg::Int))
+        .into_iter()
+        .collect()
 }
 
 /// Whether `src` is the address of a destination (of set `group`, or of any set).

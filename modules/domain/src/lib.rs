@@ -19,8 +19,6 @@
 //! atomic generation counter) and copies the new list into private memory, so a check
 //! takes no lock.
 
-mod shmref;
-
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -35,7 +33,7 @@ use openser_core::parser::Uri;
 use openser_core::route::{BRANCH_ROUTE, FAILURE_ROUTE, REQUEST_ROUTE};
 use openser_core::script::{Ctx, PvValue};
 
-pub use shmref::Cache;
+pub use shm::SharedBlob as Cache;
 
 pub static EXPORTS: ModuleExports = ModuleExports {
     name: "domain",

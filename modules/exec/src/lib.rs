@@ -28,7 +28,6 @@
 pub mod env;
 
 use openser_core::cfg::ast::Arg;
-use openser_core::cfg::pv::{AvpName, PvParam, parse_pv};
 use openser_core::module::{BoolParam, CmdExport, FixedArg, IntParam, ModuleExports, Param};
 use openser_core::parser::Uri;
 use openser_core::route::{FAILURE_ROUTE, REQUEST_ROUTE};
@@ -294,22 +293,7 @@ fn cmd_exec_msg(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
 
 /// An AVP name of the list: `$avp(s:x)`, `$avp(i:3)`, or 1.2's bare `s:x`/`i:3`.
 pub fn avp_name(s: &str) -> Result<AvpId, String> {
-    let s = s.trim();
-    let text = if s.starts_with('$') {
-        s.to_string()
-    } else {
-        format!("$avp({s})")
-    };
-    let bad = || format!("bad AVP name '{s}'");
-    let (pv, n) = parse_pv(&text).map_err(|_| bad())?;
-    if n != text.len() || pv.name != "avp" {
-        return Err(bad());
-    }
-    match pv.param {
-        Some(PvParam::Avp(AvpName::Int(i))) => Ok(AvpId::Int(i)),
-        Some(PvParam::Avp(AvpName::Str(n) | AvpName::Alias(n))) => Ok(AvpId::Str(n)),
-        _ => Err(bad()),
-    }
+    AvpId::parse_param(s)
 }
 
 fn fixup_exec_avp(args: &[Arg]) -> Result<Vec<FixedArg>, String> {

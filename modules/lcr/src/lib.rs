@@ -49,14 +49,12 @@
 //! `fr_inv_timer_next` 30, `rpid_avp` "rpid". `from_uri` patterns are POSIX extended
 //! regular expressions here (1.2: basic); a bad one fails the load.
 
-mod shmref;
-
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 use std::sync::OnceLock;
 
-use openser_core::cfg::ast::{Arg, ArgValue};
+use openser_core::cfg::ast::Arg;
 use openser_core::db::DbConn;
 use openser_core::mi::{MiArg, MiNode, MiReply};
 use openser_core::module::{
@@ -66,7 +64,7 @@ use openser_core::parser::Uri;
 use openser_core::route::{FAILURE_ROUTE, ONREPLY_ROUTE, REQUEST_ROUTE};
 use openser_core::script::{AvpId, Branch, Ctx, PvValue};
 
-use shmref::Cache;
+use shm::SharedBlob as Cache;
 
 const RF: u32 = REQUEST_ROUTE | FAILURE_ROUTE;
 
@@ -533,20 +531,12 @@ fn child_init(_rank: i32) -> Result<(), String> {
 // ---------------------------------------------------------------- functions
 
 fn fixup_grp(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
-    match args.first() {
-        None => Ok(vec![]),
-        Some(a) => {
-            let s = match &a.value {
-                ArgValue::Int(i) => i.to_string(),
-                _ => openser_core::script::fixup::string_arg(a)?,
-            };
-            let v: u32 = s
-                .trim()
-                .parse()
-                .map_err(|_| format!("group id '{s}' is not a number"))?;
-            Ok(vec![FixedArg::Int(i64::from(v))])
-        }
-    }
+    let Some(a) = args.first() else {
+        return Ok(vec![]);
+    };
+    let v = openser_core::script::fixup::int_arg(a, "group id")?;
+    u32::try_from(v).map_err(|_| format!("group id '{v}' is not a number"))?;
+    Ok(vec![FixedArg::Int(v)])
 }
 
 fn grp_arg(args: &[FixedArg]) -> Option<u32> {

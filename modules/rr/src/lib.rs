@@ -14,9 +14,15 @@
 //! priorities -10 and -8 for the first header, -7 and -5 for the second) so
 //! `add_rr_param` after `record_route` can insert its parameter between them
 //! (priority -9, -6).
+//!
+//! API for other modules (1.2's `load_rr_api`: uac): [`add_rr_param`],
+//! [`route_params`], [`is_upstream`], and [`register_rrcb`] — callbacks run by
+//! `loose_route` after it consumed one of our Route headers, with that Route's
+//! parameters.
 
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use openser_core::cfg::ast::{Arg, ArgValue};
 use openser_core::globals::Proto;
@@ -25,6 +31,7 @@ use openser_core::msg::lumps::{IF_DIFF_REALMS, SND_SOCKET};
 use openser_core::parser::{HdrType, SipMsg, UriRef};
 use openser_core::route::*;
 use openser_core::script::Ctx;
+use openser_core::state::Registry;
 use openser_core::transport::socket::{is_myself, sockets};
 
 pub static EXPORTS: ModuleExports = ModuleExports {
@@ -262,19 +269,73 @@ fn cmd_record_route_preset(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
 
 fn cmd_add_rr_param(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
     let Some(a) = args.first() else { return -1 };
-    let mut p = ctx.arg_str(a);
+    let p = ctx.arg_str(a);
+    add_rr_param(ctx.msg, &p);
+    1
+}
+
+/// Add `;param` to the Record-Route headers of `msg`: those already inserted and those
+/// `record_route` inserts later for the same message (1.2's `add_rr_param`).
+pub fn add_rr_param(msg: &mut SipMsg, param: &str) {
+    let mut p = param.to_string();
     if !p.starts_with(';') {
         p.insert(0, ';');
     }
-    let positions = with_state(ctx.msg, |s| {
+    let positions = with_state(msg, |s| {
         s.pending_params.push_str(&p);
         s.rr_pos.clone()
     });
     for (pos, prio, cond) in positions {
         let pfx = if cond { IF_DIFF_REALMS } else { "" };
-        ctx.msg.lumps.add(pos, 0, format!("{pfx}{p}"), prio);
+        msg.lumps.add(pos, 0, format!("{pfx}{p}"), prio);
     }
-    1
+}
+
+/// A callback run by `loose_route` once it consumed one of our Route headers: the
+/// message and that Route's parameters (`;lr;ftag=…;…`). 1.2's `register_rrcb`.
+pub type RrCallback = fn(&mut Ctx, &str);
+
+static RR_CALLBACKS: Registry<RrCallback> = Registry::new();
+static ANY_RRCB: AtomicBool = AtomicBool::new(false);
+
+/// Register a loose_route callback (mod_init, before fork).
+pub fn register_rrcb(f: RrCallback) {
+    RR_CALLBACKS.lock().push(f);
+    ANY_RRCB.store(true, Ordering::Release);
+}
+
+/// The parameters of our Route header that `loose_route` consumed for this message.
+pub fn route_params(msg: &SipMsg) -> Option<String> {
+    with_state(msg, |s| s.route_params.clone())
+}
+
+/// The value of Route parameter `name` (1.2's `get_route_param`).
+pub fn route_param(msg: &SipMsg, name: &str) -> Option<String> {
+    let params = route_params(msg)?;
+    param_in(&params, name).map(str::to_string)
+}
+
+/// The value of parameter `name` in a `;a=1;b;c=2` parameter list ("" for a flag).
+pub fn param_in<'p>(params: &'p str, name: &str) -> Option<&'p str> {
+    params.split(';').find_map(|p| {
+        let (n, v) = p.split_once('=').unwrap_or((p, ""));
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Whether an in-dialog request goes upstream (from the callee to the caller): its
+/// From tag is not the `ftag` of our Route. None without an `ftag` (1.2's
+/// `is_direction`).
+pub fn is_upstream(msg: &SipMsg) -> Option<bool> {
+    let params = route_params(msg)?;
+    is_upstream_in(msg, &params)
+}
+
+/// [`is_upstream`] with the Route parameters at hand (a loose_route callback's).
+pub fn is_upstream_in(msg: &SipMsg, params: &str) -> Option<bool> {
+    let ftag = param_in(params, "ftag")?;
+    let from_tag = msg.from().ok().and_then(|f| f.tag).map_or("", |t| msg.s(t));
+    Some(from_tag != ftag)
 }
 
 /// Whether a Route URI is one of ours.
@@ -302,6 +363,20 @@ fn remove_route(msg: &mut SipMsg, routes: &[(usize, usize, usize)], i: usize) {
 }
 
 fn cmd_loose_route(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
+    let rc = loose_route(ctx);
+    if rc > 0
+        && ANY_RRCB.load(Ordering::Relaxed)
+        && let Some(p) = route_params(ctx.msg)
+    {
+        let cbs: Vec<RrCallback> = RR_CALLBACKS.lock().clone();
+        for cb in cbs {
+            cb(ctx, &p);
+        }
+    }
+    rc
+}
+
+fn loose_route(ctx: &mut Ctx) -> i32 {
     let msg = &mut *ctx.msg;
     let (uris, spans): (Vec<String>, Vec<(usize, usize, usize)>) = match msg.routes(HdrType::Route)
     {
@@ -402,21 +477,10 @@ fn cmd_check_route_param(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
 fn cmd_is_direction(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
     let Some(a) = args.first() else { return -1 };
     let want_up = ctx.arg_str(a).eq_ignore_ascii_case("upstream");
-    let params = with_state(ctx.msg, |s| s.route_params.clone()).unwrap_or_default();
-    let ftag = params
-        .split(';')
-        .find_map(|p| p.trim().strip_prefix("ftag="))
-        .map(str::to_string);
-    let Some(ftag) = ftag else { return -1 };
-    let from_tag = ctx
-        .msg
-        .from()
-        .ok()
-        .and_then(|f| f.tag)
-        .map(|t| ctx.msg.s(t).to_string())
-        .unwrap_or_default();
-    let downstream = ftag == from_tag;
-    if downstream != want_up { 1 } else { -1 }
+    match is_upstream(ctx.msg) {
+        Some(up) if up == want_up => 1,
+        _ => -1,
+    }
 }
 
 fn fixup_regex(args: &[Arg]) -> Result<Vec<FixedArg>, String> {

@@ -7,9 +7,20 @@
 //!   block (DB) and may lock the cell again.
 //! * [`TmEventKind::Failure`]: a negative outcome is about to run failure_route; run
 //!   without any lock, before the route.
+//! * [`TmEventKind::Provisional`] (only after [`want_provisional`]): a provisional
+//!   reply (>100) was relayed upstream; queued under the reply lock and run after it,
+//!   as `ReplyOut` is (acc's `early_media`).
+//! * [`TmEventKind::E2eAck`] (only after [`want_e2e_ack`]): the end-to-end ACK of a
+//!   2xx the transaction sent upstream reached `t_relay` (1.2's `TMCB_E2EACK_IN`,
+//!   acc's `report_ack`); the event's request is the ACK, the code the transaction's
+//!   final one. Run without any lock.
 //!
-//! A hook gets the transaction's request (message flags = the transaction's flags; for
-//! `Failure` the R-URI is the winning branch's), the code, reason and to-tag of the
+//! The request of a `ReplyOut`/`Failure` event has the R-URI of a branch, as 1.2's
+//! acc sets it: for a negative outcome the last branch's, for a 2xx the answering
+//! branch's.
+//!
+//! A hook gets the transaction's request (message flags = the transaction's flags; the
+//! R-URI as said above), the code, reason and to-tag of the
 //! reply, and the transaction's AVPs; it returns message flags to **reset** on the
 //! transaction (acc resets its missed-call flags).
 //!
@@ -42,6 +53,10 @@ pub enum TmEventKind {
     ReplyOut,
     /// failure_route is about to run for a negative outcome.
     Failure,
+    /// A provisional reply went upstream.
+    Provisional,
+    /// The end-to-end ACK of the 2xx.
+    E2eAck,
 }
 
 pub struct TmEvent {
@@ -142,6 +157,29 @@ pub fn register(h: TmHook, flags: u32) {
     MASK.fetch_or(flags, Ordering::Release);
 }
 
+static PROVISIONAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static E2E_ACK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Ask for [`TmEventKind::Provisional`] events (mod_init, before fork).
+pub fn want_provisional() {
+    PROVISIONAL.store(true, Ordering::Release);
+}
+
+/// Ask for [`TmEventKind::E2eAck`] events (mod_init, before fork).
+pub fn want_e2e_ack() {
+    E2E_ACK.store(true, Ordering::Release);
+}
+
+#[inline]
+pub(super) fn provisional_wanted(msg_flags: u32) -> bool {
+    PROVISIONAL.load(Ordering::Relaxed) && wants(msg_flags)
+}
+
+#[inline]
+pub(super) fn e2e_ack_wanted() -> bool {
+    E2E_ACK.load(Ordering::Relaxed) && active()
+}
+
 /// Whether any hook is registered.
 #[inline]
 pub fn active() -> bool {
@@ -200,17 +238,36 @@ pub(super) fn event_locked(
     })
 }
 
-/// Queue a ReplyOut event (reply lock held); run by [`flush`] after unlocking.
+/// The R-URI an event for a reply `code` carries: the last branch's for a negative
+/// one, the answering branch's for a 2xx (None: the request's own).
+pub(super) fn branch_ruri(st: &CellState, code: u16) -> Option<String> {
+    let branches = &st.branches[..st.nr_branches as usize];
+    let b = if code >= 300 {
+        branches.last()
+    } else {
+        branches.iter().find(|b| b.last_code == code)
+    }?;
+    Some(String::from_utf8_lossy(b.uri.as_bytes()).into_owned()).filter(|u| !u.is_empty())
+}
+
+/// Queue a ReplyOut (or, `code` < 200, Provisional) event (reply lock held); run by
+/// [`flush`] after unlocking.
 pub(super) fn queue_reply_out(c: &Cell, st: &CellState, code: u16, buf: &[u8]) {
     let (reason, tag) = reason_and_totag(buf);
-    if let Some(ev) = event_locked(c, st, TmEventKind::ReplyOut, code, reason, tag, None) {
+    let kind = if code < 200 {
+        TmEventKind::Provisional
+    } else {
+        TmEventKind::ReplyOut
+    };
+    let ruri = branch_ruri(st, code);
+    if let Some(ev) = event_locked(c, st, kind, code, reason, tag, ruri) {
         let r = CellRef::take(c);
         QUEUE.with(|q| q.borrow_mut().push((r, ev)));
     }
 }
 
 /// Run the hooks on `ev`; the union of the flags they want reset.
-pub(super) fn run_hooks(ev: &mut TmEvent) -> u32 {
+pub fn run_hooks(ev: &mut TmEvent) -> u32 {
     let hooks: Vec<TmHook> = HOOKS.lock().clone();
     let mut clear = 0;
     for h in hooks {
@@ -247,6 +304,50 @@ pub(super) fn flush() {
             let mut g = c.lock_state();
             g.st().msg_flags &= !clear;
         }
+    }
+}
+
+/// A hook on every reply received for a transaction (1.2's `TMCB_RESPONSE_IN`), run
+/// before the onreply_route with no tm lock held: it may add lumps to the reply, which
+/// are applied when tm relays it. It gets the transaction's AVPs (a module marks the
+/// transactions it cares about with an AVP of its own). It also sees the replies tm
+/// makes itself (but 100), which are built from the request as forwarded: those under
+/// the cell's reply lock, so a hook must not block nor use tm.
+pub type ReplyInHook = fn(&mut SipMsg, &AvpList);
+
+static REPLY_IN: Registry<ReplyInHook> = Registry::new();
+static REPLY_IN_ANY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Register a reply-in hook (mod_init, before fork).
+pub fn register_reply_in(h: ReplyInHook) {
+    REPLY_IN.lock().push(h);
+    REPLY_IN_ANY.store(true, Ordering::Release);
+}
+
+/// Whether a reply-in hook is registered (the cheap check on the reply path).
+#[inline]
+pub fn reply_in_active() -> bool {
+    REPLY_IN_ANY.load(Ordering::Relaxed)
+}
+
+/// A local reply `buf` passed through the reply-in hooks (unchanged when it does not
+/// parse or no hook changes it).
+pub(super) fn local_reply_fixup(buf: Vec<u8>, avps: &[u8]) -> Vec<u8> {
+    let Ok(mut m) = SipMsg::parse(&buf) else {
+        return buf;
+    };
+    run_reply_in(&mut m, &avps_from_bytes(avps));
+    if m.lumps.is_empty() {
+        return buf;
+    }
+    m.lumps.apply(m.buf())
+}
+
+/// Run the reply-in hooks on `reply`.
+pub(super) fn run_reply_in(reply: &mut SipMsg, avps: &AvpList) {
+    let hooks: Vec<ReplyInHook> = REPLY_IN.lock().clone();
+    for h in hooks {
+        h(reply, avps);
     }
 }
 

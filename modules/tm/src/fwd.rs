@@ -196,12 +196,23 @@ struct Dest {
 pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<(SocketAddr, Proto)>) -> usize {
     let mut dests = Vec::new();
     let ruri = ctx.msg.ruri().to_string();
-    dests.push(Dest {
-        uri: ruri,
-        dst_uri: ctx.msg.dst_uri.clone(),
-        sock: ctx.msg.force_send_sock,
-        addr: fixed,
-    });
+    // 1.2 forks only the destination set from failure_route, so its idiom there is
+    // `rewriteuri(…); append_branch(); t_relay();`: the R-URI is already a branch then,
+    // and is sent once.
+    let in_set = ctx.route_type == route::FAILURE_ROUTE
+        && fixed.is_none()
+        && ctx
+            .branches
+            .iter()
+            .any(|b| b.uri == ruri && (ctx.msg.dst_uri.is_none() || b.dst_uri == ctx.msg.dst_uri));
+    if !in_set {
+        dests.push(Dest {
+            uri: ruri,
+            dst_uri: ctx.msg.dst_uri.clone(),
+            sock: ctx.msg.force_send_sock,
+            addr: fixed,
+        });
+    }
     if fixed.is_none() {
         for b in std::mem::take(&mut ctx.branches) {
             dests.push(Dest {
@@ -432,11 +443,41 @@ pub fn t_relay(ctx: &mut Ctx, fixed: Option<(SocketAddr, Proto)>, flags: i64) ->
     1
 }
 
+/// Run the E2eAck hooks for the ACK of a 2xx of one of our transactions (no lock held).
+fn e2e_ack_event(ack: &SipMsg) {
+    let Some((flags, code, avps)) = reply::find_e2e_ack(ack) else {
+        return;
+    };
+    if !super::callbacks::wants(flags) {
+        return;
+    }
+    let mut req = ack.clone();
+    req.flags = flags;
+    let to_tag = ack
+        .to()
+        .ok()
+        .and_then(|t| t.tag)
+        .map(|t| ack.s(t).to_string())
+        .unwrap_or_default();
+    let mut ev = super::callbacks::TmEvent {
+        kind: super::callbacks::TmEventKind::E2eAck,
+        req,
+        code,
+        reason: String::new(),
+        to_tag,
+        avps,
+    };
+    super::callbacks::run_hooks(&mut ev);
+}
+
 /// ACK: absorbed when it acknowledges our negative final reply, else forwarded
 /// statelessly (2xx ACKs are end-to-end).
 fn relay_ack(ctx: &mut Ctx, fixed: Option<(SocketAddr, Proto)>) -> i32 {
     if reply::absorb_ack(ctx.msg) {
         return 0;
+    }
+    if super::callbacks::e2e_ack_wanted() {
+        e2e_ack_event(ctx.msg);
     }
     match openser_core::transport::forward::forward_request_on(ctx.msg, fixed) {
         Ok(()) => 1,

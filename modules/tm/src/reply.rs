@@ -80,6 +80,10 @@ fn send_upstream_locked(c: &Cell, st: &mut CellState, code: u16, buf: &[u8], loc
     if code > st.uas_status || st.uas_status < 200 {
         st.uas_status = code;
     }
+    if code > 100 && code < 200 && super::callbacks::provisional_wanted(st.msg_flags) {
+        // Run by StateGuard::unlock_then_run_callbacks, once the lock is released.
+        super::callbacks::queue_reply_out(c, st, code, buf);
+    }
     if code >= 200 && st.flags & T_COMPLETED == 0 {
         st.flags |= T_COMPLETED;
         if super::callbacks::wants(st.msg_flags) {
@@ -135,9 +139,14 @@ fn reply_local_locked(c: &Cell, st: &mut CellState, req: &SipMsg, code: u16, rea
         return false;
     }
     let tag = tm_totag(req);
-    let Ok(buf) = build_local_reply(req, code, reason, Some(&tag), &[], b"", None) else {
+    let Ok(mut buf) = build_local_reply(req, code, reason, Some(&tag), &[], b"", None) else {
         return false;
     };
+    if code > 100 && super::callbacks::reply_in_active() {
+        // made from the request as forwarded: the reply-in hooks give it what the
+        // relayed replies get (uac: the caller's From)
+        buf = super::callbacks::local_reply_fixup(buf, st.avps.as_bytes());
+    }
     send_upstream_locked(c, st, code, &buf, true);
     if code >= 200 {
         // A final local reply ends the forwarding: cancel what is pending.
@@ -170,6 +179,32 @@ pub fn find_invite(msg: &SipMsg) -> Option<CellRef> {
     let hash = tm_hash(k.callid.of(msg.buf()), k.cseq_num.of(msg.buf()));
     let (r, v) = (P.ruri_matching(), P.via1_matching());
     find_in_entry(hash, |c| request_matches(c, msg, &k, Want::Invite, r, v))
+}
+
+/// The INVITE transaction a 2xx's end-to-end ACK belongs to (Call-ID, CSeq number,
+/// From tag, and the To tag of the 2xx sent upstream), with its message flags, final
+/// code and AVPs.
+pub fn find_e2e_ack(msg: &SipMsg) -> Option<(u32, u16, openser_core::script::AvpList)> {
+    let k = request_key(msg)?;
+    let b = msg.buf();
+    let hash = tm_hash(k.callid.of(b), k.cseq_num.of(b));
+    let c = find_in_entry(hash, |c| {
+        c.is_invite
+            && c.k(c.key.callid) == k.callid.of(b)
+            && c.k(c.key.cseq_num) == k.cseq_num.of(b)
+            && c.k(c.key.from_tag) == k.from_tag.of(b)
+    })?;
+    let mut g = c.lock_state();
+    let st = g.st();
+    let to_tag = k.to_tag.of(b);
+    if !(200..300).contains(&st.uas_status) || st.uas_totag.as_bytes() != to_tag {
+        return None;
+    }
+    Some((
+        st.msg_flags,
+        st.uas_status,
+        avps_from_bytes(st.avps.as_bytes()),
+    ))
 }
 
 /// An ACK for our negative final reply: stops the reply retransmissions; true = absorb.
@@ -279,6 +314,50 @@ fn all_final(st: &CellState) -> bool {
         .all(|b| b.flags & B_FINAL != 0)
 }
 
+thread_local! {
+    /// While a failure_route runs: the branch whose reply was picked (1.2's
+    /// `t_get_picked_branch`).
+    static PICKED: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// One branch of the current transaction as other modules see it from failure_route
+/// (uac's `uac_auth`, uac_redirect's `get_redirects`).
+#[derive(Clone, Debug)]
+pub struct BranchInfo {
+    /// The branch's R-URI.
+    pub uri: String,
+    /// Its final code (0 while pending; 408 for a timeout).
+    pub code: u16,
+    /// The negative final reply it received (None for a local one: a timeout).
+    pub reply: Option<Vec<u8>>,
+    /// The request as sent on the branch.
+    pub request: Vec<u8>,
+}
+
+/// In failure_route: the index of the branch whose reply was picked.
+pub fn picked_branch() -> Option<usize> {
+    PICKED.with(std::cell::Cell::get)
+}
+
+/// The branches of the current transaction, in the order they were created.
+pub fn t_branches() -> Vec<BranchInfo> {
+    let Some(c) = super::current() else {
+        return Vec::new();
+    };
+    let mut g = c.lock_state();
+    let st = g.st();
+    st.branches[..st.nr_branches as usize]
+        .iter()
+        .map(|b| BranchInfo {
+            uri: String::from_utf8_lossy(b.uri.as_bytes()).into_owned(),
+            code: b.last_code,
+            reply: (b.flags & B_LOCAL_REPLY == 0 && !b.reply.is_empty())
+                .then(|| b.reply.as_bytes().to_vec()),
+            request: b.request.as_bytes().to_vec(),
+        })
+        .collect()
+}
+
 /// Run failure_route `route` for transaction `c` whose winning branch is `i` (no lock
 /// held). New branches may be added by t_relay in the route.
 fn run_failure(c: &CellRef, route: u32, i: usize, code: u16) {
@@ -304,7 +383,9 @@ fn run_failure(c: &CellRef, route: u32, i: usize, code: u16) {
     ctx.reply_code = u32::from(code);
     let prev = super::swap_current(Some(c));
     super::take_pending();
+    let prev_picked = PICKED.with(|p| p.replace(Some(i)));
     run_route(RouteKind::Failure, route as usize, &mut ctx);
+    PICKED.with(|p| p.set(prev_picked));
     let pend = super::take_pending();
     super::swap_current(prev.as_ref());
     let avps = avps_to_bytes(&ctx.avps);
@@ -336,7 +417,9 @@ fn failure_event_locked(
     } else {
         super::callbacks::reason_and_totag(b.reply.as_bytes())
     };
-    let uri = String::from_utf8_lossy(b.uri.as_bytes()).into_owned();
+    // the last branch's R-URI, as 1.2's acc reports a missed call
+    let uri = super::callbacks::branch_ruri(st, code)
+        .unwrap_or_else(|| String::from_utf8_lossy(b.uri.as_bytes()).into_owned());
     super::callbacks::event_locked(
         c,
         st,
@@ -440,17 +523,22 @@ pub fn reply_hook(reply: &mut SipMsg) -> bool {
     }
     let br = br as usize;
     // Per-transaction onreply_route.
-    let (on_reply, trace) = {
+    let (on_reply, trace, reply_in) = {
         let mut g = c.lock_state();
         let st = g.st();
+        let reply_in = super::callbacks::reply_in_active()
+            .then(|| super::clone::avps_from_bytes(st.avps.as_bytes()));
         let trace = super::callbacks::traces(st.msg_flags).then(|| {
             (
                 st.msg_flags,
                 super::clone::avps_from_bytes(st.avps.as_bytes()),
             )
         });
-        (st.on_reply, trace)
+        (st.on_reply, trace, reply_in)
     };
+    if let Some(avps) = reply_in {
+        super::callbacks::run_reply_in(reply, &avps);
+    }
     if let Some((flags, avps)) = trace {
         super::callbacks::trace_now(&super::callbacks::TraceEvent {
             dir: super::callbacks::TraceDir::ReplyIn,

@@ -32,6 +32,25 @@ impl Dnsmasq {
     /// `hosts` as the contents of its hosts file; write `dir/resolv.conf` for it with
     /// `options` (e.g. `timeout:1 attempts:2`).
     pub fn start(dir: &Path, ttl: u32, records: &[String], hosts: &str, options: &str) -> Dnsmasq {
+        // A port found free can be taken by a parallel test before dnsmasq binds it:
+        // then dnsmasq exits, and another port is tried.
+        let mut why = String::new();
+        for _ in 0..3 {
+            match Self::try_start(dir, ttl, records, hosts, options) {
+                Ok(d) => return d,
+                Err(e) => why = e,
+            }
+        }
+        panic!("dnsmasq did not start: {why}");
+    }
+
+    fn try_start(
+        dir: &Path,
+        ttl: u32,
+        records: &[String],
+        hosts: &str,
+        options: &str,
+    ) -> Result<Dnsmasq, String> {
         let port = free_port();
         let hosts_path = dir.join(format!("dnsmasq-hosts-{port}"));
         std::fs::write(&hosts_path, hosts).unwrap();
@@ -66,7 +85,7 @@ impl Dnsmasq {
             format!("# dnsmasq of this test\nnameserver 127.0.0.1#{port}\noptions {options}\n"),
         )
         .unwrap();
-        let d = Dnsmasq {
+        let mut d = Dnsmasq {
             child,
             port,
             hosts: hosts_path,
@@ -84,15 +103,20 @@ impl Dnsmasq {
         loop {
             let _ = s.send_to(&q, ("127.0.0.1", port));
             let mut b = [0u8; 512];
-            if s.recv(&mut b).is_ok() {
-                break;
+            if crate::harness::recv_from(&s, &mut b).is_ok() {
+                return Ok(d);
             }
-            assert!(
-                Instant::now() < until,
-                "dnsmasq did not start on port {port}"
-            );
+            let log = || {
+                std::fs::read_to_string(dir.join(format!("dnsmasq-{port}.log"))).unwrap_or_default()
+            };
+            if let Ok(Some(st)) = d.child.try_wait() {
+                return Err(format!("on port {port} it exited ({st}): {}", log()));
+            }
+            if Instant::now() >= until {
+                d.stop();
+                return Err(format!("no answer on port {port} in 10 s: {}", log()));
+            }
         }
-        d
     }
 
     /// Replace the hosts file and make dnsmasq re-read it.

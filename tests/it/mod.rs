@@ -11,6 +11,7 @@ mod forwarding;
 mod ipv6;
 mod lcr;
 mod mi;
+mod mi_tm;
 mod mods;
 mod mysql_seed;
 mod nat;

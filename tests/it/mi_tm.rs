@@ -199,3 +199,58 @@ fn t_reply_answers_a_pending_transaction_and_t_hash_counts_it() {
         "cancel of an unknown transaction"
     );
 }
+
+/// A 200 to `req` (Via, From, To with a tag, Call-ID, CSeq copied).
+fn ok_to(req: &str) -> String {
+    let mut s = String::from("SIP/2.0 200 OK\r\n");
+    for h in headers(req, "Via") {
+        s.push_str(&format!("Via: {h}\r\n"));
+    }
+    for n in ["From", "Call-ID", "CSeq"] {
+        s.push_str(&format!("{n}: {}\r\n", header(req, n).unwrap_or("")));
+    }
+    s.push_str(&format!("To: {};tag=lr1\r\n", header(req, "To").unwrap_or("")));
+    s.push_str("Content-Length: 0\r\n\r\n");
+    s
+}
+
+#[test]
+fn local_route_adds_a_header_and_drops() {
+    let cfg = CFG.replace(
+        "route {",
+        r#"loadmodule "textops.so"
+local_route {
+    if (uri =~ "^sip:drop@") { drop; }
+    append_hf("X-Local: $rm\r\n");
+}
+route {"#,
+    );
+    let s = Server::start(&cfg, &["-DD", "-E"]);
+    let dir = s.dir.path().to_path_buf();
+    assert!(wait_fifo(&dir), "{}", s.log());
+    let peer = Client::new();
+    let hdrs = "\"From: <sip:mi@localhost>\nTo: <sip:peer@localhost>\"";
+    // dropped: the MI caller learns it at once, nothing is sent
+    let r = mi(
+        &dir,
+        "t_uac_dlg",
+        &[
+            "OPTIONS",
+            &format!("sip:drop@127.0.0.1:{}", peer.port()),
+            ".",
+            ".",
+            hdrs,
+        ],
+    );
+    assert!(r.starts_with("200 OK\n500 MI/UAC failed"), "{r}");
+    let d2 = dir.clone();
+    let ruri = format!("sip:keep@127.0.0.1:{}", peer.port());
+    let t = std::thread::spawn(move || mi(&d2, "t_uac_dlg", &["OPTIONS", &ruri, ".", ".", hdrs]));
+    let (req, from) = peer.recv().expect("the local OPTIONS");
+    assert!(req.starts_with("OPTIONS sip:keep@"), "the dropped one was not sent: {req}");
+    assert_eq!(header(&req, "X-Local"), Some("OPTIONS"), "{req}");
+    assert!(header(&req, "Via").is_some_and(|v| v.contains("branch=z9hG4bK")), "{req}");
+    peer.send(from, &ok_to(&req));
+    let r = t.join().unwrap();
+    assert!(r.starts_with("200 OK\n200 OK\n"), "{r}\n{}", s.log());
+}

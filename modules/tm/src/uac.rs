@@ -17,8 +17,10 @@
 use std::cell::{Cell as StdCell, RefCell};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use openser_core::msg::{ViaParams, via_line};
-use openser_core::parser::{FirstLine, HdrType, SipMsg};
+use openser_core::cfg::ast::RouteKind;
+use openser_core::msg::{ViaParams, build_request, via_line};
+use openser_core::parser::{FirstLine, HdrType, RcvInfo, SipMsg};
+use openser_core::script::{Ctx, route_index, run_route};
 use openser_core::state::Registry;
 use openser_core::transport::send;
 
@@ -185,7 +187,13 @@ pub fn send_request_cell(r: &LocalRequest) -> Result<CellRef, String> {
     let is_invite = r.method.trim().eq_ignore_ascii_case("INVITE");
     // The cell keeps the request without our Via (its branch id needs the label the
     // table gives the cell); the branch keeps the request as sent.
-    let (no_via, _, key) = build(r, "", &callid, cseq);
+    let (mut no_via, _, mut key) = build(r, "", &callid, cseq);
+    if let Some(idx) = route_index(RouteKind::Local, "0") {
+        if let Some((text, k)) = run_local_route(&no_via, sock, idx)? {
+            no_via = text;
+            key = k;
+        }
+    }
     let (cb, param) = r.callback.unwrap_or((0, 0));
     let (c, _) = find_or_insert(
         hash,
@@ -325,6 +333,79 @@ pub(super) fn local_2xx_locked(c: &Cell, st: &mut CellState, br: usize, reply: &
     }
 }
 
+/// Run `local_route` on a request about to be sent (no Via yet): `drop` cancels it
+/// (an error), header and R-URI changes are applied. Returns the new text and key when
+/// the route changed anything.
+fn run_local_route(no_via: &[u8], sock: usize, idx: usize) -> Result<Option<(Vec<u8>, Key)>, String> {
+    let si = openser_core::transport::socket::sockets()
+        .get(sock)
+        .ok_or("no listen socket")?;
+    let rcv = RcvInfo {
+        src: si.addr,
+        dst: si.addr,
+        proto: send::socket_proto(sock),
+        sock_idx: sock,
+    };
+    let mut m = SipMsg::new(no_via, rcv).map_err(|e| format!("local request: {e:?}"))?;
+    let mut ctx = Ctx::new(&mut m, openser_core::route::REQUEST_ROUTE);
+    run_route(RouteKind::Local, idx, &mut ctx);
+    if ctx.drop_requested() {
+        return Err("dropped by local_route".into());
+    }
+    drop(ctx);
+    if m.lumps.is_empty() && m.new_uri.is_none() {
+        return Ok(None);
+    }
+    // build_request puts a Via on top: a placeholder, cut out again.
+    let via = ViaParams {
+        host: "0.0.0.0",
+        port: 0,
+        proto: rcv.proto,
+        branch: "z9hG4bKlocal",
+        rport: false,
+        extra_params: "",
+    };
+    let out = build_request(&m, &via, &[]).map_err(|e| format!("local_route: {e:?}"))?;
+    let line1 = out
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .ok_or("local_route: no request line")?
+        + 2;
+    let via_end = out[line1..]
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .ok_or("local_route: no Via")?
+        + line1
+        + 2;
+    let mut text = out[..line1].to_vec();
+    text.extend_from_slice(&out[via_end..]);
+    let key = key_of(&text).ok_or("local_route broke the request")?;
+    Ok(Some((text, key)))
+}
+
+/// The key spans of a request built here (after `local_route` moved things).
+fn key_of(t: &[u8]) -> Option<Key> {
+    let span = |off: usize, len: usize| KSpan {
+        off: off as u32,
+        len: len as u32,
+    };
+    let find = |needle: &[u8]| t.windows(needle.len()).position(|w| w == needle);
+    let line_end = find(b"\r\n")?;
+    let sp1 = t[..line_end].iter().position(|&c| c == b' ')?;
+    let sp2 = t[..line_end].iter().rposition(|&c| c == b' ')?;
+    let cid = find(b"\r\nCall-ID: ")? + 11;
+    let cid_len = t[cid..].windows(2).position(|w| w == b"\r\n")?;
+    let cs = find(b"\r\nCSeq: ")? + 8;
+    let cs_len = t[cs..].iter().position(|&c| c == b' ')?;
+    Some(Key {
+        method: span(0, sp1),
+        ruri: span(sp1 + 1, sp2.checked_sub(sp1 + 1)?),
+        callid: span(cid, cid_len),
+        cseq_num: span(cs, cs_len),
+        ..Key::default()
+    })
+}
+
 /// Insert the Via line after the request line of `no_via`.
 fn with_via(no_via: &[u8], via: &str) -> Vec<u8> {
     let cut = no_via
@@ -405,6 +486,28 @@ mod tests {
         let m = openser_core::parser::SipMsg::parse(&full).expect("parses");
         assert!(m.via1().is_ok());
         assert_eq!(m.callid(), Some("abc-123"));
+    }
+
+    #[test]
+    fn key_after_local_route() {
+        let r = LocalRequest {
+            method: "OPTIONS",
+            ruri: "sip:gw1@127.0.0.1:5070",
+            from: "sip:a@x",
+            to: "sip:b@y",
+            ..Default::default()
+        };
+        let (no_via, _, key) = build(&r, "", "cid-9", 3);
+        let k = key_of(&no_via).unwrap();
+        for (a, b) in [
+            (k.method, key.method),
+            (k.ruri, key.ruri),
+            (k.callid, key.callid),
+            (k.cseq_num, key.cseq_num),
+        ] {
+            assert_eq!(a.of(&no_via), b.of(&no_via));
+            assert_eq!((a.off, a.len), (b.off, b.len));
+        }
     }
 
     #[test]

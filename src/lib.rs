@@ -15,6 +15,8 @@ pub static MODULES: &[&ModuleExports] = &[
     &usrloc::EXPORTS,
     &registrar::EXPORTS,
     &mi_fifo::EXPORTS,
+    &mi_datagram::EXPORTS,
+    &mi_xmlrpc::EXPORTS,
     &auth::EXPORTS,
     &auth_db::EXPORTS,
     &acc::EXPORTS,

@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod globals;
+pub mod http;
 pub mod log;
 pub mod mi;
 pub mod module;

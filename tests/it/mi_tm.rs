@@ -89,8 +89,15 @@ fn openserctl_ping_gets_200_from_sipp() {
     );
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.first(), Some(&"200 OK"), "{text}");
-    assert_eq!(lines.get(1), Some(&"200 OK"), "the SIP reply's status: {text}");
-    assert!(text.contains("SIPpOpt"), "the reply's headers (To tag): {text}");
+    assert_eq!(
+        lines.get(1),
+        Some(&"200 OK"),
+        "the SIP reply's status: {text}"
+    );
+    assert!(
+        text.contains("SIPpOpt"),
+        "the reply's headers (To tag): {text}"
+    );
     assert!(
         text.contains("CSeq: 1 OPTIONS"),
         "the reply's headers: {text}"
@@ -115,7 +122,11 @@ fn t_uac_dlg_invite_with_body_is_acked_and_byed() {
         s.addr().port()
     );
     let body = format!("\"{sdp}\"");
-    let r = mi(&dir, "t_uac_dlg", &["INVITE", &ruri, ".", ".", &hdrs, &body]);
+    let r = mi(
+        &dir,
+        "t_uac_dlg",
+        &["INVITE", &ruri, ".", ".", &hdrs, &body],
+    );
     let lines: Vec<&str> = r.lines().collect();
     assert_eq!(lines.first(), Some(&"200 OK"), "{r}\n{}", s.log());
     assert_eq!(lines.get(1), Some(&"200 OK"), "{r}");
@@ -137,7 +148,11 @@ fn t_uac_dlg_invite_with_body_is_acked_and_byed() {
     let r = mi(&dir, "t_uac_dlg", &["BYE", &ruri, ".", ".", &bye_hdrs]);
     assert!(r.starts_with("200 OK\n200 OK\n"), "{r}");
     let st = wait_child(&mut uas, Duration::from_secs(15)).expect("SIPp UAS did not finish");
-    assert!(st.success(), "SIPp UAS (INVITE, ACK, BYE): {st:?}\n{}", s.log());
+    assert!(
+        st.success(),
+        "SIPp UAS (INVITE, ACK, BYE): {st:?}\n{}",
+        s.log()
+    );
 }
 
 #[test]
@@ -168,7 +183,11 @@ fn t_reply_answers_a_pending_transaction_and_t_hash_counts_it() {
     };
     let (hash, label) = (rev(parts[0]), rev(parts[1]));
     let th = mi(&dir, "t_hash", &[]);
-    assert!(th.starts_with("200 OK\n0 Current="), "{}", &th[..80.min(th.len())]);
+    assert!(
+        th.starts_with("200 OK\n0 Current="),
+        "{}",
+        &th[..80.min(th.len())]
+    );
     let line = th
         .lines()
         .find(|l| l.starts_with(&format!("{hash} ")))
@@ -193,7 +212,10 @@ fn t_reply_answers_a_pending_transaction_and_t_hash_counts_it() {
     let rep = caller.recv_matching("486").expect("486 to the caller");
     assert!(rep.starts_with("SIP/2.0 486 Busy Here"), "{rep}");
     assert!(rep.contains("X-From-MI: yes"), "{rep}");
-    assert!(header(&rep, "To").is_some_and(|t| t.contains("tag=mitag")), "{rep}");
+    assert!(
+        header(&rep, "To").is_some_and(|t| t.contains("tag=mitag")),
+        "{rep}"
+    );
     assert!(
         mi(&dir, "t_uac_cancel", &["nope@x", "1"]).starts_with("481"),
         "cancel of an unknown transaction"
@@ -209,7 +231,10 @@ fn ok_to(req: &str) -> String {
     for n in ["From", "Call-ID", "CSeq"] {
         s.push_str(&format!("{n}: {}\r\n", header(req, n).unwrap_or("")));
     }
-    s.push_str(&format!("To: {};tag=lr1\r\n", header(req, "To").unwrap_or("")));
+    s.push_str(&format!(
+        "To: {};tag=lr1\r\n",
+        header(req, "To").unwrap_or("")
+    ));
     s.push_str("Content-Length: 0\r\n\r\n");
     s
 }
@@ -247,9 +272,15 @@ route {"#,
     let ruri = format!("sip:keep@127.0.0.1:{}", peer.port());
     let t = std::thread::spawn(move || mi(&d2, "t_uac_dlg", &["OPTIONS", &ruri, ".", ".", hdrs]));
     let (req, from) = peer.recv().expect("the local OPTIONS");
-    assert!(req.starts_with("OPTIONS sip:keep@"), "the dropped one was not sent: {req}");
+    assert!(
+        req.starts_with("OPTIONS sip:keep@"),
+        "the dropped one was not sent: {req}"
+    );
     assert_eq!(header(&req, "X-Local"), Some("OPTIONS"), "{req}");
-    assert!(header(&req, "Via").is_some_and(|v| v.contains("branch=z9hG4bK")), "{req}");
+    assert!(
+        header(&req, "Via").is_some_and(|v| v.contains("branch=z9hG4bK")),
+        "{req}"
+    );
     peer.send(from, &ok_to(&req));
     let r = t.join().unwrap();
     assert!(r.starts_with("200 OK\n200 OK\n"), "{r}\n{}", s.log());

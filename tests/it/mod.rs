@@ -12,6 +12,7 @@ mod ipv6;
 mod lcr;
 mod mi;
 mod mi_tm;
+mod mi_transports;
 mod mods;
 mod mysql_seed;
 mod nat;

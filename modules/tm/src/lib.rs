@@ -41,8 +41,8 @@ use shm::ShmPtr;
 use openser_core::cfg::ast::{Arg, ArgValue, RouteKind};
 use openser_core::cfg::pv::PvSpec;
 use openser_core::module::{
-    BoolParam, CmdExport, Every, FixedArg, IntParam, MiExport, ModuleExports, Param, PvExport, StatCell,
-    StatExport, StrParam, TimerExport,
+    BoolParam, CmdExport, Every, FixedArg, IntParam, MiExport, ModuleExports, Param, PvExport,
+    StatCell, StatExport, StrParam, TimerExport,
 };
 use openser_core::parser::{Method, Proto, SipMsg};
 use openser_core::route::*;

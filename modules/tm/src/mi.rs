@@ -108,9 +108,7 @@ fn find_socket(s: &str) -> Option<usize> {
         _ => (None, s),
     };
     let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(':') && p.parse::<u16>().is_ok() => {
-            (h, p.parse::<u16>().ok())
-        }
+        Some((h, p)) if !h.ends_with(':') && p.parse::<u16>().is_ok() => (h, p.parse::<u16>().ok()),
         _ => (rest, None),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -333,7 +331,11 @@ pub fn mi_reply(args: &[MiArg]) -> MiReply {
     let Some((h, l)) = args[2].value.trim().split_once(':') else {
         return msg(400, "Invalid trans_id");
     };
-    let Some(hash) = h.parse::<u32>().ok().filter(|h| (*h as usize) < TABLE_ENTRIES) else {
+    let Some(hash) = h
+        .parse::<u32>()
+        .ok()
+        .filter(|h| (*h as usize) < TABLE_ENTRIES)
+    else {
         return msg(400, "Invalid index in trans_id");
     };
     let Ok(label) = l.parse::<u32>() else {

@@ -188,11 +188,11 @@ pub fn send_request_cell(r: &LocalRequest) -> Result<CellRef, String> {
     // The cell keeps the request without our Via (its branch id needs the label the
     // table gives the cell); the branch keeps the request as sent.
     let (mut no_via, _, mut key) = build(r, "", &callid, cseq);
-    if let Some(idx) = route_index(RouteKind::Local, "0") {
-        if let Some((text, k)) = run_local_route(&no_via, sock, idx)? {
-            no_via = text;
-            key = k;
-        }
+    if let Some(idx) = route_index(RouteKind::Local, "0")
+        && let Some((text, k)) = run_local_route(&no_via, sock, idx)?
+    {
+        no_via = text;
+        key = k;
     }
     let (cb, param) = r.callback.unwrap_or((0, 0));
     let (c, _) = find_or_insert(
@@ -304,7 +304,12 @@ pub fn build_2xx_ack(invite: &[u8], reply: &SipMsg) -> Option<Vec<u8>> {
     }
     if let Ok(rr) = reply.routes(HdrType::RecordRoute) {
         for r in rr.iter().rev() {
-            let _ = write!(s, "Route: <{}>{}\r\n", reply.s(r.uri), reply.s(r.params_span));
+            let _ = write!(
+                s,
+                "Route: <{}>{}\r\n",
+                reply.s(r.uri),
+                reply.s(r.params_span)
+            );
         }
     }
     s.push_str(&super::cancel::to_line(reply)?);
@@ -336,7 +341,11 @@ pub(super) fn local_2xx_locked(c: &Cell, st: &mut CellState, br: usize, reply: &
 /// Run `local_route` on a request about to be sent (no Via yet): `drop` cancels it
 /// (an error), header and R-URI changes are applied. Returns the new text and key when
 /// the route changed anything.
-fn run_local_route(no_via: &[u8], sock: usize, idx: usize) -> Result<Option<(Vec<u8>, Key)>, String> {
+fn run_local_route(
+    no_via: &[u8],
+    sock: usize,
+    idx: usize,
+) -> Result<Option<(Vec<u8>, Key)>, String> {
     let si = openser_core::transport::socket::sockets()
         .get(sock)
         .ok_or("no listen socket")?;

@@ -17,6 +17,7 @@ pub static MODULES: &[&ModuleExports] = &[
     &mi_fifo::EXPORTS,
     &mi_datagram::EXPORTS,
     &mi_xmlrpc::EXPORTS,
+    &xhttp::EXPORTS,
     &auth::EXPORTS,
     &auth_db::EXPORTS,
     &acc::EXPORTS,

@@ -33,3 +33,4 @@ mod tcp;
 mod tm;
 mod uac;
 mod userdb;
+mod xhttp;

@@ -18,6 +18,7 @@ pub static MODULES: &[&ModuleExports] = &[
     &mi_datagram::EXPORTS,
     &mi_xmlrpc::EXPORTS,
     &xhttp::EXPORTS,
+    &statistics::EXPORTS,
     &auth::EXPORTS,
     &auth_db::EXPORTS,
     &acc::EXPORTS,

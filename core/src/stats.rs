@@ -39,6 +39,14 @@ impl Stat {
                 Some(v.saturating_sub(1))
             });
     }
+    /// Add a signed amount (the statistics module's `update_stat`); never below zero.
+    pub fn update(&self, n: i64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_add_signed(n))
+            });
+    }
     #[inline]
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -112,6 +120,25 @@ fn read(v: &Value) -> u64 {
         Value::Counter(s) => s.get(),
         Value::Func(f) => f(),
     }
+}
+
+/// The counter registered as `group:name` or a bare `name` (case-insensitive); None
+/// for unknown names and computed statistics.
+pub fn find(full: &str) -> Option<Stat> {
+    let reg = REGISTRY.lock();
+    let (g, n) = match full.split_once(':') {
+        Some((g, n)) => (Some(g), n),
+        None => (None, full),
+    };
+    reg.iter().find_map(|e| match e.value {
+        Value::Counter(s)
+            if e.name.eq_ignore_ascii_case(n)
+                && g.is_none_or(|g| e.group.eq_ignore_ascii_case(g)) =>
+        {
+            Some(s)
+        }
+        _ => None,
+    })
 }
 
 /// Look up `group:name` or a bare `name` (case-insensitive).

@@ -29,6 +29,7 @@ mod script;
 mod seed;
 mod seed_engines;
 mod siptrace;
+mod statistics;
 mod tcp;
 mod tm;
 mod uac;

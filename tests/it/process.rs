@@ -224,7 +224,15 @@ fn version_and_help() {
         .and_then(|l| l.split_once("): "))
         .map(|(_, list)| list.split(", ").collect())
         .expect("the modules line");
-    for m in ["tm", "sl", "mi_fifo", "mi_datagram", "mi_xmlrpc", "xhttp", "statistics"] {
+    for m in [
+        "tm",
+        "sl",
+        "mi_fifo",
+        "mi_datagram",
+        "mi_xmlrpc",
+        "xhttp",
+        "statistics",
+    ] {
         assert!(mods.contains(&m), "{m} in {mods:?}");
     }
     let (code, out, _) = run(&["-h"]);

@@ -224,7 +224,7 @@ fn unix_datagram_socket_with_socat_and_python() {
     let out = Command::new("socat")
         .args([
             "-t",
-            "5",
+            "2",
             "-",
             &format!("UNIX-SENDTO:{},bind={}", sock.display(), client.display()),
         ])
@@ -244,4 +244,48 @@ fn unix_datagram_socket_with_socat_and_python() {
         &[("get_statistics".into(), vec!["tm:"])],
     );
     assert_eq!(r[0].0, mi(&dir, "get_statistics", &["tm:"]));
+
+    // openserctl with CTLENGINE=UNIXSOCK, as with the FIFO
+    let ctl = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/openserctl");
+    let run_ctl = |engine: &str, args: &[&str]| {
+        Command::new("sh")
+            .arg(ctl)
+            .args(args)
+            .env("CTLENGINE", engine)
+            .env("OSER_UNIXSOCK", &sock)
+            .env("OSER_FIFO", dir.join("openser_fifo"))
+            // the FIFO's replies go to the server's reply_dir; UNIXSOCK binds there
+            .env(
+                "REPLY_DIR",
+                if engine == "FIFO" {
+                    dir.as_path()
+                } else {
+                    tmp.path()
+                },
+            )
+            .env("HOME", tmp.path())
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["ps"][..],
+        &["fifo", "get_statistics", "tm:"],
+        &["fifo", "version"],
+    ] {
+        let u = run_ctl("UNIXSOCK", args);
+        let f = run_ctl("FIFO", args);
+        assert!(
+            u.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&u.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&u.stdout),
+            String::from_utf8_lossy(&f.stdout),
+            "{args:?} over UNIXSOCK and FIFO"
+        );
+    }
+    let bad = run_ctl("UNIXSOCK", &["fifo", "no_such_command"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stdout).starts_with("500 "));
 }

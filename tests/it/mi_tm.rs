@@ -248,6 +248,9 @@ local_route {
     if (uri =~ "^sip:drop@") { drop; }
     append_hf("X-Local: $rm\r\n");
 }
+event_route[tm:local-request] {
+    append_hf("X-Event: $ru\r\n");
+}
 route {"#,
     );
     let s = Server::start(&cfg, &["-DD", "-E"]);
@@ -277,6 +280,10 @@ route {"#,
         "the dropped one was not sent: {req}"
     );
     assert_eq!(header(&req, "X-Local"), Some("OPTIONS"), "{req}");
+    assert!(
+        header(&req, "X-Event").is_some_and(|v| v.starts_with("sip:keep@")),
+        "event_route[tm:local-request] too: {req}"
+    );
     assert!(
         header(&req, "Via").is_some_and(|v| v.contains("branch=z9hG4bK")),
         "{req}"

@@ -188,11 +188,17 @@ pub fn send_request_cell(r: &LocalRequest) -> Result<CellRef, String> {
     // The cell keeps the request without our Via (its branch id needs the label the
     // table gives the cell); the branch keeps the request as sent.
     let (mut no_via, _, mut key) = build(r, "", &callid, cseq);
-    if let Some(idx) = route_index(RouteKind::Local, "0")
-        && let Some((text, k)) = run_local_route(&no_via, sock, idx)?
-    {
-        no_via = text;
-        key = k;
+    // local_route (OpenSIPS' name), then event_route[tm:local-request] (Kamailio's)
+    for (kind, name) in [
+        (RouteKind::Local, "0"),
+        (RouteKind::Event, "tm:local-request"),
+    ] {
+        if let Some(idx) = route_index(kind, name)
+            && let Some((text, k)) = run_local_route(&no_via, sock, kind, idx)?
+        {
+            no_via = text;
+            key = k;
+        }
     }
     let (cb, param) = r.callback.unwrap_or((0, 0));
     let (c, _) = find_or_insert(
@@ -338,12 +344,13 @@ pub(super) fn local_2xx_locked(c: &Cell, st: &mut CellState, br: usize, reply: &
     }
 }
 
-/// Run `local_route` on a request about to be sent (no Via yet): `drop` cancels it
-/// (an error), header and R-URI changes are applied. Returns the new text and key when
-/// the route changed anything.
+/// Run `local_route` (or `event_route[tm:local-request]`) on a request about to be
+/// sent (no Via yet): `drop` cancels it (an error), header and R-URI changes are
+/// applied. Returns the new text and key when the route changed anything.
 fn run_local_route(
     no_via: &[u8],
     sock: usize,
+    kind: RouteKind,
     idx: usize,
 ) -> Result<Option<(Vec<u8>, Key)>, String> {
     let si = openser_core::transport::socket::sockets()
@@ -357,9 +364,16 @@ fn run_local_route(
     };
     let mut m = SipMsg::new(no_via, rcv).map_err(|e| format!("local request: {e:?}"))?;
     let mut ctx = Ctx::new(&mut m, openser_core::route::REQUEST_ROUTE);
-    run_route(RouteKind::Local, idx, &mut ctx);
+    run_route(kind, idx, &mut ctx);
     if ctx.drop_requested() {
-        return Err("dropped by local_route".into());
+        return Err(format!(
+            "dropped by {}",
+            if kind == RouteKind::Local {
+                "local_route"
+            } else {
+                "event_route[tm:local-request]"
+            }
+        ));
     }
     drop(ctx);
     if m.lumps.is_empty() && m.new_uri.is_none() {

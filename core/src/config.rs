@@ -122,6 +122,34 @@ pub fn load(path: &str, g: &mut Globals, check_routes: bool) -> Result<Loaded, S
     // would only add consequential errors).
     // The fixups below check destinations against the transports served.
     crate::transport::served::set_from(g);
+    // TLS contexts only from settings that were all taken (a refused tls_* global
+    // would be reported twice, the second time against its default).
+    if errors.is_empty()
+        && crate::transport::served::served(Proto::Tls)
+        && let Err(e) = crate::transport::tls::build(&g.tls, path)
+    {
+        // at the last assignment of the setting to blame, else at the TLS listen line
+        let at = ast
+            .globals
+            .iter()
+            .rev()
+            .find(|a| a.name == e.param)
+            .map(|a| a.value_span)
+            .or_else(|| {
+                ast.globals.iter().find_map(|a| match &a.value {
+                    ast::GlobalValue::Sockets(v) if a.name == "listen" => v
+                        .iter()
+                        .find(|s| s.proto == Some(ast::Proto::Tls))
+                        .map(|s| s.span),
+                    _ => None,
+                })
+            });
+        let msg = match at {
+            Some(sp) => cfg::error::render_in(&ast.sources, sp, &e.msg),
+            None => log::error_line(&e.msg).to_string(),
+        };
+        errors.push(msg);
+    }
     let mods = load_modules(&ast, &mut errors);
     let missing = ast
         .loadmodules

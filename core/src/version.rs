@@ -28,9 +28,9 @@ pub fn user_agent_header() -> String {
     format!("User-Agent: OpenSER ({VERSION} ({}))", arch_os())
 }
 
-/// The TLS library the TLS transport is built with (`None`: no TLS transport in this
-/// build); the TLS transport sets it when it is built.
-pub const TLS_LIBRARY: Option<&str> = None;
+/// The TLS library the TLS transport is built with (`core/Cargo.toml`; `None` in a
+/// build without TLS).
+pub const TLS_LIBRARY: Option<&str> = Some("rustls 0.23 (ring provider; TLS 1.2, 1.3)");
 
 /// The full `-V` text (no module list).
 pub fn full_version() -> String {
@@ -81,8 +81,9 @@ mod tests {
         let v = full_version_with(&["tm", "acc", "sl"]);
         assert!(v.starts_with("version: openser 1.2.0 ("), "{v}");
         assert!(v.contains("\nflags: STATS: On, "), "{v}");
-        assert!(v.contains(", USE_TCP, "), "{v}");
-        assert!(v.contains("\ntransports: udp, tcp"), "{v}");
+        assert!(v.contains(", USE_TCP, USE_TLS, "), "{v}");
+        assert!(v.contains("\ntransports: udp, tcp, tls"), "{v}");
+        assert!(v.contains("\nTLS library: rustls 0.23"), "{v}");
         assert!(v.contains("\nTLS library: "), "{v}");
         assert!(v.contains("\nmodules (3): acc, sl, tm\n"), "{v}");
     }

@@ -31,6 +31,7 @@ mod seed_engines;
 mod siptrace;
 mod statistics;
 mod tcp;
+mod tls;
 mod tm;
 mod uac;
 mod userdb;

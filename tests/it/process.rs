@@ -216,8 +216,8 @@ fn version_and_help() {
     assert_eq!(code, 0);
     assert!(out.starts_with("version: openser 1.2.0"), "{out}");
     assert!(out.contains("BUF_SIZE 65535"));
-    assert!(out.contains("\ntransports: udp, tcp"), "{out}");
-    assert!(out.contains("\nTLS library: "), "{out}");
+    assert!(out.contains("\ntransports: udp, tcp, tls"), "{out}");
+    assert!(out.contains("\nTLS library: rustls"), "{out}");
     let mods: Vec<&str> = out
         .lines()
         .find_map(|l| l.strip_prefix("modules ("))

@@ -5,12 +5,9 @@ use crate::harness::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A port free over TCP (and UDP) below the ephemeral range (the harness's choice).
 fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_udp_port()
 }
 
 const CFG: &str = r#"

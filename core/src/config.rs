@@ -123,12 +123,16 @@ pub fn load(path: &str, g: &mut Globals, check_routes: bool) -> Result<Loaded, S
             errors.push(cfg::error::render_in(&ast.sources, a.value_span, &msg));
         }
     }
-    if !errors.is_empty() {
-        return Err(bad_config(&errors));
-    }
+    // Every error of the file is reported, stage by stage (globals, modules and their
+    // parameters, the script), each at its file:line:col. The script is checked even
+    // after a bad global or modparam; not when a module is missing (its functions
+    // would only add consequential errors).
     // The fixups below check destinations against the transports served.
     crate::transport::served::set_from(g);
-    if crate::transport::served::served(Proto::Tls)
+    // TLS contexts only from settings that were all taken (a refused tls_* global
+    // would be reported twice, the second time against its default).
+    if errors.is_empty()
+        && crate::transport::served::served(Proto::Tls)
         && let Err(e) = crate::transport::tls::build(&g.tls, path)
     {
         // at the last assignment of the setting to blame, else at the TLS listen line
@@ -151,16 +155,26 @@ pub fn load(path: &str, g: &mut Globals, check_routes: bool) -> Result<Loaded, S
             Some(sp) => cfg::error::render_in(&ast.sources, sp, &e.msg),
             None => log::error_line(&e.msg).to_string(),
         };
-        return Err(bad_config(&[msg]));
+        errors.push(msg);
     }
     let mods = load_modules(&ast, &mut errors);
+    let missing = ast
+        .loadmodules
+        .iter()
+        .any(|lm| module::find_builtin(module_name_of(&lm.path)).is_none());
+    let binds_before = errors.len();
     check_binds(&ast, &mods, &mut errors);
-    if !errors.is_empty() {
+    let unbound = errors.len() > binds_before;
+    if missing || unbound {
         return Err(bad_config(&errors));
     }
     let script = match script::fixup::fixup_with(&ast, &mods, &g.avp_aliases, check_routes) {
-        Ok(s) => s,
-        Err(errs) => return Err(bad_config(&errs)),
+        Ok(s) if errors.is_empty() => s,
+        Ok(_) => return Err(bad_config(&errors)),
+        Err(errs) => {
+            errors.extend(errs);
+            return Err(bad_config(&errors));
+        }
     };
     let modules = module::freeze(mods);
     let script = if script::fixup::SCRIPT.get().is_none() {

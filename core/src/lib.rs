@@ -17,6 +17,7 @@ pub mod config;
 pub mod db;
 pub mod dns;
 pub mod globals;
+pub mod http;
 pub mod log;
 pub mod mi;
 pub mod module;

@@ -47,9 +47,11 @@ pub fn receive_with(buf: &[u8], rcv: RcvInfo) {
     msg.id = MSG_ID.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
     if msg.is_request() {
         stats.rcv_requests.inc();
+        stats.count_request(msg.method());
         handle_request(msg);
     } else {
         stats.rcv_replies.inc();
+        stats.count_reply(msg.status().unwrap_or(0));
         handle_reply(msg);
     }
 }

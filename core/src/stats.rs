@@ -39,6 +39,14 @@ impl Stat {
                 Some(v.saturating_sub(1))
             });
     }
+    /// Add a signed amount (the statistics module's `update_stat`); never below zero.
+    pub fn update(&self, n: i64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_add_signed(n))
+            });
+    }
     #[inline]
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -114,6 +122,25 @@ fn read(v: &Value) -> u64 {
     }
 }
 
+/// The counter registered as `group:name` or a bare `name` (case-insensitive); None
+/// for unknown names and computed statistics.
+pub fn find(full: &str) -> Option<Stat> {
+    let reg = REGISTRY.lock();
+    let (g, n) = match full.split_once(':') {
+        Some((g, n)) => (Some(g), n),
+        None => (None, full),
+    };
+    reg.iter().find_map(|e| match e.value {
+        Value::Counter(s)
+            if e.name.eq_ignore_ascii_case(n)
+                && g.is_none_or(|g| e.group.eq_ignore_ascii_case(g)) =>
+        {
+            Some(s)
+        }
+        _ => None,
+    })
+}
+
 /// Look up `group:name` or a bare `name` (case-insensitive).
 pub fn get(full: &str) -> Option<u64> {
     let reg = REGISTRY.lock();
@@ -151,6 +178,30 @@ pub fn query(what: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// One statistic as an exporter sees it (`xhttp`'s Prometheus endpoint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatInfo {
+    pub group: String,
+    pub name: String,
+    pub value: u64,
+    /// A counter that only grows (resettable by MI); else a gauge (non-resettable
+    /// counters such as `inuse_transactions`, computed values such as shm figures).
+    pub counter: bool,
+}
+
+/// Every registered statistic, in registration order.
+pub fn all() -> Vec<StatInfo> {
+    let reg = REGISTRY.lock();
+    reg.iter()
+        .map(|e| StatInfo {
+            group: e.group.clone(),
+            name: e.name.clone(),
+            value: read(&e.value),
+            counter: e.flags & NO_RESET == 0 && matches!(e.value, Value::Counter(_)),
+        })
+        .collect()
+}
+
 /// Reset a resettable counter; returns whether it existed.
 pub fn reset(full: &str) -> bool {
     let reg = REGISTRY.lock();
@@ -185,6 +236,68 @@ pub struct CoreStats {
     pub bad_uris_rcvd: Stat,
     pub unsupported_methods: Stat,
     pub bad_msg_hdr: Stat,
+    /// `rcv_requests_<method>` (Kamailio's names), indexed by [`method_slot`].
+    pub rcv_requests_by_method: [Stat; METHOD_SLOTS],
+    /// `rcv_replies_1xx` .. `rcv_replies_6xx`.
+    pub rcv_replies_by_class: [Stat; 6],
+}
+
+/// Methods counted one by one (the last slot counts every other method).
+pub const METHOD_NAMES: [&str; 15] = [
+    "invite",
+    "cancel",
+    "ack",
+    "bye",
+    "info",
+    "register",
+    "subscribe",
+    "notify",
+    "message",
+    "options",
+    "prack",
+    "update",
+    "refer",
+    "publish",
+    "other",
+];
+const METHOD_SLOTS: usize = METHOD_NAMES.len();
+
+/// The counter slot of a method.
+pub fn method_slot(m: crate::parser::Method) -> usize {
+    use crate::parser::Method as M;
+    match m {
+        M::Invite => 0,
+        M::Cancel => 1,
+        M::Ack => 2,
+        M::Bye => 3,
+        M::Info => 4,
+        M::Register => 5,
+        M::Subscribe => 6,
+        M::Notify => 7,
+        M::Message => 8,
+        M::Options => 9,
+        M::Prack => 10,
+        M::Update => 11,
+        M::Refer => 12,
+        M::Publish => 13,
+        M::Other => 14,
+    }
+}
+
+impl CoreStats {
+    /// Count a received request by method.
+    pub fn count_request(&self, m: crate::parser::Method) {
+        self.rcv_requests_by_method[method_slot(m)].inc();
+    }
+    /// Count a received reply by class.
+    pub fn count_reply(&self, code: u16) {
+        if let Some(s) = self
+            .rcv_replies_by_class
+            .get(usize::from(code / 100).wrapping_sub(1))
+        {
+            s.inc();
+        }
+    }
 }
 
 static CORE: OnceLock<CoreStats> = OnceLock::new();
@@ -205,6 +318,10 @@ pub fn init_core() -> &'static CoreStats {
             bad_uris_rcvd: c("bad_URIs_rcvd"),
             unsupported_methods: c("unsupported_methods"),
             bad_msg_hdr: c("bad_msg_hdr"),
+            rcv_requests_by_method: METHOD_NAMES
+                .map(|m| register("core", &format!("rcv_requests_{m}"), 0)),
+            rcv_replies_by_class: [1, 2, 3, 4, 5, 6]
+                .map(|k| register("core", &format!("rcv_replies_{k}xx"), 0)),
         };
         register_func("shmem", "total_size", || shm::stats().total as u64);
         register_func("shmem", "used_size", || shm::stats().used as u64);

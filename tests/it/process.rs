@@ -216,6 +216,25 @@ fn version_and_help() {
     assert_eq!(code, 0);
     assert!(out.starts_with("version: openser 1.2.0"), "{out}");
     assert!(out.contains("BUF_SIZE 65535"));
+    assert!(out.contains("\ntransports: udp, tcp, tls"), "{out}");
+    assert!(out.contains("\nTLS library: rustls"), "{out}");
+    let mods: Vec<&str> = out
+        .lines()
+        .find_map(|l| l.strip_prefix("modules ("))
+        .and_then(|l| l.split_once("): "))
+        .map(|(_, list)| list.split(", ").collect())
+        .expect("the modules line");
+    for m in [
+        "tm",
+        "sl",
+        "mi_fifo",
+        "mi_datagram",
+        "mi_xmlrpc",
+        "xhttp",
+        "statistics",
+    ] {
+        assert!(mods.contains(&m), "{m} in {mods:?}");
+    }
     let (code, out, _) = run(&["-h"]);
     assert_eq!(code, 0);
     assert!(out.contains("Usage:") && out.contains("-f file"), "{out}");

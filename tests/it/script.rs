@@ -375,3 +375,29 @@ fn language_on_the_wire_switch_avps_flags_route_returns() {
     assert!(third.starts_with("SIP/2.0 200 m=other "), "{third}");
     assert!(s.stop().success());
 }
+
+#[test]
+fn check_reports_every_error_of_every_stage() {
+    let p = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/cfg/fixup/bad/every-stage.cfg"
+    );
+    let (rc, _out, err) = run(&["-c", "-f", p]);
+    assert_ne!(rc, 0);
+    let at: Vec<&str> = err.lines().filter_map(|l| l.strip_prefix(p)).collect();
+    assert_eq!(at.len(), 4, "{err}");
+    assert!(at[0].starts_with(":3:10: expected a number"), "{err}");
+    assert!(
+        at[1].starts_with(":6:28: bad value for modparam tm:fr_timer"),
+        "{err}"
+    );
+    assert!(
+        at[2].starts_with(":8:5: unknown function 'no_such_function'"),
+        "{err}"
+    );
+    assert!(
+        at[3].starts_with(":10:5: unknown function 'another_unknown_function'"),
+        "{err}"
+    );
+    assert!(err.contains("ERROR: bad config file (4 errors)"), "{err}");
+}

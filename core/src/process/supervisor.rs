@@ -49,7 +49,8 @@ pub fn main_entry(modules: &'static [&'static module::ModuleExports]) -> i32 {
     };
     match a.action {
         args::Action::Version => {
-            print!("{}", version::full_version());
+            let names: Vec<&str> = modules.iter().map(|m| m.name).collect();
+            print!("{}", version::full_version_with(&names));
             return 0;
         }
         args::Action::Help => {

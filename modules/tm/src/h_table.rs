@@ -354,7 +354,7 @@ pub fn init_table() -> Result<(), String> {
         lock: FastLock::new(),
         head_cell: UnsafeCell::new(ShmPtr::null()),
         // Start labels at a per-entry pseudo-random point (as OpenSER's rand()).
-        next_label: AtomicU32::new((i as u32).wrapping_mul(2_654_435_761) >> 8),
+        next_label: AtomicU32::new(first_label(i as u32)),
     })
     .ok_or("tm: no shm for the transaction table")?;
     let timers = shm::alloc_static_slice_with(TIMER_SHARDS, |_| TimerList {
@@ -412,6 +412,30 @@ pub fn new_cell(
     };
     let p = shm::alloc(c)?;
     Some(CellRef::adopt(p))
+}
+
+/// The first label an entry gives out.
+fn first_label(i: u32) -> u32 {
+    i.wrapping_mul(2_654_435_761) >> 8
+}
+
+/// An entry's load (MI `t_hash`): transactions in its chain now, labels given out.
+pub fn entry_load(hash: u32) -> (u32, u32) {
+    let Some(e) = entry(hash) else {
+        return (0, 0);
+    };
+    let g = e.lock.lock();
+    let mut n = 0;
+    let mut p = e.head(&g);
+    while let Some(c) = cell_locked(&g, p) {
+        n += 1;
+        p = hash_links(&g, c).next;
+    }
+    let total = e
+        .next_label
+        .load(Ordering::Relaxed)
+        .wrapping_sub(first_label(hash));
+    (n, total)
 }
 
 /// Iterate a hash chain under its entry lock; `f` returns true to stop (then the cell

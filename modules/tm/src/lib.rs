@@ -7,7 +7,8 @@
 //! selection, failure_route), `cancel` (CANCEL/ACK), `timer` (retransmissions,
 //! timeouts, wait and delete), `callbacks` (hooks for other modules, e.g. acc: final
 //! reply sent upstream, negative outcome before failure_route), `uac` (requests tm
-//! makes itself — dispatcher's probes — with a completion callback).
+//! makes itself — dispatcher's probes — with a completion callback), `mi` (the MI
+//! commands `t_uac_dlg`, `t_uac_cancel`, `t_hash`, `t_reply`).
 //!
 //! Lock order: hash entry lock -> cell reply lock (the timer-list locks are taken only
 //! by the timer process, never while holding another tm lock). No lock is held while a
@@ -26,6 +27,7 @@ pub mod dns_failover;
 pub mod fwd;
 pub mod h_table;
 pub mod lookup;
+pub mod mi;
 pub mod reply;
 mod shmref;
 pub mod timer;
@@ -40,8 +42,8 @@ use shm::ShmPtr;
 use openser_core::cfg::ast::{Arg, ArgValue, RouteKind};
 use openser_core::cfg::pv::PvSpec;
 use openser_core::module::{
-    BoolParam, CmdExport, Every, FixedArg, IntParam, ModuleExports, Param, PvExport, StatCell,
-    StatExport, StrParam, TimerExport,
+    BoolParam, CmdExport, Every, FixedArg, IntParam, MiExport, ModuleExports, Param, PvExport,
+    StatCell, StatExport, StrParam, TimerExport,
 };
 use openser_core::parser::{Method, Proto, SipMsg};
 use openser_core::route::*;
@@ -112,6 +114,12 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         CmdExport::new("t_release", 0, 0, REQUEST_ROUTE, cmd_t_release),
         CmdExport::new("t_check_status", 1, 1, ALL4, cmd_t_check_status).fixup(fixup_regex),
         CmdExport::new("t_local_replied", 1, 1, ALL4, cmd_t_local_replied),
+    ],
+    mi: &[
+        MiExport::new("t_uac_dlg", mi::mi_uac_dlg),
+        MiExport::new("t_uac_cancel", mi::mi_uac_cancel),
+        MiExport::new("t_hash", mi::mi_hash).no_input(),
+        MiExport::new("t_reply", mi::mi_reply),
     ],
     pvs: &[
         PvExport::new("T_branch_idx", pv_branch_idx),

@@ -163,6 +163,44 @@ pub fn t_reply_msg(c: &CellRef, req: &SipMsg, code: u16, reason: &str) -> bool {
     sent
 }
 
+/// The MI's `t_reply`: a reply to the transaction's request with the given To tag,
+/// extra header lines (each CRLF-terminated) and body.
+pub fn t_reply_with_body(
+    c: &CellRef,
+    code: u16,
+    reason: &str,
+    to_tag: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> bool {
+    let Some(req) = request_msg(c) else {
+        return false;
+    };
+    let mut g = c.lock_state();
+    let st = g.st();
+    if st.flags & T_COMPLETED != 0 && !(c.is_invite && (200..300).contains(&code)) {
+        g.unlock_then_run_callbacks();
+        return false;
+    }
+    let tag = if to_tag.is_empty() || to_tag == "." {
+        tm_totag(&req)
+    } else {
+        to_tag.to_string()
+    };
+    let sent = match build_local_reply(&req, code, reason, Some(&tag), headers, body, None) {
+        Ok(buf) => {
+            send_upstream_locked(c, st, code, &buf, true);
+            if code >= 200 {
+                cancel::cancel_branches_locked(st, None);
+            }
+            true
+        }
+        Err(_) => false,
+    };
+    g.unlock_then_run_callbacks();
+    sent
+}
+
 /// 100 Trying, unless some reply was already sent.
 pub fn reply_local_if_none(c: &CellRef, req: &SipMsg, code: u16, reason: &str) {
     let mut g = c.lock_state();
@@ -617,6 +655,9 @@ fn reply_locked(
     }
     // Final reply.
     let already = st.branches[br].flags & B_FINAL != 0 && st.branches[br].last_code >= 200;
+    if local_t && (200..300).contains(&code) {
+        super::uac::local_2xx_locked(c, st, br, reply);
+    }
     if already {
         if c.is_invite
             && (200..300).contains(&code)

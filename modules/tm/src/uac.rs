@@ -17,7 +17,10 @@
 use std::cell::{Cell as StdCell, RefCell};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use openser_core::msg::{ViaParams, via_line};
+use openser_core::cfg::ast::RouteKind;
+use openser_core::msg::{ViaParams, build_request, via_line};
+use openser_core::parser::{FirstLine, HdrType, RcvInfo, SipMsg};
+use openser_core::script::{Ctx, route_index, run_route};
 use openser_core::state::Registry;
 use openser_core::transport::send;
 
@@ -70,6 +73,12 @@ pub struct LocalRequest<'a> {
     pub body: &'a [u8],
     /// (callback id from [`register_callback`], parameter).
     pub callback: Option<(u32, u64)>,
+    /// Call-ID to use (a fresh one when `None`).
+    pub callid: Option<&'a str>,
+    /// CSeq number (1 when `None`).
+    pub cseq: Option<u32>,
+    /// Listen socket index to send from (chosen by destination when `None`).
+    pub sock: Option<usize>,
 }
 
 fn angle(s: &str) -> String {
@@ -101,11 +110,15 @@ fn build(r: &LocalRequest, via: &str, callid: &str, cseq: u32) -> (Vec<u8>, Vec<
     let mut head = format!("{method} {} SIP/2.0\r\n", r.ruri.trim());
     let line_end = head.len();
     let mut rest = String::with_capacity(256);
-    rest.push_str(&format!(
-        "From: {};tag={}\r\n",
-        angle(r.from),
-        token().replace('-', "")
-    ));
+    if r.from.contains(";tag=") {
+        rest.push_str(&format!("From: {}\r\n", r.from.trim()));
+    } else {
+        rest.push_str(&format!(
+            "From: {};tag={}\r\n",
+            angle(r.from),
+            token().replace('-', "")
+        ));
+    }
     rest.push_str(&format!("To: {}\r\n", angle(r.to)));
     let callid_line = format!("Call-ID: {callid}\r\n");
     let cseq_line = format!("CSeq: {cseq} {method}\r\n");
@@ -142,6 +155,12 @@ fn build(r: &LocalRequest, via: &str, callid: &str, cseq: u32) -> (Vec<u8>, Vec<
 /// Send `r` on a new local transaction. Resolves the next hop (may block on DNS: never
 /// call it under a lock). Errors are returned (and the callback is not run).
 pub fn send_request(r: &LocalRequest) -> Result<(), String> {
+    send_request_cell(r).map(drop)
+}
+
+/// [`send_request`], keeping a counted reference to the transaction (the MI's
+/// `t_uac_dlg` waits on it for the final reply).
+pub fn send_request_cell(r: &LocalRequest) -> Result<CellRef, String> {
     if r.method.trim().is_empty() || r.method.contains(char::is_whitespace) {
         return Err(format!("bad method {:?}", r.method));
     }
@@ -152,20 +171,35 @@ pub fn send_request(r: &LocalRequest) -> Result<(), String> {
     }
     let target = r.dst.unwrap_or(r.ruri);
     let (addr, proto) = send::uri_destination(target)?;
-    let sock = send::choose_socket_for(&addr, proto, None);
+    let sock = match r.sock {
+        Some(s) => s,
+        None => send::choose_socket_for(&addr, proto, None),
+    };
     if openser_core::transport::socket::sockets()
         .get(sock)
         .is_none()
     {
         return Err("no listen socket".into());
     }
-    let callid = token();
-    let cseq = 1u32;
+    let callid = r.callid.map(str::to_string).unwrap_or_else(token);
+    let cseq = r.cseq.unwrap_or(1);
     let hash = tm_hash(callid.as_bytes(), cseq.to_string().as_bytes());
     let is_invite = r.method.trim().eq_ignore_ascii_case("INVITE");
     // The cell keeps the request without our Via (its branch id needs the label the
     // table gives the cell); the branch keeps the request as sent.
-    let (no_via, _, key) = build(r, "", &callid, cseq);
+    let (mut no_via, _, mut key) = build(r, "", &callid, cseq);
+    // local_route (OpenSIPS' name), then event_route[tm:local-request] (Kamailio's)
+    for (kind, name) in [
+        (RouteKind::Local, "0"),
+        (RouteKind::Event, "tm:local-request"),
+    ] {
+        if let Some(idx) = route_index(kind, name)
+            && let Some((text, k)) = run_local_route(&no_via, sock, kind, idx)?
+        {
+            no_via = text;
+            key = k;
+        }
+    }
     let (cb, param) = r.callback.unwrap_or((0, 0));
     let (c, _) = find_or_insert(
         hash,
@@ -235,7 +269,164 @@ pub fn send_request(r: &LocalRequest) -> Result<(), String> {
     }
     c.due(due);
     drop(g);
-    Ok(())
+    Ok(c)
+}
+
+/// The ACK for a 2xx to a local INVITE (RFC 3261 §13.2.2.4, a new transaction):
+/// Request-URI from the reply's Contact (the INVITE's when none), the route set from
+/// the reply's Record-Route in reverse order, From/Call-ID/CSeq number of the INVITE,
+/// the reply's To (with its tag), a Via of its own branch.
+pub fn build_2xx_ack(invite: &[u8], reply: &SipMsg) -> Option<Vec<u8>> {
+    use std::fmt::Write as _;
+    let m = SipMsg::parse(invite).ok()?;
+    let FirstLine::Request { uri, .. } = *m.first_line() else {
+        return None;
+    };
+    let target = reply
+        .contacts()
+        .ok()
+        .and_then(|l| l.contacts.first().map(|c| reply.s(c.uri).to_string()))
+        .unwrap_or_else(|| m.s(uri).to_string());
+    let mut s = String::with_capacity(512);
+    let _ = write!(s, "ACK {target} SIP/2.0\r\n");
+    let v1 = m.via1().ok()?;
+    let via = m.s(v1.full);
+    // the INVITE's Via with a branch of its own
+    let via = match via.find(";branch=") {
+        Some(i) => {
+            let rest = &via[i + 8..];
+            let end = rest.find(';').unwrap_or(rest.len());
+            format!("{}{}.ack{}", &via[..i + 8], &rest[..end], &rest[end..])
+        }
+        None => via.to_string(),
+    };
+    let _ = write!(s, "Via: {via}\r\n");
+    let buf = m.buf();
+    for h in m.hdrs() {
+        if matches!(h.htype, HdrType::From | HdrType::CallId) {
+            s.push_str(std::str::from_utf8(h.full.bytes(buf)).ok()?.trim_end());
+            s.push_str("\r\n");
+        }
+    }
+    if let Ok(rr) = reply.routes(HdrType::RecordRoute) {
+        for r in rr.iter().rev() {
+            let _ = write!(
+                s,
+                "Route: <{}>{}\r\n",
+                reply.s(r.uri),
+                reply.s(r.params_span)
+            );
+        }
+    }
+    s.push_str(&super::cancel::to_line(reply)?);
+    s.push_str("\r\n");
+    let cseq = m.cseq().ok()?;
+    let _ = write!(s, "CSeq: {} ACK\r\n", m.s(cseq.num_text));
+    s.push_str("Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n");
+    Some(s.into_bytes())
+}
+
+/// tm's hook for a final 2xx on branch `br` of a local transaction (reply lock held):
+/// keep the reply for the MI caller and ACK it when the request was an INVITE (for
+/// every 2xx, retransmissions included).
+pub(super) fn local_2xx_locked(c: &Cell, st: &mut CellState, br: usize, reply: &SipMsg) {
+    let b = &mut st.branches[br];
+    if b.reply.is_empty()
+        && let Some(r) = shm::ShmStr::new(reply.buf())
+    {
+        std::mem::replace(&mut b.reply, r).free();
+    }
+    if c.is_invite
+        && let Some(ack) = build_2xx_ack(b.request.as_bytes(), reply)
+        && let Some(dst) = b.dst.to_sa()
+    {
+        fwd::send(b.sock as usize, dst, &ack);
+    }
+}
+
+/// Run `local_route` (or `event_route[tm:local-request]`) on a request about to be
+/// sent (no Via yet): `drop` cancels it (an error), header and R-URI changes are
+/// applied. Returns the new text and key when the route changed anything.
+fn run_local_route(
+    no_via: &[u8],
+    sock: usize,
+    kind: RouteKind,
+    idx: usize,
+) -> Result<Option<(Vec<u8>, Key)>, String> {
+    let si = openser_core::transport::socket::sockets()
+        .get(sock)
+        .ok_or("no listen socket")?;
+    let rcv = RcvInfo {
+        src: si.addr,
+        dst: si.addr,
+        proto: send::socket_proto(sock),
+        sock_idx: sock,
+    };
+    let mut m = SipMsg::new(no_via, rcv).map_err(|e| format!("local request: {e:?}"))?;
+    let mut ctx = Ctx::new(&mut m, openser_core::route::REQUEST_ROUTE);
+    run_route(kind, idx, &mut ctx);
+    if ctx.drop_requested() {
+        return Err(format!(
+            "dropped by {}",
+            if kind == RouteKind::Local {
+                "local_route"
+            } else {
+                "event_route[tm:local-request]"
+            }
+        ));
+    }
+    drop(ctx);
+    if m.lumps.is_empty() && m.new_uri.is_none() {
+        return Ok(None);
+    }
+    // build_request puts a Via on top: a placeholder, cut out again.
+    let via = ViaParams {
+        host: "0.0.0.0",
+        port: 0,
+        proto: rcv.proto,
+        branch: "z9hG4bKlocal",
+        rport: false,
+        extra_params: "",
+    };
+    let out = build_request(&m, &via, &[]).map_err(|e| format!("local_route: {e:?}"))?;
+    let line1 = out
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .ok_or("local_route: no request line")?
+        + 2;
+    let via_end = out[line1..]
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .ok_or("local_route: no Via")?
+        + line1
+        + 2;
+    let mut text = out[..line1].to_vec();
+    text.extend_from_slice(&out[via_end..]);
+    let key = key_of(&text).ok_or("local_route broke the request")?;
+    Ok(Some((text, key)))
+}
+
+/// The key spans of a request built here (after `local_route` moved things).
+fn key_of(t: &[u8]) -> Option<Key> {
+    let span = |off: usize, len: usize| KSpan {
+        off: off as u32,
+        len: len as u32,
+    };
+    let find = |needle: &[u8]| t.windows(needle.len()).position(|w| w == needle);
+    let line_end = find(b"\r\n")?;
+    let sp1 = t[..line_end].iter().position(|&c| c == b' ')?;
+    let sp2 = t[..line_end].iter().rposition(|&c| c == b' ')?;
+    let cid = find(b"\r\nCall-ID: ")? + 11;
+    let cid_len = t[cid..].windows(2).position(|w| w == b"\r\n")?;
+    let cs = find(b"\r\nCSeq: ")? + 8;
+    let cs_len = t[cs..].iter().position(|&c| c == b' ')?;
+    Some(Key {
+        method: span(0, sp1),
+        ruri: span(sp1 + 1, sp2.checked_sub(sp1 + 1)?),
+        callid: span(cid, cid_len),
+        cseq_num: span(cs, cs_len),
+        ..Key::default()
+    })
 }
 
 /// Insert the Via line after the request line of `no_via`.
@@ -318,6 +509,28 @@ mod tests {
         let m = openser_core::parser::SipMsg::parse(&full).expect("parses");
         assert!(m.via1().is_ok());
         assert_eq!(m.callid(), Some("abc-123"));
+    }
+
+    #[test]
+    fn key_after_local_route() {
+        let r = LocalRequest {
+            method: "OPTIONS",
+            ruri: "sip:gw1@127.0.0.1:5070",
+            from: "sip:a@x",
+            to: "sip:b@y",
+            ..Default::default()
+        };
+        let (no_via, _, key) = build(&r, "", "cid-9", 3);
+        let k = key_of(&no_via).unwrap();
+        for (a, b) in [
+            (k.method, key.method),
+            (k.ruri, key.ruri),
+            (k.callid, key.callid),
+            (k.cseq_num, key.cseq_num),
+        ] {
+            assert_eq!(a.of(&no_via), b.of(&no_via));
+            assert_eq!((a.off, a.len), (b.off, b.len));
+        }
     }
 
     #[test]

@@ -185,6 +185,8 @@ pub struct CoreStats {
     pub bad_uris_rcvd: Stat,
     pub unsupported_methods: Stat,
     pub bad_msg_hdr: Stat,
+    /// Children that died and were replaced (`respawn_children`).
+    pub respawned_children: Stat,
 }
 
 static CORE: OnceLock<CoreStats> = OnceLock::new();
@@ -205,6 +207,7 @@ pub fn init_core() -> &'static CoreStats {
             bad_uris_rcvd: c("bad_URIs_rcvd"),
             unsupported_methods: c("unsupported_methods"),
             bad_msg_hdr: c("bad_msg_hdr"),
+            respawned_children: c("respawned_children"),
         };
         register_func("shmem", "total_size", || shm::stats().total as u64);
         register_func("shmem", "used_size", || shm::stats().used as u64);
@@ -212,6 +215,10 @@ pub fn init_core() -> &'static CoreStats {
         register_func("shmem", "max_used_size", || shm::stats().max_used as u64);
         register_func("shmem", "free_size", || shm::stats().free as u64);
         register_func("shmem", "fragments", || shm::stats().fragments as u64);
+        register_func("shmem", "largest_free_block", || {
+            shm::stats().largest_free as u64
+        });
+        register_func("shmem", "alloc_failures", shm::alloc_failures);
         s
     })
 }

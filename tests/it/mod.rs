@@ -23,6 +23,7 @@ mod production;
 mod pstn;
 mod redirect;
 mod registrar;
+mod respawn;
 mod script;
 mod seed;
 mod seed_engines;

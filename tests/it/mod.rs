@@ -7,6 +7,7 @@ mod db_engines;
 mod db_migrate;
 mod dispatcher;
 mod exec;
+mod exhaustion;
 mod forwarding;
 mod ipv6;
 mod lcr;

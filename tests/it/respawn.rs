@@ -246,3 +246,133 @@ fn tcp_main_and_tcp_receivers_are_respawned() {
     assert_eq!(stat(&dir, "core:respawned_children"), 4, "{}", s.log());
     assert!(s.stop().success(), "{}", s.log());
 }
+
+/// usrloc's slot of an AOR (its `ul_hash`: FNV-1a over the lower-cased bytes, then the
+/// murmur3 finaliser), for a table of `slots` slots.
+fn ul_slot(aor: &str, slots: u32) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in aor.bytes() {
+        h ^= u32::from(b.to_ascii_lowercase());
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    (h ^ (h >> 16)) & (slots - 1)
+}
+
+fn register_once(s: &Server, c: &Client, user: &str) -> Option<String> {
+    let cid = format!("reg-{user}");
+    c.send(
+        s.addr(),
+        &format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bK{cid}\r\n\
+             From: <sip:{user}@127.0.0.1>;tag=f{user}\r\nTo: <sip:{user}@127.0.0.1>\r\n\
+             Call-ID: {cid}\r\nCSeq: 1 REGISTER\r\nMax-Forwards: 70\r\n\
+             Contact: <sip:{user}@127.0.0.1:{p}>;expires=3600\r\nContent-Length: 0\r\n\r\n",
+            p = c.port()
+        ),
+    );
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end {
+        match c.recv_timeout(Duration::from_millis(500)) {
+            Some((m, _)) if m.contains(&format!("Call-ID: {cid}\r\n")) => return Some(m),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn dumped_aors(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = mi(dir, "ul_dump", &[])
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("AOR:: "))
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn repair_drops_exactly_the_half_written_usrloc_record() {
+    let cfg = "listen=udp:127.0.0.1:{PORT}\nchildren=2\n\
+        loadmodule \"sl.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n\
+        loadmodule \"mi_fifo.so\"\nmodparam(\"usrloc\", \"hash_size\", 9)\n\
+        modparam(\"mi_fifo\", \"fifo_name\", \"{DIR}/openser_fifo\")\n\
+        modparam(\"mi_fifo\", \"reply_dir\", \"{DIR}/\")\n\
+        route { if (method == \"REGISTER\") { save(\"location\"); exit; } }\n";
+    let victim = "victim";
+    let slot = ul_slot(victim, 512);
+    // Three users sharing the victim's slot, and a few elsewhere.
+    let same: Vec<String> = (0..)
+        .map(|i| format!("n{i}"))
+        .filter(|u| ul_slot(u, 512) == slot)
+        .take(4)
+        .collect();
+    let others = ["alice", "bob", "carol"];
+    let mut s = Server::start_on_env(
+        free_udp_port(),
+        cfg,
+        &["-DD", "-E"],
+        &[("OPENSER_DEBUG_USRLOC_PAUSE", victim)],
+    );
+    let dir = s.dir.path().to_path_buf();
+    assert!(wait_fifo(&dir), "{}", s.log());
+    let c = Client::new();
+    for u in same[..3].iter().map(String::as_str).chain(others) {
+        let r = register_once(&s, &c, u).unwrap_or_else(|| panic!("no reply for {u}"));
+        assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    }
+    let before = dumped_aors(&dir);
+    assert_eq!(before.len(), 6, "{before:?}");
+
+    // The victim's REGISTER stops its receiver inside the slot's critical section.
+    assert!(register_once(&s, &c, victim).is_none());
+    let needle = format!("paused in usrloc slot {slot} inserting {victim}");
+    assert!(
+        wait_until(Duration::from_secs(5), || s.log().contains(&needle)),
+        "{}",
+        s.log()
+    );
+    let log = s.log();
+    let line = log.lines().find(|l| l.contains(&needle)).unwrap();
+    let pid: i32 = line
+        .split("debug: process ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line}"));
+    kill9(pid);
+    assert!(
+        wait_until(Duration::from_secs(10), || s
+            .log()
+            .contains("respawned receiver")),
+        "{}",
+        s.log()
+    );
+    let log = s.log();
+    let dropped: Vec<&str> = log.lines().filter(|l| l.contains("dropped ")).collect();
+    assert_eq!(dropped.len(), 1, "exactly one repair line expected:\n{log}");
+    assert!(
+        dropped[0].contains(&format!(
+            "repaired usrloc slot left by dead process {pid}: dropped location: \
+             half-written usrloc record of AOR {victim} (no contact yet)"
+        )),
+        "{log}"
+    );
+    // Everything else is intact, and the slot works: a new user of the same slot, and a
+    // refresh of one already there.
+    assert_eq!(dumped_aors(&dir), before);
+    for u in [same[3].as_str(), same[0].as_str()] {
+        let r = register_once(&s, &c, u).unwrap_or_else(|| panic!("no reply for {u}\n{}", s.log()));
+        assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    }
+    let after = dumped_aors(&dir);
+    assert_eq!(after.len(), 7, "{after:?}");
+    assert!(after.contains(&same[3]) && !after.iter().any(|a| a == victim));
+    let st = mi(&dir, "get_statistics", &["usrloc:location-users"]);
+    assert!(st.contains("usrloc:location-users = 7"), "{st}");
+    assert!(s.stop().success(), "{}", s.log());
+}

@@ -293,6 +293,20 @@ fn repair_hook(addr: usize) -> Option<(&'static str, RepairFn)> {
     })
 }
 
+/// A check-and-repair function for what a dead process held outside any lock (e.g.
+/// counted references), given its process slot; run by [`repair_dead`] after the locks.
+pub type DeadHook = fn(slot: usize) -> Result<Vec<String>, String>;
+
+thread_local! {
+    /// Per-process repair hooks (attendant, registered before fork).
+    static DEAD_HOOKS: RefCell<Vec<(&'static str, DeadHook)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Registers `hook`, run for every reaped process (see [`DeadHook`]).
+pub fn register_dead_hook(what: &'static str, hook: DeadHook) {
+    DEAD_HOOKS.with(|h| h.borrow_mut().push((what, hook)));
+}
+
 /// What [`repair_dead`] did for one lock the dead process held.
 #[derive(Debug)]
 pub struct Repaired {
@@ -307,7 +321,8 @@ pub struct Repaired {
 /// What [`repair_dead`] found.
 #[derive(Debug, Default)]
 pub struct DeadReport {
-    /// One entry per lock the dead process held (heap lock excluded).
+    /// One entry per lock the dead process held (heap lock excluded), then one per
+    /// per-process hook ([`register_dead_hook`], `lock` 0).
     pub locks: Vec<Repaired>,
     /// `Some` when the dead process held the heap lock: the result of the heap check.
     pub heap: Option<Result<(), String>>,
@@ -370,6 +385,16 @@ pub fn repair_dead(slot: usize, pid: u32) -> DeadReport {
         });
     }
     clear_row(h, slot);
+    if heap_ok {
+        let hooks: Vec<(&'static str, DeadHook)> = DEAD_HOOKS.with(|h| h.borrow().clone());
+        for (what, f) in hooks {
+            rep.locks.push(Repaired {
+                lock: 0,
+                what,
+                outcome: f(slot),
+            });
+        }
+    }
     rep
 }
 

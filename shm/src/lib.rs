@@ -30,9 +30,10 @@ pub mod segment;
 pub use alloc::{Heap, MemStats};
 pub use blob::SharedBlob;
 pub use global::{
-    DeadReport, RepairFn, Repaired, alloc, alloc_bytes, alloc_failures, alloc_static,
+    DeadHook, DeadReport, RepairFn, Repaired, alloc, alloc_bytes, alloc_failures, alloc_static,
     alloc_static_slice_with, alloc_zeroed_array, force_unlock_dead, free, free_bytes, init,
-    is_initialized, register_repair, repair_dead, set_process_slot, stats, status_dump,
+    is_initialized, register_dead_hook, register_repair, repair_dead, set_process_slot, stats,
+    status_dump,
 };
 pub use lock::{FastLock, FastLockGuard, LockSet};
 pub use ptr::{ShmPtr, ShmSafe, ShmStr};

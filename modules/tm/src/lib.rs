@@ -25,6 +25,7 @@ pub mod clone;
 pub mod fwd;
 pub mod h_table;
 pub mod lookup;
+mod repair;
 pub mod reply;
 mod shmref;
 pub mod timer;
@@ -362,6 +363,8 @@ fn reply_hook(msg: &mut SipMsg) -> bool {
 
 fn mod_init() -> Result<(), String> {
     h_table::init_table()?;
+    shmref::init_ledger()?;
+    repair::register();
     timer_avps();
     Ok(())
 }

@@ -12,6 +12,7 @@ mod forwarding;
 mod ipv6;
 mod lcr;
 mod mi;
+mod mi_fifo_access;
 mod mods;
 mod mysql_seed;
 mod nat;

@@ -7,9 +7,12 @@
 # beside this repository, or BENCH_DRIVER=path/to/run-pair.sh), which starts the
 # proxy once per step on udp:127.0.0.1:5060 and drives it with SIPp over loopback.
 #
-#   SCENARIOS="stateless stateful registrar register regmem inflight regscale"
+#   SCENARIOS="stateless stateful registrar register regmem inflight regscale tcp tls"
 #                      (default: all; inflight and regscale are bench/inflight.sh and
-#                      bench/regscale.sh, fixed-rate costs at scale, not searches)
+#                      bench/regscale.sh, fixed-rate costs at scale, not searches; tcp
+#                      and tls are stateful calls over TCP and TLS, bench/stream_bench.sh
+#                      with its own client, sipload — Kamailio's TLS needs the Debian
+#                      package kamailio-tls-modules)
 #   MAXBUFFER=262144   receive buffer for both servers (compare like with like)
 #   REPEAT=3           independent searches per server (the report uses the median)
 #   REG_RATES="4000 8000 16000 24000 32000 48000 64000"   the register search's steps
@@ -24,7 +27,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 DRIVER=${BENCH_DRIVER:-$ROOT/../shared/bench/run-pair.sh}
-SCENARIOS=${SCENARIOS:-stateless stateful registrar register regmem inflight regscale}
+SCENARIOS=${SCENARIOS:-stateless stateful registrar register regmem inflight regscale tcp tls}
 MAXBUFFER=${MAXBUFFER:-262144}
 REPEAT=${REPEAT:-3}
 REG_RATES=${REG_RATES:-4000 8000 16000 24000 32000 48000 64000}
@@ -53,9 +56,11 @@ done
 # The searches of run-pair.sh, and the scale scripts, from SCENARIOS.
 PAIR=
 SCALE=
+STREAM=
 for s in $SCENARIOS; do
 	case $s in
 	inflight | regscale) SCALE="$SCALE $s" ;;
+	tcp | tls) STREAM="$STREAM $s" ;;
 	*) PAIR="$PAIR $s" ;;
 	esac
 done
@@ -95,6 +100,10 @@ for s in $SCALE; do
 		OUT=$OUTBASE/$s-$i "$HERE/$s.sh" openser kamailio | tee "$OUTBASE/$s-$i.txt"
 	done
 done
+
+if [ -n "$STREAM" ]; then
+	TRANSPORTS="$STREAM" REPEAT=$REPEAT OUTBASE=$OUTBASE/stream "$HERE/stream_bench.sh" | tee "$OUTBASE/stream.txt"
+fi
 
 python3 - "$OUTBASE" "$REPEAT" <<'PY'
 import sys, statistics, os

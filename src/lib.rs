@@ -23,6 +23,7 @@ pub static MODULES: &[&ModuleExports] = &[
     &db_sqlite::EXPORTS,
     &db_text::EXPORTS,
     &options::EXPORTS,
+    &tlsops::EXPORTS,
     &uri::EXPORTS,
     &nathelper::EXPORTS,
     &rtpengine::EXPORTS,

@@ -121,6 +121,31 @@ pub fn load(path: &str, g: &mut Globals, check_routes: bool) -> Result<Loaded, S
     }
     // The fixups below check destinations against the transports served.
     crate::transport::served::set_from(g);
+    if crate::transport::served::served(Proto::Tls)
+        && let Err(e) = crate::transport::tls::build(&g.tls, path)
+    {
+        // at the last assignment of the setting to blame, else at the TLS listen line
+        let at = ast
+            .globals
+            .iter()
+            .rev()
+            .find(|a| a.name == e.param)
+            .map(|a| a.value_span)
+            .or_else(|| {
+                ast.globals.iter().find_map(|a| match &a.value {
+                    ast::GlobalValue::Sockets(v) if a.name == "listen" => v
+                        .iter()
+                        .find(|s| s.proto == Some(ast::Proto::Tls))
+                        .map(|s| s.span),
+                    _ => None,
+                })
+            });
+        let msg = match at {
+            Some(sp) => cfg::error::render_in(&ast.sources, sp, &e.msg),
+            None => log::error_line(&e.msg).to_string(),
+        };
+        return Err(bad_config(&[msg]));
+    }
     let mods = load_modules(&ast, &mut errors);
     check_binds(&ast, &mods, &mut errors);
     if !errors.is_empty() {

@@ -128,6 +128,8 @@ pub struct Globals {
     /// Seconds a stream message may take from its first byte to its last (Kamailio's
     /// name; 1.2 had no limit).
     pub tcp_msg_read_timeout: i64,
+    /// The TLS globals and domain blocks.
+    pub tls: crate::transport::tls::TlsSettings,
     pub dns: bool,
     pub rev_dns: bool,
     pub dns_try_ipv6: bool,
@@ -198,6 +200,7 @@ impl Default for Globals {
             tcp_max_connections: 2048,
             tcp_accept_no_cl: false,
             tcp_msg_read_timeout: 20,
+            tls: Default::default(),
             dns: false,
             rev_dns: false,
             dns_try_ipv6: true,
@@ -376,17 +379,6 @@ impl Globals {
                 }
                 self.tcp_msg_read_timeout = n
             }
-            "disable_tls"
-            | "tls_port_no"
-            | "tls_method"
-            | "tls_verify"
-            | "tls_require_certificate"
-            | "tls_certificate"
-            | "tls_private_key"
-            | "tls_ca_list"
-            | "tls_log" => {
-                // Accepted for compatibility; TLS is not built.
-            }
             "dns" => self.dns = as_bool(v)?,
             "rev_dns" => self.rev_dns = as_bool(v)?,
             "dns_try_ipv6" => self.dns_try_ipv6 = as_bool(v)?,
@@ -436,7 +428,11 @@ impl Globals {
             "unix_tx_timeout" => self.unix_tx_timeout = as_int(v)?,
             "sock_mode" | "sock_user" | "sock_group" => {}
             "max_while_loops" => self.max_while_loops = as_int(v)?,
-            _ => return Err(format!("unknown global parameter '{name}'")),
+            _ => {
+                if !self.tls.apply(name, v)? {
+                    return Err(format!("unknown global parameter '{name}'"));
+                }
+            }
         }
         Ok(())
     }

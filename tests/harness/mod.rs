@@ -13,6 +13,7 @@ pub mod engines;
 pub mod mariadb;
 pub mod netns;
 pub mod postgres;
+pub mod tls;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_openser");
 
@@ -43,18 +44,27 @@ impl Drop for TempDir {
     }
 }
 
-/// A UDP port on 127.0.0.1 that was free a moment ago.
+/// A port on 127.0.0.1 that was free a moment ago, over UDP and TCP both. It is taken
+/// below the kernel's ephemeral range (32768–60999 by default), so that no client
+/// socket of a parallel test — one of them opens 10,000 TCP connections — gets it
+/// between this check and the server's bind.
 pub fn free_udp_port() -> u16 {
-    // Spread tests over the port space to make collisions between parallel tests rare.
-    for _ in 0..200 {
-        let s = UdpSocket::bind("127.0.0.1:0").expect("bind ephemeral");
-        let p = s.local_addr().unwrap().port();
-        drop(s);
-        if UdpSocket::bind(("127.0.0.1", p)).is_ok() && p < 60000 {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as usize)
+        .unwrap_or(0)
+        ^ (std::process::id() as usize) << 8;
+    for _ in 0..2000 {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let p = 20000 + ((seed.wrapping_add(k.wrapping_mul(7919))) % 12700) as u16;
+        if UdpSocket::bind(("127.0.0.1", p)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+        {
             return p;
         }
     }
-    panic!("no free UDP port");
+    panic!("no free port");
 }
 
 /// Wait until something is bound on udp 127.0.0.1:`port`.

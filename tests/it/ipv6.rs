@@ -99,3 +99,79 @@ fn ipv6_requests_and_v4_to_v6_relay() {
     assert!(r.contains("CSeq: 1 MESSAGE"), "{r}");
     assert!(s.stop().success());
 }
+
+/// `listen=tcp:[::1]` and `listen=tls:[::1]`: requests over IPv6 streams are answered
+/// on their connection, `af == INET6` and `proto` tell them apart, and the Vias carry
+/// bracketed addresses.
+#[test]
+fn ipv6_tcp_and_tls_listen() {
+    use crate::harness::tls::{Pki, TlsClient, client_config};
+    use std::io::Write;
+    if v6_socket().is_none() {
+        return;
+    }
+    let pd = TempDir::new("v6-pki");
+    let pki = Pki::new(pd.path());
+    // TLS on another port of [::1] (a free one)
+    let tls_port = std::net::TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = format!(
+        "listen=udp:127.0.0.1:{{PORT}}\nlisten=tcp:[::1]:{{PORT}}\nlisten=tls:[::1]:{tls_port}\n\
+         children=1\ntcp_children=1\ntls_certificate=\"{}\"\ntls_private_key=\"{}\"\n\
+         tls_ca_list=\"{}\"\ntls_verify_client=0\nloadmodule \"sl.so\"\n\
+         route {{\n\
+             if (af == INET6 && proto == TLS) {{ sl_send_reply(\"200\", \"v6 tls\"); exit; }}\n\
+             if (af == INET6 && proto == TCP) {{ sl_send_reply(\"200\", \"v6 tcp\"); exit; }}\n\
+             sl_send_reply(\"200\", \"other\");\n\
+         }}\n",
+        pki.path("server.pem"),
+        pki.path("server.key"),
+        pki.path("ca.pem")
+    );
+    let mut s = Server::start(&cfg, &[]);
+    let srv6: SocketAddr = format!("[::1]:{}", s.port).parse().unwrap();
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(srv6).is_err() && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let opt = |me: SocketAddr, t: &str| {
+        format!(
+            "OPTIONS sip:[::1]:{p} SIP/2.0\r\nVia: SIP/2.0/{t} {me};branch=z9hG4bKs{t}\r\n\
+             From: <sip:a@[::1]>;tag=s{t}\r\nTo: <sip:[::1]>\r\nCall-ID: s{t}\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            p = s.port
+        )
+    };
+    // TCP
+    let mut t = std::net::TcpStream::connect(srv6).expect("connect over TCP/IPv6");
+    t.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let me = t.local_addr().unwrap();
+    t.write_all(opt(me, "TCP").as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 4096];
+    while crate::harness::tls::whole_message(&got).is_none() {
+        match read_some(&mut t, &mut b) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&b[..n]),
+        }
+    }
+    let r = String::from_utf8_lossy(&got).into_owned();
+    assert!(r.starts_with("SIP/2.0 200 v6 tcp"), "{r}\n{}", s.log());
+    assert!(r.contains("Via: SIP/2.0/TCP [::1]:"), "{r}");
+    // TLS, the server verified against the CA by its IPv6 address
+    let tls6: SocketAddr = format!("[::1]:{tls_port}").parse().unwrap();
+    while std::net::TcpStream::connect(tls6).is_err() && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c = TlsClient::connect(tls6, client_config(Some(&pki.path("ca.pem")), None))
+        .expect("TLS handshake over IPv6");
+    let me = c.local_addr();
+    c.send(&opt(me, "TLS")).unwrap();
+    let r = c.recv().unwrap_or_default();
+    assert!(r.starts_with("SIP/2.0 200 v6 tls"), "{r}\n{}", s.log());
+    assert!(r.contains("Via: SIP/2.0/TLS [::1]:"), "{r}");
+    assert!(s.stop().success());
+}

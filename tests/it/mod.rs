@@ -31,6 +31,7 @@ mod seed;
 mod seed_engines;
 mod siptrace;
 mod tcp;
+mod tls;
 mod tm;
 mod uac;
 mod userdb;

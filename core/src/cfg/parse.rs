@@ -384,6 +384,9 @@ impl Parser {
                     value_span,
                 });
             }
+            "tls_server_domain" | "tls_client_domain" if self.at(1).tok == Tok::LBrack => {
+                self.tls_domain(cfg, name, span)?;
+            }
             n if TOP_KEYWORDS.contains(&n) => {
                 let r = self.route_block()?;
                 cfg.order.push(ItemRef::Route(cfg.routes.len()));
@@ -404,6 +407,56 @@ impl Parser {
                     value_span,
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// `tls_server_domain[ip:port] { name = value ... }` (and `tls_client_domain`):
+    /// one global assignment naming the block (its address as a string), then one
+    /// per setting inside, named `@domain.<name>`.
+    fn tls_domain(&mut self, cfg: &mut Config, name: String, span: Span) -> PResult<()> {
+        self.advance();
+        self.expect(Tok::LBrack)?;
+        let value_span = self.span();
+        let spec = self.sock_spec(false)?;
+        self.expect(Tok::RBrack)?;
+        let addr = match (&spec.host, spec.port) {
+            (Host::Ip(IpAddr::V6(ip)), Some(p)) => format!("[{ip}]:{p}"),
+            (Host::Ip(ip), Some(p)) => format!("{ip}:{p}"),
+            _ => return self.error_at(value_span, format!("{name}: ip:port expected")),
+        };
+        cfg.order.push(ItemRef::Global(cfg.globals.len()));
+        cfg.globals.push(GlobalAssign {
+            name,
+            value: GlobalValue::Str(addr),
+            span,
+            value_span,
+        });
+        self.expect(Tok::LBrace)?;
+        loop {
+            if self.eat(&Tok::RBrace) {
+                break;
+            }
+            if self.eat(&Tok::Semi) {
+                continue;
+            }
+            let span = self.span();
+            let Tok::Ident(inner) = self.tok().clone() else {
+                return self.expected("a TLS setting or `}`");
+            };
+            self.advance();
+            if !self.eat(&Tok::Assign) {
+                return self.expected(&format!("`=` after `{inner}`"));
+            }
+            let value_span = self.span();
+            let value = self.global_value(&inner)?;
+            cfg.order.push(ItemRef::Global(cfg.globals.len()));
+            cfg.globals.push(GlobalAssign {
+                name: format!("@domain.{inner}"),
+                value,
+                span,
+                value_span,
+            });
         }
         Ok(())
     }

@@ -110,7 +110,33 @@ pub fn main_entry(modules: &'static [&'static module::ModuleExports]) -> i32 {
         );
         return 255;
     }
-    if !g.forks_children() && g.listen.iter().any(|l| l.proto == globals::Proto::Tcp) {
+    if g.tls.disable && g.listen.iter().any(|l| l.proto == globals::Proto::Tls) {
+        eprintln!(
+            "{}",
+            log::error_line("listen on tls: TLS is disabled (disable_tls=yes)")
+        );
+        return 255;
+    }
+    if g.disable_tcp && g.listen.iter().any(|l| l.proto == globals::Proto::Tls) {
+        eprintln!(
+            "{}",
+            log::error_line(
+                "listen on tls: TLS runs over TCP, which is disabled (disable_tcp=yes or -T)"
+            )
+        );
+        return 255;
+    }
+    if g.listen.iter().any(|l| l.proto == globals::Proto::Tls)
+        && let Err(e) = crate::transport::tls::build(&g.tls, &g.cfg_file)
+    {
+        eprintln!("{}", log::error_line(&e.msg));
+        return 255;
+    }
+    if !g.forks_children()
+        && g.listen
+            .iter()
+            .any(|l| matches!(l.proto, globals::Proto::Tcp | globals::Proto::Tls))
+    {
         eprintln!(
             "{}",
             log::error_line(
@@ -120,7 +146,7 @@ pub fn main_entry(modules: &'static [&'static module::ModuleExports]) -> i32 {
         return 255;
     }
     // Listen sockets: resolved now (so `-c` can print them), bound later.
-    let addrs = match socket::resolve_listen(&g.listen, g.port) {
+    let addrs = match socket::resolve_listen(&g.listen, g.port, g.tls.port_no) {
         Ok(v) if !v.is_empty() => v,
         Ok(_) => {
             eprintln!("{}", log::error_line("no listening sockets"));
@@ -202,7 +228,7 @@ fn run(
     let mut socks = Vec::new();
     for (p, addr, name) in addrs {
         socks.push(match p {
-            globals::Proto::Tcp => socket::bind_tcp(addr, name)?,
+            globals::Proto::Tcp | globals::Proto::Tls => socket::bind_stream(p, addr, name)?,
             _ => socket::bind_udp(addr, name, g.maxbuffer)?,
         });
     }

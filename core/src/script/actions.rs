@@ -21,7 +21,7 @@ pub static CORE_CMDS: &[CmdExport] = &[
     CmdExport::new("forward", 0, 1, REQ_FAIL_BR, a_forward).fixup(fix_dest),
     CmdExport::new("forward_udp", 0, 1, REQ_FAIL_BR, a_forward).fixup(fix_dest_udp),
     CmdExport::new("forward_tcp", 0, 1, REQ_FAIL_BR, a_forward).fixup(fix_dest_tcp),
-    CmdExport::new("forward_tls", 0, 1, REQ_FAIL_BR, a_unserved).fixup(fix_dest_tls),
+    CmdExport::new("forward_tls", 0, 1, REQ_FAIL_BR, a_forward).fixup(fix_dest_tls),
     CmdExport::new("send", 1, 1, REQ_FAIL_BR, a_send).fixup(fix_dest),
     CmdExport::new("send_tcp", 1, 1, REQ_FAIL_BR, a_send).fixup(fix_dest_tcp),
     CmdExport::new("log", 1, 2, ANY_ROUTE, a_log).fixup(fix_log),
@@ -253,11 +253,6 @@ fn a_tcp_alias(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
 
 /// A function of a transport that is not served: its fixup refuses the config, so
 /// this runs only if that check was bypassed.
-fn a_unserved(_: &mut Ctx, _: &[FixedArg]) -> i32 {
-    crate::log_err!("the transport of this function is not served");
-    -1
-}
-
 fn dest_of(args: &[FixedArg]) -> Option<(std::net::SocketAddr, Proto)> {
     match args.first() {
         Some(FixedArg::Any(a)) => a.downcast_ref::<(std::net::SocketAddr, Proto)>().copied(),
@@ -272,6 +267,8 @@ fn a_forward(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
         (None, Some(FixedArg::Int(p))) => {
             let proto = if *p == Proto::Tcp as i64 {
                 Proto::Tcp
+            } else if *p == Proto::Tls as i64 {
+                Proto::Tls
             } else {
                 Proto::Udp
             };

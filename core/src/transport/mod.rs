@@ -8,5 +8,6 @@ pub mod tcp;
 pub mod tcp_frame;
 pub mod tcp_main;
 pub mod tcp_read;
+pub mod tls;
 pub mod turn;
 pub mod udp;

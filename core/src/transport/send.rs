@@ -16,8 +16,14 @@ pub fn send_udp(sock_idx: usize, to: SocketAddr, buf: &[u8]) -> std::io::Result<
         .get(sock_idx)
         .or_else(|| socks.first())
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotConnected, "no listen socket"))?;
-    if si.proto == crate::globals::Proto::Tcp {
-        return super::tcp::send(super::tcp::P_TCP, sock_idx, to, buf);
+    match si.proto {
+        crate::globals::Proto::Tcp => {
+            return super::tcp::send(super::tcp::P_TCP, sock_idx, to, buf);
+        }
+        crate::globals::Proto::Tls => {
+            return super::tcp::send(super::tcp::P_TLS, sock_idx, to, buf);
+        }
+        _ => {}
     }
     let sock = si
         .udp

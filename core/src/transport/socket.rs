@@ -97,11 +97,18 @@ pub fn aliases() -> &'static [Alias] {
     ALIASES.get().map(|v| v.as_slice()).unwrap_or(&[])
 }
 
+/// Bind one TCP listening socket (see [`bind_stream`]).
+pub fn bind_tcp(addr: SocketAddr, name: String) -> Result<SocketInfo, String> {
+    bind_stream(Proto::Tcp, addr, name)
+}
+
 /// Listen addresses to bind: each `listen`, resolved. With no `listen` at all, every
-/// local IPv4 address (OpenSER listens on all interfaces by default).
+/// local IPv4 address (OpenSER listens on all interfaces by default). A TLS line
+/// without a port gets `tls_port_no`.
 pub fn resolve_listen(
     listen: &[HostPort],
     default_port: u16,
+    tls_port: u16,
 ) -> Result<Vec<(Proto, SocketAddr, String)>, String> {
     let mut out: Vec<(Proto, SocketAddr, String)> = Vec::new();
     let mut push = |p: Proto, a: SocketAddr, n: String| {
@@ -126,7 +133,11 @@ pub fn resolve_listen(
             Proto::Any => Proto::Udp,
             p => p,
         };
-        let port = if hp.port == 0 { default_port } else { hp.port };
+        let port = match hp.port {
+            0 if proto == Proto::Tls => tls_port,
+            0 => default_port,
+            p => p,
+        };
         let addrs: Vec<SocketAddr> = if let Ok(ip) = hp.host.parse::<IpAddr>() {
             vec![SocketAddr::new(ip, port)]
         } else if let Some(ips) = sys::interface_addrs_of(&hp.host) {
@@ -168,12 +179,13 @@ pub fn bind_udp(addr: SocketAddr, name: String, maxbuffer: usize) -> Result<Sock
     Ok(SocketInfo::new(Proto::Udp, local, name, Some(sock), rcvbuf))
 }
 
-/// Bind one TCP listening socket (`SO_REUSEADDR`; accepted by tcp main).
-pub fn bind_tcp(addr: SocketAddr, name: String) -> Result<SocketInfo, String> {
-    let l =
-        std::net::TcpListener::bind(addr).map_err(|e| format!("bind(tcp {addr}) failed: {e}"))?;
+/// Bind one TCP (or TLS: `proto`) listening socket (`SO_REUSEADDR`; accepted by
+/// tcp main).
+pub fn bind_stream(proto: Proto, addr: SocketAddr, name: String) -> Result<SocketInfo, String> {
+    let l = std::net::TcpListener::bind(addr)
+        .map_err(|e| format!("bind({} {addr}) failed: {e}", proto.as_str()))?;
     let local = l.local_addr().map_err(|e| format!("getsockname: {e}"))?;
-    let mut si = SocketInfo::new(Proto::Tcp, local, name, None, 0);
+    let mut si = SocketInfo::new(proto, local, name, None, 0);
     si.tcp = Some(l);
     Ok(si)
 }

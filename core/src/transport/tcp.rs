@@ -19,6 +19,9 @@
 //!   `tcp_send_timeout`, after which the connection is closed. Like Kamailio's
 //!   `tcp_async` mode, a send is not confirmed to the sender: a failed connect is
 //!   logged by tcp main and the transaction times out.
+//! * **TLS** connections are the exception to the hand-over: tcp main keeps their
+//!   rustls sessions and passes their decrypted messages to the receivers as bytes
+//!   (see [`super::tls`]).
 //! * **The connection table** lives in shm ([`ConnSlot`]): id, state, protocol,
 //!   peer, local socket, alias ports, lifetime, reference count and the receiver
 //!   holding it. tcp main is its only writer (it creates and closes every
@@ -185,6 +188,9 @@ pub fn init(max_conns: usize, receivers: usize, send_timeout: Duration) -> Resul
         let (m, r) = sys::seqpacket_pair().map_err(|e| format!("socketpair: {e}"))?;
         sys::set_nonblocking(m.as_raw_fd()).map_err(|e| format!("O_NONBLOCK: {e}"))?;
         sys::set_nonblocking(r.as_raw_fd()).map_err(|e| format!("O_NONBLOCK: {e}"))?;
+        // TLS messages travel as bytes over these pairs (see super::tls)
+        let _ = sys::setsockopt_int(m.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
+        let _ = sys::setsockopt_int(r.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20);
         pairs.push((m, r));
     }
     let _ = RECEIVERS.set(pairs);
@@ -236,6 +242,17 @@ pub(crate) const OP_CLOSE: u8 = 3;
 pub(crate) const OP_ALIAS: u8 = 4;
 /// tcp main → receiver: here is connection `id` (descriptor attached).
 pub(crate) const OP_HANDLE: u8 = 5;
+/// tcp main → receiver: a whole message of TLS connection `id` (payload: the
+/// session summary's length as u16 LE, the summary, the message).
+pub(crate) const OP_MSG: u8 = 6;
+/// tcp main → receiver: TLS connection `id` sent a message that cannot be framed
+/// (payload: reason, NUL, its header bytes): answer 400 if possible, then close it.
+pub(crate) const OP_BAD: u8 = 7;
+/// tcp main → receiver: TLS connection `id` reached end of file; close it once the
+/// messages before are processed.
+pub(crate) const OP_EOF: u8 = 8;
+/// Like [`OP_SEND`], but only on a connection that exists: never connect (NAT pings).
+pub(crate) const OP_SEND_EXISTING: u8 = 9;
 
 pub(crate) const CMD_HDR: usize = 32;
 
@@ -344,6 +361,28 @@ pub fn send(proto: u32, sock_idx: usize, to: SocketAddr, buf: &[u8]) -> std::io:
             op: OP_SEND,
             proto,
             id,
+            sock_idx: sock_idx as u32,
+            to: Some(to),
+        },
+        buf,
+    )
+}
+
+/// Send `buf` to `to` only over a connection tcp main already has to it (its peer
+/// address or an alias): no new connection is opened — a NAT keep-alive must travel
+/// the phone's own connection, through its pinhole, or not at all. Returns once tcp
+/// main has the bytes (whether a connection exists is known to tcp main only).
+pub fn send_existing(
+    proto: u32,
+    sock_idx: usize,
+    to: SocketAddr,
+    buf: &[u8],
+) -> std::io::Result<()> {
+    command(
+        &Cmd {
+            op: OP_SEND_EXISTING,
+            proto,
+            id: 0,
             sock_idx: sock_idx as u32,
             to: Some(to),
         },

@@ -83,23 +83,37 @@ pub fn next_frame(buf: &[u8], max: usize, accept_no_cl: bool) -> Frame {
     }
 }
 
-/// Length of the header block including the empty line (CRLF CRLF, or LF LF).
+/// Length of the header block including the empty line (CRLF CRLF, or LF LF): one
+/// pass over the line ends up to the first empty line, so the body and any pipelined
+/// messages after it are never scanned.
 fn headers_end(buf: &[u8]) -> Option<usize> {
-    let crlf = memchr::memmem::find(buf, b"\r\n\r\n").map(|i| i + 4);
-    let lf = memchr::memmem::find(buf, b"\n\n").map(|i| i + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+    for i in memchr::memchr_iter(b'\n', buf) {
+        match buf.get(i + 1) {
+            Some(b'\n') => return Some(i + 2),
+            Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => return Some(i + 3),
+            _ => {}
+        }
     }
+    None
 }
 
 /// The Content-Length (or compact `l`) of a header block: `Ok(None)` when absent;
 /// two different values, or one that is not a number, are an error.
 fn content_length(hdrs: &[u8]) -> Result<Option<usize>, &'static str> {
     let mut found: Option<usize> = None;
-    // skip the first line (request or status line)
-    let mut lines = hdrs.split(|&b| b == b'\n').skip(1);
-    for line in &mut lines {
+    // Each header line after the first (request or status) line; only a line whose
+    // name starts with `c` or `l` is looked into, so the cost is one `memchr` pass
+    // over the line ends plus a byte per line.
+    let mut ends = memchr::memchr_iter(b'\n', hdrs);
+    let Some(mut prev) = ends.next() else {
+        return Ok(None);
+    };
+    for end in ends {
+        let line = &hdrs[prev + 1..end];
+        prev = end;
+        if !matches!(line.first(), Some(b'c' | b'C' | b'l' | b'L')) {
+            continue;
+        }
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(colon) = memchr::memchr(b':', line) else {
             continue;
@@ -180,6 +194,15 @@ mod tests {
         assert_eq!(
             next_frame(c.as_bytes(), MAX, false),
             Frame::Msg { len: c.len() }
+        );
+        // lower case, and a header whose name only starts like it
+        let lc = m.replace(
+            "Content-Length: 5",
+            "X-Content-Length: 7\r\ncontent-length: 5",
+        );
+        assert_eq!(
+            next_frame(lc.as_bytes(), MAX, false),
+            Frame::Msg { len: lc.len() }
         );
         // LF-only line ends
         let lf = m.replace("\r\n", "\n");

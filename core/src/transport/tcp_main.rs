@@ -1,15 +1,18 @@
 //! The tcp main process (1.2's `tcp_main.c`): listening sockets, every connection's
 //! descriptor, the connection table, handing readable connections to tcp receivers,
-//! and every write on a connection (see [`super::tcp`] for the model).
+//! and every write on a connection (see [`super::tcp`] for the model); and every TLS
+//! session, whose plaintext messages it passes to the receivers (see [`super::tls`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use super::tcp::{self, Cmd, ConnSlot};
+use super::tcp_frame::{Frame, next_frame};
+use super::tls;
 use crate::process::signals;
 use crate::sys::{self, Epoll};
 use crate::transport::socket::sockets;
@@ -32,8 +35,24 @@ enum St {
     Closing,
 }
 
+/// The TLS side of a connection (tcp main's private memory only).
+struct TlsConn {
+    s: rustls::Connection,
+    /// This side checks the peer's certificate.
+    verifies: bool,
+    /// When the connection was accepted or opened (for `tls_handshake_timeout`).
+    since: Instant,
+    /// The session summary, once the handshake is done.
+    info: Option<Vec<u8>>,
+    /// Decrypted bytes not yet framed.
+    plain: Vec<u8>,
+    /// When the first byte of the incomplete message at the start of `plain` came.
+    partial_since: Option<Instant>,
+}
+
 struct Conn {
     id: u32,
+    tls: Option<Box<TlsConn>>,
     stream: TcpStream,
     peer: SocketAddr,
     proto: u32,
@@ -66,6 +85,14 @@ struct Main {
     refused_logged: Option<Instant>,
     /// Where commands are read into.
     cmd_buf: Vec<u8>,
+    /// Messages for each receiver that its socket pair did not take yet.
+    pending: Vec<VecDeque<Vec<u8>>>,
+    tls_handshake_timeout: Duration,
+    tls_send_timeout: Duration,
+    read_timeout: Duration,
+    accept_no_cl: bool,
+    /// Where TLS plaintext is read into (kept between reads).
+    tls_buf: Vec<u8>,
 }
 
 /// The tcp main process's loop.
@@ -93,6 +120,15 @@ pub fn tcp_main_loop() -> ! {
         send_timeout: Duration::from_secs(g.tcp_send_timeout.max(1) as u64),
         refused_logged: None,
         cmd_buf: Vec::new(),
+        pending: tcp::receiver_main_ends()
+            .iter()
+            .map(|_| VecDeque::new())
+            .collect(),
+        tls_handshake_timeout: tls::timeouts().0,
+        tls_send_timeout: tls::timeouts().1,
+        read_timeout: Duration::from_secs(g.tcp_msg_read_timeout.max(1) as u64),
+        accept_no_cl: g.tcp_accept_no_cl,
+        tls_buf: vec![0u8; 16 * 1024],
     };
     let mut ok = true;
     if let Some(fd) = tcp::cmd_rx() {
@@ -113,7 +149,13 @@ pub fn tcp_main_loop() -> ! {
     let mut last_scan = Instant::now();
     loop {
         signals::child_check();
-        let evs = match m.ep.wait(1000) {
+        m.drain_pending();
+        let wait = if m.pending.iter().any(|q| !q.is_empty()) {
+            5
+        } else {
+            1000
+        };
+        let evs = match m.ep.wait(wait) {
             Ok(v) => v,
             Err(e) => {
                 crate::log_err!("epoll_wait: {e}");
@@ -159,6 +201,7 @@ impl Main {
         proto: u32,
         sock_idx: usize,
         st: St,
+        tls: Option<Box<TlsConn>>,
     ) -> Option<usize> {
         let slot = self.free.pop()?;
         let id = self.new_id();
@@ -188,6 +231,7 @@ impl Main {
         self.by_addr.insert((proto, peer), slot);
         self.conns[slot] = Some(Conn {
             id,
+            tls,
             stream,
             peer,
             proto,
@@ -234,9 +278,16 @@ impl Main {
     }
 
     fn close_slot(&mut self, slot: usize, why: &str) {
-        let Some(c) = self.conns[slot].take() else {
+        let Some(mut c) = self.conns[slot].take() else {
             return;
         };
+        if let Some(t) = c.tls.as_mut() {
+            // a close_notify alert, if the socket takes it at once
+            t.s.send_close_notify();
+            let mut out = Vec::new();
+            while t.s.wants_write() && t.s.write_tls(&mut out).is_ok() {}
+            let _ = c.stream.write(&out);
+        }
         crate::log_dbg!("closing connection {} to {}: {why}", c.id, c.peer);
         if c.events != 0 {
             let _ = self.ep.delete(c.stream.as_raw_fd());
@@ -286,7 +337,17 @@ impl Main {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
-                    self.add(stream, peer, tcp::P_TCP, sock_idx, St::Idle);
+                    if sockets()[sock_idx].proto == crate::globals::Proto::Tls {
+                        let local = sockets()[sock_idx].addr;
+                        let Some((s, verifies)) = tls::new_server(local) else {
+                            crate::log_err!("no TLS configuration for {local}");
+                            continue;
+                        };
+                        let t = new_tls(s, verifies);
+                        self.add(stream, peer, tcp::P_TLS, sock_idx, St::Idle, Some(t));
+                    } else {
+                        self.add(stream, peer, tcp::P_TCP, sock_idx, St::Idle, None);
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -338,7 +399,11 @@ impl Main {
         if c.st == St::Idle
             && ev & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0
         {
-            self.hand_to_receiver(slot);
+            if c.tls.is_some() {
+                self.tls_read(slot);
+            } else {
+                self.hand_to_receiver(slot);
+            }
         } else if c.st != St::Idle && ev & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
             self.close_slot(slot, "error or hang-up");
             return;
@@ -402,6 +467,12 @@ impl Main {
             };
             match c.op {
                 tcp::OP_SEND => self.send(&c, payload),
+                tcp::OP_SEND_EXISTING
+                    if c.to
+                        .is_some_and(|to| self.by_addr.contains_key(&(c.proto, to))) =>
+                {
+                    self.send(&c, payload)
+                }
                 tcp::OP_RELEASE => self.release(c.id),
                 tcp::OP_CLOSE => {
                     if let Some(&slot) = self.ids.get(&c.id) {
@@ -500,7 +571,17 @@ impl Main {
             self.close_slot(slot, "queue full");
             return;
         }
-        conn.wq.extend(payload);
+        if let Some(t) = conn.tls.as_mut() {
+            // rustls keeps what is written during the handshake until it is done
+            if let Err(e) = t.s.writer().write_all(payload) {
+                crate::log_err!("TLS write to {}: {e}", conn.peer);
+                self.close_slot(slot, "TLS write error");
+                return;
+            }
+            pump(t, &mut conn.wq);
+        } else {
+            conn.wq.extend(payload);
+        }
         if conn.wq_since.is_none() {
             conn.wq_since = Some(Instant::now());
         }
@@ -525,7 +606,25 @@ impl Main {
         let stream = TcpStream::from(fd);
         let _ = stream.set_nodelay(true);
         let until = Instant::now() + self.connect_timeout;
-        self.add(stream, to, proto, sock_idx, St::Connecting(until))
+        let mut tls_conn = None;
+        if proto == tcp::P_TLS {
+            let Some((s, verifies)) = tls::new_client(to) else {
+                crate::log_err!("no TLS client configuration for {to}");
+                return None;
+            };
+            tls_conn = Some(new_tls(s, verifies));
+        }
+        let slot = self.add(stream, to, proto, sock_idx, St::Connecting(until), tls_conn)?;
+        // the ClientHello waits in the queue until the connect completes
+        if let Some(c) = self.conns[slot].as_mut()
+            && let Some(t) = c.tls.as_mut()
+        {
+            pump(t, &mut c.wq);
+            if c.wq_since.is_none() && !c.wq.is_empty() {
+                c.wq_since = Some(Instant::now());
+            }
+        }
+        Some(slot)
     }
 
     /// Write what is queued, without blocking.
@@ -574,13 +673,33 @@ impl Main {
             .enumerate()
             .filter_map(|(slot, c)| {
                 let c = c.as_ref()?;
+                let send_timeout = if c.tls.is_some() {
+                    self.tls_send_timeout
+                } else {
+                    self.send_timeout
+                };
                 let why = match c.st {
                     St::Connecting(until) if now >= until => "connect timeout",
                     _ if c
                         .wq_since
-                        .is_some_and(|t| now.duration_since(t) >= self.send_timeout) =>
+                        .is_some_and(|t| now.duration_since(t) >= send_timeout) =>
                     {
                         "send timeout"
+                    }
+                    _ if c.tls.as_ref().is_some_and(|t| {
+                        t.s.is_handshaking()
+                            && now.duration_since(t.since) >= self.tls_handshake_timeout
+                    }) =>
+                    {
+                        "TLS handshake timeout"
+                    }
+                    St::Idle
+                        if c.tls.as_ref().is_some_and(|t| {
+                            t.partial_since
+                                .is_some_and(|p| now.duration_since(p) >= self.read_timeout)
+                        }) =>
+                    {
+                        "message not complete in time"
                     }
                     St::Idle if now.duration_since(c.last) >= self.lifetime => "lifetime expired",
                     _ => return None,
@@ -594,5 +713,267 @@ impl Main {
         for (slot, why) in expired {
             self.close_slot(slot, why);
         }
+    }
+}
+
+fn new_tls(s: rustls::Connection, verifies: bool) -> Box<TlsConn> {
+    Box::new(TlsConn {
+        s,
+        verifies,
+        since: Instant::now(),
+        info: None,
+        plain: Vec::new(),
+        partial_since: None,
+    })
+}
+
+/// Move what rustls has to send into the connection's write queue.
+fn pump(t: &mut TlsConn, wq: &mut VecDeque<u8>) {
+    let mut out = Vec::new();
+    while t.s.wants_write() {
+        match t.s.write_tls(&mut out) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    wq.extend(out);
+}
+
+/// What reading a TLS connection leads to, once its borrow is over.
+enum After {
+    Keep,
+    /// A fatal TLS error: close (after the alert, if it leaves at once).
+    Fail(String),
+    /// The receiver closes it when it has processed what came before.
+    Hold,
+}
+
+impl Main {
+    /// The receiver that processes a TLS connection's messages (always the same one,
+    /// so they are processed in order).
+    fn receiver_of(&self, id: u32) -> usize {
+        id as usize % self.receivers.len().max(1)
+    }
+
+    /// Pass a message to receiver `r`, or queue it until its socket pair takes it.
+    fn dispatch(&mut self, r: usize, msg: Vec<u8>) {
+        let Some(&fd) = self.receivers.get(r) else {
+            return;
+        };
+        if self.pending[r].is_empty() {
+            match sys::send_fd(fd, &msg, None) {
+                Ok(_) => return,
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted)
+                        || e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                Err(e) => {
+                    crate::log_err!("passing a TLS message to tcp receiver {}: {e}", r + 1);
+                    return;
+                }
+            }
+        }
+        if self.pending[r].len() >= 4096 {
+            crate::log_err!("tcp receiver {} is behind, dropping a TLS message", r + 1);
+            return;
+        }
+        self.pending[r].push_back(msg);
+    }
+
+    fn drain_pending(&mut self) {
+        for r in 0..self.pending.len() {
+            while let Some(m) = self.pending[r].front() {
+                match sys::send_fd(self.receivers[r], m, None) {
+                    Ok(_) => {
+                        self.pending[r].pop_front();
+                    }
+                    Err(e)
+                        if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted)
+                            || e.raw_os_error() == Some(libc::ENOBUFS) =>
+                    {
+                        break;
+                    }
+                    Err(e) => {
+                        crate::log_err!("passing a TLS message to tcp receiver {}: {e}", r + 1);
+                        self.pending[r].pop_front();
+                    }
+                }
+            }
+        }
+    }
+
+    /// A TLS connection is readable: feed rustls, answer the handshake, frame the
+    /// plaintext and pass whole messages to the connection's receiver.
+    fn tls_read(&mut self, slot: usize) {
+        let max = crate::version::BUF_SIZE;
+        let accept_no_cl = self.accept_no_cl;
+        let sock_idx = self.slots[slot].sock_idx.load(Relaxed);
+        let tmp = &mut self.tls_buf;
+        let Some(c) = self.conns[slot].as_mut() else {
+            return;
+        };
+        let Some(t) = c.tls.as_mut() else {
+            return;
+        };
+        let (id, peer) = (c.id, c.peer);
+        let outgoing = matches!(t.s, rustls::Connection::Client(_));
+        let mut out: Vec<(u8, Vec<u8>)> = Vec::new();
+        let mut eof = false;
+        let mut fatal: Option<String> = None;
+        let mut got = false;
+        loop {
+            let more = match t.s.read_tls(&mut c.stream) {
+                Ok(0) => {
+                    eof = true;
+                    false
+                }
+                Ok(_) => {
+                    got = true;
+                    true
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => true,
+                Err(e) => {
+                    fatal = Some(format!("read: {e}"));
+                    false
+                }
+            };
+            if let Err(e) = t.s.process_new_packets() {
+                fatal = Some(format!("TLS error: {e}"));
+                break;
+            }
+            loop {
+                match t.s.reader().read(tmp) {
+                    Ok(0) => {
+                        // close_notify
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => t.plain.extend_from_slice(&tmp[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        // closed without close_notify
+                        eof = true;
+                        break;
+                    }
+                }
+            }
+            if !more || eof || fatal.is_some() {
+                break;
+            }
+        }
+        if got {
+            c.last = Instant::now();
+        }
+        let mut after = After::Keep;
+        if let Some(e) = fatal {
+            after = After::Fail(e);
+        } else {
+            if t.info.is_none() && !t.s.is_handshaking() {
+                t.info = Some(tls::TlsInfo::of(&t.s, t.verifies).encode());
+            }
+            let info: &[u8] = t.info.as_deref().unwrap_or_default();
+            let mut used = 0;
+            let mut stopped = false;
+            while used < t.plain.len() {
+                let rest = &t.plain[used..];
+                match next_frame(rest, max, accept_no_cl) {
+                    Frame::Msg { len } => {
+                        let mut p = Vec::with_capacity(2 + info.len() + len);
+                        p.extend_from_slice(&(info.len() as u16).to_le_bytes());
+                        p.extend_from_slice(info);
+                        p.extend_from_slice(&rest[..len]);
+                        out.push((tcp::OP_MSG, p));
+                        used += len;
+                    }
+                    Frame::KeepAlive { len, pong } => {
+                        if pong {
+                            let _ = t.s.writer().write_all(b"\r\n");
+                        }
+                        used += len;
+                    }
+                    Frame::Incomplete => break,
+                    Frame::Bad { reason, hdr_len } => {
+                        crate::log_warn!("bad message from {peer}: {reason}");
+                        let mut p = reason.as_bytes().to_vec();
+                        p.push(0);
+                        p.extend_from_slice(&rest[..hdr_len]);
+                        out.push((tcp::OP_BAD, p));
+                        stopped = true;
+                        break;
+                    }
+                    Frame::TooBig { hdr_len } => {
+                        crate::log_warn!(
+                            "message from {peer} longer than {max} bytes, closing the connection"
+                        );
+                        let mut p = b"Message Too Large\0".to_vec();
+                        p.extend_from_slice(&rest[..hdr_len]);
+                        out.push((tcp::OP_BAD, p));
+                        stopped = true;
+                        break;
+                    }
+                }
+            }
+            t.plain.drain(..used);
+            if t.plain.is_empty() {
+                t.partial_since = None;
+                if t.plain.capacity() > 64 * 1024 {
+                    t.plain = Vec::new();
+                }
+            } else if t.partial_since.is_none()
+                && !t.plain.iter().all(|&b| b == b'\r' || b == b'\n')
+            {
+                t.partial_since = Some(Instant::now());
+            }
+            if stopped {
+                after = After::Hold;
+            } else if eof {
+                if !t.plain.is_empty() || t.s.is_handshaking() {
+                    crate::log_dbg!("TLS connection from {peer} closed inside a message");
+                }
+                out.push((tcp::OP_EOF, Vec::new()));
+                after = After::Hold;
+            }
+        }
+        pump(t, &mut c.wq);
+        if !c.wq.is_empty() && c.wq_since.is_none() {
+            c.wq_since = Some(Instant::now());
+        }
+        let r = self.receiver_of(id);
+        for (op, p) in out {
+            let m = tcp::encode(
+                &Cmd {
+                    op,
+                    proto: tcp::P_TLS,
+                    id,
+                    sock_idx,
+                    to: Some(peer),
+                },
+                &p,
+            );
+            self.dispatch(r, m);
+        }
+        match after {
+            After::Keep => {}
+            After::Fail(e) => {
+                if outgoing {
+                    // ours to a peer (relaying): the operator needs to know
+                    crate::log_err!("TLS connection to {peer}: {e}");
+                } else {
+                    crate::log_dbg!("TLS connection from {peer}: {e}");
+                }
+                self.flush(slot);
+                self.close_slot(slot, "TLS error");
+                return;
+            }
+            After::Hold => {
+                if let Some(c) = self.conns[slot].as_mut() {
+                    c.st = St::Held;
+                    let s = &self.slots[slot];
+                    s.state.store(tcp::S_HELD, Relaxed);
+                    s.holder.store(r as i32 + 1, Relaxed);
+                }
+            }
+        }
+        self.flush(slot);
     }
 }

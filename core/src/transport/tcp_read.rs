@@ -11,6 +11,9 @@
 //!   `tcp_accept_no_cl`;
 //! * end of file (also a half-close) processes the whole messages read and closes
 //!   the connection; a reset closes it.
+//!
+//! TLS connections stay in tcp main, which passes their messages here as bytes
+//! ([`tcp::OP_MSG`]); they are processed the same way (see [`super::tls`]).
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read};
@@ -28,6 +31,11 @@ const T_MAIN: u64 = u64::MAX;
 
 /// Bytes read per `read` call at most.
 const CHUNK: usize = 16 * 1024;
+
+thread_local! {
+    /// Where a tcp receiver reads into (this process's, zeroed once).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; CHUNK]);
+}
 
 struct Held {
     stream: TcpStream,
@@ -60,7 +68,8 @@ pub fn tcp_rcv_loop(i: usize) -> ! {
         std::process::exit(1);
     }
     let mut held: HashMap<u32, Held> = HashMap::new();
-    let mut msg = vec![0u8; tcp::CMD_HDR + 64];
+    // a TLS message: header, session summary, message
+    let mut msg = vec![0u8; tcp::CMD_HDR + 2 + 16 * 1024 + max + 1];
     let mut last_scan = Instant::now();
     loop {
         signals::child_check();
@@ -73,6 +82,11 @@ pub fn tcp_rcv_loop(i: usize) -> ! {
                             // tcp main is gone: the attendant shuts everything down
                             std::thread::sleep(Duration::from_millis(100));
                             break;
+                        }
+                        Ok((n, None)) => {
+                            if let Some((c, payload)) = tcp::decode(&msg[..n]) {
+                                tls_message(c, payload);
+                            }
                         }
                         Ok((n, fd)) => {
                             let (Some((c, _)), Some(fd)) = (tcp::decode(&msg[..n]), fd) else {
@@ -134,6 +148,52 @@ pub fn tcp_rcv_loop(i: usize) -> ! {
     }
 }
 
+/// A message of a TLS connection, or its end, from tcp main.
+fn tls_message(c: tcp::Cmd, payload: &[u8]) {
+    let Some(peer) = c.to else { return };
+    let sock_idx = c.sock_idx as usize;
+    let Some(si) = crate::transport::socket::sockets().get(sock_idx) else {
+        return;
+    };
+    let rcv = RcvInfo {
+        src: peer,
+        dst: si.addr,
+        proto: Proto::Tls,
+        sock_idx,
+    };
+    match c.op {
+        tcp::OP_MSG => {
+            let Some(n) = payload
+                .get(..2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+            else {
+                return;
+            };
+            let (Some(info), Some(body)) = (payload.get(2..2 + n), payload.get(2 + n..)) else {
+                return;
+            };
+            tcp::set_current(Some((c.id, peer)));
+            super::tls::set_current(info);
+            crate::receive::receive_with(body, rcv);
+            super::tls::set_current(&[]);
+            tcp::set_current(None);
+        }
+        tcp::OP_BAD => {
+            let mut parts = payload.splitn(2, |&b| b == 0);
+            let reason = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+            let hdrs = parts.next().unwrap_or_default();
+            tcp::set_current(Some((c.id, peer)));
+            if !hdrs.is_empty() {
+                reply_400(hdrs, rcv, &reason);
+            }
+            tcp::set_current(None);
+            tcp::close(c.id);
+        }
+        tcp::OP_EOF => tcp::close(c.id),
+        _ => {}
+    }
+}
+
 fn take(ep: &mut Epoll, held: &mut HashMap<u32, Held>, c: tcp::Cmd, stream: TcpStream) {
     let (Some(peer), Ok(local)) = (c.to, stream.local_addr()) else {
         tcp::close(c.id);
@@ -191,41 +251,37 @@ fn drop_conn(ep: &mut Epoll, held: &mut HashMap<u32, Held>, id: u32, close: bool
 fn read_conn(id: u32, h: &mut Held, max: usize, accept_no_cl: bool) -> bool {
     let mut eof = false;
     let mut failed = false;
-    loop {
-        let start = h.buf.len();
-        if start > max {
-            break;
-        }
-        let want = CHUNK.min(max + 1 - start);
-        h.buf.resize(start + want, 0);
-        match h.stream.read(&mut h.buf[start..]) {
-            Ok(0) => {
-                h.buf.truncate(start);
-                eof = true;
+    // Read into a scratch buffer zeroed once per process and append what came: growing
+    // the connection's buffer by a zeroed chunk per read cost more than the parsing.
+    SCRATCH.with_borrow_mut(|scratch| {
+        loop {
+            let start = h.buf.len();
+            if start > max {
                 break;
             }
-            Ok(n) => {
-                h.buf.truncate(start + n);
-                h.last = Instant::now();
-                if n < want {
+            let want = CHUNK.min(max + 1 - start);
+            match h.stream.read(&mut scratch[..want]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    h.buf.extend_from_slice(&scratch[..n]);
+                    h.last = Instant::now();
+                    if n < want {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    crate::log_dbg!("read from {}: {e}", h.rcv.src);
+                    failed = true;
                     break;
                 }
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                h.buf.truncate(start);
-                break;
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {
-                h.buf.truncate(start);
-            }
-            Err(e) => {
-                h.buf.truncate(start);
-                crate::log_dbg!("read from {}: {e}", h.rcv.src);
-                failed = true;
-                break;
-            }
         }
-    }
+    });
     let keep = process(id, h, max, accept_no_cl);
     if !keep || failed {
         return false;

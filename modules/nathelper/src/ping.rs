@@ -15,8 +15,11 @@
 //! A ping goes to the contact's `received` address if it has one (the NAT's public side
 //! as `fix_nated_register` saw it), else to the Contact URI, and leaves from the socket
 //! the contact registered on (usrloc's `socket`), else from `force_socket`, else the
-//! default socket for the destination. Contacts over TCP/TLS are skipped: this server
-//! has no TCP transport yet, so there is no connection to ping on.
+//! default socket for the destination. A contact registered over TCP or TLS (its
+//! `socket`, else its URI's `;transport=`) is pinged over the connection it registered
+//! on — a double-CRLF keep-alive (RFC 5626; four zero bytes would break the stream's
+//! framing) or the OPTIONS — and only if tcp main still has that connection: a new one
+//! would not go through the phone's NAT pinhole (`tcp::send_existing`).
 //!
 //! MI `nh_enable_ping 0|1` switches pinging off and on (state in shm).
 
@@ -26,10 +29,12 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use openser_core::parser::Proto;
 use openser_core::parser::{Method, SipMsg};
 use openser_core::process::signals;
-use openser_core::transport::send::{choose_socket, resolve_host, send_udp};
+use openser_core::transport::send::{choose_socket_for, resolve_host, send_udp};
 use openser_core::transport::socket::sockets;
+use openser_core::transport::tcp;
 use usrloc::ContactInfo;
 
 use crate::P;
@@ -180,15 +185,15 @@ fn socket_index(text: &str) -> Option<usize> {
         return None;
     }
     let (proto, hp) = text.split_once(':')?;
-    if !proto.eq_ignore_ascii_case("udp") {
-        return None;
-    }
+    let proto = openser_core::parser::Proto::from_name(proto.as_bytes())?;
     let want: SocketAddr = hp.parse().ok().or_else(|| {
         resolve_host(hp.rsplit_once(':')?.0, hp.rsplit_once(':')?.1.parse().ok()?).ok()
     })?;
-    sockets()
-        .iter()
-        .position(|s| s.addr.ip() == want.ip() && s.port == want.port())
+    sockets().iter().position(|s| {
+        s.addr.ip() == want.ip()
+            && s.port == want.port()
+            && s.proto == openser_core::transport::send::proto_of(proto)
+    })
 }
 
 fn force_socket() -> Option<usize> {
@@ -207,20 +212,26 @@ fn force_socket() -> Option<usize> {
     })
 }
 
-/// Where to send the ping of `c`, or None (TCP/TLS, unparsable).
-pub fn destination(c: &ContactInfo) -> Option<SocketAddr> {
+/// Where to send the ping of `c` and over which transport (the socket it registered
+/// on, else the URI's `;transport=`), or None (unparsable, unknown transport).
+pub fn destination(c: &ContactInfo) -> Option<(SocketAddr, Proto)> {
     let target = if c.received.is_empty() {
         &c.contact
     } else {
         &c.received
     };
     let u = openser_core::parser::uri::Uri::parse(target).ok()?;
-    if let Some(t) = u.transport()
-        && !t.eq_ignore_ascii_case("udp")
-    {
-        return None;
-    }
-    resolve_host(u.host_unbracketed(), u.port_or_default()).ok()
+    let by_socket = c
+        .socket
+        .split_once(':')
+        .and_then(|(p, _)| Proto::from_name(p.as_bytes()));
+    let proto = match (by_socket, u.transport()) {
+        (Some(p), _) => p,
+        (None, Some(t)) => Proto::from_name(t.as_bytes())?,
+        (None, None) => Proto::Udp,
+    };
+    let to = resolve_host(u.host_unbracketed(), u.port_or_default()).ok()?;
+    Some((to, proto))
 }
 
 thread_local! {
@@ -238,28 +249,42 @@ pub fn build_sipping(c: &ContactInfo, sock: usize) -> String {
     let method = P.sipping_method.get();
     let prefix = &shared().callid_prefix;
     format!(
-        "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {host}:{port};branch=z9hG4bKnhp{n:x}\r\n\
+        "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/{via} {host}:{port};branch=z9hG4bKnhp{n:x}\r\n\
          From: {from};tag={n:08x}\r\nTo: <{uri}>\r\nCall-ID: {prefix}-{n:08x}@{host}\r\n\
          CSeq: 1 {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
         uri = c.contact,
         from = P.sipping_from.get(),
+        via = openser_core::transport::send::socket_proto(sock).as_str(),
     )
 }
 
 /// Send the ping of one contact; false if it could not be sent.
 pub fn ping_contact(c: &ContactInfo) -> bool {
-    let Some(to) = destination(c) else {
-        openser_core::log_dbg!("not pinging <{}>: no UDP destination", c.contact);
+    let Some((to, proto)) = destination(c) else {
+        openser_core::log_dbg!("not pinging <{}>: no destination", c.contact);
         return false;
     };
     let sock = socket_index(&c.socket)
         .or_else(force_socket)
-        .unwrap_or_else(|| choose_socket(&to, None));
+        .filter(|&i| openser_core::transport::send::socket_proto(i) == proto)
+        .unwrap_or_else(|| choose_socket_for(&to, proto, None));
     let sm = sipping_mask();
-    let r = if sm != 0 && c.cflags & sm != 0 {
-        send_udp(sock, to, build_sipping(c, sock).as_bytes())
-    } else {
-        send_udp(sock, to, &KEEPALIVE)
+    let sipping = sm != 0 && c.cflags & sm != 0;
+    let r = match proto {
+        Proto::Udp if sipping => send_udp(sock, to, build_sipping(c, sock).as_bytes()),
+        Proto::Udp => send_udp(sock, to, &KEEPALIVE),
+        Proto::Tcp | Proto::Tls => {
+            let p = if proto == Proto::Tls {
+                openser_core::transport::tcp::P_TLS
+            } else {
+                openser_core::transport::tcp::P_TCP
+            };
+            if sipping {
+                tcp::send_existing(p, sock, to, build_sipping(c, sock).as_bytes())
+            } else {
+                tcp::send_existing(p, sock, to, b"\r\n\r\n")
+            }
+        }
     };
     match r {
         Ok(()) => {
@@ -324,17 +349,42 @@ mod tests {
             received: "sip:203.0.113.1:40001".into(),
             ..ContactInfo::default()
         };
-        assert_eq!(destination(&c), Some("203.0.113.1:40001".parse().unwrap()));
+        assert_eq!(
+            destination(&c),
+            Some(("203.0.113.1:40001".parse().unwrap(), Proto::Udp))
+        );
         let c2 = ContactInfo {
             contact: "sip:alice@198.51.100.4".into(),
             ..ContactInfo::default()
         };
-        assert_eq!(destination(&c2), Some("198.51.100.4:5060".parse().unwrap()));
+        assert_eq!(
+            destination(&c2),
+            Some(("198.51.100.4:5060".parse().unwrap(), Proto::Udp))
+        );
         let tcp = ContactInfo {
             contact: "sip:alice@198.51.100.4;transport=tcp".into(),
             ..ContactInfo::default()
         };
-        assert_eq!(destination(&tcp), None);
+        assert_eq!(
+            destination(&tcp),
+            Some(("198.51.100.4:5060".parse().unwrap(), Proto::Tcp))
+        );
+        // the socket it registered on wins over the URI
+        let tls = ContactInfo {
+            contact: "sip:alice@198.51.100.4:5070".into(),
+            received: "sip:203.0.113.1:40001".into(),
+            socket: "tls:127.0.0.1:5061".into(),
+            ..ContactInfo::default()
+        };
+        assert_eq!(
+            destination(&tls),
+            Some(("203.0.113.1:40001".parse().unwrap(), Proto::Tls))
+        );
+        let odd = ContactInfo {
+            contact: "sip:alice@198.51.100.4;transport=sctp".into(),
+            ..ContactInfo::default()
+        };
+        assert_eq!(destination(&odd), None);
     }
 
     #[test]

@@ -81,7 +81,7 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         CmdExport::new("t_relay", 0, 2, RF, cmd_t_relay).fixup(fixup_t_relay),
         CmdExport::new("t_relay_to_udp", 0, 2, RF, cmd_t_relay_to_udp).fixup(fixup_relay_to),
         CmdExport::new("t_relay_to_tcp", 0, 2, RF, cmd_t_relay_to_udp).fixup(fixup_relay_to_tcp),
-        CmdExport::new("t_relay_to_tls", 0, 2, RF, cmd_t_relay_unserved).fixup(fixup_relay_to_tls),
+        CmdExport::new("t_relay_to_tls", 0, 2, RF, cmd_t_relay_to_udp).fixup(fixup_relay_to_tls),
         CmdExport::new("t_newtran", 0, 0, REQUEST_ROUTE, cmd_t_newtran),
         CmdExport::new("t_reply", 2, 2, RF, cmd_t_reply),
         CmdExport::new(
@@ -471,13 +471,11 @@ fn fixup_relay_to_tcp(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
 fn fixup_relay_to_tls(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
     openser_core::transport::served::check_served("tls")
         .map_err(|e| format!("t_relay_to_tls: {e}"))?;
-    fixup_relay_to(args)
-}
-
-/// Reached only if the fixup above was bypassed.
-fn cmd_t_relay_unserved(_ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
-    openser_core::log_err!("the transport of this relay function is not served");
-    -1
+    let mut v = fixup_relay_to(args)?;
+    if let Some(FixedArg::Str(d)) = v.first_mut() {
+        *d = format!("tls:{d}");
+    }
+    Ok(v)
 }
 
 fn fixup_regex(args: &[Arg]) -> Result<Vec<FixedArg>, String> {

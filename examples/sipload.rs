@@ -1,0 +1,500 @@
+//! sipload: the stream-transport load client of the benchmarks (`bench/stream_bench.sh`)
+//! — SIPp as packaged by Debian has no TLS, so TCP and TLS calls are driven by this
+//! one client against both openser-rs and Kamailio.
+//!
+//! One process plays both ends of a stateful call through the proxy: a UAS that
+//! listens on `--uas` (TCP or TLS) and answers INVITE with 180 and 200 and BYE with
+//! 200, and a UAC that opens `--conns` connections to `--proxy` and places `--calls`
+//! calls at `--rate` calls/s (INVITE, 200, ACK, BYE, 200; the ACK and BYE follow the
+//! Record-Route set), at most `--window` calls in progress per connection. A call not
+//! finished within 5 s is a failure. Prints one line:
+//! `calls=N ok=K failed=F wall=S cps=X`, and exits 1 on any failure.
+//!
+//! Test and benchmark tool only (threads: one per connection); loopback addresses.
+//!
+//!     sipload --transport tls --proxy 127.0.0.1:5061 --uas 127.0.0.1:5070 \
+//!         --cert server.pem --key server.key --rate 500 --calls 10000
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+enum Stream {
+    Tcp(TcpStream),
+    TlsC(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    TlsS(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(b),
+            Stream::TlsC(s) => s.read(b),
+            Stream::TlsS(s) => s.read(b),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(b),
+            Stream::TlsC(s) => s.write(b),
+            Stream::TlsS(s) => s.write(b),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::TlsC(s) => s.flush(),
+            Stream::TlsS(s) => s.flush(),
+        }
+    }
+}
+
+/// Framing by Content-Length; leading CRLFs are dropped.
+struct Framer {
+    buf: Vec<u8>,
+}
+
+impl Framer {
+    fn next(&mut self) -> Option<String> {
+        let lead = self
+            .buf
+            .iter()
+            .take_while(|&&c| c == b'\r' || c == b'\n')
+            .count();
+        self.buf.drain(..lead);
+        let end = self.buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+        let cl = hdr(&head, "Content-Length")
+            .or_else(|| hdr(&head, "l"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if self.buf.len() < end + cl {
+            return None;
+        }
+        let m = String::from_utf8_lossy(&self.buf[..end + cl]).into_owned();
+        self.buf.drain(..end + cl);
+        Some(m)
+    }
+
+    /// Read what is there (`Ok(false)`: end of file).
+    fn fill(&mut self, s: &mut Stream) -> std::io::Result<bool> {
+        let mut chunk = [0u8; 16384];
+        match s.read(&mut chunk) {
+            Ok(0) => Ok(false),
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(true)
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// `SIPLOAD_DEBUG=1`: print every message received.
+fn debug(who: &str, m: &str) {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("SIPLOAD_DEBUG").is_some()) {
+        eprintln!("--- {who} got:\n{m}");
+    }
+}
+
+fn hdr<'a>(m: &'a str, name: &str) -> Option<&'a str> {
+    m.split("\r\n").skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn hdrs<'a>(m: &'a str, name: &str) -> Vec<&'a str> {
+    m.split("\r\n")
+        .skip(1)
+        .filter_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .collect()
+}
+
+struct Opts {
+    tls: bool,
+    proxy: SocketAddr,
+    uas: SocketAddr,
+    cert: String,
+    key: String,
+    rate: f64,
+    calls: u64,
+    conns: u64,
+    window: usize,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        tls: false,
+        proxy: "127.0.0.1:5060".parse().unwrap(),
+        uas: "127.0.0.1:5070".parse().unwrap(),
+        cert: String::new(),
+        key: String::new(),
+        rate: 100.0,
+        calls: 1000,
+        conns: 4,
+        window: 200,
+    };
+    let a: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < a.len() {
+        let v = a.get(i + 1).cloned().unwrap_or_default();
+        match a[i].as_str() {
+            "--transport" => o.tls = v.eq_ignore_ascii_case("tls"),
+            "--proxy" => o.proxy = v.parse().expect("--proxy ip:port"),
+            "--uas" => o.uas = v.parse().expect("--uas ip:port"),
+            "--cert" => o.cert = v,
+            "--key" => o.key = v,
+            "--rate" => o.rate = v.parse().expect("--rate"),
+            "--calls" => o.calls = v.parse().expect("--calls"),
+            "--conns" => o.conns = v.parse::<u64>().expect("--conns").max(1),
+            "--window" => o.window = v.parse().expect("--window"),
+            x => {
+                eprintln!("sipload: unknown option {x}");
+                std::process::exit(2);
+            }
+        }
+        i += 2;
+    }
+    assert!(
+        o.proxy.ip().is_loopback() && o.uas.ip().is_loopback(),
+        "loopback only"
+    );
+    o
+}
+
+#[derive(Debug)]
+struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[allow(deprecated)]
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn proto(o: &Opts) -> &'static str {
+    if o.tls { "tls" } else { "tcp" }
+}
+
+/// The UAS: accept the proxy's connections, answer each one's requests.
+fn uas(o: Arc<Opts>, l: TcpListener, stop: Arc<AtomicBool>) {
+    let scfg = if o.tls {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&o.cert)
+            .expect("--cert")
+            .map(|c| c.expect("certificate"))
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(&o.key).expect("--key");
+        Some(Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .expect("certificate and key"),
+        ))
+    } else {
+        None
+    };
+    l.set_nonblocking(true).unwrap();
+    while !stop.load(Ordering::Relaxed) {
+        let t = match l.accept() {
+            Ok((t, _)) => t,
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        t.set_nonblocking(false).unwrap();
+        let _ = t.set_nodelay(true);
+        t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let s = match &scfg {
+            Some(c) => {
+                let mut st =
+                    rustls::StreamOwned::new(rustls::ServerConnection::new(c.clone()).unwrap(), t);
+                let mut ok = true;
+                while ok && st.conn.is_handshaking() {
+                    ok = st.conn.complete_io(&mut st.sock).is_ok();
+                }
+                if !ok {
+                    eprintln!("sipload: the UAS's TLS handshake failed");
+                    continue;
+                }
+                st.sock
+                    .set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                Stream::TlsS(Box::new(st))
+            }
+            None => {
+                t.set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                Stream::Tcp(t)
+            }
+        };
+        let (o, stop) = (o.clone(), stop.clone());
+        std::thread::spawn(move || uas_conn(&o, s, &stop));
+    }
+}
+
+fn reply(req: &str, code: &str, contact: &str, tag: &str) -> String {
+    let mut r = format!("SIP/2.0 {code}\r\n");
+    for v in hdrs(req, "Via") {
+        r.push_str(&format!("Via: {v}\r\n"));
+    }
+    for v in hdrs(req, "Record-Route") {
+        r.push_str(&format!("Record-Route: {v}\r\n"));
+    }
+    for n in ["From", "Call-ID", "CSeq"] {
+        r.push_str(&format!("{n}: {}\r\n", hdr(req, n).unwrap_or_default()));
+    }
+    let to = hdr(req, "To").unwrap_or_default();
+    if to.contains("tag=") {
+        r.push_str(&format!("To: {to}\r\n"));
+    } else {
+        r.push_str(&format!("To: {to};tag={tag}\r\n"));
+    }
+    r.push_str(contact);
+    r.push_str("Content-Length: 0\r\n\r\n");
+    r
+}
+
+fn uas_conn(o: &Opts, mut s: Stream, stop: &AtomicBool) {
+    let mut f = Framer { buf: Vec::new() };
+    let contact = format!("Contact: <sip:uas@{};transport={}>\r\n", o.uas, proto(o));
+    while !stop.load(Ordering::Relaxed) {
+        match f.fill(&mut s) {
+            Ok(true) => {}
+            _ => return,
+        }
+        let mut out = String::new();
+        while let Some(m) = f.next() {
+            debug("uas", &m);
+            let tag = hdr(&m, "Call-ID").unwrap_or("x").replace(['@', '.'], "");
+            if m.starts_with("INVITE ") {
+                out.push_str(&reply(&m, "180 Ringing", &contact, &tag));
+                out.push_str(&reply(&m, "200 OK", &contact, &tag));
+            } else if m.starts_with("BYE ") {
+                out.push_str(&reply(&m, "200 OK", "", &tag));
+            }
+        }
+        if !out.is_empty() && s.write_all(out.as_bytes()).and_then(|_| s.flush()).is_err() {
+            return;
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// One UAC connection: `n` calls at `rate`.
+fn uac_conn(o: &Opts, idx: u64, n: u64, rate: f64, c: &Counts) {
+    let t = match TcpStream::connect_timeout(&o.proxy, Duration::from_secs(5)) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("sipload: connect to {}: {e}", o.proxy);
+            c.failed.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
+    };
+    let _ = t.set_nodelay(true);
+    t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let me = t.local_addr().unwrap();
+    let mut s = if o.tls {
+        let cfg = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServer(provider())))
+            .with_no_client_auth();
+        let conn = rustls::ClientConnection::new(
+            Arc::new(cfg),
+            ServerName::IpAddress(o.proxy.ip().into()),
+        )
+        .unwrap();
+        let mut st = rustls::StreamOwned::new(conn, t);
+        while st.conn.is_handshaking() {
+            if let Err(e) = st.conn.complete_io(&mut st.sock) {
+                eprintln!("sipload: TLS handshake with {}: {e}", o.proxy);
+                c.failed.fetch_add(n, Ordering::Relaxed);
+                return;
+            }
+        }
+        st.sock
+            .set_read_timeout(Some(Duration::from_millis(2)))
+            .unwrap();
+        Stream::TlsC(Box::new(st))
+    } else {
+        t.set_read_timeout(Some(Duration::from_millis(2))).unwrap();
+        Stream::Tcp(t)
+    };
+    let p = proto(o).to_ascii_uppercase();
+    let pid = std::process::id();
+    let mut f = Framer { buf: Vec::new() };
+    // call-id → (started, state: 0 INVITE sent, 1 BYE sent)
+    let mut calls: HashMap<String, (Instant, u8)> = HashMap::new();
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let gap = Duration::from_secs_f64(1.0 / rate.max(0.001));
+    while sent < n || !calls.is_empty() {
+        let mut out = String::new();
+        while sent < n
+            && calls.len() < o.window
+            && start + gap.mul_f64(sent as f64) <= Instant::now()
+        {
+            let cid = format!("{idx}-{sent}-{pid}@sipload");
+            out.push_str(&format!(
+                "INVITE sip:uas@{uas} SIP/2.0\r\n\
+                 Via: SIP/2.0/{p} {me};branch=z9hG4bK{idx}x{sent}i;rport\r\n\
+                 From: <sip:uac@127.0.0.1>;tag=f{idx}x{sent}\r\nTo: <sip:uas@{uas}>\r\n\
+                 Call-ID: {cid}\r\nCSeq: 1 INVITE\r\n\
+                 Contact: <sip:uac@{me};transport={t}>\r\nMax-Forwards: 70\r\n\
+                 Content-Length: 0\r\n\r\n",
+                uas = o.uas,
+                t = proto(o)
+            ));
+            calls.insert(cid, (Instant::now(), 0));
+            sent += 1;
+        }
+        while let Some(m) = f.next() {
+            debug("uac", &m);
+            let Some(cid) = hdr(&m, "Call-ID").map(str::to_string) else {
+                continue;
+            };
+            let cseq = hdr(&m, "CSeq").unwrap_or_default();
+            let Some(st) = calls.get_mut(&cid) else {
+                continue;
+            };
+            if m.starts_with("SIP/2.0 200") && cseq.ends_with("INVITE") && st.1 == 0 {
+                st.1 = 1;
+                let target = hdr(&m, "Contact")
+                    .and_then(|c| c.split('<').nth(1))
+                    .and_then(|c| c.split('>').next())
+                    .unwrap_or_default()
+                    .to_string();
+                let mut rr = hdrs(&m, "Record-Route");
+                rr.reverse();
+                let route = if rr.is_empty() {
+                    String::new()
+                } else {
+                    format!("Route: {}\r\n", rr.join(", "))
+                };
+                let from = hdr(&m, "From").unwrap_or_default();
+                let to = hdr(&m, "To").unwrap_or_default();
+                for (method, num, b) in [("ACK", 1, "a"), ("BYE", 2, "b")] {
+                    out.push_str(&format!(
+                        "{method} {target} SIP/2.0\r\n\
+                         Via: SIP/2.0/{p} {me};branch=z9hG4bK{br}{b};rport\r\n\
+                         {route}From: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\n\
+                         CSeq: {num} {method}\r\nMax-Forwards: 70\r\n\
+                         Content-Length: 0\r\n\r\n",
+                        br = cid.replace(['@', '.'], "")
+                    ));
+                }
+            } else if m.starts_with("SIP/2.0 200") && cseq.ends_with("BYE") {
+                calls.remove(&cid);
+                c.ok.fetch_add(1, Ordering::Relaxed);
+            } else if m.starts_with("SIP/2.0 ") && !m.starts_with("SIP/2.0 1") {
+                calls.remove(&cid);
+                c.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if !out.is_empty() && s.write_all(out.as_bytes()).and_then(|_| s.flush()).is_err() {
+            eprintln!("sipload: write failed");
+            break;
+        }
+        let now = Instant::now();
+        let before = calls.len();
+        calls.retain(|_, (t, _)| now.duration_since(*t) < Duration::from_secs(5));
+        c.failed
+            .fetch_add((before - calls.len()) as u64, Ordering::Relaxed);
+        match f.fill(&mut s) {
+            Ok(true) => {}
+            _ => {
+                eprintln!("sipload: connection to the proxy closed");
+                break;
+            }
+        }
+    }
+    let left = (n - sent) + calls.len() as u64;
+    c.failed.fetch_add(left, Ordering::Relaxed);
+}
+
+fn main() {
+    let o = Arc::new(opts());
+    let l = TcpListener::bind(o.uas).expect("bind the UAS");
+    let stop = Arc::new(AtomicBool::new(false));
+    let u = {
+        let (o, stop) = (o.clone(), stop.clone());
+        std::thread::spawn(move || uas(o, l, stop))
+    };
+    let counts = Arc::new(Counts::default());
+    let start = Instant::now();
+    let mut th = Vec::new();
+    for i in 0..o.conns {
+        let n = o.calls / o.conns + u64::from(i < o.calls % o.conns);
+        let (o, c) = (o.clone(), counts.clone());
+        let rate = o.rate / o.conns as f64;
+        th.push(std::thread::spawn(move || uac_conn(&o, i, n, rate, &c)));
+    }
+    for t in th {
+        let _ = t.join();
+    }
+    let wall = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let _ = u.join();
+    let ok = counts.ok.load(Ordering::Relaxed);
+    let failed = counts.failed.load(Ordering::Relaxed);
+    println!(
+        "calls={} ok={ok} failed={failed} wall={wall:.2} cps={:.0}",
+        o.calls,
+        ok as f64 / wall
+    );
+    std::process::exit(i32::from(failed > 0 || ok != o.calls));
+}

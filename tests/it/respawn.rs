@@ -419,7 +419,8 @@ fn chaos_calls_and_registrations_survive_killed_workers() {
            if (!t_relay()) {{ sl_reply_error(); }}\n\
          }}\n"
     );
-    let mut s = Server::start(&cfg, &["-DD", "-E", "-m", "64"]);
+    let shm_mb = env_num("CHAOS_SHM_MB", 64).to_string();
+    let mut s = Server::start(&cfg, &["-DD", "-E", "-m", &shm_mb]);
     let sdir = s.dir.path().to_path_buf();
     assert!(wait_fifo(&sdir), "{}", s.log());
     let users: Vec<String> = (0..nusers).map(|i| format!("chaos{i}")).collect();
@@ -548,7 +549,13 @@ fn chaos_calls_and_registrations_survive_killed_workers() {
     );
     assert!(
         ok * 1000 >= calls * 999,
-        "{ok} of {calls} calls completed ({failed} failed)\n{stat_csv}"
+        "{ok} of {calls} calls completed ({failed} failed)\n{stat_csv}\n{}",
+        s.log()
+            .lines()
+            .filter(|l| l.contains("ERROR") || l.contains("CRIT") || l.contains("exhausted"))
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert_eq!(
         stat(&sdir, "core:respawned_children"),

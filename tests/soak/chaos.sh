@@ -9,8 +9,8 @@
 # prints the figures (lines starting with "chaos:").
 set -e
 cd "$(dirname "$0")/../.."
-: "${CHAOS_SECS:=60}" "${CHAOS_RATE:=1000}" "${CHAOS_USERS:=1000}"
-export CHAOS_SECS CHAOS_RATE CHAOS_USERS CI="${CI:-true}"
+: "${CHAOS_SECS:=60}" "${CHAOS_RATE:=1000}" "${CHAOS_USERS:=1000}" "${CHAOS_SHM_MB:=256}"
+export CHAOS_SECS CHAOS_RATE CHAOS_USERS CHAOS_SHM_MB CI="${CI:-true}"
 exec ${CARGO:-cargo} test --release -p openser --test tests -- \
 	--nocapture --exact \
 	it::respawn::chaos_calls_and_registrations_survive_killed_workers

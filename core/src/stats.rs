@@ -236,6 +236,8 @@ pub struct CoreStats {
     pub bad_uris_rcvd: Stat,
     pub unsupported_methods: Stat,
     pub bad_msg_hdr: Stat,
+    /// Children that died and were replaced (`respawn_children`).
+    pub respawned_children: Stat,
     /// `rcv_requests_<method>` (Kamailio's names), indexed by [`method_slot`].
     pub rcv_requests_by_method: [Stat; METHOD_SLOTS],
     /// `rcv_replies_1xx` .. `rcv_replies_6xx`.
@@ -322,6 +324,7 @@ pub fn init_core() -> &'static CoreStats {
                 .map(|m| register("core", &format!("rcv_requests_{m}"), 0)),
             rcv_replies_by_class: [1, 2, 3, 4, 5, 6]
                 .map(|k| register("core", &format!("rcv_replies_{k}xx"), 0)),
+            respawned_children: c("respawned_children"),
         };
         register_func("shmem", "total_size", || shm::stats().total as u64);
         register_func("shmem", "used_size", || shm::stats().used as u64);
@@ -329,6 +332,10 @@ pub fn init_core() -> &'static CoreStats {
         register_func("shmem", "max_used_size", || shm::stats().max_used as u64);
         register_func("shmem", "free_size", || shm::stats().free as u64);
         register_func("shmem", "fragments", || shm::stats().fragments as u64);
+        register_func("shmem", "largest_free_block", || {
+            shm::stats().largest_free as u64
+        });
+        register_func("shmem", "alloc_failures", shm::alloc_failures);
         s
     })
 }

@@ -818,7 +818,24 @@ impl Heap {
 
     /// Walks every block and every free list and checks the heap's invariants.
     pub fn check(&self) -> Result<(), String> {
-        self.with(|st| {
+        self.with(Self::check_state)
+    }
+
+    /// [`Heap::check`] with the heap lock already held by this process, e.g. taken over
+    /// from a dead process with [`FastLock::take_over`] (the guard proves it).
+    pub fn check_held(&self, held: &crate::lock::FastLockGuard<'_>) -> Result<(), String> {
+        if !std::ptr::eq(held.lock_ref(), &self.lock) {
+            return Err("check_held: the guard is not this heap's lock".into());
+        }
+        // SAFETY: this process holds the heap lock (the guard of this very lock, checked
+        // above, is borrowed for the call), and the state is only accessed under it, so this
+        // is the only live reference to it.
+        let st = unsafe { &mut *self.state.get() };
+        Self::check_state(st)
+    }
+
+    fn check_state(st: &mut State) -> Result<(), String> {
+        {
             let lo = st.first as usize;
             let hi = st.sentinel as usize;
             let mut b = st.first;
@@ -961,7 +978,7 @@ impl Heap {
                 ));
             }
             Ok(())
-        })
+        }
     }
 }
 

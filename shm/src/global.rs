@@ -11,13 +11,14 @@
 //! pid are set by [`set_process_slot`] in each child (and the pid cache is also cleared by a
 //! `pthread_atfork` child handler, so a child that forgets still records its own pid).
 
+use std::cell::RefCell;
 use std::io;
 use std::ptr::NonNull;
 use std::sync::Once;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::alloc::{ALIGN, Heap, MemStats};
-use crate::lock::FastLock;
+use crate::lock::{FastLock, FastLockGuard};
 use crate::ptr::{ShmPtr, ShmSafe};
 use crate::segment::Segment;
 
@@ -33,6 +34,8 @@ struct Header {
     size: usize,
     /// Acquisitions that found no free entry in their slot (not force-releasable).
     held_overflow: AtomicUsize,
+    /// Allocations the heap refused (full or too fragmented), since start.
+    alloc_failures: AtomicU64,
     held: [[AtomicUsize; HELD_PER_PROC]; MAX_PROCS],
 }
 
@@ -191,16 +194,26 @@ pub(crate) fn clear_record(rec: Option<&'static AtomicUsize>, _lock: &FastLock) 
     }
 }
 
-/// Releases every lock recorded for process `slot` that is still owned by `pid` (a reaped
-/// child), plus the heap lock if that pid holds it. Returns how many locks were released.
-/// Call in the attendant after `waitpid`. A structure whose lock is force-released may be
-/// half-updated; the caller logs it (OpenSER shuts down when a child dies).
-pub fn force_unlock_dead(slot: usize, pid: u32) -> usize {
-    let Some(h) = header() else { return 0 };
-    if pid == 0 {
-        return 0;
+/// Whether no process `pid` exists any more (a reaped child: `kill(pid, 0)` fails with
+/// ESRCH; a zombie not yet reaped still exists and is refused).
+///
+/// Why this is enough for the force-release functions below: the segment is an anonymous
+/// shared mapping, so only descendants of the attendant reach it, and the attendant (a
+/// single thread, the only caller) forks no new process between this check and its
+/// compare-and-swap of the dead pid; a process that no longer exists cannot go on using a
+/// structure whose lock it held.
+fn reaped(pid: u32) -> bool {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return false;
     }
-    let mut n = 0;
+    // SAFETY: kill with signal 0 only checks for the process; no memory is involved.
+    let r = unsafe { libc::kill(pid as i32, 0) };
+    r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// The recorded lock addresses of process `slot` that still point at a plausible lock.
+fn recorded(h: &Header, slot: usize) -> Vec<(usize, &'static FastLock)> {
+    let mut v = Vec::new();
     if let Some(row) = h.held.get(slot) {
         for e in row {
             let a = e.load(Ordering::Acquire);
@@ -208,23 +221,192 @@ pub fn force_unlock_dead(slot: usize, pid: u32) -> usize {
                 continue;
             }
             // SAFETY: only addresses of FastLocks inside the segment are recorded (checked
-            // again above); the segment is never unmapped, so this reads a FastLock (or, if it
-            // was freed meanwhile, plain shm bytes, which an atomic read tolerates).
-            let lock = unsafe { &*(a as *const FastLock) };
-            if lock.force_unlock(pid) {
-                n += 1;
-                let _ = e.compare_exchange(a, 0, Ordering::Release, Ordering::Relaxed);
-            } else if !lock.is_locked() {
-                let _ = e.compare_exchange(a, 0, Ordering::Release, Ordering::Relaxed);
-            }
+            // again above); the segment is never unmapped, so this reads a FastLock (or, if
+            // it was freed meanwhile, plain shm bytes, which an atomic read tolerates).
+            v.push((a, unsafe { &*(a as *const FastLock) }));
         }
     }
+    v
+}
+
+/// Empties the held-lock row of process `slot` (its process is dead: the row is stale).
+fn clear_row(h: &Header, slot: usize) {
+    if let Some(row) = h.held.get(slot) {
+        for e in row {
+            e.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// Releases every lock recorded for process `slot` that is still owned by `pid`, plus the
+/// heap lock if that pid holds it, without repairing anything. Returns how many locks were
+/// released. Only for a reaped process: for a `pid` that still exists (a live process, or
+/// a zombie not yet reaped) it does nothing and returns 0. See [`repair_dead`] for the
+/// version that checks the structures first.
+pub fn force_unlock_dead(slot: usize, pid: u32) -> usize {
+    let Some(h) = header() else { return 0 };
+    if !reaped(pid) {
+        return 0;
+    }
+    let mut n = 0;
+    for (_, lock) in recorded(h, slot) {
+        // SAFETY: `pid` no longer exists (checked by `reaped` above, see its argument).
+        if unsafe { lock.force_unlock(pid) } {
+            n += 1;
+        }
+    }
+    clear_row(h, slot);
     if let Some(heap) = heap()
-        && heap.lock_ref().force_unlock(pid)
+        // SAFETY: as above.
+        && unsafe { heap.lock_ref().force_unlock(pid) }
     {
         n += 1;
     }
     n
+}
+
+/// A check-and-repair function for the structure a lock protects, run by the attendant
+/// with the lock taken over from a dead process (the guard; dropping it releases the
+/// lock). `lock` is the lock's address. `Ok` lists what was dropped (empty: nothing was
+/// wrong); `Err` means consistency could not be proven (the server must not go on).
+pub type RepairFn = fn(lock: usize, held: FastLockGuard<'static>) -> Result<Vec<String>, String>;
+
+thread_local! {
+    /// Repair hooks by lock address range (start, length, what, hook). Registered in the
+    /// attendant before it forks; only the attendant runs them.
+    static REPAIRS: RefCell<Vec<(usize, usize, &'static str, RepairFn)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+/// Registers `hook` for every lock whose address lies in `[start, start + len)`: a lock
+/// array, or a structure that embeds its lock. `what` names the structure in the logs.
+pub fn register_repair(start: usize, len: usize, what: &'static str, hook: RepairFn) {
+    REPAIRS.with(|r| r.borrow_mut().push((start, len, what, hook)));
+}
+
+fn repair_hook(addr: usize) -> Option<(&'static str, RepairFn)> {
+    REPAIRS.with(|r| {
+        r.borrow()
+            .iter()
+            .find(|(s, l, _, _)| addr >= *s && addr - *s < *l)
+            .map(|&(_, _, w, f)| (w, f))
+    })
+}
+
+/// A check-and-repair function for what a dead process held outside any lock (e.g.
+/// counted references), given its process slot; run by [`repair_dead`] after the locks.
+pub type DeadHook = fn(slot: usize) -> Result<Vec<String>, String>;
+
+thread_local! {
+    /// Per-process repair hooks (attendant, registered before fork).
+    static DEAD_HOOKS: RefCell<Vec<(&'static str, DeadHook)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Registers `hook`, run for every reaped process (see [`DeadHook`]).
+pub fn register_dead_hook(what: &'static str, hook: DeadHook) {
+    DEAD_HOOKS.with(|h| h.borrow_mut().push((what, hook)));
+}
+
+/// What [`repair_dead`] did for one lock the dead process held.
+#[derive(Debug)]
+pub struct Repaired {
+    /// The lock's address.
+    pub lock: usize,
+    /// The structure it protects ("unregistered" if no hook covers it: released as is).
+    pub what: &'static str,
+    /// The hook's verdict: what it dropped, or why consistency could not be proven.
+    pub outcome: Result<Vec<String>, String>,
+}
+
+/// What [`repair_dead`] found.
+#[derive(Debug, Default)]
+pub struct DeadReport {
+    /// One entry per lock the dead process held (heap lock excluded), then one per
+    /// per-process hook ([`register_dead_hook`], `lock` 0).
+    pub locks: Vec<Repaired>,
+    /// `Some` when the dead process held the heap lock: the result of the heap check.
+    pub heap: Option<Result<(), String>>,
+    /// False when `pid` still exists: nothing was done.
+    pub reaped: bool,
+}
+
+impl DeadReport {
+    /// Whether every structure touched by the dead process was proven consistent (or
+    /// repaired): false means the server must not go on serving.
+    pub fn consistent(&self) -> bool {
+        !matches!(self.heap, Some(Err(_))) && self.locks.iter().all(|r| r.outcome.is_ok())
+    }
+}
+
+/// For a reaped process `pid` of process slot `slot`: takes over every lock it held, runs
+/// the repair hook registered for it ([`register_repair`]) and releases it; checks the heap
+/// first if it held the heap lock. When the heap is not consistent, the other locks are
+/// released without their hooks (which might allocate or free on a corrupt heap): the
+/// caller must then stop serving ([`DeadReport::consistent`]). Does nothing for a pid that
+/// still exists. Attendant only.
+pub fn repair_dead(slot: usize, pid: u32) -> DeadReport {
+    let mut rep = DeadReport::default();
+    let Some(h) = header() else { return rep };
+    if !reaped(pid) {
+        return rep;
+    }
+    rep.reaped = true;
+    let heap_lock = heap().map(|hp| hp.lock_ref() as *const FastLock as usize);
+    if let Some(hp) = heap()
+        // SAFETY: `pid` no longer exists (`reaped` above, see its argument).
+        && let Some(g) = unsafe { hp.lock_ref().take_over(pid) }
+    {
+        rep.heap = Some(hp.check_held(&g));
+    }
+    let heap_ok = !matches!(rep.heap, Some(Err(_)));
+    for (addr, lock) in recorded(h, slot) {
+        if Some(addr) == heap_lock {
+            continue;
+        }
+        // SAFETY: as above.
+        let Some(g) = (unsafe { lock.take_over(pid) }) else {
+            continue;
+        };
+        let (what, outcome) = match repair_hook(addr) {
+            Some((what, f)) if heap_ok => (what, f(addr, g)),
+            Some((what, _)) => {
+                drop(g);
+                (what, Err("not checked: the heap is corrupt".to_string()))
+            }
+            None => {
+                drop(g);
+                ("unregistered", Ok(Vec::new()))
+            }
+        };
+        rep.locks.push(Repaired {
+            lock: addr,
+            what,
+            outcome,
+        });
+    }
+    clear_row(h, slot);
+    if heap_ok {
+        let hooks: Vec<(&'static str, DeadHook)> = DEAD_HOOKS.with(|h| h.borrow().clone());
+        for (what, f) in hooks {
+            rep.locks.push(Repaired {
+                lock: 0,
+                what,
+                outcome: f(slot),
+            });
+        }
+    }
+    rep
+}
+
+/// Allocations the global heap refused since start (shm full or too fragmented).
+pub fn alloc_failures() -> u64 {
+    header().map_or(0, |h| h.alloc_failures.load(Ordering::Relaxed))
+}
+
+fn count_failure() {
+    if let Some(h) = header() {
+        h.alloc_failures.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Acquisitions that could not be recorded because a process held more than
@@ -263,7 +445,11 @@ pub unsafe fn free<T: ShmSafe>(p: ShmPtr<T>) {
 
 /// `size` raw bytes (16-aligned) from the global heap.
 pub fn alloc_bytes(size: usize) -> Option<NonNull<u8>> {
-    heap()?.alloc(size)
+    let p = heap()?.alloc(size);
+    if p.is_none() {
+        count_failure();
+    }
+    p
 }
 
 /// Frees bytes from [`alloc_bytes`].
@@ -284,7 +470,11 @@ pub unsafe fn free_bytes(p: NonNull<u8>) {
 /// As [`Heap::realloc`].
 pub unsafe fn realloc_bytes(p: NonNull<u8>, new_size: usize) -> Option<NonNull<u8>> {
     // SAFETY: forwarded contract.
-    unsafe { heap()?.realloc(p, new_size) }
+    let q = unsafe { heap()?.realloc(p, new_size) };
+    if q.is_none() {
+        count_failure();
+    }
+    q
 }
 
 /// An array of `n` zero-filled `T`s. Only for types whose all-zero bytes are a valid value:

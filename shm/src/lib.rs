@@ -30,8 +30,9 @@ pub mod segment;
 pub use alloc::{Heap, MemStats};
 pub use blob::SharedBlob;
 pub use global::{
-    alloc, alloc_bytes, alloc_static, alloc_static_slice_with, alloc_zeroed_array,
-    force_unlock_dead, free, free_bytes, init, is_initialized, set_process_slot, stats,
+    DeadHook, DeadReport, RepairFn, Repaired, alloc, alloc_bytes, alloc_failures, alloc_static,
+    alloc_static_slice_with, alloc_zeroed_array, force_unlock_dead, free, free_bytes, init,
+    is_initialized, register_dead_hook, register_repair, repair_dead, set_process_slot, stats,
     status_dump,
 };
 pub use lock::{FastLock, FastLockGuard, LockSet};

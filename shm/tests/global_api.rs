@@ -76,11 +76,12 @@ fn global_api() {
         let _g = ls.get(1).lock();
         let _g2 = ls.get(2).lock();
         assert!(ls.get(1).try_lock().is_none());
-        // The record knows both (our own pid, slot 0): force-release them for the test.
-        assert_eq!(shm::force_unlock_dead(0, std::process::id()), 2);
-        assert!(!ls.get(1).is_locked() && !ls.get(2).is_locked());
+        // A live process's locks are never force-released (nor repaired).
+        assert_eq!(shm::force_unlock_dead(0, std::process::id()), 0);
+        assert!(!shm::repair_dead(0, std::process::id()).reaped);
+        assert!(ls.get(1).is_locked() && ls.get(2).is_locked());
     }
-    // Guards dropped after force-release: still free, and the record is clean.
+    // Guards dropped: free, and the record is clean.
     assert!(!ls.get(1).is_locked());
     assert_eq!(shm::force_unlock_dead(0, std::process::id()), 0);
     // More than HELD_PER_PROC nested locks: the extra ones are simply not recorded.

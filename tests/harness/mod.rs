@@ -113,6 +113,11 @@ impl Server {
     }
 
     pub fn start_on(port: u16, cfg: &str, args: &[&str]) -> Server {
+        Self::start_on_env(port, cfg, args, &[])
+    }
+
+    /// [`Server::start_on`] with extra environment variables for the server.
+    pub fn start_on_env(port: u16, cfg: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = TempDir::new("srv");
         let cfg_path = dir.file("openser.cfg");
         std::fs::write(&cfg_path, expand(cfg, port, dir.path())).unwrap();
@@ -126,6 +131,7 @@ impl Server {
         }
         let child = Command::new(BIN)
             .args(&argv)
+            .envs(env.iter().copied())
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

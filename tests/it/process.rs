@@ -173,8 +173,11 @@ fn running_pid_file_refuses_second_start() {
 }
 
 #[test]
-fn killed_receiver_takes_the_server_down() {
-    let mut s = Server::start(MINIMAL, &["-DD", "-E"]);
+fn killed_receiver_takes_the_server_down_with_respawn_children_no() {
+    // 1.2's behaviour, kept by `respawn_children=no` (the default replaces the dead
+    // child: see respawn.rs).
+    let cfg = format!("respawn_children=no\n{MINIMAL}");
+    let mut s = Server::start(&cfg, &["-DD", "-E"]);
     let kids = children_of(s.pid());
     assert_eq!(kids.len(), 5);
     let victim = kids[0];
@@ -193,6 +196,10 @@ fn killed_receiver_takes_the_server_down() {
             s.port
         )) && log.contains("signal 9"),
         "log must name the dead child:\n{log}"
+    );
+    assert!(
+        log.contains("terminating due to SIGCHLD") && !log.contains("respawned"),
+        "{log}"
     );
     std::thread::sleep(Duration::from_millis(100));
     for k in kids {

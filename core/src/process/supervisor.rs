@@ -12,6 +12,9 @@ use crate::globals::{self, Globals};
 use crate::sys::{self, ForkResult};
 use crate::transport::socket::{self, Alias, SocketInfo};
 use crate::{args, config, log, module, version};
+use std::cell::RefCell;
+use std::collections::{HashSet, VecDeque};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -21,6 +24,19 @@ static STANDALONE: AtomicBool = AtomicBool::new(false);
 static IS_ATTENDANT: AtomicBool = AtomicBool::new(true);
 /// Whether setsid gave us our own process group.
 static OWN_PGRP: AtomicBool = AtomicBool::new(false);
+
+/// Crash loop: this many deaths of the same process-table row ...
+pub const CRASH_LOOP_DEATHS: usize = 5;
+/// ... within this window end the server (clean full shutdown, as 1.2 on any death).
+pub const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(10);
+
+thread_local! {
+    /// Attendant: when each row's process died lately (crash-loop detection).
+    static DEATHS: RefCell<Vec<VecDeque<Instant>>> = const { RefCell::new(Vec::new()) };
+    /// Attendant: pids it killed itself (tcp receivers after tcp main died): their death
+    /// is not counted towards a crash loop.
+    static KILLED: RefCell<HashSet<i32>> = RefCell::new(HashSet::new());
+}
 
 /// How long children get to exit after SIGTERM before they are SIGKILLed.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
@@ -352,28 +368,9 @@ fn run(
     sys::block_signals(signals::HANDLED);
     signals::install_handlers().map_err(|e| format!("cannot install signal handlers: {e}"))?;
 
-    for (idx, role) in run_as.iter().enumerate().skip(1) {
-        let rank = pt::rank(idx);
-        match sys::fork().map_err(|e| format!("cannot fork: {e}"))? {
-            ForkResult::Child => {
-                IS_ATTENDANT.store(false, Ordering::Relaxed);
-                pt::set_my_index(idx);
-                signals::child_setup();
-                if let Err(e) = run_child_init(rank) {
-                    crate::log_err!(plain: "init_child failed for {}: {e}", pt::desc(idx));
-                    std::process::exit(1);
-                }
-                match role {
-                    Role::Receiver(si) => crate::transport::udp::rcv_loop(*si),
-                    Role::TcpReceiver(i) => crate::transport::tcp_read::tcp_rcv_loop(*i),
-                    Role::TcpMain => crate::transport::tcp_main::tcp_main_loop(),
-                    Role::Timer => timer::timer_loop(),
-                    Role::Extra(f) => f(),
-                    Role::Main => std::process::exit(0),
-                }
-            }
-            ForkResult::Parent(pid) => pt::set_pid(idx, pid),
-        }
+    let _ = ROLES.set(run_as);
+    for idx in 1..pt::len() {
+        spawn(idx)?;
     }
 
     if standalone {
@@ -382,6 +379,43 @@ fn run(
         crate::transport::udp::rcv_loop(0);
     }
     attendant_loop()
+}
+
+/// What each process-table row runs (attendant only, set before the first fork).
+static ROLES: OnceLock<Vec<Role>> = OnceLock::new();
+
+/// Forks the process of table row `idx` (at start-up, and again when it died): the child
+/// runs every module's `child_init(rank)` and then its loop; the parent records its pid.
+fn spawn(idx: usize) -> Result<i32, String> {
+    let role = ROLES
+        .get()
+        .and_then(|r| r.get(idx))
+        .copied()
+        .ok_or_else(|| format!("no process {idx} in the table"))?;
+    let rank = pt::rank(idx);
+    match sys::fork().map_err(|e| format!("cannot fork: {e}"))? {
+        ForkResult::Child => {
+            IS_ATTENDANT.store(false, Ordering::Relaxed);
+            pt::set_my_index(idx);
+            signals::child_setup();
+            if let Err(e) = run_child_init(rank) {
+                crate::log_err!(plain: "init_child failed for {}: {e}", pt::desc(idx));
+                std::process::exit(1);
+            }
+            match role {
+                Role::Receiver(si) => crate::transport::udp::rcv_loop(si),
+                Role::TcpReceiver(i) => crate::transport::tcp_read::tcp_rcv_loop(i),
+                Role::TcpMain => crate::transport::tcp_main::tcp_main_loop(),
+                Role::Timer => timer::timer_loop(),
+                Role::Extra(f) => f(),
+                Role::Main => std::process::exit(0),
+            }
+        }
+        ForkResult::Parent(pid) => {
+            pt::set_pid(idx, pid);
+            Ok(pid)
+        }
+    }
 }
 
 /// Every loaded module's `child_init(rank)`, in load order (each new process).
@@ -394,6 +428,7 @@ fn run_child_init(rank: i32) -> Result<(), String> {
     Ok(())
 }
 
+#[derive(Clone, Copy)]
 enum Role {
     Main,
     Receiver(usize),
@@ -444,26 +479,7 @@ pub fn handle_signals_attendant() {
         shutdown(0);
     }
     if signals::take(&signals::CHLD) {
-        let mut died = false;
-        while let Ok(Some((pid, st))) = sys::waitpid(-1, true) {
-            died = true;
-            let idx = pt::find_pid(pid);
-            let desc = idx.map(pt::desc).unwrap_or("unknown process");
-            crate::log_err!(plain: "child process {pid} ({desc}) {st}");
-            if let Some(i) = idx {
-                let n = shm::force_unlock_dead(i, pid as u32);
-                if n > 0 {
-                    crate::log_warn!(plain: "released {n} lock(s) held by dead process {pid}");
-                }
-                pt::set_pid(i, 0);
-            }
-        }
-        if died && !is_standalone() {
-            crate::log_notice!(plain: "terminating due to SIGCHLD");
-            shutdown(1);
-        } else if died {
-            crate::log_info!(plain: "dont_fork turned on, living on");
-        }
+        reap_children();
     }
     if signals::take(&signals::USR1) {
         crate::log_at!(
@@ -482,6 +498,134 @@ pub fn handle_signals_attendant() {
         crate::log_warn!(plain: "SIGPIPE received and ignored");
     }
     signals::take(&signals::ALRM);
+}
+
+/// Reaps every dead child: logs it, releases and repairs what it held, and forks its
+/// replacement (or shuts the server down: `respawn_children=no`, a crash loop, shared
+/// memory that cannot be proven consistent).
+fn reap_children() {
+    let mut died = false;
+    let mut again = Vec::new();
+    let mut fatal: Option<String> = None;
+    while let Ok(Some((pid, st))) = sys::waitpid(-1, true) {
+        died = true;
+        let idx = pt::find_pid(pid);
+        let desc = idx.map(pt::desc).unwrap_or("unknown process");
+        crate::log_err!(plain: "child process {pid} ({desc}) {st}");
+        let Some(i) = idx else { continue };
+        pt::set_pid(i, 0);
+        crate::transport::turn::release_dead(pid);
+        let rep = shm::repair_dead(i, pid as u32);
+        log_repairs(pid, &rep);
+        if !rep.consistent() {
+            fatal = Some(format!(
+                "shared memory left by process {pid} could not be proven consistent, \
+                 restarting (exit code 1)"
+            ));
+            continue;
+        }
+        let expected = KILLED.with(|k| k.borrow_mut().remove(&pid));
+        if !expected && crash_loop(i) {
+            fatal.get_or_insert_with(|| {
+                format!(
+                    "{desc} died {CRASH_LOOP_DEATHS} times in {} s: crash loop, shutting down",
+                    CRASH_LOOP_WINDOW.as_secs()
+                )
+            });
+        }
+        again.push(i);
+    }
+    if !died {
+        return;
+    }
+    if is_standalone() {
+        crate::log_info!(plain: "dont_fork turned on, living on");
+        return;
+    }
+    if !globals::get().respawn_children {
+        crate::log_notice!(plain: "terminating due to SIGCHLD");
+        shutdown(1);
+    }
+    if let Some(why) = fatal {
+        crate::log_crit!(plain: "{why}");
+        shutdown(1);
+    }
+    // tcp main's death closes every TCP connection (their fds lived in it): the
+    // connection table is emptied and the tcp receivers, which may hold connections
+    // of the old table, are replaced too.
+    if again
+        .iter()
+        .any(|&i| matches!(ROLES.get().and_then(|r| r.get(i)), Some(Role::TcpMain)))
+    {
+        let n = crate::transport::tcp::reset_table();
+        crate::log_warn!(plain: "tcp main died: {n} TCP connection(s) dropped, tcp receivers restarted");
+        for (i, role) in ROLES.get().into_iter().flatten().enumerate() {
+            let p = pt::pid(i);
+            if matches!(role, Role::TcpReceiver(_)) && p > 0 {
+                KILLED.with(|k| k.borrow_mut().insert(p));
+                let _ = sys::kill(p, libc::SIGKILL);
+            }
+        }
+    }
+    for i in again {
+        match spawn(i) {
+            Ok(pid) => {
+                crate::stats::core().respawned_children.inc();
+                crate::log_notice!(plain: "respawned {} as process {pid}", pt::desc(i));
+            }
+            Err(e) => {
+                crate::log_crit!(plain: "cannot respawn {}: {e}", pt::desc(i));
+                shutdown(1);
+            }
+        }
+    }
+}
+
+/// Records a death of row `i`; true when it makes a crash loop.
+fn crash_loop(i: usize) -> bool {
+    let now = Instant::now();
+    DEATHS.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.len() <= i {
+            d.resize_with(i + 1, VecDeque::new);
+        }
+        let q = &mut d[i];
+        q.push_back(now);
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > CRASH_LOOP_WINDOW)
+        {
+            q.pop_front();
+        }
+        q.len() >= CRASH_LOOP_DEATHS
+    })
+}
+
+fn log_repairs(pid: i32, rep: &shm::DeadReport) {
+    match &rep.heap {
+        Some(Ok(())) => {
+            crate::log_warn!(plain: "process {pid} died holding the shm heap lock: heap checked, consistent")
+        }
+        Some(Err(e)) => {
+            crate::log_crit!(plain: "process {pid} died holding the shm heap lock: heap corrupt: {e}")
+        }
+        None => {}
+    }
+    for r in &rep.locks {
+        match &r.outcome {
+            Ok(dropped) if dropped.is_empty() => {
+                crate::log_warn!(plain: "released a lock of {} held by dead process {pid}: consistent", r.what)
+            }
+            Ok(dropped) => {
+                for d in dropped {
+                    crate::log_warn!(plain: "repaired {} left by dead process {pid}: dropped {d}", r.what);
+                }
+            }
+            Err(e) => {
+                crate::log_crit!(plain: "{} left by dead process {pid} is inconsistent: {e}", r.what)
+            }
+        }
+    }
 }
 
 /// Orderly shutdown (reference §2.6): children first, then module destroy in reverse

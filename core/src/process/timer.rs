@@ -89,6 +89,7 @@ pub fn timer_loop() -> ! {
     let start = Instant::now();
     let mut uticks: u64 = 0;
     let mut turns_seen = Vec::new();
+    let mut shm_watch = ShmWatch::default();
     loop {
         super::signals::child_check();
         uticks += 1;
@@ -111,12 +112,74 @@ pub fn timer_loop() -> ! {
             if let Some(t) = TICKS.get() {
                 t.0.store(secs, Ordering::Relaxed);
             }
+            shm_watch.tick(secs);
             for t in &slow {
                 if secs.is_multiple_of(t.interval) {
                     crate::log_dbg!("running {}", t.name);
                     (t.f)(secs);
                 }
             }
+        }
+    }
+}
+
+/// Seconds between two "shm exhausted" log lines (the failures in between are counted).
+pub const SHM_LOG_INTERVAL: u64 = 10;
+
+/// The timer's watch over shm allocation failures: one log line per
+/// [`SHM_LOG_INTERVAL`] while allocations fail, with their count, and one line when
+/// none failed for a whole interval after that (service is back). The requests whose
+/// allocation failed were answered where they failed (500); this tells the operator why.
+#[derive(Default)]
+struct ShmWatch {
+    /// Failures counted when the last line was written.
+    logged: u64,
+    /// When (timer seconds) the last "exhausted" line was written; `None` before any.
+    last_line: Option<u64>,
+    /// Failures seen at the previous tick, and since when the count has not moved.
+    seen: u64,
+    quiet_since: u64,
+    exhausted: bool,
+}
+
+impl ShmWatch {
+    fn tick(&mut self, secs: u64) {
+        let total = shm::alloc_failures();
+        if total != self.seen {
+            self.seen = total;
+            self.quiet_since = secs;
+        }
+        let due = self
+            .last_line
+            .is_none_or(|t| secs.saturating_sub(t) >= SHM_LOG_INTERVAL);
+        if total > self.logged && due {
+            let st = shm::stats();
+            let since = self
+                .last_line
+                .map_or_else(|| "start".to_string(), |t| format!("{} s", secs - t));
+            crate::log_warn!(
+                "shared memory exhausted: {} allocation(s) failed in the last {since} ({total} \
+                 since start); {} of {} bytes in use, largest free block {} bytes; the requests \
+                 concerned were refused (500)",
+                total - self.logged,
+                st.real_used,
+                st.total,
+                st.largest_free
+            );
+            self.logged = total;
+            self.last_line = Some(secs);
+            self.exhausted = true;
+        } else if self.exhausted && secs.saturating_sub(self.quiet_since) >= SHM_LOG_INTERVAL {
+            let st = shm::stats();
+            crate::log_notice!(
+                "shared memory: no allocation failed for {SHM_LOG_INTERVAL} s ({} failure(s) \
+                 since start); {} of {} bytes in use",
+                total,
+                st.real_used,
+                st.total
+            );
+            self.logged = total;
+            self.exhausted = false;
         }
     }
 }

@@ -132,6 +132,26 @@ impl ConnSlot {
 
 static TABLE: OnceLock<&'static [ConnSlot]> = OnceLock::new();
 
+/// Attendant, after tcp main died (the connections' fds died with it): empties the
+/// connection table before the new tcp main starts. Returns how many connections were
+/// in it.
+pub fn reset_table() -> usize {
+    let mut n = 0;
+    for s in table() {
+        if s.id.swap(0, Relaxed) != 0 {
+            n += 1;
+        }
+        s.state.store(0, Relaxed);
+        s.refcnt.store(0, Relaxed);
+        s.holder.store(0, Relaxed);
+        for a in &s.aliases {
+            a.store(0, Relaxed);
+        }
+        s.expires.store(0, Relaxed);
+    }
+    n
+}
+
 /// The ends of the command socket: (tcp main reads, every other process writes).
 static CMD: OnceLock<(OwnedFd, OwnedFd)> = OnceLock::new();
 

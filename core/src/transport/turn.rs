@@ -172,6 +172,19 @@ pub fn let_others_read() {
     }
 }
 
+/// Attendant, after reaping process `pid`: frees every turn it held and wakes a sleeper,
+/// so a socket is read again at once (not after a sleeper's one-second look) and the
+/// dead reader's replacement joins the others as a plain receiver.
+pub fn release_dead(pid: i32) {
+    if let Some(turns) = TURNS.get() {
+        for t in turns.iter() {
+            if t.free(pid) {
+                crate::log_info!(plain: "freed the socket turn of dead receiver {pid}");
+            }
+        }
+    }
+}
+
 /// Timer process, every tick: a reader that took no batch since the last tick while
 /// busy at both ticks (stuck on one batch) or while datagrams wait on its socket at
 /// both ticks (stopped, e.g. under a debugger, or starved) loses the turn to another

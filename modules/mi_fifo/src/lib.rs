@@ -72,7 +72,8 @@ fn params() -> Params {
     }
     Params {
         fifo_name: FIFO_NAME.get(),
-        fifo_mode: FIFO_MODE.get_u32(),
+        // Never world-writable: anybody able to write the FIFO runs MI commands.
+        fifo_mode: FIFO_MODE.get_u32() & !0o002,
         reply_dir,
         reply_indent: REPLY_INDENT.get(),
     }
@@ -103,6 +104,14 @@ fn mod_init() -> Result<(), String> {
         }
         std::fs::remove_file(name)
             .map_err(|e| format!("mi_fifo: cannot remove old {name}: {e}"))?;
+    }
+    let asked = FIFO_MODE.get_u32();
+    if asked & 0o002 != 0 {
+        openser_core::log_warn!(
+            "fifo_mode {asked:04o} would let every local user run MI commands: creating \
+             {name} with {:04o} (never world-writable)",
+            p.fifo_mode
+        );
     }
     sys::mkfifo(name, p.fifo_mode)
         .map_err(|e| format!("mi_fifo: cannot create fifo {name}: {e}"))?;
@@ -168,13 +177,23 @@ fn take_requests(pending: &mut Vec<u8>) -> Vec<Vec<String>> {
     }
 }
 
+/// Whether a reply FIFO name stays inside `reply_dir`: one path component, no `..`.
+fn safe_reply_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
+}
+
 fn write_reply(dir: &str, name: &str, text: &str) {
+    if !safe_reply_name(name) {
+        openser_core::log_err!("reply fifo name {name:?} leaves reply_dir {dir}, reply dropped");
+        return;
+    }
     let path = format!("{dir}{name}");
     let mut file = None;
     for _ in 0..5 {
+        // O_NOFOLLOW: a symlink planted in reply_dir is not followed (ELOOP).
         match std::fs::OpenOptions::new()
             .write(true)
-            .custom_flags(libc::O_NONBLOCK)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
             .open(&path)
         {
             Ok(f) => {
@@ -194,7 +213,8 @@ fn write_reply(dir: &str, name: &str, text: &str) {
         openser_core::log_err!("no reader on reply fifo {path}");
         return;
     };
-    match std::fs::symlink_metadata(&path) {
+    // The opened file itself (not the path again): a FIFO, or nothing is written.
+    match f.metadata() {
         Ok(m) if m.file_type().is_fifo() => {}
         _ => {
             openser_core::log_err!("{path} is not a FIFO, reply dropped");
@@ -289,5 +309,15 @@ mod tests {
             vec![":get_statistics:r2", "core:", "\"a", "", "b\""]
         );
         assert_eq!(p, b":partial:r3\nx\n".to_vec());
+    }
+
+    #[test]
+    fn reply_names_stay_in_reply_dir() {
+        for ok in ["r1", "mi_reply_12_3", "a.b"] {
+            assert!(safe_reply_name(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", "../x", "a/b", "/tmp/x", "a\0b"] {
+            assert!(!safe_reply_name(bad), "{bad:?}");
+        }
     }
 }

@@ -174,7 +174,7 @@ pub fn new_tran(msg: &SipMsg) -> NewTran {
             NewTran::Retrans(c)
         }
         None => {
-            openser_core::log_err!("out of shm memory");
+            openser_core::log_dbg!("out of shm memory"); // counted, logged by the timer (issue 18)
             NewTran::Err
         }
     }
@@ -339,7 +339,7 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<(SocketAddr, Pro
         };
         let (Some(req), Some(u)) = (shm::ShmStr::new(&buf), shm::ShmStr::new(uri.as_bytes()))
         else {
-            openser_core::log_err!("out of shm memory for a branch");
+            openser_core::log_dbg!("out of shm memory for a branch"); // counted, logged by the timer
             continue;
         };
         let br = &mut st.branches[idx];

@@ -28,6 +28,7 @@ pub mod fwd;
 pub mod h_table;
 pub mod lookup;
 pub mod mi;
+mod repair;
 pub mod reply;
 mod shmref;
 pub mod timer;
@@ -371,6 +372,8 @@ fn reply_hook(msg: &mut SipMsg) -> bool {
 
 fn mod_init() -> Result<(), String> {
     h_table::init_table()?;
+    shmref::init_ledger()?;
+    repair::register();
     timer_avps();
     Ok(())
 }

@@ -185,11 +185,14 @@ impl CellRef {
     /// Take a reference to `c`, reached under a lock of a structure it is linked in.
     pub(super) fn take(c: &Cell) -> CellRef {
         c.ref_count.fetch_add(1, Ordering::AcqRel);
-        CellRef { p: ptr_of(c) }
+        let p = ptr_of(c);
+        note_ref(p.as_ptr() as usize);
+        CellRef { p }
     }
 
     /// Adopt the creator's reference of a freshly allocated cell (ref_count already 1).
     pub(super) fn adopt(p: ShmPtr<Cell>) -> CellRef {
+        note_ref(p.as_ptr() as usize);
         CellRef { p }
     }
 
@@ -215,8 +218,90 @@ impl std::ops::Deref for CellRef {
 
 impl Drop for CellRef {
     fn drop(&mut self) {
+        unnote_ref(self.p.as_ptr() as usize);
         self.ref_count.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Counted references recorded per process (more at once are simply not recorded).
+const REFS_PER_PROC: usize = 16;
+
+/// The reference ledger: for each process slot, the cells it holds a counted reference
+/// to, so the attendant can give back a dead process's references (issue 18) and its
+/// cells can be freed. An entry is written after the count is taken and erased before
+/// it is given back, so an entry always stands for a count still held: the cell cannot
+/// have been freed meanwhile. A process killed between the two steps leaves a count
+/// without an entry (that cell is never freed: a leak, never a premature free).
+static LEDGER: std::sync::OnceLock<&'static [std::sync::atomic::AtomicUsize]> =
+    std::sync::OnceLock::new();
+
+/// Allocate the ledger (attendant, mod_init, after the table).
+pub(super) fn init_ledger() -> Result<(), String> {
+    if LEDGER.get().is_some() {
+        return Ok(());
+    }
+    let l = shm::alloc_static_slice_with(shm::global::MAX_PROCS * REFS_PER_PROC, |_| {
+        std::sync::atomic::AtomicUsize::new(0)
+    })
+    .ok_or("tm: no shm for the reference ledger")?;
+    let _ = LEDGER.set(l);
+    shm::register_dead_hook("tm references", give_back_dead_refs);
+    Ok(())
+}
+
+fn ledger_row(slot: usize) -> Option<&'static [std::sync::atomic::AtomicUsize]> {
+    LEDGER
+        .get()?
+        .get(slot * REFS_PER_PROC..(slot + 1) * REFS_PER_PROC)
+}
+
+#[inline]
+fn note_ref(a: usize) {
+    if let Some(row) = ledger_row(shm::global::process_slot()) {
+        for e in row {
+            if e.load(Ordering::Relaxed) == 0 {
+                e.store(a, Ordering::Release);
+                return;
+            }
+        }
+    }
+}
+
+#[inline]
+fn unnote_ref(a: usize) {
+    if let Some(row) = ledger_row(shm::global::process_slot()) {
+        for e in row {
+            if e.load(Ordering::Relaxed) == a {
+                e.store(0, Ordering::Release);
+                return;
+            }
+        }
+    }
+}
+
+/// Attendant, for a reaped process's slot: gives back the counted references it held.
+fn give_back_dead_refs(slot: usize) -> Result<Vec<String>, String> {
+    let Some(row) = ledger_row(slot) else {
+        return Ok(Vec::new());
+    };
+    let mut n = 0;
+    for e in row {
+        let a = e.swap(0, Ordering::AcqRel);
+        if a == 0 || !shm::global::contains(a) || !a.is_multiple_of(align_of::<Cell>()) {
+            continue;
+        }
+        // SAFETY: the entry stands for a count the dead process still held (written after
+        // the count was taken, erased before it was given back: see LEDGER), so the cell
+        // was not freed and is a live `Cell`; only its atomic count is touched.
+        let c = unsafe { &*(a as *const Cell) };
+        c.ref_count.fetch_sub(1, Ordering::AcqRel);
+        n += 1;
+    }
+    Ok(if n > 0 {
+        vec![format!("{n} transaction reference(s) given back")]
+    } else {
+        Vec::new()
+    })
 }
 
 /// Free a cell: `c` must be unlinked from its hash chain and from the timer list, with

@@ -96,6 +96,7 @@ mod db;
 mod hslot;
 pub mod mi;
 pub mod module;
+mod repair;
 mod shmref;
 mod ucontact;
 mod udomain;

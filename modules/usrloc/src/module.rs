@@ -153,6 +153,7 @@ pub(super) fn mod_init() -> Result<(), String> {
         openser_core::db::check_url(&p.db_url).map_err(|e| format!("usrloc: {e}"))?;
     }
     super::db::set_mode(p.db_mode);
+    super::repair::init_debug_pause();
     Ok(())
 }
 

@@ -135,16 +135,19 @@ impl UDomain {
         });
         let slots = stats.and_then(|_| alloc_zeroed::<Slot>(n));
         match (stats.and_then(forever), slots) {
-            (Some(stats), Some(slots)) => Ok(UDomain {
-                name: name.to_owned(),
-                slots,
-                nslots: n,
-                expiry_cursor: AtomicUsize::new(0),
-                stats,
-                desc_time_order: params.desc_time_order,
-                matching_mode: params.matching_mode,
-                cseq_delay: params.cseq_delay,
-                case_sensitive: params.case_sensitive,
+            (Some(stats), Some(slots)) => Ok({
+                super::repair::register(slots.as_ptr() as usize, n);
+                UDomain {
+                    name: name.to_owned(),
+                    slots,
+                    nslots: n,
+                    expiry_cursor: AtomicUsize::new(0),
+                    stats,
+                    desc_time_order: params.desc_time_order,
+                    matching_mode: params.matching_mode,
+                    cseq_delay: params.cseq_delay,
+                    case_sensitive: params.case_sensitive,
+                }
             }),
             _ => {
                 stats.into_iter().for_each(dispose);
@@ -161,6 +164,14 @@ impl UDomain {
     /// Number of hash slots.
     pub fn size(&self) -> usize {
         self.nslots
+    }
+
+    /// Index of the slot whose lock is at address `lock`, if it is one of this domain's.
+    pub(super) fn slot_of_lock(&self, lock: usize) -> Option<usize> {
+        let base = self.slots.as_ptr() as usize;
+        let off = lock.checked_sub(base)?;
+        let size = std::mem::size_of::<Slot>();
+        (off.is_multiple_of(size) && off / size < self.nslots).then_some(off / size)
     }
 
     /// Slot index of an AOR.
@@ -301,7 +312,139 @@ impl UDomain {
     }
 }
 
+impl SlotGuard<'static> {
+    /// The guard of slot `slot` of `dom` whose lock the attendant took over from a dead
+    /// process (`shm::repair_dead`), to check and repair the slot.
+    pub(super) fn taken_over(
+        dom: &'static UDomain,
+        slot: usize,
+        held: FastLockGuard<'static>,
+    ) -> SlotGuard<'static> {
+        SlotGuard {
+            dom,
+            slot,
+            known: Cell::new(ShmPtr::null()),
+            empty: ShmPtr::null(),
+            lock: Some(held),
+        }
+    }
+}
+
+/// Whether `p` can be followed: inside the shm segment and aligned (a repair walk must
+/// never follow a pointer a dead process left half-written out of the segment).
+fn plausible<T>(p: ShmPtr<T>) -> bool {
+    let a = p.as_ptr() as usize;
+    shm::global::contains(a) && a.is_multiple_of(std::mem::align_of::<T>())
+}
+
 impl<'d> SlotGuard<'d> {
+    /// Check and repair the locked slot after the process that held its lock died:
+    /// the list links (`prev` of each record, the head), the record count, each
+    /// record's contact count, and records without a contact — a record is only left
+    /// without one inside a critical section (between `insert_urecord` and the first
+    /// contact) or briefly until the expiry walk, so such a record is the dead
+    /// process's half-written one and is dropped. Returns what was changed (AORs
+    /// named); `Err` when a link leaves the segment (the slot cannot be proven
+    /// consistent).
+    pub(super) fn repair(&mut self) -> Result<Vec<String>, String> {
+        let mut done = Vec::new();
+        let head = self.head();
+        let (first, n) = get(self, head).map_or((ShmPtr::null(), 0), |h| (h.first, h.n));
+        // A record linked as `first.prev` but not (yet) the head: the dead process was
+        // between the two stores of `insert_urecord`; it is unreachable, free it.
+        let mut orphans = Vec::new();
+        if !first.is_null() {
+            if !plausible(first) {
+                return Err(format!(
+                    "slot {}: head link {:p} out of shm",
+                    self.slot,
+                    first.as_ptr()
+                ));
+            }
+            let orphan = get(self, first).map(|r| r.prev).unwrap_or(ShmPtr::null());
+            if !orphan.is_null() {
+                if plausible(orphan) {
+                    orphans.push(orphan);
+                }
+                if let Some(f) = get_mut(self, first) {
+                    f.prev = ShmPtr::null();
+                }
+            }
+        }
+        let mut prev = ShmPtr::<URecord>::null();
+        let mut p = first;
+        let mut count = 0u32;
+        let mut empty = Vec::new();
+        while !p.is_null() {
+            if !plausible(p) || count > n.saturating_add(16) {
+                return Err(format!(
+                    "slot {}: record list broken after {count} record(s)",
+                    self.slot
+                ));
+            }
+            let (rprev, next, contacts, nc) = match get(self, p) {
+                Some(r) => (r.prev, r.next, r.contacts, r.ncontacts),
+                None => break,
+            };
+            if rprev != prev {
+                done.push(format!("slot {}: fixed a back link", self.slot));
+                if let Some(r) = get_mut(self, p) {
+                    r.prev = prev;
+                }
+            }
+            let mut k = 0u32;
+            let mut cp = contacts;
+            while !cp.is_null() {
+                if !plausible(cp) || k > nc.saturating_add(16) {
+                    return Err(format!("slot {}: contact list broken", self.slot));
+                }
+                k += 1;
+                cp = get(self, cp).map(|c| c.next).unwrap_or(ShmPtr::null());
+            }
+            if k != nc {
+                if let Some(r) = get_mut(self, p) {
+                    r.ncontacts = k;
+                }
+                done.push(format!("slot {}: contact count {nc} -> {k}", self.slot));
+            }
+            if contacts.is_null() {
+                empty.push(p);
+            }
+            count += 1;
+            prev = p;
+            p = next;
+        }
+        if count != n {
+            if let Some(h) = get_mut(self, head) {
+                h.n = count;
+            }
+            done.push(format!("slot {}: record count {n} -> {count}", self.slot));
+        }
+        for rp in empty {
+            let aor = get(self, rp)
+                .map(|r| String::from_utf8_lossy(r.aor.as_bytes()).into_owned())
+                .unwrap_or_default();
+            self.free_record(rp, UlCbType::Delete);
+            done.push(format!(
+                "half-written usrloc record of AOR {aor} (no contact yet)"
+            ));
+        }
+        for rp in orphans {
+            let aor = get_mut(self, rp).map(|r| std::mem::replace(&mut r.aor, ShmStr::empty()));
+            let name = aor
+                .as_ref()
+                .map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned())
+                .unwrap_or_default();
+            if let Some(a) = aor {
+                dispose_str(a);
+            }
+            dispose(rp);
+            self.dom.stats.users_dec();
+            done.push(format!("half-linked usrloc record of AOR {name}"));
+        }
+        Ok(done)
+    }
+
     /// Release the slot lock, then write the database changes queued under it (a no-op
     /// unless `db_mode` is 1 or 3). Database writes never run under a usrloc lock.
     pub fn unlock_then_flush(mut self) {
@@ -444,9 +587,12 @@ impl<'d> SlotGuard<'d> {
             h.first = rp;
             h.n += 1;
         }
+        self.dom.stats.users_inc();
+        // Debug builds, tests: stop here (record linked and counted, no contact yet).
+        #[cfg(debug_assertions)]
+        super::repair::debug_pause(aor, self.slot);
         // Empty until its first contact: the walk frees it if none comes.
         self.note_empty(rp);
-        self.dom.stats.users_inc();
         self.known.set(rp);
         Ok(RecordId(rp))
     }

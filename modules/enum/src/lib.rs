@@ -15,8 +15,8 @@
 //!   record (default suffix and service) points to this proxy (`myself`): 1, else -1.
 //!
 //! Parameters (1.2 defaults): `domain_suffix` "e164.arpa.", `tel_uri_params` "",
-//! `i_enum_suffix` "e164.arpa.", `branchlabel` "i", `bl_algorithm` "cc" (the last
-//! three are accepted for configuration compatibility; `i_enum_query` is not built).
+//! `i_enum_suffix`, `branchlabel`, `bl_algorithm` are accepted so 1.2 configs load, and
+//! warn at start-up that they have no effect (`i_enum_query` is not built).
 
 use openser_core::dns::msg::{Rdata, T_NAPTR};
 use openser_core::dns::resolver::Deadline;
@@ -32,9 +32,9 @@ pub static EXPORTS: ModuleExports = ModuleExports {
     params: &[
         Param::str("domain_suffix", &P.domain_suffix),
         Param::str("tel_uri_params", &P.tel_uri_params),
-        Param::str("i_enum_suffix", &P.i_enum_suffix),
-        Param::str("branchlabel", &P.branchlabel),
-        Param::str("bl_algorithm", &P.bl_algorithm),
+        Param::no_effect("i_enum_suffix", "i_enum_query is not built"),
+        Param::no_effect("branchlabel", "i_enum_query is not built"),
+        Param::no_effect("bl_algorithm", "i_enum_query is not built"),
     ],
     cmds: &[
         CmdExport::new("enum_query", 0, 2, REQUEST_ROUTE, cmd_enum_query),
@@ -53,17 +53,11 @@ pub static EXPORTS: ModuleExports = ModuleExports {
 pub struct Params {
     pub domain_suffix: StrParam,
     pub tel_uri_params: StrParam,
-    pub i_enum_suffix: StrParam,
-    pub branchlabel: StrParam,
-    pub bl_algorithm: StrParam,
 }
 
 pub static P: Params = Params {
     domain_suffix: StrParam::new("e164.arpa."),
     tel_uri_params: StrParam::new(""),
-    i_enum_suffix: StrParam::new("e164.arpa."),
-    branchlabel: StrParam::new("i"),
-    bl_algorithm: StrParam::new("cc"),
 };
 
 /// `+` and 2 to 15 digits.

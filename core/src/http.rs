@@ -192,6 +192,28 @@ pub fn response(code: u16, reason: &str, ctype: &str, body: &[u8], extra: &[&str
     v
 }
 
+/// The accept loop of a listener process (non-blocking `listener`, polled every 20 ms
+/// so a terminating signal is seen): every connection goes to `serve`, one at a time.
+pub fn serve_forever(
+    listener: &std::net::TcpListener,
+    mut serve: impl FnMut(std::net::TcpStream, std::net::SocketAddr),
+) -> ! {
+    loop {
+        crate::process::signals::child_check();
+        match listener.accept() {
+            Ok((s, peer)) => serve(s, peer),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                crate::log_err!("accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
 /// Write `bytes` with a write timeout; errors are only logged by callers.
 pub fn send(s: &mut std::net::TcpStream, bytes: &[u8], timeout: Duration) -> std::io::Result<()> {
     s.set_write_timeout(Some(timeout))?;

@@ -16,7 +16,7 @@ pub mod xmlrpc;
 use openser_core::http;
 use openser_core::mi;
 use openser_core::module::{BoolParam, IntParam, ModuleExports, Param, ProcExport, StrParam};
-use openser_core::process::{pt, signals};
+use openser_core::process::pt;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::OnceLock;
@@ -176,20 +176,7 @@ fn xmlrpc_process() -> ! {
         openser_core::log_crit!("no listener");
         std::process::exit(1);
     };
-    loop {
-        signals::child_check();
-        match l.accept() {
-            Ok((s, peer)) => serve(s, peer),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                openser_core::log_err!("accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
+    http::serve_forever(l, serve)
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use openser_core::module::{
     BoolParam, CmdExport, FixedArg, IntParam, ModuleExports, Param, ProcExport, PvExport, StrParam,
 };
 use openser_core::parser::{RcvInfo, SipMsg};
-use openser_core::process::{pt, signals};
+use openser_core::process::pt;
 use openser_core::route::REQUEST_ROUTE;
 use openser_core::script::{Ctx, PvValue, route_index, run_route};
 
@@ -327,20 +327,7 @@ fn http_process() -> ! {
         openser_core::log_crit!("no listener");
         std::process::exit(1);
     };
-    loop {
-        signals::child_check();
-        match l.accept() {
-            Ok((s, peer)) => serve(s, peer),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                openser_core::log_err!("accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
+    http::serve_forever(l, serve)
 }
 
 #[cfg(test)]

@@ -781,12 +781,13 @@ fn client_config(
             rustls::client::WebPkiServerVerifier::builder_with_provider(roots(ca, d)?, p.clone())
                 .build()
                 .map_err(|e| err(&block_param(d, "tls_ca_list"), format!("tls_ca_list: {e}")))?;
-        Arc::new(ChainOnly {
-            inner,
+        Arc::new(ServerCheck {
+            chain: Some(inner),
             algs: p.signature_verification_algorithms,
         })
     } else {
-        Arc::new(NoVerify {
+        Arc::new(ServerCheck {
+            chain: None,
             algs: p.signature_verification_algorithms,
         })
     };
@@ -811,15 +812,18 @@ fn client_config(
     Ok((cfg, verify))
 }
 
+/// How the proxy checks a server's certificate. `chain` is set with
 /// `tls_verify_server=1`: the chain must lead to a CA of `tls_ca_list`; like 1.2 (and
 /// Kamailio's default), the server's name is not checked against the destination.
+/// Without it (`tls_verify_server=0`) any certificate is taken. Either way the
+/// handshake signatures are checked.
 #[derive(Debug)]
-struct ChainOnly {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
+struct ServerCheck {
+    chain: Option<Arc<rustls::client::WebPkiServerVerifier>>,
     algs: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for ServerCheck {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -828,55 +832,16 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::NotValidForName
                 | rustls::CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
             r => r,
         }
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
-    }
-}
-
-/// `tls_verify_server=0`: any certificate (the handshake signatures are still
-/// checked).
-#[derive(Debug)]
-struct NoVerify {
-    algs: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
     fn verify_tls12_signature(
         &self,

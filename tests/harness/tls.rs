@@ -129,41 +129,6 @@ fn certs(path: &str) -> Vec<CertificateDer<'static>> {
         .collect()
 }
 
-#[derive(Debug)]
-struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyServer {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// A client configuration: verify the server against `ca` (full check, name
 /// included) or not at all; present `cert`/`key` if given.
 pub fn client_config(
@@ -183,9 +148,9 @@ pub fn client_config(
             }
             b.with_root_certificates(roots)
         }
-        None => b
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServer(p))),
+        None => b.dangerous().with_custom_certificate_verifier(
+            openser_core::transport::tls::any_server_verifier(&p),
+        ),
     };
     let cfg = match cert_key {
         Some((c, k)) => b

@@ -786,10 +786,7 @@ fn client_config(
             algs: p.signature_verification_algorithms,
         })
     } else {
-        Arc::new(ServerCheck {
-            chain: None,
-            algs: p.signature_verification_algorithms,
-        })
+        any_server_verifier(&p)
     };
     let b = ClientConfig::builder_with_provider(p.clone())
         .with_protocol_versions(method.versions())
@@ -810,6 +807,15 @@ fn client_config(
         b.with_no_client_auth()
     };
     Ok((cfg, verify))
+}
+
+/// A verifier that takes any server certificate (still checking the handshake
+/// signatures): `tls_verify_server=0`, and the test and load clients.
+pub fn any_server_verifier(p: &rustls::crypto::CryptoProvider) -> Arc<dyn ServerCertVerifier> {
+    Arc::new(ServerCheck {
+        chain: None,
+        algs: p.signature_verification_algorithms,
+    })
 }
 
 /// How the proxy checks a server's certificate. `chain` is set with

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # TCP and TLS stateful calls against openser-rs and Kamailio 5.6 (Debian packages
 # kamailio and kamailio-tls-modules), same machine, same client, equivalent configs
-# (openser-{tcp,tls}.cfg, kamailio-{tcp,tls}.cfg, kamailio-tls.conf).
+# (openser-{tcp,tls}.cfg, kamailio-{tcp,tls}.cfg, kamailio-tls.conf); with
+# TRANSPORTS=udp DISPATCHER=1 the dispatcher round-robin over two UASs instead
+# (openser-dispatcher.cfg, kamailio-dispatcher.cfg; see bench/dispatcher_bench.sh).
 #
 # The client is examples/sipload.rs (Debian's SIPp has no TLS): one process with the
-# UAS on 127.0.0.1:5070 and a UAC over CONNS connections to the proxy, calls
+# UAS on 127.0.0.1:5070 (and :5072 for the dispatcher) and a UAC over CONNS connections
+# (UDP: sockets) to the proxy, calls
 # INVITE/180/200/ACK/BYE/200 record-routed through the proxy's tm. For each transport
 # and server, REPEAT searches over RATES find the highest rate at which every call
 # completes (and the achieved rate is >= 95% of it); the proxy's CPU (user+system of
@@ -15,6 +18,7 @@
 #   TRANSPORTS="tcp tls"  SERVERS="openser kamailio"  REPEAT=3
 #   RATES="250 500 1000 2000 4000 8000"  DUR=10 (seconds of calls per step)
 #   CONNS=4 (UAC connections)  OUTBASE=target/bench/stream-<date>
+#   REFINE=0 bisection steps after the first failing rate, down to GRAIN=250 cps
 #
 # Timed runs need a quiet machine. A short check that everything works:
 #   REPEAT=1 RATES="200" DUR=3 bench/stream_bench.sh
@@ -27,6 +31,9 @@ REPEAT=${REPEAT:-3}
 RATES=${RATES:-250 500 1000 2000 4000 8000}
 DUR=${DUR:-10}
 CONNS=${CONNS:-4}
+DISPATCHER=${DISPATCHER:-0}
+REFINE=${REFINE:-0}
+GRAIN=${GRAIN:-250}
 OUTBASE=${OUTBASE:-$ROOT/target/bench/stream-$(date +%Y%m%d-%H%M%S)}
 HZ=$(getconf CLK_TCK)
 
@@ -51,6 +58,14 @@ fi
 for f in openser-tcp.cfg openser-tls.cfg kamailio-tcp.cfg kamailio-tls.cfg kamailio-tls.conf; do
 	sed "s|@PKI@|$PKI|g" "$HERE/$f" >"$PKI/$f"
 done
+UAS=(--uas 127.0.0.1:5070)
+if [ "$DISPATCHER" = 1 ]; then
+	printf '1 sip:127.0.0.1:5070\n1 sip:127.0.0.1:5072\n' >"$PKI/dispatcher.list"
+	for s in openser kamailio; do
+		sed "s|@LIST@|$PKI/dispatcher.list|" "$HERE/$s-dispatcher.cfg" >"$PKI/$s-udp.cfg"
+	done
+	UAS+=(--uas 127.0.0.1:5072)
+fi
 
 tree_pids() {
 	local p c
@@ -68,7 +83,7 @@ cpu_ticks() {
 	done
 	echo "$t"
 }
-listening() { [ -n "$(ss -Hnlt "sport = :$1" 2>/dev/null)" ]; }
+listening() { [ -n "$(ss -Hnltu "sport = :$1" 2>/dev/null)" ]; }
 stop_tree() { # pid: TERM, then KILL what is left of the processes we started
 	local pid=$1 pids i p
 	pids=$(tree_pids "$pid")
@@ -99,7 +114,7 @@ step() {
 	n=$((rate * DUR))
 	t0=$(cpu_ticks $(tree_pids $pid))
 	rc=0
-	out=$("$LOAD" --transport "$tr" --proxy 127.0.0.1:$port --uas 127.0.0.1:5070 \
+	out=$("$LOAD" --transport "$tr" --proxy 127.0.0.1:$port "${UAS[@]}" \
 		--cert "$PKI/server.pem" --key "$PKI/server.key" --rate "$rate" --calls "$n" \
 		--conns "$CONNS" 2>"$d/sipload.err") || rc=$?
 	t1=$(cpu_ticks $(tree_pids $pid))
@@ -124,11 +139,19 @@ for tr in $TRANSPORTS; do
 			continue
 		fi
 		for rep in $(seq 1 "$REPEAT"); do
-			best=0 bcpu=- buspc=-
+			best=0 bcpu=- buspc=- fail=
 			for rate in $RATES; do
 				step "$srv" "$tr" "$rate" "$OUTBASE/$tr-$srv-$rep-$rate"
-				[ "$PASS" = 1 ] || break
+				[ "$PASS" = 1 ] || { fail=$rate; break; }
 				best=$rate bcpu=$CPU buspc=$USPC
+			done
+			# bisection between the last passing and the first failing step
+			for _ in $(seq 1 "$REFINE"); do
+				[ -n "$fail" ] && [ $((fail - best)) -gt "$GRAIN" ] || break
+				rate=$(((best + fail) / 2 / GRAIN * GRAIN))
+				[ "$rate" -gt "$best" ] || break
+				step "$srv" "$tr" "$rate" "$OUTBASE/$tr-$srv-$rep-$rate"
+				if [ "$PASS" = 1 ]; then best=$rate bcpu=$CPU buspc=$USPC; else fail=$rate; fi
 			done
 			printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$tr" "$srv" "$rep" "$best" "$bcpu" "$buspc" >>"$SUMMARY"
 		done
@@ -143,7 +166,7 @@ awk -F'\t' 'NR > 1 { k = $1 " " $2; n[k]++; r[k, n[k]] = $4; u[k, n[k]] = $6 }
 		return v[int((c + 1) / 2)] }
 	END { for (k in n) { mr[k] = med(r, k, n[k]); mu[k] = med(u, k, n[k])
 			printf "%s: median max %d cps, %d us CPU per call at that rate (%d searches)\n", k, mr[k], mu[k], n[k] }
-		split("tcp tls", ts, " ")
+		split("tcp tls udp", ts, " ")
 		for (i in ts) { o = ts[i] " openser"; q = ts[i] " kamailio"
 			if ((o in mr) && (q in mr) && mr[q] > 0 && mu[q] > 0)
 				printf "%s: openser/kamailio calls/s %.2fx, CPU per call %.2fx\n", ts[i], mr[o] / mr[q], mu[o] / mu[q] } }' "$SUMMARY" | sort

@@ -1,14 +1,17 @@
-//! sipload: the stream-transport load client of the benchmarks (`bench/stream_bench.sh`)
-//! — SIPp as packaged by Debian has no TLS, so TCP and TLS calls are driven by this
-//! one client against both openser-rs and Kamailio.
+//! sipload: the project's own load client of the benchmarks (`bench/stream_bench.sh`).
+//! SIPp as packaged by Debian has no TLS, so TCP and TLS calls are driven by this one
+//! client against both openser-rs and Kamailio; over UDP it is the lighter driver of
+//! the runs where SIPp's own CPU is the ceiling of this machine (the dispatcher runs).
 //!
 //! One process plays both ends of a stateful call through the proxy: a UAS that
-//! listens on `--uas` (TCP or TLS) and answers INVITE with 180 and 200 and BYE with
-//! 200, and a UAC that opens `--conns` connections to `--proxy` and places `--calls`
-//! calls at `--rate` calls/s (INVITE, 200, ACK, BYE, 200; the ACK and BYE follow the
+//! listens on `--uas` (TCP, TLS or UDP; repeat `--uas` for several, e.g. dispatcher
+//! destinations) and answers INVITE with 180 and 200 and BYE with 200, and a UAC that
+//! opens `--conns` connections (UDP: sockets) to `--proxy` and places `--calls` calls
+//! at `--rate` calls/s (INVITE, 200, ACK, BYE, 200; the ACK and BYE follow the
 //! Record-Route set), at most `--window` calls in progress per connection. A call not
-//! finished within 5 s is a failure. Prints one line:
-//! `calls=N ok=K failed=F wall=S cps=X`, and exits 1 on any failure.
+//! finished within 5 s is a failure (UDP: nothing is retransmitted, so one lost
+//! datagram fails its call — the same zero-retransmission bar as the SIPp runs).
+//! Prints one line: `calls=N ok=K failed=F wall=S cps=X`, and exits 1 on any failure.
 //!
 //! Test and benchmark tool only (threads: one per connection); loopback addresses.
 //!
@@ -17,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -126,9 +129,11 @@ fn hdrs<'a>(m: &'a str, name: &str) -> Vec<&'a str> {
 }
 
 struct Opts {
-    tls: bool,
+    /// "tcp", "tls" or "udp"
+    tr: &'static str,
     proxy: SocketAddr,
-    uas: SocketAddr,
+    /// the UAS addresses (the first is the INVITEs' Request-URI)
+    uas: Vec<SocketAddr>,
     cert: String,
     key: String,
     rate: f64,
@@ -139,9 +144,9 @@ struct Opts {
 
 fn opts() -> Opts {
     let mut o = Opts {
-        tls: false,
+        tr: "tcp",
         proxy: "127.0.0.1:5060".parse().unwrap(),
-        uas: "127.0.0.1:5070".parse().unwrap(),
+        uas: Vec::new(),
         cert: String::new(),
         key: String::new(),
         rate: 100.0,
@@ -154,9 +159,15 @@ fn opts() -> Opts {
     while i < a.len() {
         let v = a.get(i + 1).cloned().unwrap_or_default();
         match a[i].as_str() {
-            "--transport" => o.tls = v.eq_ignore_ascii_case("tls"),
+            "--transport" => {
+                o.tr = match v.to_ascii_lowercase().as_str() {
+                    "tls" => "tls",
+                    "udp" => "udp",
+                    _ => "tcp",
+                }
+            }
             "--proxy" => o.proxy = v.parse().expect("--proxy ip:port"),
-            "--uas" => o.uas = v.parse().expect("--uas ip:port"),
+            "--uas" => o.uas.push(v.parse().expect("--uas ip:port")),
             "--cert" => o.cert = v,
             "--key" => o.key = v,
             "--rate" => o.rate = v.parse().expect("--rate"),
@@ -170,8 +181,11 @@ fn opts() -> Opts {
         }
         i += 2;
     }
+    if o.uas.is_empty() {
+        o.uas.push("127.0.0.1:5070".parse().unwrap());
+    }
     assert!(
-        o.proxy.ip().is_loopback() && o.uas.ip().is_loopback(),
+        o.proxy.ip().is_loopback() && o.uas.iter().all(|u| u.ip().is_loopback()),
         "loopback only"
     );
     o
@@ -182,13 +196,14 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn proto(o: &Opts) -> &'static str {
-    if o.tls { "tls" } else { "tcp" }
-}
-
 /// The UAS: accept the proxy's connections, answer each one's requests.
 fn uas(o: Arc<Opts>, l: TcpListener, stop: Arc<AtomicBool>) {
-    let scfg = if o.tls {
+    let contact = format!(
+        "Contact: <sip:uas@{};transport={}>\r\n",
+        l.local_addr().unwrap(),
+        o.tr
+    );
+    let scfg = if o.tr == "tls" {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&o.cert)
             .expect("--cert")
             .map(|c| c.expect("certificate"))
@@ -240,8 +255,8 @@ fn uas(o: Arc<Opts>, l: TcpListener, stop: Arc<AtomicBool>) {
                 Stream::Tcp(t)
             }
         };
-        let (o, stop) = (o.clone(), stop.clone());
-        std::thread::spawn(move || uas_conn(&o, s, &stop));
+        let (contact, stop) = (contact.clone(), stop.clone());
+        std::thread::spawn(move || uas_conn(&contact, s, &stop));
     }
 }
 
@@ -267,27 +282,93 @@ fn reply(req: &str, code: &str, contact: &str, tag: &str) -> String {
     r
 }
 
-fn uas_conn(o: &Opts, mut s: Stream, stop: &AtomicBool) {
+/// The UAS's answers to one request: 180 and 200 to an INVITE, 200 to a BYE.
+fn answer(m: &str, contact: &str, out: &mut Vec<String>) {
+    debug("uas", m);
+    let tag = hdr(m, "Call-ID").unwrap_or("x").replace(['@', '.'], "");
+    if m.starts_with("INVITE ") {
+        out.push(reply(m, "180 Ringing", contact, &tag));
+        out.push(reply(m, "200 OK", contact, &tag));
+    } else if m.starts_with("BYE ") {
+        out.push(reply(m, "200 OK", "", &tag));
+    }
+}
+
+fn uas_conn(contact: &str, mut s: Stream, stop: &AtomicBool) {
     let mut f = Framer { buf: Vec::new() };
-    let contact = format!("Contact: <sip:uas@{};transport={}>\r\n", o.uas, proto(o));
     while !stop.load(Ordering::Relaxed) {
         match f.fill(&mut s) {
             Ok(true) => {}
             _ => return,
         }
-        let mut out = String::new();
+        let mut out = Vec::new();
         while let Some(m) = f.next() {
-            debug("uas", &m);
-            let tag = hdr(&m, "Call-ID").unwrap_or("x").replace(['@', '.'], "");
-            if m.starts_with("INVITE ") {
-                out.push_str(&reply(&m, "180 Ringing", &contact, &tag));
-                out.push_str(&reply(&m, "200 OK", &contact, &tag));
-            } else if m.starts_with("BYE ") {
-                out.push_str(&reply(&m, "200 OK", "", &tag));
-            }
+            answer(&m, contact, &mut out);
         }
-        if !out.is_empty() && s.write_all(out.as_bytes()).and_then(|_| s.flush()).is_err() {
+        if !out.is_empty()
+            && s.write_all(out.concat().as_bytes())
+                .and_then(|_| s.flush())
+                .is_err()
+        {
             return;
+        }
+    }
+}
+
+/// A UDP UAS: answers every request datagram to where it came from (the proxy).
+fn uas_udp(sock: UdpSocket, stop: Arc<AtomicBool>) {
+    let contact = format!(
+        "Contact: <sip:uas@{};transport=udp>\r\n",
+        sock.local_addr().unwrap()
+    );
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let mut out = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        answer(&String::from_utf8_lossy(&buf[..n]), &contact, &mut out);
+        for r in out.drain(..) {
+            let _ = sock.send_to(r.as_bytes(), from);
+        }
+    }
+}
+
+/// The UAC's side of one connection (UDP: one socket talking to the proxy).
+enum Link {
+    Stream(Stream, Framer),
+    Udp(UdpSocket, Vec<u8>),
+}
+
+impl Link {
+    fn send(&mut self, out: &[String]) -> std::io::Result<()> {
+        match self {
+            Link::Stream(s, _) => s.write_all(out.concat().as_bytes()).and_then(|_| s.flush()),
+            Link::Udp(u, _) => out.iter().try_for_each(|m| u.send(m.as_bytes()).map(drop)),
+        }
+    }
+
+    /// Wait a little for input; the whole messages received go to `msgs`
+    /// (`Ok(false)`: the connection was closed).
+    fn recv(&mut self, msgs: &mut Vec<String>) -> std::io::Result<bool> {
+        match self {
+            Link::Stream(s, f) => {
+                let open = f.fill(s)?;
+                while let Some(m) = f.next() {
+                    msgs.push(m);
+                }
+                Ok(open)
+            }
+            Link::Udp(u, buf) => {
+                match u.recv(buf) {
+                    Ok(n) => msgs.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(e) => return Err(e),
+                }
+                Ok(true)
+            }
         }
     }
 }
@@ -298,20 +379,22 @@ struct Counts {
     failed: AtomicU64,
 }
 
-/// One UAC connection: `n` calls at `rate`.
-fn uac_conn(o: &Opts, idx: u64, n: u64, rate: f64, c: &Counts) {
-    let t = match TcpStream::connect_timeout(&o.proxy, Duration::from_secs(5)) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("sipload: connect to {}: {e}", o.proxy);
-            c.failed.fetch_add(n, Ordering::Relaxed);
-            return;
-        }
-    };
+/// Open one UAC connection to the proxy (UDP: a socket of its own); its local address.
+fn connect(o: &Opts) -> Result<(Link, SocketAddr), String> {
+    if o.tr == "udp" {
+        let u = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+        u.connect(o.proxy).map_err(|e| format!("connect: {e}"))?;
+        u.set_read_timeout(Some(Duration::from_millis(2)))
+            .map_err(|e| e.to_string())?;
+        let me = u.local_addr().map_err(|e| e.to_string())?;
+        return Ok((Link::Udp(u, vec![0u8; 65536]), me));
+    }
+    let t = TcpStream::connect_timeout(&o.proxy, Duration::from_secs(5))
+        .map_err(|e| format!("connect to {}: {e}", o.proxy))?;
     let _ = t.set_nodelay(true);
     t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let me = t.local_addr().unwrap();
-    let mut s = if o.tls {
+    let s = if o.tr == "tls" {
         let cfg = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .unwrap()
@@ -327,11 +410,9 @@ fn uac_conn(o: &Opts, idx: u64, n: u64, rate: f64, c: &Counts) {
         .unwrap();
         let mut st = rustls::StreamOwned::new(conn, t);
         while st.conn.is_handshaking() {
-            if let Err(e) = st.conn.complete_io(&mut st.sock) {
-                eprintln!("sipload: TLS handshake with {}: {e}", o.proxy);
-                c.failed.fetch_add(n, Ordering::Relaxed);
-                return;
-            }
+            st.conn
+                .complete_io(&mut st.sock)
+                .map_err(|e| format!("TLS handshake with {}: {e}", o.proxy))?;
         }
         st.sock
             .set_read_timeout(Some(Duration::from_millis(2)))
@@ -341,35 +422,48 @@ fn uac_conn(o: &Opts, idx: u64, n: u64, rate: f64, c: &Counts) {
         t.set_read_timeout(Some(Duration::from_millis(2))).unwrap();
         Stream::Tcp(t)
     };
-    let p = proto(o).to_ascii_uppercase();
+    Ok((Link::Stream(s, Framer { buf: Vec::new() }), me))
+}
+
+/// One UAC connection: `n` calls at `rate`.
+fn uac_conn(o: &Opts, idx: u64, n: u64, rate: f64, c: &Counts) {
+    let (mut link, me) = match connect(o) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("sipload: {e}");
+            c.failed.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
+    };
+    let p = o.tr.to_ascii_uppercase();
     let pid = std::process::id();
-    let mut f = Framer { buf: Vec::new() };
+    let mut msgs: Vec<String> = Vec::new();
     // call-id → (started, state: 0 INVITE sent, 1 BYE sent)
     let mut calls: HashMap<String, (Instant, u8)> = HashMap::new();
     let start = Instant::now();
     let mut sent = 0u64;
     let gap = Duration::from_secs_f64(1.0 / rate.max(0.001));
     while sent < n || !calls.is_empty() {
-        let mut out = String::new();
+        let mut out = Vec::new();
         while sent < n
             && calls.len() < o.window
             && start + gap.mul_f64(sent as f64) <= Instant::now()
         {
             let cid = format!("{idx}-{sent}-{pid}@sipload");
-            out.push_str(&format!(
+            out.push(format!(
                 "INVITE sip:uas@{uas} SIP/2.0\r\n\
                  Via: SIP/2.0/{p} {me};branch=z9hG4bK{idx}x{sent}i;rport\r\n\
                  From: <sip:uac@127.0.0.1>;tag=f{idx}x{sent}\r\nTo: <sip:uas@{uas}>\r\n\
                  Call-ID: {cid}\r\nCSeq: 1 INVITE\r\n\
                  Contact: <sip:uac@{me};transport={t}>\r\nMax-Forwards: 70\r\n\
                  Content-Length: 0\r\n\r\n",
-                uas = o.uas,
-                t = proto(o)
+                uas = o.uas[0],
+                t = o.tr
             ));
             calls.insert(cid, (Instant::now(), 0));
             sent += 1;
         }
-        while let Some(m) = f.next() {
+        for m in msgs.drain(..) {
             debug("uac", &m);
             let Some(cid) = hdr(&m, "Call-ID").map(str::to_string) else {
                 continue;
@@ -395,7 +489,7 @@ fn uac_conn(o: &Opts, idx: u64, n: u64, rate: f64, c: &Counts) {
                 let from = hdr(&m, "From").unwrap_or_default();
                 let to = hdr(&m, "To").unwrap_or_default();
                 for (method, num, b) in [("ACK", 1, "a"), ("BYE", 2, "b")] {
-                    out.push_str(&format!(
+                    out.push(format!(
                         "{method} {target} SIP/2.0\r\n\
                          Via: SIP/2.0/{p} {me};branch=z9hG4bK{br}{b};rport\r\n\
                          {route}From: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\n\
@@ -412,7 +506,7 @@ fn uac_conn(o: &Opts, idx: u64, n: u64, rate: f64, c: &Counts) {
                 c.failed.fetch_add(1, Ordering::Relaxed);
             }
         }
-        if !out.is_empty() && s.write_all(out.as_bytes()).and_then(|_| s.flush()).is_err() {
+        if !out.is_empty() && link.send(&out).is_err() {
             eprintln!("sipload: write failed");
             break;
         }
@@ -421,7 +515,7 @@ fn uac_conn(o: &Opts, idx: u64, n: u64, rate: f64, c: &Counts) {
         calls.retain(|_, (t, _)| now.duration_since(*t) < Duration::from_secs(5));
         c.failed
             .fetch_add((before - calls.len()) as u64, Ordering::Relaxed);
-        match f.fill(&mut s) {
+        match link.recv(&mut msgs) {
             Ok(true) => {}
             _ => {
                 eprintln!("sipload: connection to the proxy closed");
@@ -435,12 +529,21 @@ fn uac_conn(o: &Opts, idx: u64, n: u64, rate: f64, c: &Counts) {
 
 fn main() {
     let o = Arc::new(opts());
-    let l = TcpListener::bind(o.uas).expect("bind the UAS");
     let stop = Arc::new(AtomicBool::new(false));
-    let u = {
-        let (o, stop) = (o.clone(), stop.clone());
-        std::thread::spawn(move || uas(o, l, stop))
-    };
+    let servers: Vec<_> = o
+        .uas
+        .iter()
+        .map(|&a| {
+            let (o, stop) = (o.clone(), stop.clone());
+            if o.tr == "udp" {
+                let u = UdpSocket::bind(a).expect("bind the UAS");
+                std::thread::spawn(move || uas_udp(u, stop))
+            } else {
+                let l = TcpListener::bind(a).expect("bind the UAS");
+                std::thread::spawn(move || uas(o, l, stop))
+            }
+        })
+        .collect();
     let counts = Arc::new(Counts::default());
     let start = Instant::now();
     let mut th = Vec::new();
@@ -455,7 +558,9 @@ fn main() {
     }
     let wall = start.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
-    let _ = u.join();
+    for u in servers {
+        let _ = u.join();
+    }
     let ok = counts.ok.load(Ordering::Relaxed);
     let failed = counts.failed.load(Ordering::Relaxed);
     println!(

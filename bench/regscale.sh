@@ -51,13 +51,24 @@ users_csv() { # file count [offset]
 	seq -f 'user%g' $((${3:-0} + 1)) $((${3:-0} + $2)) | sed '1i SEQUENTIAL' >"$1"
 }
 
+# the machine's busy and stolen clock ticks so far (all CPUs; /proc/stat's cpu line)
+machine() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $9; exit }' /proc/stat; }
+
 cost() { # pid dir scenario-file rate count csv label -> "ok fail retrans us_per_op"
-	local t0 t1 ok fail retr
+	local t0 t1 ok fail retr b0 s0 b1 s1 st0 st1
 	t0=$(ticks "$1")
-	sipp -sf "$3" -inf "$6" -i 127.0.0.1 -p 5080 -m "$5" -r "$4" -d 50 -nostdin \
+	read -r b0 st0 < <(machine)
+	/usr/bin/time -f "%U %S" -o "$2/$7.sipp-time" \
+		sipp -sf "$3" -inf "$6" -i 127.0.0.1 -p 5080 -m "$5" -r "$4" -d 50 -nostdin \
 		-trace_stat -stf "$2/$7.csv" 127.0.0.1:5060 >"$2/$7.out" 2>&1
 	t1=$(ticks "$1")
+	read -r b1 st1 < <(machine)
 	read -r ok fail retr < <(ok_of "$2/$7.csv")
+	# besides the proxy and SIPp: what else ran on the machine meanwhile (ticks of
+	# all CPUs; a quiet machine shows a few per second, plus the SIPp UAS for the
+	# calls) and the hypervisor's steal
+	s0=$(awk -v hz="$hz" '{ printf "%d", ($1 + $2) * hz }' "$2/$7.sipp-time" 2>/dev/null)
+	echo "$7: machine_busy=$((b1 - b0)) proxy=$((t1 - t0)) sipp=${s0:-?} other=$((b1 - b0 - (t1 - t0) - ${s0:-0})) steal=$((st1 - st0)) ticks" >>"$2/quiet.txt"
 	awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$ok" -v f="$fail" -v r="$retr" \
 		'BEGIN {printf "%d %d %d %.1f", n, f, r, (n > 0) ? 1e6 * t / hz / n : 0}'
 }
@@ -89,6 +100,7 @@ for s in $SERVERS; do
 		inv=$(cost "$pid" "$d" "$SCEN/uac-user.xml" "$INV_RATE" $((INV_RATE * DUR)) "$d/users.csv" inv)
 		echo "$s size=$size loaded=$loaded/$size (failed $lfail) register[ok fail retrans us/op]=$reg invite[ok fail retrans us/call]=$inv" |
 			tee -a "$OUT/summary.txt"
+		sed "s/^/  $s $size /" "$d/quiet.txt" | tee -a "$OUT/summary.txt"
 		kill "$pid" "$uas" 2>/dev/null
 		wait "$pid" 2>/dev/null
 		sleep 1

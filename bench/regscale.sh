@@ -55,7 +55,7 @@ users_csv() { # file count [offset]
 machine() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $9; exit }' /proc/stat; }
 
 cost() { # pid dir scenario-file rate count csv label -> "ok fail retrans us_per_op"
-	local t0 t1 ok fail retr b0 s0 b1 s1 st0 st1
+	local t0 t1 ok fail retr b0 s0 b1 st0 st1
 	t0=$(ticks "$1")
 	read -r b0 st0 < <(machine)
 	/usr/bin/time -f "%U %S" -o "$2/$7.sipp-time" \

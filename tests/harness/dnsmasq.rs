@@ -55,7 +55,7 @@ impl Dnsmasq {
         let hosts_path = dir.join(format!("dnsmasq-hosts-{port}"));
         std::fs::write(&hosts_path, hosts).unwrap();
         let log = std::fs::File::create(dir.join(format!("dnsmasq-{port}.log"))).unwrap();
-        let child = Command::new("dnsmasq")
+        let child = super::owned("dnsmasq")
             .args([
                 "--keep-in-foreground".to_string(),
                 "--conf-file=/dev/null".into(),

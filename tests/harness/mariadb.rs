@@ -52,7 +52,7 @@ impl MariaDb {
         let port = free_tcp_port();
         let sock = dir.file("sock");
         let log = std::fs::File::create(dir.file("mariadbd.log")).expect("log file");
-        let child = Command::new(tool("mariadbd"))
+        let child = super::owned(tool("mariadbd"))
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", sock.display()))
@@ -203,7 +203,7 @@ impl MariaDb {
             .append(true)
             .open(self.dir.file("mariadbd.log"))
             .expect("log file");
-        self.child = Command::new(tool("mariadbd"))
+        self.child = super::owned(tool("mariadbd"))
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", sock.display()))

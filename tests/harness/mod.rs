@@ -20,6 +20,23 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_openser");
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// A [`Command`] for a long-lived process a test owns (the server, SIPp, a database,
+/// a DNS server): run under `setpriv --pdeathsig KILL` where util-linux's `setpriv` is
+/// there, so that it dies with the test if the test binary is killed (a timeout, ^C)
+/// instead of living on as an orphan holding its ports and a core. `setpriv` execs the
+/// program, so the child's pid is the program's. The signal follows the *thread* that
+/// spawned the process: start such processes from the test's own thread.
+pub fn owned(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    static SETPRIV: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *SETPRIV.get_or_init(|| have("setpriv")) {
+        let mut c = Command::new("setpriv");
+        c.args(["--pdeathsig", "KILL", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
 /// A private temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -129,7 +146,7 @@ impl Server {
         } else {
             argv.extend(args.iter().map(|s| s.to_string()));
         }
-        let child = Command::new(BIN)
+        let child = owned(BIN)
             .args(&argv)
             .envs(env.iter().copied())
             .current_dir(dir.path())
@@ -519,7 +536,7 @@ impl Drop for Sipp {
 /// Start SIPp in the background (its output discarded).
 pub fn sipp_spawn(dir: &Path, args: &[String]) -> Sipp {
     Sipp(
-        Command::new("sipp")
+        owned("sipp")
             .args(args)
             .arg("-nostdin")
             .current_dir(dir)
@@ -554,7 +571,7 @@ pub fn sipp_uas(dir: &Path) -> (Sipp, u16) {
 
 /// Run SIPp to completion (30 s call timeout counts as an error).
 pub fn sipp_run(dir: &Path, args: &[String]) -> std::process::Output {
-    Command::new("sipp")
+    owned("sipp")
         .args(args)
         .args(["-nostdin", "-timeout", "30", "-timeout_error"])
         .current_dir(dir)

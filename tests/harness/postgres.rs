@@ -121,7 +121,7 @@ impl Postgres {
             .append(true)
             .open(self.dir.file("postgres.log"))
             .expect("log file");
-        let mut c = Command::new(self.bin.join("postgres"));
+        let mut c = super::owned(self.bin.join("postgres"));
         c.arg("-D")
             .arg(self.dir.file("data"))
             .arg("-k")

@@ -22,7 +22,7 @@ route {
 /// A SIPp UAS running one call of `scenario_file` on a free port, with its exit awaited.
 fn sipp_one_call(dir: &std::path::Path, scenario_file: &str) -> (std::process::Child, u16) {
     let port = free_udp_port();
-    let child = Command::new("sipp")
+    let child = owned("sipp")
         .args([
             "-sf",
             &scenario(scenario_file),

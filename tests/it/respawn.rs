@@ -435,7 +435,7 @@ fn chaos_calls_and_registrations_survive_killed_workers() {
     // SIPp: rate × secs calls.
     let calls = rate * secs;
     let stf = dir.file("chaos.csv");
-    let mut uac = std::process::Command::new("sipp")
+    let mut uac = owned("sipp")
         .args([
             "-sf",
             &scenario("uac.xml"),

@@ -392,7 +392,7 @@ fn sipp_calls_through_record_route_and_no_leak() {
     );
     let idle = dump_shm(&s);
     let calls = std::env::var("TM_SIPP_CALLS").unwrap_or_else(|_| "10000".into());
-    let out = std::process::Command::new("sipp")
+    let out = owned("sipp")
         .args([
             "-sf",
             &scenario("uac.xml"),

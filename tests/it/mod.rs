@@ -1,6 +1,7 @@
 mod acc;
 mod auth;
 mod auth_challenge;
+mod auth_hardening;
 mod cfg_corpus;
 mod db;
 mod db_engines;

@@ -30,6 +30,7 @@ mod pstn;
 mod redirect;
 mod registrar;
 mod respawn;
+mod scanners;
 mod script;
 mod seed;
 mod seed_engines;

@@ -219,3 +219,33 @@ pub fn parse_nc(nc: &str) -> Option<u32> {
     }
     u32::from_str_radix(nc, 16).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The repair of a stripe: its nonces become stale, the other stripes' stay valid.
+    #[test]
+    fn repair_invalidates_only_the_stripe() {
+        let _ = shm::init(16 << 20);
+        let t = NcTable::alloc(4 * LOCKS).expect("shm");
+        let c = Checks {
+            nonce_count: true,
+            one_time_nonce: false,
+        };
+        let ids: Vec<u32> = (0..3 * LOCKS).map(|_| t.issue()).collect();
+        let victim = t.slot_of(ids[5]) % LOCKS;
+        let held = t.locks[victim].lock();
+        assert_eq!(t.invalidate_stripe(victim, held), 3);
+        for id in ids {
+            let v = t.check(id, Some(1), c);
+            if t.slot_of(id) % LOCKS == victim {
+                assert_eq!(v, Verdict::Overwritten, "id {id}");
+            } else {
+                assert_eq!(v, Verdict::Ok, "id {id}");
+            }
+        }
+        // The lock was released with the guard.
+        assert!(!t.locks[victim].is_locked());
+    }
+}

@@ -1,9 +1,10 @@
-//! Digest hardening (issue 18): users provisioned with openserctl on SQLite (and the
-//! SHA-2 HA1 columns checked on dbtext), then REGISTERs from a client computing its own
-//! digests: challenges offering several algorithms, SHA-256 / SHA-512-256 / MD5
-//! accepted, a captured Authorization replayed refused with `stale=true` while a new
-//! nonce works, unknown and not-offered algorithms refused, `qop=auth-int` checked
-//! against the body, and `one_time_nonce` for nonces used without qop.
+//! Digest hardening (issue 18): the SHA-2 HA1 columns that openserctl add / passwd
+//! fill, checked on every engine; then users provisioned with openserctl on SQLite and
+//! dbtext and REGISTERs from a client computing its own digests: challenges offering
+//! several algorithms, SHA-256 / SHA-512-256 / MD5 accepted, a captured Authorization
+//! replayed refused with `stale=true` while a new nonce works, unknown and not-offered
+//! algorithms refused, `qop=auth-int` checked against the body, and `one_time_nonce`
+//! for nonces used without qop.
 
 use crate::harness::engines::{Engine, Kind};
 use crate::harness::*;
@@ -162,7 +163,8 @@ fn cfg(e: &Engine, algs: &str, otn: bool) -> String {
     )
 }
 
-/// openserctl add / passwd fill the SHA-2 HA1 columns (dbtext and SQLite).
+/// openserctl add / passwd fill the SHA-2 HA1 columns (every engine: the tables come
+/// from the engine's openser_*.sh script).
 fn check_sha2_columns(e: &Engine, user: &str, password: &str) {
     let rows = e.rows(
         "subscriber",
@@ -191,7 +193,7 @@ fn check_sha2_columns(e: &Engine, user: &str, password: &str) {
 
 #[test]
 fn openserctl_fills_the_sha2_ha1_columns() {
-    for kind in [Kind::DbText, Kind::Sqlite] {
+    for kind in [Kind::DbText, Kind::Sqlite, Kind::Mysql, Kind::Postgres] {
         let Some(e) = Engine::start(kind) else {
             return;
         };

@@ -87,7 +87,8 @@ fn register(s: &Server, c: &Client, user: &str, cseq: u32, authz: Option<(&str, 
 fn nonce_of(reply: &str) -> String {
     let h = header(reply, "WWW-Authenticate").unwrap_or_else(|| panic!("{reply}"));
     let start = h.find("nonce=\"").expect("nonce") + 7;
-    h[start..start + 40].to_string()
+    let len = h[start..].find('"').expect("closing quote");
+    h[start..start + len].to_string()
 }
 
 fn add_user(db: &MariaDb, user: &str, password: &str) {
@@ -223,7 +224,7 @@ fn proxy_authorize_loads_rpid_and_appends_remote_party_id() {
         let r = c.recv_matching("SIP/2.0 407").expect("no 407");
         let h = header(&r, "Proxy-Authenticate").expect("no Proxy-Authenticate");
         let start = h.find("nonce=\"").expect("nonce") + 7;
-        let nonce = &h[start..start + 40];
+        let nonce = &h[start..start + h[start..].find('"').expect("closing quote")];
         let ha1 = md5_hex(&format!("{user}:{REALM}:{pw}"));
         let ha2 = md5_hex(&format!("INVITE:{ruri}"));
         let resp = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));

@@ -1,6 +1,7 @@
 mod acc;
 mod auth;
 mod auth_challenge;
+mod auth_hardening;
 mod cfg_corpus;
 mod db;
 mod db_engines;
@@ -29,6 +30,7 @@ mod pstn;
 mod redirect;
 mod registrar;
 mod respawn;
+mod scanners;
 mod script;
 mod seed;
 mod seed_engines;

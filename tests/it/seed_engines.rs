@@ -137,7 +137,7 @@ fn seed_on(kind: Kind) {
 
     // Challenge; a wrong password is challenged again and stores nothing.
     let n = nonce(&s, &phone, "alice");
-    assert_eq!(n.len(), 40, "{n}");
+    assert_eq!(n.len(), 48, "{n}");
     let r = reply(
         &s,
         &phone,

@@ -1,7 +1,8 @@
 //! The authorization API shared with the credential back-ends (auth_db): OpenSER 1.2's
 //! `pre_auth` / `post_auth` (auth/api.c) and `get_realm` (auth/common.c).
 
-use super::digest::{Qop, RespInput, check_response};
+use super::digest::{Alg, Qop, RespInput, check_response_alg};
+use super::nc::{self, Checks, Verdict};
 use super::nonce;
 use openser_core::parser::{AuthMark, HdrType, Method, Parsed, SipMsg, Uri};
 
@@ -19,6 +20,8 @@ pub struct Cred {
     pub qop: Option<String>,
     pub cnonce: String,
     pub nc: String,
+    /// The `algorithm=` of the credential (absent = MD5), known and offered.
+    pub alg: Alg,
 }
 
 impl Cred {
@@ -35,8 +38,8 @@ impl Cred {
             .map(|p| p.1)
             .filter(|d| !d.is_empty())
     }
-    /// Whether `response` is correct for `ha1` and `msg`'s method (and body for
-    /// auth-int).
+    /// Whether `response` is correct for `ha1` (the stored HA1 of `self.alg.base()`)
+    /// and `msg`'s method (and body for auth-int).
     pub fn response_ok(&self, msg: &SipMsg, ha1: &str) -> bool {
         let i = RespInput {
             method: msg.method_str(),
@@ -47,7 +50,7 @@ impl Cred {
             nc: &self.nc,
             body: msg.body(),
         };
-        check_response(ha1, &i, &self.response)
+        check_response_alg(self.alg, ha1, &i, &self.response)
     }
 }
 
@@ -109,6 +112,20 @@ pub fn pre_auth_with(
     secret: &[u8],
     realm_prefix: &str,
 ) -> PreAuth {
+    pre_auth_algs(msg, realm, hf, secret, realm_prefix, &[Alg::Md5])
+}
+
+/// [`pre_auth_with`] accepting the algorithms `algs` (those the challenges offer): a
+/// credential with another or an unknown `algorithm=` is not authorized (the script's
+/// challenge then offers the right ones).
+pub fn pre_auth_algs(
+    msg: &mut SipMsg,
+    realm: &str,
+    hf: HdrType,
+    secret: &[u8],
+    realm_prefix: &str,
+    algs: &[Alg],
+) -> PreAuth {
     if matches!(msg.method(), Method::Ack | Method::Cancel) {
         return PreAuth::Authorized;
     }
@@ -141,6 +158,14 @@ pub fn pre_auth_with(
     });
     if !nonce::check_nonce(&cred.nonce, secret) {
         openser_core::log_dbg!("Invalid nonce value received");
+        return PreAuth::NotAuthorized;
+    }
+    if !algs.contains(&cred.alg) {
+        openser_core::log_info!(
+            "digest algorithm {} not offered (user '{}')",
+            cred.alg.name(),
+            cred.username
+        );
         return PreAuth::NotAuthorized;
     }
     PreAuth::DoAuthorization(cred)
@@ -180,6 +205,18 @@ fn find_credentials(msg: &SipMsg, realm: &str, hf: HdrType) -> Result<Option<Opt
         if needs_cnonce && (cnonce.is_none() || nc.is_none()) {
             return Ok(Some(None));
         }
+        let algorithm = get(d.algorithm);
+        let Some(alg) = Alg::parse(algorithm.as_deref()) else {
+            openser_core::log_info!(
+                "unknown digest algorithm '{}' (user '{username}')",
+                algorithm.unwrap_or_default()
+            );
+            return Ok(None);
+        };
+        if alg.is_sess() && cnonce.is_none() {
+            // A -sess HA1 needs the cnonce.
+            return Ok(Some(None));
+        }
         return Ok(Some(Some(Cred {
             hdr_idx: i,
             username,
@@ -190,6 +227,7 @@ fn find_credentials(msg: &SipMsg, realm: &str, hf: HdrType) -> Result<Option<Opt
             qop,
             cnonce: cnonce.unwrap_or_default(),
             nc: nc.unwrap_or_default(),
+            alg,
         })));
     }
     Ok(None)
@@ -197,10 +235,48 @@ fn find_credentials(msg: &SipMsg, realm: &str, hf: HdrType) -> Result<Option<Opt
 
 /// After a correct response: a stale nonce makes the request not authorized (ACK and
 /// CANCEL excepted) and marks the message so the next challenge says `stale=true`.
-/// Returns true when authorized.
+/// With replay protection on (a nonce table exists), the nonce's use is checked and
+/// recorded: a replayed `nc`, a reused one-time nonce, a nonce without id or one whose
+/// slot was given to a newer nonce is stale too. Returns true when authorized.
 pub fn post_auth_at(msg: &mut SipMsg, cred: &Cred, now: i64) -> bool {
-    if nonce::is_stale(&cred.nonce, now) && !matches!(msg.method(), Method::Ack | Method::Cancel) {
+    let f = super::frozen();
+    post_auth_checks(msg, cred, now, nc::table(), f.checks)
+}
+
+/// [`post_auth_at`] with the table and the checks passed in.
+pub fn post_auth_checks(
+    msg: &mut SipMsg,
+    cred: &Cred,
+    now: i64,
+    table: Option<&nc::NcTable>,
+    checks: Checks,
+) -> bool {
+    if matches!(msg.method(), Method::Ack | Method::Cancel) {
+        return true;
+    }
+    let stale = if nonce::is_stale(&cred.nonce, now) {
         openser_core::log_dbg!("Response is OK, but nonce is stale");
+        true
+    } else if let Some(t) = table {
+        let nc = match Qop::parse(cred.qop.as_deref()) {
+            Qop::None => None,
+            _ => Some(nc::parse_nc(&cred.nc).unwrap_or(0)),
+        };
+        let v = match nonce::nonce_id(&cred.nonce) {
+            Some(id) => t.check(id, nc, checks),
+            None => Verdict::Overwritten,
+        };
+        if v != Verdict::Ok {
+            openser_core::log_info!(
+                "nonce refused for '{}' ({v:?}): challenged again, stale",
+                cred.username
+            );
+        }
+        v != Verdict::Ok
+    } else {
+        false
+    };
+    if stale {
         msg.auth_mark = Some(AuthMark {
             hdr_idx: cred.hdr_idx,
             stale: true,
@@ -212,14 +288,36 @@ pub fn post_auth_at(msg: &mut SipMsg, cred: &Cred, now: i64) -> bool {
 
 /// The WWW-/Proxy-Authenticate header line of a challenge (with CRLF).
 pub fn build_auth_hf(www: bool, realm: &str, nonce: &str, qop: bool, stale: bool) -> String {
+    build_auth_hf_alg(
+        www,
+        realm,
+        nonce,
+        if qop { Some("auth") } else { None },
+        stale,
+        None,
+    )
+}
+
+/// A challenge header line with an explicit qop list (`auth`, `auth-int`,
+/// `auth,auth-int`) and `algorithm=` (omitted when `None`: 1.2's MD5 form).
+pub fn build_auth_hf_alg(
+    www: bool,
+    realm: &str,
+    nonce: &str,
+    qop: Option<&str>,
+    stale: bool,
+    alg: Option<Alg>,
+) -> String {
     format!(
-        "{}: Digest realm=\"{realm}\", nonce=\"{nonce}\"{}{}\r\n",
+        "{}: Digest realm=\"{realm}\", nonce=\"{nonce}\"{}{}{}\r\n",
         if www {
             "WWW-Authenticate"
         } else {
             "Proxy-Authenticate"
         },
-        if qop { ", qop=\"auth\"" } else { "" },
+        qop.map(|q| format!(", qop=\"{q}\"")).unwrap_or_default(),
+        alg.map(|a| format!(", algorithm={}", a.name()))
+            .unwrap_or_default(),
         if stale { ", stale=true" } else { "" },
     )
 }

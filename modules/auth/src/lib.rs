@@ -3,7 +3,14 @@
 //!
 //! * `www_challenge(realm, qop)` / `proxy_challenge(realm, qop)` (REQUEST): 401 / 407
 //!   with `WWW-Authenticate` / `Proxy-Authenticate: Digest realm="..", nonce=".."`
-//!   `[, qop="auth"][, stale=true]`; rc 0 after sending (the script stops).
+//!   `[, qop="auth"][, stale=true]`; rc 0 after sending (the script stops). `qop` is
+//!   0/1 as in 1.2, or `auth`, `auth-int`, `auth,auth-int`. With `algorithm` listing
+//!   several algorithms, one header per algorithm, in the order given (strongest
+//!   first), each with `algorithm=`; the default `MD5` alone sends 1.2's form.
+//! * Replay protection (issue 18, [`nc`]): `nonce_count` (default on) refuses an `nc`
+//!   not above the last accepted one for the nonce, `one_time_nonce` (default off)
+//!   lets a nonce without qop be used once; refused uses are answered by the script's
+//!   challenge with `stale=true`. `nc_array_size` / `otn_in_flight_no` size the table.
 //! * `consume_credentials()` (REQUEST): removes the credentials header a successful
 //!   authorize marked; −1 if there is none.
 //! * `append_rpid_hf()` / `append_rpid_hf(prefix, suffix)` and `is_rpid_user_e164()`
@@ -15,6 +22,7 @@
 
 pub mod api;
 pub mod digest;
+pub mod nc;
 pub mod nonce;
 pub mod rpid;
 
@@ -25,13 +33,16 @@ use std::sync::OnceLock;
 
 use openser_core::cfg::ast::Arg;
 use openser_core::cfg::pv::parse_format;
-use openser_core::module::{CmdExport, FixedArg, IntParam, ModuleExports, Param, StrParam};
+use openser_core::module::{
+    BoolParam, CmdExport, FixedArg, IntParam, ModuleExports, Param, StrParam,
+};
 use openser_core::parser::{HdrType, SipMsg};
 use openser_core::route::{BRANCH_ROUTE, FAILURE_ROUTE, REQUEST_ROUTE};
 use openser_core::script::fixup::string_arg;
 use openser_core::script::{AvpId, Ctx};
 
 pub use api::{Cred, PreAuth};
+pub use digest::Alg;
 
 pub static EXPORTS: ModuleExports = ModuleExports {
     name: "auth",
@@ -44,6 +55,13 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         Param::str("rpid_suffix", &P.rpid_suffix),
         Param::str_with("rpid_avp", &P.rpid_avp, |s| {
             rpid::avp_of_spec(s).map(|_| ())
+        }),
+        Param::bool("nonce_count", &P.nonce_count),
+        Param::bool("one_time_nonce", &P.one_time_nonce),
+        Param::int_range("nc_array_size", &P.nc_array_size, 1024, 1 << 26),
+        Param::int_range("otn_in_flight_no", &P.otn_in_flight_no, 0, 1 << 26),
+        Param::str_with("algorithm", &P.algorithm, |s| {
+            digest::parse_alg_list(s).map(|_| ())
         }),
     ],
     cmds: &[
@@ -76,6 +94,12 @@ pub struct AuthParams {
     pub rpid_prefix: StrParam,
     pub rpid_suffix: StrParam,
     pub rpid_avp: StrParam,
+    pub nonce_count: BoolParam,
+    pub one_time_nonce: BoolParam,
+    pub nc_array_size: IntParam,
+    pub otn_in_flight_no: IntParam,
+    /// Algorithms offered and accepted, strongest first.
+    pub algorithm: StrParam,
 }
 
 pub static P: AuthParams = AuthParams {
@@ -85,6 +109,11 @@ pub static P: AuthParams = AuthParams {
     rpid_prefix: StrParam::new(""),
     rpid_suffix: StrParam::new(";party=calling;id-type=subscriber;screen=yes"),
     rpid_avp: StrParam::new("$avp(s:rpid)"),
+    nonce_count: BoolParam::new(true),
+    one_time_nonce: BoolParam::new(false),
+    nc_array_size: IntParam::new(65536),
+    otn_in_flight_no: IntParam::new(0),
+    algorithm: StrParam::new("MD5"),
 };
 
 /// The parameters in effect (secret resolved).
@@ -96,6 +125,10 @@ pub struct Frozen {
     pub rpid_avp: AvpId,
     pub rpid_prefix: String,
     pub rpid_suffix: String,
+    pub checks: nc::Checks,
+    /// Nonce table slots (max of nc_array_size and otn_in_flight_no).
+    pub nc_slots: usize,
+    pub algs: Vec<Alg>,
 }
 
 static FROZEN: OnceLock<Frozen> = OnceLock::new();
@@ -119,6 +152,7 @@ fn freeze() -> Result<&'static Frozen, String> {
         s => s.as_bytes().to_vec(),
     };
     let rpid_avp = rpid::avp_of_spec(P.rpid_avp.get())?;
+    let algs = digest::parse_alg_list(P.algorithm.get()).map_err(|e| format!("auth: {e}"))?;
     Ok(FROZEN.get_or_init(|| Frozen {
         secret,
         nonce_expire: P.nonce_expire.get_u32(),
@@ -126,6 +160,13 @@ fn freeze() -> Result<&'static Frozen, String> {
         rpid_avp,
         rpid_prefix: P.rpid_prefix.get().to_string(),
         rpid_suffix: P.rpid_suffix.get().to_string(),
+        checks: nc::Checks {
+            nonce_count: P.nonce_count.get(),
+            one_time_nonce: P.one_time_nonce.get(),
+        },
+        nc_slots: usize::try_from(P.nc_array_size.get().max(P.otn_in_flight_no.get()))
+            .unwrap_or(65536),
+        algs,
     }))
 }
 
@@ -145,23 +186,41 @@ pub fn frozen() -> &'static Frozen {
                 rpid_avp: AvpId::Str("rpid".into()),
                 rpid_prefix: String::new(),
                 rpid_suffix: String::new(),
+                checks: nc::Checks {
+                    nonce_count: true,
+                    one_time_nonce: false,
+                },
+                nc_slots: 65536,
+                algs: vec![Alg::Md5],
             })
         }
     }
 }
 
-/// A fresh nonce for a challenge (expires `nonce_expire` seconds from now).
+/// A fresh nonce for a challenge (expires `nonce_expire` seconds from now); with
+/// replay protection on, it carries an id of the nonce table.
 pub fn new_nonce() -> String {
     let f = frozen();
     let exp = openser_core::clock::now().saturating_add(i64::from(f.nonce_expire));
-    nonce::calc_nonce(u32::try_from(exp).unwrap_or(u32::MAX), &f.secret)
+    let exp = u32::try_from(exp).unwrap_or(u32::MAX);
+    match nc::table() {
+        Some(t) => nonce::calc_nonce_id(exp, t.issue(), &f.secret),
+        None => nonce::calc_nonce(exp, &f.secret),
+    }
 }
 
 /// The pre-check for a back-end: `realm` as evaluated ("" = from the message),
 /// `www` selects Authorization (true) or Proxy-Authorization.
 pub fn pre_auth(msg: &mut SipMsg, realm: &str, www: bool) -> PreAuth {
     let f = frozen();
-    api::pre_auth_with(msg, realm, api::cred_hdr(www), &f.secret, &f.realm_prefix)
+    api::pre_auth_algs(
+        msg,
+        realm,
+        api::cred_hdr(www),
+        &f.secret,
+        &f.realm_prefix,
+        &f.algs,
+    )
 }
 
 /// The post-check after a correct response (stale nonce → not authorized).
@@ -181,7 +240,11 @@ pub fn send_reply(msg: &mut SipMsg, code: u16, reason: &str, hdrs: &[String]) ->
 }
 
 fn mod_init() -> Result<(), String> {
-    freeze().map(|_| ())
+    let f = freeze()?;
+    if f.checks.nonce_count || f.checks.one_time_nonce {
+        nc::init(f.nc_slots)?;
+    }
+    Ok(())
 }
 
 /// `append_rpid_hf()` or `append_rpid_hf(prefix, suffix)` (both or neither).
@@ -219,19 +282,48 @@ pub fn fixup_realm(a: &Arg) -> Result<FixedArg, String> {
     }
 }
 
-/// realm (text/PVs), qop ("0"/"1", any integer: non-zero adds `qop="auth"`).
+/// The qop argument of a challenge: an integer (1.2: non-zero adds `qop="auth"`), or
+/// `auth`, `auth-int`, `auth,auth-int` (as Kamailio). `None` = no qop.
+pub fn parse_qop_arg(q: &str) -> Result<Option<&'static str>, String> {
+    let t = q.trim();
+    if let Ok(n) = t.parse::<i64>() {
+        return Ok((n != 0).then_some("auth"));
+    }
+    let mut auth = false;
+    let mut int = false;
+    for v in t.split(',').map(str::trim) {
+        match v {
+            "auth" => auth = true,
+            "auth-int" => int = true,
+            _ => {
+                return Err(format!(
+                    "auth: bad qop parameter '{q}' (expected 0, 1, auth, auth-int or auth,auth-int)"
+                ));
+            }
+        }
+    }
+    Ok(match (auth, int) {
+        (true, true) => Some("auth,auth-int"),
+        (false, true) => Some("auth-int"),
+        _ => Some("auth"),
+    })
+}
+
+/// realm (text/PVs), qop (see [`parse_qop_arg`]; kept as its text).
 fn fixup_challenge(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
     let realm = fixup_realm(&args[0])?;
     let q = string_arg(&args[1])?;
-    let qop: i64 = q
-        .trim()
-        .parse()
-        .map_err(|_| format!("auth: bad qop parameter '{q}' (expected 0 or 1)"))?;
-    Ok(vec![realm, FixedArg::Int(qop)])
+    let qop = parse_qop_arg(&q)?.unwrap_or("");
+    Ok(vec![realm, FixedArg::Str(qop.to_string())])
 }
 
 /// The challenge itself: code 401 (www) or 407.
 pub fn challenge(msg: &mut SipMsg, realm: &str, qop: bool, www: bool) -> i32 {
+    challenge_qop(msg, realm, if qop { Some("auth") } else { None }, www)
+}
+
+/// The challenge with a qop list: one header per configured algorithm.
+pub fn challenge_qop(msg: &mut SipMsg, realm: &str, qop: Option<&str>, www: bool) -> i32 {
     let hf = api::cred_hdr(www);
     let f = frozen();
     let realm = if realm.is_empty() {
@@ -247,13 +339,23 @@ pub fn challenge(msg: &mut SipMsg, realm: &str, qop: bool, www: bool) -> i32 {
         realm.to_string()
     };
     let stale = api::marked_stale(msg, hf);
-    let hdr = api::build_auth_hf(www, &realm, &new_nonce(), qop, stale);
+    let nonce = new_nonce();
+    let hdrs: Vec<String> = if f.algs == [Alg::Md5] {
+        vec![api::build_auth_hf_alg(
+            www, &realm, &nonce, qop, stale, None,
+        )]
+    } else {
+        f.algs
+            .iter()
+            .map(|&a| api::build_auth_hf_alg(www, &realm, &nonce, qop, stale, Some(a)))
+            .collect()
+    };
     let (code, reason) = if www {
         (401, "Unauthorized")
     } else {
         (407, "Proxy Authentication Required")
     };
-    if send_reply(msg, code, reason, &[hdr]) {
+    if send_reply(msg, code, reason, &hdrs) {
         0
     } else {
         -1
@@ -262,8 +364,9 @@ pub fn challenge(msg: &mut SipMsg, realm: &str, qop: bool, www: bool) -> i32 {
 
 fn challenge_cmd(ctx: &mut Ctx, args: &[FixedArg], www: bool) -> i32 {
     let realm = args.first().map(|a| ctx.arg_str(a)).unwrap_or_default();
-    let qop = args.get(1).and_then(|a| ctx.arg_int(a)).unwrap_or(0) != 0;
-    challenge(ctx.msg, &realm, qop, www)
+    let qop = args.get(1).map(|a| ctx.arg_str(a)).unwrap_or_default();
+    let qop = (!qop.is_empty()).then_some(qop.as_str());
+    challenge_qop(ctx.msg, &realm, qop, www)
 }
 
 fn cmd_www_challenge(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {

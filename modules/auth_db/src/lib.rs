@@ -8,6 +8,12 @@
 //! * HA1 = the `password_column` value, or `password_column_2` (HA1B) when the digest
 //!   username carries `@domain`; with `calculate_ha1` the column holds the plaintext
 //!   password and HA1 = MD5(username:realm:password).
+//! * SHA-256 and SHA-512/256 credentials (and their `-sess` forms; issue 18) read their
+//!   HA1 from `password_column_sha256` / `password_column_2_sha256` (`ha1_sha256`,
+//!   `ha1b_sha256`) and `password_column_sha512t256` / `password_column_2_sha512t256`
+//!   (`ha1_sha512t256`, `ha1b_sha512t256`); with `calculate_ha1` the hash of the
+//!   credential's algorithm is applied to the plaintext password. Which algorithms are
+//!   accepted is auth's `algorithm` parameter.
 //!
 //! The URL's driver is checked at mod_init (a missing driver module is a start-up
 //! error); every process opens its own connection in child_init and, if that failed,
@@ -18,7 +24,7 @@ mod tests;
 
 use std::sync::OnceLock;
 
-use auth::{self, PreAuth, api};
+use auth::{self, Alg, PreAuth, api};
 use openser_core::cfg::ast::Arg;
 use openser_core::cfg::pv::{AvpName, PvParam, parse_pv};
 use openser_core::db::{self, DbConn, DbVal, Key};
@@ -37,6 +43,13 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         Param::str("domain_column", &P.domain_column),
         Param::str("password_column", &P.password_column),
         Param::str("password_column_2", &P.password_column_2),
+        Param::str("password_column_sha256", &P.password_column_sha256),
+        Param::str("password_column_2_sha256", &P.password_column_2_sha256),
+        Param::str("password_column_sha512t256", &P.password_column_sha512t256),
+        Param::str(
+            "password_column_2_sha512t256",
+            &P.password_column_2_sha512t256,
+        ),
         Param::bool("calculate_ha1", &P.calculate_ha1),
         Param::bool("use_domain", &P.use_domain),
         Param::str_with("load_credentials", &P.load_credentials, |s| {
@@ -63,6 +76,10 @@ pub struct Cells {
     pub domain_column: StrParam,
     pub password_column: StrParam,
     pub password_column_2: StrParam,
+    pub password_column_sha256: StrParam,
+    pub password_column_2_sha256: StrParam,
+    pub password_column_sha512t256: StrParam,
+    pub password_column_2_sha512t256: StrParam,
     pub calculate_ha1: BoolParam,
     pub use_domain: BoolParam,
     pub load_credentials: StrParam,
@@ -74,6 +91,10 @@ pub static P: Cells = Cells {
     domain_column: StrParam::new("domain"),
     password_column: StrParam::new("ha1"),
     password_column_2: StrParam::new("ha1b"),
+    password_column_sha256: StrParam::new("ha1_sha256"),
+    password_column_2_sha256: StrParam::new("ha1b_sha256"),
+    password_column_sha512t256: StrParam::new("ha1_sha512t256"),
+    password_column_2_sha512t256: StrParam::new("ha1b_sha512t256"),
     calculate_ha1: BoolParam::new(false),
     use_domain: BoolParam::new(false),
     load_credentials: StrParam::new("rpid"),
@@ -87,6 +108,10 @@ pub struct AuthDbParams {
     pub domain_column: String,
     pub password_column: String,
     pub password_column_2: String,
+    pub password_column_sha256: String,
+    pub password_column_2_sha256: String,
+    pub password_column_sha512t256: String,
+    pub password_column_2_sha512t256: String,
     pub calculate_ha1: bool,
     pub use_domain: bool,
     pub load_credentials: String,
@@ -100,6 +125,10 @@ pub fn params() -> AuthDbParams {
         domain_column: P.domain_column.get().into(),
         password_column: P.password_column.get().into(),
         password_column_2: P.password_column_2.get().into(),
+        password_column_sha256: P.password_column_sha256.get().into(),
+        password_column_2_sha256: P.password_column_2_sha256.get().into(),
+        password_column_sha512t256: P.password_column_sha512t256.get().into(),
+        password_column_2_sha512t256: P.password_column_2_sha512t256.get().into(),
         calculate_ha1: P.calculate_ha1.get(),
         use_domain: P.use_domain.get(),
         load_credentials: P.load_credentials.get().into(),
@@ -112,12 +141,32 @@ pub struct Config {
     pub p: AuthDbParams,
     /// (AVP, column) pairs loaded on success.
     pub creds: Vec<(AvpId, String)>,
+    /// The digest algorithms accepted (auth's `algorithm`; MD5 alone by default).
+    pub algs: Vec<Alg>,
 }
 
 impl Config {
     pub fn new(p: AuthDbParams) -> Result<Config, String> {
         let creds = parse_credentials(&p.load_credentials)?;
-        Ok(Config { p, creds })
+        Ok(Config {
+            p,
+            creds,
+            algs: vec![Alg::Md5],
+        })
+    }
+
+    /// The HA1 column for a credential of algorithm `alg`, with (`true`) or without
+    /// `@domain` in its username.
+    pub fn ha1_column(&self, alg: Alg, with_domain: bool) -> &str {
+        let p = &self.p;
+        match (alg.base(), with_domain) {
+            (Alg::Sha256, false) => &p.password_column_sha256,
+            (Alg::Sha256, true) => &p.password_column_2_sha256,
+            (Alg::Sha512_256, false) => &p.password_column_sha512t256,
+            (Alg::Sha512_256, true) => &p.password_column_2_sha512t256,
+            (_, false) => &p.password_column,
+            (_, true) => &p.password_column_2,
+        }
     }
 }
 
@@ -161,12 +210,14 @@ fn cfg() -> Config {
         None => Config::new(params()).unwrap_or_else(|_| Config {
             p: params(),
             creds: Vec::new(),
+            algs: auth::frozen().algs.clone(),
         }),
     }
 }
 
 fn mod_init() -> Result<(), String> {
-    let c = Config::new(params())?;
+    let mut c = Config::new(params())?;
+    c.algs = auth::frozen().algs.clone();
     db::check_url(&c.p.db_url).map_err(|e| format!("auth_db: {e}"))?;
     let _ = FROZEN.set(c);
     Ok(())
@@ -214,10 +265,11 @@ pub fn get_ha1(
     table: &str,
 ) -> Result<Option<(String, Vec<DbVal>)>, db::DbError> {
     let p = &c.p;
-    let pass_col = if cred.user_domain().is_some() && !p.calculate_ha1 {
-        p.password_column_2.as_str()
-    } else {
+    // With calculate_ha1 the one password column holds the plaintext for every algorithm.
+    let pass_col = if p.calculate_ha1 {
         p.password_column.as_str()
+    } else {
+        c.ha1_column(cred.alg, cred.user_domain().is_some())
     };
     let mut keys = vec![Key::eq(&p.user_column, cred.user())];
     if p.use_domain {
@@ -236,7 +288,7 @@ pub fn get_ha1(
     let rest = row.split_off(1);
     let secret = row[0].as_str().map(|s| s.into_owned()).unwrap_or_default();
     let ha1 = if p.calculate_ha1 {
-        auth::digest::calc_ha1(&cred.username, &cred.realm, &secret)
+        auth::digest::calc_ha1_alg(cred.alg.base(), &cred.username, &cred.realm, &secret)
     } else {
         secret
     };
@@ -258,7 +310,8 @@ pub fn authorize_with(
     realm_prefix: &str,
     now: i64,
 ) -> Authz {
-    let cred = match api::pre_auth_with(msg, realm, api::cred_hdr(www), secret, realm_prefix) {
+    let hf = api::cred_hdr(www);
+    let cred = match api::pre_auth_algs(msg, realm, hf, secret, realm_prefix, &c.algs) {
         PreAuth::Authorized => return Authz::Authorized,
         PreAuth::NotAuthorized => return Authz::NotAuthorized,
         PreAuth::Reply(code, reason) => return Authz::Reply(code, reason),

@@ -1,5 +1,5 @@
 use super::*;
-use auth::digest::{RespInput, calc_ha1, calc_response};
+use auth::digest::{RespInput, calc_ha1, calc_ha1_alg, calc_response_alg};
 use auth::nonce::calc_nonce;
 use openser_core::db::MemDb;
 use openser_core::module::ModParamValue;
@@ -49,6 +49,8 @@ struct Creds<'a> {
     password: &'a str,
     nonce: String,
     qop: bool,
+    /// `algorithm=` sent (None: absent, MD5).
+    alg: Option<Alg>,
 }
 
 fn creds<'a>(user: &'a str, password: &'a str) -> Creds<'a> {
@@ -58,19 +60,22 @@ fn creds<'a>(user: &'a str, password: &'a str) -> Creds<'a> {
         password,
         nonce: calc_nonce(NOW as u32 + 300, SECRET),
         qop: false,
+        alg: None,
     }
 }
 
 /// A REGISTER to example.com carrying an Authorization header for `c`.
 fn register(c: &Creds) -> SipMsg {
     let uri = "sip:example.com";
-    let ha1 = calc_ha1(c.user, c.realm, c.password);
-    let (qop, cnonce, nc) = if c.qop {
+    let alg = c.alg.unwrap_or(Alg::Md5);
+    let ha1 = calc_ha1_alg(alg.base(), c.user, c.realm, c.password);
+    let (qop, cnonce, nc) = if c.qop || alg.is_sess() {
         (Some("auth"), "f00ba4", "00000001")
     } else {
         (None, "", "")
     };
-    let resp = calc_response(
+    let resp = calc_response_alg(
+        alg,
         &ha1,
         &RespInput {
             method: "REGISTER",
@@ -83,11 +88,14 @@ fn register(c: &Creds) -> SipMsg {
         },
     )
     .unwrap();
-    let qop_params = if c.qop {
+    let mut qop_params = if qop.is_some() {
         format!(", qop=auth, cnonce=\"{cnonce}\", nc={nc}")
     } else {
         String::new()
     };
+    if let Some(a) = c.alg {
+        qop_params += &format!(", algorithm={}", a.name());
+    }
     let s = format!(
         "REGISTER {uri} SIP/2.0\r\n\
          Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKabc\r\n\
@@ -342,4 +350,87 @@ fn params_parsing() {
     assert!(parse_credentials("").unwrap().is_empty());
     assert!(parse_credentials("$var(x)=rpid").is_err());
     assert!(parse_credentials("$avp(s:x)=").is_err());
+}
+
+#[test]
+fn sha2_credentials_read_their_columns() {
+    let mut d = MemDb::with_rows(
+        "subscriber",
+        vec![vec![
+            ("username", "alice".into()),
+            ("ha1", calc_ha1("alice", "example.com", "secret").into()),
+            (
+                "ha1_sha256",
+                calc_ha1_alg(Alg::Sha256, "alice", "example.com", "secret").into(),
+            ),
+            (
+                "ha1_sha512t256",
+                calc_ha1_alg(Alg::Sha512_256, "alice", "example.com", "secret").into(),
+            ),
+            ("rpid", DbVal::Null),
+        ]],
+    );
+    let mut c = conf(|_| {});
+    // MD5 only (the default): a SHA-256 credential is not authorized, no query made.
+    let mut m = register(&Creds {
+        alg: Some(Alg::Sha256),
+        ..creds("alice", "secret")
+    });
+    assert_eq!(run(&mut m, &c, &mut d, NOW).0, Authz::NotAuthorized);
+    assert!(d.queries.is_empty());
+    c.algs = vec![Alg::Sha512_256, Alg::Sha256, Alg::Sha256Sess, Alg::Md5];
+    for alg in [Alg::Sha256, Alg::Sha512_256, Alg::Sha256Sess] {
+        let mut m = register(&Creds {
+            alg: Some(alg),
+            ..creds("alice", "secret")
+        });
+        assert_eq!(run(&mut m, &c, &mut d, NOW).0, Authz::Authorized, "{alg:?}");
+        let mut m = register(&Creds {
+            alg: Some(alg),
+            ..creds("alice", "wrong")
+        });
+        assert_eq!(
+            run(&mut m, &c, &mut d, NOW).0,
+            Authz::NotAuthorized,
+            "{alg:?}"
+        );
+    }
+    let cols: Vec<&str> = d.queries.iter().map(|q| q.2[0].as_str()).collect();
+    assert_eq!(
+        cols,
+        [
+            "ha1_sha256",
+            "ha1_sha256",
+            "ha1_sha512t256",
+            "ha1_sha512t256",
+            "ha1_sha256",
+            "ha1_sha256"
+        ]
+    );
+    // Not offered (MD5-sess) and unknown algorithms are refused.
+    for bad in ["MD5-sess", "SHA-1"] {
+        let mut m = register(&creds("alice", "secret"));
+        let raw = String::from_utf8_lossy(m.buf()).replace(
+            "response=",
+            &format!("algorithm={bad}, cnonce=\"c\", response="),
+        );
+        m = SipMsg::parse(raw.as_bytes()).unwrap();
+        assert_eq!(
+            run(&mut m, &c, &mut d, NOW).0,
+            Authz::NotAuthorized,
+            "{bad}"
+        );
+    }
+    // calculate_ha1 hashes the plaintext with the credential's algorithm.
+    let mut c2 = conf(|p| {
+        p.calculate_ha1 = true;
+        p.password_column = "password".into();
+    });
+    c2.algs = vec![Alg::Sha256];
+    let mut d2 = db();
+    let mut m = register(&Creds {
+        alg: Some(Alg::Sha256),
+        ..creds("alice", "secret")
+    });
+    assert_eq!(run(&mut m, &c2, &mut d2, NOW).0, Authz::Authorized);
 }

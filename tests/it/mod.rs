@@ -19,6 +19,7 @@ mod mi_transports;
 mod mods;
 mod mysql_seed;
 mod nat;
+mod openserctl;
 mod options_uri;
 mod path_div;
 mod permissions;

@@ -21,6 +21,7 @@ mod mysql_seed;
 mod nat;
 mod openserctl;
 mod options_uri;
+mod package;
 mod path_div;
 mod permissions;
 mod pike;

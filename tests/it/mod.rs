@@ -12,6 +12,7 @@ mod exhaustion;
 mod forwarding;
 mod ipv6;
 mod lcr;
+mod man;
 mod mi;
 mod mi_fifo_access;
 mod mi_tm;

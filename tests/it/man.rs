@@ -109,13 +109,15 @@ fn every_module_and_openserctl_command_has_its_man_entry() {
             on = false;
             continue;
         }
-        if on && l.starts_with('\t') && !l.starts_with("\t\t") {
-            if let Some((labels, _)) = l.trim().split_once(')') {
-                for c in labels.split('|') {
-                    let c = c.trim_matches('"');
-                    if !c.is_empty() && !c.starts_with('-') && c != "*" && c != "help" {
-                        cmds.push(c.to_string());
-                    }
+        if on
+            && l.starts_with('\t')
+            && !l.starts_with("\t\t")
+            && let Some((labels, _)) = l.trim().split_once(')')
+        {
+            for c in labels.split('|') {
+                let c = c.trim_matches('"');
+                if !c.is_empty() && !c.starts_with('-') && c != "*" && c != "help" {
+                    cmds.push(c.to_string());
                 }
             }
         }

@@ -90,6 +90,15 @@ impl Ctl<'_> {
         );
         text
     }
+    /// The command fails and its output starts with `code` (an MI status).
+    fn fails_with(&self, args: &[&str], code: &str) {
+        let out = self.fails(args);
+        assert!(
+            out.starts_with(code),
+            "openserctl {args:?} ({}): {code} expected: {out}",
+            self.rc.lines().next().unwrap_or("")
+        );
+    }
     fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
@@ -174,7 +183,7 @@ fn every_command_over_fifo_and_unixsock() {
         assert!(ps.contains("attendant") && ps.contains("timer"), "{ps}");
         let v = c.ok(&["fifo", "version"]);
         assert!(v.contains("Server:: "), "{engine}: {v}");
-        assert!(c.fails(&["fifo", "no_such_command"]).contains("500"));
+        c.fails_with(&["fifo", "no_such_command"], "500");
         for m in ["monitor", "moni"] {
             let mon = c.ok(&[m, "1"]);
             assert!(mon.contains("Up time::"), "{engine} {m}: {mon}");
@@ -192,7 +201,7 @@ fn every_command_over_fifo_and_unixsock() {
         let online = c.ok(&["online"]);
         assert!(online.lines().any(|l| l == aor), "{engine}: {online}");
         c.ok(&["ul", "rm", &aor]);
-        assert!(c.fails(&["ul", "show", &aor]).starts_with("404"));
+        c.fails_with(&["ul", "show", &aor], "404");
         assert!(!c.ok(&["online"]).contains(&aor));
 
         // ping through t_uac_dlg, answered by the test's peer
@@ -238,10 +247,7 @@ fn every_command_over_fifo_and_unixsock() {
         );
         c.ok(&["dispatcher", "set", "a", "1", "sip:127.0.0.1:5091"]);
         assert!(c.ok(&["dispatcher", "show"]).contains("flags=A"), "active");
-        assert!(
-            c.fails(&["dispatcher", "set", "a", "1", "sip:127.0.0.1:1"])
-                .starts_with("404")
-        );
+        c.fails_with(&["dispatcher", "set", "a", "1", "sip:127.0.0.1:1"], "404");
         let uri = format!("sip:{lc}.ds.example:5060");
         c.ok(&["dispatcher", "addgw", "2", &uri, "second"]);
         assert!(c.ok(&["dispatcher", "showdb"]).contains(&uri));
@@ -361,7 +367,7 @@ fn every_command_over_fifo_and_unixsock() {
         c.ok(&["ul", "add", &user, "sip:dev@127.0.0.1:5998", "0"]);
         c.ok(&["rm", &user]);
         c.fails(&["rm", &user]);
-        assert!(c.fails(&["ul", "show", &user]).starts_with("404"));
+        c.fails_with(&["ul", "show", &user], "404");
         assert!(
             !rows("subscriber", &["username"], "id")
                 .iter()

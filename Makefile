@@ -10,7 +10,7 @@ MANDIR = $(DESTDIR)$(PREFIX)/share/man
 DOCDIR = $(DESTDIR)$(PREFIX)/share/doc/openser
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build install uninstall test lint bench fuzz soak clean run
+.PHONY: all build install uninstall test lint bench fuzz soak clean run deb
 
 all: build
 
@@ -37,6 +37,11 @@ install: build
 	@for f in man/*.8; do if [ -f $$f ]; then install -m 0644 $$f $(MANDIR)/man8/; fi; done
 	@for f in man/*.5; do if [ -f $$f ]; then install -m 0644 $$f $(MANDIR)/man5/; fi; done
 	install -m 0644 README.md ARCHITECTURE.md $(DOCDIR)/
+
+# The Debian package (packaging/deb/build-deb.sh, dpkg-deb only) of the release
+# binary, in target/deb/. DEB_MAINTAINER="Name <address>" sets its Maintainer.
+deb: build
+	sh packaging/deb/build-deb.sh target/release/openser target/deb
 
 uninstall:
 	rm -f $(SBINDIR)/openser $(SBINDIR)/openserctl

@@ -410,6 +410,90 @@ fn drops_privileges_after_binding() {
     assert!(err.contains("no-such-user-x"), "{err}");
 }
 
+/// `-u nobody -g nogroup` (1.2's names): the MI FIFO and mi_datagram's socket are
+/// created before the drop and handed to that user, so `openserctl ps` works over both
+/// and the server removes them when it stops.
+#[test]
+fn user_and_group_names_keep_the_mi_usable() {
+    let (uid, _) = status_ids(std::process::id() as i32);
+    if uid != "0" {
+        eprintln!("SKIPPED: privilege drop needs root");
+        return;
+    }
+    if !require("socat") {
+        return;
+    }
+    let cfg = "listen=udp:127.0.0.1:{PORT}\nchildren=1\nloadmodule \"mi_fifo.so\"\n\
+        loadmodule \"mi_datagram.so\"\n\
+        modparam(\"mi_fifo\", \"fifo_name\", \"{DIR}/run/openser_fifo\")\n\
+        modparam(\"mi_fifo\", \"reply_dir\", \"{DIR}/run/\")\n\
+        modparam(\"mi_datagram\", \"socket_name\", \"{DIR}/run/openser.sock\")\n";
+    // The run directory belongs to root and is world-writable with the sticky bit,
+    // as /tmp: only the owner of a file there may remove it.
+    let port = free_udp_port();
+    let mut s = {
+        let dir = TempDir::new("drop");
+        let run = dir.file("run");
+        std::fs::create_dir(&run).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let text = cfg.replace("{DIR}", dir.path().to_str().unwrap());
+        let srv = Server::start_on(port, &text, &["-DD", "-E", "-u", "nobody", "-g", "nogroup"]);
+        (srv, dir)
+    };
+    let run = s.1.file("run");
+    let fifo = run.join("openser_fifo");
+    let sock = run.join("openser.sock");
+    for _ in 0..100 {
+        if fifo.exists() && sock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (u, g) = status_ids(s.0.pid());
+    assert_eq!(
+        (u.as_str(), g.as_str()),
+        ("65534", "65534"),
+        "{}",
+        s.0.log()
+    );
+    use std::os::unix::fs::MetadataExt;
+    for f in [&fifo, &sock] {
+        let m =
+            std::fs::metadata(f).unwrap_or_else(|e| panic!("{}: {e}\n{}", f.display(), s.0.log()));
+        assert_eq!((m.uid(), m.gid()), (65534, 65534), "{} owner", f.display());
+    }
+    let ctl = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/openserctl");
+    for engine in ["FIFO", "UNIXSOCK"] {
+        let out = std::process::Command::new("sh")
+            .arg(ctl)
+            .arg("ps")
+            .env("CTLENGINE", engine)
+            .env("OSER_FIFO", &fifo)
+            .env("OSER_UNIXSOCK", &sock)
+            .env("REPLY_DIR", &run)
+            .env("HOME", s.1.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("attendant"),
+            "{engine}: {text}{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            s.0.log()
+        );
+    }
+    assert!(s.0.stop().success());
+    assert!(
+        !fifo.exists(),
+        "the FIFO is removed by the unprivileged server"
+    );
+    assert!(
+        !sock.exists(),
+        "the socket is removed by the unprivileged server"
+    );
+}
+
 /// The pid that served the request tagged `tag` (the script logs `served <tag> by $pp`).
 fn served_by(s: &Server, tag: &str) -> Option<i32> {
     let needle = format!("served {tag} by ");

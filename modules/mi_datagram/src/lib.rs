@@ -141,7 +141,19 @@ fn mod_init() -> Result<(), String> {
                 .map_err(|e| format!("mi_datagram: cannot bind {path}: {e}"))?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(SOCK_MODE.get_u32()))
                 .map_err(|e| format!("mi_datagram: cannot chmod {path}: {e}"))?;
-            let (user, group) = (SOCK_USER.get(), SOCK_GROUP.get());
+            // Without unix_socket_user/group the socket belongs to the server's
+            // `user`/`group` (-u/-g), so the unprivileged server can remove it at exit.
+            let g = openser_core::globals::get();
+            let or_core = |p: &str, c: &Option<String>| {
+                if p.is_empty() {
+                    c.clone().unwrap_or_default()
+                } else {
+                    p.to_string()
+                }
+            };
+            let user = or_core(SOCK_USER.get(), &g.user);
+            let group = or_core(SOCK_GROUP.get(), &g.group);
+            let (user, group) = (user.as_str(), group.as_str());
             if !user.is_empty() || !group.is_empty() {
                 let uid = if user.is_empty() {
                     u32::MAX

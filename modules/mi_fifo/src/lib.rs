@@ -117,7 +117,12 @@ fn mod_init() -> Result<(), String> {
         .map_err(|e| format!("mi_fifo: cannot create fifo {name}: {e}"))?;
     std::fs::set_permissions(name, std::fs::Permissions::from_mode(p.fifo_mode))
         .map_err(|e| format!("mi_fifo: cannot chmod {name}: {e}"))?;
-    let (fifo_user, fifo_group) = (opt(&FIFO_USER), opt(&FIFO_GROUP));
+    // Without fifo_user/fifo_group the FIFO belongs to the server's `user`/`group`
+    // (-u/-g): 1.2 created it in its process after dropping privileges; it is made
+    // here, before, so the unprivileged MI process could not open it otherwise.
+    let g = openser_core::globals::get();
+    let fifo_user = opt(&FIFO_USER).or(g.user.as_deref());
+    let fifo_group = opt(&FIFO_GROUP).or(g.group.as_deref());
     if fifo_user.is_some() || fifo_group.is_some() {
         let uid = match fifo_user {
             Some(u) => sys::lookup_user(u).map_err(|e| format!("mi_fifo: {e}"))?.0,

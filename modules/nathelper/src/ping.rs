@@ -21,6 +21,12 @@
 //! framing) or the OPTIONS — and only if tcp main still has that connection: a new one
 //! would not go through the phone's NAT pinhole (`tcp::send_existing`).
 //!
+//! The pings are stateless, as in 1.2 (nathelper.c's timer builds the OPTIONS itself
+//! and hands it to `udp_send`; replies are dropped by its response filter, no tm): a
+//! transaction per ping would cost a tm cell and its retransmission timers for each of
+//! up to a million contacts a round, for a reply nobody waits for. tm's `t_uac` is
+//! for requests whose answer matters (MI `t_uac_dlg`, `openserctl ping`).
+//!
 //! MI `nh_enable_ping 0|1` switches pinging off and on (state in shm).
 
 use std::cell::Cell;

@@ -270,6 +270,14 @@ impl Galera {
         self.nodes[i].child.as_ref().map(Child::id)
     }
 
+    /// Send node `i` SIGTERM without waiting (it leaves the cluster cleanly while the
+    /// caller carries on); [`Galera::stop_node`] then waits for it.
+    pub fn begin_stop(&self, i: usize) {
+        if let Some(c) = &self.nodes[i].child {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+        }
+    }
+
     /// Stop node `i` (SIGTERM to its PID: it leaves the cluster cleanly) and wait.
     pub fn stop_node(&mut self, i: usize) {
         let Some(mut c) = self.nodes[i].child.take() else {

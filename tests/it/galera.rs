@@ -441,3 +441,105 @@ fn instances_behind_a_dispatcher_share_a_galera_cluster() {
     }
     eprintln!("galera deployment test: {:?} in all", t0.elapsed());
 }
+
+/// One instance on a plain MariaDB (no cluster, no front): with its database stopped,
+/// REGISTER is answered 500 (nothing acknowledged that is not stored), INVITE to a
+/// registered user 500 (lookup −3), the OPTIONS health probe 503; the mysql driver does
+/// not retry on every request (its backoff); once the server is back, all recover
+/// without a restart of openser.
+#[test]
+fn db_mode_3_instance_answers_500_and_503_while_its_database_is_down() {
+    use crate::harness::mariadb::MariaDb;
+    let Some(mut m) = MariaDb::start() else {
+        return;
+    };
+    m.create_openser_db();
+    let s = Server::start(
+        &instance_cfg(&m.url("openser", "openserrw", "openser")),
+        &[],
+    );
+    let c = Client::new();
+    let reg = |user: &str| register(&c, s.addr(), user, &format!("sip:{user}@127.0.0.1:9"));
+    let probe = |n: u32| {
+        let callid = format!("probe-{n}");
+        c.send(
+            s.addr(),
+            &request(
+                "OPTIONS",
+                &format!("sip:127.0.0.1:{}", s.port),
+                c.port(),
+                &callid,
+                1,
+                "",
+            ),
+        );
+        c.recv_matching("SIP/2.0")
+            .filter(|m| m.contains(&callid))
+            .and_then(|m| m.split_whitespace().nth(1).map(str::to_string))
+            .unwrap_or_default()
+    };
+    let invite = |n: u32, user: &str| {
+        let callid = format!("inv-{n}");
+        c.send(
+            s.addr(),
+            &request(
+                "INVITE",
+                &format!("sip:{user}@127.0.0.1"),
+                c.port(),
+                &callid,
+                1,
+                "",
+            ),
+        );
+        loop {
+            let Some(m) = c.recv_matching("SIP/2.0") else {
+                return String::new();
+            };
+            let code = m.split_whitespace().nth(1).unwrap_or("").to_string();
+            if m.contains(&callid) && code.as_str() >= "200" {
+                return code;
+            }
+        }
+    };
+    assert_eq!(reg("bob"), 200);
+    assert_eq!(probe(1), "200");
+    assert_eq!(
+        m.sql(Some("openser"), "SELECT COUNT(*) FROM location")
+            .trim(),
+        "1"
+    );
+
+    m.stop();
+    assert_eq!(reg("carol"), 500, "REGISTER while the database is down");
+    assert_eq!(invite(1, "bob"), "500", "INVITE while the database is down");
+    assert_eq!(probe(2), "503", "health probe while the database is down");
+    let log = s.log();
+    assert!(
+        log.contains("cannot read carol from table location"),
+        "{log}"
+    );
+    // Backoff: within the reconnect delay a process fails without trying to connect
+    // (the driver's delay, or core's retry pause for a process that never connected).
+    assert!(
+        log.contains("next reconnect in") || log.contains("retried shortly"),
+        "{log}"
+    );
+
+    m.start_again();
+    let end = Instant::now() + Duration::from_secs(15);
+    while probe(3) != "200" {
+        assert!(
+            Instant::now() < end,
+            "instance did not recover:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(reg("carol"), 200);
+    assert_eq!(invite(2, "nobody"), "404", "database read again: not found");
+    assert_eq!(
+        m.sql(Some("openser"), "SELECT COUNT(*) FROM location")
+            .trim(),
+        "2"
+    );
+}

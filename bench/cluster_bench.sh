@@ -11,8 +11,10 @@
 #   call      INVITE/180/200/ACK/BYE to one registered user (lookup() = 1 SELECT per INVITE)
 # and prints one line per step:
 #   <kind> N=<n> rate=<r> ok=<calls> failed=<f> retrans=<r> inst_ms=<CPU ms per op, all
-#   instances> front_ms=<CPU ms per op, front> db_ms=<mariadbd CPU ms per op, 3 nodes>
-#   ws=<Galera write sets per op> ws_bytes=<replicated bytes per op>
+#   instances> front_ms=<CPU ms per op, front> db_ms=<mariadbd CPU ms per op, 3 nodes,
+#   minus their idle CPU over the same time> ws=<Galera write sets per op>
+#   ws_bytes=<replicated bytes per op> db1_ms.. db3_ms=<each node's CPU ms per op, idle
+#   included; instance i uses node i, so with N=1 node 1 originates every write set>
 # then the highest passing rate (0 failed, 0 retransmissions) per kind and N.
 # CPU comes from /proc/<pid>/stat (utime+stime) of every process: only meaningful on a
 # quiet machine. Write sets and bytes do not depend on the load.
@@ -24,6 +26,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 command -v sipp >/dev/null || { echo "sipp (Debian sip-tester) is needed" >&2; exit 2; }
+command -v bc >/dev/null || { echo "bc is needed" >&2; exit 2; }
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || { echo "mariadb-server is needed" >&2; exit 2; }
 PATH=$PATH:/usr/sbin
 PROVIDER=${PROVIDER:-/usr/lib/galera/libgalera_smm.so}
@@ -110,6 +113,11 @@ ticks() { # utime+stime of the given pids and all their children
 }
 ws() { local s=0 n; for n in 1 2 3; do s=$((s + $(st $n "$1"))); done; echo $s; }
 HZ=$(getconf CLK_TCK)
+# the three servers' idle CPU (Galera keepalives, InnoDB background), subtracted below
+IDLE_S=${IDLE_S:-10}
+d0=$(ticks "${NODE_PID[@]}"); sleep "$IDLE_S"; d1=$(ticks "${NODE_PID[@]}")
+IDLE_TPS=$(echo "($d1 - $d0) / $IDLE_S" | bc -l)
+printf 'mariadbd idle: %.1f ms CPU per second (3 nodes)\n' "$(echo "$IDLE_TPS * 1000 / $HZ" | bc -l)" >&2
 stat_col() { # column $2 of the last line of SIPp statistics file $1
 	awk -F';' -v c="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == c) k = i } END { print (k ? $k : 0) + 0 }' "$1"
 }
@@ -196,7 +204,8 @@ for N in $INSTANCES; do
 		for r in $RATES; do
 			stf=$OUT/$kind-N$N-r$r.csv
 			m=$((r * DUR))
-			i0=$(ticks "${IPIDS[@]}"); f0=$(ticks "$FPID"); d0=$(ticks "${NODE_PID[@]}")
+			i0=$(ticks "${IPIDS[@]}"); f0=$(ticks "$FPID"); d0=$(ticks "${NODE_PID[@]}"); s0=$(date +%s.%N)
+			n0=(0 "$(ticks "${NODE_PID[1]}")" "$(ticks "${NODE_PID[2]}")" "$(ticks "${NODE_PID[3]}")")
 			w0=$(ws wsrep_replicated); b0=$(ws wsrep_replicated_bytes)
 			if [ "$kind" = register ] || [ "$kind" = refresh ]; then
 				args=(-sf "$ROOT/bench/cluster_reg.xml" -s "n${N}r${r}u")
@@ -205,19 +214,24 @@ for N in $INSTANCES; do
 			fi
 			sipp "${args[@]}" "127.0.0.1:$FRONT" -i 127.0.0.1 -p $((BP + 4)) -r "$r" -m "$m" \
 				-trace_stat -stf "$stf" -fd 1 -nostdin -timeout $((DUR + 30)) >/dev/null 2>&1 || true
-			i1=$(ticks "${IPIDS[@]}"); f1=$(ticks "$FPID"); d1=$(ticks "${NODE_PID[@]}")
+			i1=$(ticks "${IPIDS[@]}"); f1=$(ticks "$FPID"); d1=$(ticks "${NODE_PID[@]}"); s1=$(date +%s.%N)
+			n1=(0 "$(ticks "${NODE_PID[1]}")" "$(ticks "${NODE_PID[2]}")" "$(ticks "${NODE_PID[3]}")")
 			w1=$(ws wsrep_replicated); b1=$(ws wsrep_replicated_bytes)
 			ok=$(stat_col "$stf" 'SuccessfulCall(C)')
 			failed=$(stat_col "$stf" 'FailedCall(C)')
 			retrans=$(stat_col "$stf" 'Retransmissions(C)')
 			ops=$((ok > 0 ? ok : 1))
-			printf '%s N=%s rate=%s ok=%s failed=%s retrans=%s inst_ms=%.3f front_ms=%.3f db_ms=%.3f ws=%.2f ws_bytes=%.0f\n' \
+			pernode=""
+			for k in 1 2 3; do
+				pernode+=$(printf ' db%s_ms=%.3f' "$k" "$(echo "(${n1[$k]} - ${n0[$k]}) * 1000 / $HZ / $ops" | bc -l)")
+			done
+			printf '%s N=%s rate=%s ok=%s failed=%s retrans=%s inst_ms=%.3f front_ms=%.3f db_ms=%.3f ws=%.2f ws_bytes=%.0f%s\n' \
 				"$kind" "$N" "$r" "$ok" "$failed" "$retrans" \
 				"$(echo "($i1 - $i0) * 1000 / $HZ / $ops" | bc -l)" \
 				"$(echo "($f1 - $f0) * 1000 / $HZ / $ops" | bc -l)" \
-				"$(echo "($d1 - $d0) * 1000 / $HZ / $ops" | bc -l)" \
+				"$(echo "($d1 - $d0 - $IDLE_TPS * ($s1 - $s0)) * 1000 / $HZ / $ops" | bc -l)" \
 				"$(echo "($w1 - $w0) / $ops" | bc -l)" \
-				"$(echo "($b1 - $b0) / $ops" | bc -l)" | tee -a "$OUT/steps.txt"
+				"$(echo "($b1 - $b0) / $ops" | bc -l)" "$pernode" | tee -a "$OUT/steps.txt"
 			if [ "$failed" = 0 ] && [ "$retrans" = 0 ] && [ "$ok" = "$m" ]; then best=$r; else break; fi
 		done
 		SUMMARY+=("$kind N=$N max_rate=$best")

@@ -164,7 +164,7 @@ impl Galera {
             .append(true)
             .open(nd.join("mariadbd.log"))
             .expect("log file");
-        let mut c = Command::new(tool("mariadbd"));
+        let mut c = super::owned(tool("mariadbd"));
         c.arg("--no-defaults")
             .arg(format!("--datadir={}", nd.join("data").display()))
             .arg(format!("--socket={}", nd.join("sock").display()))

@@ -8,7 +8,7 @@
 //! (only 200 and 501 keep a destination up), so after `ds_probing_threshhold` probes
 //! the instance is out of rotation, and back once its node answers again.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::harness::galera::Galera;
@@ -364,7 +364,7 @@ fn instances_behind_a_dispatcher_share_a_galera_cluster() {
     // 3. SIGKILL instance 1 under 50 calls/s.
     let calls = 400u64;
     let stf = dir.file("load.csv");
-    let mut load = Command::new("sipp")
+    let mut load = owned("sipp")
         .args([
             "-sf".to_string(),
             scenario("uac.xml"),

@@ -15,7 +15,7 @@ pub struct MariaDb {
     port: u16,
 }
 
-fn free_tcp_port() -> u16 {
+pub(super) fn free_tcp_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind ephemeral TCP port");
     l.local_addr().unwrap().port()
 }
@@ -34,21 +34,7 @@ impl MariaDb {
         // table names in a shared one.
         let tmp = dir.file("tmp");
         std::fs::create_dir_all(&tmp).expect("create tmpdir");
-        let out = Command::new(tool("mariadb-install-db"))
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--tmpdir={}", tmp.display()))
-            .arg("--auth-root-authentication-method=normal")
-            .arg("--user=root")
-            .arg("--skip-test-db")
-            .output()
-            .expect("run mariadb-install-db");
-        assert!(
-            out.status.success(),
-            "mariadb-install-db failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        install_db(&data, &tmp);
         let port = free_tcp_port();
         let sock = dir.file("sock");
         let log = std::fs::File::create(dir.file("mariadbd.log")).expect("log file");
@@ -107,51 +93,19 @@ impl MariaDb {
     }
 
     fn try_sql(&self, db: Option<&str>, stmt: &str) -> Result<String, String> {
-        let mut c = Command::new(tool("mariadb"));
-        c.arg("--no-defaults")
-            .arg(format!("--socket={}", self.socket().display()))
-            .arg("--user=root")
-            .arg("--batch")
-            .arg("--skip-column-names")
-            .arg("-e")
-            .arg(stmt);
-        if let Some(db) = db {
-            c.arg(db);
-        }
-        let out = c.output().map_err(|e| format!("run mariadb: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        try_sql_at(&self.socket(), db, stmt)
     }
 
     /// Run scripts/openser_mysql.sh with `args` against this server (root over the
     /// socket, no password; rc files looked up under `home`).
     pub fn dbsh(&self, home: &Path, args: &[&str]) -> std::process::Output {
-        Command::new("sh")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/scripts/openser_mysql.sh"
-            ))
-            .args(args)
-            .env("DBSOCKET", self.socket())
-            .env("PW", "")
-            .env("HOME", home)
-            .output()
-            .expect("run openser_mysql.sh")
+        dbsh_at(&self.socket(), home, args)
     }
 
     /// `openser_mysql.sh create`: database `openser` with the 1.2 tables and the users
     /// openser/openserrw and openserro/openserro. Panics on failure.
     pub fn create_openser_db(&self) {
-        let out = self.dbsh(self.dir.path(), &["create"]);
-        assert!(
-            out.status.success(),
-            "openser_mysql.sh create failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        create_openser_db_at(&self.socket(), self.dir.path());
     }
 
     /// Run `stmt` as root over the socket; tab-separated rows, no column names.
@@ -163,8 +117,74 @@ impl MariaDb {
     }
 }
 
+/// `mariadb-install-db` into `data` (root authenticated over the socket, no test db).
+pub(super) fn install_db(data: &Path, tmp: &Path) {
+    let out = Command::new(tool("mariadb-install-db"))
+        .arg("--no-defaults")
+        .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--tmpdir={}", tmp.display()))
+        .arg("--auth-root-authentication-method=normal")
+        .arg("--user=root")
+        .arg("--skip-test-db")
+        .output()
+        .expect("run mariadb-install-db");
+    assert!(
+        out.status.success(),
+        "mariadb-install-db failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Run `stmt` as root over the Unix socket `sock`; tab-separated rows, no column names.
+pub(super) fn try_sql_at(sock: &Path, db: Option<&str>, stmt: &str) -> Result<String, String> {
+    let mut c = Command::new(tool("mariadb"));
+    c.arg("--no-defaults")
+        .arg(format!("--socket={}", sock.display()))
+        .arg("--user=root")
+        .arg("--batch")
+        .arg("--skip-column-names")
+        .arg("-e")
+        .arg(stmt);
+    if let Some(db) = db {
+        c.arg(db);
+    }
+    let out = c.output().map_err(|e| format!("run mariadb: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// scripts/openser_mysql.sh with `args` against the server on socket `sock`.
+pub(super) fn dbsh_at(sock: &Path, home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("sh")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/openser_mysql.sh"
+        ))
+        .args(args)
+        .env("DBSOCKET", sock)
+        .env("PW", "")
+        .env("HOME", home)
+        .output()
+        .expect("run openser_mysql.sh")
+}
+
+/// `openser_mysql.sh create` on the server at `sock`; panics on failure.
+pub(super) fn create_openser_db_at(sock: &Path, home: &Path) {
+    let out = dbsh_at(sock, home, &["create"]);
+    assert!(
+        out.status.success(),
+        "openser_mysql.sh create failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A MariaDB program: from PATH, else the Debian location.
-fn tool(name: &str) -> String {
+pub(super) fn tool(name: &str) -> String {
     if have(name) {
         return name.to_string();
     }

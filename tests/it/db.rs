@@ -47,6 +47,7 @@ fn settings(auto_reconnect: bool) -> Settings {
     Settings {
         ping_interval: Duration::from_secs(300),
         auto_reconnect,
+        ..Settings::default()
     }
 }
 
@@ -335,6 +336,7 @@ fn mysql_driver_against_mariadb() {
         Settings {
             ping_interval: Duration::from_millis(100),
             auto_reconnect: true,
+            ..Settings::default()
         },
     )
     .unwrap();
@@ -385,6 +387,40 @@ fn mysql_driver_against_mariadb() {
     .unwrap();
     assert!(e.0.contains("cannot connect"), "{e}");
     assert!(db::connect(&m.url("openser", "openserrw", "no_such_db")).is_err());
+
+    // The server goes away: the first operation tries one reconnect and fails, the
+    // next ones fail at once without a connect attempt (bounded delay, no storm); once
+    // the server is back and the delay has passed, the connection is reopened.
+    let mut m = m;
+    let u = DbUrl::parse(&url).unwrap();
+    let mut c5 = mysql::connect_with(
+        &u,
+        Settings {
+            reconnect_max_delay: Duration::from_secs(2),
+            ..Settings::default()
+        },
+    )
+    .unwrap();
+    m.stop();
+    let e = c5.query("version", &[], &[], None).unwrap_err();
+    assert!(!e.0.contains("next reconnect"), "a first attempt: {e}");
+    let e = c5.query("version", &[], &[], None).unwrap_err();
+    assert!(
+        e.0.contains("next reconnect in"),
+        "no second attempt yet: {e}"
+    );
+    m.start_again();
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match c5.query("version", &[], &["table_name"], None) {
+            Ok(rows) => {
+                assert!(!rows.is_empty());
+                break;
+            }
+            Err(e) => assert!(std::time::Instant::now() < end, "not reconnected: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

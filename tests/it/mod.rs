@@ -11,6 +11,7 @@ mod dns;
 mod exec;
 mod exhaustion;
 mod forwarding;
+mod galera;
 mod ipv6;
 mod lcr;
 mod man;

@@ -16,6 +16,16 @@
 //! the connection was idle longer; `auto_reconnect` (default 1): when the connection is
 //! lost, reconnect once and retry the operation. With `auto_reconnect` 0 a lost
 //! connection stays lost (every later operation fails), as with libmysqlclient.
+//!
+//! Bounded waits (not in 1.2, whose libmysqlclient used its own defaults): every
+//! connect gives up after `connect_timeout` seconds (default 5) and every read or
+//! write on the connection after `rw_timeout` seconds (default 10), so a worker never
+//! waits on a dead or hung server longer than that. A failed reconnect is not retried
+//! at once: the next attempt waits 1 s, doubling after each further failure up to
+//! `reconnect_max_delay` seconds (default 8); meanwhile operations fail at once (the
+//! caller answers 500) instead of every request of every process paying a connect
+//! attempt — no reconnect storm against a database node that is down. The delay is
+//! per connection, so per process. The first successful reconnect resets it.
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +42,9 @@ pub static EXPORTS: ModuleExports = ModuleExports {
     params: &[
         Param::uint("ping_interval", &PING_INTERVAL),
         Param::bool("auto_reconnect", &AUTO_RECONNECT),
+        Param::uint("connect_timeout", &CONNECT_TIMEOUT_S),
+        Param::uint("rw_timeout", &RW_TIMEOUT_S),
+        Param::uint("reconnect_max_delay", &RECONNECT_MAX_DELAY),
     ],
     db_drivers: &[DbDriver {
         scheme: "mysql",
@@ -44,13 +57,18 @@ pub static EXPORTS: ModuleExports = ModuleExports {
 pub const DEFAULT_SOCKET: &str = "/var/run/mysqld/mysqld.sock";
 /// Default TCP port.
 pub const DEFAULT_PORT: u16 = 3306;
-/// Connect timeout.
+/// Default connect timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Read and write timeouts of every operation.
+/// Default read and write timeout of every operation.
 pub const RW_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first wait after a failed reconnect (then doubled up to `reconnect_max_delay`).
+pub const RECONNECT_MIN_DELAY: Duration = Duration::from_secs(1);
 
 static PING_INTERVAL: IntParam = IntParam::new(300);
 static AUTO_RECONNECT: BoolParam = BoolParam::new(true);
+static CONNECT_TIMEOUT_S: IntParam = IntParam::new(5);
+static RW_TIMEOUT_S: IntParam = IntParam::new(10);
+static RECONNECT_MAX_DELAY: IntParam = IntParam::new(8);
 
 /// Per-connection behaviour (from the module parameters unless given explicitly).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +77,25 @@ pub struct Settings {
     pub ping_interval: Duration,
     /// Reconnect once and retry when the connection is lost.
     pub auto_reconnect: bool,
+    /// Connect timeout (at least 1 s).
+    pub connect_timeout: Duration,
+    /// Read and write timeout of each operation (at least 1 s).
+    pub rw_timeout: Duration,
+    /// Longest wait between two reconnect attempts after failures.
+    pub reconnect_max_delay: Duration,
+}
+
+impl Default for Settings {
+    /// The parameters' defaults.
+    fn default() -> Settings {
+        Settings {
+            ping_interval: Duration::from_secs(300),
+            auto_reconnect: true,
+            connect_timeout: CONNECT_TIMEOUT,
+            rw_timeout: RW_TIMEOUT,
+            reconnect_max_delay: Duration::from_secs(8),
+        }
+    }
 }
 
 impl Settings {
@@ -67,8 +104,15 @@ impl Settings {
         Settings {
             ping_interval: Duration::from_secs(PING_INTERVAL.get().max(0) as u64),
             auto_reconnect: AUTO_RECONNECT.get(),
+            connect_timeout: secs_at_least_1(CONNECT_TIMEOUT_S.get()),
+            rw_timeout: secs_at_least_1(RW_TIMEOUT_S.get()),
+            reconnect_max_delay: Duration::from_secs(RECONNECT_MAX_DELAY.get().max(0) as u64),
         }
     }
+}
+
+fn secs_at_least_1(v: i64) -> Duration {
+    Duration::from_secs(v.max(1) as u64)
 }
 
 /// The connector the exports declare for `mysql://`.
@@ -98,7 +142,7 @@ pub fn connect_at(
             url.database
         )));
     }
-    let opts = opts_for(url, unix_port);
+    let opts = opts_for(url, unix_port, &settings);
     let label = label(url);
     let conn = open(&opts, &label)?;
     Ok(MysqlConn {
@@ -107,6 +151,8 @@ pub fn connect_at(
         settings,
         conn: Some(conn),
         last_use: Instant::now(),
+        retry_at: None,
+        delay: Duration::ZERO,
     })
 }
 
@@ -135,15 +181,15 @@ pub fn target(url: &DbUrl, unix_port: Option<&str>) -> Target {
     Target::Tcp(h.to_string(), url.port.unwrap_or(DEFAULT_PORT))
 }
 
-fn opts_for(url: &DbUrl, unix_port: Option<&str>) -> Opts {
+fn opts_for(url: &DbUrl, unix_port: Option<&str>, st: &Settings) -> Opts {
     let b = OptsBuilder::new()
         .user(url.user.clone())
         .pass(url.password.clone())
         .db_name(Some(url.database.clone()))
         .prefer_socket(false)
-        .tcp_connect_timeout(Some(CONNECT_TIMEOUT))
-        .read_timeout(Some(RW_TIMEOUT))
-        .write_timeout(Some(RW_TIMEOUT))
+        .tcp_connect_timeout(Some(st.connect_timeout))
+        .read_timeout(Some(st.rw_timeout))
+        .write_timeout(Some(st.rw_timeout))
         .stmt_cache_size(64usize)
         // `update` counts the rows matched, not only those whose values changed: the
         // same count as the other drivers, and a refresh that rewrites identical values
@@ -197,6 +243,10 @@ pub struct MysqlConn {
     /// `None` after the connection was lost (and not reopened).
     conn: Option<Conn>,
     last_use: Instant,
+    /// After a failed reconnect: no new attempt before this instant.
+    retry_at: Option<Instant>,
+    /// The current wait between reconnect attempts (zero after a success).
+    delay: Duration,
 }
 
 impl MysqlConn {
@@ -218,6 +268,37 @@ impl MysqlConn {
             }
             Ok(rows)
         })
+    }
+
+    /// Reconnect, unless a failed attempt was too recent (then fail at once); a
+    /// failure doubles the wait before the next attempt, up to `reconnect_max_delay`.
+    fn reopen(&mut self, what: &str) -> Result<(), DbError> {
+        let now = Instant::now();
+        if let Some(t) = self.retry_at
+            && now < t
+        {
+            return Err(DbError(format!(
+                "mysql: {what} on {}: no connection (next reconnect in {} ms)",
+                self.label,
+                (t - now).as_millis()
+            )));
+        }
+        match open(&self.opts, &self.label) {
+            Ok(c) => {
+                if !self.delay.is_zero() {
+                    openser_core::log_notice!("mysql: reconnected to {}", self.label);
+                }
+                self.conn = Some(c);
+                self.retry_at = None;
+                self.delay = Duration::ZERO;
+                Ok(())
+            }
+            Err(e) => {
+                self.delay = next_delay(self.delay, self.settings.reconnect_max_delay);
+                self.retry_at = Some(Instant::now() + self.delay);
+                Err(e)
+            }
+        }
     }
 
     /// The server's id of this connection (`CONNECTION_ID()`), if connected.
@@ -256,7 +337,7 @@ impl MysqlConn {
                         self.label
                     )));
                 }
-                self.conn = Some(open(&self.opts, &self.label)?);
+                self.reopen(what)?;
                 retried = true;
             }
             let Some(c) = self.conn.as_mut() else {
@@ -278,6 +359,17 @@ impl MysqlConn {
             }
         }
     }
+}
+
+/// The wait after a failed reconnect when the previous wait was `prev`: 1 s first,
+/// then doubled, never above `max`.
+pub fn next_delay(prev: Duration, max: Duration) -> Duration {
+    let d = if prev.is_zero() {
+        RECONNECT_MIN_DELAY
+    } else {
+        prev * 2
+    };
+    d.min(max)
 }
 
 /// `` `name` `` for an identifier; refused when empty or containing a backtick or NUL.
@@ -599,6 +691,19 @@ mod tests {
         assert_eq!(target(&u, None), Target::Tcp("db.example.com".into(), 3307));
         let u = url("mysql://[::1]:3307/openser");
         assert_eq!(target(&u, None), Target::Tcp("::1".into(), 3307));
+    }
+
+    #[test]
+    fn reconnect_delay_doubles_up_to_the_maximum() {
+        let max = Duration::from_secs(8);
+        let mut d = Duration::ZERO;
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            d = next_delay(d, max);
+            seen.push(d.as_secs());
+        }
+        assert_eq!(seen, [1, 2, 4, 8, 8, 8]);
+        assert_eq!(next_delay(Duration::ZERO, Duration::ZERO), Duration::ZERO);
     }
 
     #[test]

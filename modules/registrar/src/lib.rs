@@ -7,7 +7,13 @@
 //!   bindings are removed; not in 1.2). rc 1 on success, 0 (stop the script) after
 //!   an error, whether or not the error reply was sent.
 //! * `lookup("table")` (REQUEST, FAILURE): rc 1 / −1 no record / −2 no usable contact
-//!   / −3 error.
+//!   / −3 error (also when, with usrloc `db_mode` 3, the database could not be read:
+//!   a script can answer 500, or 503 to a dispatcher's OPTIONS probe so that the
+//!   front takes this instance out of rotation — docs/scaling.md).
+//!
+//! With usrloc `db_mode` 3 a `save()` whose AOR could not be read from the database is
+//! answered 500 without changing anything, and one whose changes could not be written
+//! 500 as well (1.2 answered 200 and only logged the failed write).
 //! * `registered("table")` (REQUEST, FAILURE): 1 if the R-URI's AOR has a valid
 //!   (unexpired) binding, else −1 (1.2 answers 1 for any existing record; records
 //!   whose contacts all expired only linger until the next usrloc timer run).

@@ -16,6 +16,8 @@ pub enum Found {
     NotFound,
     /// rc −2: a record, but no valid contact (expired, or all filtered by method).
     NoValid,
+    /// rc −3: the bindings could not be read (`db_mode` 3, database unreachable).
+    DbError,
 }
 
 impl Found {
@@ -25,6 +27,7 @@ impl Found {
             Found::Contacts(_) => 1,
             Found::NotFound => -1,
             Found::NoValid => -2,
+            Found::DbError => -3,
         }
     }
 }
@@ -34,7 +37,12 @@ impl Found {
 /// Order is usrloc's list order, as in 1.2: q descending (equal q in registration
 /// order), or newest first with `desc_time_order`.
 pub fn select(dom: &UDomain, aor: &str, method: Method, filter: bool, now: i64) -> Found {
-    let Some(list) = dom.get_contacts(aor.as_bytes()) else {
+    let _ = usrloc::take_db_failure();
+    let list = dom.get_contacts(aor.as_bytes());
+    if usrloc::take_db_failure().is_some() {
+        return Found::DbError;
+    }
+    let Some(list) = list else {
         return Found::NotFound;
     };
     let bit = method_bit(method);

@@ -472,8 +472,21 @@ pub fn save(
 ) -> Result<Saved, RegError> {
     let pr = parse_register(msg, p, inp)?;
     let aor = pr.aor.as_bytes();
+    // With db_mode 3 a database failure is an error reply (500), not a 200 for
+    // bindings that could not be read or stored (the flag is per process).
+    let _ = usrloc::take_db_failure();
     // The slot lock is held only inside; usrloc's database writes go out after it.
-    dom.with_slot(aor, |g| save_locked(g, msg, p, inp, &pr, now))
+    let res = dom.with_slot(aor, |g| {
+        if usrloc::take_db_failure().is_some() {
+            // The AOR's rows could not be read: change nothing.
+            return Err(RegError::UlGetR);
+        }
+        save_locked(g, msg, p, inp, &pr, now)
+    });
+    match usrloc::take_db_failure() {
+        Some(_) if res.is_ok() => Err(RegError::UlUpdC),
+        _ => res,
+    }
 }
 
 /// [`save`] with the AOR's slot locked.

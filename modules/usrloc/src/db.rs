@@ -109,6 +109,7 @@ pub(super) fn flush() {
     let res = with_conn(&params, |conn| {
         for p in &ops {
             if let Err(e) = write(conn, &params, p) {
+                note_failure(DbFailure::Write);
                 openser_core::log_err!(
                     "database write for {} in table {} failed: {e}",
                     String::from_utf8_lossy(&p.aor),
@@ -118,11 +119,46 @@ pub(super) fn flush() {
         }
     });
     if let Err(e) = res {
+        note_failure(DbFailure::Write);
         openser_core::log_err!(
             "cannot connect to the database: {e}; {} change(s) not written",
             ops.len()
         );
     }
+}
+
+/// What failed in this process's last database access (`db_mode` 3, see
+/// [`take_db_failure`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbFailure {
+    /// An AOR's rows could not be read: memory does not hold its bindings.
+    Read,
+    /// A change could not be written.
+    Write,
+}
+
+thread_local! {
+    /// The first database failure since [`take_db_failure`] was last called.
+    static FAILURE: Cell<Option<DbFailure>> = const { Cell::new(None) };
+}
+
+/// Remember a failure (only with `db_mode` 3: in modes 1 and 2 memory stays
+/// authoritative and a failed write is only logged, as in OpenSER).
+fn note_failure(f: DbFailure) {
+    if db_only() {
+        FAILURE.with(|c| {
+            if c.get().is_none() {
+                c.set(Some(f));
+            }
+        });
+    }
+}
+
+/// `db_mode` 3: the database failure (read or write) of this process since the last
+/// call, cleared. The registrar calls it before and after `save()`/`lookup()` to answer
+/// 500 / return −3 instead of acting on bindings it could not read or store.
+pub fn take_db_failure() -> Option<DbFailure> {
+    FAILURE.with(|c| c.take())
 }
 
 /// Run `f` on this process's connection to the module's `db_url`.
@@ -202,6 +238,7 @@ pub(super) fn refresh_aor(dom: &UDomain, aor: &[u8]) {
     let rows = match with_conn(&params, |c| c.query(dom.name(), &keys, &cols, None)) {
         Ok(Ok(rows)) => rows,
         Ok(Err(e)) | Err(e) => {
+            note_failure(DbFailure::Read);
             openser_core::log_err!(
                 "cannot read {} from table {}: {e}",
                 String::from_utf8_lossy(aor),

@@ -105,6 +105,7 @@ mod urecord;
 #[cfg(test)]
 mod tests;
 
+pub use db::{DbFailure, take_db_failure};
 pub use hslot::ul_hash;
 pub use module::P;
 pub use ucontact::{ALL_METHODS, ContactInfo, ContactState, Q_UNSPECIFIED};

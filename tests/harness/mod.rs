@@ -686,3 +686,15 @@ pub fn cfg_expectation(p: &Path) -> Option<(String, String, Option<String>)> {
     let (pos, want) = spec.split_once(' ').unwrap_or((spec, ""));
     Some((pos.to_string(), want.trim().to_string(), flag))
 }
+
+/// Poll `f` until it returns true or `t` passes.
+pub fn wait_until(t: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + t;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}

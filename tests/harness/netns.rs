@@ -239,15 +239,3 @@ impl Drop for NsProc {
         self.stop();
     }
 }
-
-/// Poll `f` until it returns true or `t` passes.
-pub fn wait_until(t: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + t;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
-}

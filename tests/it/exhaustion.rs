@@ -3,7 +3,6 @@
 //! number of lines (one per 10 s with counts, not one per message); MI shows the peak and
 //! the largest free block; and service is fully back once the load is gone.
 
-use crate::harness::netns::wait_until;
 use crate::harness::*;
 use std::collections::HashMap;
 use std::net::UdpSocket;

@@ -1,7 +1,6 @@
 //! MI FIFO access (issue 18, item 8): the FIFO is never world-writable, and a reply
 //! FIFO name cannot leave `reply_dir` nor write through a symlink planted in it.
 
-use crate::harness::netns::wait_until;
 use crate::harness::*;
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};

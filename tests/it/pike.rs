@@ -4,7 +4,6 @@
 //! was before the flood.
 
 use super::permissions::{ask, req_from, sock_on};
-use crate::harness::netns::wait_until;
 use crate::harness::*;
 use std::time::Duration;
 

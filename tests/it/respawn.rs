@@ -2,7 +2,6 @@
 //! released and repaired, and a replacement with the same rank and description serves
 //! on; `respawn_children=no` keeps 1.2's shutdown; a crash loop shuts down cleanly.
 
-use crate::harness::netns::wait_until;
 use crate::harness::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -130,9 +130,7 @@ fn both_directions_stored_and_duplicated() {
         "out INVITE 486 udp:".to_string(),
     ];
     want.sort();
-    let ok = crate::harness::netns::wait_until(Duration::from_secs(5), || {
-        rows(&db, "st1", "").len() >= 4
-    });
+    let ok = crate::harness::wait_until(Duration::from_secs(5), || rows(&db, "st1", "").len() >= 4);
     assert!(ok, "{:?}\n{}", rows(&db, "st1", ""), s.log());
     assert_eq!(rows(&db, "st1", ""), want);
     // the addresses of each direction
@@ -156,10 +154,13 @@ fn both_directions_stored_and_duplicated() {
 
     // alice is a traced user: her rows and a copy of each message
     call(&s, "alice", "st2");
-    assert!(crate::harness::netns::wait_until(
-        Duration::from_secs(5),
-        || rows(&db, "st2", "alice@example.com").len() >= 4
-    ));
+    assert!(crate::harness::wait_until(Duration::from_secs(5), || rows(
+        &db,
+        "st2",
+        "alice@example.com"
+    )
+    .len()
+        >= 4));
     assert_eq!(rows(&db, "st2", "alice@example.com"), want);
     let mut copies = 0;
     while let Some(m) = recv(&capture) {
@@ -176,10 +177,13 @@ fn both_directions_stored_and_duplicated() {
     assert!(r.starts_with("200"), "{r}");
     call(&s, "alice", "st3");
     call(&s, "bob", "st4");
-    assert!(crate::harness::netns::wait_until(
-        Duration::from_secs(5),
-        || rows(&db, "st3", "alice@example.com").len() >= 4
-    ));
+    assert!(crate::harness::wait_until(Duration::from_secs(5), || rows(
+        &db,
+        "st3",
+        "alice@example.com"
+    )
+    .len()
+        >= 4));
     assert!(rows(&db, "st3", "").is_empty());
     assert!(rows(&db, "st4", "").is_empty());
     assert!(mi(&dir, "sip_trace", &["maybe"]).starts_with("400"));

@@ -6,7 +6,7 @@
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Dnsmasq {
@@ -127,9 +127,7 @@ impl Dnsmasq {
     }
 
     fn signal(&self, sig: i32) {
-        let _ = Command::new("kill")
-            .args([format!("-{sig}"), self.child.id().to_string()])
-            .status();
+        super::signal_pid(self.child.id(), sig);
     }
 
     /// Stop it (the name server is down from now on).

@@ -280,19 +280,9 @@ impl Galera {
 
     /// Stop node `i` (SIGTERM to its PID: it leaves the cluster cleanly) and wait.
     pub fn stop_node(&mut self, i: usize) {
-        let Some(mut c) = self.nodes[i].child.take() else {
-            return;
-        };
-        let _ = Command::new("kill").arg(c.id().to_string()).status();
-        let end = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = c.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(mut c) = self.nodes[i].child.take() {
+            super::stop_child(&mut c, 15, Duration::from_secs(60));
         }
-        let _ = c.kill();
-        let _ = c.wait();
     }
 
     /// Start the stopped node `i` again with its data: it rejoins (IST, or SST when

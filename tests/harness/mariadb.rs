@@ -200,18 +200,7 @@ pub(super) fn tool(name: &str) -> String {
 impl MariaDb {
     /// Stop the server (SIGTERM to its PID: a clean shutdown) and wait for it.
     pub fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let end = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        super::stop_child(&mut self.child, 15, Duration::from_secs(30));
     }
 
     /// Start the stopped server again: same data, socket and port.

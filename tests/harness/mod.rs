@@ -202,10 +202,7 @@ impl Server {
     }
 
     pub fn signal(&self, sig: i32) {
-        let _ = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status();
+        signal_pid(self.pid() as u32, sig);
     }
 
     /// SIGTERM, wait for exit (10 s), return the status. Panics on a log line at
@@ -226,16 +223,9 @@ impl Server {
     }
 
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let child = self.child.as_mut()?;
-        let end = Instant::now() + timeout;
-        while Instant::now() < end {
-            if let Ok(Some(st)) = child.try_wait() {
-                self.child = None;
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        let st = wait_child(self.child.as_mut()?, timeout)?;
+        self.child = None;
+        Some(st)
     }
 
     pub fn kill(&mut self) {
@@ -289,6 +279,38 @@ pub fn alive(pid: i32) -> bool {
                     .unwrap_or(false)
             })
             .unwrap_or(true)
+}
+
+/// Send signal `sig` to a process a test started, by its PID (kill(1): the tests carry
+/// no unsafe code).
+pub fn signal_pid(pid: u32, sig: i32) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Wait at most `t` for a child to exit; its status, or `None` if it still runs.
+pub fn wait_child(c: &mut Child, t: Duration) -> Option<ExitStatus> {
+    let end = Instant::now() + t;
+    loop {
+        if let Ok(Some(st)) = c.try_wait() {
+            return Some(st);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Stop a child a test started: `sig` to its PID, up to `grace` to exit, then SIGKILL.
+pub fn stop_child(c: &mut Child, sig: i32, grace: Duration) {
+    signal_pid(c.id(), sig);
+    if wait_child(c, grace).is_none() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
 }
 
 /// A tiny SIP-over-UDP client.
@@ -642,17 +664,17 @@ pub fn sipp_calls_with(dir: &Path, port: u16, user: &str, calls: u64, extra: &[&
         "calls failed: {}\n{stat}",
         String::from_utf8_lossy(&uac.stdout)
     );
-    let header: Vec<&str> = stat.lines().next().unwrap_or("").split(';').collect();
-    let last: Vec<&str> = stat.lines().last().unwrap_or("").split(';').collect();
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
-            .and_then(|i| last.get(i))
-            .and_then(|v| v.parse::<u64>().ok())
-    };
-    assert_eq!(col("SuccessfulCall(C)"), Some(calls), "{stat}");
-    assert_eq!(col("FailedCall(C)"), Some(0), "{stat}");
+    assert_eq!(sipp_stat(&stat, "SuccessfulCall(C)"), Some(calls), "{stat}");
+    assert_eq!(sipp_stat(&stat, "FailedCall(C)"), Some(0), "{stat}");
+}
+
+/// A counter of the last row of a SIPp `-trace_stat` file (`;`-separated, a header row
+/// naming the columns, e.g. `SuccessfulCall(C)`); `None` if the column or value is missing.
+pub fn sipp_stat(csv: &str, name: &str) -> Option<u64> {
+    let header = csv.lines().next()?.split(';');
+    let last: Vec<&str> = csv.lines().last()?.split(';').collect();
+    let i = header.into_iter().position(|h| h == name)?;
+    last.get(i)?.parse().ok()
 }
 
 pub fn scenario(name: &str) -> String {

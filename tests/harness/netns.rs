@@ -17,7 +17,7 @@
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const PHONE_IP: &str = "10.77.0.2";
 pub const NAT_LAN_IP: &str = "10.77.0.1";
@@ -200,24 +200,14 @@ impl NsProc {
     }
 
     pub fn signal(&self, sig: i32) {
-        let _ = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status();
+        super::signal_pid(self.pid() as u32, sig);
     }
 
     /// Wait for the process to end by itself (at most `t`); its exit success.
     pub fn wait(&mut self, t: Duration) -> Option<bool> {
-        let end = Instant::now() + t;
-        let c = self.child.as_mut()?;
-        while Instant::now() < end {
-            if let Ok(Some(st)) = c.try_wait() {
-                self.child = None;
-                return Some(st.success());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        let st = super::wait_child(self.child.as_mut()?, t)?;
+        self.child = None;
+        Some(st.success())
     }
 
     pub fn stop(&mut self) {

@@ -169,19 +169,7 @@ impl Postgres {
     /// Stop the server (fast shutdown, SIGINT to its PID) and wait for it.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-INT")
-                .arg(c.id().to_string())
-                .status();
-            let end = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < end {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            super::stop_child(&mut c, 2, Duration::from_secs(30));
         }
     }
 

@@ -411,15 +411,8 @@ fn instances_behind_a_dispatcher_share_a_galera_cluster() {
         std::thread::sleep(Duration::from_millis(200));
     };
     let stat = std::fs::read_to_string(&stf).unwrap_or_default();
-    let header: Vec<&str> = stat.lines().next().unwrap_or("").split(';').collect();
-    let last: Vec<&str> = stat.lines().last().unwrap_or("").split(';').collect();
     let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
-            .and_then(|i| last.get(i))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no {name} in SIPp statistics:\n{stat}"))
+        sipp_stat(&stat, name).unwrap_or_else(|| panic!("no {name} in SIPp statistics:\n{stat}"))
     };
     let (ok, failed) = (col("SuccessfulCall(C)"), col("FailedCall(C)"));
     eprintln!("50 cps, instance 1 killed: {ok} calls succeeded, {failed} failed ({st})");

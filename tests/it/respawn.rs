@@ -523,16 +523,7 @@ fn chaos_calls_and_registrations_survive_killed_workers() {
     let (reg_ok, reg_failed) = refresher.join().unwrap();
     uas.kill();
     let stat_csv = std::fs::read_to_string(&stf).unwrap_or_default();
-    let header: Vec<&str> = stat_csv.lines().next().unwrap_or("").split(';').collect();
-    let last: Vec<&str> = stat_csv.lines().last().unwrap_or("").split(';').collect();
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
-            .and_then(|i| last.get(i))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let col = |name: &str| sipp_stat(&stat_csv, name).unwrap_or(0);
     let (ok, failed) = (col("SuccessfulCall(C)"), col("FailedCall(C)"));
     eprintln!(
         "chaos: {secs} s, {rate} cps: {ok} calls completed, {failed} failed of {calls} \

@@ -2,6 +2,7 @@ mod acc;
 mod auth;
 mod auth_challenge;
 mod cfg_corpus;
+mod crash_loss;
 mod db;
 mod db_engines;
 mod db_migrate;

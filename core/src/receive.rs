@@ -96,7 +96,7 @@ fn handle_request(mut msg: SipMsg) {
 
 fn handle_reply(mut msg: SipMsg) {
     let stats = crate::stats::core();
-    if msg.via1().is_err() {
+    if msg.check_reply().is_err() {
         stats.err_replies.inc();
         stats.bad_msg_hdr.inc();
         return;

@@ -30,6 +30,7 @@ mod pstn;
 mod redirect;
 mod registrar;
 mod respawn;
+mod rfc4475;
 mod script;
 mod seed;
 mod seed_engines;

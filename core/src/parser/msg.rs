@@ -943,6 +943,65 @@ impl SipMsg {
                 0,
             ));
         }
+        if let FirstLine::Request {
+            method_text, uri, ..
+        } = self.first_line
+        {
+            self.check_request_syntax(method_text, uri)?;
+        }
+        Ok(())
+    }
+
+    /// The RFC 4475 §3.1.2 classes the parse above lets through, checked on requests
+    /// before routing (all answered 400): the CSeq method differs from the request
+    /// method (mismatch01/02); the Request-URI holds `<`, `>`, `"` or a header part
+    /// `?` (ltgtruri, escruri); a Contact not enclosed in `<>` holds a `?` (regbadct,
+    /// RFC 3261 §20.10); a Date header is not in GMT (baddate, RFC 3261 §20.17). One
+    /// pass over the header list; the byte scans touch only the R-URI, Contact and
+    /// Date bodies.
+    fn check_request_syntax(&self, method_text: Span, uri: Span) -> Result<(), ParseError> {
+        let bad = |what| ParseError::new(ParseErrorKind::BadHeader, what, 0);
+        let b = &self.buf;
+        if self.cseq()?.method_text.bytes(b) != method_text.bytes(b) {
+            return Err(bad("CSeq method differs from the request method"));
+        }
+        if uri
+            .bytes(b)
+            .iter()
+            .any(|&c| matches!(c, b'<' | b'>' | b'"' | b'?'))
+        {
+            return Err(ParseError::new(
+                ParseErrorKind::BadUri,
+                "Request-URI with <>, quotes or headers",
+                uri.start as usize,
+            ));
+        }
+        for h in &self.hdrs {
+            match h.htype {
+                HdrType::Contact => {
+                    let v = h.body.bytes(b);
+                    if memchr::memchr(b'?', v).is_some() && memchr::memchr(b'<', v).is_none() {
+                        return Err(bad("Contact URI with headers not enclosed in <>"));
+                    }
+                }
+                HdrType::Other
+                    if h.name.len == 4
+                        && h.name.bytes(b).eq_ignore_ascii_case(b"Date")
+                        && !h.body.bytes(b).ends_with(b" GMT") =>
+                {
+                    return Err(bad("Date not in GMT"));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks of a reply before `onreply_route` and the reply path: a parsable top
+    /// Via and CSeq (the transaction match and the stateless relay need both).
+    pub fn check_reply(&self) -> Result<(), ParseError> {
+        self.via1()?;
+        self.cseq()?;
         Ok(())
     }
 }

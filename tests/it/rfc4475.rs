@@ -6,9 +6,11 @@
 //!
 //! The unit part runs each message through the core parser and the pre-routing checks
 //! the receive path applies (`SipMsg::new`, then `check_mandatory` for requests,
-//! `check_reply` for replies). The black-box part sends them all to a server whose
-//! script logs and forwards everything to a UDP socket of the test (which must receive
-//! nothing) and answers what is left with a 299 (which must never be seen).
+//! `check_reply` for replies that could reach a script: with an `onreply_route` or tm
+//! loaded). The black-box part sends them all to a server whose script logs and
+//! forwards every request to a UDP socket of the test (which must receive nothing) and
+//! answers what is left with a 299 (which must never be seen), and whose
+//! `onreply_route` logs every reply (no line may appear).
 
 use std::net::UdpSocket;
 use std::time::Duration;
@@ -139,7 +141,8 @@ const CFG: &str = "debug=3\nlisten=udp:127.0.0.1:{PORT}\nchildren=1\n\
     loadmodule \"sl.so\"\nloadmodule \"xlog.so\"\n\
     route {\n  xlog(\"L_ERR\", \"ROUTED $ci\\n\");\n  \
     forward(\"127.0.0.1:{SINK}\");\n  \
-    sl_send_reply(\"299\", \"Script answered\");\n}\n";
+    sl_send_reply(\"299\", \"Script answered\");\n}\n\
+    onreply_route {\n  xlog(\"L_ERR\", \"ROUTED-REPLY $ci\\n\");\n}\n";
 
 #[test]
 fn rfc4475_invalid_messages_never_routed() {
@@ -167,6 +170,19 @@ fn rfc4475_invalid_messages_never_routed() {
         .recv_timeout(Duration::from_secs(2))
         .expect("no 299 for the valid OPTIONS");
     assert!(a.starts_with("SIP/2.0 299 "), "{a}");
+    // ... and a valid reply reaches onreply_route.
+    let reply = format!(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bKvr1\r\n\
+         From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>;tag=2\r\n\
+         Call-ID: rfc4475-valid-reply\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        c.port()
+    );
+    c.send(s.addr(), &reply);
+    assert!(
+        s.wait_log("ROUTED-REPLY rfc4475-valid-reply", Duration::from_secs(5)),
+        "{}",
+        s.log()
+    );
     for case in cases() {
         c.send_bytes(s.addr(), &to_client(&case.msg, c.port()));
         let answer = c.recv_timeout(Duration::from_millis(500));
@@ -192,7 +208,7 @@ fn rfc4475_invalid_messages_never_routed() {
     let log = s.log();
     let routed: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains("ROUTED ") && !l.contains("rfc4475-valid"))
+        .filter(|l| l.contains("ROUTED") && !l.contains("rfc4475-valid"))
         .collect();
     assert!(routed.is_empty(), "the script ran for: {routed:?}");
     assert!(s.stop().success());

@@ -104,6 +104,16 @@ fn handle_reply(mut msg: SipMsg) {
     let has_onreply = script::fixup::SCRIPT
         .get()
         .is_some_and(|s| s.has(RouteKind::OnReply, 0));
+    // A reply that may reach a script (the main onreply_route, or tm's per-transaction
+    // one through its reply hook) needs a parsable CSeq too (RFC 4475 scalarlg); the
+    // stateless relay alone sends it on by its Via unread, as 1.2 does.
+    if (has_onreply || module::loaded().iter().any(|m| m.reply_hook.is_some()))
+        && msg.check_reply().is_err()
+    {
+        stats.err_replies.inc();
+        stats.bad_msg_hdr.inc();
+        return;
+    }
     if has_onreply {
         let mut ctx = Ctx::new(&mut msg, ONREPLY_ROUTE);
         script::run_route(RouteKind::OnReply, 0, &mut ctx);

@@ -205,6 +205,12 @@ impl ShmStr {
         Some(ShmStr { ptr, len })
     }
 
+    /// A string of `len` bytes at `ptr`, unchecked (tests that forge a corrupt cell).
+    #[cfg(test)]
+    pub(crate) fn forged(ptr: ShmPtr<u8>, len: u32) -> ShmStr {
+        ShmStr { ptr, len }
+    }
+
     /// The empty string (null pointer, length 0).
     pub const fn empty() -> ShmStr {
         ShmStr {

@@ -913,36 +913,126 @@ impl SipMsg {
     }
 
     /// Check the headers a proxy needs (Via, From, To, Call-ID, CSeq): present, From/To/
-    /// Call-ID/CSeq not duplicated, and Via/From/To/CSeq parsable. The receive path calls
-    /// this before running the script.
+    /// Call-ID/CSeq not duplicated, and Via/From/To/CSeq parsable; on requests also the
+    /// RFC 4475 §3.1.2 classes the parse lets through (all answered 400 by the receive
+    /// path, which calls this before running the script):
+    /// - the CSeq method differs from the request method (mismatch01/02);
+    /// - the top Via's branch is only the magic cookie (§3.2.1 badbranch);
+    /// - the Request-URI is enclosed in `<>` or has a header part `?` (ltgtruri,
+    ///   escruri);
+    /// - a Contact not enclosed in `<>` holds a `?` (regbadct, RFC 3261 §20.10);
+    /// - a Date header is not in GMT (baddate, RFC 3261 §20.17).
+    ///
+    /// One pass over the header list finds the mandatory headers and the Contact and
+    /// Date bodies to look at.
     pub fn check_mandatory(&self) -> Result<(), ParseError> {
-        self.via1()?;
-        for (t, what_missing, what_dup) in [
-            (HdrType::From, "missing From", "duplicate From"),
-            (HdrType::To, "missing To", "duplicate To"),
-            (HdrType::CallId, "missing Call-ID", "duplicate Call-ID"),
-            (HdrType::CSeq, "missing CSeq", "duplicate CSeq"),
-        ] {
-            let mut it = self.all_of(t);
-            let Some(first) = it.next() else {
-                return Err(Self::missing(what_missing));
+        const NONE: u32 = u32::MAX;
+        let via1 = self.via1()?;
+        let is_request = self.is_request();
+        // first and second index of From, To, Call-ID, CSeq
+        let mut idx = [[NONE; 2]; 4];
+        let mut syntax: Option<&'static str> = None;
+        for (i, h) in self.hdrs.iter().enumerate() {
+            let k = match h.htype {
+                HdrType::From => 0,
+                HdrType::To => 1,
+                HdrType::CallId => 2,
+                HdrType::CSeq => 3,
+                HdrType::Contact if is_request => {
+                    let v = h.body.bytes(&self.buf);
+                    if memchr::memchr(b'?', v).is_some() && memchr::memchr(b'<', v).is_none() {
+                        syntax.get_or_insert("Contact URI with headers not enclosed in <>");
+                    }
+                    continue;
+                }
+                HdrType::Other
+                    if is_request
+                        && h.name.len == 4
+                        && h.name.bytes(&self.buf).eq_ignore_ascii_case(b"Date")
+                        && !h.body.bytes(&self.buf).ends_with(b" GMT") =>
+                {
+                    syntax.get_or_insert("Date not in GMT");
+                    continue;
+                }
+                _ => continue,
             };
-            if let Some(second) = it.next() {
+            let slot = &mut idx[k];
+            if slot[0] == NONE {
+                slot[0] = i as u32;
+            } else if slot[1] == NONE {
+                slot[1] = i as u32;
+            }
+        }
+        for (k, what_missing, what_dup) in [
+            (0, "missing From", "duplicate From"),
+            (1, "missing To", "duplicate To"),
+            (2, "missing Call-ID", "duplicate Call-ID"),
+            (3, "missing CSeq", "duplicate CSeq"),
+        ] {
+            let [first, second] = idx[k];
+            if first == NONE {
+                return Err(Self::missing(what_missing));
+            }
+            if second != NONE {
                 return Err(ParseError::new(
                     ParseErrorKind::DuplicateHeader,
                     what_dup,
-                    self.hdrs[second].full.start as usize,
+                    self.hdrs[second as usize].full.start as usize,
                 ));
             }
-            self.parsed(first)?;
+            self.parsed(first as usize)?;
         }
-        if self.callid().is_some_and(|c| c.is_empty()) {
+        if self.s(self.hdrs[idx[2][0] as usize].body).is_empty() {
             return Err(ParseError::new(
                 ParseErrorKind::BadHeader,
                 "empty Call-ID",
                 0,
             ));
         }
+        if let FirstLine::Request {
+            method_text, uri, ..
+        } = self.first_line
+        {
+            let b = &self.buf;
+            let bad = |what| ParseError::new(ParseErrorKind::BadHeader, what, 0);
+            if let Ok(Parsed::CSeq(c)) = self.parsed(idx[3][0] as usize)
+                && c.method_text.bytes(b) != method_text.bytes(b)
+            {
+                return Err(bad("CSeq method differs from the request method"));
+            }
+            if via1
+                .branch
+                .is_some_and(|br| br.bytes(b).eq_ignore_ascii_case(b"z9hG4bK"))
+            {
+                return Err(ParseError::new(
+                    ParseErrorKind::BadVia,
+                    "Via branch is only the magic cookie",
+                    0,
+                ));
+            }
+            let u = uri.bytes(b);
+            if u.first() == Some(&b'<')
+                || u.last() == Some(&b'>')
+                || memchr::memchr(b'?', u).is_some()
+            {
+                return Err(ParseError::new(
+                    ParseErrorKind::BadUri,
+                    "Request-URI in <> or with headers",
+                    uri.start as usize,
+                ));
+            }
+            if let Some(what) = syntax {
+                return Err(bad(what));
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks of a reply before `onreply_route` and the reply path: a parsable top
+    /// Via and CSeq (the transaction match and the stateless relay need both).
+    pub fn check_reply(&self) -> Result<(), ParseError> {
+        self.via1()?;
+        self.cseq()?;
         Ok(())
     }
 }

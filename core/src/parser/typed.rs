@@ -205,13 +205,36 @@ fn parse_one_nameaddr(c: &mut Cur, list: bool, hdr_idx: usize) -> Result<NameAdd
     if let Some(lt) = lt {
         let d = trim(buf, Span::new(start, lt));
         if !d.is_empty() {
+            // An unquoted display name must not hold the separators that give the
+            // header another meaning (RFC 4475 baddn: `Bell, Alexander <sip:..>` reads
+            // as two addresses): `,` `;` `"` `@` `\` or control characters. RFC 3261
+            // allows only tokens there; the rest of the separators (`(home)`, `[2]`,
+            // `Room: 5`) and UTF-8 are seen in the field and harmless, and stay accepted
+            // as in 1.2.
+            let db = d.bytes(buf);
+            if db[0] != b'"'
+                && db.iter().any(|&ch| {
+                    matches!(ch, b',' | b';' | b'"' | b'@' | b'\\' | 0x7f)
+                        || (ch < b' ' && ch != b'\t' && ch != b'\r' && ch != b'\n')
+                })
+            {
+                return Err(err(
+                    ParseErrorKind::BadHeader,
+                    "display name with separators, not quoted",
+                    start,
+                ));
+            }
             na.display = Some(d);
         }
         let us = lt + 1;
         let gt = find_byte(buf.get(us..c.end).unwrap_or(&[]), b'>')
             .map(|x| x + us)
             .ok_or_else(|| err(ParseErrorKind::BadHeader, "missing '>'", us))?;
-        na.uri = trim(buf, Span::new(us, gt));
+        // No LWS just inside the brackets (RFC 4475 badaspec).
+        if gt == us || is_lws(buf[us]) || is_lws(buf[gt - 1]) {
+            return Err(err(ParseErrorKind::BadHeader, "space inside <>", us));
+        }
+        na.uri = Span::new(us, gt);
         c.pos = gt + 1;
     } else {
         c.skip_lws();

@@ -395,7 +395,8 @@ fn mod_init() -> Result<(), String> {
     if tracking {
         tm::callbacks::register(load_hook, 1u32 << P.load_flag.get());
     }
-    let cache = shm::alloc_static(Cache::new()).ok_or("dispatcher: no shared memory")?;
+    let cache =
+        Cache::new_static("dispatcher destination list").ok_or("dispatcher: no shared memory")?;
     let dsts = shm::alloc_static_slice_with(MAX_DSTS, |_| DstSlot::default())
         .ok_or("dispatcher: no shared memory")?;
     let sets = shm::alloc_static_slice_with(MAX_SETS, |_| SetSlot::default())

@@ -132,7 +132,7 @@ fn mod_init() -> Result<(), String> {
     if P.db_mode.get() == 0 {
         return Ok(());
     }
-    let cache = shm::alloc_static(Cache::new())
+    let cache = Cache::new_static("domain cache")
         .ok_or_else(|| "domain: no shared memory for the domain cache".to_string())?;
     // a connection of the attendant's own, closed before it forks
     let mut conn = openser_core::db::connect(P.db_url.get())

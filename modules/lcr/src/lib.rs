@@ -500,7 +500,7 @@ fn reload_with(conn: &mut dyn DbConn, cache: &Cache) -> Result<usize, String> {
 fn mod_init() -> Result<(), String> {
     openser_core::db::check_url(P.db_url.get()).map_err(|e| format!("lcr: {e}"))?;
     let id = |p: &StrParam| avp_id(p.get()).ok_or_else(|| format!("lcr: bad AVP '{}'", p.get()));
-    let cache = shm::alloc_static(Cache::new()).ok_or("lcr: no shared memory")?;
+    let cache = Cache::new_static("lcr gateway cache").ok_or("lcr: no shared memory")?;
     let c = Conf {
         cache,
         gw_uri: id(&P.gw_uri_avp)?,

@@ -118,7 +118,11 @@ pub fn mod_init(url: &str) -> Result<(), String> {
     drop(conn);
     snap.publish(&serialise(&rows))
         .map_err(|e| format!("permissions: address table: {e}"))?;
-    let _ = SNAP.set(snap);
+    if SNAP.set(snap).is_ok()
+        && let Some(s) = SNAP.get()
+    {
+        super::snapshot::register_repair(s, "permissions address table");
+    }
     Ok(())
 }
 

@@ -222,7 +222,11 @@ pub fn mod_init() -> Result<(), String> {
     }
     let snap =
         Snapshot::new(SNAPSHOT_CAP).ok_or("permissions: no shared memory for the trusted cache")?;
-    let _ = SHARED.set(snap);
+    if SHARED.set(snap).is_ok()
+        && let Some(s) = SHARED.get()
+    {
+        super::snapshot::register_repair(s, "permissions trusted table");
+    }
     let mut conn = db::connect(url)
         .map_err(|e| format!("permissions: unable to connect the database: {e}"))?;
     let rows = read_table(conn.as_mut()).map_err(|e| format!("permissions: {e}"))?;

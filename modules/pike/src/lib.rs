@@ -92,7 +92,16 @@ fn mod_init() -> Result<(), String> {
         P.remove_latency.get() as u32,
     )
     .ok_or("pike: no shared memory for the tree")?;
-    let _ = TREE.set(t);
+    let (locks, len, pool) = t.lock_spans();
+    if TREE.set(t).is_ok() {
+        shm::register_repair(locks, len, "pike tree branch", repair_branch);
+        shm::register_repair(
+            pool,
+            size_of::<shm::FastLock>(),
+            "pike node pool",
+            repair_pool,
+        );
+    }
     let name = P.check_route.get();
     if !name.is_empty() {
         let idx = openser_core::script::route_index(RouteKind::Request, name)
@@ -170,6 +179,25 @@ fn swap(_ticks: u64) {
     if let Some(t) = TREE.get() {
         t.swap();
     }
+}
+
+/// Repair hook: a process died holding a branch lock (issue 18).
+fn repair_branch(lock: usize, g: shm::FastLockGuard<'static>) -> Result<Vec<String>, String> {
+    let t = TREE.get().ok_or("pike: no tree")?;
+    let b = t
+        .branch_of_lock(lock)
+        .ok_or_else(|| format!("pike: no branch lock at {lock:#x}"))?;
+    let done = t.repair_branch(b);
+    drop(g);
+    Ok(done)
+}
+
+/// Repair hook: a process died holding the node pool's lock.
+fn repair_pool(_lock: usize, g: shm::FastLockGuard<'static>) -> Result<Vec<String>, String> {
+    let t = TREE.get().ok_or("pike: no tree")?;
+    let done = t.repair_pool();
+    drop(g);
+    Ok(done)
 }
 
 fn tree_nodes() -> u64 {

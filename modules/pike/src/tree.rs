@@ -309,6 +309,102 @@ impl Tree {
         self.release(n);
     }
 
+    /// Address and byte length of the 256 branch locks, and the address of the pool
+    /// lock (the repair hooks are registered for them).
+    pub fn lock_spans(&self) -> (usize, usize, usize) {
+        (
+            self.locks.as_ptr() as usize,
+            size_of_val(self.locks),
+            self.pool_lock as *const FastLock as usize,
+        )
+    }
+
+    /// The branch whose lock lies at `addr`.
+    pub fn branch_of_lock(&self, addr: usize) -> Option<usize> {
+        self.locks
+            .iter()
+            .position(|l| std::ptr::eq(l, addr as *const FastLock))
+    }
+
+    fn capacity(&self) -> u32 {
+        (self.cells.len() / STRIDE) as u32
+    }
+
+    /// Check branch `b` after a process died holding its lock (the caller holds it now):
+    /// every link must name a node of the pool, once, with the right parent, the
+    /// branch's byte at the top and at most 16 levels. A link that does not is cut (the
+    /// nodes below it leave the tree; they stay out of the pool, as a node the dead
+    /// process had taken from the pool and not linked yet does). Returns what was cut.
+    pub fn repair_branch(&self, b: usize) -> Vec<String> {
+        let mut done = Vec::new();
+        let cap = self.capacity();
+        let mut seen = std::collections::HashSet::new();
+        // (link holder, node, expected parent, depth); the holder is where the link is
+        // stored: the root, a KIDS or a NEXT field.
+        let mut stack: Vec<(&AtomicU32, u32, u32)> = vec![(&self.roots[b], 0, 0)];
+        while let Some((holder, parent, depth)) = stack.pop() {
+            let n = holder.load(Ordering::Relaxed);
+            if n == 0 {
+                continue;
+            }
+            let why = if n > cap {
+                Some("not a node of the pool")
+            } else if !seen.insert(n) {
+                Some("a node reached twice")
+            } else if self.get(n, PARENT) != parent {
+                Some("a node with another parent")
+            } else if depth >= 16 {
+                Some("deeper than an address")
+            } else if depth == 0 && self.byte(n) as usize != b {
+                Some("a node of another branch")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                holder.store(0, Ordering::Relaxed);
+                done.push(format!(
+                    "pike branch {b}: cut a link to node {n} ({why}) at depth {depth}"
+                ));
+                continue;
+            }
+            stack.push((self.f(n, NEXT), parent, depth));
+            stack.push((self.f(n, KIDS), n, depth + 1));
+        }
+        done
+    }
+
+    /// Check the free list after a process died holding the pool lock (the caller holds
+    /// it now): it is cut where a link leaves the pool or loops, and the count of nodes
+    /// in use is set from what is left. Returns what was changed.
+    pub fn repair_pool(&self) -> Vec<String> {
+        let mut done = Vec::new();
+        let cap = self.capacity();
+        let mut seen = std::collections::HashSet::new();
+        let mut holder: &AtomicU32 = self.free_head;
+        loop {
+            let n = holder.load(Ordering::Relaxed);
+            if n == 0 {
+                break;
+            }
+            if n > cap || !seen.insert(n) {
+                holder.store(0, Ordering::Relaxed);
+                done.push(format!(
+                    "pike node pool: free list cut after {} node(s) (a link to node {n})",
+                    seen.len()
+                ));
+                break;
+            }
+            holder = self.f(n, NEXT);
+        }
+        let in_use = cap - seen.len() as u32;
+        if self.in_use.swap(in_use, Ordering::Relaxed) != in_use {
+            done.push(format!(
+                "pike node pool: {in_use} node(s) in use (count corrected)"
+            ));
+        }
+        done
+    }
+
     /// The red addresses (full addresses whose hits exceed the density).
     pub fn red_ips(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -398,5 +494,59 @@ mod tests {
             assert_eq!(t.mark(&[b, 1, 1, 1], 9), Mark::Ok);
         }
         assert_eq!(t.nodes(), 3);
+    }
+
+    #[test]
+    fn repair_branch_cuts_bad_links_and_keeps_the_rest() {
+        let t = tree(64);
+        // Grow 10.1.x.y deep enough to have children.
+        for _ in 0..200 {
+            t.mark(&[10, 1, 2, 3], 1000);
+            t.mark(&[10, 1, 2, 4], 1000);
+        }
+        let before = t.nodes();
+        assert!(before >= 5, "{before} nodes");
+        let b = 10usize;
+        assert!(
+            t.repair_branch(b).is_empty(),
+            "a sound branch is left alone"
+        );
+        let root = t.roots[b].load(Ordering::Relaxed);
+        let kid = t.get(root, KIDS);
+        assert_ne!(kid, 0);
+        // A half-written link: the child's sibling link points outside the pool.
+        t.set(kid, NEXT, 10_000);
+        let done = t.repair_branch(b);
+        assert_eq!(done.len(), 1, "{done:?}");
+        assert!(done[0].contains("not a node of the pool"), "{done:?}");
+        assert_eq!(t.get(kid, NEXT), 0);
+        // A loop back to the root.
+        t.set(kid, NEXT, root);
+        let done = t.repair_branch(b);
+        assert!(done[0].contains("a node reached twice"), "{done:?}");
+        // What is left still counts and serves.
+        assert!(t.repair_branch(b).is_empty());
+        assert_ne!(t.mark(&[10, 1, 2, 3], 1000), Mark::NoRoom);
+    }
+
+    #[test]
+    fn repair_pool_cuts_a_broken_free_list() {
+        let t = tree(16);
+        t.mark(&[192, 0, 2, 1], 1000);
+        assert!(t.repair_pool().is_empty());
+        let head = t.free_head.load(Ordering::Relaxed);
+        t.set(head, NEXT, head);
+        let done = t.repair_pool();
+        assert!(
+            done[0].contains("free list cut after 1 node(s)"),
+            "{done:?}"
+        );
+        assert!(
+            done.iter().any(|l| l.contains("15 node(s) in use")),
+            "{done:?}"
+        );
+        assert_eq!(t.nodes(), 15);
+        // Allocation goes on from what is left.
+        assert_eq!(t.mark(&[198, 51, 100, 1], 1000), Mark::Ok);
     }
 }

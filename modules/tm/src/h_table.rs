@@ -680,6 +680,233 @@ fn reap_list(tl: &TimerList, g: &shm::FastLockGuard<'_>) -> usize {
     freed
 }
 
+/// Index of the timer shard whose lock is at address `lock`, if one is.
+pub(super) fn timer_shard_of_lock(lock: usize) -> Option<usize> {
+    timers()
+        .iter()
+        .position(|tl| std::ptr::eq(&tl.lock, lock as *const shm::FastLock))
+}
+
+/// Address and length of the timer shard array (for the repair hook's registration).
+pub(super) fn timer_shards_span() -> Option<(usize, usize)> {
+    let t = timers();
+    let first = t.first()?;
+    Some((first as *const TimerList as usize, size_of_val(t)))
+}
+
+fn plausible_cell(p: ShmPtr<Cell>) -> bool {
+    let a = p.as_ptr() as usize;
+    shm::global::contains(a) && a.is_multiple_of(align_of::<Cell>())
+}
+
+/// The cells on a lock-free stack of a shard whose lock `g` is held, from `p` on,
+/// `next` giving the link (at most `cap`; a link out of shm or a loop ends the walk).
+fn stack_cells(
+    g: &shm::FastLockGuard<'_>,
+    mut p: ShmPtr<Cell>,
+    cap: usize,
+    next: impl Fn(&Cell) -> ShmPtr<Cell>,
+) -> std::collections::HashSet<usize> {
+    let mut out = std::collections::HashSet::new();
+    while plausible_cell(p) && out.len() < cap && out.insert(p.as_ptr() as usize) {
+        let Some(c) = super::shmref::stacked_cell(g, p) else {
+            break;
+        };
+        p = next(c);
+    }
+    out
+}
+
+/// The repair of timer shard `idx` whose lock a dead process held (the timer process
+/// dies inside `due_cells`), run by the attendant with the lock `g` taken over:
+/// - every list (wheel buckets, reap, idle) is walked: back links and list indices are
+///   set right, a list is cut where a link leaves shm, loops or reaches a cell of
+///   another shard, and a cell left half-linked at a list head (its back link set, the
+///   head not yet moved) is linked properly;
+/// - cells the dead process had taken off the pending stack and not yet put in a list
+///   (found in their hash chains, in no list and not on the stack) are put in the list
+///   of their deadline, so they keep their timers;
+/// - cells marked as queued for rescheduling but on no reschedule stack (the dead
+///   process had taken the stack) are unmarked and queued again.
+///
+/// Returns what was changed; a cell already unlinked from its chain and lost between
+/// two lists cannot be found again (reported as not recoverable: it stays allocated).
+pub(super) fn repair_timer_shard(
+    idx: usize,
+    g: &shm::FastLockGuard<'_>,
+) -> Result<Vec<String>, String> {
+    let tl = timers()
+        .get(idx)
+        .ok_or_else(|| format!("no tm timer shard {idx}"))?;
+    if !std::ptr::eq(g.lock_ref(), &tl.lock) {
+        return Err(format!("tm timer shard {idx}: the guard is not its lock"));
+    }
+    let null = ShmPtr::<Cell>::null();
+    let mut done = Vec::new();
+    let mut in_lists = std::collections::HashSet::new();
+    let mut half_linked = Vec::new();
+    for i in 0..LISTS as u32 {
+        let head = tl.list_head(g, i);
+        if head.is_null() {
+            continue;
+        }
+        if !plausible_cell(head) {
+            tl.set_list_head(g, i, null);
+            done.push(format!(
+                "tm timer shard {idx} list {i}: head out of shm, list emptied"
+            ));
+            continue;
+        }
+        let mut prev = null;
+        let mut p = head;
+        let mut n = 0usize;
+        while let Some(c) = cell_locked(g, p) {
+            let foreign = c.hash_index as usize % TIMER_SHARDS != idx;
+            if foreign || !in_lists.insert(p.as_ptr() as usize) {
+                match cell_locked(g, prev) {
+                    Some(pv) => {
+                        let mut pl = timer_links(g, pv);
+                        pl.next = null;
+                        set_timer_links(g, pv, pl);
+                    }
+                    None => tl.set_list_head(g, i, null),
+                }
+                done.push(format!(
+                    "tm timer shard {idx} list {i}: cut after {n} cell(s) ({})",
+                    if foreign {
+                        "a cell of another shard"
+                    } else {
+                        "a loop or a cell in two lists"
+                    }
+                ));
+                break;
+            }
+            let mut l = timer_links(g, c);
+            if n == 0 && !l.prev.is_null() {
+                // `link_into` stopped after the old head's back link: that cell was
+                // about to become the head.
+                if plausible_cell(l.prev) {
+                    half_linked.push(l.prev);
+                }
+                l.prev = null;
+                set_timer_links(g, c, l);
+                done.push(format!(
+                    "tm timer shard {idx} list {i}: cleared the back link of the head (label {})",
+                    c.label
+                ));
+            } else if l.prev != prev {
+                l.prev = prev;
+                set_timer_links(g, c, l);
+                done.push(format!(
+                    "tm timer shard {idx} list {i}: fixed a back link (label {})",
+                    c.label
+                ));
+            }
+            if super::shmref::timer_list(g, c) != i {
+                super::shmref::set_timer_list(g, c, i);
+                done.push(format!(
+                    "tm timer shard {idx} list {i}: fixed the list index of label {}",
+                    c.label
+                ));
+            }
+            if !l.next.is_null() && !plausible_cell(l.next) {
+                l.next = null;
+                set_timer_links(g, c, l);
+                done.push(format!(
+                    "tm timer shard {idx} list {i}: cut after label {} (link out of shm)",
+                    c.label
+                ));
+            }
+            n += 1;
+            prev = p;
+            p = l.next;
+        }
+    }
+    let last = tl.last_tick(g);
+    let relink = |c: &Cell, in_lists: &mut std::collections::HashSet<usize>| {
+        in_lists.insert(c as *const Cell as usize);
+        link_into(tl, g, c, list_for(c.next_due.load(Ordering::SeqCst), last));
+    };
+    for p in half_linked {
+        if let Some(c) = cell_locked(g, p)
+            && c.hash_index as usize % TIMER_SHARDS == idx
+            && !in_lists.contains(&(p.as_ptr() as usize))
+        {
+            relink(c, &mut in_lists);
+            done.push(format!(
+                "tm timer shard {idx}: linked label {} left half-linked at a list head",
+                c.label
+            ));
+        }
+    }
+    // The cells of this shard in their hash chains (entry locks, one at a time; nobody
+    // holds an entry lock while waiting for a timer lock, so this cannot deadlock, and
+    // a busy entry is skipped rather than waited for).
+    let mut chained: Vec<ShmPtr<Cell>> = Vec::new();
+    let mut busy = 0usize;
+    for e in (idx..TABLE_ENTRIES).step_by(TIMER_SHARDS) {
+        let Some(ent) = entry(e as u32) else { break };
+        let Some(eg) = ent.lock.try_lock() else {
+            busy += 1;
+            continue;
+        };
+        let mut p = ent.head(&eg);
+        let mut n = 0usize;
+        while let Some(c) = cell_locked(&eg, p) {
+            if !plausible_cell(p) || n > 1 << 20 {
+                break;
+            }
+            chained.push(p);
+            n += 1;
+            p = hash_links(&eg, c).next;
+        }
+    }
+    if busy > 0 {
+        done.push(format!(
+            "tm timer shard {idx}: {busy} hash entr(ies) busy, not searched for lost cells"
+        ));
+    }
+    // Taken after the chains: the stacks only grow while the shard lock is held, so
+    // every cell pushed before its chain was looked at is on them.
+    let pending = stack_cells(
+        g,
+        super::shmref::pending_top(tl),
+        1 << 22,
+        super::shmref::stacked_pending_next,
+    );
+    let resched = stack_cells(
+        g,
+        super::shmref::resched_top(tl),
+        1 << 22,
+        super::shmref::resched_next,
+    );
+    let mut requeued = 0usize;
+    for p in chained {
+        // Cells are freed only by the timer walk under this shard's lock (held): the
+        // cells seen in the chains are still live.
+        let Some(c) = cell_locked(g, p) else { continue };
+        let a = p.as_ptr() as usize;
+        if !in_lists.contains(&a) && !pending.contains(&a) {
+            relink(c, &mut in_lists);
+            done.push(format!(
+                "tm timer shard {idx}: label {} was in no timer list, linked again",
+                c.label
+            ));
+        }
+        if c.resched_queued.load(Ordering::SeqCst) == 1 && !resched.contains(&a) {
+            c.resched_queued.store(0, Ordering::SeqCst);
+            requeue(c);
+            requeued += 1;
+        }
+    }
+    if requeued > 0 {
+        done.push(format!(
+            "tm timer shard {idx}: {requeued} cell(s) marked for rescheduling but on no stack, queued again"
+        ));
+    }
+    Ok(done)
+}
+
 /// Timer process: unlink `c` from its hash chain (entry lock) so lookups no longer find
 /// it, and mark it for freeing. Idempotent.
 pub fn unlink_hash(c: &CellRef) {
@@ -997,5 +1224,128 @@ mod tests {
             assert_eq!(Addr::from_sa(sa).to_sa(), Some(sa));
         }
         assert_eq!(Addr::default().to_sa(), None);
+    }
+
+    /// Runs the timer shard repair of `hash`'s shard, as the attendant does after the
+    /// timer process died holding its lock.
+    fn repair_shard_of(hash: u32) -> Vec<String> {
+        let idx = hash as usize % TIMER_SHARDS;
+        let tl = timer_of(hash).unwrap();
+        let g = tl.lock.lock();
+        let r = repair_timer_shard(idx, &g).expect("repair");
+        drop(g);
+        r
+    }
+
+    #[test]
+    fn timer_repair_relinks_cells_taken_off_the_pending_stack() {
+        setup();
+        let (_g, t) = timer_window();
+        let hash = 5_001;
+        let (c, _) = find_or_insert(hash, |_| false, || mk(hash, b"lost")).unwrap();
+        c.due(t + 1_000);
+        // The timer process took the stack and died before linking the cell.
+        let tl = timer_of(hash).unwrap();
+        {
+            let _lg = tl.lock.lock();
+            let _ = super::super::shmref::take_pending(tl);
+        }
+        let _ = super::super::shmref::take_resched(tl);
+        c.resched_queued.store(0, Ordering::SeqCst);
+        assert_eq!(list_of(hash, c.ptr()), None, "lost from the timer");
+        let done = repair_shard_of(hash);
+        assert!(
+            done.iter()
+                .any(|l| l.contains("was in no timer list, linked again")),
+            "{done:?}"
+        );
+        assert!(list_of(hash, c.ptr()).is_some());
+        // It keeps its timer.
+        assert!(!returned(&due_cells(t + 900), &c));
+        assert!(returned(&due_cells(t + 1_000), &c));
+        // A second repair finds nothing to do.
+        let again = repair_shard_of(hash);
+        assert!(again.is_empty(), "{again:?}");
+        discard(hash, c);
+    }
+
+    #[test]
+    fn timer_repair_finishes_a_half_linked_head_and_fixes_back_links() {
+        setup();
+        let (_g, t) = timer_window();
+        let (ha, hb) = (5_002, 5_002 + TIMER_SHARDS as u32);
+        let (a, _) = find_or_insert(ha, |_| false, || mk(ha, b"ha")).unwrap();
+        let (b, _) = find_or_insert(hb, |_| false, || mk(hb, b"hb")).unwrap();
+        drop(due_cells(t));
+        // Both idle (no deadline), b at the head (linked last).
+        assert_eq!(list_of(ha, a.ptr()), Some(IDLE_LIST));
+        assert_eq!(list_of(hb, b.ptr()), Some(IDLE_LIST));
+        let tl = timer_of(ha).unwrap();
+        {
+            let g = tl.lock.lock();
+            // A move of b stopped half-way: unlinked, given its new links and set as
+            // the new head's back link, the list head not yet moved.
+            unlink_from(tl, &g, &b);
+            let head = tl.list_head(&g, IDLE_LIST);
+            assert!(!head.is_null());
+            set_timer_links(
+                &g,
+                &b,
+                Links {
+                    next: head,
+                    prev: ShmPtr::null(),
+                },
+            );
+            let h = cell_locked(&g, head).unwrap();
+            let mut l = timer_links(&g, h);
+            l.prev = b.ptr();
+            set_timer_links(&g, h, l);
+        }
+        assert_eq!(list_of(hb, b.ptr()), None);
+        let done = repair_shard_of(ha);
+        assert!(
+            done.iter()
+                .any(|l| l.contains("left half-linked at a list head")),
+            "{done:?}"
+        );
+        assert_eq!(list_of(hb, b.ptr()), Some(IDLE_LIST));
+        assert_eq!(list_of(ha, a.ptr()), Some(IDLE_LIST));
+        // A broken back link is set right.
+        {
+            let g = tl.lock.lock();
+            let mut l = timer_links(&g, &a);
+            l.prev = ShmPtr::null();
+            set_timer_links(&g, &a, l);
+            let head = tl.list_head(&g, IDLE_LIST);
+            if head == a.ptr() {
+                // a is the head: give it a bogus back link instead.
+                l.prev = b.ptr();
+                set_timer_links(&g, &a, l);
+            }
+        }
+        let done = repair_shard_of(ha);
+        assert!(!done.is_empty(), "the broken back link went unnoticed");
+        assert!(repair_shard_of(ha).is_empty());
+        discard(ha, a);
+        discard(hb, b);
+    }
+
+    #[test]
+    fn timer_repair_requeues_a_reschedule_mark_left_without_its_stack() {
+        setup();
+        let (_g, t) = timer_window();
+        let hash = 5_003;
+        let (c, _) = find_or_insert(hash, |_| false, || mk(hash, b"resched")).unwrap();
+        c.due(t + 50_000);
+        drop(due_cells(t));
+        // The timer took the reschedule stack and died: the mark stays set, so no
+        // later deadline change would ever move the cell again.
+        c.resched_queued.store(1, Ordering::SeqCst);
+        c.next_due.store(t + 1_000, Ordering::SeqCst);
+        let done = repair_shard_of(hash);
+        assert!(done.iter().any(|l| l.contains("queued again")), "{done:?}");
+        // Moved to its new deadline's bucket by the next walk.
+        assert!(returned(&due_cells(t + 1_000), &c));
+        discard(hash, c);
     }
 }

@@ -374,6 +374,7 @@ fn mod_init() -> Result<(), String> {
     h_table::init_table()?;
     shmref::init_ledger()?;
     repair::register();
+    repair::register_timer();
     timer_avps();
     Ok(())
 }

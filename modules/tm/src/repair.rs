@@ -6,6 +6,9 @@
 //! touched). The dropped cell's memory stays allocated: its references belonged to the
 //! dead process, and freeing what another process may still reach through the timer's
 //! pending stack is not provable; one cell per death at most.
+//!
+//! The timer shards have a hook too ([`register_timer`]): the check and repair of a
+//! shard's lists and stacks is `h_table::repair_timer_shard`.
 
 use shm::{FastLockGuard, ShmPtr};
 
@@ -23,6 +26,21 @@ pub(super) fn register() {
             repair_entry,
         );
     }
+}
+
+/// Registers the hook for the timer shards (attendant, mod_init, after `init_table`).
+pub(super) fn register_timer() {
+    if let Some((base, len)) = super::h_table::timer_shards_span() {
+        shm::register_repair(base, len, "tm timer shard", repair_timer);
+    }
+}
+
+fn repair_timer(lock: usize, g: FastLockGuard<'static>) -> Result<Vec<String>, String> {
+    let idx = super::h_table::timer_shard_of_lock(lock)
+        .ok_or_else(|| format!("no tm timer shard lock at {lock:#x}"))?;
+    let r = super::h_table::repair_timer_shard(idx, &g);
+    drop(g);
+    r
 }
 
 fn plausible(p: ShmPtr<Cell>) -> bool {

@@ -384,6 +384,38 @@ pub(super) fn take_resched(tl: &TimerList) -> ShmPtr<Cell> {
     addr_to_ptr(tl.resched.swap(0, Ordering::AcqRel))
 }
 
+/// The top of the pending stack, left in place (the repair hook walks it; with the
+/// shard lock held nobody takes it meanwhile, workers only push on top).
+pub(super) fn pending_top(tl: &TimerList) -> ShmPtr<Cell> {
+    addr_to_ptr(tl.pending.load(Ordering::Acquire))
+}
+
+/// A cell on the pending or reschedule stack of the shard whose lock `_g` holds: live
+/// while it is there (see `addr_to_ptr`), and nobody takes it off meanwhile.
+pub(super) fn stacked_cell<'g>(_g: &'g FastLockGuard<'_>, p: ShmPtr<Cell>) -> Option<&'g Cell> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: cells on a stack are live (see `addr_to_ptr`), and only the holder of the
+    // shard lock (the caller) takes them off, so the cell outlives the borrow of `_g`.
+    Some(unsafe { &*p.as_ptr() })
+}
+
+/// The next cell on the pending stack after `c` (a cell on that stack, see
+/// [`stacked_cell`]).
+pub(super) fn stacked_pending_next(c: &Cell) -> ShmPtr<Cell> {
+    // SAFETY: the links of a cell on the pending stack were written before the
+    // compare-and-swap that published it (Release; the top was read with Acquire), and
+    // nobody writes them while it is on the stack (only the walker, who holds the shard
+    // lock — the caller — takes it off); a plain copy is read.
+    unsafe { (*c.timer_links.get()).next }
+}
+
+/// The top of the reschedule stack, left in place (as [`pending_top`]).
+pub(super) fn resched_top(tl: &TimerList) -> ShmPtr<Cell> {
+    addr_to_ptr(tl.resched.load(Ordering::Acquire))
+}
+
 /// The next cell on the reschedule stack after `c`.
 pub(super) fn resched_next(c: &Cell) -> ShmPtr<Cell> {
     addr_to_ptr(c.resched_next.load(Ordering::Acquire))

@@ -7,12 +7,16 @@
 # beside this repository, or BENCH_DRIVER=path/to/run-pair.sh), which starts the
 # proxy once per step on udp:127.0.0.1:5060 and drives it with SIPp over loopback.
 #
-#   SCENARIOS="stateless stateful registrar register regmem inflight regscale tcp tls"
+#   SCENARIOS="stateless stateful registrar register regmem inflight regscale tcp tls
+#              dispatcher cluster"
 #                      (default: all; inflight and regscale are bench/inflight.sh and
 #                      bench/regscale.sh, fixed-rate costs at scale, not searches; tcp
 #                      and tls are stateful calls over TCP and TLS, bench/stream_bench.sh
 #                      with its own client, sipload — Kamailio's TLS needs the Debian
-#                      package kamailio-tls-modules)
+#                      package kamailio-tls-modules; dispatcher is bench/dispatcher_bench.sh,
+#                      round-robin over two UASs driven by sipload over UDP; cluster is
+#                      bench/cluster_bench.sh, 1–3 instances behind a dispatcher front on
+#                      a 3-node Galera cluster, openser-rs only: CPU per operation)
 #   MAXBUFFER=262144   receive buffer for both servers (compare like with like)
 #   REPEAT=3           independent searches per server (the report uses the median)
 #   REG_RATES="4000 8000 16000 24000 32000 48000 64000"   the register search's steps
@@ -27,7 +31,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 DRIVER=${BENCH_DRIVER:-$ROOT/../shared/bench/run-pair.sh}
-SCENARIOS=${SCENARIOS:-stateless stateful registrar register regmem inflight regscale tcp tls}
+SCENARIOS=${SCENARIOS:-stateless stateful registrar register regmem inflight regscale tcp tls dispatcher cluster}
 MAXBUFFER=${MAXBUFFER:-262144}
 REPEAT=${REPEAT:-3}
 REG_RATES=${REG_RATES:-4000 8000 16000 24000 32000 48000 64000}
@@ -57,10 +61,12 @@ done
 PAIR=
 SCALE=
 STREAM=
+OWN=
 for s in $SCENARIOS; do
 	case $s in
 	inflight | regscale) SCALE="$SCALE $s" ;;
 	tcp | tls) STREAM="$STREAM $s" ;;
+	dispatcher | cluster) OWN="$OWN $s" ;;
 	*) PAIR="$PAIR $s" ;;
 	esac
 done
@@ -104,6 +110,10 @@ done
 if [ -n "$STREAM" ]; then
 	TRANSPORTS="$STREAM" REPEAT=$REPEAT OUTBASE=$OUTBASE/stream "$HERE/stream_bench.sh" | tee "$OUTBASE/stream.txt"
 fi
+# the scripts with their own search and report (medians and ratios printed by each)
+for s in $OWN; do
+	REPEAT=$REPEAT OUT=$OUTBASE/$s "$HERE/${s}_bench.sh" | tee "$OUTBASE/$s.txt"
+done
 
 python3 - "$OUTBASE" "$REPEAT" <<'PY'
 import sys, statistics, os

@@ -9,8 +9,16 @@
 # bench/openser-registrar.cfg and the yardstick's kamailio-registrar.cfg.
 #
 # Environment: SIZES, LOAD_RATE (8000/s), REG_RATE (4000/s), INV_RATE (1000 cps), DUR
-# (20 s per measurement), MEM (-m, 4096: Kamailio keeps ~1.1 KiB per contact), BIN,
-# OUT (target/bench/regscale-<date>). Loopback only; SIPp UAS on 5070.
+# (20 s per measurement), REPS (3 measurements of each kind per size, alternating;
+# the line gives their median and, in brackets, all of them), MEM (-m, 4096: Kamailio
+# keeps ~1.1 KiB per contact), BIN, OUT (target/bench/regscale-<date>). Loopback
+# only; SIPp UAS on 5070.
+#
+# Noise: this benchmark runs in a small VM whose host does not report steal time; the
+# same measurement moves by up to ±25 % between runs minutes apart (both servers alike),
+# while nothing else runs in the guest. Compare sizes within a run, take medians of
+# the REPS measurements and of several runs, and look at the minima too (noise only
+# ever adds CPU time).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -21,6 +29,7 @@ LOAD_RATE=${LOAD_RATE:-8000}
 REG_RATE=${REG_RATE:-4000}
 INV_RATE=${INV_RATE:-1000}
 DUR=${DUR:-20}
+REPS=${REPS:-3}
 MEM=${MEM:-4096}
 BIN=${BIN:-$ROOT/target/release/openser}
 OUT=${OUT:-$ROOT/target/bench/regscale-$(date +%Y%m%d-%H%M%S)}
@@ -51,26 +60,23 @@ users_csv() { # file count [offset]
 	seq -f 'user%g' $((${3:-0} + 1)) $((${3:-0} + $2)) | sed '1i SEQUENTIAL' >"$1"
 }
 
-# the machine's busy and stolen clock ticks so far (all CPUs; /proc/stat's cpu line)
-machine() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $9; exit }' /proc/stat; }
-
 cost() { # pid dir scenario-file rate count csv label -> "ok fail retrans us_per_op"
-	local t0 t1 ok fail retr b0 s0 b1 st0 st1
+	local t0 t1 ok fail retr
 	t0=$(ticks "$1")
-	read -r b0 st0 < <(machine)
-	/usr/bin/time -f "%U %S" -o "$2/$7.sipp-time" \
-		sipp -sf "$3" -inf "$6" -i 127.0.0.1 -p 5080 -m "$5" -r "$4" -d 50 -nostdin \
+	sipp -sf "$3" -inf "$6" -i 127.0.0.1 -p 5080 -m "$5" -r "$4" -d 50 -nostdin \
 		-trace_stat -stf "$2/$7.csv" 127.0.0.1:5060 >"$2/$7.out" 2>&1
 	t1=$(ticks "$1")
-	read -r b1 st1 < <(machine)
 	read -r ok fail retr < <(ok_of "$2/$7.csv")
-	# besides the proxy and SIPp: what else ran on the machine meanwhile (ticks of
-	# all CPUs; a quiet machine shows a few per second, plus the SIPp UAS for the
-	# calls) and the hypervisor's steal
-	s0=$(awk -v hz="$hz" '{ printf "%d", ($1 + $2) * hz }' "$2/$7.sipp-time" 2>/dev/null)
-	echo "$7: machine_busy=$((b1 - b0)) proxy=$((t1 - t0)) sipp=${s0:-?} other=$((b1 - b0 - (t1 - t0) - ${s0:-0})) steal=$((st1 - st0)) ticks" >>"$2/quiet.txt"
 	awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$ok" -v f="$fail" -v r="$retr" \
 		'BEGIN {printf "%d %d %d %.1f", n, f, r, (n > 0) ? 1e6 * t / hz / n : 0}'
+}
+
+# "ok fail retrans us" lines -> "ok fail retrans median_us [us us ...]" (sums, median)
+agg() {
+	awk '{ ok += $1; f += $2; r += $3; u[NR] = $4 }
+		END { n = NR; for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (u[j] < u[i]) { t = u[i]; u[i] = u[j]; u[j] = t }
+			m = (n % 2) ? u[(n + 1) / 2] : (u[n / 2] + u[n / 2 + 1]) / 2
+			printf "%d %d %d %.1f [", ok, f, r, m; for (i = 1; i <= n; i++) printf "%s%s", u[i], (i < n) ? " " : "]" }'
 }
 
 for s in $SERVERS; do
@@ -96,11 +102,18 @@ for s in $SERVERS; do
 		# small table is refreshed several times over (same work: a refresh of an
 		# existing binding) and every size is measured on the same number of REGISTERs.
 		nreg=$((REG_RATE * DUR))
-		reg=$(cost "$pid" "$d" "$SCEN/reg.xml" "$REG_RATE" "$nreg" "$d/users.csv" reg)
-		inv=$(cost "$pid" "$d" "$SCEN/uac-user.xml" "$INV_RATE" $((INV_RATE * DUR)) "$d/users.csv" inv)
+		: >"$d/reg.runs"
+		: >"$d/inv.runs"
+		for k in $(seq 1 "$REPS"); do
+			cost "$pid" "$d" "$SCEN/reg.xml" "$REG_RATE" "$nreg" "$d/users.csv" "reg$k" >>"$d/reg.runs"
+			echo >>"$d/reg.runs"
+			cost "$pid" "$d" "$SCEN/uac-user.xml" "$INV_RATE" $((INV_RATE * DUR)) "$d/users.csv" "inv$k" >>"$d/inv.runs"
+			echo >>"$d/inv.runs"
+		done
+		reg=$(agg <"$d/reg.runs")
+		inv=$(agg <"$d/inv.runs")
 		echo "$s size=$size loaded=$loaded/$size (failed $lfail) register[ok fail retrans us/op]=$reg invite[ok fail retrans us/call]=$inv" |
 			tee -a "$OUT/summary.txt"
-		sed "s/^/  $s $size /" "$d/quiet.txt" | tee -a "$OUT/summary.txt"
 		kill "$pid" "$uas" 2>/dev/null
 		wait "$pid" 2>/dev/null
 		sleep 1

@@ -128,15 +128,17 @@ inst_cfg() { # port node
 listen=udp:127.0.0.1:$1
 children=4
 log_stderror=yes
-debug=1
+debug=${DEBUG:-1}
 loadmodule "sl.so"
 loadmodule "tm.so"
 loadmodule "mysql.so"
+loadmodule "maxfwd.so"
 loadmodule "usrloc.so"
 loadmodule "registrar.so"
 modparam("usrloc", "db_mode", 3)
 modparam("usrloc", "db_url", "mysql://openser:openserrw@127.0.0.1:$(sport "$2")/openser")
 route {
+    if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
     if (method == "OPTIONS") {
         rewriteuser("dbcheck");
         lookup("location");
@@ -160,13 +162,15 @@ front_cfg() { # port list
 listen=udp:127.0.0.1:$1
 children=4
 log_stderror=yes
-debug=1
+debug=${DEBUG:-1}
 loadmodule "sl.so"
 loadmodule "tm.so"
+loadmodule "maxfwd.so"
 loadmodule "dispatcher.so"
 modparam("dispatcher", "list_file", "$2")
 modparam("dispatcher", "ds_ping_interval", 0)
 route {
+    if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
     if (method == "ACK") { t_relay(); exit; }
     if (!ds_select_dst("1", "4")) { sl_send_reply("503", "No instance"); exit; }
     t_relay();
@@ -181,7 +185,10 @@ start_openser() { # name cfg-text -> pid in $LAST
 }
 FRONT=$((BP + 1))
 UASP=$((BP + 2))
-sipp -sf "$SIPP_DIR/uas.xml" -i 127.0.0.1 -p "$UASP" -nostdin >"$OUT/uas.out" 2>&1 &
+# -d 50 between 180 and 200 (and -d 50 before the UAC's BYE below), as run-pair.sh's
+# RING_MS/HOLD_MS: sent back to back, the two replies can be reordered by the workers of
+# the two proxies on the way, and SIPp then fails the call.
+sipp -sf "$SIPP_DIR/uas.xml" -i 127.0.0.1 -p "$UASP" -d 50 -nostdin >"$OUT/uas.out" 2>&1 &
 PIDS+=($!)
 
 SUMMARY=()
@@ -210,7 +217,7 @@ for N in $INSTANCES; do
 			if [ "$kind" = register ] || [ "$kind" = refresh ]; then
 				args=(-sf "$ROOT/bench/cluster_reg.xml" -s "n${N}r${r}u")
 			else
-				args=(-sf "$SIPP_DIR/uac.xml" -s callee)
+				args=(-sf "$SIPP_DIR/uac.xml" -s callee -d 50)
 			fi
 			sipp "${args[@]}" "127.0.0.1:$FRONT" -i 127.0.0.1 -p $((BP + 4)) -r "$r" -m "$m" \
 				-trace_stat -stf "$stf" -fd 1 -nostdin -timeout $((DUR + 30)) >/dev/null 2>&1 || true

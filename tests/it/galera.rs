@@ -24,6 +24,7 @@ log_stderror=yes
 loadmodule "sl.so"
 loadmodule "tm.so"
 loadmodule "xlog.so"
+loadmodule "maxfwd.so"
 loadmodule "mysql.so"
 loadmodule "usrloc.so"
 loadmodule "registrar.so"
@@ -33,6 +34,10 @@ modparam("mysql", "connect_timeout", 2)
 modparam("mysql", "rw_timeout", 3)
 modparam("mysql", "reconnect_max_delay", 1)
 route {{
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
     if (method == "OPTIONS") {{
         # DB health for the front's probe: reading a (never registered) AOR fails
         # with -3 when the location table cannot be read.
@@ -80,6 +85,7 @@ loadmodule "sl.so"
 loadmodule "tm.so"
 loadmodule "xlog.so"
 loadmodule "mi_fifo.so"
+loadmodule "maxfwd.so"
 loadmodule "dispatcher.so"
 modparam("mi_fifo", "fifo_name", "{{DIR}}/openser_fifo")
 modparam("mi_fifo", "reply_dir", "{{DIR}}/")
@@ -96,6 +102,12 @@ modparam("dispatcher", "ds_probing_threshhold", 2)
 modparam("dispatcher", "ds_probing_mode", 1)
 modparam("dispatcher", "ds_ping_from", "sip:front@127.0.0.1")
 route {{
+    # loop protection, as 1.2's sample config (a request whose R-URI names the front
+    # would otherwise travel front -> instance -> front until it outgrows a datagram)
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
     if (method == "ACK" || method == "CANCEL") {{
         t_relay();
         exit;

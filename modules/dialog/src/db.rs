@@ -44,8 +44,9 @@ const COLS: [&str; 18] = [
 ];
 
 thread_local! {
-    /// Dialogs confirmed under a tm lock, written by [`flush`] once it is released.
-    static DIRTY: RefCell<Vec<DlgInfo>> = const { RefCell::new(Vec::new()) };
+    /// Dialogs (entry, id) confirmed under a tm lock, written by [`flush`] once it is
+    /// released.
+    static DIRTY: RefCell<Vec<(u32, u32)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Whether rows are written as dialogs change (db_mode 1 or 2).
@@ -170,16 +171,56 @@ pub fn delete(d: &DlgInfo) {
     }
 }
 
-/// Queue `d` to be stored by [`flush`] (called under a lock).
-pub fn mark(d: DlgInfo) {
-    DIRTY.with(|q| q.borrow_mut().push(d));
+/// Queue dialog (entry, id) to be stored by [`flush`] (called under a lock).
+pub fn mark(entry: u32, id: u32) {
+    DIRTY.with(|q| q.borrow_mut().push((entry, id)));
 }
 
 /// Store the queued dialogs (no lock held).
-pub fn flush() {
+pub fn flush(t: &Table) {
     let q = DIRTY.with(|q| std::mem::take(&mut *q.borrow_mut()));
-    for d in q {
+    for (e, i) in q {
+        let Some(b) = t.lock_bucket(e) else { continue };
+        let Some(c) = b.find_id(i) else { continue };
+        let d = b.db_claim(c).then(|| b.info(c));
+        drop(b);
+        if let Some(d) = d {
+            write_loop(t, d);
+        }
+    }
+}
+
+/// The dialog of cell `c` changed: store it now unless a write is running, which
+/// then writes it again (`b`: its bucket, released before the write).
+pub fn changed(t: &Table, b: super::table::Bucket<'_>, c: u32) {
+    let d = b.db_claim(c).then(|| b.info(c));
+    drop(b);
+    if let Some(d) = d {
+        write_loop(t, d);
+    }
+}
+
+/// Write `d`, then again while the dialog changed during the write; when it ended
+/// meanwhile, delete its row (so a write racing its end leaves no row behind).
+fn write_loop(t: &Table, mut d: DlgInfo) {
+    for _ in 0..8 {
         store(&d);
+        let Some(b) = t.lock_bucket(d.h_entry) else {
+            return;
+        };
+        match b.find_id(d.h_id) {
+            None => {
+                drop(b);
+                delete(&d);
+                return;
+            }
+            Some(c) => {
+                if !b.db_release(c) {
+                    return;
+                }
+                d = b.info(c);
+            }
+        }
     }
 }
 

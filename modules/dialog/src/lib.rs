@@ -566,7 +566,7 @@ fn on_reply_in(reply: &mut SipMsg, _avps: &AvpList) {
     transition(&b, c, S_CONFIRMED_NA);
     if db::realtime() {
         // written by the final-reply callback, once no tm lock is held
-        db::mark(b.info(c));
+        db::mark(b.entry, b.h_id(c));
     }
 }
 
@@ -575,13 +575,13 @@ fn on_tm_event(ev: &mut tm::callbacks::TmEvent) -> u32 {
     if ev.kind != tm::callbacks::TmEventKind::ReplyOut {
         return 0;
     }
+    let Some(t) = TABLE.get() else { return 0 };
     if db::realtime() {
-        db::flush();
+        db::flush(t);
     }
     if ev.code < 300 {
         return 0;
     }
-    let Some(t) = TABLE.get() else { return 0 };
     if ev.req.method() != Method::Invite || has_totag(&ev.req) {
         return 0;
     }
@@ -656,9 +656,7 @@ fn on_loose_route(ctx: &mut Ctx, params: &str) {
             if b.state(c) == S_CONFIRMED_NA {
                 transition(&b, c, S_CONFIRMED);
                 if db::realtime() {
-                    let d = b.info(c);
-                    drop(b);
-                    db::store(&d);
+                    db::changed(t, b, c);
                     CUR.with(|x| *x.borrow_mut() = Some((entry, id, cid)));
                     return;
                 }

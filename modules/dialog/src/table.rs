@@ -32,7 +32,10 @@ const NPROF: usize = 9;
 const COUNTED: usize = 10;
 const UP_RR: usize = 11;
 const VARS_LEN: usize = 12;
-const LENS: usize = 13;
+/// database writes of the dialog: 0 none, 1 one running, 2 one running and the
+/// dialog changed since its snapshot (db_mode 1)
+const DBW: usize = 13;
+const LENS: usize = 14;
 /// the string fields (see [`F_CALLID`] …)
 pub const NF: usize = 9;
 const NUMS: usize = LENS + NF;
@@ -611,6 +614,22 @@ impl Bucket<'_> {
             profiles: (0..np).map(|k| t.prof_link(c, k)).collect(),
             vars: self.vars(c),
         }
+    }
+
+    /// Ask for the dialog's row to be written: true when this caller is to write it
+    /// (no write running), false when the running writer will write it again.
+    pub fn db_claim(&self, c: u32) -> bool {
+        let w = self.t.get(c, DBW) == 0;
+        self.t.set(c, DBW, if w { 1 } else { 2 });
+        w
+    }
+
+    /// The writer finished a write: true when the dialog changed meanwhile (write
+    /// again), false when it is done.
+    pub fn db_release(&self, c: u32) -> bool {
+        let again = self.t.get(c, DBW) == 2;
+        self.t.set(c, DBW, if again { 1 } else { 0 });
+        again
     }
 
     pub fn state(&self, c: u32) -> u32 {

@@ -48,4 +48,5 @@ pub static MODULES: &[&ModuleExports] = &[
     &enum_module::EXPORTS,
     &uac::EXPORTS,
     &uac_redirect::EXPORTS,
+    &dialog::EXPORTS,
 ];

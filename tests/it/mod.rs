@@ -7,6 +7,7 @@ mod crash_loss;
 mod db;
 mod db_engines;
 mod db_migrate;
+mod dialog;
 mod dispatcher;
 mod dns;
 mod exec;

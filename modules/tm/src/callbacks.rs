@@ -351,6 +351,32 @@ pub(super) fn run_reply_in(reply: &mut SipMsg, avps: &AvpList) {
     }
 }
 
+/// A hook on a request that has just created a transaction in request_route
+/// (`t_relay`), before its branches are built and sent, with no tm lock held: it may
+/// add lumps that go out with every branch (dialog's Record-Route parameter). 1.2's
+/// `TMCB_REQUEST_IN`, moved to the point where the script hands the request to tm.
+pub type RequestInHook = fn(&mut openser_core::script::Ctx);
+
+static REQUEST_IN: Registry<RequestInHook> = Registry::new();
+static REQUEST_IN_ANY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Register a request-in hook (mod_init, before fork).
+pub fn register_request_in(h: RequestInHook) {
+    REQUEST_IN.lock().push(h);
+    REQUEST_IN_ANY.store(true, Ordering::Release);
+}
+
+/// Run the request-in hooks on the request of a new transaction.
+pub(super) fn run_request_in(ctx: &mut openser_core::script::Ctx) {
+    if !REQUEST_IN_ANY.load(Ordering::Relaxed) {
+        return;
+    }
+    let hooks: Vec<RequestInHook> = REQUEST_IN.lock().clone();
+    for h in hooks {
+        h(ctx);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -429,6 +429,9 @@ pub fn t_relay(ctx: &mut Ctx, fixed: Option<(SocketAddr, Proto)>, flags: i64) ->
     if flags & super::T_RELAY_NO_DNS_FAILOVER != 0 {
         c.lock_state().st().flags |= T_NO_DNS_FAILOVER;
     }
+    if ctx.route_type == route::REQUEST_ROUTE {
+        super::callbacks::run_request_in(ctx);
+    }
     let n = relay_branches(ctx, &c, fixed);
     if n == 0 {
         if ctx.route_type == route::FAILURE_ROUTE {

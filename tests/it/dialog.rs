@@ -1,0 +1,413 @@
+//! dialog (issue 22): a relayed call tracked from INVITE to BYE (states seen by the
+//! script and by MI `dlg_list`), a dialog past its timeout ended with a BYE to each
+//! side, a profile capping concurrent calls per caller, and the MI and statistics.
+
+use crate::harness::*;
+use std::time::Duration;
+
+/// The server: calls to `uas_port`, tracked with `dlg_flag` 4, profile `caller` by
+/// From user (2 calls at most), `timeout` seconds per dialog.
+fn cfg(uas_port: u16, timeout: u32) -> String {
+    cfg_with(uas_port, timeout, "", "")
+}
+
+/// [`cfg`] with more modules loaded first (`mods`) and more parameters (`params`).
+fn cfg_with(uas_port: u16, timeout: u32, mods: &str, params: &str) -> String {
+    format!(
+        r#"listen=udp:127.0.0.1:{{PORT}}
+children=2
+debug=3
+log_stderror=yes
+{mods}loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "rr.so"
+loadmodule "xlog.so"
+loadmodule "mi_fifo.so"
+loadmodule "dialog.so"
+modparam("mi_fifo", "fifo_name", "{{DIR}}/openser_fifo")
+modparam("mi_fifo", "reply_dir", "{{DIR}}/")
+modparam("dialog", "dlg_flag", 4)
+modparam("dialog", "default_timeout", {timeout})
+modparam("dialog", "profiles_with_value", "caller")
+modparam("dialog", "profiles_no_value", "calls")
+{params}route {{
+    if (loose_route()) {{
+        xlog("L_INFO", "IN-DIALOG $rm status=$DLG_status who=$dlg_var(who)\n");
+        t_relay();
+        if (method == "ACK" && $tU == "byeme") {{
+            dlg_bye("all");
+        }}
+        exit;
+    }}
+    if (method == "INVITE") {{
+        get_profile_size("caller", "$fU", "$var(n)");
+        if ($var(n) >= 2) {{
+            xlog("L_INFO", "BUSY $fU has $var(n) calls\n");
+            sl_send_reply("486", "Busy Here");
+            exit;
+        }}
+        record_route();
+        setflag(4);
+        set_dlg_profile("caller", "$fU");
+        set_dlg_profile("calls");
+        store_dlg_value("who", "$fU");
+        if (!is_in_profile("caller", "$fU")) {{
+            xlog("L_ERR", "NOT-IN-PROFILE\n");
+        }}
+        rewritehostport("127.0.0.1:{uas_port}");
+        t_on_reply("1");
+        t_relay();
+        xlog("L_INFO", "CREATED status=$DLG_status count=$DLG_count\n");
+        exit;
+    }}
+    sl_send_reply("404", "Not here");
+}}
+onreply_route[1] {{
+    xlog("L_INFO", "REPLY $rs status=$DLG_status\n");
+}}
+"#
+    )
+}
+
+/// A SIPp UAS (uas.xml: 180, 200, ACK, then a BYE answered 200) for `calls` calls.
+fn uas(dir: &std::path::Path, calls: u32) -> (Sipp, u16) {
+    let port = free_udp_port();
+    let u = sipp_spawn(
+        dir,
+        &[
+            "-sf".into(),
+            scenario("uas.xml"),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "-m".into(),
+            calls.to_string(),
+        ],
+    );
+    assert!(
+        wait_udp_bound(port, Duration::from_secs(20)),
+        "SIPp UAS did not bind 127.0.0.1:{port}"
+    );
+    (u, port)
+}
+
+/// A SIPp caller running `file` once towards the server, in the background, calling
+/// `user`, holding the call `hold_ms` (dlg_uac.xml).
+fn caller_to(dir: &std::path::Path, file: &str, port: u16, hold_ms: u32, user: &str) -> Sipp {
+    sipp_spawn(
+        dir,
+        &[
+            "-sf".into(),
+            scenario(file),
+            format!("127.0.0.1:{port}"),
+            "-s".into(),
+            user.into(),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            free_udp_port().to_string(),
+            "-m".into(),
+            "1".into(),
+            "-d".into(),
+            hold_ms.to_string(),
+            "-timeout".into(),
+            "30".into(),
+            "-timeout_error".into(),
+        ],
+    )
+}
+
+/// Statistic `dialog:<name>`.
+fn caller(dir: &std::path::Path, file: &str, port: u16, hold_ms: u32) -> Sipp {
+    caller_to(dir, file, port, hold_ms, "callee")
+}
+
+fn stat(dir: &std::path::Path, name: &str) -> Option<u64> {
+    let name = format!("dialog:{name}");
+    let out = mi(dir, "get_statistics", &[&name]);
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{name} = ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn exited_ok(s: &mut Sipp, what: &str, log: &dyn Fn() -> String) {
+    let st = wait_child(&mut s.0, Duration::from_secs(30));
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "{what} did not complete: {st:?}\n{}",
+        log()
+    );
+}
+
+#[test]
+fn call_is_tracked_from_invite_to_bye() {
+    if !require("sipp") {
+        return;
+    }
+    let dir = TempDir::new("dlg-call");
+    let (mut u, uport) = uas(dir.path(), 1);
+    let s = Server::start(&cfg(uport, 3600), &[]);
+    assert!(wait_fifo(s.dir.path()));
+    let mut c = caller(dir.path(), "dlg_uac.xml", s.port, 2500);
+    // confirmed (state 4) once the ACK went through
+    let mut listing = String::new();
+    let confirmed = wait_until(Duration::from_secs(10), || {
+        listing = mi(s.dir.path(), "dlg_list", &[]);
+        listing.contains("state:: 4")
+    });
+    assert!(confirmed, "{listing}\n{}", s.log());
+    for want in [
+        "from_uri:: sip:caller@127.0.0.1",
+        "to_uri:: sip:callee@127.0.0.1",
+        "from_tag:: ",
+        "caller_contact:: sip:caller@127.0.0.1",
+        &format!("callee_contact:: sip:127.0.0.1:{uport}"),
+        "profiles:: caller,calls",
+        "variable:: who=caller",
+        "timeout:: ",
+    ] {
+        assert!(listing.contains(want), "missing {want:?}:\n{listing}");
+    }
+    assert!(!listing.contains("to_tag:: \n"), "no To tag:\n{listing}");
+    let size = mi(s.dir.path(), "profile_get_size", &["caller", "caller"]);
+    assert!(size.contains("count=1"), "{size}");
+    let size = mi(s.dir.path(), "profile_get_size", &["calls"]);
+    assert!(size.contains("count=1"), "{size}");
+    assert_eq!(stat(s.dir.path(), "active_dialogs"), Some(1));
+    exited_ok(&mut c, "the caller", &|| s.log());
+    exited_ok(&mut u, "the callee", &|| s.log());
+    // BYE ended it
+    let listing = mi(s.dir.path(), "dlg_list", &[]);
+    assert!(!listing.contains("dialog::"), "{listing}");
+    let size = mi(s.dir.path(), "profile_get_size", &["caller", "caller"]);
+    assert!(size.contains("count=0"), "{size}");
+    assert_eq!(stat(s.dir.path(), "active_dialogs"), Some(0));
+    assert_eq!(stat(s.dir.path(), "early_dialogs"), Some(0));
+    assert_eq!(stat(s.dir.path(), "processed_dialogs"), Some(1));
+    assert_eq!(stat(s.dir.path(), "expired_dialogs"), Some(0));
+    // the script saw the states: unconfirmed after t_relay, early on 180, confirmed
+    // on 200, acknowledged on the ACK
+    let log = s.log();
+    assert!(
+        log.contains("CREATED status=1 count=1") || log.contains("CREATED status=2 count=1"),
+        "{log}"
+    );
+    for want in [
+        "REPLY 180 status=2",
+        "REPLY 200 status=3",
+        "IN-DIALOG ACK status=4 who=caller",
+        "IN-DIALOG BYE",
+    ] {
+        assert!(log.contains(want), "missing {want:?} in the log:\n{log}");
+    }
+    assert!(!log.contains("NOT-IN-PROFILE"), "{log}");
+}
+
+#[test]
+fn expired_dialog_gets_a_bye_on_both_sides() {
+    if !require("sipp") {
+        return;
+    }
+    let dir = TempDir::new("dlg-timeout");
+    let (mut u, uport) = uas(dir.path(), 1);
+    let s = Server::start(&cfg(uport, 2), &[]);
+    assert!(wait_fifo(s.dir.path()));
+    // the caller waits for a BYE after its ACK, the callee (uas.xml) too
+    let mut c = caller(dir.path(), "dlg_uac_bye.xml", s.port, 0);
+    exited_ok(&mut c, "the caller (BYE from the proxy)", &|| s.log());
+    exited_ok(&mut u, "the callee (BYE from the proxy)", &|| s.log());
+    assert_eq!(
+        stat(s.dir.path(), "expired_dialogs"),
+        Some(1),
+        "{}",
+        s.log()
+    );
+    assert_eq!(stat(s.dir.path(), "active_dialogs"), Some(0));
+    let listing = mi(s.dir.path(), "dlg_list", &[]);
+    assert!(!listing.contains("dialog::"), "{listing}");
+    assert!(s.log().contains("timed out in state 4"), "{}", s.log());
+}
+
+#[test]
+fn profile_caps_concurrent_calls_per_caller() {
+    if !require("sipp") {
+        return;
+    }
+    let dir = TempDir::new("dlg-profile");
+    let (mut u, uport) = uas(dir.path(), 2);
+    let s = Server::start(&cfg(uport, 3600), &[]);
+    assert!(wait_fifo(s.dir.path()));
+    let mut c1 = caller(dir.path(), "dlg_uac.xml", s.port, 4000);
+    let mut c2 = caller(dir.path(), "dlg_uac.xml", s.port, 4000);
+    let two = wait_until(Duration::from_secs(10), || {
+        mi(s.dir.path(), "profile_get_size", &["caller", "caller"]).contains("count=2")
+    });
+    assert!(two, "{}", mi(s.dir.path(), "dlg_list", &[]));
+    // the third call of the same caller is refused by the script
+    let out = sipp_once(dir.path(), "dlg_uac_busy.xml", s.port, &["-s", "callee"]);
+    assert!(
+        out.status.success(),
+        "third call not refused with 486: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        s.log()
+    );
+    assert!(s.log().contains("BUSY caller has 2 calls"), "{}", s.log());
+    exited_ok(&mut c1, "the first call", &|| s.log());
+    exited_ok(&mut c2, "the second call", &|| s.log());
+    exited_ok(&mut u, "the callee", &|| s.log());
+    let size = mi(s.dir.path(), "profile_get_size", &["caller", "caller"]);
+    assert!(size.contains("count=0"), "{size}");
+    assert_eq!(stat(s.dir.path(), "processed_dialogs"), Some(2));
+}
+
+#[test]
+fn mi_ends_a_dialog_and_rejects_bad_input() {
+    if !require("sipp") {
+        return;
+    }
+    let dir = TempDir::new("dlg-mi");
+    let (mut u, uport) = uas(dir.path(), 1);
+    let s = Server::start(&cfg(uport, 3600), &[]);
+    assert!(wait_fifo(s.dir.path()));
+    let mut c = caller(dir.path(), "dlg_uac_bye.xml", s.port, 0);
+    let mut listing = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            listing = mi(s.dir.path(), "dlg_list", &[]);
+            listing.contains("state:: 4")
+        }),
+        "{listing}"
+    );
+    let hash = listing
+        .lines()
+        .find_map(|l| l.split("hash=").nth(1))
+        .expect("hash")
+        .trim()
+        .to_string();
+    let (e, i) = hash.split_once(':').unwrap();
+    assert!(mi(s.dir.path(), "dlg_end_dlg", &[e, "999999"]).starts_with("404"));
+    assert!(mi(s.dir.path(), "dlg_end_dlg", &["x"]).starts_with("400"));
+    assert!(mi(s.dir.path(), "profile_get_size", &["nosuch"]).starts_with("404"));
+    assert!(mi(s.dir.path(), "dlg_end_dlg", &[e, i]).starts_with("200"));
+    exited_ok(&mut c, "the caller (BYE from MI)", &|| s.log());
+    exited_ok(&mut u, "the callee (BYE from MI)", &|| s.log());
+    assert!(!mi(s.dir.path(), "dlg_list", &[]).contains("dialog::"));
+}
+
+#[test]
+fn dlg_bye_from_the_script_ends_the_call_on_both_sides() {
+    if !require("sipp") {
+        return;
+    }
+    let dir = TempDir::new("dlg-bye");
+    let (mut u, uport) = uas(dir.path(), 1);
+    let s = Server::start(&cfg(uport, 3600), &[]);
+    assert!(wait_fifo(s.dir.path()));
+    // the script calls dlg_bye("all") on the ACK of a call to "byeme"
+    let mut c = caller_to(dir.path(), "dlg_uac_bye.xml", s.port, 0, "byeme");
+    exited_ok(&mut c, "the caller (BYE from dlg_bye)", &|| s.log());
+    exited_ok(&mut u, "the callee (BYE from dlg_bye)", &|| s.log());
+    assert!(!mi(s.dir.path(), "dlg_list", &[]).contains("dialog::"));
+    assert_eq!(stat(s.dir.path(), "active_dialogs"), Some(0));
+    assert_eq!(stat(s.dir.path(), "expired_dialogs"), Some(0));
+}
+
+#[test]
+fn dialogs_survive_a_restart_with_db_mode() {
+    use crate::harness::engines::{Engine, Kind};
+    if !require("sipp") {
+        return;
+    }
+    let Some(db) = Engine::start(Kind::Sqlite) else {
+        return;
+    };
+    let dir = TempDir::new("dlg-db");
+    let (mut u, uport) = uas(dir.path(), 1);
+    let conf = cfg_with(
+        uport,
+        3600,
+        "loadmodule \"db_sqlite.so\"\n",
+        &format!(
+            "modparam(\"dialog\", \"db_mode\", 1)\nmodparam(\"dialog\", \"db_url\", \"{}\")\n",
+            db.url()
+        ),
+    );
+    let mut s = Server::start(&conf, &[]);
+    let port = s.port;
+    assert!(wait_fifo(s.dir.path()));
+    let mut c = caller(dir.path(), "dlg_uac.xml", port, 6000);
+    // confirmed and acknowledged: the row says so
+    let written = wait_until(Duration::from_secs(10), || {
+        db.rows("dialog", &["state"], "id") == vec![vec!["4".to_string()]]
+    });
+    assert!(
+        written,
+        "{:?}\n{}",
+        db.rows("dialog", &["callid", "state"], "id"),
+        s.log()
+    );
+    s.stop();
+    // a new server on the same port has the call, and the caller's BYE ends it
+    let s = Server::start_on(port, &conf, &[]);
+    assert!(wait_fifo(s.dir.path()));
+    let listing = mi(s.dir.path(), "dlg_list", &[]);
+    for want in [
+        "state:: 4",
+        "variable:: who=caller",
+        "profiles:: caller,calls",
+    ] {
+        assert!(
+            listing.contains(want),
+            "missing {want:?}:\n{listing}\n{}",
+            s.log()
+        );
+    }
+    let size = mi(s.dir.path(), "profile_get_size", &["caller", "caller"]);
+    assert!(size.contains("count=1"), "{size}");
+    assert_eq!(stat(s.dir.path(), "active_dialogs"), Some(1));
+    exited_ok(&mut c, "the caller (BYE after the restart)", &|| s.log());
+    exited_ok(&mut u, "the callee (BYE after the restart)", &|| s.log());
+    assert!(!mi(s.dir.path(), "dlg_list", &[]).contains("dialog::"));
+    assert!(db.rows("dialog", &["state"], "id").is_empty());
+    assert_eq!(stat(s.dir.path(), "active_dialogs"), Some(0));
+    assert!(s.log().contains("IN-DIALOG BYE"), "{}", s.log());
+}
+
+#[test]
+fn bad_dialog_config_is_refused() {
+    let dir = TempDir::new("dlg-badcfg");
+    let base = r#"loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "rr.so"
+loadmodule "dialog.so"
+"#;
+    for (extra, want) in [
+        (
+            "modparam(\"dialog\", \"profiles_with_value\", \"caller\")\nroute { set_dlg_profile(\"nosuch\"); }\n",
+            "no dialog profile 'nosuch'",
+        ),
+        (
+            "modparam(\"dialog\", \"profiles_with_value\", \"caller\")\nroute { set_dlg_profile(\"caller\"); }\n",
+            "needs a value",
+        ),
+        ("route { dlg_manage(); }\n", "dlg_flag"),
+        (
+            "route { dlg_bye(\"both\"); }\n",
+            "not caller, callee or all",
+        ),
+        (
+            "modparam(\"dialog\", \"profiles_no_value\", \"a b\")\nroute { exit; }\n",
+            "bad profile name",
+        ),
+    ] {
+        let p = dir.file("bad.cfg");
+        std::fs::write(&p, format!("{base}{extra}")).unwrap();
+        let (code, out, err) = run(&["-c", "-f", p.to_str().unwrap()]);
+        assert_ne!(code, 0, "{extra}: accepted\n{out}{err}");
+        assert!(
+            err.contains(want) || out.contains(want),
+            "{extra}: want {want:?}\n{out}{err}"
+        );
+    }
+}

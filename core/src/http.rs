@@ -192,6 +192,19 @@ pub fn response(code: u16, reason: &str, ctype: &str, body: &[u8], extra: &[&str
     v
 }
 
+/// The body of a listener process: [`serve_forever`] on the listener bound before the
+/// fork, or a clean exit when there is none (it was not bound: nothing to serve).
+pub fn listener_process(
+    listener: Option<&std::net::TcpListener>,
+    serve: impl FnMut(std::net::TcpStream, std::net::SocketAddr),
+) -> ! {
+    let Some(l) = listener else {
+        crate::log_crit!("no listener");
+        std::process::exit(1);
+    };
+    serve_forever(l, serve)
+}
+
 /// The accept loop of a listener process (non-blocking `listener`, polled every 20 ms
 /// so a terminating signal is seen): every connection goes to `serve`, one at a time.
 pub fn serve_forever(

@@ -573,18 +573,28 @@ pub fn sipp_spawn(dir: &Path, args: &[String]) -> Sipp {
 /// A SIPp UAS (tests/data/sipp/uas.xml) on a free 127.0.0.1 port, bound before this
 /// returns; killed on drop. Returns it and its port.
 pub fn sipp_uas(dir: &Path) -> (Sipp, u16) {
+    sipp_uas_with(dir, "uas.xml", &[])
+}
+
+/// [`sipp_uas`] with another scenario of tests/data/sipp.
+pub fn sipp_uas_file(dir: &Path, file: &str) -> (Sipp, u16) {
+    sipp_uas_with(dir, file, &[])
+}
+
+/// A SIPp UAS running `file` (tests/data/sipp) with `extra` SIPp arguments (e.g.
+/// `-m 2`), on a free 127.0.0.1 port, bound before this returns; killed on drop.
+pub fn sipp_uas_with(dir: &Path, file: &str, extra: &[&str]) -> (Sipp, u16) {
     let port = free_udp_port();
-    let uas = sipp_spawn(
-        dir,
-        &[
-            "-sf".into(),
-            scenario("uas.xml"),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
-        ],
-    );
+    let mut args: Vec<String> = vec![
+        "-sf".into(),
+        scenario(file),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let uas = sipp_spawn(dir, &args);
     assert!(
         wait_udp_bound(port, Duration::from_secs(20)),
         "SIPp UAS did not bind 127.0.0.1:{port}"

@@ -71,25 +71,7 @@ onreply_route[1] {{
 
 /// A SIPp UAS (uas.xml: 180, 200, ACK, then a BYE answered 200) for `calls` calls.
 fn uas(dir: &std::path::Path, calls: u32) -> (Sipp, u16) {
-    let port = free_udp_port();
-    let u = sipp_spawn(
-        dir,
-        &[
-            "-sf".into(),
-            scenario("uas.xml"),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
-            "-m".into(),
-            calls.to_string(),
-        ],
-    );
-    assert!(
-        wait_udp_bound(port, Duration::from_secs(20)),
-        "SIPp UAS did not bind 127.0.0.1:{port}"
-    );
-    (u, port)
+    sipp_uas_with(dir, "uas.xml", &["-m", &calls.to_string()])
 }
 
 /// A SIPp caller running `file` once towards the server, in the background, calling

@@ -9,27 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// A SIPp UAS running the project's scenario `file` on a free port.
-pub fn sipp_uas_file(dir: &std::path::Path, file: &str) -> (Sipp, u16) {
-    let port = free_udp_port();
-    let uas = sipp_spawn(
-        dir,
-        &[
-            "-sf".into(),
-            scenario(file),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
-        ],
-    );
-    assert!(
-        wait_udp_bound(port, Duration::from_secs(20)),
-        "SIPp UAS did not bind 127.0.0.1:{port}"
-    );
-    (uas, port)
-}
-
 /// `n` SIPp calls (uac.xml) to `user` through the server at `rate` calls/s; every one
 /// must succeed.
 pub fn calls_at(dir: &std::path::Path, port: u16, user: &str, n: u64, rate: u32) {

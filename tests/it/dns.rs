@@ -61,7 +61,7 @@ fn calls(dir: &std::path::Path, port: u16, n: u64, rate: u32) {
 
 /// A SIPp UAS running `file` on 127.0.0.1 at a free port.
 fn uas(dir: &std::path::Path, file: &str) -> (Sipp, u16) {
-    crate::it::dispatcher::sipp_uas_file(dir, file)
+    sipp_uas_file(dir, file)
 }
 
 /// Wait up to `within` for a datagram on `s` containing `needle`.

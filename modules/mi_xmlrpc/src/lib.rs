@@ -172,11 +172,7 @@ fn serve(mut s: std::net::TcpStream, peer: SocketAddr) {
 }
 
 fn xmlrpc_process() -> ! {
-    let Some(l) = LISTENER.get() else {
-        openser_core::log_crit!("no listener");
-        std::process::exit(1);
-    };
-    http::serve_forever(l, serve)
+    http::listener_process(LISTENER.get(), serve)
 }
 
 #[cfg(test)]

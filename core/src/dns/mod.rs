@@ -189,6 +189,21 @@ fn lookup_depth(name: &str, qtype: u16, dl: Deadline, depth: u8) -> Result<Vec<R
     Err(last)
 }
 
+/// The A or AAAA addresses of `h`; `Err(true)` on a DNS timeout, `Err(false)` when
+/// there are none.
+fn addrs_of(h: &str, qtype: u16, dl: Deadline) -> Result<Vec<IpAddr>, bool> {
+    let v = lookup(h, qtype, dl).map_err(|e| matches!(e, Fail::Timeout))?;
+    let a: Vec<IpAddr> = v
+        .iter()
+        .filter_map(|r| match r {
+            Rdata::A(a) => Some(IpAddr::V4(*a)),
+            Rdata::Aaaa(a) => Some(IpAddr::V6(*a)),
+            _ => None,
+        })
+        .collect();
+    if a.is_empty() { Err(false) } else { Ok(a) }
+}
+
 /// The addresses of `name`: A records, then AAAA when `dns_try_ipv6` (1.2 tries
 /// IPv6 only if IPv4 gives nothing).
 pub fn host_addrs(name: &str, dl: Deadline) -> Result<Vec<IpAddr>, String> {
@@ -196,41 +211,18 @@ pub fn host_addrs(name: &str, dl: Deadline) -> Result<Vec<IpAddr>, String> {
     if let Ok(ip) = h.parse::<IpAddr>() {
         return Ok(vec![ip]);
     }
-    let mut timeout = false;
-    match lookup(h, msg::T_A, dl) {
-        Ok(v) => {
-            let a: Vec<IpAddr> = v
-                .iter()
-                .filter_map(|r| match r {
-                    Rdata::A(a) => Some(IpAddr::V4(*a)),
-                    _ => None,
-                })
-                .collect();
-            if !a.is_empty() {
-                return Ok(a);
-            }
+    let timeout = match addrs_of(h, msg::T_A, dl) {
+        Ok(a) => return Ok(a),
+        Err(timeout) => timeout,
+    };
+    let timeout = if crate::globals::get().dns_try_ipv6 && !timeout {
+        match addrs_of(h, msg::T_AAAA, dl) {
+            Ok(a) => return Ok(a),
+            Err(timeout) => timeout,
         }
-        Err(Fail::Timeout) => timeout = true,
-        Err(_) => {}
-    }
-    if crate::globals::get().dns_try_ipv6 && !timeout {
-        match lookup(h, msg::T_AAAA, dl) {
-            Ok(v) => {
-                let a: Vec<IpAddr> = v
-                    .iter()
-                    .filter_map(|r| match r {
-                        Rdata::Aaaa(a) => Some(IpAddr::V6(*a)),
-                        _ => None,
-                    })
-                    .collect();
-                if !a.is_empty() {
-                    return Ok(a);
-                }
-            }
-            Err(Fail::Timeout) => timeout = true,
-            Err(_) => {}
-        }
-    }
+    } else {
+        timeout
+    };
     if timeout {
         Err(format!("could not resolve {h}: DNS timeout"))
     } else {

@@ -730,3 +730,16 @@ pub fn wait_until(t: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// One statistic over the MI FIFO (`get_statistics group:name`); `None` if absent.
+pub fn mi_stat(dir: &Path, name: &str) -> Option<u64> {
+    let out = mi(dir, "get_statistics", &[name]);
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{name} = ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// [`mi_stat`] for a statistic that must be there.
+pub fn stat(dir: &Path, name: &str) -> u64 {
+    mi_stat(dir, name).unwrap_or_else(|| panic!("no {name} in get_statistics {name}"))
+}

@@ -106,11 +106,7 @@ fn caller(dir: &std::path::Path, file: &str, port: u16, hold_ms: u32) -> Sipp {
 }
 
 fn stat(dir: &std::path::Path, name: &str) -> Option<u64> {
-    let name = format!("dialog:{name}");
-    let out = mi(dir, "get_statistics", &[&name]);
-    out.lines()
-        .find_map(|l| l.trim().strip_prefix(&format!("{name} = ")))
-        .and_then(|v| v.trim().parse().ok())
+    mi_stat(dir, &format!("dialog:{name}"))
 }
 
 fn exited_ok(s: &mut Sipp, what: &str, log: &dyn Fn() -> String) {

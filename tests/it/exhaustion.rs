@@ -6,7 +6,6 @@
 use crate::harness::*;
 use std::collections::HashMap;
 use std::net::UdpSocket;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn cfg(silent: u16) -> String {
@@ -22,14 +21,6 @@ fn cfg(silent: u16) -> String {
            if (!t_relay_to_udp(\"127.0.0.1\", \"{silent}\")) {{ sl_reply_error(); }}\n\
          }}\n"
     )
-}
-
-fn stat(dir: &Path, name: &str) -> u64 {
-    let r = mi(dir, "get_statistics", &[name]);
-    r.lines()
-        .find_map(|l| l.split(" = ").nth(1))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {r}"))
 }
 
 /// A REGISTER of `user` with four long contacts (a few KiB of shm per user).

@@ -24,14 +24,6 @@ route {
 }
 "#;
 
-fn stat(dir: &std::path::Path, name: &str) -> u64 {
-    let r = mi(dir, "get_statistics", &[name]);
-    r.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} = ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {r}"))
-}
-
 #[test]
 fn flood_blocked_neighbour_served_memory_released() {
     let s = Server::start(CFG, &[]);

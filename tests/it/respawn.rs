@@ -53,14 +53,6 @@ fn replacement(dir: &Path, ty: &str, old: i32) -> Option<i32> {
     None
 }
 
-fn stat(dir: &Path, name: &str) -> u64 {
-    let r = mi(dir, "get_statistics", &[name]);
-    r.lines()
-        .find_map(|l| l.split(" = ").nth(1))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {r}"))
-}
-
 /// `n` OPTIONS from one client, each must get its 200.
 fn all_answered(s: &Server, n: usize, tag: &str) {
     let c = Client::new();

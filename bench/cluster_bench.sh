@@ -22,6 +22,8 @@
 # Usage: bench/cluster_bench.sh         (builds the release binary unless BIN is set)
 # Env:   INSTANCES="1 2 3"  RATES="250 500 1000 2000 4000"  DUR=10  BASE_PORT=26000
 #        KINDS="register refresh call"  OUT=bench/results/cluster-<date>  BIN=path/to/openser
+#        SIPP_EXTRA="-trace_err -trace_msg" (extra SIPp options of the UAS and the measured
+#        runs; traces land in $OUT)
 # Smoke: BIN=target/debug/openser INSTANCES="1 2" RATES=50 DUR=2 bench/cluster_bench.sh
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -135,6 +137,7 @@ loadmodule "mysql.so"
 loadmodule "maxfwd.so"
 loadmodule "usrloc.so"
 loadmodule "registrar.so"
+loadmodule "rr.so"
 modparam("usrloc", "db_mode", 3)
 modparam("usrloc", "db_url", "mysql://openser:openserrw@127.0.0.1:$(sport "$2")/openser")
 route {
@@ -146,12 +149,16 @@ route {
         sl_send_reply("200", "OK");
         exit;
     }
+    # in-dialog requests follow the route set: the instance that relayed the INVITE
+    # sees the ACK and BYE (a UAS may answer them to where the INVITE came from)
+    if (loose_route()) { t_relay(); exit; }
     if (method == "REGISTER") { save("location"); exit; }
     if (method == "INVITE") {
         if (!lookup("location")) {
             if (\$rc == -3) { sl_send_reply("500", "Server Internal Error"); } else { sl_send_reply("404", "Not Found"); }
             exit;
         }
+        record_route();
     }
     t_relay();
 }
@@ -167,12 +174,15 @@ loadmodule "sl.so"
 loadmodule "tm.so"
 loadmodule "maxfwd.so"
 loadmodule "dispatcher.so"
+loadmodule "rr.so"
 modparam("dispatcher", "list_file", "$2")
 modparam("dispatcher", "ds_ping_interval", 0)
 route {
     if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
+    if (loose_route()) { t_relay(); exit; }
     if (method == "ACK") { t_relay(); exit; }
     if (!ds_select_dst("1", "4")) { sl_send_reply("503", "No instance"); exit; }
+    if (method == "INVITE") { record_route(); }
     t_relay();
 }
 EOF
@@ -188,7 +198,8 @@ UASP=$((BP + 2))
 # -d 50 between 180 and 200 (and -d 50 before the UAC's BYE below), as run-pair.sh's
 # RING_MS/HOLD_MS: sent back to back, the two replies can be reordered by the workers of
 # the two proxies on the way, and SIPp then fails the call.
-sipp -sf "$SIPP_DIR/uas.xml" -i 127.0.0.1 -p "$UASP" -d 50 -nostdin >"$OUT/uas.out" 2>&1 &
+# shellcheck disable=SC2086 # SIPP_EXTRA is a list of options
+(cd "$OUT" && exec sipp -sf "$SIPP_DIR/uas.xml" -i 127.0.0.1 -p "$UASP" -d 50 -nostdin ${SIPP_EXTRA:-} >"$OUT/uas.out" 2>&1) &
 PIDS+=($!)
 
 SUMMARY=()
@@ -219,8 +230,9 @@ for N in $INSTANCES; do
 			else
 				args=(-sf "$SIPP_DIR/uac.xml" -s callee -d 50)
 			fi
-			sipp "${args[@]}" "127.0.0.1:$FRONT" -i 127.0.0.1 -p $((BP + 4)) -r "$r" -m "$m" \
-				-trace_stat -stf "$stf" -fd 1 -nostdin -timeout $((DUR + 30)) >/dev/null 2>&1 || true
+			# shellcheck disable=SC2086 # SIPP_EXTRA is a list of options
+			(cd "$OUT" && sipp "${args[@]}" "127.0.0.1:$FRONT" -i 127.0.0.1 -p $((BP + 4)) -r "$r" -m "$m" \
+				-trace_stat -stf "$stf" -fd 1 -nostdin -timeout $((DUR + 30)) ${SIPP_EXTRA:-} >/dev/null 2>&1) || true
 			i1=$(ticks "${IPIDS[@]}"); f1=$(ticks "$FPID"); d1=$(ticks "${NODE_PID[@]}"); s1=$(date +%s.%N)
 			n1=(0 "$(ticks "${NODE_PID[1]}")" "$(ticks "${NODE_PID[2]}")" "$(ticks "${NODE_PID[3]}")")
 			w1=$(ws wsrep_replicated); b1=$(ws wsrep_replicated_bytes)

@@ -28,6 +28,7 @@ loadmodule "maxfwd.so"
 loadmodule "mysql.so"
 loadmodule "usrloc.so"
 loadmodule "registrar.so"
+loadmodule "rr.so"
 modparam("usrloc", "db_mode", 3)
 modparam("usrloc", "db_url", "{db_url}")
 modparam("mysql", "connect_timeout", 2)
@@ -50,6 +51,11 @@ route {{
         sl_send_reply("200", "OK");
         exit;
     }}
+    # in-dialog requests follow the route set (see the front)
+    if (loose_route()) {{
+        t_relay();
+        exit;
+    }}
     if (method == "REGISTER") {{
         xlog("L_INFO", "INSTANCE-REGISTER $tu\n");
         save("location");
@@ -66,6 +72,7 @@ route {{
             exit;
         }}
         xlog("L_INFO", "INSTANCE-CALL $ru\n");
+        record_route();
     }}
     t_relay();
 }}
@@ -87,6 +94,7 @@ loadmodule "xlog.so"
 loadmodule "mi_fifo.so"
 loadmodule "maxfwd.so"
 loadmodule "dispatcher.so"
+loadmodule "rr.so"
 modparam("mi_fifo", "fifo_name", "{{DIR}}/openser_fifo")
 modparam("mi_fifo", "reply_dir", "{{DIR}}/")
 modparam("tm", "fr_timer", 2)
@@ -108,6 +116,13 @@ route {{
         sl_send_reply("483", "Too Many Hops");
         exit;
     }}
+    # In-dialog requests follow the route set, so ACK and BYE reach the instance that
+    # relayed the INVITE: dispatched afresh, a BYE could take another instance, and
+    # SIPp's UAS answers it to the INVITE's instance, which is not in its Via path.
+    if (loose_route()) {{
+        t_relay();
+        exit;
+    }}
     if (method == "ACK" || method == "CANCEL") {{
         t_relay();
         exit;
@@ -117,6 +132,9 @@ route {{
         exit;
     }}
     xlog("L_INFO", "FRONT $rm $du\n");
+    if (method == "INVITE") {{
+        record_route();
+    }}
     t_on_failure("1");
     t_relay();
 }}

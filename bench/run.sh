@@ -8,7 +8,7 @@
 # proxy once per step on udp:127.0.0.1:5060 and drives it with SIPp over loopback.
 #
 #   SCENARIOS="stateless stateful registrar register regmem inflight regscale tcp tls
-#              dispatcher cluster"
+#              dispatcher cluster dialog"
 #                      (default: all; inflight and regscale are bench/inflight.sh and
 #                      bench/regscale.sh, fixed-rate costs at scale, not searches; tcp
 #                      and tls are stateful calls over TCP and TLS, bench/stream_bench.sh
@@ -16,7 +16,9 @@
 #                      package kamailio-tls-modules; dispatcher is bench/dispatcher_bench.sh,
 #                      round-robin over two UASs driven by sipload over UDP; cluster is
 #                      bench/cluster_bench.sh, 1–3 instances behind a dispatcher front on
-#                      a 3-node Galera cluster, openser-rs only: CPU per operation)
+#                      a 3-node Galera cluster, openser-rs only: CPU per operation;
+#                      dialog is bench/dialog_bench.sh, stateful calls tracked by the
+#                      dialog module with a per-caller profile check, both servers)
 #   MAXBUFFER=262144   receive buffer for both servers (compare like with like)
 #   REPEAT=3           independent searches per server (the report uses the median)
 #   REG_RATES="4000 8000 16000 24000 32000 48000 64000"   the register search's steps
@@ -31,7 +33,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 DRIVER=${BENCH_DRIVER:-$ROOT/../shared/bench/run-pair.sh}
-SCENARIOS=${SCENARIOS:-stateless stateful registrar register regmem inflight regscale tcp tls dispatcher cluster}
+SCENARIOS=${SCENARIOS:-stateless stateful registrar register regmem inflight regscale tcp tls dispatcher cluster dialog}
 MAXBUFFER=${MAXBUFFER:-262144}
 REPEAT=${REPEAT:-3}
 REG_RATES=${REG_RATES:-4000 8000 16000 24000 32000 48000 64000}
@@ -66,7 +68,7 @@ for s in $SCENARIOS; do
 	case $s in
 	inflight | regscale) SCALE="$SCALE $s" ;;
 	tcp | tls) STREAM="$STREAM $s" ;;
-	dispatcher | cluster) OWN="$OWN $s" ;;
+	dispatcher | cluster | dialog) OWN="$OWN $s" ;;
 	*) PAIR="$PAIR $s" ;;
 	esac
 done

@@ -55,6 +55,8 @@ modparam("dialog", "profiles_no_value", "calls")
             xlog("L_ERR", "NOT-IN-PROFILE\n");
         }}
         rewritehostport("127.0.0.1:{uas_port}");
+        # read by the dialog module only where timeout_avp names it
+        $avp(i:10) = 2;
         t_on_reply("1");
         t_relay();
         xlog("L_INFO", "CREATED status=$DLG_status count=$DLG_count\n");
@@ -182,6 +184,7 @@ fn call_is_tracked_from_invite_to_bye() {
     assert!(!log.contains("NOT-IN-PROFILE"), "{log}");
 }
 
+/// `timeout_avp` sets the dialog's timeout, `dlg_extra_hdrs` goes into its BYEs.
 #[test]
 fn expired_dialog_gets_a_bye_on_both_sides() {
     if !require("sipp") {
@@ -189,10 +192,14 @@ fn expired_dialog_gets_a_bye_on_both_sides() {
     }
     let dir = TempDir::new("dlg-timeout");
     let (mut u, uport) = uas(dir.path(), 1);
-    let s = Server::start(&cfg(uport, 2), &[]);
+    // default_timeout is an hour: the 2 s come from timeout_avp (set by the script)
+    let params = "modparam(\"dialog\", \"timeout_avp\", \"$avp(i:10)\")\n\
+                  modparam(\"dialog\", \"dlg_extra_hdrs\", \"X-Dlg-End: timeout\\r\\n\")\n";
+    let s = Server::start(&cfg_with(uport, 3600, "", params), &[]);
     assert!(wait_fifo(s.dir.path()));
-    // the caller waits for a BYE after its ACK, the callee (uas.xml) too
-    let mut c = caller(dir.path(), "dlg_uac_bye.xml", s.port, 0);
+    // the caller waits for a BYE with the extra header after its ACK, the callee
+    // (uas.xml) for a BYE
+    let mut c = caller(dir.path(), "dlg_uac_bye_hdr.xml", s.port, 0);
     exited_ok(&mut c, "the caller (BYE from the proxy)", &|| s.log());
     exited_ok(&mut u, "the callee (BYE from the proxy)", &|| s.log());
     assert_eq!(

@@ -47,7 +47,10 @@
 //!
 //! Parameters (Kamailio's defaults): `dlg_flag` (-1: none), `default_timeout` 43200,
 //! `hash_size` 4096, `rr_param` "did", `dlg_match_mode` 1, `profiles_with_value`,
-//! `profiles_no_value` (`;`-separated names), `enable_stats` 1, and `max_dialogs` 4096:
+//! `profiles_no_value` (`;`-separated names), `enable_stats` 1, `timeout_avp` (an AVP
+//! whose positive integer value, when the INVITE is relayed, is the dialog's timeout;
+//! `dlg_set_timeout` wins over it), `dlg_extra_hdrs` (header lines added to every BYE
+//! the module sends: timer, `dlg_bye`, MI), and `max_dialogs` 4096:
 //! dialogs live in a pool of that many cells allocated at start-up (1.4 KiB each; the
 //! strings of a dialog must fit 1 KiB, its variables 256 bytes, 8 profile links); when it
 //! is full a new call is relayed untracked, with an error logged.
@@ -106,6 +109,8 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         Param::int_range("db_mode", &P.db_mode, 0, 3),
         Param::str("db_url", &P.db_url),
         Param::str_with("table_name", &P.table_name, check_rr_param),
+        Param::str_with("timeout_avp", &P.timeout_avp, check_avp),
+        Param::str("dlg_extra_hdrs", &P.dlg_extra_hdrs),
     ],
     cmds: &[
         CmdExport::new("dlg_manage", 0, 0, REQUEST_ROUTE, cmd_dlg_manage).fixup(fixup_manage),
@@ -159,6 +164,8 @@ pub struct Params {
     pub db_mode: IntParam,
     pub db_url: StrParam,
     pub table_name: StrParam,
+    pub timeout_avp: StrParam,
+    pub dlg_extra_hdrs: StrParam,
 }
 
 pub static P: Params = Params {
@@ -174,6 +181,8 @@ pub static P: Params = Params {
     db_mode: IntParam::new(0),
     db_url: StrParam::new(""),
     table_name: StrParam::new("dialog"),
+    timeout_avp: StrParam::new(""),
+    dlg_extra_hdrs: StrParam::new(""),
 };
 
 static ACTIVE: StatCell = StatCell::new();
@@ -203,6 +212,40 @@ thread_local! {
 
 fn now() -> u32 {
     openser_core::clock::now().clamp(0, u32::MAX as i64) as u32
+}
+
+fn check_avp(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Ok(());
+    }
+    tm::parse_avp_id(s)
+        .map(|_| ())
+        .ok_or_else(|| format!("bad AVP spec '{s}'"))
+}
+
+/// The dialog's timeout from `timeout_avp`, when set and holding a positive number.
+fn timeout_from_avp(ctx: &Ctx) -> Option<u32> {
+    let spec = P.timeout_avp.get();
+    if spec.is_empty() {
+        return None;
+    }
+    let id = tm::parse_avp_id(spec)?;
+    let v = match ctx.avps.get(&id)? {
+        PvValue::Int(i) => *i,
+        PvValue::Str(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    (v > 0).then(|| v.min(i64::from(u32::MAX)) as u32)
+}
+
+/// `dlg_extra_hdrs` and the caller's own extra headers, for a BYE we send.
+fn extra_headers(own: &str) -> String {
+    let mut h = P.dlg_extra_hdrs.get().replace("\\r\\n", "\r\n");
+    if !h.is_empty() && !h.ends_with('\n') {
+        h.push_str("\r\n");
+    }
+    h.push_str(own);
+    h
 }
 
 fn check_rr_param(s: &str) -> Result<(), String> {
@@ -461,6 +504,7 @@ fn on_request_in(ctx: &mut Ctx) {
     let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
     let timeout = pending
         .timeout
+        .or_else(|| timeout_from_avp(ctx))
         .unwrap_or(P.default_timeout.get().clamp(1, u32::MAX as i64) as u32);
     let links: Vec<(u32, u64)> = pending
         .profiles
@@ -1125,6 +1169,7 @@ fn cmd_dlg_bye(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
 }
 
 fn send_bye(d: &DlgInfo, ruri: &str, route: &str, from: &str, to: &str, cseq: u32, extra: &str) {
+    let extra = extra_headers(extra);
     if ruri.is_empty() {
         openser_core::log_warn!("dialog {}: no Contact to send a BYE to", d.callid());
         return;

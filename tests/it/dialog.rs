@@ -37,6 +37,11 @@ modparam("dialog", "profiles_no_value", "calls")
         if (method == "ACK" && $tU == "byeme") {{
             dlg_bye("all");
         }}
+        if (method == "ACK" && $tU == "referme") {{
+            if (dlg_refer("callee", "sip:transfer@$si")) {{
+                xlog("L_INFO", "REFERRED\n");
+            }}
+        }}
         exit;
     }}
     if (method == "INVITE") {{
@@ -395,4 +400,26 @@ loadmodule "dialog.so"
             "{extra}: want {want:?}\n{out}{err}"
         );
     }
+}
+
+/// `dlg_refer("callee", uri)` on the ACK: the callee gets a REFER with that Refer-To
+/// (its scenario checks it and answers 202), the dialog stays up, and the caller's BYE
+/// ends it as usual.
+#[test]
+fn dlg_refer_sends_a_refer_and_keeps_the_dialog() {
+    if !require("sipp") {
+        return;
+    }
+    let dir = TempDir::new("dlg-refer");
+    let (mut u, uport) = sipp_uas_with(dir.path(), "dlg_uas_refer.xml", &["-m", "1"]);
+    let s = Server::start(&cfg(uport, 3600), &[]);
+    assert!(wait_fifo(s.dir.path()));
+    let mut c = caller_to(dir.path(), "dlg_uac.xml", s.port, 500, "referme");
+    exited_ok(&mut c, "the caller (its own BYE)", &|| s.log());
+    exited_ok(&mut u, "the callee (REFER, then the BYE)", &|| s.log());
+    let log = s.log();
+    assert!(log.contains("REFERRED"), "{log}");
+    assert!(log.contains("IN-DIALOG BYE"), "{log}");
+    assert_eq!(stat(s.dir.path(), "active_dialogs"), Some(0));
+    assert_eq!(stat(s.dir.path(), "processed_dialogs"), Some(1));
 }

@@ -37,6 +37,11 @@
 //! * `is_known_dlg()` — the message belongs to a tracked dialog. 1/-1.
 //! * `dlg_bye(side)` — end the current confirmed dialog: a BYE to `caller`, `callee`
 //!   or `all`, and the dialog is deleted. 1/-1.
+//! * `dlg_refer(side, uri)` — a REFER inside the current confirmed dialog to `caller` or
+//!   `callee` with `Refer-To: <uri>` (a string with PVs), as if from the other side, with
+//!   that side's CSeq plus one (stored, so a later BYE of ours counts on from it). The
+//!   dialog stays up: the referred side answers 202 and calls the new target itself.
+//!   1/-1.
 //!
 //! PVs: `$dlg_var(name)`, `$DLG_status`, `$DLG_count` (dialogs in the table),
 //! `$DLG_lifetime` (seconds since the 2xx).
@@ -123,6 +128,7 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         CmdExport::new("fetch_dlg_value", 2, 2, ROUTES, cmd_fetch_value).fixup(fixup_fetch),
         CmdExport::new("is_known_dlg", 0, 0, ROUTES, cmd_is_known),
         CmdExport::new("dlg_bye", 1, 1, ROUTES, cmd_dlg_bye).fixup(fixup_bye),
+        CmdExport::new("dlg_refer", 2, 2, ROUTES, cmd_dlg_refer).fixup(fixup_refer),
     ],
     pvs: &[
         PvExport::new("dlg_var", pv_dlg_var),
@@ -1168,11 +1174,99 @@ fn cmd_dlg_bye(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
     1
 }
 
+fn fixup_refer(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
+    let side = match openser_core::script::fixup::string_arg(&args[0])?.trim() {
+        "caller" => SIDE_CALLER,
+        "callee" => SIDE_CALLEE,
+        other => return Err(format!("dlg_refer: side '{other}' is not caller or callee")),
+    };
+    let mut uri = openser_core::script::fixup::default_fixup(&args[1..])?;
+    Ok(vec![FixedArg::Int(side), uri.remove(0)])
+}
+
+/// `dlg_refer(side, uri)`: a REFER to one side of the current confirmed dialog.
+fn cmd_dlg_refer(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    let (Some(FixedArg::Int(side)), Some(u)) = (args.first(), args.get(1)) else {
+        return -1;
+    };
+    let side = *side;
+    let uri = ctx.arg_str(u);
+    if uri.trim().is_empty() {
+        openser_core::log_err!("dlg_refer: empty Refer-To URI");
+        return -1;
+    }
+    let Some(Target::Dialog(e, i)) = target(ctx) else {
+        return -1;
+    };
+    // The REFER goes to `side` as if from the other one: it takes the CSeq space of the
+    // other side's requests, which is bumped in the cell.
+    let to_callee = side == SIDE_CALLEE;
+    let Some(Some(d)) = with_dialog(e, i, |b, c| {
+        let d = b.info(c);
+        if !is_confirmed(d.state) {
+            return None;
+        }
+        let n = if to_callee {
+            d.cseq_caller
+        } else {
+            d.cseq_callee
+        }
+        .wrapping_add(1);
+        b.set_cseq(c, to_callee, n);
+        Some(b.info(c))
+    }) else {
+        return -1;
+    };
+    let f = &d.f;
+    let caller = format!("<{}>;tag={}", f[F_FROM], f[F_FTAG]);
+    let callee = format!("<{}>;tag={}", f[F_TO], f[F_TTAG]);
+    let refer_to = format!("Refer-To: <{}>\r\n", uri.trim().trim_matches(['<', '>']));
+    let sent = if to_callee {
+        send_in_dialog(
+            "REFER",
+            &d,
+            &f[F_CALLEE_CONTACT],
+            &f[F_CALLEE_ROUTE],
+            &caller,
+            &callee,
+            d.cseq_caller,
+            &refer_to,
+        )
+    } else {
+        send_in_dialog(
+            "REFER",
+            &d,
+            &f[F_CALLER_CONTACT],
+            &f[F_CALLER_ROUTE],
+            &callee,
+            &caller,
+            d.cseq_callee,
+            &refer_to,
+        )
+    };
+    if sent { 1 } else { -1 }
+}
+
 fn send_bye(d: &DlgInfo, ruri: &str, route: &str, from: &str, to: &str, cseq: u32, extra: &str) {
     let extra = extra_headers(extra);
+    send_in_dialog("BYE", d, ruri, route, from, to, cseq, &extra);
+}
+
+/// A request of ours inside dialog `d` (tm local request); false when it could not go.
+#[allow(clippy::too_many_arguments)]
+fn send_in_dialog(
+    method: &str,
+    d: &DlgInfo,
+    ruri: &str,
+    route: &str,
+    from: &str,
+    to: &str,
+    cseq: u32,
+    extra: &str,
+) -> bool {
     if ruri.is_empty() {
-        openser_core::log_warn!("dialog {}: no Contact to send a BYE to", d.callid());
-        return;
+        openser_core::log_warn!("dialog {}: no Contact to send a {method} to", d.callid());
+        return false;
     }
     let mut headers = String::new();
     if !route.is_empty() {
@@ -1184,7 +1278,7 @@ fn send_bye(d: &DlgInfo, ruri: &str, route: &str, from: &str, to: &str, cseq: u3
     }
     let dst = first_route_uri(route);
     let r = tm::uac::LocalRequest {
-        method: "BYE",
+        method,
         ruri,
         from,
         to,
@@ -1195,8 +1289,13 @@ fn send_bye(d: &DlgInfo, ruri: &str, route: &str, from: &str, to: &str, cseq: u3
         ..Default::default()
     };
     if let Err(e) = tm::uac::send_request(&r) {
-        openser_core::log_err!("dialog {}: cannot send a BYE to {ruri}: {e}", d.callid());
+        openser_core::log_err!(
+            "dialog {}: cannot send a {method} to {ruri}: {e}",
+            d.callid()
+        );
+        return false;
     }
+    true
 }
 
 /// Every second: dialogs past their timeout are removed; confirmed ones get BYEs.

@@ -26,6 +26,7 @@ pub mod parser;
 pub mod process;
 pub mod re;
 pub mod receive;
+pub mod relay;
 pub mod route;
 pub mod script;
 pub mod state;

@@ -27,6 +27,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub use openser_core::relay::{callid_hash, pick};
+
 /// The base protocol version rtpproxy answers to `V`.
 pub const SUP_CPROTOVER: &str = "20040107";
 /// The protocol extension nathelper needs (`VF`).
@@ -54,14 +56,7 @@ pub struct Node {
 pub fn parse_nodes(s: &str) -> Result<Vec<Node>, String> {
     let mut v = Vec::new();
     for item in s.split_whitespace() {
-        let (url, weight) = match item.split_once('=') {
-            Some((u, w)) => (
-                u,
-                w.parse::<u32>()
-                    .map_err(|_| format!("bad weight in rtpproxy_sock `{item}`"))?,
-            ),
-            None => (item, 1),
-        };
+        let (url, weight) = openser_core::relay::split_weight(item, "rtpproxy_sock")?;
         let addr = if let Some(a) = url.strip_prefix("udp:") {
             Addr::Udp(a.to_string())
         } else if let Some(a) = url.strip_prefix("udp6:") {
@@ -399,11 +394,6 @@ pub fn disable(set: &Set, i: usize, t: &Timing, now: i64) {
     set.state.set(i, v);
 }
 
-/// 1.2's hash of a Call-ID: the byte sum, low 8 bits.
-pub fn callid_hash(callid: &str) -> u32 {
-    callid.bytes().map(u32::from).sum::<u32>() & 0xff
-}
-
 /// Choose the proxy for `callid`: re-test disabled proxies whose time has come, then
 /// pick by hash over the weights of the enabled ones. `None` if none is enabled.
 pub fn select(set: &Set, callid: &str, t: &Timing, now: i64) -> Option<usize> {
@@ -438,22 +428,6 @@ pub fn select(set: &Set, callid: &str, t: &Timing, now: i64) -> Option<usize> {
         .map(|(i, n)| if set.is_disabled(i) { 0 } else { n.weight })
         .collect();
     pick(&weights, callid_hash(callid))
-}
-
-/// The index chosen for `hash` among `weights` (0 = unavailable).
-pub fn pick(weights: &[u32], hash: u32) -> Option<usize> {
-    let sum: u32 = weights.iter().sum();
-    if sum == 0 {
-        return None;
-    }
-    let mut cut = hash % sum;
-    for (i, &w) in weights.iter().enumerate() {
-        if cut < w {
-            return Some(i);
-        }
-        cut -= w;
-    }
-    None
 }
 
 /// Send `cmd` to the proxy chosen for `callid`; a failing proxy is disabled and the

@@ -40,6 +40,7 @@ use openser_core::module::{
     CmdExport, FixedArg, IntParam, MiExport, ModuleExports, Param, StrParam,
 };
 use openser_core::parser::{Method, SipMsg};
+use openser_core::relay;
 use openser_core::route::{BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE, REQUEST_ROUTE};
 use openser_core::script::Ctx;
 
@@ -98,14 +99,7 @@ pub struct Node {
 pub fn parse_nodes(s: &str) -> Result<Vec<Node>, String> {
     let mut v = Vec::new();
     for item in s.split_whitespace() {
-        let (url, weight) = match item.split_once('=') {
-            Some((u, w)) => (
-                u,
-                w.parse::<u32>()
-                    .map_err(|_| format!("rtpengine: bad weight in `{item}`"))?,
-            ),
-            None => (item, 1),
-        };
+        let (url, weight) = openser_core::relay::split_weight(item, "rtpengine_sock")?;
         let (v6, a) = if let Some(a) = url.strip_prefix("udp6:") {
             (true, a)
         } else if let Some(a) = url.strip_prefix("udp:") {
@@ -288,10 +282,6 @@ fn exchange(
     Err("timeout waiting reply from rtpengine".into())
 }
 
-fn callid_hash(callid: &str) -> u32 {
-    callid.bytes().map(u32::from).sum::<u32>() & 0xff
-}
-
 fn disable(r: &Relays, i: usize, now: i64) {
     let t = P.rtpengine_disable_tout.get();
     let v = if t < 0 {
@@ -317,27 +307,19 @@ fn select(r: &Relays, callid: &str, now: i64) -> Option<usize> {
             }
         }
     }
-    let sum: u32 = r
+    let weights: Vec<u32> = r
         .nodes
         .iter()
         .enumerate()
-        .filter(|(i, _)| r.state[*i].load(Ordering::Relaxed) == 0)
-        .map(|(_, n)| n.weight)
-        .sum();
-    if sum == 0 {
-        return None;
-    }
-    let mut cut = callid_hash(callid) % sum;
-    for (i, n) in r.nodes.iter().enumerate() {
-        if r.state[i].load(Ordering::Relaxed) != 0 {
-            continue;
-        }
-        if cut < n.weight {
-            return Some(i);
-        }
-        cut -= n.weight;
-    }
-    None
+        .map(|(i, n)| {
+            if r.state[i].load(Ordering::Relaxed) == 0 {
+                n.weight
+            } else {
+                0
+            }
+        })
+        .collect();
+    relay::pick(&weights, relay::callid_hash(callid))
 }
 
 /// Send `msg` for `callid` to a relay, disabling relays that do not answer.

@@ -57,6 +57,9 @@ route {{
         t_on_reply("1");
         t_on_branch("1");
     }}
+    if ($rU == "drop" || $rU == "keep") {{
+        t_on_failure("2");
+    }}
     rewritehostport("127.0.0.1:{uas}");
     if ($rU == "fork") {{
         append_branch("sip:fork@127.0.0.1:{uas2}");
@@ -72,6 +75,13 @@ onreply_route[1] {{
     if (t_is_reply_route()) {{
         xlog("L_INFO", "REPLY-ROUTE $ci $rs req=$T_req($hdr(X-Orig)) rpl=$T_rpl($hdr(X-Uas))\n");
     }}
+}}
+failure_route[2] {{
+    if ($rU == "drop") {{
+        t_drop_replies();
+    }}
+    rewritehostport("127.0.0.1:{uas2}");
+    t_relay();
 }}
 failure_route[1] {{
     if (t_is_failure_route() && !t_is_branch_route()) {{
@@ -443,4 +453,51 @@ fn t_set_fr_times_out_a_ringing_branch_before_an_older_one() {
     assert!(r.starts_with("200"), "{r}");
     let (c, _) = expect_req(&uas, "CANCEL", "fr-slow");
     assert!(header(&c, "Reason").is_none(), "{c}");
+}
+
+#[test]
+fn t_drop_replies_keeps_earlier_challenges_out_of_the_relayed_one() {
+    let uas = Client::new();
+    let uas2 = Client::new();
+    let srv = Server::start(&cfg(uas.port(), uas2.port()), &[]);
+    // Each MESSAGE is challenged by the first callee (realm a), failure_route tries
+    // the second (realm b); its 407 goes upstream with the first one's challenge
+    // aggregated, unless failure_route dropped the replies so far.
+    let mut realms = Vec::new();
+    for user in ["keep", "drop"] {
+        let caller = Client::new();
+        let callid = format!("drop-{user}");
+        caller.send(
+            srv.addr(),
+            &request(
+                "MESSAGE",
+                &format!("sip:{user}@127.0.0.1"),
+                caller.port(),
+                &callid,
+                1,
+                "",
+            ),
+        );
+        let (m, from) = expect_req(&uas, "MESSAGE", &callid);
+        let ch =
+            |realm: &str| format!("Proxy-Authenticate: Digest realm=\"{realm}\", nonce=\"n\"\r\n");
+        uas.send(
+            from,
+            &reply(&m, 407, "Proxy Authentication Required", "d1", &ch("a")),
+        );
+        let (m, from) = expect_req(&uas2, "MESSAGE", &callid);
+        uas2.send(
+            from,
+            &reply(&m, 407, "Proxy Authentication Required", "d2", &ch("b")),
+        );
+        let fin = next_final(&caller);
+        assert_eq!(code(&fin), 407, "{fin}");
+        let mut got: Vec<String> = headers(&fin, "Proxy-Authenticate")
+            .iter()
+            .map(|h| h.split('"').nth(1).unwrap_or("").to_string())
+            .collect();
+        got.sort();
+        realms.push(got);
+    }
+    assert_eq!(realms, [vec!["a", "b"], vec!["b"]]);
 }

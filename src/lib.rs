@@ -49,4 +49,6 @@ pub static MODULES: &[&ModuleExports] = &[
     &uac::EXPORTS,
     &uac_redirect::EXPORTS,
     &dialog::EXPORTS,
+    &tmx::EXPORTS,
+    &textopsx::EXPORTS,
 ];

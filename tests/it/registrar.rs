@@ -420,3 +420,113 @@ fn statistics_and_usrloc_mi_commands() {
     assert!(st.contains("usrloc:registered_users = 0"), "{st}");
     assert!(s.stop().success());
 }
+
+/// `expires_range` (issue 22): 1,000 SIPp REGISTERs asking for 3600 s, each for a user
+/// of its own, get expiries within [2880, 3600] (20 %), and not all the same; a user
+/// without an Expires gets `default_expires` shortened by at most
+/// `default_expires_range`; `registered()` with `reg_callid_avp` counts only the
+/// bindings of that Call-ID.
+#[test]
+fn expires_randomised_within_range_over_1000_registers() {
+    if !require("sipp") {
+        return;
+    }
+    let mut s = Server::start(
+        "listen=udp:127.0.0.1:{PORT}\nchildren=4\n\
+         loadmodule \"sl.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n\
+         loadmodule \"textops.so\"\n\
+         modparam(\"registrar\", \"expires_range\", 20)\n\
+         modparam(\"registrar\", \"default_expires\", 1000)\n\
+         modparam(\"registrar\", \"default_expires_range\", 50)\n\
+         modparam(\"registrar\", \"reg_callid_avp\", \"$avp(s:cid)\")\n\
+         route {\n\
+           if (method==\"REGISTER\") { save(\"location\"); exit; };\n\
+           if (is_present_hf(\"X-Cid\")) { $avp(s:cid) = $hdr(X-Cid); };\n\
+           if (registered(\"location\")) { sl_send_reply(\"200\", \"Registered\"); }\n\
+           else { sl_send_reply(\"404\", \"Not Registered\"); };\n\
+         }\n",
+        &[],
+    );
+    let dir = TempDir::new("reg-range");
+    let out = sipp_run(
+        dir.path(),
+        &[
+            "-sf".into(),
+            scenario("reg_expires.xml"),
+            format!("127.0.0.1:{}", s.port),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            free_udp_port().to_string(),
+            "-m".into(),
+            "1000".into(),
+            "-r".into(),
+            "500".into(),
+            "-trace_logs".into(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "SIPp: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut granted = Vec::new();
+    for e in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        if e.file_name().to_string_lossy().ends_with("_logs.log") {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            for l in text.lines() {
+                if let Some(rest) = l.split("GRANTED ").nth(1) {
+                    let n: u32 = rest.split(' ').next().unwrap().parse().unwrap();
+                    granted.push(n);
+                }
+            }
+        }
+    }
+    assert_eq!(granted.len(), 1000, "one granted expiry per REGISTER");
+    // (the reply says what is left at that second: 3600 or one less)
+    assert!(
+        granted.iter().all(|e| (2879..=3600).contains(e)),
+        "{:?}",
+        granted
+            .iter()
+            .filter(|e| !(2879..=3600).contains(*e))
+            .collect::<Vec<_>>()
+    );
+    let distinct: std::collections::BTreeSet<_> = granted.iter().collect();
+    assert!(distinct.len() > 100, "{} distinct expiries", distinct.len());
+    assert!(granted.iter().any(|&e| e < 3000) && granted.iter().any(|&e| e > 3480));
+
+    // No Expires at all: default_expires (1000) less up to 50 %.
+    let c = Client::new();
+    let r = register(
+        &s,
+        &c,
+        "nodefault",
+        "cid-default",
+        1,
+        "Contact: <sip:nd@127.0.0.1:5999>\r\n",
+    );
+    assert_eq!(code(&r), 200, "{r}");
+    let exp: u32 = header(&r, "Contact")
+        .and_then(|h| h.split("expires=").nth(1))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{r}"));
+    assert!((499..=1000).contains(&exp), "{exp}");
+
+    // registered() with reg_callid_avp.
+    let ask = |cid: &str| {
+        let m = request(
+            "OPTIONS",
+            "sip:nodefault@example.com",
+            c.port(),
+            &format!("q-{cid}"),
+            1,
+            &format!("X-Cid: {cid}\r\n"),
+        );
+        c.send(s.addr(), &m);
+        code(&c.recv_matching("SIP/2.0").expect("reply"))
+    };
+    assert_eq!(ask("cid-default"), 200);
+    assert_eq!(ask("another-call"), 404);
+    s.stop();
+}

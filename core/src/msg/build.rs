@@ -243,8 +243,40 @@ pub fn build_reply_forward(reply: &SipMsg) -> Result<Vec<u8>, BuildError> {
     finish(lumps.apply(reply.buf()))
 }
 
-/// A reply whose body an onreply_route changed (nathelper's SDP rewrite) gets its
-/// Content-Length set to the new length.
+/// Apply `msg`'s pending lumps to the message itself (textopsx's `msg_apply_changes`,
+/// tm after an onreply_route): the buffer is rebuilt with the changes (Content-Length
+/// following a changed body) and parsed again, so later header checks and searches
+/// see them. The per-message state is kept (R-URI, dst URI, flags, forced socket,
+/// rport marks, reply lumps, `$mi`); the auth mark, an index into the old header
+/// list, is dropped. Errors leave the message as it was: changes whose text depends
+/// on the outgoing socket (`record_route`'s) cannot be applied before it is known, and
+/// a result that does not parse is refused.
+pub fn apply_changes(msg: &mut SipMsg) -> Result<(), String> {
+    if msg.lumps.is_empty() {
+        return Ok(());
+    }
+    if msg.lumps.has_markers() {
+        return Err("a pending change depends on the outgoing socket (record_route)".into());
+    }
+    let mut lumps = msg.lumps.clone();
+    reply_body_length(msg, &mut lumps);
+    let buf = lumps.apply(msg.buf());
+    let mut m = SipMsg::new(&buf, msg.rcv).map_err(|e| format!("changed message: {e}"))?;
+    m.id = msg.id;
+    m.new_uri = msg.new_uri.take();
+    m.dst_uri = msg.dst_uri.take();
+    m.flags = msg.flags;
+    m.force_send_sock = msg.force_send_sock;
+    m.add_rport = msg.add_rport;
+    m.local_rport = msg.local_rport;
+    m.reply_lumps = std::mem::take(&mut msg.reply_lumps);
+    m.parse_error = msg.parse_error.take();
+    *msg = m;
+    Ok(())
+}
+
+/// A message whose body was changed (nathelper's SDP rewrite in an onreply_route,
+/// textopsx's `remove_body`) gets its Content-Length set to the new length.
 fn reply_body_length(reply: &SipMsg, lumps: &mut Lumps) {
     let body = reply.body_span();
     let hend = reply.hdrs_end();

@@ -8,7 +8,7 @@ pub mod sl;
 pub mod text;
 
 pub use build::{
-    BuildError, ViaParams, build_local_reply, build_reply_forward, build_request,
+    BuildError, ViaParams, apply_changes, build_local_reply, build_reply_forward, build_request,
     next_via_destination, reply_addr, reply_destination, via_line,
 };
 pub use errors::SipError;

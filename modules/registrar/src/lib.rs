@@ -53,6 +53,9 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         Param::uint("default_expires", &P.default_expires),
         Param::uint("min_expires", &P.min_expires),
         Param::uint("max_expires", &P.max_expires),
+        Param::int_range("default_expires_range", &P.default_expires_range, 0, 100),
+        Param::int_range("expires_range", &P.expires_range, 0, 100),
+        Param::str_with("reg_callid_avp", &P.reg_callid_avp, check_avp_param),
         Param::int_with("default_q", &P.default_q, check_default_q),
         Param::bool("append_branches", &P.append_branches),
         Param::bool("case_sensitive", &P.case_sensitive),
@@ -88,6 +91,8 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         StatExport::func("max_expires", stat_max_expires),
         StatExport::func("max_contacts", stat_max_contacts),
         StatExport::func("default_expire", stat_default_expire),
+        StatExport::func("default_expires_range", stat_default_expires_range),
+        StatExport::func("expires_range", stat_expires_range),
         StatExport::counter("accepted_regs", &STATS.accepted),
         StatExport::counter("rejected_regs", &STATS.rejected),
     ],
@@ -101,6 +106,11 @@ pub struct Cells {
     pub default_expires: IntParam,
     pub min_expires: IntParam,
     pub max_expires: IntParam,
+    /// Percent (0..100) of randomisation of `default_expires` (Kamailio's).
+    pub default_expires_range: IntParam,
+    /// Percent (0..100) of randomisation of the expiry a client asked for.
+    pub expires_range: IntParam,
+    pub reg_callid_avp: StrParam,
     /// −1 (unspecified) or 0..100
     pub default_q: IntParam,
     pub append_branches: BoolParam,
@@ -126,6 +136,9 @@ impl Cells {
             default_expires: IntParam::new(3600),
             min_expires: IntParam::new(60),
             max_expires: IntParam::new(0),
+            default_expires_range: IntParam::new(0),
+            expires_range: IntParam::new(0),
+            reg_callid_avp: StrParam::new(""),
             default_q: IntParam::new(-1),
             append_branches: BoolParam::new(true),
             case_sensitive: BoolParam::new(false),
@@ -152,6 +165,9 @@ impl Cells {
             default_expires: self.default_expires.get_u32(),
             min_expires: self.min_expires.get_u32(),
             max_expires: self.max_expires.get_u32(),
+            default_expires_range: self.default_expires_range.get_u32(),
+            expires_range: self.expires_range.get_u32(),
+            reg_callid_avp: s(&self.reg_callid_avp),
             default_q: match self.default_q.get() {
                 -1 => Q_UNSPECIFIED,
                 q => q as i32,
@@ -217,6 +233,12 @@ fn stat_max_contacts() -> u64 {
 fn stat_default_expire() -> u64 {
     P.default_expires.get() as u64
 }
+fn stat_default_expires_range() -> u64 {
+    P.default_expires_range.get() as u64
+}
+fn stat_expires_range() -> u64 {
+    P.expires_range.get() as u64
+}
 
 /// registrar module parameters as a value (what save/lookup read).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,6 +247,15 @@ pub struct RegParams {
     pub min_expires: u32,
     /// 0 = no cap.
     pub max_expires: u32,
+    /// Percent by which an expiry of `default_expires` is shortened at random: the
+    /// binding gets a value in [default × (1 − range/100), default] (Kamailio's
+    /// `default_expires_range`; 0 = off).
+    pub default_expires_range: u32,
+    /// The same for an expiry the REGISTER asked for (`expires_range`).
+    pub expires_range: u32,
+    /// AVP whose string value, when set, restricts `registered()` to the bindings
+    /// with that Call-ID ("" = unused).
+    pub reg_callid_avp: String,
     /// q × 100 for contacts without q, or `Q_UNSPECIFIED`.
     pub default_q: i32,
     pub append_branches: bool,
@@ -306,6 +337,10 @@ fn mod_init() -> Result<(), String> {
     }
     if !p.aor_avp.is_empty() {
         parse_avp_param(&p.aor_avp).map_err(|e| format!("registrar: aor_avp: {e}"))?;
+    }
+    if !p.reg_callid_avp.is_empty() {
+        parse_avp_param(&p.reg_callid_avp)
+            .map_err(|e| format!("registrar: reg_callid_avp: {e}"))?;
     }
     let _ = FROZEN.set(p);
     // Domains named in save()/lookup() before shm existed.
@@ -575,8 +610,11 @@ fn cmd_registered(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
     };
     let p = cur();
     let ruri = ctx.msg.ruri().to_owned();
+    let callid = avp_text(ctx, &p.reg_callid_avp);
     match save::extract_aor(&ruri, &p, p.use_domain) {
-        Ok(aor) if lookup::registered(dom, &aor, openser_core::clock::now()) => 1,
+        Ok(aor) if lookup::registered(dom, &aor, callid.as_deref(), openser_core::clock::now()) => {
+            1
+        }
         _ => -1,
     }
 }

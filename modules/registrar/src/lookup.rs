@@ -56,8 +56,11 @@ pub fn select(dom: &UDomain, aor: &str, method: Method, filter: bool, now: i64) 
     Found::Contacts(v)
 }
 
-/// `registered()`: whether `aor` has a valid binding at `now`.
-pub fn registered(dom: &UDomain, aor: &str, now: i64) -> bool {
-    dom.get_contacts(aor.as_bytes())
-        .is_some_and(|l| l.iter().any(|c| c.is_valid(now)))
+/// `registered()`: whether `aor` has a valid binding at `now` (with Call-ID `callid`
+/// when given: `reg_callid_avp`).
+pub fn registered(dom: &UDomain, aor: &str, callid: Option<&str>, now: i64) -> bool {
+    dom.get_contacts(aor.as_bytes()).is_some_and(|l| {
+        l.iter()
+            .any(|c| c.is_valid(now) && callid.is_none_or(|id| c.callid == id))
+    })
 }

@@ -234,18 +234,40 @@ fn expires_hf(msg: &SipMsg, p: &RegParams) -> Result<i64, RegError> {
 
 /// Absolute expiry of one contact at `now` (`calc_contact_expires`): its `expires`
 /// parameter (unparsable → 3600), else the Expires header, else `default_expires`;
-/// non-zero values are raised to `min_expires` and capped at `max_expires`. 0 = remove.
+/// non-zero values are shortened at random by up to `expires_range` percent
+/// (`default_expires_range` for `default_expires`), then raised to `min_expires` and
+/// capped at `max_expires`. 0 = remove.
 pub fn contact_expires(
     msg: &SipMsg,
     c: &NameAddr,
     p: &RegParams,
     now: i64,
 ) -> Result<i64, RegError> {
-    let rel = match c.expires {
-        Some(sp) if sp.len > 0 => msg.s(sp).trim().parse::<u32>().map_or(3600, i64::from),
-        _ => expires_hf(msg, p)?,
+    let (rel, range) = match c.expires {
+        Some(sp) if sp.len > 0 => match msg.s(sp).trim().parse::<u32>() {
+            Ok(v) => (i64::from(v), p.expires_range),
+            Err(_) => (3600, p.expires_range),
+        },
+        _ => match msg.expires() {
+            Ok(Some(v)) => (i64::from(v), p.expires_range),
+            Ok(None) => (i64::from(p.default_expires), p.default_expires_range),
+            Err(_) => return Err(RegError::ParseExp),
+        },
     };
+    let rel = randomize_expires(rel, range, openser_core::dns::resolver::rand_u64());
     Ok(clamp_expires(rel, p).map_or(0, |r| r + now))
+}
+
+/// Shorten a relative expiry `e` at random by up to `range` percent (Kamailio's
+/// `randomize_expires`: registrations made at once, after a restart, do not all come
+/// back at once): a value in [e − e × range / 100, e], chosen by `rnd`. 0 stays 0.
+pub fn randomize_expires(e: i64, range: u32, rnd: u64) -> i64 {
+    if e <= 0 || range == 0 {
+        return e;
+    }
+    let low = e - e * i64::from(range.min(100)) / 100;
+    let span = (e - low) as u64 + 1;
+    low + (rnd % span) as i64
 }
 
 /// Clamp a relative expiry: `None` for 0 (remove), else the value raised to

@@ -221,9 +221,52 @@ fn q_order_and_lookup() {
         select(d, "frank", Method::Invite, false, NOW + 4000),
         Found::NoValid
     );
-    assert!(registered(d, "frank", NOW));
-    assert!(!registered(d, "frank", NOW + 4000));
-    assert!(!registered(d, "nobody", NOW));
+    assert!(registered(d, "frank", None, NOW));
+    assert!(!registered(d, "frank", None, NOW + 4000));
+    assert!(!registered(d, "nobody", None, NOW));
+    // reg_callid_avp: only the bindings of that Call-ID count
+    assert!(registered(d, "frank", Some("q1"), NOW));
+    assert!(!registered(d, "frank", Some("other"), NOW));
+}
+
+#[test]
+fn expires_randomised_within_range() {
+    // No range: the value as asked.
+    assert_eq!(randomize_expires(3600, 0, 12345), 3600);
+    assert_eq!(randomize_expires(0, 50, 12345), 0);
+    // 20 %: [2880, 3600], both ends reachable.
+    assert_eq!(randomize_expires(3600, 20, 0), 2880);
+    assert_eq!(randomize_expires(3600, 20, 720), 3600);
+    for r in 0..5000u64 {
+        let e = randomize_expires(3600, 20, r.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        assert!((2880..=3600).contains(&e), "{e}");
+    }
+    // Through save(): the Expires header with expires_range, default_expires with
+    // default_expires_range; min_expires still applies after the randomisation.
+    let d = dom("t_range");
+    let p = RegParams {
+        expires_range: 50,
+        default_expires_range: 10,
+        min_expires: 1900,
+        ..RegParams::default()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..200 {
+        let m = reg(
+            &format!("sip:r{i}@x"),
+            "cid",
+            1,
+            "Contact: <sip:a@1>\r\nExpires: 3600\r\n",
+        );
+        let s = run(d, &p, &m, NOW).unwrap();
+        let rel = s.contacts[0].expires - NOW;
+        assert!((1900..=3600).contains(&rel), "{rel}");
+        seen.insert(rel);
+        let m = reg(&format!("sip:s{i}@x"), "cid", 1, "Contact: <sip:a@1>\r\n");
+        let rel = run(d, &p, &m, NOW).unwrap().contacts[0].expires - NOW;
+        assert!((3240..=3600).contains(&rel), "{rel}");
+    }
+    assert!(seen.len() > 10, "{seen:?}");
 }
 
 #[test]

@@ -14,6 +14,16 @@ use super::reply;
 /// Build a CANCEL (`to_from_reply` None) or an ACK (To header line of the reply) for the
 /// INVITE in `branch_req`.
 pub fn build_cancel_ack(branch_req: &[u8], ack_to: Option<&str>) -> Option<Vec<u8>> {
+    build_cancel_ack_with(branch_req, ack_to, "")
+}
+
+/// [`build_cancel_ack`] with extra header lines (each ending in CRLF; the Reason
+/// headers of a CANCEL, RFC 3326).
+pub fn build_cancel_ack_with(
+    branch_req: &[u8],
+    ack_to: Option<&str>,
+    extra: &str,
+) -> Option<Vec<u8>> {
     let m = SipMsg::parse(branch_req).ok()?;
     let FirstLine::Request { uri, .. } = *m.first_line() else {
         return None;
@@ -44,6 +54,7 @@ pub fn build_cancel_ack(branch_req: &[u8], ack_to: Option<&str>) -> Option<Vec<u
     let cseq = m.cseq().ok()?;
     let _ = write!(s, "CSeq: {} {method}\r\n", m.s(cseq.num_text));
     s.push_str("Max-Forwards: 70\r\n");
+    s.push_str(extra);
     s.push_str("Content-Length: 0\r\n\r\n");
     Some(s.into_bytes())
 }
@@ -72,11 +83,71 @@ pub fn cancel_branch_locked(st: &mut CellState, i: usize) {
         b.flags |= B_CANCEL_PENDING;
         return;
     }
-    if let (Some(cb), Some(dst)) = (build_cancel_ack(b.request.as_bytes(), None), b.dst.to_sa()) {
+    let reason = std::str::from_utf8(st.cancel_reason.as_bytes()).unwrap_or("");
+    let b = &mut st.branches[i];
+    if let (Some(cb), Some(dst)) = (
+        build_cancel_ack_with(b.request.as_bytes(), None, reason),
+        b.dst.to_sa(),
+    ) {
         send(b.sock as usize, dst, &cb);
         b.flags |= B_CANCEL_SENT;
         b.flags &= !B_CANCEL_PENDING;
     }
+}
+
+/// Set the Reason header lines of the CANCELs tm is about to send, unless some are
+/// set already (the caller's, or an earlier reason).
+pub fn set_reason_locked(st: &mut CellState, lines: &str) {
+    if !st.cancel_reason.is_empty() || lines.is_empty() {
+        return;
+    }
+    if let Some(r) = shm::ShmStr::new(lines.as_bytes()) {
+        std::mem::replace(&mut st.cancel_reason, r).free();
+    }
+}
+
+/// tm's own Reason line for the CANCELs sent after a final reply `code` (`reason`
+/// its phrase) on another branch (`local_cancel_reason`): RFC 3326's
+/// `SIP;cause=200;text="Call completed elsewhere"` for a 2xx.
+pub fn local_reason_line(code: u16, reason: &str) -> String {
+    let text = if (200..300).contains(&code) {
+        "Call completed elsewhere".to_string()
+    } else {
+        reason.replace(['"', '\\', '\r', '\n'], "")
+    };
+    format!("Reason: SIP;cause={code};text=\"{}\"\r\n", text.trim())
+}
+
+/// The Reason header lines of a received CANCEL, each ending in CRLF.
+pub fn reason_lines(msg: &SipMsg) -> String {
+    let mut out = String::new();
+    for i in msg.header_indices("Reason") {
+        if let Some(h) = msg.hdrs().get(i)
+            && let Ok(t) = std::str::from_utf8(h.full.bytes(msg.buf()))
+        {
+            out.push_str(t.trim_end());
+            out.push_str("\r\n");
+        }
+    }
+    out
+}
+
+/// Cancel INVITE transaction `c` as a CANCEL from its caller would (tmx's
+/// `t_cancel_callid`, MI `t_cancel_callid`): mark it canceled, set `flags` in its
+/// message flags, and CANCEL its pending branches with `reason` (Reason header lines,
+/// may be empty). False when a final reply went upstream already.
+pub fn cancel_transaction(c: &CellRef, reason: &str, flags: u32) -> bool {
+    let mut g = c.lock_state();
+    let st = g.st();
+    let ok = st.flags & T_COMPLETED == 0;
+    if ok {
+        st.flags |= T_CANCELED;
+        st.msg_flags |= flags;
+        set_reason_locked(st, reason);
+        cancel_branches_locked(st, None);
+    }
+    g.unlock_then_run_callbacks();
+    ok
 }
 
 /// Cancel every branch still without a final reply, except `except`.
@@ -102,10 +173,19 @@ pub fn handle_cancel(ctx: &mut Ctx) -> bool {
         fwd::NewTran::Retrans(_) => return true,
         fwd::NewTran::Err => {}
     }
+    // The caller's Reason headers go into the CANCELs we relay (RFC 3326).
+    let reason = if super::P.e2e_cancel_reason() {
+        reason_lines(ctx.msg)
+    } else {
+        String::new()
+    };
     let mut g = inv.lock_state();
     let st = g.st();
     if st.flags & T_COMPLETED == 0 {
         st.flags |= T_CANCELED;
+        if st.flags & T_NO_E2E_CANCEL_REASON == 0 {
+            set_reason_locked(st, &reason);
+        }
         cancel_branches_locked(st, None);
     }
     true

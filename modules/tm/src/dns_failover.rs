@@ -141,7 +141,7 @@ fn next_target(
         br.last_code = 0;
         let mut due = u64::MAX;
         if proto == Proto::Udp {
-            let (t1, _) = P.t1_t2();
+            let t1 = if st.t1_ms != 0 { st.t1_ms } else { P.t1_t2().0 };
             br.retr_iv = t1;
             br.retr_at = now + u64::from(t1);
             due = br.retr_at;

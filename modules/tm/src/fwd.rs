@@ -254,6 +254,15 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<(SocketAddr, Pro
             b.flags = B_FINAL | B_LOCAL_REPLY; // until sent
             b.last_code = 0;
         }
+        if let Some(f) = fr {
+            st.fr_ms = f;
+        }
+        if let Some(f) = fr_inv {
+            st.fr_inv_ms = f;
+        }
+        // t_set_fr / t_set_retr / t_set_no_e2e_cancel_reason win over the AVPs (read
+        // before take_pending resets them).
+        super::apply_settings(st);
         let pend = super::take_pending();
         if ctx.route_type == route::REQUEST_ROUTE {
             st.on_failure = pend[0];
@@ -271,12 +280,6 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<(SocketAddr, Pro
             }
         }
         st.msg_flags = ctx.msg.flags;
-        if let Some(f) = fr {
-            st.fr_ms = f;
-        }
-        if let Some(f) = fr_inv {
-            st.fr_inv_ms = f;
-        }
         if let Some(a) = shm::ShmStr::new(&avps) {
             std::mem::replace(&mut st.avps, a).free();
         }
@@ -324,10 +327,10 @@ pub fn relay_branches(ctx: &mut Ctx, c: &CellRef, fixed: Option<(SocketAddr, Pro
     }
     // Store and send under the reply lock (UDP sends do not block).
     let now = now_ms();
-    let (t1, _) = P.t1_t2();
     let mut sent = 0;
     let mut g = c.lock_state();
     let st = g.st();
+    let (t1, _) = P.t1_t2_of(st);
     let mut due = u64::MAX;
     let msg_flags = st.msg_flags;
     let trace = super::callbacks::traces(msg_flags);

@@ -182,6 +182,7 @@ pub const T_ALL_LOCAL: u32 = 1024; // every UAS reply so far local
 pub const T_UDP: u32 = 2048; // request came over UDP
 pub const T_ON_FAIL_RAN: u32 = 4096;
 pub const T_NO_DNS_FAILOVER: u32 = 8192; // t_relay flag 0x04
+pub const T_NO_E2E_CANCEL_REASON: u32 = 16384; // t_set_no_e2e_cancel_reason(1)
 
 /// The mutable transaction state (under the cell's reply lock).
 #[repr(C)]
@@ -221,6 +222,14 @@ pub struct CellState {
     /// failure_route that relays again starts a round, and the reply chosen for the
     /// next failure_route or upstream comes from that round's branches only.
     pub first_branch: u32,
+    /// Reason header lines (each ending in CRLF) put in the CANCELs tm sends on the
+    /// branches: copied from the caller's CANCEL (`e2e_cancel_reason`), or tm's own
+    /// (`local_cancel_reason`: a 2xx or 6xx on another branch, `t_cancel_callid`).
+    pub cancel_reason: ShmStr,
+    /// Per-transaction retransmission intervals (ms, `t_set_retr`); 0 = T1_timer /
+    /// T2_timer.
+    pub t1_ms: u32,
+    pub t2_ms: u32,
 }
 
 /// Receive information of the request, fixed at creation.
@@ -238,6 +247,7 @@ impl CellState {
         std::mem::take(&mut self.uas_reply).free();
         std::mem::take(&mut self.uas_totag).free();
         std::mem::take(&mut self.avps).free();
+        std::mem::take(&mut self.cancel_reason).free();
         for b in self.branches.iter_mut() {
             std::mem::take(&mut b.request).free();
             std::mem::take(&mut b.uri).free();

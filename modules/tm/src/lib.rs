@@ -10,6 +10,15 @@
 //! makes itself — dispatcher's probes — with a completion callback), `mi` (the MI
 //! commands `t_uac_dlg`, `t_uac_cancel`, `t_hash`, `t_reply`).
 //!
+//! SIP Router 3.1 additions: `t_set_fr(fr_inv[, fr])` and `t_set_retr(t1, t2)` (ms, 0 =
+//! the module's; for the branches added after the call, winning over the timer AVPs),
+//! `t_set_no_e2e_cancel_reason(0|1)`, `t_drop_replies([a|l|n])` (failure_route), and
+//! the parameters `e2e_cancel_reason` (1: the caller's Reason headers go into the
+//! CANCELs relayed to the branches) and `local_cancel_reason` (1: tm's CANCELs after a
+//! 2xx or 6xx elsewhere say why, RFC 3326). Changes an onreply_route makes to a reply
+//! are applied to it before tm stores or relays it. `find_by_callid` and
+//! `cancel::cancel_transaction` are the API tmx uses.
+//!
 //! Lock order: hash entry lock -> cell reply lock (the timer-list locks are taken only
 //! by the timer process, never while holding another tm lock). No lock is held while a
 //! script route runs or while a name is resolved; UDP sends (which do not block) are
@@ -68,6 +77,8 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         Param::str_with("fr_timer_avp", &P.fr_timer_avp, check_avp),
         Param::str_with("fr_inv_timer_avp", &P.fr_inv_timer_avp, check_avp),
         Param::bool("enable_stats", &P.enable_stats),
+        Param::bool("e2e_cancel_reason", &P.e2e_cancel_reason),
+        Param::bool("local_cancel_reason", &P.local_cancel_reason),
         Param::no_effect("unix_tx_timeout", "there is no unix socket transport"),
         Param::no_effect("tw_append", "no tw_append support"),
         Param::no_effect(
@@ -109,9 +120,19 @@ pub static EXPORTS: ModuleExports = ModuleExports {
             "t_flush_flags",
             0,
             0,
-            REQUEST_ROUTE | BRANCH_ROUTE,
+            REQUEST_ROUTE | BRANCH_ROUTE | FAILURE_ROUTE,
             cmd_t_flush_flags,
         ),
+        CmdExport::new("t_set_fr", 1, 2, ALL4, cmd_t_set_fr),
+        CmdExport::new("t_set_retr", 2, 2, ALL4, cmd_t_set_retr),
+        CmdExport::new(
+            "t_set_no_e2e_cancel_reason",
+            1,
+            1,
+            ALL4,
+            cmd_t_set_no_e2e_cancel_reason,
+        ),
+        CmdExport::new("t_drop_replies", 0, 1, FAILURE_ROUTE, cmd_t_drop_replies),
         CmdExport::new("t_release", 0, 0, REQUEST_ROUTE, cmd_t_release),
         CmdExport::new("t_check_status", 1, 1, ALL4, cmd_t_check_status).fixup(fixup_regex),
         CmdExport::new("t_local_replied", 1, 1, ALL4, cmd_t_local_replied),
@@ -178,6 +199,8 @@ pub struct Params {
     enable_stats: BoolParam,
     fr_timer_avp: StrParam,
     fr_inv_timer_avp: StrParam,
+    e2e_cancel_reason: BoolParam,
+    local_cancel_reason: BoolParam,
 }
 
 pub static P: Params = Params {
@@ -194,6 +217,8 @@ pub static P: Params = Params {
     enable_stats: BoolParam::new(true),
     fr_timer_avp: StrParam::new(""),
     fr_inv_timer_avp: StrParam::new(""),
+    e2e_cancel_reason: BoolParam::new(true),
+    local_cancel_reason: BoolParam::new(true),
 };
 
 impl Params {
@@ -208,6 +233,22 @@ impl Params {
     }
     pub fn t1_t2(&self) -> (u32, u32) {
         (self.t1.get_u32().max(100), self.t2.get_u32().max(100))
+    }
+    /// T1/T2 of one transaction: its own (`t_set_retr`) or the module's.
+    pub fn t1_t2_of(&self, st: &h_table::CellState) -> (u32, u32) {
+        let (t1, t2) = self.t1_t2();
+        (
+            if st.t1_ms != 0 { st.t1_ms } else { t1 },
+            if st.t2_ms != 0 { st.t2_ms } else { t2 },
+        )
+    }
+    /// Copy the caller's Reason headers into the CANCELs tm relays.
+    pub fn e2e_cancel_reason(&self) -> bool {
+        self.e2e_cancel_reason.get()
+    }
+    /// Put a Reason header in the CANCELs tm makes itself (2xx or 6xx elsewhere).
+    pub fn local_cancel_reason(&self) -> bool {
+        self.local_cancel_reason.get()
     }
     pub fn noisy_ctimer(&self) -> bool {
         self.noisy_ctimer.get()
@@ -311,8 +352,53 @@ struct Cur {
     p: ShmPtr<Cell>,
 }
 
+/// Per-transaction settings made by the script before the transaction (or its next
+/// branches) exist: `t_set_fr`, `t_set_retr`, `t_set_no_e2e_cancel_reason`. `None` =
+/// not set; a time of 0 = back to the module's value.
+#[derive(Clone, Copy, Default)]
+struct Settings {
+    fr_inv: Option<u32>,
+    fr: Option<u32>,
+    t1: Option<u32>,
+    t2: Option<u32>,
+    no_e2e_reason: Option<bool>,
+}
+
+impl Settings {
+    /// Write these settings into a transaction's state.
+    fn apply(&self, st: &mut h_table::CellState) {
+        if let Some(v) = self.fr_inv {
+            st.fr_inv_ms = if v == 0 { P.fr_inv_ms() } else { v };
+        }
+        if let Some(v) = self.fr {
+            st.fr_ms = if v == 0 { P.fr_ms() } else { v };
+        }
+        if let Some(v) = self.t1 {
+            st.t1_ms = v;
+        }
+        if let Some(v) = self.t2 {
+            st.t2_ms = v;
+        }
+        match self.no_e2e_reason {
+            Some(true) => st.flags |= h_table::T_NO_E2E_CANCEL_REASON,
+            Some(false) => st.flags &= !h_table::T_NO_E2E_CANCEL_REASON,
+            None => {}
+        }
+    }
+}
+
 thread_local! {
     static CURRENT: StdCell<Option<Cur>> = const { StdCell::new(None) };
+    /// t_set_fr / t_set_retr / t_set_no_e2e_cancel_reason for this message.
+    static SETTINGS: StdCell<Settings> = const {
+        StdCell::new(Settings {
+            fr_inv: None,
+            fr: None,
+            t1: None,
+            t2: None,
+            no_e2e_reason: None,
+        })
+    };
     /// t_on_failure / t_on_reply / t_on_branch armed for this message (route index + 1).
     static PENDING: StdCell<[u32; 3]> = const { StdCell::new([0; 3]) };
 }
@@ -353,9 +439,44 @@ pub fn swap_current(c: Option<&CellRef>) -> Option<CellRef> {
     prev
 }
 
-/// Take (and reset) the routes armed by t_on_*.
+/// Take (and reset) the routes armed by t_on_*; the per-message settings
+/// (`t_set_fr` & co.) are reset with them.
 pub fn take_pending() -> [u32; 3] {
+    SETTINGS.with(|s| s.set(Settings::default()));
     PENDING.with(|p| p.replace([0; 3]))
+}
+
+/// Apply the per-message settings (`t_set_fr` & co.) to the transaction's state
+/// before branches are added (they stay pending for a later transaction too).
+pub(crate) fn apply_settings(st: &mut h_table::CellState) {
+    SETTINGS.with(StdCell::get).apply(st);
+}
+
+/// Change the per-message settings and, when the message has a transaction already,
+/// that transaction's state.
+fn update_settings(f: impl Fn(&mut Settings)) {
+    let mut s = Settings::default();
+    f(&mut s);
+    SETTINGS.with(|cell| {
+        let mut all = cell.get();
+        f(&mut all);
+        cell.set(all);
+    });
+    with_state(|_, st| s.apply(st));
+}
+
+/// The transaction of `callid` and CSeq number `cseq` (not its CANCEL's): an INVITE
+/// one only with `invite_only` (tmx's `t_cancel_callid`, `t_reply_callid`).
+pub fn find_by_callid(callid: &[u8], cseq: &[u8], invite_only: bool) -> Option<CellRef> {
+    let hash = lookup::tm_hash(callid, cseq);
+    h_table::find_in_entry(hash, |c| {
+        c.k(c.key.callid) == callid
+            && c.k(c.key.cseq_num) == cseq
+            && (c.is_invite
+                || (!invite_only
+                    && !c.k(c.key.method).eq_ignore_ascii_case(b"CANCEL")
+                    && !c.k(c.key.method).eq_ignore_ascii_case(b"ACK")))
+    })
 }
 
 fn pre_script(_msg: &mut SipMsg) -> bool {
@@ -672,6 +793,102 @@ fn cmd_t_flush_flags(ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {
         Some(()) => 1,
         None => -1,
     }
+}
+
+/// A time argument in ms (a number or a PV); `None` when not a number >= 0.
+fn arg_ms(ctx: &mut Ctx, a: &FixedArg) -> Option<u32> {
+    let v = match a {
+        FixedArg::Int(i) => *i,
+        other => ctx.arg_str(other).trim().parse::<i64>().ok()?,
+    };
+    u32::try_from(v).ok()
+}
+
+/// `t_set_fr(fr_inv[, fr])`: this transaction's fr_inv_timer (and fr_timer) in ms, for
+/// the branches added after the call; 0 = the module's value.
+fn cmd_t_set_fr(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    let Some(inv) = args.first().and_then(|a| arg_ms(ctx, a)) else {
+        openser_core::log_err!("t_set_fr: invalid fr_inv_timeout");
+        return -1;
+    };
+    let fr = match args.get(1) {
+        Some(a) => match arg_ms(ctx, a) {
+            Some(v) => Some(v),
+            None => {
+                openser_core::log_err!("t_set_fr: invalid fr_timeout");
+                return -1;
+            }
+        },
+        None => None,
+    };
+    update_settings(|s| {
+        s.fr_inv = Some(inv);
+        if fr.is_some() {
+            s.fr = fr;
+        }
+    });
+    1
+}
+
+/// `t_set_retr(t1, t2)`: this transaction's retransmission intervals in ms for the
+/// branches added after the call; 0 = the module's T1_timer/T2_timer.
+fn cmd_t_set_retr(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    let (Some(a), Some(b)) = (args.first(), args.get(1)) else {
+        return -1;
+    };
+    let (Some(t1), Some(t2)) = (arg_ms(ctx, a), arg_ms(ctx, b)) else {
+        openser_core::log_err!("t_set_retr: invalid interval");
+        return -1;
+    };
+    if t1 != 0 && t2 != 0 && t1 > t2 {
+        openser_core::log_err!("t_set_retr: t1 ({t1}) is above t2 ({t2})");
+        return -1;
+    }
+    update_settings(|s| {
+        s.t1 = Some(t1);
+        s.t2 = Some(t2);
+    });
+    1
+}
+
+/// `t_set_no_e2e_cancel_reason(0|1)`: 1 = do not copy the caller's Reason headers into
+/// the CANCELs of this transaction (overrides `e2e_cancel_reason`).
+fn cmd_t_set_no_e2e_cancel_reason(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    let Some(v) = args.first().and_then(|a| arg_ms(ctx, a)) else {
+        return -1;
+    };
+    update_settings(|s| s.no_e2e_reason = Some(v != 0));
+    1
+}
+
+/// `t_drop_replies([mode])` (failure_route): forget the replies received so far
+/// (`a`, the default: every branch's; `l`: the last round's; `n`: none), so that a
+/// later 401/407 does not aggregate their challenges and none of them is relayed
+/// again. As in Kamailio, meant for a failure_route that adds a branch or replies.
+fn cmd_t_drop_replies(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    let mode = args
+        .first()
+        .map(|a| ctx.arg_str(a).trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    // the first branch whose reply is forgotten ("n": none)
+    let from = |st: &h_table::CellState| match mode.as_str() {
+        "" | "a" => Some(0),
+        "l" => Some(st.first_branch as usize),
+        _ => None,
+    };
+    if !matches!(mode.as_str(), "" | "a" | "l" | "n") {
+        openser_core::log_err!("t_drop_replies: unknown mode {mode:?}");
+        return -1;
+    }
+    let r = with_state(|_, st| {
+        if let Some(first) = from(&*st) {
+            let n = st.nr_branches as usize;
+            for b in &mut st.branches[first.min(n)..n] {
+                std::mem::take(&mut b.reply).free();
+            }
+        }
+    });
+    if r.is_some() { 1 } else { -1 }
 }
 
 fn cmd_t_release(_ctx: &mut Ctx, _args: &[FixedArg]) -> i32 {

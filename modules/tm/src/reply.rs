@@ -109,7 +109,7 @@ fn finalize_locked(c: &Cell, st: &mut CellState, code: u16) {
         _ => s.x6.inc(),
     }
     let now = now_ms();
-    let (t1, _) = P.t1_t2();
+    let (t1, _) = P.t1_t2_of(st);
     if c.is_invite && code >= 300 && st.flags & T_UDP != 0 {
         st.uas_retr_iv = t1;
         st.uas_retr_at = now + u64::from(t1);
@@ -596,6 +596,24 @@ pub fn reply_hook(reply: &mut SipMsg) -> bool {
         dropped = ctx.drop_requested();
         super::swap_current(prev.as_ref());
     }
+    // What the onreply_route changed (append_hf, change_reply_status, …) is part of
+    // the reply from here on: a negative reply is stored with it for the relay that may
+    // come later, and the status is the one it has now. A 1xx or 2xx keeps its class
+    // (textopsx refuses such a change already).
+    let code = if on_reply != 0 && !reply.lumps.is_empty() {
+        match openser_core::msg::apply_changes(reply) {
+            Ok(()) => match reply.status() {
+                Some(new) if new / 100 == code / 100 || (new >= 300 && code >= 300) => new,
+                _ => code,
+            },
+            Err(e) => {
+                openser_core::log_dbg!("reply changes kept as lumps: {e}");
+                code
+            }
+        }
+    } else {
+        code
+    };
     let mut g = c.lock_state();
     if reply_locked(&c, g.st(), reply, code, br, dropped) {
         complete(&c, g);
@@ -637,7 +655,7 @@ fn reply_locked(
                 c.due(b.fr_at);
             }
         } else {
-            b.retr_iv = P.t1_t2().1;
+            b.retr_iv = if st.t2_ms != 0 { st.t2_ms } else { P.t1_t2().1 };
         }
         let want_cancel = b.flags & B_CANCEL_PENDING != 0 || st.flags & T_CANCELED != 0;
         if want_cancel && c.is_invite {
@@ -694,6 +712,9 @@ fn reply_locked(
             st.flags |= T_COMPLETED;
             finalize_locked(c, st, code);
         }
+        if P.local_cancel_reason() {
+            cancel::set_reason_locked(st, &cancel::local_reason_line(code, ""));
+        }
         cancel::cancel_branches_locked(st, Some(br));
         return false;
     }
@@ -701,6 +722,10 @@ fn reply_locked(
         std::mem::replace(&mut st.branches[br].reply, b).free();
     }
     if code >= 600 {
+        if P.local_cancel_reason() {
+            let line = cancel::local_reason_line(code, reply.reason().unwrap_or(""));
+            cancel::set_reason_locked(st, &line);
+        }
         cancel::cancel_branches_locked(st, Some(br));
     }
     true

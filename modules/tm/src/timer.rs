@@ -26,9 +26,9 @@ pub fn timer(_ticks: u64) {
 }
 
 fn process(c: &CellRef, now: u64) {
-    let (_, t2) = P.t1_t2();
     let mut g = c.lock_state();
     let st = g.st();
+    let (_, t2) = P.t1_t2_of(st);
     if st.flags & T_DELETE != 0 {
         drop(g);
         unlink_hash(c);

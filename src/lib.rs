@@ -49,4 +49,9 @@ pub static MODULES: &[&ModuleExports] = &[
     &uac::EXPORTS,
     &uac_redirect::EXPORTS,
     &dialog::EXPORTS,
+    &counters::EXPORTS,
+    &mqueue::EXPORTS,
+    &mtree::EXPORTS,
+    &pipelimit::EXPORTS,
+    &ratelimit::EXPORTS,
 ];

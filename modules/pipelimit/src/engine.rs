@@ -351,7 +351,7 @@ impl Table {
                 }
             }
             Algo::Red => {
-                if load == 0 || counter % load == 0 {
+                if load == 0 || counter.is_multiple_of(load) {
                     PASS
                 } else {
                     OVER

@@ -136,9 +136,10 @@ fn taildrop_pipe_refuses_above_100_per_second_of_200() {
 
 const RL_CFG: &str = r#"
 listen=udp:127.0.0.1:{PORT}
-children=2
+children=1
 loadmodule "sl.so"
 loadmodule "ratelimit.so"
+loadmodule "textops.so"
 loadmodule "mi_fifo.so"
 modparam("mi_fifo", "fifo_name", "{DIR}/openser_fifo")
 modparam("mi_fifo", "reply_dir", "{DIR}/")
@@ -148,6 +149,7 @@ route {
         rl_drop("1", "3");
         exit;
     }
+    append_to_reply("X-Count: $rl_count(burst)\r\n");
     sl_send_reply("200", "OK");
 }
 "#;
@@ -172,12 +174,14 @@ fn ratelimit_per_second_limit_over_a_burst() {
         );
     }
     let (mut ok, mut refused) = (0u64, 0u64);
+    let mut counts = Vec::new();
     for _ in 0..80 {
         let (m, _) = c
             .recv_timeout(Duration::from_secs(5))
             .expect("a reply per request");
         if m.starts_with("SIP/2.0 200") {
             ok += 1;
+            counts.push(header(&m, "X-Count").unwrap().parse::<u64>().unwrap());
         } else {
             assert!(m.starts_with("SIP/2.0 503 Server Unavailable"), "{m}");
             let ra: u64 = header(&m, "Retry-After").unwrap().parse().unwrap();
@@ -193,8 +197,11 @@ fn ratelimit_per_second_limit_over_a_burst() {
     );
     assert!(l.contains("limit=50"), "5/s over windows of 10 s: {l}");
     if attr(&l, "counter") == Some(80) {
-        // no window ended during the burst: exactly the limit passed
+        // no window ended during the burst: exactly the limit passed, and
+        // $rl_count saw them count 1..=50 (one worker: in order)
         assert_eq!(ok, 50, "{l}");
+        counts.sort_unstable();
+        assert_eq!(counts, (1..=50).collect::<Vec<u64>>());
     } else {
         assert!(
             (50..=100).contains(&ok),

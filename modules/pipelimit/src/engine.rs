@@ -547,12 +547,12 @@ pub fn cpu_load(stat: &str, prev: &mut Option<(u64, u64)>) -> Option<u64> {
     if f.len() < 4 {
         return None;
     }
-    let total: u64 = f.iter().sum();
-    let idle = f[3] + f.get(4).copied().unwrap_or(0);
+    let total = f.iter().fold(0u64, |a, x| a.saturating_add(*x));
+    let idle = f[3].saturating_add(f.get(4).copied().unwrap_or(0));
     let busy = total - idle.min(total);
     let r = prev.and_then(|(pb, pt)| {
         let dt = total.checked_sub(pt)?;
-        (dt > 0).then(|| busy.saturating_sub(pb) * 100 / dt)
+        (dt > 0).then(|| busy.saturating_sub(pb).saturating_mul(100) / dt)
     });
     *prev = Some((busy, total));
     r
@@ -565,9 +565,13 @@ pub fn udp_queued(text: &str) -> u64 {
         .filter_map(|l| l.split_whitespace().nth(4))
         .filter_map(|q| {
             let (tx, rx) = q.split_once(':')?;
-            Some(u64::from_str_radix(tx, 16).ok()? + u64::from_str_radix(rx, 16).ok()?)
+            Some(
+                u64::from_str_radix(tx, 16)
+                    .ok()?
+                    .saturating_add(u64::from_str_radix(rx, 16).ok()?),
+            )
         })
-        .sum()
+        .fold(0u64, u64::saturating_add)
 }
 
 #[cfg(test)]

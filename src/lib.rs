@@ -51,4 +51,9 @@ pub static MODULES: &[&ModuleExports] = &[
     &dialog::EXPORTS,
     &tmx::EXPORTS,
     &textopsx::EXPORTS,
+    &counters::EXPORTS,
+    &mqueue::EXPORTS,
+    &mtree::EXPORTS,
+    &pipelimit::EXPORTS,
+    &ratelimit::EXPORTS,
 ];

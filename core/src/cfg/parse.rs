@@ -182,6 +182,19 @@ impl Parser {
         !self.at(k).space_before
     }
 
+    /// A dotted function name and its `(` ahead of the current word (`cnt.inc(`).
+    fn dotted_call_ahead(&self) -> bool {
+        let mut k = 1;
+        while self.at(k).tok == Tok::Dot
+            && self.glued(k)
+            && self.glued(k + 1)
+            && matches!(self.at(k + 1).tok, Tok::Ident(_))
+        {
+            k += 2;
+        }
+        k > 1 && self.at(k).tok == Tok::LParen
+    }
+
     fn error_at<T>(&mut self, span: Span, msg: String) -> PResult<T> {
         if self.errors.len() < MAX_ERRORS {
             self.errors.push(CfgError { span, msg });
@@ -1073,9 +1086,22 @@ impl Parser {
 
     fn call(&mut self) -> PResult<Call> {
         let span = self.span();
-        let Tok::Ident(name) = self.advance().tok else {
+        let Tok::Ident(mut name) = self.advance().tok else {
             return self.error_at(span, "expected a function name".into());
         };
+        // Kamailio's dotted function names (`cnt.inc(...)`): words joined by `.`
+        // without spaces.
+        while self.is(&Tok::Dot)
+            && self.glued(0)
+            && self.glued(1)
+            && matches!(self.at(1).tok, Tok::Ident(_))
+        {
+            self.advance();
+            if let Tok::Ident(w) = self.advance().tok {
+                name.push('.');
+                name.push_str(&w);
+            }
+        }
         let mut args = Vec::new();
         if self.eat(&Tok::LParen) && !self.eat(&Tok::RParen) {
             loop {
@@ -1324,7 +1350,7 @@ impl Parser {
                 })
             }
             Tok::Ident(w) => {
-                if self.at(1).tok == Tok::LParen {
+                if self.at(1).tok == Tok::LParen || self.dotted_call_ahead() {
                     return Ok(Expr::Call(self.call()?));
                 }
                 if w == "msg"
@@ -1413,6 +1439,21 @@ mod tests {
             Expr::Not(x) => Expr::Not(b(x)),
             other => other.clone(),
         }
+    }
+
+    #[test]
+    fn dotted_function_names() {
+        assert_eq!(norm(&cond("cnt.inc() && !x.y.z()")), {
+            let not = Box::new(Expr::Not(call("x.y.z")));
+            Expr::And(call("cnt.inc"), not)
+        });
+        let cfg = parse_str("t.cfg", "route { cnt.add(\"a\", 2); }").unwrap();
+        match &cfg.routes[0].body[0] {
+            Stmt::Call(c) => assert_eq!((c.name.as_str(), c.args.len()), ("cnt.add", 2)),
+            other => panic!("{other:?}"),
+        }
+        // a space breaks the name: `cnt .inc()` is not a call
+        assert!(parse_str("t.cfg", "route { cnt .inc(); }").is_err());
     }
 
     #[test]

@@ -49,4 +49,5 @@ pub static MODULES: &[&ModuleExports] = &[
     &uac::EXPORTS,
     &uac_redirect::EXPORTS,
     &dialog::EXPORTS,
+    &app_lua::EXPORTS,
 ];

@@ -52,7 +52,7 @@ run_one() {
 	mkdir -p "$dir"
 	local cfg=$dir/server.cfg
 	# shellcheck disable=SC2059
-	if [ "$routing" = lua ]; then cp "$HERE/routing.lua" "$dir/routing.lua"; fi
+	if [ "$routing" = lua ]; then sed "s/127\.0\.0\.1/$HOST/g" "$HERE/routing.lua" >"$dir/routing.lua"; fi
 	sed -e 's/^children=.*/children=1/' -e 's/^fork=.*/fork=no/' -e "s/127\.0\.0\.1/$HOST/g" "$(printf "$CFG_PATTERN" "$routing")" >"$cfg"
 	local cmd
 	if [ -n "${SERVER:-}" ]; then

@@ -199,8 +199,9 @@ pub const EXIT_TEXT: &str = "~~ksr~exit~~";
 thread_local! {
     /// Set by `exit` (1) or `drop` (2) during the current handler.
     pub static EXIT: Cell<u8> = const { Cell::new(0) };
-    /// Prepared calls by (function, arguments).
-    static CALLS: RefCell<HashMap<CallKey, Rc<CallOp>>> = RefCell::new(HashMap::new());
+    /// Prepared calls by a hash of (function, arguments), each with its key (checked,
+    /// so a hash collision is a miss, never a wrong call).
+    static CALLS: RefCell<HashMap<u64, (CallKey, Rc<CallOp>)>> = RefCell::new(HashMap::new());
     /// Checked PVs by their text.
     static PVS: RefCell<HashMap<String, Rc<PvSpec>>> = RefCell::new(HashMap::new());
 }
@@ -209,13 +210,11 @@ thread_local! {
 /// data would otherwise grow it without bound).
 const CACHE_MAX: usize = 1024;
 
-#[derive(PartialEq, Eq, Hash)]
 enum KeyArg {
     Int(i64),
     Str(String),
 }
 
-#[derive(PartialEq, Eq, Hash)]
 struct CallKey {
     name: String,
     args: Vec<KeyArg>,
@@ -283,16 +282,60 @@ fn pv_set(ctx: &mut Ctx, text: &str, v: PvValue) -> mlua::Result<Value> {
     Ok(Value::Integer(i64::from(pv::assign(ctx, &lhs, v))))
 }
 
+/// FNV-1a, 64 bits, over `bytes` continuing from `h`.
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The cache hash of a call, from the Lua values as they are (no allocation); None
+/// for other arguments (floats: prepared anew each time).
+fn call_hash(name: &str, args: &[Value]) -> mlua::Result<Option<u64>> {
+    let mut h = fnv(0xcbf2_9ce4_8422_2325, name.as_bytes());
+    for a in args {
+        h = match a {
+            Value::Integer(i) => fnv(fnv(h, b"i"), &i.to_le_bytes()),
+            Value::Boolean(b) => fnv(fnv(h, b"i"), &i64::from(*b).to_le_bytes()),
+            Value::String(s) => fnv(fnv(h, b"s"), &s.as_bytes()),
+            _ => return Ok(None),
+        };
+    }
+    Ok(Some(h))
+}
+
+/// Whether a cached key is this call.
+fn same_call(k: &CallKey, name: &str, args: &[Value]) -> bool {
+    k.name == name
+        && k.args.len() == args.len()
+        && k.args.iter().zip(args).all(|(k, a)| match (k, a) {
+            (KeyArg::Int(x), Value::Integer(y)) => x == y,
+            (KeyArg::Int(x), Value::Boolean(y)) => *x == i64::from(*y),
+            (KeyArg::Str(x), Value::String(y)) => x.as_bytes() == &*y.as_bytes(),
+            _ => false,
+        })
+}
+
 /// Call the configuration function `name` with Lua arguments.
 fn call_cfg(ctx: &mut Ctx, name: &str, args: &[Value]) -> mlua::Result<Value> {
-    let key = CallKey {
-        name: name.to_string(),
-        args: args.iter().map(arg_of).collect::<mlua::Result<_>>()?,
-    };
-    let cached = CALLS.with(|c| c.borrow().get(&key).cloned());
+    let hash = call_hash(name, args)?;
+    let cached = hash.and_then(|h| {
+        CALLS.with(|c| {
+            c.borrow()
+                .get(&h)
+                .filter(|(k, _)| same_call(k, name, args))
+                .map(|(_, op)| op.clone())
+        })
+    });
     let op = match cached {
         Some(op) => op,
         None => {
+            let key = CallKey {
+                name: name.to_string(),
+                args: args.iter().map(arg_of).collect::<mlua::Result<_>>()?,
+            };
             let argv = key
                 .args
                 .iter()
@@ -305,13 +348,15 @@ fn call_cfg(ctx: &mut Ctx, name: &str, args: &[Value]) -> mlua::Result<Value> {
                 })
                 .collect();
             let op = Rc::new(fixup::dyn_call(name, argv).map_err(rt)?);
-            CALLS.with(|c| {
-                let mut c = c.borrow_mut();
-                if c.len() >= CACHE_MAX {
-                    c.clear();
-                }
-                c.insert(key, op.clone());
-            });
+            if let Some(h) = hash {
+                CALLS.with(|c| {
+                    let mut c = c.borrow_mut();
+                    if c.len() >= CACHE_MAX {
+                        c.clear();
+                    }
+                    c.insert(h, (key, op.clone()));
+                });
+            }
             op
         }
     };
@@ -399,8 +444,10 @@ pub fn call(lua: &Lua, ctx: Option<&mut Ctx>, id: i64, args: &[Value]) -> mlua::
         }
         Op::IsMethodNamed(m) => Ok(Value::Boolean(method_is(need_ctx(ctx, what)?, m))),
         Op::PvGet | Op::PvGetE | Op::PvIsNull => {
-            let text = text_arg(args, 0, what)?;
-            let spec = pv_spec(&text)?;
+            let spec = match args.first() {
+                Some(Value::String(s)) => pv_spec(&s.to_str()?)?,
+                _ => pv_spec(&text_arg(args, 0, what)?)?,
+            };
             let v = pv::get(need_ctx(ctx, what)?, &spec);
             match api.op {
                 Op::PvIsNull => Ok(Value::Boolean(v.is_null())),

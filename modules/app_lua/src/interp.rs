@@ -30,6 +30,10 @@ pub struct Interp {
     generation: u64,
     /// Handler index → function name (KEMI failure/reply/branch routes).
     names: RefCell<HashMap<usize, String>>,
+    /// `ksr_request_route` and `ksr_reply_route` as the scripts defined them when
+    /// they were loaded (looked up once, not per message).
+    pub request_fn: Option<Function>,
+    pub reply_fn: Option<Function>,
 }
 
 /// How a handler ended.
@@ -98,12 +102,16 @@ impl Interp {
                 .exec()
                 .map_err(|e| format!("Lua script {}: {}", f.display(), lua_err(e)))?;
         }
-        let i = Interp {
+        let mut i = Interp {
             lua,
             slot,
             generation,
             names: RefCell::new(HashMap::new()),
+            request_fn: None,
+            reply_fn: None,
         };
+        i.request_fn = i.function("ksr_request_route").map_err(lua_err)?;
+        i.reply_fn = i.function("ksr_reply_route").map_err(lua_err)?;
         i.scan_names()?;
         Ok(i)
     }
@@ -189,6 +197,8 @@ pub fn current() -> Result<Rc<Interp>, String> {
                             slot: old.slot.clone(),
                             generation,
                             names: RefCell::new(old.names.borrow().clone()),
+                            request_fn: old.request_fn.clone(),
+                            reply_fn: old.reply_fn.clone(),
                         });
                         *cell.borrow_mut() = Some(keep.clone());
                         Ok(keep)

@@ -191,7 +191,7 @@ fn mod_init() -> Result<(), String> {
     // code runs and the handler names are checked, so that a broken script stops the
     // start-up instead of every worker.
     let i = interp::Interp::new(&files, 0)?;
-    if kemi && !i.has_function("ksr_request_route") {
+    if kemi && i.request_fn.is_none() {
         return Err(format!(
             "cfgengine \"lua\": no function ksr_request_route() in {}",
             files
@@ -333,28 +333,33 @@ fn engine_route_index(_kind: RouteKind, name: &str) -> Option<usize> {
 fn engine_has(kind: RouteKind, idx: usize) -> bool {
     match (kind, idx) {
         (RouteKind::Request, _) => true,
-        (RouteKind::OnReply, 0) => {
-            interp::current().is_ok_and(|i| i.has_function("ksr_reply_route"))
-        }
+        (RouteKind::OnReply, 0) => interp::current().is_ok_and(|i| i.reply_fn.is_some()),
         _ => interp::current().is_ok_and(|i| i.name_of(idx).is_some()),
     }
 }
 
 fn engine_run(kind: RouteKind, idx: usize, ctx: &mut Ctx) -> i32 {
-    let name = match (kind, idx) {
-        (RouteKind::Request, _) => "ksr_request_route".to_string(),
-        (RouteKind::OnReply, 0) => "ksr_reply_route".to_string(),
+    let name: std::borrow::Cow<'static, str> = match (kind, idx) {
+        (RouteKind::Request, _) => "ksr_request_route".into(),
+        (RouteKind::OnReply, 0) => "ksr_reply_route".into(),
         _ => match interp::current().ok().and_then(|i| i.name_of(idx)) {
-            Some(n) => n,
+            Some(n) => n.into(),
             None => {
                 openser_core::log_err!("no Lua function for {kind:?} route {idx}");
                 return -1;
             }
         },
     };
-    let out = run_with(ctx, |i| match i.function(&name)? {
-        Some(f) => f.call::<Value>(()),
-        None => Err(api::rt(format!("no Lua function {name}()"))),
+    let out = run_with(ctx, |i| {
+        let f = match (kind, idx) {
+            (RouteKind::Request, _) => i.request_fn.clone(),
+            (RouteKind::OnReply, 0) => i.reply_fn.clone(),
+            _ => i.function(&name)?,
+        };
+        match f {
+            Some(f) => f.call::<Value>(()),
+            None => Err(api::rt(format!("no Lua function {name}()"))),
+        }
     });
     match out {
         Outcome::Done(_) => 1,

@@ -26,7 +26,7 @@
 //!
 //! Routing in Lua (KEMI mode): with the global `cfgengine "lua"` the request route is
 //! the Lua function `ksr_request_route()`, the main reply route `ksr_reply_route()`
-//! (if defined), and failure, per-transaction reply and branch routes are the
+//! (if defined; both looked up when the scripts are loaded or reloaded), and failure, per-transaction reply and branch routes are the
 //! functions named in `KSR.tm.t_on_failure("name")`, `t_on_reply`, `t_on_branch`.
 //! The configuration keeps its globals, `loadmodule` and `modparam` lines; its route
 //! blocks other than startup, timer and event routes are not run.

@@ -539,3 +539,85 @@ fn bad_scripts_and_engines_stop_the_start() {
         "start.lua:3:",
     );
 }
+
+/// KEMI failure, branch and reply routes: `KSR.tm.t_on_failure("name")` names a Lua
+/// function that tm runs (by its handler index) when the branch fails — here a 503
+/// rerouted to a second UAS; `t_on_branch` adds a header to each branch;
+/// `t_on_reply` and `ksr_reply_route` see the replies.
+#[test]
+fn kemi_failure_branch_and_reply_routes() {
+    let dir = TempDir::new("lua-fail");
+    let uas1 = Client::new();
+    let uas2 = Client::new();
+    let script = dir.file("routing.lua");
+    std::fs::write(
+        &script,
+        format!(
+            r#"
+function ksr_request_route()
+	if KSR.is_INVITE() then
+		KSR.tm.t_on_failure("ksr_failure_manage")
+		KSR.tm.t_on_branch("ksr_branch_manage")
+		KSR.tm.t_on_reply("ksr_onreply_manage")
+	end
+	if KSR.tm.t_relay() < 0 then
+		KSR.sl.sl_reply_error()
+	end
+end
+
+function ksr_branch_manage()
+	KSR.hdr.append("X-Branch: " .. KSR.pv.get("$rU") .. "\r\n")
+end
+
+function ksr_onreply_manage()
+	KSR.notice("lua onreply " .. KSR.pv.get("$rs") .. "\n")
+end
+
+function ksr_reply_route()
+	KSR.notice("lua reply route " .. KSR.pv.get("$rs") .. "\n")
+end
+
+function ksr_failure_manage()
+	if KSR.tm.t_check_status("503") > 0 then
+		KSR.pv.sets("$ru", "sip:second@127.0.0.1:{}")
+		KSR.tm.t_relay()
+	end
+end
+"#,
+            uas2.port()
+        ),
+    )
+    .unwrap();
+    let cfg = kemi_cfg(2, &script, "");
+    let mut s = Server::start(&cfg, &["-DD", "-E"]);
+    let caller = Client::new();
+    let ruri = format!("sip:first@127.0.0.1:{}", uas1.port());
+    caller.send(
+        s.addr(),
+        &request(
+            "INVITE",
+            &ruri,
+            caller.port(),
+            "luafailure",
+            1,
+            "Contact: <sip:alice@127.0.0.1>\r\n",
+        ),
+    );
+    let (i1, f1) = expect(&uas1, "INVITE", Duration::from_secs(5)).expect("INVITE at uas1");
+    assert_eq!(header(&i1, "X-Branch"), Some("first"), "{i1}");
+    uas1.send(f1, &reply_to(&i1, 503, "Service Unavailable", "u1"));
+    let (i2, f2) = expect(&uas2, "INVITE", Duration::from_secs(5)).expect("rerouted INVITE");
+    assert!(
+        i2.starts_with(&format!("INVITE sip:second@127.0.0.1:{} ", uas2.port())),
+        "{i2}"
+    );
+    assert_eq!(header(&i2, "X-Branch"), Some("second"), "{i2}");
+    uas2.send(f2, &reply_to(&i2, 200, "OK", "u2"));
+    let (ok, _) = expect(&caller, "200", Duration::from_secs(5)).expect("200 from uas2");
+    assert!(header(&ok, "To").unwrap().contains("tag=u2"), "{ok}");
+    assert!(s.stop().success());
+    let log = s.log();
+    assert!(log.contains("lua onreply 503"), "{log}");
+    assert!(log.contains("lua reply route 200"), "{log}");
+    assert!(!log.contains("ERROR:app_lua"), "{log}");
+}

@@ -6,8 +6,9 @@
 # its child) under `valgrind --tool=callgrind --trace-children=yes`, SIPp sends N calls
 # at a low rate, and the receiver's and the timer's instruction counts are divided by N.
 # Scenarios: stateless, stateful (INVITE/180/200/ACK/BYE/200 via record_route +
-# t_relay), register (one new user per REGISTER), registrar (INVITEs to registered
-# users). Environment: N (calls, default 2000), RATE (default 200), BIN (default the
+# t_relay), lua (the stateful calls with the routing in bench/routing.lua under
+# cfgengine "lua"), register (one new user per REGISTER), registrar (INVITEs to
+# registered users). Environment: N (calls, default 2000), RATE (default 200), BIN (default the
 # release build), SERVER (a whole command line instead of BIN …, with $CFG for the
 # config: e.g. the original OpenSER), CFG_PATTERN (printf pattern of the config per
 # routing, default bench/openser-%s.cfg), OUT (default target/bench/callgrind-<date>),
@@ -43,6 +44,7 @@ run_one() {
 	case $scen in
 	stateless) routing=stateless ;;
 	stateful) routing=stateful ;;
+	lua) routing=lua ;; # stateful calls, the routing in bench/routing.lua
 	register | registrar) routing=registrar ;;
 	*) echo "unknown scenario $scen" >&2; return 1 ;;
 	esac
@@ -50,6 +52,7 @@ run_one() {
 	mkdir -p "$dir"
 	local cfg=$dir/server.cfg
 	# shellcheck disable=SC2059
+	if [ "$routing" = lua ]; then sed "s/127\.0\.0\.1/$HOST/g" "$HERE/routing.lua" >"$dir/routing.lua"; fi
 	sed -e 's/^children=.*/children=1/' -e 's/^fork=.*/fork=no/' -e "s/127\.0\.0\.1/$HOST/g" "$(printf "$CFG_PATTERN" "$routing")" >"$cfg"
 	local cmd
 	if [ -n "${SERVER:-}" ]; then
@@ -62,9 +65,9 @@ run_one() {
 	local vpid=$!
 	sleep 6 # valgrind start-up
 	local uas=
-	if [ "$scen" = stateless ] || [ "$scen" = stateful ] || [ "$scen" = registrar ]; then
-		sipp -sf "$SCEN/uas.xml" -i $HOST -p 5070 -d 50 -bg </dev/null >/dev/null 2>&1 || true
-		uas=1
+	if [ "$scen" = stateless ] || [ "$scen" = stateful ] || [ "$scen" = lua ] || [ "$scen" = registrar ]; then
+		sipp -sf "$SCEN/uas.xml" -i $HOST -p 5070 -d 50 -nostdin </dev/null >/dev/null 2>&1 &
+		uas=$!
 	fi
 	if [ "$scen" = registrar ]; then
 		users "$dir/users.csv" "$N"
@@ -88,7 +91,8 @@ run_one() {
 			-nostdin -trace_stat -stf "$dir/stat.csv" $HOST:5060 >/dev/null 2>&1 || true
 		;;
 	esac
-	[ -n "$uas" ] && pkill -f "sipp -sf $SCEN/uas.xml -i $HOST " || true
+	# the UAS this run started, by its pid (never by name: other runs may be going on)
+	if [ -n "$uas" ]; then kill "$uas" 2>/dev/null || true; wait "$uas" 2>/dev/null || true; fi
 	kill -TERM $vpid 2>/dev/null || true
 	wait $vpid 2>/dev/null || true
 	local ok

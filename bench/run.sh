@@ -7,8 +7,8 @@
 # beside this repository, or BENCH_DRIVER=path/to/run-pair.sh), which starts the
 # proxy once per step on udp:127.0.0.1:5060 and drives it with SIPp over loopback.
 #
-#   SCENARIOS="stateless stateful registrar register regmem inflight regscale tcp tls
-#              dispatcher cluster dialog"
+#   SCENARIOS="stateless stateful lua registrar register regmem inflight regscale tcp
+#              tls dispatcher cluster dialog"
 #                      (default: all; inflight and regscale are bench/inflight.sh and
 #                      bench/regscale.sh, fixed-rate costs at scale, not searches; tcp
 #                      and tls are stateful calls over TCP and TLS, bench/stream_bench.sh
@@ -16,9 +16,13 @@
 #                      package kamailio-tls-modules; dispatcher is bench/dispatcher_bench.sh,
 #                      round-robin over two UASs driven by sipload over UDP; cluster is
 #                      bench/cluster_bench.sh, 1–3 instances behind a dispatcher front on
-#                      a 3-node Galera cluster, openser-rs only: CPU per operation;
-#                      dialog is bench/dialog_bench.sh, stateful calls tracked by the
-#                      dialog module with a per-caller profile check, both servers)
+#                      a 3-node Galera cluster, openser-rs only: CPU per operation; lua is
+#                      the stateful search with the routing in Lua, bench/routing.lua under
+#                      cfgengine "lua" for both servers — Kamailio's needs the Debian
+#                      package kamailio-lua-modules — reported as the row `lua`, with its
+#                      CPU per call against the native `stateful` row; dialog is
+#                      bench/dialog_bench.sh, stateful calls tracked by the dialog module
+#                      with a per-caller profile check, both servers)
 #   MAXBUFFER=262144   receive buffer for both servers (compare like with like)
 #   REPEAT=3           independent searches per server (the report uses the median)
 #   REG_RATES="4000 8000 16000 24000 32000 48000 64000"   the register search's steps
@@ -33,7 +37,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 DRIVER=${BENCH_DRIVER:-$ROOT/../shared/bench/run-pair.sh}
-SCENARIOS=${SCENARIOS:-stateless stateful registrar register regmem inflight regscale tcp tls dispatcher cluster dialog}
+SCENARIOS=${SCENARIOS:-stateless stateful lua registrar register regmem inflight regscale tcp tls dispatcher cluster dialog}
 MAXBUFFER=${MAXBUFFER:-262144}
 REPEAT=${REPEAT:-3}
 REG_RATES=${REG_RATES:-4000 8000 16000 24000 32000 48000 64000}
@@ -61,6 +65,7 @@ done
 
 # The searches of run-pair.sh, and the scale scripts, from SCENARIOS.
 PAIR=
+LUA=
 SCALE=
 STREAM=
 OWN=
@@ -69,6 +74,7 @@ for s in $SCENARIOS; do
 	inflight | regscale) SCALE="$SCALE $s" ;;
 	tcp | tls) STREAM="$STREAM $s" ;;
 	dispatcher | cluster | dialog) OWN="$OWN $s" ;;
+	lua) LUA=lua ;;
 	*) PAIR="$PAIR $s" ;;
 	esac
 done
@@ -96,6 +102,30 @@ if [ -n "$PAIR" ]; then
 		run_one openser "$BIN -DD -E -m 1536 -f $CFGDIR/openser-\$ROUTING.cfg" "$i"
 		if command -v kamailio >/dev/null; then
 			run_one kamailio "kamailio -DD -E -m 1536 -f $CFGDIR/kamailio-\$ROUTING.cfg" "$i"
+		fi
+	done
+fi
+# Lua routing: the stateful search with openser-lua.cfg / kamailio-lua.cfg, one
+# routing.lua for both (absolute path written in), lines renamed `lua`.
+if [ -n "$LUA" ]; then
+	cp "$HERE/routing.lua" "$CFGDIR/routing.lua"
+	for r in openser kamailio; do
+		sed -e "s/^listen=.*/&\nmaxbuffer=$MAXBUFFER/" \
+			-e "s|\"load\", \"routing.lua\"|\"load\", \"$CFGDIR/routing.lua\"|" \
+			"$HERE/$r-lua.cfg" >"$CFGDIR/$r-lua.cfg"
+	done
+	KLUA=
+	if command -v kamailio >/dev/null && [ -f /usr/lib/x86_64-linux-gnu/kamailio/modules/app_lua.so ]; then
+		KLUA=1
+	fi
+	for i in $(seq 1 "$REPEAT"); do
+		OUT=$OUTBASE/openser-lua-$i "$DRIVER" "$BIN -DD -E -m 1536 -f $CFGDIR/openser-lua.cfg" stateful |
+			sed 's/^stateful /lua /' | tee -a "$OUTBASE/openser-$i.txt"
+		if [ -n "$KLUA" ]; then
+			OUT=$OUTBASE/kamailio-lua-$i "$DRIVER" "kamailio -DD -E -m 1536 -f $CFGDIR/kamailio-lua.cfg" stateful |
+				sed 's/^stateful /lua /' | tee -a "$OUTBASE/kamailio-$i.txt"
+		else
+			echo "bench: kamailio-lua-modules not installed, Lua routing measured for openser-rs only" >&2
 		fi
 	done
 fi
@@ -151,4 +181,8 @@ for s in o:
             rr.append(f"{o[s][0] / v[0]:.2f}x {n}")
             ur.append(f"{o[s][1] / v[1]:.2f}x {n}")
     print(f"{s:10} " + " ".join(cols) + "   " + ", ".join(rr) + "   " + ", ".join(ur))
+for n, d in servers:
+    if "lua" in d and "stateful" in d:
+        print(f"{n}: Lua routing / native cfg, CPU per call {d['lua'][1] / d['stateful'][1]:.2f}x, "
+              f"rate {d['lua'][0] / d['stateful'][0]:.2f}x")
 PY

@@ -56,4 +56,5 @@ pub static MODULES: &[&ModuleExports] = &[
     &mtree::EXPORTS,
     &pipelimit::EXPORTS,
     &ratelimit::EXPORTS,
+    &app_lua::EXPORTS,
 ];

@@ -168,6 +168,7 @@ pub fn load(path: &str, g: &mut Globals, check_routes: bool) -> Result<Loaded, S
     if missing || unbound {
         return Err(bad_config(&errors));
     }
+    check_cfgengine(&ast, g, &mods, &mut errors);
     let script = match script::fixup::fixup_with(&ast, &mods, &g.avp_aliases, check_routes) {
         Ok(s) if errors.is_empty() => s,
         Ok(_) => return Err(bad_config(&errors)),
@@ -187,6 +188,42 @@ pub fn load(path: &str, g: &mut Globals, check_routes: bool) -> Result<Loaded, S
         script,
         modules,
     })
+}
+
+/// `cfgengine`: the engine named must be declared by a loaded module, whose engine is
+/// installed for `script::run_route` (see `script::engine`); `native` keeps the route
+/// blocks.
+fn check_cfgengine(
+    ast: &ast::Config,
+    g: &Globals,
+    mods: &[&'static ModuleExports],
+    errors: &mut Vec<String>,
+) {
+    let name = g.cfgengine.as_str();
+    if name == "native" {
+        return;
+    }
+    match mods
+        .iter()
+        .filter_map(|m| m.engine)
+        .find(|e| e.name == name)
+    {
+        Some(e) => script::engine::install(e),
+        None => {
+            let by = module::builtin()
+                .iter()
+                .find(|m| m.engine.is_some_and(|e| e.name == name))
+                .map(|m| m.name);
+            let msg = match by {
+                Some(m) => format!("cfgengine \"{name}\" needs module {m}: loadmodule \"{m}.so\""),
+                None => format!("unknown cfgengine \"{name}\" (native, lua)"),
+            };
+            match ast.globals.iter().rev().find(|a| a.name == "cfgengine") {
+                Some(a) => errors.push(cfg::error::render_in(&ast.sources, a.value_span, &msg)),
+                None => errors.push(log::error_line(msg)),
+            }
+        }
+    }
 }
 
 /// 1.2's summary line of a rejected configuration.

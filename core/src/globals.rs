@@ -179,6 +179,9 @@ pub struct Globals {
     pub unix_sock_children: i64,
     pub unix_tx_timeout: i64,
     pub max_while_loops: i64,
+    /// The routing engine (Kamailio's `cfgengine`): `native` runs the configuration's
+    /// route blocks; another name hands them to the module declaring that engine.
+    pub cfgengine: String,
     pub dst_blacklist: Vec<String>,
     /// The `dst_blacklist = id:{...}` lists of the config (see `dns::blacklist`).
     pub dst_blacklists: Vec<crate::cfg::ast::Blacklist>,
@@ -263,6 +266,7 @@ impl Default for Globals {
             unix_sock_children: 1,
             unix_tx_timeout: 2000,
             max_while_loops: 100,
+            cfgengine: "native".into(),
             dst_blacklist: Vec::new(),
             dst_blacklists: Vec::new(),
             shm_size: 32 * 1024 * 1024,
@@ -480,6 +484,13 @@ impl Globals {
             "unix_tx_timeout" => self.unix_tx_timeout = as_int(v)?,
             "sock_mode" | "sock_user" | "sock_group" => {}
             "max_while_loops" => self.max_while_loops = as_int(v)?,
+            "cfgengine" => {
+                let s = as_str(v);
+                if s.trim().is_empty() {
+                    return Err("cfgengine needs an engine name (native, lua)".into());
+                }
+                self.cfgengine = s.trim().to_string()
+            }
             _ => {
                 if !self.tls.apply(name, v)? {
                     return Err(format!("unknown global parameter '{name}'"));

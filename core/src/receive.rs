@@ -101,9 +101,7 @@ fn handle_reply(mut msg: SipMsg) {
         stats.bad_msg_hdr.inc();
         return;
     }
-    let has_onreply = script::fixup::SCRIPT
-        .get()
-        .is_some_and(|s| s.has(RouteKind::OnReply, 0));
+    let has_onreply = script::engine::has_route(RouteKind::OnReply, 0);
     // A reply that may reach a script (the main onreply_route, or tm's per-transaction
     // one through its reply hook) needs a parsable CSeq too (RFC 4475 scalarlg); the
     // stateless relay alone sends it on by its Via unread, as 1.2 does.

@@ -1,4 +1,5 @@
 mod acc;
+mod app_lua;
 mod auth;
 mod auth_challenge;
 mod auth_hardening;

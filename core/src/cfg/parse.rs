@@ -313,7 +313,9 @@ impl Parser {
             let t = self.at(0);
             let starts_item = match &t.tok {
                 Tok::Ident(s) => {
-                    TOP_KEYWORDS.contains(&s.as_str()) || self.at(1).tok == Tok::Assign
+                    TOP_KEYWORDS.contains(&s.as_str())
+                        || self.at(1).tok == Tok::Assign
+                        || s == "cfgengine"
                 }
                 _ => false,
             };
@@ -393,6 +395,23 @@ impl Parser {
                     module,
                     param,
                     value,
+                    span,
+                    value_span,
+                });
+            }
+            // Kamailio's form without `=`: `cfgengine "lua"` (`cfgengine = "lua"` is the
+            // ordinary global below).
+            "cfgengine" if matches!(self.at(1).tok, Tok::Str(_)) => {
+                self.advance();
+                let value_span = self.span();
+                let Tok::Str(engine) = self.advance().tok else {
+                    return self.expected("an engine name string after `cfgengine`");
+                };
+                self.eat(&Tok::Semi);
+                cfg.order.push(ItemRef::Global(cfg.globals.len()));
+                cfg.globals.push(GlobalAssign {
+                    name,
+                    value: GlobalValue::Str(engine),
                     span,
                     value_span,
                 });
@@ -486,7 +505,9 @@ impl Parser {
                     }
                     let more = match self.tok() {
                         Tok::Ident(s) => {
-                            !TOP_KEYWORDS.contains(&s.as_str()) && self.at(1).tok != Tok::Assign
+                            !TOP_KEYWORDS.contains(&s.as_str())
+                                && s != "cfgengine"
+                                && self.at(1).tok != Tok::Assign
                         }
                         Tok::Ipv4(_) | Tok::Ipv6(_) | Tok::Str(_) | Tok::LBrack => true,
                         _ => false,
@@ -1414,6 +1435,28 @@ mod tests {
         match &cfg.routes[0].body[0] {
             Stmt::If { cond, .. } => cond.clone(),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn cfgengine_with_and_without_assign() {
+        for src in [
+            "listen=udp:127.0.0.1:5060\ncfgengine \"lua\"\nchildren=2\n",
+            "listen=udp:127.0.0.1:5060\ncfgengine = \"lua\"\nchildren=2\n",
+            "cfgengine \"lua\";\nlisten=udp:127.0.0.1:5060\n",
+        ] {
+            let cfg = parse_str("t.cfg", src).unwrap_or_else(|e| panic!("{src}: {e}"));
+            let g = cfg
+                .globals
+                .iter()
+                .find(|g| g.name == "cfgengine")
+                .unwrap_or_else(|| panic!("{src}"));
+            assert_eq!(g.value, GlobalValue::Str("lua".into()), "{src}");
+            let listen = cfg.globals.iter().find(|g| g.name == "listen").unwrap();
+            assert!(
+                matches!(&listen.value, GlobalValue::Sockets(v) if v.len() == 1),
+                "{src}"
+            );
         }
     }
 

@@ -303,6 +303,8 @@ pub struct ModuleExports {
     pub pre_script: Option<fn(&mut SipMsg) -> bool>,
     /// Called for every received reply after the main onreply_route; true = consumed.
     pub reply_hook: Option<fn(&mut SipMsg) -> bool>,
+    /// The routing engine it provides for `cfgengine` (app_lua: `"lua"`).
+    pub engine: Option<&'static crate::script::engine::Engine>,
 }
 
 impl ModuleExports {
@@ -324,6 +326,7 @@ impl ModuleExports {
         destroy: None,
         pre_script: None,
         reply_hook: None,
+        engine: None,
     };
 
     /// The parameter row `name`, if the module has one.

@@ -554,24 +554,10 @@ impl Fixer<'_> {
                 let rhs = self.expr(&a.rhs, a.span, script)?;
                 let mut spec = a.lhs.spec.clone();
                 self.pv(&mut spec, a.lhs.span);
-                let lhs = match spec.name.as_str() {
-                    "ru" | "ruri" => Lhs::Ru,
-                    "rU" | "ruri.user" => Lhs::RUser,
-                    "rd" | "ruri.domain" => Lhs::RDomain,
-                    "du" | "duri" => Lhs::Du,
-                    "var" => match &spec.param {
-                        Some(PvParam::Name(n)) => Lhs::Var(n.clone()),
-                        _ => {
-                            self.err(a.lhs.span, "bad $var name");
-                            return None;
-                        }
-                    },
-                    n if crate::cfg::pv::is_avp_name(n) => Lhs::Avp(spec),
-                    _ => {
-                        self.err(
-                            a.lhs.span,
-                            format!("'{}' cannot be assigned to", a.lhs.spec.text),
-                        );
+                let lhs = match lhs_of(&spec) {
+                    Ok(l) => l,
+                    Err(m) => {
+                        self.err(a.lhs.span, m);
                         return None;
                     }
                 };
@@ -777,6 +763,7 @@ impl Fixer<'_> {
             name: e.name,
             h: e.handler,
             args,
+            routes: e.routes,
         })
     }
 
@@ -930,4 +917,81 @@ impl Fixer<'_> {
             Expr::BitNot(x) => CExpr::BitNot(Box::new(self.expr(x, _sp, script)?)),
         })
     }
+}
+
+// ---------------------------------------------------------------------------
+// Run-time fixups for embedded languages (app_lua's `sr.modf`/`KSR.x.modf`, its
+// named API functions and `sr.pv`): the same lookup, arity check, argument fixup and
+// name checks as for the configuration, applied to a call or a PV a script builds at
+// run time. Only after the configuration is loaded (they read the frozen globals).
+
+/// A fixer for one run-time item against the loaded modules and `avp_aliases`.
+fn with_dyn_fixer<R>(f: impl FnOnce(&mut Fixer<'_>) -> Option<R>) -> Result<R, String> {
+    let cfg = ast::Config::default();
+    let aliases = parse_aliases(&crate::globals::get().avp_aliases).unwrap_or_default();
+    let mut fx = Fixer {
+        cfg: &cfg,
+        mods: crate::module::loaded(),
+        aliases,
+        errors: Vec::new(),
+        check_routes: false,
+        cur_types: 0,
+    };
+    let r = f(&mut fx);
+    match (r, fx.errors.into_iter().next()) {
+        (Some(r), None) => Ok(r),
+        (_, Some((_, msg))) => Err(msg),
+        (None, None) => Err("fixup failed".into()),
+    }
+}
+
+/// Resolve and fix up the call `name(args…)` as the configuration's fixup does (core
+/// actions, then the loaded modules' functions). Run it with `interp::run_dyn_call`,
+/// which checks the route type.
+pub fn dyn_call(name: &str, args: Vec<Arg>) -> Result<CallOp, String> {
+    let c = ast::Call {
+        name: name.to_string(),
+        args,
+        span: Span::default(),
+    };
+    with_dyn_fixer(|fx| fx.call(&c))
+}
+
+/// Parse and check a pseudo-variable written as text (`$ru`, `$avp(s:x)`, `$var(n)`,
+/// with transformations): the whole text must be one PV.
+pub fn dyn_pv(text: &str) -> Result<PvSpec, String> {
+    let (mut spec, used) = crate::cfg::pv::parse_pv(text.trim())?;
+    if used != text.trim().len() {
+        return Err(format!("'{text}' is not one pseudo-variable"));
+    }
+    with_dyn_fixer(|fx| {
+        fx.pv(&mut spec, Span::default());
+        Some(())
+    })?;
+    Ok(spec)
+}
+
+/// Where an assignment to the (checked) PV `spec` goes, as `$x = …` in the
+/// configuration: `$ru`, `$rU`, `$rd`, `$du`, `$var(name)` and AVPs.
+pub fn dyn_lhs(spec: &PvSpec) -> Result<Lhs, String> {
+    if !spec.trans.is_empty() {
+        return Err(format!("'{}' cannot be assigned to", spec.text));
+    }
+    lhs_of(spec)
+}
+
+/// The assignment target of a PV (configuration and run time alike).
+fn lhs_of(spec: &PvSpec) -> Result<Lhs, String> {
+    Ok(match spec.name.as_str() {
+        "ru" | "ruri" => Lhs::Ru,
+        "rU" | "ruri.user" => Lhs::RUser,
+        "rd" | "ruri.domain" => Lhs::RDomain,
+        "du" | "duri" => Lhs::Du,
+        "var" => match &spec.param {
+            Some(PvParam::Name(n)) => Lhs::Var(n.clone()),
+            _ => return Err("bad $var name".into()),
+        },
+        n if crate::cfg::pv::is_avp_name(n) => Lhs::Avp(spec.clone()),
+        _ => return Err(format!("'{}' cannot be assigned to", spec.text)),
+    })
 }

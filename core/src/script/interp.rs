@@ -24,6 +24,9 @@ pub struct CallOp {
     pub name: &'static str,
     pub h: CmdFn,
     pub args: Vec<FixedArg>,
+    /// the route types the function is allowed in (checked at fixup with `-C`, and
+    /// per call for calls prepared at run time, [`run_dyn_call`])
+    pub routes: u32,
 }
 
 /// Where an assignment goes.
@@ -117,13 +120,22 @@ fn script_of(ctx: &Ctx) -> Option<&'static Script> {
 /// (depth 0) reset the script flags. Returns the route's value (`$rc` of its last
 /// action, or the `return(n)` value).
 pub fn run_route(kind: RouteKind, idx: usize, ctx: &mut Ctx) -> i32 {
+    let top = ctx.depth == 0;
+    // `cfgengine`: a top-level run of a route the engine serves is the engine's.
+    if top
+        && ctx.script.is_none()
+        && let Some(ret) = super::engine::dispatch(kind, idx, ctx)
+    {
+        ctx.run_flags &= !(RUN_RETURN | RUN_BREAK);
+        ctx.retcode = ret;
+        return ret;
+    }
     let Some(script) = script_of(ctx) else {
         return 1;
     };
     let Some(Some(code)) = script.tables[kind_slot(kind)].blocks.get(idx) else {
         return 1;
     };
-    let top = ctx.depth == 0;
     if top {
         ctx.sflags = 0;
         ctx.run_flags = 0;
@@ -148,6 +160,9 @@ thread_local! {
 /// may check their route arguments), while a script runs, and afterwards.
 pub fn route_index(kind: RouteKind, name: &str) -> Option<usize> {
     if let Some(r) = super::fixup::fixup_route_index(kind, name) {
+        return r;
+    }
+    if let Some(r) = super::engine::route_index(kind, name) {
         return r;
     }
     CURRENT
@@ -183,6 +198,25 @@ fn call(ctx: &mut Ctx, c: &CallOp) -> i32 {
         run_error_route(ctx);
     }
     r
+}
+
+/// Run a call prepared at run time by an embedded language
+/// (`fixup::dyn_call`): refused with an error when the function is not allowed in the
+/// route type `ctx` runs in (the check `-C` makes for the configuration), else run
+/// as a call in a route block is, error_route included.
+pub fn run_dyn_call(ctx: &mut Ctx, c: &CallOp) -> Result<i32, String> {
+    let bad = ctx.route_type & !c.routes;
+    if bad != 0 {
+        let bit = 1 << bad.trailing_zeros();
+        return Err(format!(
+            "function '{}' is not allowed in {}",
+            c.name,
+            crate::route::type_name(bit)
+        ));
+    }
+    let r = call(ctx, c);
+    ctx.retcode = r;
+    Ok(r)
 }
 
 /// error_route: after an action that recorded a parse error (request, failure and

@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod avp;
 pub mod ctx;
+pub mod engine;
 pub mod fixup;
 pub mod interp;
 pub mod pv;

@@ -642,3 +642,44 @@ fn route_index_during_and_after_fixup() {
     let e = fixup_with(&cfg, &[&M], &[], false).err().unwrap();
     assert!(e[0].contains("failure_route '5' is not defined"), "{e:?}");
 }
+
+/// The run-time fixups app_lua uses: a core action through `dyn_call` with its route
+/// check, PVs by text through `dyn_pv`/`dyn_lhs`, errors as the configuration's.
+#[test]
+fn dyn_call_and_dyn_pv() {
+    use super::fixup::{dyn_call, dyn_lhs, dyn_pv};
+    use super::interp::run_dyn_call;
+    use crate::cfg::ast::{Arg, ArgValue, Span};
+    let arg = |v: ArgValue| Arg {
+        value: v,
+        span: Span::default(),
+    };
+    let mut m = msg();
+    let mut ctx = Ctx::new(&mut m, REQUEST_ROUTE);
+    let set = dyn_call("setflag", vec![arg(ArgValue::Int(3))]).unwrap();
+    assert_eq!(run_dyn_call(&mut ctx, &set), Ok(1));
+    let is = dyn_call("isflagset", vec![arg(ArgValue::Str("3".into()))]).unwrap();
+    assert_eq!(run_dyn_call(&mut ctx, &is), Ok(1));
+    let e = dyn_call("setflag", vec![]).err().unwrap();
+    assert!(e.contains("called with 0 arguments"), "{e}");
+    let e = dyn_call("no_such_function", vec![]).err().unwrap();
+    assert!(e.contains("unknown function"), "{e}");
+    // A function refused in the route type the context runs in.
+    let drop_rpl = dyn_call("setflag", vec![arg(ArgValue::Int(1))]).unwrap();
+    let limited = super::interp::CallOp {
+        routes: crate::route::FAILURE_ROUTE,
+        ..drop_rpl
+    };
+    let e = run_dyn_call(&mut ctx, &limited).unwrap_err();
+    assert!(e.contains("not allowed in request_route"), "{e}");
+
+    let spec = dyn_pv("$var(lua)").unwrap();
+    let lhs = dyn_lhs(&spec).unwrap();
+    assert_eq!(super::pv::assign(&mut ctx, &lhs, PvValue::Int(5)), 1);
+    assert_eq!(var(&mut ctx, "lua"), PvValue::Int(5));
+    let ru = dyn_pv("$rU").unwrap();
+    assert_eq!(ctx.get_pv(&ru), PvValue::Str("bob".into()));
+    assert!(dyn_lhs(&dyn_pv("$fu").unwrap()).is_err());
+    assert!(dyn_pv("$nope_pv").is_err());
+    assert!(dyn_pv("$var(a) trailing").is_err());
+}

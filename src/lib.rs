@@ -49,4 +49,9 @@ pub static MODULES: &[&ModuleExports] = &[
     &uac::EXPORTS,
     &uac_redirect::EXPORTS,
     &dialog::EXPORTS,
+    &presence::EXPORTS,
+    &presence_xml::EXPORTS,
+    &pua::EXPORTS,
+    &pua_usrloc::EXPORTS,
+    &pua_mi::EXPORTS,
 ];

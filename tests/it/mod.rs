@@ -30,6 +30,7 @@ mod package;
 mod path_div;
 mod permissions;
 mod pike;
+mod presence;
 mod process;
 mod production;
 mod pstn;

@@ -696,7 +696,10 @@ fn baresip_sees_a_buddy_change_state() {
     let uport = free_udp_port();
     std::fs::write(
         home.file("config"),
-        format!("sip_listen\t127.0.0.1:{uport}\nmodule_path\t{modules}\nmodule\t\t\tpresence.so\n"),
+        format!(
+            "sip_listen\t127.0.0.1:{uport}\nnet_interface\t127.0.0.1\nmodule_path\t{modules}\n\
+             module\t\t\taccount.so\nmodule\t\t\tcontact.so\nmodule\t\t\tpresence.so\n"
+        ),
     )
     .unwrap();
     std::fs::write(

@@ -51,6 +51,7 @@ pub static MODULES: &[&ModuleExports] = &[
     &dialog::EXPORTS,
     &presence::EXPORTS,
     &presence_xml::EXPORTS,
+    &presence_mwi::EXPORTS,
     &pua::EXPORTS,
     &pua_usrloc::EXPORTS,
     &pua_mi::EXPORTS,

@@ -225,9 +225,25 @@ impl Ua {
         self.publish_event("presence", body, expires, if_match)
     }
 
+    /// Publish a new `event` document of content type `ctype`, for 60 s.
+    fn publish_as(&mut self, event: &str, ctype: &str, body: &str) -> String {
+        self.publish_full(event, ctype, body, 60, None)
+    }
+
     fn publish_event(
         &mut self,
         event: &str,
+        body: &str,
+        expires: u32,
+        if_match: Option<&str>,
+    ) -> String {
+        self.publish_full(event, "application/pidf+xml", body, expires, if_match)
+    }
+
+    fn publish_full(
+        &mut self,
+        event: &str,
+        ctype: &str,
         body: &str,
         expires: u32,
         if_match: Option<&str>,
@@ -255,7 +271,7 @@ impl Ua {
             if body.is_empty() {
                 String::new()
             } else {
-                "Content-Type: application/pidf+xml\r\n".to_string()
+                format!("Content-Type: {ctype}\r\n")
             },
             body.len()
         );
@@ -760,4 +776,41 @@ fn baresip_sees_a_buddy_change_state() {
         log(),
         s.log()
     );
+}
+
+#[test]
+fn message_waiting_indication() {
+    let Some(db) = database() else { return };
+    let s = Server::start(
+        &cfg(&db.url(), "").replace(
+            "loadmodule \"presence_xml.so\"\n",
+            "loadmodule \"presence_xml.so\"\nloadmodule \"presence_mwi.so\"\n",
+        ),
+        &[],
+    );
+    let mut phone = Ua::new("bob", s.addr());
+    let mut vm = Ua::new("bob", s.addr());
+    let c = phone.subscribe("bob", "message-summary", "m1", None, 600, "");
+    assert_eq!(status(&phone.reply_to("m1", c)), 200);
+    let n = phone.notify("m1", "an empty summary", |_| true);
+    assert!(body(&n).is_empty(), "{n}");
+    assert_eq!(header(&n, "Event"), Some("message-summary"));
+    let summary = "Messages-Waiting: yes\r\nVoice-Message: 2/8 (0/2)\r\n";
+    let r = vm.publish_as(
+        "message-summary",
+        "application/simple-message-summary",
+        summary,
+    );
+    assert_eq!(status(&r), 200, "{r}");
+    let n = phone.notify("m1", "the summary", |m| body(m) == summary);
+    assert_eq!(
+        header(&n, "Content-Type"),
+        Some("application/simple-message-summary")
+    );
+    let r = vm.publish_as(
+        "message-summary",
+        "application/simple-message-summary",
+        "Voice-Message: 2/8\r\n",
+    );
+    assert_eq!(status(&r), 400, "{r}");
 }

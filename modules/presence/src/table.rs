@@ -569,6 +569,66 @@ mod tests {
         assert_eq!(unpack(&w, 3), b"sip");
     }
 
+    fn sub(pres: &str, callid: &str) -> SubInfo {
+        let mut f: [String; NF] = Default::default();
+        f[F_PRES] = pres.into();
+        f[F_EVENT] = "presence".into();
+        f[F_WATCHER] = "sip:alice@example.com".into();
+        f[F_CALLID] = callid.into();
+        f[F_FTAG] = "ft".into();
+        f[F_TTAG] = format!("tt-{callid}");
+        SubInfo {
+            expires: 100,
+            status: ST_ACTIVE,
+            f,
+            ..SubInfo::default()
+        }
+    }
+
+    #[test]
+    fn subscriptions_stored_found_removed_and_repaired() {
+        let _ = shm::init(16 << 20);
+        let t = Table::new(4, 2).unwrap();
+        let pres = "sip:bob@example.com";
+        let b = t.lock_key(pres, "presence").unwrap();
+        let (c1, id1) = b.create(&sub(pres, "c1")).unwrap();
+        let (_, id2) = b.create(&sub(pres, "c2")).unwrap();
+        assert_ne!(id1, id2);
+        assert_eq!(b.find_dialog("c1", "ft", "tt-c1"), Some(c1));
+        assert_eq!(b.find_dialog("c1", "ft", "tt-c2"), None);
+        assert_eq!(b.watchers_of(pres, "presence").len(), 2);
+        assert_eq!(b.next_cseq(c1), 1);
+        assert_eq!(b.next_cseq(c1), 2);
+        assert_eq!(b.info(c1).lcseq, 2);
+        assert!(b.take_dirty(c1));
+        assert!(!b.take_dirty(c1));
+        assert_eq!(b.info(c1).flags & FL_INDB, FL_INDB);
+        let mut long = sub(pres, "c3");
+        long.f[F_ROUTE] = "x".repeat(TEXT_BYTES);
+        assert_eq!(b.create(&long), Err(StoreError::TooLong));
+        b.remove(c1);
+        assert_eq!(b.find_id(id1), None);
+        assert_eq!(t.count(), 1);
+        let entry = b.entry;
+        drop(b);
+        // a cell taken from the pool but never linked (its process died) goes back
+        let held = t.locks[entry as usize].lock();
+        let lost = t.pop(entry).unwrap();
+        let done = t.repair_bucket(entry, &held);
+        drop(held);
+        assert!(
+            done.iter().any(|d| d.contains(&format!("cell {lost}"))),
+            "{done:?}"
+        );
+        assert_eq!(t.count(), 1);
+        // the pool fills up, then refuses
+        let b = t.lock_key(pres, "presence").unwrap();
+        for i in 0..3 {
+            b.create(&sub(pres, &format!("f{i}"))).unwrap();
+        }
+        assert_eq!(b.create(&sub(pres, "f9")), Err(StoreError::Full));
+    }
+
     #[test]
     fn keys_spread_and_ignore_case() {
         assert!(key_hash("sip:bob@example.com", "presence", 16) < 16);

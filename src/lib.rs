@@ -57,4 +57,10 @@ pub static MODULES: &[&ModuleExports] = &[
     &pipelimit::EXPORTS,
     &ratelimit::EXPORTS,
     &app_lua::EXPORTS,
+    &presence::EXPORTS,
+    &presence_xml::EXPORTS,
+    &presence_mwi::EXPORTS,
+    &pua::EXPORTS,
+    &pua_usrloc::EXPORTS,
+    &pua_mi::EXPORTS,
 ];

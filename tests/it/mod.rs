@@ -35,6 +35,7 @@ mod path_div;
 mod permissions;
 mod pike;
 mod pipelimit;
+mod presence;
 mod process;
 mod production;
 mod pstn;

@@ -256,8 +256,31 @@ pub fn register_ulcb(mask: u32, f: UlCallback) {
     CALLBACKS.lock().push((mask, f));
 }
 
+static UNLOCKED_CALLBACKS: Registry<(u32, UlCallback)> = Registry::new();
+
+/// A binding change for the unlocked callbacks: (kind, domain, AOR, contact).
+type Deferred = (UlCbType, String, Vec<u8>, ContactInfo);
+
+thread_local! {
+    /// Events for the [`register_ulcb_unlocked`] callbacks, queued under a slot lock.
+    static DEFERRED: std::cell::RefCell<Vec<Deferred>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Register a callback for the kinds in `mask` that runs once the slot lock is
+/// released (from [`SlotGuard::unlock_then_flush`], after the database writes): it may
+/// block and use other modules (tm), but must not expect the binding to be unchanged
+/// since. For pua_usrloc, whose PUBLISHes go out through tm. Call before fork.
+pub fn register_ulcb_unlocked(mask: u32, f: UlCallback) {
+    UNLOCKED_CALLBACKS.lock().push((mask, f));
+}
+
 fn has_callbacks(kind: UlCbType) -> bool {
     CALLBACKS.lock().iter().any(|(m, _)| m & kind as u32 != 0)
+        || UNLOCKED_CALLBACKS
+            .lock()
+            .iter()
+            .any(|(m, _)| m & kind as u32 != 0)
 }
 
 fn run_callbacks(kind: UlCbType, domain: &str, aor: &[u8], ci: &ContactInfo) {
@@ -265,6 +288,32 @@ fn run_callbacks(kind: UlCbType, domain: &str, aor: &[u8], ci: &ContactInfo) {
     for (m, f) in cbs {
         if m & kind as u32 != 0 {
             f(kind, domain, aor, ci);
+        }
+    }
+    if UNLOCKED_CALLBACKS
+        .lock()
+        .iter()
+        .any(|(m, _)| m & kind as u32 != 0)
+    {
+        DEFERRED.with(|q| {
+            q.borrow_mut()
+                .push((kind, domain.to_string(), aor.to_vec(), ci.clone()))
+        });
+    }
+}
+
+/// Run the queued [`register_ulcb_unlocked`] callbacks (no slot lock held).
+fn run_deferred() {
+    let q = DEFERRED.with(|q| std::mem::take(&mut *q.borrow_mut()));
+    if q.is_empty() {
+        return;
+    }
+    let cbs: Vec<(u32, UlCallback)> = UNLOCKED_CALLBACKS.lock().clone();
+    for (kind, domain, aor, ci) in q {
+        for (m, f) in &cbs {
+            if m & kind as u32 != 0 {
+                f(kind, &domain, &aor, &ci);
+            }
         }
     }
 }

@@ -452,6 +452,7 @@ impl<'d> SlotGuard<'d> {
         if super::db::has_pending() {
             super::db::flush();
         }
+        super::run_deferred();
     }
 
     pub(super) fn domain(&self) -> &'d UDomain {

@@ -49,4 +49,8 @@ pub static MODULES: &[&ModuleExports] = &[
     &uac::EXPORTS,
     &uac_redirect::EXPORTS,
     &dialog::EXPORTS,
+    &auth_radius::EXPORTS,
+    &group_radius::EXPORTS,
+    &avp_radius::EXPORTS,
+    &uri_radius::EXPORTS,
 ];

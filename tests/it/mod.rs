@@ -33,6 +33,7 @@ mod pike;
 mod process;
 mod production;
 mod pstn;
+mod radius;
 mod redirect;
 mod registrar;
 mod respawn;

@@ -2,7 +2,8 @@
 //! REGISTERs authorized by its `digest` module (401 on a wrong password, 200 on the
 //! right one, SIP-AVP reply attributes as AVPs), 500 when it is stopped or silent and
 //! the worker free for the next request, accounting Start/Stop records of a SIPp call
-//! with the `radius_extra` attributes in its detail file (beside the log records),
+//! with the `radius_extra` attributes in its detail file (beside the log records), a
+//! missed call (`radius_missed_flag`) as a Failed record,
 //! `acc_rad_request`, and group, AVP and URI checks steering the script.
 
 use crate::harness::radius::{self, FreeRadius};
@@ -226,7 +227,7 @@ fn silent_radius_server_gives_500_after_the_timeout() {
     s.stop();
 }
 
-fn acc_cfg(conf: &std::path::Path, uas: u16) -> String {
+fn acc_cfg(conf: &std::path::Path, uas: u16, busy: u16) -> String {
     format!(
         r#"listen=udp:127.0.0.1:{{PORT}}
 children=2
@@ -237,12 +238,19 @@ loadmodule "rr.so"
 loadmodule "acc.so"
 modparam("acc", "log_flag", 1)
 modparam("acc", "radius_flag", 2)
+modparam("acc", "radius_missed_flag", 3)
 modparam("acc", "radius_config", "{conf}")
 modparam("acc", "radius_extra", "Calling-Station-Id=$fu;Called-Station-Id=$tu")
 route {{
     if (loose_route()) {{
         setflag(1);
         setflag(2);
+        t_relay();
+        exit;
+    }}
+    if ($rU == "missed") {{
+        setflag(3);
+        rewritehostport("127.0.0.1:{busy}");
         t_relay();
         exit;
     }}
@@ -285,7 +293,8 @@ fn accounting_start_stop_and_acc_rad_request() {
     let conf = rad.client_conf(rad.dir.path(), 2, 2);
     let dir = TempDir::new("radius-acc");
     let (_uas, uas_port) = sipp_uas_with(dir.path(), "uas.xml", &["-m", "1"]);
-    let mut s = Server::start(&acc_cfg(&conf, uas_port), &[]);
+    let (_busy, busy_port) = sipp_uas_with(dir.path(), "uas_503.xml", &["-m", "1"]);
+    let mut s = Server::start(&acc_cfg(&conf, uas_port, busy_port), &[]);
     sipp_calls(dir.path(), s.port, "callee", 1);
     assert!(
         wait_until(Duration::from_secs(10), || {
@@ -353,6 +362,37 @@ fn accounting_start_stop_and_acc_rad_request() {
     let req = records(&detail, "radreq-call-1");
     assert_eq!(req.len(), 1, "{detail}");
     assert!(req[0].contains("Acct-Status-Type = Start"), "{}", req[0]);
+
+    // radius_missed_flag: an INVITE answered 503 is a Failed record.
+    c.send(
+        s.addr(),
+        &request(
+            "INVITE",
+            "sip:missed@127.0.0.1",
+            c.port(),
+            "radmissed-call-1",
+            1,
+            "Contact: <sip:alice@127.0.0.1>\r\n",
+        ),
+    );
+    let r = c.recv_matching("503").expect("the callee's 503");
+    assert!(r.contains("radmissed-call-1"), "{r}");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            !records(&rad.detail(), "radmissed-call-1").is_empty()
+        }),
+        "no missed-call record:\n{}\n{}",
+        rad.detail(),
+        s.log()
+    );
+    let detail = rad.detail();
+    let missed = records(&detail, "radmissed-call-1");
+    assert_eq!(missed.len(), 1, "{detail}");
+    assert!(
+        missed[0].contains("Acct-Status-Type = Failed"),
+        "{}",
+        missed[0]
+    );
     s.stop();
 }
 

@@ -1,5 +1,6 @@
 //! The RADIUS modules against a real FreeRADIUS (tests/harness/radius.rs): digest
-//! REGISTERs authorized by its `digest` module (401 on a wrong password, 200 on the
+//! REGISTERs (radius_www_authorize) and MESSAGEs (radius_proxy_authorize) authorized
+//! by its `digest` module (401/407 on a wrong password, 200 on the
 //! right one, SIP-AVP reply attributes as AVPs), 500 when it is stopped or silent and
 //! the worker free for the next request, accounting Start/Stop records of a SIPp call
 //! with the `radius_extra` attributes in its detail file (beside the log records), a
@@ -119,6 +120,14 @@ route {{
         save("location");
         exit;
     }}
+    if (method == "MESSAGE") {{
+        if (!radius_proxy_authorize("{REALM}", "$fU")) {{
+            proxy_challenge("{REALM}", "1");
+            exit;
+        }}
+        sl_send_reply("200", "Authorized");
+        exit;
+    }}
     sl_send_reply("404", "Not Found");
 }}
 "#,
@@ -153,6 +162,39 @@ fn digest_register_against_freeradius() {
         "{}",
         rad.output()
     );
+
+    // radius_proxy_authorize, Sip-URI-User from the From user.
+    let m = |cseq: u32, authz: Option<(&str, &str)>| {
+        let ruri = format!("sip:bob@{REALM}");
+        let extra = authz
+            .map(|(nonce, pw)| {
+                let ha1 = md5_hex(&format!("alice:{REALM}:{pw}"));
+                let ha2 = md5_hex(&format!("MESSAGE:{ruri}"));
+                let resp = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
+                format!(
+                    "Proxy-Authorization: Digest username=\"alice\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"{ruri}\", response=\"{resp}\"\r\n"
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            "MESSAGE {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bKpm{cseq}\r\n\
+             From: <sip:alice@{REALM}>;tag=pm\r\nTo: <{ruri}>\r\nCall-ID: radius-pm-{p}\r\n\
+             CSeq: {cseq} MESSAGE\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n",
+            p = c.port()
+        )
+    };
+    c.send(s.addr(), &m(1, None));
+    let (r, _) = c.recv_timeout(w).expect("407");
+    assert_eq!(code(&r), 407, "{r}");
+    let h = header(&r, "Proxy-Authenticate").expect("challenge");
+    let start = h.find("nonce=\"").unwrap() + 7;
+    let pnonce = h[start..start + h[start..].find('"').unwrap()].to_string();
+    c.send(s.addr(), &m(2, Some((&pnonce, "alicepw"))));
+    let (r, _) = c.recv_timeout(w).expect("reply");
+    assert_eq!(code(&r), 200, "proxy authorization:\n{r}\n{}", s.log());
+    c.send(s.addr(), &m(3, Some((&pnonce, "bad"))));
+    let (r, _) = c.recv_timeout(w).expect("reply");
+    assert_eq!(code(&r), 407, "{r}");
 
     // FreeRADIUS stopped: 500 (its port refuses at once), and the one worker answers
     // the next request.

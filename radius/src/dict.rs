@@ -19,7 +19,9 @@
 //! `END-VENDOR name`, `$INCLUDE file` (relative to the including file), `#` comments.
 //! Types: `string`, `octets`, `integer`, `date`, `ipaddr`, `ipv6addr` (and `abinary`,
 //! `byte`, `short`, `signed`, `ether`, `ifid`, `ipv6prefix`, read as octets or integers);
-//! attribute options after the type (`encrypt=1`, `has_tag`) are ignored.
+//! attribute options after the type (`encrypt=1`, `has_tag`) are ignored, and so are
+//! FreeRADIUS's extended and TLV attributes (numbers like `241.1`), so its whole
+//! dictionary can be read.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -232,6 +234,11 @@ impl Dict {
                     let (Some(name), Some(num), Some(typ)) = (f.get(1), f.get(2), f.get(3)) else {
                         return Err(at("ATTRIBUTE needs a name, a number and a type".into()));
                     };
+                    // FreeRADIUS's extended and TLV attributes (`241.1`, `26.9.1`):
+                    // not sendable by this client, and never used by 1.2's modules.
+                    if num.contains('.') {
+                        continue;
+                    }
                     let code = parse_num(num)
                         .ok_or_else(|| at(format!("bad attribute number '{num}'")))?;
                     let typ = parse_type(typ).ok_or_else(|| at(format!("unknown type '{typ}'")))?;
@@ -259,6 +266,8 @@ impl Dict {
                     let (Some(attr), Some(name), Some(num)) = (f.get(1), f.get(2), f.get(3)) else {
                         return Err(at("VALUE needs an attribute, a name and a number".into()));
                     };
+                    // Values of attributes skipped above (or of unknown ones) are kept:
+                    // harmless, and the attribute may be defined later.
                     let num =
                         parse_num(num).ok_or_else(|| at(format!("bad value number '{num}'")))?;
                     self.values
@@ -421,6 +430,14 @@ mod tests {
         assert_eq!(d.attr("Framed-Extra").unwrap().vendor, 0);
         let a = c.encode_text(&d, "call-id=1").unwrap();
         assert_eq!(c.value_of(&a), Some(&b"call-id=1"[..]));
+        d.parse(
+            "ATTRIBUTE Ext-Thing 241.1 integer\nVALUE Ext-Thing One 1\n",
+            "ext",
+            None,
+            0,
+        )
+        .unwrap();
+        assert!(d.attr("Ext-Thing").is_none());
         let e = d.parse("ATTRIBUTE X\n", "f.dict", None, 0).unwrap_err();
         assert!(e.starts_with("f.dict:1:"), "{e}");
         let e = d.parse("\nBOGUS 1 2\n", "f.dict", None, 0).unwrap_err();

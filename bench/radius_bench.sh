@@ -17,6 +17,11 @@
 #   USERS=20000     subscribers in FreeRADIUS's users file
 #   RUNS=3          runs per server (medians reported)
 #   BIN=...         the openser binary (default target/release/openser, built if missing)
+#   CALLGRIND=1     instead of the timed steps: instructions per registration, counted by
+#                   callgrind (valid on a busy machine), each server as one process
+#                   (fork=no) under valgrind, N registrations (default 500) at RATE/s
+#                   (default 50); the counters are zeroed after start-up and 20
+#                   warm-up registrations
 # Run it inside a private network namespace on a quiet machine, as bench/RESULTS.md says.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -261,6 +266,60 @@ bench() { # name cmd-template → "rate cpu per_reg fr_per_reg" medians of RUNS
 	f=$(printf '%s\n' "${out[@]}" | awk '{print $4}' | median)
 	echo "$r $c $p $f"
 }
+
+ir_of() { # callgrind file -> total Ir
+	awk '/^summary:/ {print $2; exit} /^totals:/ {t=$2} END {if (t) print t}' "$1" | head -1
+}
+
+callgrind_server() { # name cmd-template -> "registrations instructions per_registration"
+	local name=$1 tmpl=$2 n=${N:-500} rate=${RATE:-50}
+	sed -e "s|RADCONF|$TMP/$name-radiusclient.conf|" -e 's/^children=.*/children=1/' \
+		-e 's/^fork=.*/fork=no/' "$HERE/$name-radius.cfg" >"$TMP/$name-cg.cfg"
+	wait_free || { echo "127.0.0.1:5060 stays busy" >&2; return 1; }
+	# shellcheck disable=SC2086
+	valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$TMP/cg-$name.%p" \
+		${tmpl//CFG/$TMP/$name-cg.cfg} >"$TMP/$name-cg.log" 2>&1 &
+	local vpid=$! p
+	sleep 8
+	wait_bound || { echo "$name did not start under valgrind" >&2; cat "$TMP/$name-cg.log" >&2; return 1; }
+	# Warm-up (valgrind translates code on first use), then the counters are zeroed.
+	sipp -sf "$HERE/reg_auth_bench.xml" 127.0.0.1:5060 -inf "$TMP/users.csv" \
+		-i 127.0.0.1 -p 15061 -r 5 -m 20 -nostdin >/dev/null 2>&1 || true
+	for p in $vpid $(pgrep -P $vpid || true); do callgrind_control -z "$p" >/dev/null 2>&1 || true; done
+	sipp -sf "$HERE/reg_auth_bench.xml" 127.0.0.1:5060 -inf "$TMP/users.csv" \
+		-i 127.0.0.1 -p 15061 -r "$rate" -m "$n" -nostdin \
+		-trace_stat -stf "$TMP/$name-cg.csv" >/dev/null 2>&1 || true
+	# Dump the counts now (a shutdown under valgrind has been seen to hang), then stop.
+	local pids
+	pids="$vpid $(pgrep -P "$vpid" || true)"
+	for p in $pids; do callgrind_control -d "$p" >/dev/null 2>&1 || true; done
+	kill -TERM "$vpid" 2>/dev/null || true
+	for _ in $(seq 1 100); do kill -0 "$vpid" 2>/dev/null || break; sleep 0.2; done
+	# shellcheck disable=SC2086
+	kill -KILL $pids 2>/dev/null || true
+	wait "$vpid" 2>/dev/null || true
+	local ok total=0 f
+	ok=$(awk -F';' 'NR==1 {for (i=1;i<=NF;i++) if ($i=="SuccessfulCall(C)") c=i} END {print $c+0}' "$TMP/$name-cg.csv" 2>/dev/null || echo 0)
+	for f in "$TMP"/cg-"$name".*; do
+		local ir
+		ir=$(ir_of "$f" 2>/dev/null || true)
+		total=$((total + ${ir:-0}))
+	done
+	echo "$ok $total $((total / (ok > 0 ? ok : 1)))"
+}
+
+if [ -n "${CALLGRIND:-}" ]; then
+	command -v valgrind >/dev/null || { echo "radius_bench: valgrind is needed" >&2; exit 2; }
+	echo "== instructions per authenticated REGISTER with RADIUS (callgrind, ${N:-500} registrations)"
+	C1=$(callgrind_server openser "$BIN -D -E -m 256 -f CFG")
+	echo "openser-rs: registrations, instructions, per registration: $C1"
+	if command -v kamailio >/dev/null && [ -e "$KMODDIR/auth_radius.so" ]; then
+		C2=$(callgrind_server kamailio "kamailio -D -E -m 256 -f CFG")
+		echo "Kamailio:   registrations, instructions, per registration: $C2"
+		echo "$C1 $C2" | awk '{printf "ratio openser-rs/Kamailio instructions per registration: %.2f\n", ($6 > 0 ? $3/$6 : 0)}'
+	fi
+	exit 0
+fi
 
 echo "== authenticated REGISTER with RADIUS (FreeRADIUS digest), $STEP_SECS s per step, $RUNS runs"
 R1=$(bench openser "$BIN -DD -E -m 256 -f CFG")

@@ -63,4 +63,8 @@ pub static MODULES: &[&ModuleExports] = &[
     &pua::EXPORTS,
     &pua_usrloc::EXPORTS,
     &pua_mi::EXPORTS,
+    &auth_radius::EXPORTS,
+    &group_radius::EXPORTS,
+    &avp_radius::EXPORTS,
+    &uri_radius::EXPORTS,
 ];

@@ -15,6 +15,7 @@ pub mod galera;
 pub mod mariadb;
 pub mod netns;
 pub mod postgres;
+pub mod radius;
 pub mod tls;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_openser");

@@ -39,6 +39,7 @@ mod presence;
 mod process;
 mod production;
 mod pstn;
+mod radius;
 mod redirect;
 mod registrar;
 mod respawn;

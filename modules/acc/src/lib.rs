@@ -31,15 +31,27 @@
 //! * Records of a transaction carry a branch's R-URI as `$ru`: a missed call the last
 //!   branch's, an answered call the answering branch's (1.2).
 //!
-//! RADIUS/DIAMETER are not built.
+//! * RADIUS (`radius.rs`, 1.2's `RAD_ACC`): `radius_flag` / `radius_missed_flag`
+//!   give Accounting-Requests to the `acctserver`s of `radius_config` (Start on a 2xx
+//!   to an INVITE, Stop on BYE, Failed for missed calls), with the `radius_extra`
+//!   attributes, in parallel with the log and SQL records; `acc_rad_request(comment)`
+//!   (REQUEST, FAILURE) sends one for the current request now (`"200 Start"`).
+//!   RADIUS is set up when `radius_config`, a RADIUS flag or `acc_rad_request` is used
+//!   (1.2 always read its default radiusclient.conf when built with RADIUS); the file
+//!   and every attribute name are checked at start-up. `service_type` (default the
+//!   dictionary's `Sip-Session`) is the `Service-Type` sent.
+//!
+//! DIAMETER is not built.
 //!
 //! The DB URL's driver is checked at mod_init; every process opens its own connection
 //! in child_init and retries at first use when that failed.
 
+pub mod radius;
 #[cfg(test)]
 mod tests;
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use openser_core::cfg::ast::Arg;
 use openser_core::cfg::pv::{PvIndex, PvParam};
@@ -89,6 +101,11 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         Param::bool("early_media", &P.early_media),
         Param::bool("detect_direction", &P.detect_direction),
         Param::str_with("multi_leg_info", &P.multi_leg_info, check_legs),
+        Param::str("radius_config", &P.radius_config),
+        Param::int_range("radius_flag", &P.radius_flag, -1, 31),
+        Param::int_range("radius_missed_flag", &P.radius_missed_flag, -1, 31),
+        Param::str_with("radius_extra", &P.radius_extra, check_extra),
+        Param::int_range("service_type", &P.service_type, -1, u32::MAX as i64),
     ],
     cmds: &[
         CmdExport::new(
@@ -107,6 +124,14 @@ pub static EXPORTS: ModuleExports = ModuleExports {
             cmd_acc_db_request,
         )
         .fixup(fixup_db_request),
+        CmdExport::new(
+            "acc_rad_request",
+            1,
+            1,
+            REQUEST_ROUTE | FAILURE_ROUTE,
+            cmd_acc_rad_request,
+        )
+        .fixup(fixup_rad_request),
     ],
     mod_init: Some(mod_init),
     child_init: Some(child_init),
@@ -132,6 +157,11 @@ pub struct Cells {
     pub early_media: BoolParam,
     pub detect_direction: BoolParam,
     pub multi_leg_info: StrParam,
+    pub radius_config: StrParam,
+    pub radius_flag: IntParam,
+    pub radius_missed_flag: IntParam,
+    pub radius_extra: StrParam,
+    pub service_type: IntParam,
 }
 
 pub static P: Cells = Cells {
@@ -160,6 +190,11 @@ pub static P: Cells = Cells {
     early_media: BoolParam::new(false),
     detect_direction: BoolParam::new(false),
     multi_leg_info: StrParam::new(""),
+    radius_config: StrParam::new(openser_radius::DEFAULT_CONFIG),
+    radius_flag: IntParam::new(-1),
+    radius_missed_flag: IntParam::new(-1),
+    radius_extra: StrParam::new(""),
+    service_type: IntParam::new(-1),
 };
 
 fn not_empty(s: &str) -> Result<(), String> {
@@ -242,6 +277,13 @@ pub struct AccParams {
     pub early_media: bool,
     pub detect_direction: bool,
     pub multi_leg_info: String,
+    /// `radius_config` when `modparam` set it, else "" (the 1.2 default path is used
+    /// when RADIUS is on for another reason).
+    pub radius_config: String,
+    pub radius_flag: i32,
+    pub radius_missed_flag: i32,
+    pub radius_extra: String,
+    pub service_type: i64,
 }
 
 /// The parameters in effect (1.2 defaults where `modparam` set nothing).
@@ -265,6 +307,15 @@ pub fn params() -> AccParams {
         early_media: P.early_media.get(),
         detect_direction: P.detect_direction.get(),
         multi_leg_info: P.multi_leg_info.get().into(),
+        radius_config: if P.radius_config.is_set() {
+            P.radius_config.get().into()
+        } else {
+            String::new()
+        },
+        radius_flag: int(&P.radius_flag),
+        radius_missed_flag: int(&P.radius_missed_flag),
+        radius_extra: P.radius_extra.get().into(),
+        service_type: P.service_type.get(),
     }
 }
 
@@ -314,6 +365,7 @@ pub struct Config {
     pub log_extra: Vec<Extra>,
     pub db_extra: Vec<Extra>,
     pub legs: Vec<Extra>,
+    pub rad_extra: Vec<Extra>,
 }
 
 impl Config {
@@ -324,6 +376,8 @@ impl Config {
             ("db_flag", p.db_flag),
             ("db_missed_flag", p.db_missed_flag),
             ("failed_transaction_flag", p.failed_transaction_flag),
+            ("radius_flag", p.radius_flag),
+            ("radius_missed_flag", p.radius_missed_flag),
         ] {
             if !(-1..32).contains(&f) {
                 return Err(format!("acc: {n} out of range: {f} (0..31)"));
@@ -333,12 +387,25 @@ impl Config {
             log_extra: parse_extra(&p.log_extra)?,
             db_extra: parse_extra(&p.db_extra)?,
             legs: parse_legs(&p.multi_leg_info)?,
+            rad_extra: parse_extra(&p.radius_extra)?,
             p,
         })
     }
 
     fn db_on(&self) -> bool {
         !self.p.db_url.is_empty()
+    }
+
+    /// Whether RADIUS accounting is wanted (set up at mod_init).
+    pub fn rad_wanted(&self) -> bool {
+        !self.p.radius_config.is_empty()
+            || self.p.radius_flag != -1
+            || self.p.radius_missed_flag != -1
+            || RAD_REQUESTED.load(Ordering::Relaxed)
+    }
+
+    fn rad_on(&self) -> bool {
+        radius::on()
     }
 }
 
@@ -475,6 +542,9 @@ pub fn split_comment(c: &str) -> (String, String) {
 
 static FROZEN: OnceLock<Config> = OnceLock::new();
 
+/// The script calls `acc_rad_request` (set by its fixup, while the config loads).
+static RAD_REQUESTED: AtomicBool = AtomicBool::new(false);
+
 fn cfg() -> &'static Config {
     static FALLBACK: OnceLock<Config> = OnceLock::new();
     FROZEN
@@ -501,12 +571,17 @@ fn mod_init() -> Result<(), String> {
     if c.db_on() {
         db::check_url(&c.p.db_url).map_err(|e| format!("acc: {e}"))?;
     }
+    if c.rad_wanted() {
+        radius::init(&c)?;
+    }
     // Only transactions carrying one of these flags produce records.
     let p = &c.p;
     let flags = flag_bit(p.log_flag)
         | flag_bit(p.log_missed_flag)
         | flag_bit(p.db_flag)
-        | flag_bit(p.db_missed_flag);
+        | flag_bit(p.db_missed_flag)
+        | flag_bit(p.radius_flag)
+        | flag_bit(p.radius_missed_flag);
     let _ = FROZEN.set(c);
     callbacks::register(on_tm_event, flags);
     Ok(())
@@ -558,18 +633,30 @@ fn emit_db(table: &str, r: &Record) -> bool {
 /// The tm hook: transaction and missed-call accounting; returns the missed-call flags
 /// to reset on the transaction.
 fn on_tm_event(ev: &mut TmEvent) -> u32 {
-    account_event(cfg(), ev, &mut |prefix, table, r| {
-        match table {
-            None => emit_log(prefix, r),
-            Some(t) => {
+    account_event(cfg(), ev, &mut |prefix, dest, r| {
+        match dest {
+            Dest::Log => emit_log(prefix, r),
+            Dest::Db(t) => {
                 emit_db(t, r);
+            }
+            Dest::Radius => {
+                radius::emit(r);
             }
         };
     })
 }
 
-/// Sink for records: (log prefix, Some(table) for SQL / None for the log, record).
-pub type Sink<'a> = dyn FnMut(&str, Option<&str>, &Record) + 'a;
+/// Where a record goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dest<'a> {
+    Log,
+    /// This SQL table.
+    Db(&'a str),
+    Radius,
+}
+
+/// Sink for records: (log prefix, destination, record).
+pub type Sink<'a> = dyn FnMut(&str, Dest<'_>, &Record) + 'a;
 
 pub const P_ANSWERED: &str = "ACC: transaction answered: ";
 pub const P_MISSED: &str = "ACC: call missed: ";
@@ -623,7 +710,9 @@ pub fn account_event(c: &Config, ev: &mut TmEvent, out: &mut Sink<'_>) -> u32 {
     let want_db = c.db_on() && flag_set(flags, p.db_flag);
     let miss_log = flag_set(flags, p.log_missed_flag);
     let miss_db = c.db_on() && flag_set(flags, p.db_missed_flag);
-    if !(want_log || want_db || miss_log || miss_db) {
+    let want_rad = c.rad_on() && flag_set(flags, p.radius_flag);
+    let miss_rad = c.rad_on() && flag_set(flags, p.radius_missed_flag);
+    if !(want_log || want_db || miss_log || miss_db || want_rad || miss_rad) {
         return 0;
     }
     let code = ev.code;
@@ -653,30 +742,41 @@ pub fn account_event(c: &Config, ev: &mut TmEvent, out: &mut Sink<'_>) -> u32 {
     if kind == TmEventKind::E2eAck {
         if p.report_ack {
             if want_log {
-                out(P_ACKED, None, &with(&mut ctx, &c.log_extra));
+                out(P_ACKED, Dest::Log, &with(&mut ctx, &c.log_extra));
             }
             if want_db {
-                out(P_ACKED, Some(&p.db_table_acc), &with(&mut ctx, &c.db_extra));
+                out(
+                    P_ACKED,
+                    Dest::Db(&p.db_table_acc),
+                    &with(&mut ctx, &c.db_extra),
+                );
+            }
+            if want_rad {
+                out(P_ACKED, Dest::Radius, &with(&mut ctx, &c.rad_extra));
             }
         }
         return 0;
     }
     if is_invite
         && code >= 300
-        && (miss_log || miss_db)
+        && (miss_log || miss_db || miss_rad)
         && matches!(kind, TmEventKind::ReplyOut | TmEventKind::Failure)
     {
         if miss_log {
-            out(P_MISSED, None, &with(&mut ctx, &c.log_extra));
+            out(P_MISSED, Dest::Log, &with(&mut ctx, &c.log_extra));
             clear |= flag_bit(p.log_missed_flag);
         }
         if miss_db {
             out(
                 P_MISSED,
-                Some(&p.db_table_missed_calls),
+                Dest::Db(&p.db_table_missed_calls),
                 &with(&mut ctx, &c.db_extra),
             );
             clear |= flag_bit(p.db_missed_flag);
+        }
+        if miss_rad {
+            out(P_MISSED, Dest::Radius, &with(&mut ctx, &c.rad_extra));
+            clear |= flag_bit(p.radius_missed_flag);
         }
     }
     // Transaction records only when the final reply (or, early_media, a 183) goes
@@ -691,14 +791,17 @@ pub fn account_event(c: &Config, ev: &mut TmEvent, out: &mut Sink<'_>) -> u32 {
     };
     if accountable {
         if want_log {
-            out(P_ANSWERED, None, &with(&mut ctx, &c.log_extra));
+            out(P_ANSWERED, Dest::Log, &with(&mut ctx, &c.log_extra));
         }
         if want_db {
             out(
                 P_ANSWERED,
-                Some(&p.db_table_acc),
+                Dest::Db(&p.db_table_acc),
                 &with(&mut ctx, &c.db_extra),
             );
+        }
+        if want_rad {
+            out(P_ANSWERED, Dest::Radius, &with(&mut ctx, &c.rad_extra));
         }
     }
     clear
@@ -720,6 +823,12 @@ fn fixup_db_request(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
         return Err("acc_db_request: empty table name".into());
     }
     Ok(vec![FixedArg::Str(string_arg(c)?), FixedArg::Str(t)])
+}
+
+fn fixup_rad_request(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
+    let c = args.first().ok_or("acc_rad_request: missing comment")?;
+    RAD_REQUESTED.store(true, Ordering::Relaxed);
+    Ok(vec![FixedArg::Str(string_arg(c)?)])
 }
 
 fn comment_of(args: &[FixedArg]) -> String {
@@ -779,4 +888,10 @@ fn cmd_acc_db_request(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
     };
     let r = request_record(ctx, &comment_of(args), &c.db_extra);
     if emit_db(&table, &r) { 1 } else { -1 }
+}
+
+fn cmd_acc_rad_request(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    let c = cfg();
+    let r = request_record(ctx, &comment_of(args), &c.rad_extra);
+    if radius::emit(&r) { 1 } else { -1 }
 }

@@ -39,7 +39,12 @@ fn config(f: impl FnOnce(&mut AccParams)) -> Config {
 fn run(c: &Config, ev: &mut TmEvent) -> (u32, Vec<(String, Option<String>, Record)>) {
     let mut out = Vec::new();
     let clear = account_event(c, ev, &mut |p, t, r| {
-        out.push((p.to_string(), t.map(str::to_string), r.clone()))
+        let t = match t {
+            Dest::Log => None,
+            Dest::Db(t) => Some(t.to_string()),
+            Dest::Radius => Some("<radius>".to_string()),
+        };
+        out.push((p.to_string(), t, r.clone()))
     });
     (clear, out)
 }
@@ -367,4 +372,61 @@ fn upstream_requests_swap_from_and_to() {
         line.contains("fu=sip:bob@example.com;tu=sip:alice@example.com"),
         "{line}"
     );
+}
+
+#[test]
+fn radius_records() {
+    use openser_radius::Attr;
+    let dir = std::env::temp_dir().join(format!("acc-radius-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("radiusclient.conf");
+    std::fs::write(&conf, "acctserver 127.0.0.1:1813:s3\n").unwrap();
+    let c = config(|p| {
+        p.radius_config = conf.display().to_string();
+        p.radius_flag = 2;
+        p.radius_extra = "Calling-Station-Id=$fu;Called-Station-Id=$avp(s:none)".into();
+    });
+    assert!(c.rad_wanted());
+    let st = radius::prepare(&c).unwrap();
+    let mut r = Record {
+        method: "INVITE".into(),
+        from_tag: "ft".into(),
+        to_tag: "tt".into(),
+        callid: "cid".into(),
+        code: "200".into(),
+        reason: "OK".into(),
+        extra: vec![
+            ("Calling-Station-Id".into(), PvValue::Str("sip:a@b".into())),
+            ("Called-Station-Id".into(), PvValue::Null),
+        ],
+        legs: vec![],
+    };
+    let a = st.attrs_of(&r, 1000).unwrap();
+    let int = |t: u8, v: u32| Attr::new(t, &v.to_be_bytes());
+    assert_eq!(a[0], int(40, 1), "Start");
+    assert_eq!(a[1], int(6, 15), "Sip-Session");
+    assert_eq!(a[2], int(102, 200));
+    assert_eq!(a[3], int(101, 1), "INVITE");
+    assert_eq!(a[4], int(55, 1000));
+    assert_eq!(a[5], Attr::new(105, b"ft"));
+    assert_eq!(a[6], Attr::new(104, b"tt"));
+    assert_eq!(a[7], Attr::new(44, b"cid"));
+    assert_eq!(a[8], Attr::new(31, b"sip:a@b"));
+    assert_eq!(a.len(), 9, "the NULL extra is left out");
+    r.method = "BYE".into();
+    assert_eq!(st.attrs_of(&r, 1).unwrap()[0], int(40, 2), "Stop");
+    r.method = "INVITE".into();
+    r.code = "486".into();
+    assert_eq!(st.attrs_of(&r, 1).unwrap()[0], int(40, 15), "Failed");
+    r.code = String::new();
+    assert_eq!(st.attrs_of(&r, 1).unwrap()[0], int(40, 15), "no code");
+    // An extra that names no attribute is a start-up error.
+    let bad = config(|p| {
+        p.radius_config = conf.display().to_string();
+        p.radius_extra = "No-Such-Attribute=$fu".into();
+    });
+    assert!(radius::prepare(&bad).is_err());
+    // Nothing RADIUS configured: not wanted.
+    assert!(!config(|_| {}).rad_wanted());
+    let _ = std::fs::remove_dir_all(&dir);
 }

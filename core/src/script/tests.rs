@@ -300,6 +300,34 @@ fn transformations() {
         );
         assert_eq!(t(c, "$(hdr(From){param.count})"), PvValue::Int(2));
         assert_eq!(t(c, "$(hdr(Nope){s.len})"), PvValue::Null);
+        // SIP Router 3.1 additions (values as the Kamailio transformation docs give them).
+        let s = |v: &str| PvValue::Str(v.into());
+        assert_eq!(t(c, "$(fu{s.strip,4})"), s("alice@atlanta.com"));
+        assert_eq!(t(c, "$(fu{s.striptail,12})"), s("sip:alice"));
+        assert_eq!(t(c, "$(fu{s.strip,99})"), s(""));
+        assert_eq!(t(c, "$(rU{s.prefixes})"), s("b,bo,bob"));
+        assert_eq!(t(c, "$(rU{s.prefixes,2})"), s("b,bo"));
+        assert_eq!(t(c, "$(rU{s.prefixes.quoted})"), s("'b','bo','bob'"));
+        assert_eq!(
+            t(c, "$(rU{s.md5})"),
+            s("9f9d51bc70ef21ca5c14f307980a29d8")
+        );
+        assert_eq!(t(c, "$(fU{s.toupper})"), s("ALICE"));
+        assert_eq!(t(c, "$(fU{s.toupper}{s.tolower})"), s("alice"));
+        assert_eq!(t(c, "$(ru{uri.scheme})"), s("sip"));
+        assert_eq!(t(c, "$(hdr(From){nameaddr.name})"), s("\"Alice\""));
+        assert_eq!(t(c, "$(hdr(From){nameaddr.uri})"), s("sip:alice@atlanta.com"));
+        assert_eq!(
+            t(c, "$(hdr(From){nameaddr.len})"),
+            PvValue::Int("\"Alice\" <sip:alice@atlanta.com>".len() as i64)
+        );
+        assert_eq!(t(c, "$(hdr(From){tobody.display})"), s("\"Alice\""));
+        assert_eq!(t(c, "$(hdr(From){tobody.uri})"), s("sip:alice@atlanta.com"));
+        assert_eq!(t(c, "$(hdr(From){tobody.tag})"), s("1928301774"));
+        assert_eq!(t(c, "$(hdr(From){tobody.user})"), s("alice"));
+        assert_eq!(t(c, "$(hdr(From){tobody.host})"), s("atlanta.com"));
+        assert_eq!(t(c, "$(hdr(From){tobody.params})"), s("tag=1928301774"));
+        assert_eq!(t(c, "$(hdr(To){tobody.tag})"), s(""));
     });
     run(
         "route { $var(u) = \"a b@c\"; $var(e) = $(var(u){s.escape.user}); $var(d) = $(var(e){s.unescape.user}); }",

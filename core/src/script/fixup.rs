@@ -812,6 +812,11 @@ impl Fixer<'_> {
             }
             return;
         }
+        if let Some(PvParam::Name(k)) = &spec.param
+            && !super::pv::param_known(&spec.name, k)
+        {
+            self.err(sp, format!("unknown key '{k}' of '${}'", spec.name));
+        }
         match &mut spec.param {
             Some(PvParam::Avp(a)) => self.avp_name(a, sp),
             Some(PvParam::Pv(p)) => self.pv(p, sp),

@@ -269,6 +269,35 @@ fn pvs() {
 }
 
 #[test]
+fn next_hop_and_time_pvs() {
+    run("route { }", |c, _| {
+        let s = |v: &str| PvValue::Str(v.into());
+        assert_eq!(pv(c, "$nh(u)"), s("sip:bob@example.com;transport=udp"));
+        assert_eq!(pv(c, "$nh(U)"), s("bob"));
+        assert_eq!(pv(c, "$nh(d)"), s("example.com"));
+        assert_eq!(pv(c, "$nh(p)"), PvValue::Null);
+        assert_eq!(pv(c, "$nh(P)"), s("udp"));
+        let t = pv(c, "$TV(s)").as_int().unwrap();
+        assert!(t > 1_600_000_000);
+        assert!((0..1_000_000).contains(&pv(c, "$TV(un)").as_int().unwrap()));
+        let tv = pv(c, "$TV").to_text();
+        assert!(tv.contains('.') && tv.len() > 11, "{tv}");
+    });
+    run(
+        "route { $du = \"sip:proxy.example.net:5070;transport=udp\"; $var(u) = $nh(u); $var(d) = $nh(d); $var(p) = $nh(p); $var(t) = $nh(P); }",
+        |c, _| {
+            assert_eq!(var(c, "u"), PvValue::Str("sip:proxy.example.net:5070;transport=udp".into()));
+            assert_eq!(var(c, "d"), PvValue::Str("proxy.example.net".into()));
+            assert_eq!(var(c, "p"), PvValue::Int(5070));
+            assert_eq!(var(c, "t"), PvValue::Str("udp".into()));
+        },
+    );
+    let cfg = crate::cfg::parse_str("t.cfg", "route {\n $var(a) = $nh(x);\n}").unwrap();
+    let e = fixup_with(&cfg, &[], &[], false).err().expect("$nh(x) must fail");
+    assert!(e.join("\n").contains("unknown key 'x' of '$nh'"), "{e:?}");
+}
+
+#[test]
 fn transformations() {
     run("route { }", |c, _| {
         let t = |c: &mut Ctx, s: &str| pv(c, s);

@@ -3,6 +3,7 @@ mod auth;
 mod auth_challenge;
 mod auth_hardening;
 mod cfg_corpus;
+mod cfgtrace;
 mod crash_loss;
 mod db;
 mod db_engines;

@@ -265,7 +265,8 @@ fn parse_subst(rest: &str, line: u32) -> Result<Subst, String> {
             _ => return Err(format!("`#!subst`: unknown flag `{}`", f)),
         }
     }
-    let re = crate::re::Regex::new(&parts[0], icase, false).map_err(|e| format!("`#!subst`: {e}"))?;
+    let re =
+        crate::re::Regex::new(&parts[0], icase, false).map_err(|e| format!("`#!subst`: {e}"))?;
     let groups = parts[0].bytes().filter(|&b| b == b'(').count();
     let mut repl = Vec::new();
     let mut lit = String::new();

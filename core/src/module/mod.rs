@@ -303,6 +303,10 @@ pub struct ModuleExports {
     pub pre_script: Option<fn(&mut SipMsg) -> bool>,
     /// Called for every received reply after the main onreply_route; true = consumed.
     pub reply_hook: Option<fn(&mut SipMsg) -> bool>,
+    /// A per-action hook (the debugger's cfgtrace): when a loaded module declares one,
+    /// fixup puts a trace point before every script action, and the interpreter calls
+    /// the hook there. Without it the executable tree has no trace points at all.
+    pub action_trace: Option<crate::script::interp::ActionTraceFn>,
 }
 
 impl ModuleExports {
@@ -324,6 +328,7 @@ impl ModuleExports {
         destroy: None,
         pre_script: None,
         reply_hook: None,
+        action_trace: None,
     };
 
     /// The parameter row `name`, if the module has one.

@@ -286,14 +286,19 @@ fn next_hop_and_time_pvs() {
     run(
         "route { $du = \"sip:proxy.example.net:5070;transport=udp\"; $var(u) = $nh(u); $var(d) = $nh(d); $var(p) = $nh(p); $var(t) = $nh(P); }",
         |c, _| {
-            assert_eq!(var(c, "u"), PvValue::Str("sip:proxy.example.net:5070;transport=udp".into()));
+            assert_eq!(
+                var(c, "u"),
+                PvValue::Str("sip:proxy.example.net:5070;transport=udp".into())
+            );
             assert_eq!(var(c, "d"), PvValue::Str("proxy.example.net".into()));
             assert_eq!(var(c, "p"), PvValue::Int(5070));
             assert_eq!(var(c, "t"), PvValue::Str("udp".into()));
         },
     );
     let cfg = crate::cfg::parse_str("t.cfg", "route {\n $var(a) = $nh(x);\n}").unwrap();
-    let e = fixup_with(&cfg, &[], &[], false).err().expect("$nh(x) must fail");
+    let e = fixup_with(&cfg, &[], &[], false)
+        .err()
+        .expect("$nh(x) must fail");
     assert!(e.join("\n").contains("unknown key 'x' of '$nh'"), "{e:?}");
 }
 
@@ -337,15 +342,15 @@ fn transformations() {
         assert_eq!(t(c, "$(rU{s.prefixes})"), s("b,bo,bob"));
         assert_eq!(t(c, "$(rU{s.prefixes,2})"), s("b,bo"));
         assert_eq!(t(c, "$(rU{s.prefixes.quoted})"), s("'b','bo','bob'"));
-        assert_eq!(
-            t(c, "$(rU{s.md5})"),
-            s("9f9d51bc70ef21ca5c14f307980a29d8")
-        );
+        assert_eq!(t(c, "$(rU{s.md5})"), s("9f9d51bc70ef21ca5c14f307980a29d8"));
         assert_eq!(t(c, "$(fU{s.toupper})"), s("ALICE"));
         assert_eq!(t(c, "$(fU{s.toupper}{s.tolower})"), s("alice"));
         assert_eq!(t(c, "$(ru{uri.scheme})"), s("sip"));
         assert_eq!(t(c, "$(hdr(From){nameaddr.name})"), s("\"Alice\""));
-        assert_eq!(t(c, "$(hdr(From){nameaddr.uri})"), s("sip:alice@atlanta.com"));
+        assert_eq!(
+            t(c, "$(hdr(From){nameaddr.uri})"),
+            s("sip:alice@atlanta.com")
+        );
         assert_eq!(
             t(c, "$(hdr(From){nameaddr.len})"),
             PvValue::Int("\"Alice\" <sip:alice@atlanta.com>".len() as i64)

@@ -271,7 +271,11 @@ fn tr_s(ctx: &mut Ctx, v: PvValue, t: &Transform) -> PvValue {
             };
             let q = t.op == "prefixes.quoted";
             let mut out = String::new();
-            for (i, _) in st.char_indices().skip(1).chain(std::iter::once((st.len(), ' '))) {
+            for (i, _) in st
+                .char_indices()
+                .skip(1)
+                .chain(std::iter::once((st.len(), ' ')))
+            {
                 if i > max {
                     break;
                 }
@@ -324,7 +328,9 @@ fn tr_nameaddr(st: &str, t: &Transform) -> PvValue {
             Ok(u) => PvValue::Str(u.host.clone()),
             Err(_) => PvValue::Null,
         },
-        ("tobody", "params") => PvValue::Str(s(na.params_span).trim_start_matches(';').trim().to_string()),
+        ("tobody", "params") => {
+            PvValue::Str(s(na.params_span).trim_start_matches(';').trim().to_string())
+        }
         _ => PvValue::Null,
     }
 }

@@ -704,3 +704,41 @@ fn route_index_during_and_after_fixup() {
     let e = fixup_with(&cfg, &[&M], &[], false).err().unwrap();
     assert!(e[0].contains("failure_route '5' is not defined"), "{e:?}");
 }
+
+#[test]
+fn action_trace_points() {
+    use crate::module::ModuleExports;
+    use std::cell::RefCell;
+    thread_local! {
+        static SEEN: RefCell<Vec<(u32, u32, &'static str)>> = const { RefCell::new(Vec::new()) };
+    }
+    fn hook(_ctx: &mut Ctx, t: &super::interp::TracePoint) {
+        SEEN.with(|s| s.borrow_mut().push((t.line, t.col, t.action)));
+    }
+    static M: ModuleExports = ModuleExports {
+        name: "tracer",
+        action_trace: Some(hook),
+        ..ModuleExports::EMPTY
+    };
+    let src = "route {\n  $var(a) = 1;\n  if ($var(a) == 1) {\n    $var(b) = 2;\n  } else {\n    $var(b) = 3;\n  }\n  { return(4); }\n}";
+    let run_with = |mods: &[&'static ModuleExports]| {
+        let cfg = crate::cfg::parse_str("t.cfg", src).unwrap();
+        let s: &'static Script = Box::leak(Box::new(fixup_with(&cfg, mods, &[], false).unwrap()));
+        let mut m = msg();
+        let mut ctx = Ctx::with_script(&mut m, REQUEST_ROUTE, s);
+        let rc = super::run_route(RouteKind::Request, 0, &mut ctx);
+        (rc, var(&mut ctx, "b"))
+    };
+    // without a hook: no trace points, same result
+    assert_eq!(run_with(&[]), (4, PvValue::Int(2)));
+    assert!(SEEN.with(|s| s.borrow().is_empty()));
+    // with one: every executed action, in order, the branch not taken left out
+    assert_eq!(run_with(&[&M]), (4, PvValue::Int(2)));
+    let seen = SEEN.with(|s| s.borrow().clone());
+    let lines: Vec<(u32, &str)> = seen.iter().map(|(l, _, a)| (*l, *a)).collect();
+    assert_eq!(
+        lines,
+        vec![(2, "assign"), (3, "if"), (4, "assign"), (8, "return")]
+    );
+    assert_eq!(seen[0].1, 3);
+}

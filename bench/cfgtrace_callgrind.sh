@@ -5,7 +5,8 @@
 # and cfgtrace 0 (a trace point before every action, the hook returning at once),
 # then with cfgtrace 1 at a log level above `debug` (every action formats nothing but
 # checks the level). Processes are stopped by their PIDs only.
-# Environment: N (calls, default 2000), RATE (default 200), BIN (default the release
+# Environment: VARIANTS (default "plain debugger_off debugger_quiet"; `plain` alone
+# for a build without the debugger, the baseline), N (calls, default 2000), RATE (default 200), BIN (default the release
 # build), HOST (default 127.0.0.57: a loopback address of its own), OUT.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -46,6 +47,11 @@ variant() { # name extra-config-lines
 	echo "$1 calls=$ok instructions=$total per_call=$((total / (ok > 0 ? ok : 1)))" | tee -a "$OUT/summary.txt"
 }
 
-variant plain ""
-variant debugger_off 'loadmodule "debugger.so"\nmodparam("debugger", "cfgtrace", 0)'
-variant debugger_quiet 'loadmodule "debugger.so"\nmodparam("debugger", "cfgtrace", 1)\nmodparam("debugger", "log_level", 4)'
+for v in ${VARIANTS:-plain debugger_off debugger_quiet}; do
+	case $v in
+	plain) variant plain "" ;;
+	debugger_off) variant debugger_off 'loadmodule "debugger.so"\nmodparam("debugger", "cfgtrace", 0)' ;;
+	debugger_quiet) variant debugger_quiet 'loadmodule "debugger.so"\nmodparam("debugger", "cfgtrace", 1)\nmodparam("debugger", "log_level", 4)' ;;
+	*) echo "unknown variant $v" >&2 ;;
+	esac
+done

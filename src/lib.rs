@@ -10,6 +10,7 @@ pub static MODULES: &[&ModuleExports] = &[
     &maxfwd::EXPORTS,
     &textops::EXPORTS,
     &xlog::EXPORTS,
+    &debugger::EXPORTS,
     &tm::EXPORTS,
     &rr::EXPORTS,
     &usrloc::EXPORTS,

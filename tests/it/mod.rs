@@ -5,6 +5,7 @@ mod auth_challenge;
 mod auth_hardening;
 mod cfg_corpus;
 mod counters;
+mod cfgtrace;
 mod crash_loss;
 mod db;
 mod db_engines;

@@ -11,9 +11,11 @@
 //! replaced as tokens after lexing (`expand`), and substitutions are applied to string
 //! tokens that follow the `#!subst` line.
 //!
-//! Limitation: `#!subst` patterns support literal text, `\x` escapes and `.` (any
-//! character) only — POSIX regex comes later; other metacharacters are an error.
-//! Directives are recognised inside `/* */` comments too.
+//! `#!subst` patterns are POSIX extended regular expressions (the core's `re`); the
+//! replacement may hold `\\N` back-references (`\\0` the whole match, `\\1`..`\\9` the
+//! groups); flags `g` (every match, not only the first) and `i` (ignore case). A bad
+//! pattern is a start-up error at the directive's position. Directives are recognised
+//! inside `/* */` comments too.
 
 use super::error::{CfgError, Span};
 use super::lex::{Tok, Token, lex_at};
@@ -26,15 +28,48 @@ pub struct Define {
 }
 
 /// A `#!subst` rule (applies to string tokens after `line`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Subst {
     pub line: u32,
-    /// pattern: `Some(c)` a literal char, `None` any char (`.`)
-    pub pattern: Vec<Option<char>>,
-    pub repl: String,
+    /// The compiled pattern (shared: `PpOutput` is cloned by includes).
+    pub re: std::rc::Rc<crate::re::Regex>,
+    /// The replacement: literal text and back-references.
+    pub repl: Vec<ReplPart>,
     pub global: bool,
     pub icase: bool,
 }
+
+/// A piece of a `#!subst` replacement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplPart {
+    Text(String),
+    /// `\N`: group N of the match (0 = the whole match).
+    Group(usize),
+}
+
+impl std::fmt::Debug for Subst {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subst")
+            .field("line", &self.line)
+            .field("pattern", &self.re.as_str())
+            .field("repl", &self.repl)
+            .field("global", &self.global)
+            .field("icase", &self.icase)
+            .finish()
+    }
+}
+
+impl PartialEq for Subst {
+    fn eq(&self, o: &Subst) -> bool {
+        self.line == o.line
+            && self.re.as_str() == o.re.as_str()
+            && self.repl == o.repl
+            && self.global == o.global
+            && self.icase == o.icase
+    }
+}
+
+impl Eq for Subst {}
 
 #[derive(Debug, Default)]
 pub struct PpOutput {
@@ -218,45 +253,8 @@ fn parse_subst(rest: &str, line: u32) -> Result<Subst, String> {
     if parts.len() != 3 {
         return Err(bad());
     }
-    let mut pattern = Vec::new();
-    let mut it = parts[0].chars();
-    while let Some(c) = it.next() {
-        match c {
-            '\\' => match it.next() {
-                Some(n) if !n.is_ascii_alphanumeric() => pattern.push(Some(n)),
-                _ => {
-                    return Err(
-                        "`#!subst`: only literal text, `\\` escapes of punctuation and `.` are supported in patterns (no POSIX regex yet)".into(),
-                    );
-                }
-            },
-            '.' => pattern.push(None),
-            '*' | '+' | '?' | '[' | ']' | '(' | ')' | '{' | '}' | '|' | '^' | '$' => {
-                return Err(format!(
-                    "`#!subst`: regex operator `{}` is not supported (only literal text and `.`)",
-                    c
-                ));
-            }
-            _ => pattern.push(Some(c)),
-        }
-    }
-    if pattern.is_empty() {
+    if parts[0].is_empty() {
         return Err("`#!subst`: empty pattern".into());
-    }
-    let mut repl = String::new();
-    let mut it = parts[1].chars();
-    while let Some(c) = it.next() {
-        if c == '\\' {
-            match it.next() {
-                Some(n) if n.is_ascii_digit() => {
-                    return Err("`#!subst`: back-references are not supported".into());
-                }
-                Some(n) => repl.push(n),
-                None => repl.push('\\'),
-            }
-        } else {
-            repl.push(c);
-        }
     }
     let mut global = false;
     let mut icase = false;
@@ -267,9 +265,40 @@ fn parse_subst(rest: &str, line: u32) -> Result<Subst, String> {
             _ => return Err(format!("`#!subst`: unknown flag `{}`", f)),
         }
     }
+    let re =
+        crate::re::Regex::new(&parts[0], icase, false).map_err(|e| format!("`#!subst`: {e}"))?;
+    let groups = parts[0].bytes().filter(|&b| b == b'(').count();
+    let mut repl = Vec::new();
+    let mut lit = String::new();
+    let mut it = parts[1].chars();
+    while let Some(c) = it.next() {
+        if c == '\\' {
+            match it.next() {
+                Some(n) if n.is_ascii_digit() => {
+                    let g = (n as u8 - b'0') as usize;
+                    if g > groups {
+                        return Err(format!(
+                            "`#!subst`: back-reference `\\{g}` but the pattern has {groups} group(s)"
+                        ));
+                    }
+                    if !lit.is_empty() {
+                        repl.push(ReplPart::Text(std::mem::take(&mut lit)));
+                    }
+                    repl.push(ReplPart::Group(g));
+                }
+                Some(n) => lit.push(n),
+                None => lit.push('\\'),
+            }
+        } else {
+            lit.push(c);
+        }
+    }
+    if !lit.is_empty() {
+        repl.push(ReplPart::Text(lit));
+    }
     Ok(Subst {
         line,
-        pattern,
+        re: std::rc::Rc::new(re),
         repl,
         global,
         icase,
@@ -277,32 +306,51 @@ fn parse_subst(rest: &str, line: u32) -> Result<Subst, String> {
 }
 
 impl Subst {
-    fn matches_at(&self, s: &[char], at: usize) -> bool {
-        if at + self.pattern.len() > s.len() {
-            return false;
-        }
-        self.pattern.iter().enumerate().all(|(k, p)| match p {
-            None => true,
-            Some(c) if self.icase => c.to_lowercase().eq(s[at + k].to_lowercase()),
-            Some(c) => *c == s[at + k],
-        })
-    }
-
-    /// Apply to one string.
+    /// Apply to one string: the first match (every match with `g`) replaced.
     pub fn apply(&self, input: &str) -> String {
-        let s: Vec<char> = input.chars().collect();
+        let anchored = self.re.as_str().starts_with('^');
         let mut out = String::with_capacity(input.len());
-        let mut i = 0;
-        let mut done = false;
-        while i < s.len() {
-            if !done && self.matches_at(&s, i) {
-                out.push_str(&self.repl);
-                i += self.pattern.len();
-                done = !self.global;
-            } else {
-                out.push(s[i]);
-                i += 1;
+        let mut pos = 0;
+        while pos <= input.len() {
+            let rest = &input[pos..];
+            let Some(caps) = self.re.captures(rest) else {
+                break;
+            };
+            let Some(Some((a, b))) = caps.first().copied() else {
+                break;
+            };
+            out.push_str(&rest[..a]);
+            for part in &self.repl {
+                match part {
+                    ReplPart::Text(t) => out.push_str(t),
+                    ReplPart::Group(g) => {
+                        if let Some(Some((x, y))) = caps.get(*g) {
+                            out.push_str(&rest[*x..*y]);
+                        }
+                    }
+                }
             }
+            pos += b;
+            if b == a {
+                // an empty match: copy one character and go on past it
+                match input[pos..].chars().next() {
+                    Some(c) => {
+                        out.push(c);
+                        pos += c.len_utf8();
+                    }
+                    None => {
+                        pos = input.len() + 1;
+                        break;
+                    }
+                }
+            }
+            // `^` anchors at the start of the string: a later match cannot exist
+            if !self.global || anchored {
+                break;
+            }
+        }
+        if pos <= input.len() {
+            out.push_str(&input[pos..]);
         }
         out
     }
@@ -445,7 +493,7 @@ mod tests {
                 .len(),
             1
         );
-        assert_eq!(preprocess(0, "#!subst \"/a*/b/\"", &[]).errors.len(), 1);
+        assert_eq!(preprocess(0, "#!subst \"/a[/b/\"", &[]).errors.len(), 1);
         assert_eq!(preprocess(0, "#!define 1x", &[]).errors.len(), 1);
     }
 
@@ -491,5 +539,18 @@ mod tests {
         assert_eq!(t[2].tok, Tok::Ident("PW".into()));
         let s = parse_subst("\"/a.c/X/gi\"", 1).unwrap();
         assert_eq!(s.apply("abc AXC abd"), "X X abd");
+        // regular expressions, back-references, flags
+        let s = parse_subst("\"/([0-9]+)\\.([0-9]+)/\\2-\\1/g\"", 1).unwrap();
+        assert_eq!(s.apply("v 1.2 and 33.44"), "v 2-1 and 44-33");
+        let s = parse_subst("\"/([0-9]+)\\.([0-9]+)/\\2-\\1/\"", 1).unwrap();
+        assert_eq!(s.apply("v 1.2 and 33.44"), "v 2-1 and 33.44");
+        let s = parse_subst("\"/^sip:(.*)@HOST$/<\\0|\\1>/i\"", 1).unwrap();
+        assert_eq!(s.apply("sip:bob@host"), "<sip:bob@host|bob>");
+        assert_eq!(s.apply("x sip:bob@host"), "x sip:bob@host");
+        let s = parse_subst("\"/x*/-/g\"", 1).unwrap();
+        assert_eq!(s.apply("ab"), "-a-b-");
+        assert!(parse_subst("\"/a(/b/\"", 1).is_err());
+        assert!(parse_subst("\"/a/\\1/\"", 1).is_err());
+        assert!(parse_subst("\"/a/b/q\"", 1).is_err());
     }
 }

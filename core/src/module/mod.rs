@@ -305,6 +305,10 @@ pub struct ModuleExports {
     pub reply_hook: Option<fn(&mut SipMsg) -> bool>,
     /// The routing engine it provides for `cfgengine` (app_lua: `"lua"`).
     pub engine: Option<&'static crate::script::engine::Engine>,
+    /// A per-action hook (the debugger's cfgtrace): when a loaded module declares one,
+    /// fixup puts a trace point before every script action, and the interpreter calls
+    /// the hook there. Without it the executable tree has no trace points at all.
+    pub action_trace: Option<crate::script::interp::ActionTraceFn>,
 }
 
 impl ModuleExports {
@@ -327,6 +331,7 @@ impl ModuleExports {
         pre_script: None,
         reply_hook: None,
         engine: None,
+        action_trace: None,
     };
 
     /// The parameter row `name`, if the module has one.

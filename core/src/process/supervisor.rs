@@ -372,14 +372,21 @@ fn run(
     for idx in 1..pt::len() {
         spawn(idx)?;
     }
+    // Children forked from now on are respawns: no event_route[core:worker-one-init].
+    FORKED_ALL.store(true, Ordering::Relaxed);
 
     if standalone {
         run_child_init(1).map_err(|e| format!("init_child(1) failed: {e}"))?;
+        crate::script::run_worker_one_init();
         sys::unblock_all_signals();
         crate::transport::udp::rcv_loop(0);
     }
     attendant_loop()
 }
+
+/// Set by the attendant once the start-up forks are done (children inherit the value
+/// of the moment they were forked).
+static FORKED_ALL: AtomicBool = AtomicBool::new(false);
 
 /// What each process-table row runs (attendant only, set before the first fork).
 static ROLES: OnceLock<Vec<Role>> = OnceLock::new();
@@ -401,6 +408,10 @@ fn spawn(idx: usize) -> Result<i32, String> {
             if let Err(e) = run_child_init(rank) {
                 crate::log_err!(plain: "init_child failed for {}: {e}", pt::desc(idx));
                 std::process::exit(1);
+            }
+            // The first SIP worker, at start-up only (SIP Router's worker-one-init).
+            if rank == 1 && !FORKED_ALL.load(Ordering::Relaxed) {
+                crate::script::run_worker_one_init();
             }
             match role {
                 Role::Receiver(si) => crate::transport::udp::rcv_loop(si),

@@ -154,6 +154,10 @@ struct Fixer<'a> {
     check_routes: bool,
     /// route type bits each block may run in (for -C)
     cur_types: u32,
+    /// a loaded module's `action_trace` hook: trace points go before every action
+    trace: Option<super::interp::ActionTraceFn>,
+    /// the configuration's file names (for trace points)
+    files: Vec<Arc<str>>,
 }
 
 /// Parse `avp_aliases` values ("a=i:1;b=s:x").
@@ -186,6 +190,18 @@ thread_local! {
     /// The `avp_aliases` of the configuration being fixed up, for [`avp_alias`].
     static ALIASES: std::cell::RefCell<Option<HashMap<String, AvpName>>> =
         const { std::cell::RefCell::new(None) };
+}
+
+thread_local! {
+    /// The file names of the configuration being fixed up, for [`source_name`].
+    static SOURCES: std::cell::RefCell<Vec<Arc<str>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// During fixup: the name of configuration file `file` (a `Span::file`), for module
+/// fixups that keep where they were called from (`xlogl`). None outside fixup.
+pub fn source_name(file: u16) -> Option<Arc<str>> {
+    SOURCES.with(|s| s.borrow().get(file as usize).cloned())
 }
 
 /// During fixup: the AVP an alias declared with the global `avp_aliases` stands for
@@ -224,6 +240,12 @@ pub fn fixup_with(
         errors: Vec::new(),
         check_routes,
         cur_types: 0,
+        trace: mods.iter().find_map(|m| m.action_trace),
+        files: cfg
+            .sources
+            .iter()
+            .map(|s| Arc::from(s.name.as_str()))
+            .collect(),
     };
     let mut script = Script {
         mods: mods.to_vec(),
@@ -266,6 +288,7 @@ pub fn fixup_with(
     }
     LAYOUT.with(|l| *l.borrow_mut() = Some(layout));
     ALIASES.with(|a| *a.borrow_mut() = Some(f.aliases.clone()));
+    SOURCES.with(|a| *a.borrow_mut() = f.files.clone());
     let types = if check_routes {
         reach_types(cfg)
     } else {
@@ -299,6 +322,7 @@ pub fn fixup_with(
     }
     LAYOUT.with(|l| *l.borrow_mut() = None);
     ALIASES.with(|a| *a.borrow_mut() = None);
+    SOURCES.with(|a| a.borrow_mut().clear());
     for (slot, idx, code) in compiled {
         if let Some(b) = script.tables[slot].blocks.get_mut(idx) {
             *b = Some(code);
@@ -518,13 +542,60 @@ fn default_arg(v: &ArgValue) -> Result<FixedArg, String> {
     })
 }
 
+/// The position and name of a statement for its trace point (a bare `{ }` block has
+/// none: its statements have their own).
+fn trace_site(s: &Stmt, op: &Op) -> Option<(Span, &'static str)> {
+    Some(match s {
+        Stmt::Call(c) => (
+            c.span,
+            match op {
+                Op::Call(c) => c.name,
+                _ => "call",
+            },
+        ),
+        Stmt::Assign(a) => (a.span, "assign"),
+        Stmt::If { span, .. } => (*span, "if"),
+        Stmt::Switch { span, .. } => (*span, "switch"),
+        Stmt::While { span, .. } => (*span, "while"),
+        Stmt::Block(_) => return None,
+        Stmt::Exit(sp) => (*sp, "exit"),
+        Stmt::Drop(sp) => (*sp, "drop"),
+        Stmt::Return { span, .. } => (*span, "return"),
+        Stmt::Route { span, .. } => (*span, "route"),
+        Stmt::Break(sp) => (*sp, "break"),
+    })
+}
+
 impl Fixer<'_> {
     fn err(&mut self, sp: Span, m: impl Into<String>) {
         self.errors.push((sp, m.into()));
     }
 
     fn block(&mut self, b: &[Stmt], script: &Script) -> Code {
-        b.iter().filter_map(|s| self.stmt(s, script)).collect()
+        let Some(hook) = self.trace else {
+            return b.iter().filter_map(|s| self.stmt(s, script)).collect();
+        };
+        let mut code = Vec::with_capacity(b.len() * 2);
+        for s in b {
+            let Some(op) = self.stmt(s, script) else {
+                continue;
+            };
+            if let Some((sp, action)) = trace_site(s, &op) {
+                code.push(Op::Trace(Box::new(super::interp::TracePoint {
+                    file: self
+                        .files
+                        .get(sp.file as usize)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::from("?")),
+                    line: sp.line,
+                    col: sp.col,
+                    action,
+                    hook,
+                })));
+            }
+            code.push(op);
+        }
+        code
     }
 
     fn route_target(&mut self, t: &RouteName, sp: Span, script: &Script) -> Option<usize> {
@@ -798,6 +869,11 @@ impl Fixer<'_> {
                 None => self.err(sp, format!("unknown pseudo-variable '{}'", spec.text)),
             }
             return;
+        }
+        if let Some(PvParam::Name(k)) = &spec.param
+            && !super::pv::param_known(&spec.name, k)
+        {
+            self.err(sp, format!("unknown key '{k}' of '${}'", spec.name));
         }
         match &mut spec.param {
             Some(PvParam::Avp(a)) => self.avp_name(a, sp),

@@ -69,6 +69,24 @@ pub enum Op {
     /// index into the request route table
     Route(usize),
     Break,
+    /// A trace point before the next action (only when a module declared
+    /// `action_trace`, see `ModuleExports`).
+    Trace(Box<TracePoint>),
+}
+
+/// The hook a module declares as `action_trace`.
+pub type ActionTraceFn = fn(&mut Ctx, &TracePoint);
+
+/// Where an action is in the configuration, for `action_trace` hooks.
+pub struct TracePoint {
+    /// the configuration file the action is in
+    pub file: Arc<str>,
+    pub line: u32,
+    pub col: u32,
+    /// the action: a function name, or `assign`, `if`, `switch`, `while`, `exit`,
+    /// `drop`, `return`, `route`, `break`
+    pub action: &'static str,
+    pub hook: ActionTraceFn,
 }
 
 /// A compiled expression.
@@ -241,6 +259,10 @@ fn run_error_route(ctx: &mut Ctx) {
 
 fn exec_op(ctx: &mut Ctx, op: &Op) -> i32 {
     match op {
+        Op::Trace(t) => {
+            (t.hook)(ctx, t);
+            1
+        }
         Op::Call(c) => {
             let r = call(ctx, c);
             ctx.retcode = r;

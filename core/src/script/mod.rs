@@ -83,6 +83,22 @@ pub fn run_startup_route() {
     }
 }
 
+/// Run `event_route[core:worker-one-init]` (the first SIP worker, once after start-up,
+/// after every module's `child_init`), if the script has it.
+pub fn run_worker_one_init() {
+    use crate::cfg::ast::RouteKind;
+    let Some(idx) = fixup::SCRIPT
+        .get()
+        .and_then(|s| s.route_index(RouteKind::Event, "core:worker-one-init"))
+    else {
+        return;
+    };
+    if let Some(mut m) = fake_msg() {
+        let mut ctx = Ctx::new(&mut m, crate::route::STARTUP_ROUTE);
+        run_route(RouteKind::Event, idx, &mut ctx);
+    }
+}
+
 /// Run the `timer_route`s whose interval has elapsed (the timer process, every second).
 pub fn timer_routes_tick(ticks: u64) {
     use crate::cfg::ast::RouteKind;

@@ -96,6 +96,8 @@ pub(crate) const CORE_PVS: &[&str] = &[
     "retcode",
     "Ts",
     "Tf",
+    "TV",
+    "nh",
     "err.class",
     "err.level",
     "err.info",
@@ -349,6 +351,25 @@ fn get_raw(ctx: &mut Ctx, spec: &PvSpec) -> PvValue {
             Some(PvParam::Name(n)) => var_get(n),
             _ => PvValue::Null,
         },
+        "TV" => time_value(spec),
+        "nh" => {
+            let Some(PvParam::Name(k)) = &spec.param else {
+                return PvValue::Null;
+            };
+            let m = &*ctx.msg;
+            if !m.is_request() {
+                return PvValue::Null;
+            }
+            let u = m.dst_uri.as_deref().unwrap_or_else(|| m.ruri());
+            match k.as_str() {
+                "u" => s(u),
+                "U" => uri_val(Some(u), |u| nonempty(&u.user)),
+                "d" => uri_val(Some(u), |u| s(&u.host)),
+                "p" => uri_val(Some(u), port_of_uri),
+                "P" => uri_val(Some(u), proto_of_uri),
+                _ => PvValue::Null,
+            }
+        }
         "hdr" => {
             let hname = match &spec.param {
                 Some(PvParam::Name(n)) => n.clone(),
@@ -404,6 +425,33 @@ fn get_raw(ctx: &mut Ctx, spec: &PvSpec) -> PvValue {
             }
             PvValue::Null
         }
+    }
+}
+
+/// Whether `$TV(key)` / `$nh(key)` has a key the evaluator knows (checked at fixup).
+pub fn param_known(name: &str, key: &str) -> bool {
+    match name {
+        "TV" => matches!(key, "s" | "u" | "sn" | "un" | ""),
+        "nh" => matches!(key, "u" | "U" | "d" | "p" | "P"),
+        _ => true,
+    }
+}
+
+/// `$TV(s)` seconds, `$TV(u)` the microseconds of that second, `$TV(sn)`/`$TV(un)` the
+/// same read afresh; `$TV` alone `"s.u"`. SIP Router caches `s`/`u` per message; here
+/// every read takes the clock (as `$Ts` does), so `s` and `sn` are the same value.
+fn time_value(spec: &PvSpec) -> PvValue {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let key = match &spec.param {
+        Some(PvParam::Name(k)) => k.as_str(),
+        _ => "",
+    };
+    match key {
+        "s" | "sn" => PvValue::Int(d.as_secs() as i64),
+        "u" | "un" => PvValue::Int(d.subsec_micros() as i64),
+        _ => PvValue::Str(format!("{}.{:06}", d.as_secs(), d.subsec_micros())),
     }
 }
 

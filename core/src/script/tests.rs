@@ -269,6 +269,40 @@ fn pvs() {
 }
 
 #[test]
+fn next_hop_and_time_pvs() {
+    run("route { }", |c, _| {
+        let s = |v: &str| PvValue::Str(v.into());
+        assert_eq!(pv(c, "$nh(u)"), s("sip:bob@example.com;transport=udp"));
+        assert_eq!(pv(c, "$nh(U)"), s("bob"));
+        assert_eq!(pv(c, "$nh(d)"), s("example.com"));
+        assert_eq!(pv(c, "$nh(p)"), PvValue::Null);
+        assert_eq!(pv(c, "$nh(P)"), s("udp"));
+        let t = pv(c, "$TV(s)").as_int().unwrap();
+        assert!(t > 1_600_000_000);
+        assert!((0..1_000_000).contains(&pv(c, "$TV(un)").as_int().unwrap()));
+        let tv = pv(c, "$TV").to_text();
+        assert!(tv.contains('.') && tv.len() > 11, "{tv}");
+    });
+    run(
+        "route { $du = \"sip:proxy.example.net:5070;transport=udp\"; $var(u) = $nh(u); $var(d) = $nh(d); $var(p) = $nh(p); $var(t) = $nh(P); }",
+        |c, _| {
+            assert_eq!(
+                var(c, "u"),
+                PvValue::Str("sip:proxy.example.net:5070;transport=udp".into())
+            );
+            assert_eq!(var(c, "d"), PvValue::Str("proxy.example.net".into()));
+            assert_eq!(var(c, "p"), PvValue::Int(5070));
+            assert_eq!(var(c, "t"), PvValue::Str("udp".into()));
+        },
+    );
+    let cfg = crate::cfg::parse_str("t.cfg", "route {\n $var(a) = $nh(x);\n}").unwrap();
+    let e = fixup_with(&cfg, &[], &[], false)
+        .err()
+        .expect("$nh(x) must fail");
+    assert!(e.join("\n").contains("unknown key 'x' of '$nh'"), "{e:?}");
+}
+
+#[test]
 fn transformations() {
     run("route { }", |c, _| {
         let t = |c: &mut Ctx, s: &str| pv(c, s);
@@ -300,6 +334,34 @@ fn transformations() {
         );
         assert_eq!(t(c, "$(hdr(From){param.count})"), PvValue::Int(2));
         assert_eq!(t(c, "$(hdr(Nope){s.len})"), PvValue::Null);
+        // SIP Router 3.1 additions (values as the Kamailio transformation docs give them).
+        let s = |v: &str| PvValue::Str(v.into());
+        assert_eq!(t(c, "$(fu{s.strip,4})"), s("alice@atlanta.com"));
+        assert_eq!(t(c, "$(fu{s.striptail,12})"), s("sip:alice"));
+        assert_eq!(t(c, "$(fu{s.strip,99})"), s(""));
+        assert_eq!(t(c, "$(rU{s.prefixes})"), s("b,bo,bob"));
+        assert_eq!(t(c, "$(rU{s.prefixes,2})"), s("b,bo"));
+        assert_eq!(t(c, "$(rU{s.prefixes.quoted})"), s("'b','bo','bob'"));
+        assert_eq!(t(c, "$(rU{s.md5})"), s("9f9d51bc70ef21ca5c14f307980a29d8"));
+        assert_eq!(t(c, "$(fU{s.toupper})"), s("ALICE"));
+        assert_eq!(t(c, "$(fU{s.toupper}{s.tolower})"), s("alice"));
+        assert_eq!(t(c, "$(ru{uri.scheme})"), s("sip"));
+        assert_eq!(t(c, "$(hdr(From){nameaddr.name})"), s("\"Alice\""));
+        assert_eq!(
+            t(c, "$(hdr(From){nameaddr.uri})"),
+            s("sip:alice@atlanta.com")
+        );
+        assert_eq!(
+            t(c, "$(hdr(From){nameaddr.len})"),
+            PvValue::Int("\"Alice\" <sip:alice@atlanta.com>".len() as i64)
+        );
+        assert_eq!(t(c, "$(hdr(From){tobody.display})"), s("\"Alice\""));
+        assert_eq!(t(c, "$(hdr(From){tobody.uri})"), s("sip:alice@atlanta.com"));
+        assert_eq!(t(c, "$(hdr(From){tobody.tag})"), s("1928301774"));
+        assert_eq!(t(c, "$(hdr(From){tobody.user})"), s("alice"));
+        assert_eq!(t(c, "$(hdr(From){tobody.host})"), s("atlanta.com"));
+        assert_eq!(t(c, "$(hdr(From){tobody.params})"), s("tag=1928301774"));
+        assert_eq!(t(c, "$(hdr(To){tobody.tag})"), s(""));
     });
     run(
         "route { $var(u) = \"a b@c\"; $var(e) = $(var(u){s.escape.user}); $var(d) = $(var(e){s.unescape.user}); }",
@@ -682,4 +744,42 @@ fn dyn_call_and_dyn_pv() {
     assert!(dyn_lhs(&dyn_pv("$fu").unwrap()).is_err());
     assert!(dyn_pv("$nope_pv").is_err());
     assert!(dyn_pv("$var(a) trailing").is_err());
+}
+
+#[test]
+fn action_trace_points() {
+    use crate::module::ModuleExports;
+    use std::cell::RefCell;
+    thread_local! {
+        static SEEN: RefCell<Vec<(u32, u32, &'static str)>> = const { RefCell::new(Vec::new()) };
+    }
+    fn hook(_ctx: &mut Ctx, t: &super::interp::TracePoint) {
+        SEEN.with(|s| s.borrow_mut().push((t.line, t.col, t.action)));
+    }
+    static M: ModuleExports = ModuleExports {
+        name: "tracer",
+        action_trace: Some(hook),
+        ..ModuleExports::EMPTY
+    };
+    let src = "route {\n  $var(a) = 1;\n  if ($var(a) == 1) {\n    $var(b) = 2;\n  } else {\n    $var(b) = 3;\n  }\n  { return(4); }\n}";
+    let run_with = |mods: &[&'static ModuleExports]| {
+        let cfg = crate::cfg::parse_str("t.cfg", src).unwrap();
+        let s: &'static Script = Box::leak(Box::new(fixup_with(&cfg, mods, &[], false).unwrap()));
+        let mut m = msg();
+        let mut ctx = Ctx::with_script(&mut m, REQUEST_ROUTE, s);
+        let rc = super::run_route(RouteKind::Request, 0, &mut ctx);
+        (rc, var(&mut ctx, "b"))
+    };
+    // without a hook: no trace points, same result
+    assert_eq!(run_with(&[]), (4, PvValue::Int(2)));
+    assert!(SEEN.with(|s| s.borrow().is_empty()));
+    // with one: every executed action, in order, the branch not taken left out
+    assert_eq!(run_with(&[&M]), (4, PvValue::Int(2)));
+    let seen = SEEN.with(|s| s.borrow().clone());
+    let lines: Vec<(u32, &str)> = seen.iter().map(|(l, _, a)| (*l, *a)).collect();
+    assert_eq!(
+        lines,
+        vec![(2, "assign"), (3, "if"), (4, "assign"), (8, "return")]
+    );
+    assert_eq!(seen[0].1, 3);
 }

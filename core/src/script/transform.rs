@@ -1,4 +1,5 @@
-//! Transformations `{s.*}`, `{uri.*}`, `{param.*}` (reference §7).
+//! Transformations `{s.*}`, `{uri.*}`, `{param.*}`, `{nameaddr.*}`, `{tobody.*}`
+//! (reference §7; the later ones as SIP Router 3.1 / Kamailio document them).
 
 use super::{Ctx, PvValue};
 use crate::cfg::pv::{TrParam, Transform};
@@ -15,6 +16,13 @@ const S_OPS: &[&str] = &[
     "unescape.user",
     "substr",
     "select",
+    "strip",
+    "striptail",
+    "prefixes",
+    "prefixes.quoted",
+    "md5",
+    "tolower",
+    "toupper",
 ];
 const URI_OPS: &[&str] = &[
     "user",
@@ -32,8 +40,11 @@ const URI_OPS: &[&str] = &[
     "method",
     "lr",
     "r2",
+    "scheme",
 ];
 const PARAM_OPS: &[&str] = &["value", "valueat", "name", "count"];
+const NAMEADDR_OPS: &[&str] = &["name", "uri", "len"];
+const TOBODY_OPS: &[&str] = &["uri", "display", "tag", "user", "host", "params"];
 
 /// Whether `{class.op}` exists.
 pub fn is_known(class: &str, op: &str) -> bool {
@@ -41,6 +52,8 @@ pub fn is_known(class: &str, op: &str) -> bool {
         "s" => S_OPS.contains(&op),
         "uri" => URI_OPS.contains(&op),
         "param" => PARAM_OPS.contains(&op),
+        "nameaddr" => NAMEADDR_OPS.contains(&op),
+        "tobody" => TOBODY_OPS.contains(&op),
         _ => false,
     }
 }
@@ -91,6 +104,7 @@ fn apply(ctx: &mut Ctx, v: PvValue, t: &Transform) -> PvValue {
         "s" => tr_s(ctx, v, t),
         "uri" => tr_uri(ctx, &text(&v), t),
         "param" => tr_param(ctx, &text(&v), t),
+        "nameaddr" | "tobody" => tr_nameaddr(&text(&v), t),
         _ => PvValue::Null,
     }
 }
@@ -232,6 +246,91 @@ fn tr_s(ctx: &mut Ctx, v: PvValue, t: &Transform) -> PvValue {
                 .get(k as usize)
                 .map_or(PvValue::Null, |x| PvValue::Str(x.to_string()))
         }
+        "strip" | "striptail" => {
+            let Some(n) = param_int(ctx, t.params.first()) else {
+                return PvValue::Null;
+            };
+            let n = n.max(0) as usize;
+            let b = st.as_bytes();
+            let out = if n >= b.len() {
+                &[][..]
+            } else if t.op == "strip" {
+                &b[n..]
+            } else {
+                &b[..b.len() - n]
+            };
+            PvValue::Str(String::from_utf8_lossy(out).into_owned())
+        }
+        "prefixes" | "prefixes.quoted" => {
+            let max = match t.params.first() {
+                None => st.len(),
+                Some(p) => match param_int(ctx, Some(p)) {
+                    Some(n) if n > 0 => n as usize,
+                    _ => st.len(),
+                },
+            };
+            let q = t.op == "prefixes.quoted";
+            let mut out = String::new();
+            for (i, _) in st
+                .char_indices()
+                .skip(1)
+                .chain(std::iter::once((st.len(), ' ')))
+            {
+                if i > max {
+                    break;
+                }
+                if !out.is_empty() {
+                    out.push(',');
+                }
+                if q {
+                    out.push('\'');
+                }
+                out.push_str(&st[..i]);
+                if q {
+                    out.push('\'');
+                }
+            }
+            PvValue::Str(out)
+        }
+        "md5" => {
+            use md5::{Digest as _, Md5};
+            let d = Md5::digest(st.as_bytes());
+            PvValue::Str(d.iter().map(|b| format!("{b:02x}")).collect())
+        }
+        "tolower" => PvValue::Str(st.to_ascii_lowercase()),
+        "toupper" => PvValue::Str(st.to_ascii_uppercase()),
+        _ => PvValue::Null,
+    }
+}
+
+/// `{nameaddr.*}` and `{tobody.*}`: the value parsed as a name-addr (To/From body).
+fn tr_nameaddr(st: &str, t: &Transform) -> PvValue {
+    let b = st.trim().as_bytes();
+    let Ok(na) = crate::parser::typed::parse_nameaddr(b, crate::parser::Span::new(0, b.len()), 0)
+    else {
+        return PvValue::Null;
+    };
+    let s = |sp: crate::parser::Span| String::from_utf8_lossy(sp.bytes(b)).into_owned();
+    let uri = s(na.uri);
+    match (t.class.as_str(), t.op.as_str()) {
+        ("nameaddr", "name") | ("tobody", "display") => {
+            PvValue::Str(na.display.map(s).unwrap_or_default())
+        }
+        (_, "uri") => PvValue::Str(uri),
+        ("nameaddr", "len") => {
+            // The name-addr alone: display name to `>` (header parameters excluded).
+            let end = na.uri.end() + usize::from(b.get(na.uri.end()) == Some(&b'>'));
+            PvValue::Int((end - na.full.start as usize) as i64)
+        }
+        ("tobody", "tag") => PvValue::Str(na.tag.map(s).unwrap_or_default()),
+        ("tobody", "user" | "host") => match Uri::parse(&uri) {
+            Ok(u) if t.op == "user" => PvValue::Str(u.user.clone()),
+            Ok(u) => PvValue::Str(u.host.clone()),
+            Err(_) => PvValue::Null,
+        },
+        ("tobody", "params") => {
+            PvValue::Str(s(na.params_span).trim_start_matches(';').trim().to_string())
+        }
         _ => PvValue::Null,
     }
 }
@@ -272,6 +371,7 @@ fn tr_uri(ctx: &mut Ctx, st: &str, t: &Transform) -> PvValue {
         "method" => o(Some(u.method().unwrap_or(""))),
         "lr" => PvValue::Str(if u.lr() { "lr".into() } else { String::new() }),
         "r2" => o(Some(u.r2().unwrap_or(""))),
+        "scheme" => PvValue::Str(st.split(':').next().unwrap_or("").to_ascii_lowercase()),
         _ => PvValue::Null,
     }
 }

@@ -4,6 +4,10 @@
 //! `level` (default L_ERR; only the third character of `L_xxx` counts); `xdbg(format)`
 //! logs at L_DBG. The text is passed on as is (xlog adds no newline). `$C<fg><bg>`
 //! gives ANSI colour escapes when logging to stderr or with `force_color`.
+//!
+//! SIP Router 3.1 additions: `xlogl([level,] "format")` and `xdbgl("format")` are
+//! `xlog`/`xdbg` with the configuration file and line of the call in front of the text
+//! (`file:line: `), taken at start-up.
 
 use openser_core::cfg::ast::Arg;
 use openser_core::cfg::pv::{FmtPart, PvParam, PvSpec, parse_format};
@@ -22,6 +26,8 @@ pub static EXPORTS: ModuleExports = ModuleExports {
     cmds: &[
         CmdExport::new("xlog", 1, 2, ROUTES, cmd_xlog).fixup(fixup_xlog),
         CmdExport::new("xdbg", 1, 1, ROUTES, cmd_xlog).fixup(fixup_xdbg),
+        CmdExport::new("xlogl", 1, 2, ROUTES, cmd_xlog).fixup(fixup_xlogl),
+        CmdExport::new("xdbgl", 1, 1, ROUTES, cmd_xlog).fixup(fixup_xdbgl),
     ],
     ..ModuleExports::EMPTY
 };
@@ -66,6 +72,30 @@ fn fixup_xdbg(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
         FixedArg::Int(L_DBG as i64),
         FixedArg::Fmt(parse_format(&arg_text(f)?)?),
     ])
+}
+
+/// `file:line: ` of the call whose first argument is `a`.
+fn call_site(a: &Arg) -> String {
+    let file = openser_core::script::fixup::source_name(a.span.file);
+    format!("{}:{}: ", file.as_deref().unwrap_or("?"), a.span.line)
+}
+
+/// Put the call site in front of the fixed-up format (a literal: no cost per call).
+fn with_site(mut fixed: Vec<FixedArg>, a: &Arg) -> Vec<FixedArg> {
+    if let Some(FixedArg::Fmt(f)) = fixed.get_mut(1) {
+        f.insert(0, FmtPart::Lit(call_site(a)));
+    }
+    fixed
+}
+
+fn fixup_xlogl(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
+    let first = args.first().ok_or("missing format")?;
+    Ok(with_site(fixup_xlog(args)?, first))
+}
+
+fn fixup_xdbgl(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
+    let first = args.first().ok_or("missing format")?;
+    Ok(with_site(fixup_xdbg(args)?, first))
 }
 
 fn colors_on() -> bool {

@@ -1012,6 +1012,9 @@ fn with_dyn_fixer<R>(f: impl FnOnce(&mut Fixer<'_>) -> Option<R>) -> Result<R, S
         errors: Vec::new(),
         check_routes: false,
         cur_types: 0,
+        // calls built by an embedded language are not traced (no config line)
+        trace: None,
+        files: Vec::new(),
     };
     let r = f(&mut fx);
     match (r, fx.errors.into_iter().next()) {

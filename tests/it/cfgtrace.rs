@@ -77,7 +77,8 @@ fn script_additions_and_cfgtrace() {
         .recv_matching("SIP/2.0 ")
         .unwrap_or_else(|| panic!("no reply; log:\n{}", s.log()));
     assert!(r.starts_with("SIP/2.0 200 traced"), "{r}");
-    assert!(s.wait_log("dbg_sip_msg", Duration::from_secs(5)));
+    // the route's last action (`exit`, after the reply went out) is traced last
+    assert!(s.wait_log("n=[exit]", Duration::from_secs(5)), "{}", s.log());
     let log = s.log();
     s.stop();
 

@@ -78,7 +78,11 @@ fn script_additions_and_cfgtrace() {
         .unwrap_or_else(|| panic!("no reply; log:\n{}", s.log()));
     assert!(r.starts_with("SIP/2.0 200 traced"), "{r}");
     // the route's last action (`exit`, after the reply went out) is traced last
-    assert!(s.wait_log("n=[exit]", Duration::from_secs(5)), "{}", s.log());
+    assert!(
+        s.wait_log("n=[exit]", Duration::from_secs(5)),
+        "{}",
+        s.log()
+    );
     let log = s.log();
     s.stop();
 

@@ -57,4 +57,5 @@ pub static MODULES: &[&ModuleExports] = &[
     &pipelimit::EXPORTS,
     &ratelimit::EXPORTS,
     &app_lua::EXPORTS,
+    &app_python::EXPORTS,
 ];

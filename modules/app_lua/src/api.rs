@@ -26,8 +26,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use openser_core::script::kemi::{self, is_myself_uri, level_by_name, method_is};
 pub use openser_core::script::kemi::{APIS, Op};
-use openser_core::script::kemi::{is_myself_uri, level_by_name, method_is};
 
 /// The Lua text that publishes [`APIS`]: run once per interpreter with `C` as its
 /// argument.
@@ -66,8 +66,6 @@ thread_local! {
     /// Prepared calls by a hash of (function, arguments), each with its key (checked,
     /// so a hash collision is a miss, never a wrong call).
     static CALLS: RefCell<HashMap<u64, (CallKey, Rc<CallOp>)>> = RefCell::new(HashMap::new());
-    /// Checked PVs by their text.
-    static PVS: RefCell<HashMap<String, Rc<PvSpec>>> = RefCell::new(HashMap::new());
 }
 
 /// Entries a cache may hold before it is emptied (arguments built from message
@@ -126,24 +124,13 @@ fn lua_value(lua: &Lua, v: PvValue) -> mlua::Result<Value> {
 }
 
 fn pv_spec(text: &str) -> mlua::Result<Rc<PvSpec>> {
-    if let Some(s) = PVS.with(|p| p.borrow().get(text).cloned()) {
-        return Ok(s);
-    }
-    let spec = Rc::new(fixup::dyn_pv(text).map_err(|e| rt(format!("bad PV '{text}': {e}")))?);
-    PVS.with(|p| {
-        let mut p = p.borrow_mut();
-        if p.len() >= CACHE_MAX {
-            p.clear();
-        }
-        p.insert(text.to_string(), spec.clone());
-    });
-    Ok(spec)
+    kemi::pv_spec(text).map_err(rt)
 }
 
 fn pv_set(ctx: &mut Ctx, text: &str, v: PvValue) -> mlua::Result<Value> {
-    let spec = pv_spec(text)?;
-    let lhs = fixup::dyn_lhs(&spec).map_err(rt)?;
-    Ok(Value::Integer(i64::from(pv::assign(ctx, &lhs, v))))
+    Ok(Value::Integer(i64::from(
+        kemi::pv_set(ctx, text, v).map_err(rt)?,
+    )))
 }
 
 /// FNV-1a, 64 bits, over `bytes` continuing from `h`.

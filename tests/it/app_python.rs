@@ -436,6 +436,21 @@ fn reload_picks_up_a_changed_file() {
 fn bad_python_scripts_stop_the_start() {
     let dir = TempDir::new("py-bad");
     let cfgp = dir.file("bad.cfg");
+    // A syntax error is found at the modparam line, also by `openser -c`.
+    let bad = dir.file("bad.py");
+    std::fs::write(&bad, "# comment\nx = 1\nif x\n    pass\n").unwrap();
+    std::fs::write(
+        &cfgp,
+        format!(
+            "listen=udp:127.0.0.1:5060\nloadmodule \"app_python.so\"\nmodparam(\"app_python\", \"load\", \"{}\")\n",
+            bad.display()
+        ),
+    )
+    .unwrap();
+    let (rc, out, err) = run(&["-c", "-f", cfgp.to_str().unwrap()]);
+    assert_ne!(rc, 0, "{out}{err}");
+    assert!(err.contains("bad.cfg:3:"), "{err}");
+    assert!(err.contains("bad.py:3:"), "{err}");
     let start_fails = |script: &str, want: &[&str]| {
         let py = dir.file("start.py");
         std::fs::write(&py, script).unwrap();

@@ -182,6 +182,19 @@ fn cstring(s: &str) -> PyResult<CString> {
     CString::new(s).map_err(|_| pyo3::exceptions::PyValueError::new_err("NUL in text"))
 }
 
+/// Compile the script without running it (the `load` parameter's check).
+pub fn compile(py: Python<'_>, file: &Path) -> Result<(), String> {
+    let src = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read Python script {}: {e}", file.display()))?;
+    py.import("builtins")
+        .and_then(|b| {
+            b.getattr("compile")?
+                .call1((src, file.display().to_string(), "exec"))
+        })
+        .map(|_| ())
+        .map_err(|e| format!("Python script {}: {}", file.display(), describe(py, &e)))
+}
+
 /// The KSR module (made once per process, kept in `sys.modules`).
 fn publish(py: Python<'_>) -> PyResult<()> {
     let sys = py.import("sys")?;
@@ -410,5 +423,47 @@ pub fn call_method<'py>(
     match param {
         Some(p) => f.call1((msg, p)),
         None => f.call1(PyTuple::new(py, [msg])?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg() -> SipMsg {
+        SipMsg::parse(
+            b"OPTIONS sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: parked\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_parked_context_is_reached_and_given_back() {
+        let mut m = msg();
+        let mut ctx = Ctx::new(&mut m, 1);
+        ctx.sflags = 5;
+        ctx.retcode = 7;
+        assert!(with_ctx(|_| ()).is_none(), "nothing parked yet");
+        park(&mut ctx).unwrap();
+        // The caller's Ctx holds the placeholder while the handler runs.
+        assert_ne!(ctx.msg.callid(), Some("parked"));
+        let seen = with_ctx(|c| {
+            c.sflags |= 8;
+            (c.msg.callid().map(str::to_string), c.retcode)
+        });
+        assert_eq!(seen, Some((Some("parked".to_string()), 7)));
+        // A nested handler parks its own context on top and finds it first.
+        let mut inner = msg();
+        let mut ictx = Ctx::new(&mut inner, 2);
+        ictx.retcode = 9;
+        park(&mut ictx).unwrap();
+        assert_eq!(with_ctx(|c| c.retcode), Some(9));
+        assert!(unpark(&mut ictx));
+        assert_eq!(with_ctx(|c| c.retcode), Some(7));
+        assert!(unpark(&mut ctx));
+        assert_eq!(ctx.msg.callid(), Some("parked"));
+        assert_eq!(ctx.sflags, 13);
+        assert_eq!(ctx.route_type, 1);
+        assert!(!unpark(&mut ctx), "the stack is empty again");
     }
 }

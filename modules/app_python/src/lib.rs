@@ -150,28 +150,33 @@ fn set_load(v: &ModParamValue) -> Result<(), String> {
     if SCRIPT.get().is_some_and(|p| *p != path) {
         return Err("app_python loads one script (load given twice)".into());
     }
+    // A syntax error is reported here, at the modparam's line (also with `-c`).
+    trial(&path, false)?;
     let _ = SCRIPT.set(path);
     Ok(())
 }
 
-/// What the trial child found: whether the handler object has `ksr_request_route`.
-fn trial() -> Result<bool, String> {
-    let Some(file) = script() else {
-        return Err(
-            "app_python: no script: modparam(\"app_python\", \"load\", \"file.py\")".into(),
-        );
-    };
+/// The script checked in a short-lived child (Python is never initialised in the
+/// attendant): compiled only, or (`full`) run with its `mod_init()`. What the child
+/// found: whether the handler object has `ksr_request_route`.
+fn trial(file: &std::path::Path, full: bool) -> Result<bool, String> {
     let (mut ours, mut theirs) =
         std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
     match openser_core::sys::fork().map_err(|e| format!("fork: {e}"))? {
         openser_core::sys::ForkResult::Child => {
             drop(ours);
             interp::allow();
-            let r = Python::with_gil(|py| interp::Interp::new(py, &file, 0));
-            let text = match r {
-                Ok(i) => format!("OK {}", u8::from(i.request_fn.is_some())),
-                Err(e) => format!("ERR {e}"),
-            };
+            let text = Python::with_gil(|py| {
+                let r = if full {
+                    interp::Interp::new(py, file, 0).map(|i| i.request_fn.is_some())
+                } else {
+                    interp::compile(py, file).map(|()| false)
+                };
+                match r {
+                    Ok(has) => format!("OK {}", u8::from(has)),
+                    Err(e) => format!("ERR {e}"),
+                }
+            });
             let _ = theirs.write_all(text.as_bytes());
             drop(theirs);
             openser_core::sys::exit_now(0);
@@ -213,7 +218,7 @@ fn mod_init() -> Result<(), String> {
             "app_python needs a script: modparam(\"app_python\", \"load\", \"file.py\")".into(),
         );
     }
-    let has_request = trial()?;
+    let has_request = trial(&script().unwrap_or_default(), true)?;
     if kemi_mode && !has_request {
         return Err(format!(
             "cfgengine \"python\": the handler object of {} has no method ksr_request_route",
@@ -360,7 +365,7 @@ fn mi_reload(_args: &[MiArg]) -> MiReply {
         return MiReply::err(500, "app_python not initialised");
     };
     // Check the script as it is now (in a trial child) before any process switches.
-    if let Err(e) = trial() {
+    if let Err(e) = trial(&script().unwrap_or_default(), true) {
         let first = e.lines().next().unwrap_or("").to_string();
         openser_core::log_err!("reload refused: {e}");
         return MiReply::err(500, &format!("reload failed: {first}"));

@@ -10,6 +10,10 @@ def mod_init():
 
 
 class Routing:
+    # Kamailio's app_python3 calls it in every process (and fails without it).
+    def child_init(self, rank):
+        return 0
+
     def relay(self):
         if KSR.tm.t_relay() < 0:
             KSR.sl.sl_reply_error()

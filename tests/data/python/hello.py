@@ -18,6 +18,10 @@ def mod_init():
 
 
 class Router:
+    # Kamailio's app_python3 calls it in every process (and fails without it).
+    def child_init(self, rank):
+        return 0
+
     def is_scanner(self):
         ua = KSR.pv.gete("$ua").lower()
         return any(s in ua for s in SCANNERS)

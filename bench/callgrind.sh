@@ -7,7 +7,7 @@
 # at a low rate, and the receiver's and the timer's instruction counts are divided by N.
 # Scenarios: stateless, stateful (INVITE/180/200/ACK/BYE/200 via record_route +
 # t_relay), lua (the stateful calls with the routing in bench/routing.lua under
-# cfgengine "lua"), register (one new user per REGISTER), registrar (INVITEs to
+# cfgengine "lua"), python (the same with bench/routing.py under cfgengine "python"), register (one new user per REGISTER), registrar (INVITEs to
 # registered users). Environment: N (calls, default 2000), RATE (default 200), BIN (default the
 # release build), SERVER (a whole command line instead of BIN …, with $CFG for the
 # config: e.g. the original OpenSER), CFG_PATTERN (printf pattern of the config per
@@ -45,6 +45,7 @@ run_one() {
 	stateless) routing=stateless ;;
 	stateful) routing=stateful ;;
 	lua) routing=lua ;; # stateful calls, the routing in bench/routing.lua
+	python) routing=python ;; # stateful calls, the routing in bench/routing.py
 	register | registrar) routing=registrar ;;
 	*) echo "unknown scenario $scen" >&2; return 1 ;;
 	esac
@@ -53,6 +54,7 @@ run_one() {
 	local cfg=$dir/server.cfg
 	# shellcheck disable=SC2059
 	if [ "$routing" = lua ]; then sed "s/127\.0\.0\.1/$HOST/g" "$HERE/routing.lua" >"$dir/routing.lua"; fi
+	if [ "$routing" = python ]; then sed "s/127\.0\.0\.1/$HOST/g" "$HERE/routing.py" >"$dir/routing.py"; fi
 	sed -e 's/^children=.*/children=1/' -e 's/^fork=.*/fork=no/' -e "s/127\.0\.0\.1/$HOST/g" "$(printf "$CFG_PATTERN" "$routing")" >"$cfg"
 	local cmd
 	if [ -n "${SERVER:-}" ]; then
@@ -65,7 +67,7 @@ run_one() {
 	local vpid=$!
 	sleep 6 # valgrind start-up
 	local uas=
-	if [ "$scen" = stateless ] || [ "$scen" = stateful ] || [ "$scen" = lua ] || [ "$scen" = registrar ]; then
+	if [ "$scen" = stateless ] || [ "$scen" = stateful ] || [ "$scen" = lua ] || [ "$scen" = python ] || [ "$scen" = registrar ]; then
 		sipp -sf "$SCEN/uas.xml" -i $HOST -p 5070 -d 50 -nostdin </dev/null >/dev/null 2>&1 &
 		uas=$!
 	fi

@@ -7,7 +7,7 @@
 # beside this repository, or BENCH_DRIVER=path/to/run-pair.sh), which starts the
 # proxy once per step on udp:127.0.0.1:5060 and drives it with SIPp over loopback.
 #
-#   SCENARIOS="stateless stateful lua registrar register regmem inflight regscale tcp
+#   SCENARIOS="stateless stateful lua python registrar register regmem inflight regscale tcp
 #              tls dispatcher cluster dialog"
 #                      (default: all; inflight and regscale are bench/inflight.sh and
 #                      bench/regscale.sh, fixed-rate costs at scale, not searches; tcp
@@ -20,7 +20,9 @@
 #                      the stateful search with the routing in Lua, bench/routing.lua under
 #                      cfgengine "lua" for both servers — Kamailio's needs the Debian
 #                      package kamailio-lua-modules — reported as the row `lua`, with its
-#                      CPU per call against the native `stateful` row; dialog is
+#                      CPU per call against the native `stateful` row; python is the
+#                      same with bench/routing.py under cfgengine "python" (Kamailio's
+#                      app_python3: kamailio-python3-modules), the row `python`; dialog is
 #                      bench/dialog_bench.sh, stateful calls tracked by the dialog module
 #                      with a per-caller profile check, both servers)
 #   MAXBUFFER=262144   receive buffer for both servers (compare like with like)
@@ -37,7 +39,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 DRIVER=${BENCH_DRIVER:-$ROOT/../shared/bench/run-pair.sh}
-SCENARIOS=${SCENARIOS:-stateless stateful lua registrar register regmem inflight regscale tcp tls dispatcher cluster dialog}
+SCENARIOS=${SCENARIOS:-stateless stateful lua python registrar register regmem inflight regscale tcp tls dispatcher cluster dialog}
 MAXBUFFER=${MAXBUFFER:-262144}
 REPEAT=${REPEAT:-3}
 REG_RATES=${REG_RATES:-4000 8000 16000 24000 32000 48000 64000}
@@ -65,7 +67,7 @@ done
 
 # The searches of run-pair.sh, and the scale scripts, from SCENARIOS.
 PAIR=
-LUA=
+LANGS=
 SCALE=
 STREAM=
 OWN=
@@ -74,7 +76,7 @@ for s in $SCENARIOS; do
 	inflight | regscale) SCALE="$SCALE $s" ;;
 	tcp | tls) STREAM="$STREAM $s" ;;
 	dispatcher | cluster | dialog) OWN="$OWN $s" ;;
-	lua) LUA=lua ;;
+	lua | python) LANGS="$LANGS $s" ;;
 	*) PAIR="$PAIR $s" ;;
 	esac
 done
@@ -105,30 +107,35 @@ if [ -n "$PAIR" ]; then
 		fi
 	done
 fi
-# Lua routing: the stateful search with openser-lua.cfg / kamailio-lua.cfg, one
-# routing.lua for both (absolute path written in), lines renamed `lua`.
-if [ -n "$LUA" ]; then
-	cp "$HERE/routing.lua" "$CFGDIR/routing.lua"
+# Lua and Python routing: the stateful search with openser-<lang>.cfg /
+# kamailio-<lang>.cfg, one routing.<ext> for both (absolute path written in), lines
+# renamed after the language.
+for lang in $LANGS; do
+	case $lang in
+	lua) ext=lua kmod=app_lua kpkg=kamailio-lua-modules ;;
+	python) ext=py kmod=app_python3 kpkg=kamailio-python3-modules ;;
+	esac
+	cp "$HERE/routing.$ext" "$CFGDIR/routing.$ext"
 	for r in openser kamailio; do
 		sed -e "s/^listen=.*/&\nmaxbuffer=$MAXBUFFER/" \
-			-e "s|\"load\", \"routing.lua\"|\"load\", \"$CFGDIR/routing.lua\"|" \
-			"$HERE/$r-lua.cfg" >"$CFGDIR/$r-lua.cfg"
+			-e "s|\"load\", \"routing.$ext\"|\"load\", \"$CFGDIR/routing.$ext\"|" \
+			"$HERE/$r-$lang.cfg" >"$CFGDIR/$r-$lang.cfg"
 	done
-	KLUA=
-	if command -v kamailio >/dev/null && [ -f /usr/lib/x86_64-linux-gnu/kamailio/modules/app_lua.so ]; then
-		KLUA=1
+	KLANG=
+	if command -v kamailio >/dev/null && [ -f /usr/lib/x86_64-linux-gnu/kamailio/modules/$kmod.so ]; then
+		KLANG=1
 	fi
 	for i in $(seq 1 "$REPEAT"); do
-		OUT=$OUTBASE/openser-lua-$i "$DRIVER" "$BIN -DD -E -m 1536 -f $CFGDIR/openser-lua.cfg" stateful |
-			sed 's/^stateful /lua /' | tee -a "$OUTBASE/openser-$i.txt"
-		if [ -n "$KLUA" ]; then
-			OUT=$OUTBASE/kamailio-lua-$i "$DRIVER" "kamailio -DD -E -m 1536 -f $CFGDIR/kamailio-lua.cfg" stateful |
-				sed 's/^stateful /lua /' | tee -a "$OUTBASE/kamailio-$i.txt"
+		OUT=$OUTBASE/openser-$lang-$i "$DRIVER" "$BIN -DD -E -m 1536 -f $CFGDIR/openser-$lang.cfg" stateful |
+			sed "s/^stateful /$lang /" | tee -a "$OUTBASE/openser-$i.txt"
+		if [ -n "$KLANG" ]; then
+			OUT=$OUTBASE/kamailio-$lang-$i "$DRIVER" "kamailio -DD -E -m 1536 -f $CFGDIR/kamailio-$lang.cfg" stateful |
+				sed "s/^stateful /$lang /" | tee -a "$OUTBASE/kamailio-$i.txt"
 		else
-			echo "bench: kamailio-lua-modules not installed, Lua routing measured for openser-rs only" >&2
+			echo "bench: $kpkg not installed, $lang routing measured for openser-rs only" >&2
 		fi
 	done
-fi
+done
 if [ -n "${OPENSER12:-}" ] && [ -x "$OPENSER12" ]; then
 	OUTBASE=$OUTBASE/fixed REPEAT=$REPEAT MAXBUFFER=$MAXBUFFER SERVERS="openser kamailio openser12" \
 		"$HERE/fixed.sh" | tee "$OUTBASE/fixed.txt"
@@ -182,7 +189,8 @@ for s in o:
             ur.append(f"{o[s][1] / v[1]:.2f}x {n}")
     print(f"{s:10} " + " ".join(cols) + "   " + ", ".join(rr) + "   " + ", ".join(ur))
 for n, d in servers:
-    if "lua" in d and "stateful" in d:
-        print(f"{n}: Lua routing / native cfg, CPU per call {d['lua'][1] / d['stateful'][1]:.2f}x, "
-              f"rate {d['lua'][0] / d['stateful'][0]:.2f}x")
+    for lang, title in (("lua", "Lua"), ("python", "Python")):
+        if lang in d and "stateful" in d:
+            print(f"{n}: {title} routing / native cfg, CPU per call {d[lang][1] / d['stateful'][1]:.2f}x, "
+                  f"rate {d[lang][0] / d['stateful'][0]:.2f}x")
 PY

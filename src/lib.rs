@@ -68,4 +68,5 @@ pub static MODULES: &[&ModuleExports] = &[
     &group_radius::EXPORTS,
     &avp_radius::EXPORTS,
     &uri_radius::EXPORTS,
+    &app_python::EXPORTS,
 ];

@@ -59,6 +59,13 @@ pub fn fork() -> io::Result<ForkResult> {
     }
 }
 
+/// `_exit()`: end a forked helper child at once, without the parent's atexit
+/// handlers or a second flush of the stdio buffers it inherited.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions; it ends the process.
+    unsafe { libc::_exit(code) }
+}
+
 pub fn getpid() -> i32 {
     // SAFETY: getpid has no preconditions and cannot fail.
     unsafe { libc::getpid() }

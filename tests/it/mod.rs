@@ -1,5 +1,6 @@
 mod acc;
 mod app_lua;
+mod app_python;
 mod auth;
 mod auth_challenge;
 mod auth_hardening;

@@ -7,6 +7,7 @@ pub mod ctx;
 pub mod engine;
 pub mod fixup;
 pub mod interp;
+pub mod kemi;
 pub mod pv;
 pub mod transform;
 

@@ -19,7 +19,6 @@ use openser_core::cfg::ast::{Arg, ArgValue};
 use openser_core::cfg::error::Span;
 use openser_core::cfg::pv::PvSpec;
 use openser_core::log;
-use openser_core::parser::Uri;
 use openser_core::script::ctx::{RUN_DROP, RUN_EXIT};
 use openser_core::script::interp::{CallOp, run_dyn_call};
 use openser_core::script::{Ctx, PvValue, fixup, pv};
@@ -27,143 +26,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-/// What an API function does.
-#[derive(Clone, Copy)]
-pub enum Op {
-    /// log(msg) at a fixed level
-    Log(i32),
-    /// log(level, msg)
-    LogAt,
-    /// the configuration function of this name, with the Lua arguments
-    Cfg(&'static str),
-    /// modf("function", args…)
-    Modf,
-    Exit,
-    Drop,
-    IsMyself,
-    IsMyselfRuri,
-    /// is_method("INVITE") (also "INVITE|BYE", "INVITE,BYE")
-    IsMethod,
-    IsMethodNamed(&'static str),
-    PvGet,
-    /// get, or "" for null
-    PvGetE,
-    PvSets,
-    PvSeti,
-    PvUnset,
-    PvIsNull,
-}
-
-/// One API function: its path under `sr` and under `KSR` ("" = not published there).
-pub struct Api {
-    pub sr: &'static str,
-    pub ksr: &'static str,
-    pub op: Op,
-}
-
-const fn both(path: &'static str, op: Op) -> Api {
-    Api {
-        sr: path,
-        ksr: path,
-        op,
-    }
-}
-const fn ksr(path: &'static str, op: Op) -> Api {
-    Api {
-        sr: "",
-        ksr: path,
-        op,
-    }
-}
-const fn named(sr: &'static str, ksr: &'static str, op: Op) -> Api {
-    Api { sr, ksr, op }
-}
-
-/// The API, in id order (the id is the index).
-pub static APIS: &[Api] = &[
-    // logging
-    both("log", Op::LogAt),
-    both("err", Op::Log(log::L_ERR)),
-    both("dbg", Op::Log(log::L_DBG)),
-    both("info", Op::Log(log::L_INFO)),
-    both("warn", Op::Log(log::L_WARN)),
-    both("notice", Op::Log(log::L_NOTICE)),
-    both("crit", Op::Log(log::L_CRIT)),
-    // the generic call and control
-    named("modf", "x.modf", Op::Modf),
-    named("exit", "x.exit", Op::Exit),
-    named("drop", "x.drop", Op::Drop),
-    // core checks
-    both("is_myself", Op::IsMyself),
-    ksr("is_myself_ruri", Op::IsMyselfRuri),
-    ksr("is_method", Op::IsMethod),
-    ksr("is_INVITE", Op::IsMethodNamed("INVITE")),
-    ksr("is_ACK", Op::IsMethodNamed("ACK")),
-    ksr("is_BYE", Op::IsMethodNamed("BYE")),
-    ksr("is_CANCEL", Op::IsMethodNamed("CANCEL")),
-    ksr("is_REGISTER", Op::IsMethodNamed("REGISTER")),
-    ksr("is_OPTIONS", Op::IsMethodNamed("OPTIONS")),
-    ksr("is_SUBSCRIBE", Op::IsMethodNamed("SUBSCRIBE")),
-    ksr("is_NOTIFY", Op::IsMethodNamed("NOTIFY")),
-    ksr("is_MESSAGE", Op::IsMethodNamed("MESSAGE")),
-    ksr("is_INFO", Op::IsMethodNamed("INFO")),
-    ksr("is_UPDATE", Op::IsMethodNamed("UPDATE")),
-    ksr("is_PRACK", Op::IsMethodNamed("PRACK")),
-    ksr("is_PUBLISH", Op::IsMethodNamed("PUBLISH")),
-    ksr("is_REFER", Op::IsMethodNamed("REFER")),
-    both("setflag", Op::Cfg("setflag")),
-    both("resetflag", Op::Cfg("resetflag")),
-    both("isflagset", Op::Cfg("isflagset")),
-    both("setbflag", Op::Cfg("setbflag")),
-    both("resetbflag", Op::Cfg("resetbflag")),
-    both("isbflagset", Op::Cfg("isbflagset")),
-    // pseudo-variables
-    both("pv.get", Op::PvGet),
-    ksr("pv.gete", Op::PvGetE),
-    both("pv.sets", Op::PvSets),
-    both("pv.seti", Op::PvSeti),
-    both("pv.unset", Op::PvUnset),
-    both("pv.is_null", Op::PvIsNull),
-    // headers (textops)
-    both("hdr.append", Op::Cfg("append_hf")),
-    both("hdr.insert", Op::Cfg("insert_hf")),
-    both("hdr.remove", Op::Cfg("remove_hf")),
-    both("hdr.is_present", Op::Cfg("is_present_hf")),
-    both("hdr.append_to_reply", Op::Cfg("append_to_reply")),
-    // sl
-    both("sl.send_reply", Op::Cfg("sl_send_reply")),
-    both("sl.sl_send_reply", Op::Cfg("sl_send_reply")),
-    both("sl.sl_reply_error", Op::Cfg("sl_reply_error")),
-    // tm
-    both("tm.t_relay", Op::Cfg("t_relay")),
-    both("tm.t_on_failure", Op::Cfg("t_on_failure")),
-    both("tm.t_on_reply", Op::Cfg("t_on_reply")),
-    both("tm.t_on_branch", Op::Cfg("t_on_branch")),
-    both("tm.t_reply", Op::Cfg("t_reply")),
-    both("tm.t_newtran", Op::Cfg("t_newtran")),
-    both("tm.t_check_trans", Op::Cfg("t_check_trans")),
-    both("tm.t_check_status", Op::Cfg("t_check_status")),
-    both("tm.t_is_canceled", Op::Cfg("t_was_cancelled")),
-    both("tm.t_release", Op::Cfg("t_release")),
-    // rr
-    both("rr.record_route", Op::Cfg("record_route")),
-    both("rr.record_route_preset", Op::Cfg("record_route_preset")),
-    both("rr.loose_route", Op::Cfg("loose_route")),
-    both("rr.add_rr_param", Op::Cfg("add_rr_param")),
-    // registrar
-    both("registrar.save", Op::Cfg("save")),
-    both("registrar.lookup", Op::Cfg("lookup")),
-    both("registrar.registered", Op::Cfg("registered")),
-    // auth, auth_db
-    both("auth.www_challenge", Op::Cfg("www_challenge")),
-    both("auth.proxy_challenge", Op::Cfg("proxy_challenge")),
-    both("auth.consume_credentials", Op::Cfg("consume_credentials")),
-    both("auth_db.www_authorize", Op::Cfg("www_authorize")),
-    both("auth_db.proxy_authorize", Op::Cfg("proxy_authorize")),
-    // maxfwd
-    both("maxfwd.process_maxfwd", Op::Cfg("mf_process_maxfwd_header")),
-    both("maxfwd.is_maxfwd_lt", Op::Cfg("is_maxfwd_lt")),
-];
+use openser_core::script::kemi::{self, is_myself_uri, level_by_name, method_is};
+pub use openser_core::script::kemi::{APIS, Op};
 
 /// The Lua text that publishes [`APIS`]: run once per interpreter with `C` as its
 /// argument.
@@ -202,8 +66,6 @@ thread_local! {
     /// Prepared calls by a hash of (function, arguments), each with its key (checked,
     /// so a hash collision is a miss, never a wrong call).
     static CALLS: RefCell<HashMap<u64, (CallKey, Rc<CallOp>)>> = RefCell::new(HashMap::new());
-    /// Checked PVs by their text.
-    static PVS: RefCell<HashMap<String, Rc<PvSpec>>> = RefCell::new(HashMap::new());
 }
 
 /// Entries a cache may hold before it is emptied (arguments built from message
@@ -262,24 +124,13 @@ fn lua_value(lua: &Lua, v: PvValue) -> mlua::Result<Value> {
 }
 
 fn pv_spec(text: &str) -> mlua::Result<Rc<PvSpec>> {
-    if let Some(s) = PVS.with(|p| p.borrow().get(text).cloned()) {
-        return Ok(s);
-    }
-    let spec = Rc::new(fixup::dyn_pv(text).map_err(|e| rt(format!("bad PV '{text}': {e}")))?);
-    PVS.with(|p| {
-        let mut p = p.borrow_mut();
-        if p.len() >= CACHE_MAX {
-            p.clear();
-        }
-        p.insert(text.to_string(), spec.clone());
-    });
-    Ok(spec)
+    kemi::pv_spec(text).map_err(rt)
 }
 
 fn pv_set(ctx: &mut Ctx, text: &str, v: PvValue) -> mlua::Result<Value> {
-    let spec = pv_spec(text)?;
-    let lhs = fixup::dyn_lhs(&spec).map_err(rt)?;
-    Ok(Value::Integer(i64::from(pv::assign(ctx, &lhs, v))))
+    Ok(Value::Integer(i64::from(
+        kemi::pv_set(ctx, text, v).map_err(rt)?,
+    )))
 }
 
 /// FNV-1a, 64 bits, over `bytes` continuing from `h`.
@@ -367,34 +218,12 @@ fn call_cfg(ctx: &mut Ctx, name: &str, args: &[Value]) -> mlua::Result<Value> {
 fn level_of(v: Option<&Value>) -> mlua::Result<i32> {
     Ok(match v {
         Some(Value::Integer(i)) => *i as i32,
-        Some(Value::String(s)) => match s.to_str()?.to_ascii_lowercase().as_str() {
-            "alert" | "l_alert" => log::L_ALERT,
-            "crit" | "l_crit" => log::L_CRIT,
-            "err" | "error" | "l_err" => log::L_ERR,
-            "warn" | "l_warn" => log::L_WARN,
-            "notice" | "l_notice" => log::L_NOTICE,
-            "info" | "l_info" => log::L_INFO,
-            "dbg" | "debug" | "l_dbg" => log::L_DBG,
-            other => return Err(rt(format!("log: unknown level '{other}'"))),
-        },
+        Some(Value::String(s)) => {
+            let name = s.to_str()?;
+            level_by_name(&name).ok_or_else(|| rt(format!("log: unknown level '{}'", &*name)))?
+        }
         _ => return Err(rt("log: level and message expected")),
     })
-}
-
-fn is_myself_uri(uri: &str) -> bool {
-    match Uri::parse(uri) {
-        Ok(u) => {
-            openser_core::transport::socket::is_myself(u.host_unbracketed(), u.port.unwrap_or(0))
-        }
-        Err(_) => false,
-    }
-}
-
-fn method_is(ctx: &Ctx, list: &str) -> bool {
-    let m = ctx.msg.method_str();
-    list.split(['|', ','])
-        .map(str::trim)
-        .any(|x| x.eq_ignore_ascii_case(m))
 }
 
 /// `C.f` outside a message.
@@ -407,7 +236,7 @@ pub fn call(lua: &Lua, ctx: Option<&mut Ctx>, id: i64, args: &[Value]) -> mlua::
     let Some(api) = usize::try_from(id).ok().and_then(|i| APIS.get(i)) else {
         return Err(rt(format!("no API function {id}")));
     };
-    let what = if api.ksr.is_empty() { api.sr } else { api.ksr };
+    let what = api.name();
     match api.op {
         Op::Log(level) => {
             let text = text_arg(args, 0, what)?;
@@ -484,16 +313,6 @@ pub fn call(lua: &Lua, ctx: Option<&mut Ctx>, id: i64, args: &[Value]) -> mlua::
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_path_is_unique_per_tree() {
-        let mut sr = std::collections::HashSet::new();
-        let mut k = std::collections::HashSet::new();
-        for a in APIS {
-            assert!(a.sr.is_empty() || sr.insert(a.sr), "sr.{} twice", a.sr);
-            assert!(a.ksr.is_empty() || k.insert(a.ksr), "KSR.{} twice", a.ksr);
-        }
-    }
 
     #[test]
     fn publish_code_names_both_trees() {

@@ -69,11 +69,10 @@ use openser_core::mi::{MiArg, MiNode, MiReply};
 use openser_core::module::{
     BoolParam, CmdExport, FixedArg, IntParam, MiExport, ModParamValue, ModuleExports, Param,
 };
-use openser_core::parser::Method;
-use openser_core::route::{ANY_ROUTE, REQUEST_ROUTE};
+use openser_core::route::ANY_ROUTE;
 use openser_core::script::engine::Engine;
-use openser_core::script::{Ctx, fixup, interp::run_dyn_call};
-use std::path::{Path, PathBuf};
+use openser_core::script::{Ctx, kemi};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -143,25 +142,8 @@ fn scripts() -> Vec<PathBuf> {
     SCRIPTS.with(|s| s.borrow().clone())
 }
 
-/// A script path: absolute as is, relative to the configuration file's directory.
 fn resolve(path: &str) -> PathBuf {
-    let p = Path::new(path);
-    if p.is_absolute() {
-        return p.to_path_buf();
-    }
-    let base = openser_core::config::cfg_file()
-        .and_then(|c| Path::new(c).parent().map(Path::to_path_buf))
-        .filter(|d| !d.as_os_str().is_empty())
-        .or_else(|| std::env::current_dir().ok())
-        .unwrap_or_default();
-    let joined = base.join(p);
-    if joined.is_absolute() {
-        joined
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(&joined))
-            .unwrap_or(joined)
-    }
+    kemi::resolve_script(path)
 }
 
 /// `modparam("app_lua", "load", path)`: the file must exist and compile (a syntax
@@ -214,38 +196,8 @@ fn child_init(_rank: i32) -> Result<(), String> {
     Ok(())
 }
 
-/// The 500 a KEMI request gets when its handler failed (not for ACK).
 fn reply_500(ctx: &mut Ctx) {
-    if ctx.msg.method() == Method::Ack || ctx.route_type & REQUEST_ROUTE == 0 {
-        return;
-    }
-    use openser_core::cfg::ast::{Arg, ArgValue, Span};
-    let args = vec![
-        Arg {
-            value: ArgValue::Int(500),
-            span: Span::default(),
-        },
-        Arg {
-            value: ArgValue::Str("Server Internal Error".into()),
-            span: Span::default(),
-        },
-    ];
-    if let Ok(op) = fixup::dyn_call("sl_send_reply", args)
-        && run_dyn_call(ctx, &op).is_ok()
-    {
-        return;
-    }
-    if let Ok(b) = openser_core::msg::build_local_reply(
-        ctx.msg,
-        500,
-        "Server Internal Error",
-        None,
-        &[],
-        b"",
-        None,
-    ) {
-        let _ = openser_core::transport::forward::send_reply(ctx.msg, &b);
-    }
+    kemi::reply_500(ctx);
 }
 
 /// The value of a finished `lua_*` call for the script.
@@ -308,17 +260,7 @@ fn cmd_lua_run(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
 // ---------------------------------------------------------------------------
 // KEMI
 
-/// FNV-1a of a handler name in 31 bits, never 0: the route index of a named handler,
-/// the same in every process (tm stores it in the transaction; the process running
-/// the route later may be another one).
-fn handler_index(name: &str) -> usize {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in name.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    (h & 0x7fff_ffff).max(1) as usize
-}
+pub(crate) use kemi::handler_index;
 
 fn engine_route_index(_kind: RouteKind, name: &str) -> Option<usize> {
     let i = interp::current().ok()?;
@@ -393,20 +335,4 @@ fn mi_reload(_args: &[MiArg]) -> MiReply {
     let n = g.fetch_add(1, Ordering::AcqRel) + 1;
     openser_core::log_info!("Lua scripts reloaded (generation {n})");
     MiReply::ok(vec![MiNode::new("generation", n.to_string())])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn handler_indexes_are_stable_and_nonzero() {
-        assert_eq!(
-            handler_index("ksr_failure_manage"),
-            handler_index("ksr_failure_manage")
-        );
-        assert_ne!(handler_index("a"), handler_index("b"));
-        assert!(handler_index("") > 0);
-        assert!(handler_index("x") <= 0x7fff_ffff);
-    }
 }

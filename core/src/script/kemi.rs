@@ -181,6 +181,22 @@ pub fn handler_index(name: &str) -> usize {
     (h & 0x7fff_ffff).max(1) as usize
 }
 
+/// The handler a KEMI engine runs for route `kind`/`idx`: `ksr_request_route` for
+/// requests, `ksr_reply_route` for the main reply route (index 0), otherwise the name
+/// the engine remembered for `idx` (`name_of`); `None` when it has none.
+pub fn handler_name(
+    kind: crate::cfg::ast::RouteKind,
+    idx: usize,
+    name_of: impl FnOnce(usize) -> Option<String>,
+) -> Option<std::borrow::Cow<'static, str>> {
+    use crate::cfg::ast::RouteKind;
+    match (kind, idx) {
+        (RouteKind::Request, _) => Some("ksr_request_route".into()),
+        (RouteKind::OnReply, 0) => Some("ksr_reply_route".into()),
+        _ => name_of(idx).map(Into::into),
+    }
+}
+
 /// A log level by its name (`"err"`, `"L_INFO"`, …) or number.
 pub fn level_by_name(name: &str) -> Option<i32> {
     Some(match name.to_ascii_lowercase().as_str() {

@@ -281,16 +281,11 @@ fn engine_has(kind: RouteKind, idx: usize) -> bool {
 }
 
 fn engine_run(kind: RouteKind, idx: usize, ctx: &mut Ctx) -> i32 {
-    let name: std::borrow::Cow<'static, str> = match (kind, idx) {
-        (RouteKind::Request, _) => "ksr_request_route".into(),
-        (RouteKind::OnReply, 0) => "ksr_reply_route".into(),
-        _ => match interp::current().ok().and_then(|i| i.name_of(idx)) {
-            Some(n) => n.into(),
-            None => {
-                openser_core::log_err!("no Lua function for {kind:?} route {idx}");
-                return -1;
-            }
-        },
+    let Some(name) = kemi::handler_name(kind, idx, |i| {
+        interp::current().ok().and_then(|x| x.name_of(i))
+    }) else {
+        openser_core::log_err!("no Lua function for {kind:?} route {idx}");
+        return -1;
     };
     let out = run_with(ctx, |i| {
         let f = match (kind, idx) {

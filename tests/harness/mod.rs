@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 pub mod dnsmasq;
 pub mod engines;
 pub mod galera;
+pub mod kemi;
 pub mod mariadb;
 pub mod netns;
 pub mod postgres;

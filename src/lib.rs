@@ -68,5 +68,7 @@ pub static MODULES: &[&ModuleExports] = &[
     &group_radius::EXPORTS,
     &avp_radius::EXPORTS,
     &uri_radius::EXPORTS,
+    &ldap::EXPORTS,
+    &h350::EXPORTS,
     &app_python::EXPORTS,
 ];

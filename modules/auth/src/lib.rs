@@ -13,6 +13,9 @@
 //!   challenge with `stale=true`. `nc_array_size` / `otn_in_flight_no` size the table.
 //! * `consume_credentials()` (REQUEST): removes the credentials header a successful
 //!   authorize marked; −1 if there is none.
+//! * `pv_www_authorize(realm)` / `pv_proxy_authorize(realm)` (REQUEST; Kamailio's):
+//!   the same check with the password taken from the `password_spec` PV (an HA1
+//!   unless `calculate_ha1`), the user from `username_spec` ([`pvauth`]).
 //! * `append_rpid_hf()` / `append_rpid_hf(prefix, suffix)` and `is_rpid_user_e164()`
 //!   (REQUEST, BRANCH, FAILURE) on the `rpid_avp` AVP ([`rpid`]).
 //!
@@ -24,6 +27,7 @@ pub mod api;
 pub mod digest;
 pub mod nc;
 pub mod nonce;
+pub mod pvauth;
 pub mod rpid;
 
 #[cfg(test)]
@@ -63,6 +67,9 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         Param::str_with("algorithm", &P.algorithm, |s| {
             digest::parse_alg_list(s).map(|_| ())
         }),
+        Param::str("username_spec", &P.username_spec),
+        Param::str("password_spec", &P.password_spec),
+        Param::bool("calculate_ha1", &P.calculate_ha1),
     ],
     cmds: &[
         CmdExport::new("www_challenge", 2, 2, REQUEST_ROUTE, cmd_www_challenge)
@@ -76,6 +83,22 @@ pub static EXPORTS: ModuleExports = ModuleExports {
             REQUEST_ROUTE,
             cmd_consume_credentials,
         ),
+        CmdExport::new(
+            "pv_www_authorize",
+            1,
+            1,
+            REQUEST_ROUTE,
+            pvauth::cmd_pv_www_authorize,
+        )
+        .fixup(pvauth::fixup_pv_authorize),
+        CmdExport::new(
+            "pv_proxy_authorize",
+            1,
+            1,
+            REQUEST_ROUTE,
+            pvauth::cmd_pv_proxy_authorize,
+        )
+        .fixup(pvauth::fixup_pv_authorize),
         CmdExport::new("append_rpid_hf", 0, 2, RBF, cmd_append_rpid_hf).fixup(fixup_rpid_hf),
         CmdExport::new("is_rpid_user_e164", 0, 0, RBF, cmd_is_rpid_user_e164),
     ],
@@ -100,6 +123,12 @@ pub struct AuthParams {
     pub otn_in_flight_no: IntParam,
     /// Algorithms offered and accepted, strongest first.
     pub algorithm: StrParam,
+    /// pv_*_authorize: the PV holding the username ("" = not checked).
+    pub username_spec: StrParam,
+    /// pv_*_authorize: the PV holding the password or HA1.
+    pub password_spec: StrParam,
+    /// pv_*_authorize: the password PV holds the plaintext password (else the HA1).
+    pub calculate_ha1: BoolParam,
 }
 
 pub static P: AuthParams = AuthParams {
@@ -114,6 +143,9 @@ pub static P: AuthParams = AuthParams {
     nc_array_size: IntParam::new(65536),
     otn_in_flight_no: IntParam::new(0),
     algorithm: StrParam::new("MD5"),
+    username_spec: StrParam::new(""),
+    password_spec: StrParam::new(""),
+    calculate_ha1: BoolParam::new(false),
 };
 
 /// The parameters in effect (secret resolved).

@@ -17,6 +17,7 @@ pub mod mariadb;
 pub mod netns;
 pub mod postgres;
 pub mod radius;
+pub mod slapd;
 pub mod tls;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_openser");

@@ -20,6 +20,7 @@ mod forwarding;
 mod galera;
 mod ipv6;
 mod lcr;
+mod ldap;
 mod man;
 mod mi;
 mod mi_fifo_access;

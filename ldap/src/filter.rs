@@ -113,8 +113,7 @@ fn parse_at(b: &[u8], pos: usize, depth: usize) -> Result<(Filter, usize), Strin
 
 fn valid_attr(a: &[u8]) -> bool {
     !a.is_empty()
-        && a
-            .iter()
+        && a.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b';'))
 }
 

@@ -2,13 +2,13 @@
 //! modules — limited to what a SIP proxy asks of a directory: simple bind, search,
 //! unbind (RFC 4511), with RFC 4515 filter strings and RFC 4516 URLs.
 //!
-//! * [`ber`]: the BER subset LDAP uses.
-//! * [`filter`]: filter strings → `Filter` → BER; RFC 4515 escaping.
-//! * [`proto`]: the requests and the decoder of server messages (outside input,
+//! * [`ber`] — the BER subset LDAP uses.
+//! * [`filter`] — filter strings → `Filter` → BER; RFC 4515 escaping.
+//! * [`proto`] — the requests and the decoder of server messages (outside input,
 //!   fuzzed by `ldap_reply`; the filter parser by `ldap_filter`).
-//! * [`url`]: `ldap://session/base?attrs?scope?filter`.
-//! * [`conf`]: the INI sessions file.
-//! * [`client`]: per-process blocking connections with a deadline on every wait and
+//! * [`url`] — `ldap://session/base?attrs?scope?filter`.
+//! * [`conf`] — the INI sessions file.
+//! * [`client`] — per-process blocking connections with a deadline on every wait and
 //!   one reconnect on a broken connection.
 //!
 //! Written here rather than taken from a crate: the maintained Rust client (`ldap3`)

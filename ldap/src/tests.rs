@@ -23,7 +23,18 @@ fn integers_are_minimal() {
     assert_eq!(int(ber::INTEGER, 128), vec![2, 2, 0, 128]);
     assert_eq!(int(ber::INTEGER, -1), vec![2, 1, 0xff]);
     assert_eq!(int(ber::INTEGER, 256), vec![2, 2, 1, 0]);
-    for v in [0, 1, -1, 127, 128, 255, 256, -129, i64::from(i32::MAX), i64::MIN] {
+    for v in [
+        0,
+        1,
+        -1,
+        127,
+        128,
+        255,
+        256,
+        -129,
+        i64::from(i32::MAX),
+        i64::MIN,
+    ] {
         assert_eq!(ber::decode_int(&int(ber::INTEGER, v)[2..]), Some(v));
     }
 }
@@ -42,17 +53,16 @@ fn bind_request_bytes() {
     // RFC 4511 simple bind, id 1, v3, anonymous
     assert_eq!(
         proto::bind_request(1, 3, "", ""),
-        vec![0x30, 0x0c, 0x02, 0x01, 0x01, 0x60, 0x07, 0x02, 0x01, 0x03, 0x04, 0x00, 0x80, 0x00]
+        vec![
+            0x30, 0x0c, 0x02, 0x01, 0x01, 0x60, 0x07, 0x02, 0x01, 0x03, 0x04, 0x00, 0x80, 0x00
+        ]
     );
 }
 
 #[test]
 fn decodes_entry_and_done() {
     let mut pa = tlv(ber::OCTET_STRING, b"cn");
-    pa.extend(tlv(
-        ber::SET,
-        &[tlv(4, b"alice"), tlv(4, b"al")].concat(),
-    ));
+    pa.extend(tlv(ber::SET, &[tlv(4, b"alice"), tlv(4, b"al")].concat()));
     let mut e = tlv(ber::OCTET_STRING, b"cn=alice,dc=x");
     e.extend(tlv(ber::SEQUENCE, &tlv(ber::SEQUENCE, &pa)));
     let m = msg(5, tlv(0x64, &e));
@@ -60,7 +70,10 @@ fn decodes_entry_and_done() {
     assert_eq!(id, 5);
     let Response::Entry(e) = r else { panic!() };
     assert_eq!(e.dn, "cn=alice,dc=x");
-    assert_eq!(e.values("CN").unwrap(), &[b"alice".to_vec(), b"al".to_vec()]);
+    assert_eq!(
+        e.values("CN").unwrap(),
+        &[b"alice".to_vec(), b"al".to_vec()]
+    );
     let (_, r) = proto::decode(&msg(5, result(0x65, 0, ""))).unwrap();
     assert!(matches!(r, Response::Done(ref x) if x.code == 0));
     let (_, r) = proto::decode(&msg(0, result(0x78, 52, "bye"))).unwrap();
@@ -131,9 +144,24 @@ fn filters() {
     // RFC 4515 §4 example encodings
     assert_eq!(
         filter::parse("(cn=Babs Jensen)").unwrap().encode(),
-        [&[0xa3, 0x11, 0x04, 0x02][..], b"cn", &[0x04, 0x0b], b"Babs Jensen"].concat()
+        [
+            &[0xa3, 0x11, 0x04, 0x02][..],
+            b"cn",
+            &[0x04, 0x0b],
+            b"Babs Jensen"
+        ]
+        .concat()
     );
-    for bad in ["(cn=a", "(cn=a))", "((cn=a)", "(&)", "(cn=\\zz)", "(=x)", "(c n=x)", "(cn=a**b)"] {
+    for bad in [
+        "(cn=a",
+        "(cn=a))",
+        "((cn=a)",
+        "(&)",
+        "(cn=\\zz)",
+        "(=x)",
+        "(c n=x)",
+        "(cn=a**b)",
+    ] {
         assert!(filter::parse(bad).is_err(), "{bad}");
     }
     let deep = "(!".repeat(100) + "(a=b)" + &")".repeat(100);
@@ -188,12 +216,18 @@ fn sessions_file() {
     assert_eq!(s[0].bind_timeout.as_millis(), 1000);
     assert_eq!(s[1].version, 2);
     for (bad, line) in [
-        ("[a]\nldap_server_url = ldap://127.0.0.1\nbogus = 1\n", "ldap.cfg:3"),
+        (
+            "[a]\nldap_server_url = ldap://127.0.0.1\nbogus = 1\n",
+            "ldap.cfg:3",
+        ),
         ("[a]\nldap_network_timeout = soon\n", "ldap.cfg:2"),
         ("[a]\nldap_bind_dn = x\n", "ldap.cfg:1"),
         ("x = 1\n", "ldap.cfg:1"),
         ("[a]\nldap_server_url = ldaps://127.0.0.1\n", "ldap.cfg:1"),
-        ("[a]\nldap_server_url = ldap://127.0.0.1\nldap_version = 4\n", "ldap.cfg:3"),
+        (
+            "[a]\nldap_server_url = ldap://127.0.0.1\nldap_version = 4\n",
+            "ldap.cfg:3",
+        ),
     ] {
         let e = conf::parse(bad, "ldap.cfg").unwrap_err();
         assert!(e.starts_with(line), "{e}");

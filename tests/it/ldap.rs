@@ -157,7 +157,10 @@ fn ldap_search_routes_by_directory_attribute() {
 
     // bob's telephoneNumber rewrites the R-URI of the forwarded INVITE.
     let ruri = format!("sip:bob@127.0.0.1:{}", uas.port());
-    c.send(s.addr(), &request("INVITE", &ruri, c.port(), "ldap-1", 1, ""));
+    c.send(
+        s.addr(),
+        &request("INVITE", &ruri, c.port(), "ldap-1", 1, ""),
+    );
     let (fwd, _) = uas
         .recv_timeout(W)
         .unwrap_or_else(|| panic!("nothing forwarded\n{}", s.log()));
@@ -167,14 +170,46 @@ fn ldap_search_routes_by_directory_attribute() {
     );
     // description 42 stored as an int AVP and incremented by the script.
     assert_eq!(header(&fwd, "X-Desc"), Some("43"), "{fwd}");
+    // The client starts no thread: every process of the server, each holding its LDAP
+    // connection now, has one task.
+    let procs = children_of(s.pid());
+    assert!(!procs.is_empty());
+    for pid in procs.into_iter().chain([s.pid()]) {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| d.count())
+            .unwrap_or(1);
+        assert_eq!(tasks, 1, "process {pid} has {tasks} threads");
+    }
 
     // A multi-valued attribute: both values, the first the newest; 2 values stored.
-    let r = send(&s, &c, &request("OPTIONS", "sip:carol@example.com", c.port(), "ldap-2", 1, ""));
+    let r = send(
+        &s,
+        &c,
+        &request(
+            "OPTIONS",
+            "sip:carol@example.com",
+            c.port(),
+            "ldap-2",
+            1,
+            "",
+        ),
+    );
     assert_eq!(code(&r), 200, "{r}");
     assert_eq!(reason(&r), "tel 4712 4713 n 2", "{r}");
 
     // No entry: -1.
-    let r = send(&s, &c, &request("OPTIONS", "sip:nobody@example.com", c.port(), "ldap-3", 1, ""));
+    let r = send(
+        &s,
+        &c,
+        &request(
+            "OPTIONS",
+            "sip:nobody@example.com",
+            c.port(),
+            "ldap-3",
+            1,
+            "",
+        ),
+    );
     assert_eq!((code(&r), reason(&r)), (404, "Not In Directory"), "{r}");
 
     // ldap_filter_url_encode: the '*' of a name is escaped, so it matches only the
@@ -182,13 +217,27 @@ fn ldap_search_routes_by_directory_attribute() {
     let r = send(
         &s,
         &c,
-        &request("OPTIONS", "sip:esc@example.com", c.port(), "ldap-4", 1, "X-Name: st*r\r\n"),
+        &request(
+            "OPTIONS",
+            "sip:esc@example.com",
+            c.port(),
+            "ldap-4",
+            1,
+            "X-Name: st*r\r\n",
+        ),
     );
     assert_eq!((code(&r), reason(&r)), (200, "esc st\\2ar tel 4799"), "{r}");
     let r = send(
         &s,
         &c,
-        &request("OPTIONS", "sip:esc@example.com", c.port(), "ldap-5", 1, "X-Name: *\r\n"),
+        &request(
+            "OPTIONS",
+            "sip:esc@example.com",
+            c.port(),
+            "ldap-5",
+            1,
+            "X-Name: *\r\n",
+        ),
     );
     assert_eq!((code(&r), reason(&r)), (404, "esc \\2a rc -1"), "{r}");
     d.stop();
@@ -320,15 +369,34 @@ fn h350_digest_register_and_callee_data() {
     let r = send(&s, &c, &register_msg(&c, "bob", 3, Some((&nonce, "bobpw"))));
     assert_eq!(code(&r), 200, "right password:\n{r}\n{}", s.log());
     // carol's password does not open bob's account, nor an unknown user's.
-    let r = send(&s, &c, &register_msg(&c, "bob", 4, Some((&nonce, "carolpw"))));
+    let r = send(
+        &s,
+        &c,
+        &register_msg(&c, "bob", 4, Some((&nonce, "carolpw"))),
+    );
     assert_eq!(code(&r), 401, "{r}");
     let r = send(&s, &c, &register_msg(&c, "mallory", 5, Some((&nonce, "x"))));
     assert_eq!(code(&r), 401, "{r}");
-    let r = send(&s, &c, &register_msg(&c, "carol", 6, Some((&nonce, "carolpw"))));
+    let r = send(
+        &s,
+        &c,
+        &register_msg(&c, "carol", 6, Some((&nonce, "carolpw"))),
+    );
     assert_eq!(code(&r), 200, "{r}");
 
     // bob's entry by one of his SIP URIs: call preferences and service levels.
-    let r = send(&s, &c, &request("INVITE", "sip:+4930123@example.com", c.port(), "h350-i1", 1, ""));
+    let r = send(
+        &s,
+        &c,
+        &request(
+            "INVITE",
+            "sip:+4930123@example.com",
+            c.port(),
+            "h350-i1",
+            1,
+            "",
+        ),
+    );
     assert_eq!(code(&r), 302, "{r}\n{}", s.log());
     assert_eq!(
         reason(&r),
@@ -336,9 +404,31 @@ fn h350_digest_register_and_callee_data() {
         "{r}"
     );
     // carol has neither attribute: both functions return -2.
-    let r = send(&s, &c, &request("INVITE", "sip:carol@example.com", c.port(), "h350-i2", 1, ""));
+    let r = send(
+        &s,
+        &c,
+        &request(
+            "INVITE",
+            "sip:carol@example.com",
+            c.port(),
+            "h350-i2",
+            1,
+            "",
+        ),
+    );
     assert_eq!((code(&r), reason(&r)), (480, "prefs -2 levels -2"), "{r}");
-    let r = send(&s, &c, &request("INVITE", "sip:nobody@example.com", c.port(), "h350-i3", 1, ""));
+    let r = send(
+        &s,
+        &c,
+        &request(
+            "INVITE",
+            "sip:nobody@example.com",
+            c.port(),
+            "h350-i3",
+            1,
+            "",
+        ),
+    );
     assert_eq!(code(&r), 404, "{r}");
     d.stop();
     s.stop();
@@ -361,10 +451,23 @@ fn ldap_down_is_500_and_the_worker_goes_on() {
     // reconnect refused) and then the next request too.
     d.stop();
     let r = send(&s, &c, &carol("down-2"));
-    assert_eq!((code(&r), reason(&r)), (500, "Directory Unavailable"), "{r}");
+    assert_eq!(
+        (code(&r), reason(&r)),
+        (500, "Directory Unavailable"),
+        "{r}"
+    );
     let r = send(&s, &c, &carol("down-3"));
     assert_eq!(code(&r), 500, "{r}");
-    assert!(s.log().contains("ldap_search"), "{}", s.log());
+    // The first found the connection broken and tried once more; both were refused.
+    let log = s.log();
+    assert!(
+        log.contains("broken") && log.contains("reconnecting"),
+        "{log}"
+    );
+    assert!(
+        log.contains("ldap_search: LDAP session [dir]: cannot connect"),
+        "{log}"
+    );
     // slapd back on the same port: the next search connects again.
     d.restart();
     let r = send(&s, &c, &carol("down-4"));
@@ -413,4 +516,46 @@ fn bad_sessions_file_stops_the_start() {
         err.contains(&format!("{}:3: ldap_network_timeout", conf.display())),
         "{err}"
     );
+}
+
+#[test]
+fn silent_directory_is_500_after_the_timeout() {
+    // A "server" that accepts connections (the kernel's backlog) and never answers:
+    // the bind waits ldap_client_bind_timeout, the request gets 500, and the one
+    // worker answers the next request the same way instead of hanging.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let work = TempDir::new("ldapsilent");
+    let conf = work.file("ldap.cfg");
+    std::fs::write(
+        &conf,
+        format!(
+            "[dir]\nldap_server_url = \"ldap://127.0.0.1:{}\"\n\
+             ldap_network_timeout = 300\nldap_client_bind_timeout = 300\n",
+            silent.local_addr().unwrap().port()
+        ),
+    )
+    .unwrap();
+    let mut s = Server::start(&search_cfg(&conf), &[]);
+    let c = Client::new();
+    for i in 0..2 {
+        let r = send(
+            &s,
+            &c,
+            &request(
+                "OPTIONS",
+                "sip:carol@example.com",
+                c.port(),
+                &format!("silent-{i}"),
+                1,
+                "",
+            ),
+        );
+        assert_eq!(
+            (code(&r), reason(&r)),
+            (500, "Directory Unavailable"),
+            "{r}"
+        );
+    }
+    assert!(s.log().contains("bind: timed out"), "{}", s.log());
+    s.stop();
 }

@@ -41,7 +41,9 @@ fn specs() -> Result<&'static Specs, String> {
     }
     let pw = P.password_spec.get();
     if pw.trim().is_empty() {
-        return Err("auth: pv_www_authorize/pv_proxy_authorize need the password_spec parameter".into());
+        return Err(
+            "auth: pv_www_authorize/pv_proxy_authorize need the password_spec parameter".into(),
+        );
     }
     let password = one_pv("password_spec", pw)?;
     let u = P.username_spec.get();

@@ -50,8 +50,7 @@ pub static EXPORTS: ModuleExports = ModuleExports {
     ],
     cmds: &[
         CmdExport::new("h350_sipuri_lookup", 1, 1, ROUTES, cmd_sipuri_lookup).fixup(fixup_fmt),
-        CmdExport::new("h350_auth_lookup", 2, 2, ROUTES, cmd_auth_lookup)
-            .fixup(fixup_auth_lookup),
+        CmdExport::new("h350_auth_lookup", 2, 2, ROUTES, cmd_auth_lookup).fixup(fixup_auth_lookup),
         CmdExport::new(
             "h350_result_call_preferences",
             1,
@@ -62,16 +61,9 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         .fixup(fixup_prefix),
         CmdExport::new("h350_call_preferences", 1, 1, ROUTES, cmd_call_preferences)
             .fixup(fixup_prefix),
-        CmdExport::new(
-            "h350_result_service_level",
-            1,
-            1,
-            ROUTES,
-            cmd_service_level,
-        )
-        .fixup(fixup_prefix),
-        CmdExport::new("h350_service_level", 1, 1, ROUTES, cmd_service_level)
+        CmdExport::new("h350_result_service_level", 1, 1, ROUTES, cmd_service_level)
             .fixup(fixup_prefix),
+        CmdExport::new("h350_service_level", 1, 1, ROUTES, cmd_service_level).fixup(fixup_prefix),
     ],
     mod_init: Some(mod_init),
     ..ModuleExports::EMPTY
@@ -235,8 +227,10 @@ fn cmd_call_preferences(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
         .filter_map(|v| parse_call_pref(&String::from_utf8_lossy(v)))
         .collect();
     for (uri, t, secs) in rules.iter().rev() {
-        ctx.avps
-            .add(AvpId::Str(format!("{prefix}{t}")), PvValue::Str(uri.clone()));
+        ctx.avps.add(
+            AvpId::Str(format!("{prefix}{t}")),
+            PvValue::Str(uri.clone()),
+        );
         if let Some(s) = secs {
             ctx.avps
                 .add(AvpId::Str(format!("{prefix}{t}_t")), PvValue::Int(*s));

@@ -95,10 +95,7 @@ fn child_init(rank: i32) -> Result<(), String> {
     }
     for s in SESSIONS.get().map(Vec::as_slice).unwrap_or(&[]) {
         if let Err(e) = client::connect(s) {
-            openser_core::log_warn!(
-                "LDAP session [{}]: {e}; will connect on first use",
-                s.name
-            );
+            openser_core::log_warn!("LDAP session [{}]: {e}; will connect on first use", s.name);
         }
     }
     Ok(())

@@ -253,8 +253,9 @@ loadmodule "sl.so"
 loadmodule "textops.so"
 loadmodule "avpops.so"
 loadmodule "auth.so"
-loadmodule "ldap.so"
+# h350 before the ldap module it uses: it reads the sessions file itself then.
 loadmodule "h350.so"
+loadmodule "ldap.so"
 modparam("ldap", "config_file", "{conf}")
 modparam("h350", "ldap_session", "h350")
 modparam("h350", "base_dn", "{BASE}")

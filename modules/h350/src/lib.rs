@@ -88,6 +88,7 @@ static SCOPE: OnceLock<Scope> = OnceLock::new();
 
 fn mod_init() -> Result<(), String> {
     let name = P.ldap_session.get();
+    ldap::sessions()?;
     if ldap::session(name).is_none() {
         return Err(format!(
             "h350: ldap_session '{name}' is not a session of the ldap module's config_file"

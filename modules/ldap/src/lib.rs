@@ -31,7 +31,7 @@
 //! Timeouts: `ldap_network_timeout` bounds each connect and a whole search,
 //! `ldap_client_bind_timeout` the bind; a broken connection is remade once per search.
 //!
-//! Module API (for h350): [`session`], [`params_search`], [`url_search`],
+//! Module API (for h350): [`sessions`], [`session`], [`params_search`], [`url_search`],
 //! [`result_attr_vals`], [`result_next`], [`rfc4515_escape`].
 
 use std::cell::RefCell;
@@ -82,10 +82,18 @@ pub static P: Cells = Cells {
 
 static SESSIONS: OnceLock<Vec<Session>> = OnceLock::new();
 
-fn mod_init() -> Result<(), String> {
+/// The sessions of `config_file`, read on first use (ldap's mod_init, or the mod_init
+/// of a module using the API that was loaded before ldap).
+pub fn sessions() -> Result<&'static [Session], String> {
+    if let Some(s) = SESSIONS.get() {
+        return Ok(s);
+    }
     let s = openser_ldap::conf::load(P.config_file.get()).map_err(|e| format!("ldap: {e}"))?;
-    let _ = SESSIONS.set(s);
-    Ok(())
+    Ok(SESSIONS.get_or_init(|| s))
+}
+
+fn mod_init() -> Result<(), String> {
+    sessions().map(|_| ())
 }
 
 fn child_init(rank: i32) -> Result<(), String> {

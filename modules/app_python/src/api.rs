@@ -56,24 +56,21 @@ class TimeLimit(BaseException):
     """A handler ran past app_python's time_limit."""
 
 _limit_ms = 0
+_tick = None
 
 def _on_alarm(signum, frame):
-    raise TimeLimit("time limit (%d ms of CPU) exceeded" % _limit_ms)
+    if _tick is not None and _tick():
+        raise TimeLimit("time limit (%d ms of CPU) exceeded" % _limit_ms)
 
-_installed = False
-
-def _arm(seconds, ms):
-    global _installed, _limit_ms
+def _start(tick, ms, period):
+    global _tick, _limit_ms
     import signal
-    if not _installed:
-        signal.signal(signal.SIGVTALRM, _on_alarm)
-        _installed = True
+    _tick = tick
     _limit_ms = ms
-    signal.setitimer(signal.ITIMER_VIRTUAL, seconds)
-
-def _disarm():
-    import signal
-    signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+    signal.signal(signal.SIGVTALRM, _on_alarm)
+    # SA_RESTART: a tick landing in a system call of the worker restarts it.
+    signal.siginterrupt(signal.SIGVTALRM, False)
+    signal.setitimer(signal.ITIMER_VIRTUAL, period, period)
 "#;
 
 /// The text `KSR.x.exit()` raises (a `SystemExit`, so `except Exception:` in a

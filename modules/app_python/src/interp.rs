@@ -34,6 +34,22 @@ thread_local! {
     static HELD: RefCell<Vec<Held>> = const { RefCell::new(Vec::new()) };
     /// The placeholder message a parked `Ctx` holds (parsed once per process).
     static SPARE: RefCell<Option<SipMsg>> = const { RefCell::new(None) };
+    /// `time_limit` ticks seen by the running outermost handler, and the number that
+    /// stops it (`timer_plan`).
+    static TICKS: Cell<u32> = const { Cell::new(0) };
+    static TICKS_MAX: Cell<u32> = const { Cell::new(u32::MAX) };
+}
+
+/// A `time_limit` tick (the `SIGVTALRM` handler's question): whether the running
+/// handler has had its CPU time. Ticks outside a handler count for nothing.
+#[pyfunction]
+fn time_tick() -> bool {
+    if DEPTH.get() == 0 {
+        return false;
+    }
+    let n = TICKS.get().saturating_add(1);
+    TICKS.set(n);
+    n >= TICKS_MAX.get()
 }
 
 /// A context moved out of its `Ctx` for the length of a handler.
@@ -212,6 +228,14 @@ fn publish(py: Python<'_>) -> PyResult<()> {
         }
     }
     m.getattr("_make")?.call1((call, list))?;
+    // The time limit's timer runs for the life of the process (a handler run only
+    // resets its tick count: no system call per request).
+    if let Some((period, ticks)) = crate::timer_plan(crate::P.time_limit.get()) {
+        TICKS_MAX.set(ticks);
+        let tick = wrap_pyfunction!(time_tick, py)?;
+        m.getattr("_start")?
+            .call1((tick, crate::P.time_limit.get(), period))?;
+    }
     Ok(())
 }
 
@@ -389,14 +413,17 @@ pub fn run_with(
     DEPTH.set(depth + 1);
     let prev_exit = api::EXIT.replace(0);
     let res = Python::with_gil(|py| {
-        let armed = depth == 0 && crate::arm_timer(py);
-        let r = body(py, &i)
-            .map(|v| rc_of_value(&v))
-            .map_err(|e| describe(py, &e));
-        if armed {
-            crate::disarm_timer(py);
+        if depth == 0 {
+            // A tick that came while no handler ran is answered (as nothing) before
+            // this run's count starts.
+            if let Err(e) = py.check_signals() {
+                openser_core::log_dbg!("app_python: {}", describe(py, &e));
+            }
+            TICKS.set(0);
         }
-        r
+        body(py, &i)
+            .map(|v| rc_of_value(&v))
+            .map_err(|e| describe(py, &e))
     });
     let exit = api::EXIT.replace(prev_exit);
     DEPTH.set(depth);

@@ -247,30 +247,17 @@ fn child_init(rank: i32) -> Result<(), String> {
     Ok(())
 }
 
-/// Arm the handler's CPU-time limit (`time_limit`); whether it was armed.
-pub(crate) fn arm_timer(py: Python<'_>) -> bool {
-    let ms = P.time_limit.get();
-    if ms <= 0 {
-        return false;
-    }
-    let r = py
-        .import("_app_python")
-        .and_then(|m| m.getattr("_arm")?.call1((ms as f64 / 1000.0, ms)));
-    match r {
-        Ok(_) => true,
-        Err(e) => {
-            openser_core::log_err!("time_limit: {}", interp::describe(py, &e));
-            false
-        }
-    }
-}
-
-pub(crate) fn disarm_timer(py: Python<'_>) {
-    if let Err(e) = py
-        .import("_app_python")
-        .and_then(|m| m.getattr("_disarm")?.call0())
-    {
-        openser_core::log_err!("time_limit: {}", interp::describe(py, &e));
+/// The CPU-time limit's clock (`time_limit` ms; None for 0): the period of the
+/// `ITIMER_VIRTUAL` timer each process with Python keeps running, and the ticks one
+/// handler run may see before it is stopped. The first tick of a run comes anywhere
+/// in its first period, so a run is stopped after between (ticks − 1) and ticks
+/// periods of CPU: between `time_limit` and 1.25 × `time_limit` (2 × under 40 ms,
+/// where a quarter period would be finer than the kernel's accounting).
+pub(crate) fn timer_plan(ms: i64) -> Option<(f64, u32)> {
+    match ms {
+        ..=0 => None,
+        1..40 => Some((ms as f64 / 1000.0, 2)),
+        _ => Some((ms as f64 / 4000.0, 5)),
     }
 }
 

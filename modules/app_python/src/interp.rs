@@ -30,8 +30,9 @@ thread_local! {
     static ALLOWED: Cell<bool> = const { Cell::new(false) };
     /// Handlers running (a branch route inside `t_relay` inside the request route).
     static DEPTH: Cell<u32> = const { Cell::new(0) };
-    /// The contexts of the running handlers, innermost last.
-    static HELD: RefCell<Vec<Held>> = const { RefCell::new(Vec::new()) };
+    /// The contexts of the running handlers, innermost last (boxed: a `KSR` call
+    /// takes the top one out and puts it back, moving a pointer, not the message).
+    static HELD: RefCell<Vec<Box<Held>>> = const { RefCell::new(Vec::new()) };
     /// The placeholder message a parked `Ctx` holds (parsed once per process).
     static SPARE: RefCell<Option<SipMsg>> = const { RefCell::new(None) };
     /// `time_limit` ticks seen by the running outermost handler, and the number that
@@ -114,18 +115,19 @@ fn park(ctx: &mut Ctx) -> Result<(), String> {
     let msg = std::mem::replace(&mut *ctx.msg, spare()?);
     let mut st = State::default();
     st.take_from(ctx);
-    HELD.with(|h| h.borrow_mut().push(Held { msg, st }));
+    HELD.with(|h| h.borrow_mut().push(Box::new(Held { msg, st })));
     Ok(())
 }
 
 /// Move the innermost parked context back into `ctx`.
 fn unpark(ctx: &mut Ctx) -> bool {
-    let Some(mut h) = HELD.with(|s| s.borrow_mut().pop()) else {
+    let Some(h) = HELD.with(|s| s.borrow_mut().pop()) else {
         return false;
     };
-    let placeholder = std::mem::replace(&mut *ctx.msg, h.msg);
+    let Held { msg, mut st } = *h;
+    let placeholder = std::mem::replace(&mut *ctx.msg, msg);
     SPARE.with(|s| *s.borrow_mut() = Some(placeholder));
-    h.st.put_into(ctx);
+    st.put_into(ctx);
     true
 }
 
@@ -133,7 +135,7 @@ fn unpark(ctx: &mut Ctx) -> bool {
 pub fn with_ctx<R>(f: impl FnOnce(&mut Ctx) -> R) -> Option<R> {
     let mut h = HELD.with(|s| s.borrow_mut().pop())?;
     let r = {
-        let Held { msg, st } = &mut h;
+        let Held { msg, st } = &mut *h;
         let mut ctx = Ctx::new(msg, st.route_type);
         st.put_into(&mut ctx);
         let r = f(&mut ctx);

@@ -32,6 +32,7 @@ thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
     /// The contexts of the running handlers, innermost last (boxed: a `KSR` call
     /// takes the top one out and puts it back, moving a pointer, not the message).
+    #[allow(clippy::vec_box)] // the box is the point: popped and pushed per KSR call
     static HELD: RefCell<Vec<Box<Held>>> = const { RefCell::new(Vec::new()) };
     /// The placeholder message a parked `Ctx` holds (parsed once per process).
     static SPARE: RefCell<Option<SipMsg>> = const { RefCell::new(None) };
@@ -344,14 +345,15 @@ pub fn current() -> Result<Rc<Interp>, String> {
         return Err("Python is not initialised in this process".into());
     }
     let generation = crate::generation();
-    let Some(file) = crate::script() else {
-        return Err("app_python: no script (modparam load)".into());
-    };
     INTERP.with(|cell| {
         let have = cell.borrow().clone();
         match have {
             Some(i) if i.generation == generation || DEPTH.get() > 0 => Ok(i),
-            have => match Python::with_gil(|py| Interp::new(py, &file, generation)) {
+            have => match Python::with_gil(|py| {
+                let file = crate::script()
+                    .ok_or_else(|| "app_python: no script (modparam load)".to_string())?;
+                Interp::new(py, file, generation)
+            }) {
                 Ok(i) => {
                     if have.is_some() {
                         openser_core::log_info!(

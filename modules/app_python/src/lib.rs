@@ -49,10 +49,14 @@
 //!   then a generation number in shm is raised and every process rebuilds its
 //!   interpreter before its next request.
 //! * `time_limit` (int, ms, default 1000, 0 = none) — the CPU time one handler (with
-//!   the handlers it runs) may use: an `ITIMER_VIRTUAL` timer is armed for the
-//!   outermost handler and its signal raises an exception in the Python code (an
-//!   endless loop costs one request, not a worker). Time spent inside `KSR`
-//!   functions counts too; the exception is raised when control is back in Python.
+//!   the handlers it runs) may use: each process with Python keeps an
+//!   `ITIMER_VIRTUAL` timer running (period: a quarter of the limit; set once, no
+//!   system call per request), its signal's handler counts the ticks the running
+//!   outermost handler sees and raises an exception in the Python code at the 5th
+//!   (2nd under 40 ms): the handler is stopped after between 1 and 1.25 × the limit
+//!   of CPU (an endless loop costs one request, not a worker; a script catching the
+//!   exception gets it again each period). Time spent inside `KSR` functions counts
+//!   too; the exception is raised when control is back in Python.
 
 mod api;
 mod interp;
@@ -135,8 +139,8 @@ fn generation() -> u64 {
     GEN.get().map_or(0, |g| g.load(Ordering::Acquire))
 }
 
-fn script() -> Option<PathBuf> {
-    SCRIPT.get().cloned()
+fn script() -> Option<&'static std::path::Path> {
+    SCRIPT.get().map(PathBuf::as_path)
 }
 
 fn set_load(v: &ModParamValue) -> Result<(), String> {
@@ -218,11 +222,11 @@ fn mod_init() -> Result<(), String> {
             "app_python needs a script: modparam(\"app_python\", \"load\", \"file.py\")".into(),
         );
     }
-    let has_request = trial(&script().unwrap_or_default(), true)?;
+    let has_request = trial(script().unwrap_or(std::path::Path::new("")), true)?;
     if kemi_mode && !has_request {
         return Err(format!(
             "cfgengine \"python\": the handler object of {} has no method ksr_request_route",
-            script().unwrap_or_default().display()
+            script().unwrap_or(std::path::Path::new("")).display()
         ));
     }
     Ok(())
@@ -347,7 +351,7 @@ fn mi_reload(_args: &[MiArg]) -> MiReply {
         return MiReply::err(500, "app_python not initialised");
     };
     // Check the script as it is now (in a trial child) before any process switches.
-    if let Err(e) = trial(&script().unwrap_or_default(), true) {
+    if let Err(e) = trial(script().unwrap_or(std::path::Path::new("")), true) {
         let first = e.lines().next().unwrap_or("").to_string();
         openser_core::log_err!("reload refused: {e}");
         return MiReply::err(500, &format!("reload failed: {first}"));

@@ -34,8 +34,9 @@ thread_local! {
     /// takes the top one out and puts it back, moving a pointer, not the message).
     #[allow(clippy::vec_box)] // the box is the point: popped and pushed per KSR call
     static HELD: RefCell<Vec<Box<Held>>> = const { RefCell::new(Vec::new()) };
-    /// The placeholder message a parked `Ctx` holds (parsed once per process).
-    static SPARE: RefCell<Option<SipMsg>> = const { RefCell::new(None) };
+    /// A free slot entry holding the placeholder message a parked `Ctx` gets (parsed
+    /// once per process; reused, so a handler run allocates nothing here).
+    static SPARE: RefCell<Option<Box<Held>>> = const { RefCell::new(None) };
     /// `time_limit` ticks seen by the running outermost handler, and the number that
     /// stops it (`timer_plan`).
     static TICKS: Cell<u32> = const { Cell::new(0) };
@@ -103,32 +104,37 @@ impl State {
     }
 }
 
-fn spare() -> Result<SipMsg, String> {
-    if let Some(m) = SPARE.with(|s| s.borrow_mut().take()) {
-        return Ok(m);
+fn spare() -> Result<Box<Held>, String> {
+    if let Some(h) = SPARE.with(|s| s.borrow_mut().take()) {
+        return Ok(h);
     }
-    SipMsg::parse(b"OPTIONS sip:placeholder.invalid SIP/2.0\r\nContent-Length: 0\r\n\r\n")
-        .map_err(|e| format!("placeholder message: {e:?}"))
+    let msg =
+        SipMsg::parse(b"OPTIONS sip:placeholder.invalid SIP/2.0\r\nContent-Length: 0\r\n\r\n")
+            .map_err(|e| format!("placeholder message: {e:?}"))?;
+    Ok(Box::new(Held {
+        msg,
+        st: State::default(),
+    }))
 }
 
-/// Park `ctx`'s message and state in the slot.
+/// Park `ctx`'s message and state in the slot (the message swapped with the spare
+/// entry's placeholder).
 fn park(ctx: &mut Ctx) -> Result<(), String> {
-    let msg = std::mem::replace(&mut *ctx.msg, spare()?);
-    let mut st = State::default();
-    st.take_from(ctx);
-    HELD.with(|h| h.borrow_mut().push(Box::new(Held { msg, st })));
+    let mut h = spare()?;
+    std::mem::swap(&mut *ctx.msg, &mut h.msg);
+    h.st.take_from(ctx);
+    HELD.with(|s| s.borrow_mut().push(h));
     Ok(())
 }
 
 /// Move the innermost parked context back into `ctx`.
 fn unpark(ctx: &mut Ctx) -> bool {
-    let Some(h) = HELD.with(|s| s.borrow_mut().pop()) else {
+    let Some(mut h) = HELD.with(|s| s.borrow_mut().pop()) else {
         return false;
     };
-    let Held { msg, mut st } = *h;
-    let placeholder = std::mem::replace(&mut *ctx.msg, msg);
-    SPARE.with(|s| *s.borrow_mut() = Some(placeholder));
-    st.put_into(ctx);
+    std::mem::swap(&mut *ctx.msg, &mut h.msg);
+    h.st.put_into(ctx);
+    SPARE.with(|s| *s.borrow_mut() = Some(h));
     true
 }
 

@@ -56,24 +56,21 @@ class TimeLimit(BaseException):
     """A handler ran past app_python's time_limit."""
 
 _limit_ms = 0
+_tick = None
 
 def _on_alarm(signum, frame):
-    raise TimeLimit("time limit (%d ms of CPU) exceeded" % _limit_ms)
+    if _tick is not None and _tick():
+        raise TimeLimit("time limit (%d ms of CPU) exceeded" % _limit_ms)
 
-_installed = False
-
-def _arm(seconds, ms):
-    global _installed, _limit_ms
+def _start(tick, ms, period):
+    global _tick, _limit_ms
     import signal
-    if not _installed:
-        signal.signal(signal.SIGVTALRM, _on_alarm)
-        _installed = True
+    _tick = tick
     _limit_ms = ms
-    signal.setitimer(signal.ITIMER_VIRTUAL, seconds)
-
-def _disarm():
-    import signal
-    signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+    signal.signal(signal.SIGVTALRM, _on_alarm)
+    # SA_RESTART: a tick landing in a system call of the worker restarts it.
+    signal.siginterrupt(signal.SIGVTALRM, False)
+    signal.setitimer(signal.ITIMER_VIRTUAL, period, period)
 "#;
 
 /// The text `KSR.x.exit()` raises (a `SystemExit`, so `except Exception:` in a
@@ -125,6 +122,23 @@ fn text(args: &Bound<'_, PyTuple>, i: usize, what: &str) -> PyResult<String> {
     )))
 }
 
+/// Argument `i` as text, borrowed from a Python string (converted from a number).
+fn text_of<'a, 'py: 'a>(
+    args: &Bound<'py, PyTuple>,
+    i: usize,
+    what: &str,
+    slot: &'a mut Option<Bound<'py, PyAny>>,
+) -> PyResult<std::borrow::Cow<'a, str>> {
+    let v = args
+        .get_item(i)
+        .map_err(|_| PyTypeError::new_err(format!("{what}: argument {} missing", i + 1)))?;
+    if v.downcast::<PyString>().is_err() {
+        return text(args, i, what).map(Into::into);
+    }
+    let v = slot.insert(v);
+    Ok(v.downcast::<PyString>()?.to_str()?.into())
+}
+
 fn no_msg(what: &str) -> PyErr {
     rt(format!("{what}: no SIP message is being processed"))
 }
@@ -152,6 +166,9 @@ fn boolean(py: Python<'_>, b: bool) -> PyObject {
     PyBool::new(py, b).to_owned().into_any().unbind()
 }
 
+/// Arguments a configuration function call converts without a heap allocation.
+const INLINE_ARGS: usize = 4;
+
 /// Call the configuration function `name` with the Python arguments from `from`.
 fn cfg(
     py: Python<'_>,
@@ -160,14 +177,38 @@ fn cfg(
     args: &Bound<'_, PyTuple>,
     from: usize,
 ) -> PyResult<PyObject> {
-    let items: Vec<Bound<'_, PyAny>> = args.iter().skip(from).collect();
-    let mut floats: Vec<String> = vec![String::new(); items.len()];
-    let kargs = items
-        .iter()
+    let n = args.len().saturating_sub(from);
+    if n > INLINE_ARGS {
+        let items: Vec<Bound<'_, PyAny>> = args.iter().skip(from).collect();
+        let mut floats: Vec<String> = vec![String::new(); items.len()];
+        let kargs = items
+            .iter()
+            .zip(floats.iter_mut())
+            .map(|(v, f)| karg(v, f))
+            .collect::<PyResult<Vec<_>>>()?;
+        let r = on_ctx(what, |ctx| kemi::call_cfg(ctx, name, &kargs).map_err(rt))?;
+        return int(py, i64::from(r));
+    }
+    // The common case on the stack: a handful of arguments, no Vec per call.
+    let items: [Option<Bound<'_, PyAny>>; INLINE_ARGS] = std::array::from_fn(|k| {
+        if k < n {
+            args.get_item(from + k).ok()
+        } else {
+            None
+        }
+    });
+    let mut floats: [String; INLINE_ARGS] = Default::default();
+    let mut kargs = [KArg::Int(0); INLINE_ARGS];
+    for ((slot, v), f) in kargs
+        .iter_mut()
+        .zip(items.iter().flatten())
         .zip(floats.iter_mut())
-        .map(|(v, f)| karg(v, f))
-        .collect::<PyResult<Vec<_>>>()?;
-    let r = on_ctx(what, |ctx| kemi::call_cfg(ctx, name, &kargs).map_err(rt))?;
+    {
+        *slot = karg(v, f)?;
+    }
+    let r = on_ctx(what, |ctx| {
+        kemi::call_cfg(ctx, name, &kargs[..n]).map_err(rt)
+    })?;
     int(py, i64::from(r))
 }
 
@@ -223,7 +264,8 @@ pub fn ksr_call(py: Python<'_>, id: usize, args: &Bound<'_, PyTuple>) -> PyResul
             Ok(boolean(py, b))
         }
         Op::PvGet | Op::PvGetE | Op::PvIsNull => {
-            let name = text(args, 0, what)?;
+            let mut slot = None;
+            let name = text_of(args, 0, what, &mut slot)?;
             let v = on_ctx(what, |ctx| kemi::pv_get(ctx, &name).map_err(rt))?;
             Ok(match api.op {
                 Op::PvIsNull => boolean(py, v.is_null()),
@@ -232,7 +274,8 @@ pub fn ksr_call(py: Python<'_>, id: usize, args: &Bound<'_, PyTuple>) -> PyResul
             })
         }
         Op::PvSets => {
-            let name = text(args, 0, what)?;
+            let mut slot = None;
+            let name = text_of(args, 0, what, &mut slot)?;
             let v = text(args, 1, what)?;
             let r = on_ctx(what, |ctx| {
                 kemi::pv_set(ctx, &name, PvValue::Str(v)).map_err(rt)

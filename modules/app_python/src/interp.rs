@@ -30,10 +30,29 @@ thread_local! {
     static ALLOWED: Cell<bool> = const { Cell::new(false) };
     /// Handlers running (a branch route inside `t_relay` inside the request route).
     static DEPTH: Cell<u32> = const { Cell::new(0) };
-    /// The contexts of the running handlers, innermost last.
-    static HELD: RefCell<Vec<Held>> = const { RefCell::new(Vec::new()) };
-    /// The placeholder message a parked `Ctx` holds (parsed once per process).
-    static SPARE: RefCell<Option<SipMsg>> = const { RefCell::new(None) };
+    /// The contexts of the running handlers, innermost last (boxed: a `KSR` call
+    /// takes the top one out and puts it back, moving a pointer, not the message).
+    #[allow(clippy::vec_box)] // the box is the point: popped and pushed per KSR call
+    static HELD: RefCell<Vec<Box<Held>>> = const { RefCell::new(Vec::new()) };
+    /// A free slot entry holding the placeholder message a parked `Ctx` gets (parsed
+    /// once per process; reused, so a handler run allocates nothing here).
+    static SPARE: RefCell<Option<Box<Held>>> = const { RefCell::new(None) };
+    /// `time_limit` ticks seen by the running outermost handler, and the number that
+    /// stops it (`timer_plan`).
+    static TICKS: Cell<u32> = const { Cell::new(0) };
+    static TICKS_MAX: Cell<u32> = const { Cell::new(u32::MAX) };
+}
+
+/// A `time_limit` tick (the `SIGVTALRM` handler's question): whether the running
+/// handler has had its CPU time. Ticks outside a handler count for nothing.
+#[pyfunction]
+fn time_tick() -> bool {
+    if DEPTH.get() == 0 {
+        return false;
+    }
+    let n = TICKS.get().saturating_add(1);
+    TICKS.set(n);
+    n >= TICKS_MAX.get()
 }
 
 /// A context moved out of its `Ctx` for the length of a handler.
@@ -85,20 +104,26 @@ impl State {
     }
 }
 
-fn spare() -> Result<SipMsg, String> {
-    if let Some(m) = SPARE.with(|s| s.borrow_mut().take()) {
-        return Ok(m);
+fn spare() -> Result<Box<Held>, String> {
+    if let Some(h) = SPARE.with(|s| s.borrow_mut().take()) {
+        return Ok(h);
     }
-    SipMsg::parse(b"OPTIONS sip:placeholder.invalid SIP/2.0\r\nContent-Length: 0\r\n\r\n")
-        .map_err(|e| format!("placeholder message: {e:?}"))
+    let msg =
+        SipMsg::parse(b"OPTIONS sip:placeholder.invalid SIP/2.0\r\nContent-Length: 0\r\n\r\n")
+            .map_err(|e| format!("placeholder message: {e:?}"))?;
+    Ok(Box::new(Held {
+        msg,
+        st: State::default(),
+    }))
 }
 
-/// Park `ctx`'s message and state in the slot.
+/// Park `ctx`'s message and state in the slot (the message swapped with the spare
+/// entry's placeholder).
 fn park(ctx: &mut Ctx) -> Result<(), String> {
-    let msg = std::mem::replace(&mut *ctx.msg, spare()?);
-    let mut st = State::default();
-    st.take_from(ctx);
-    HELD.with(|h| h.borrow_mut().push(Held { msg, st }));
+    let mut h = spare()?;
+    std::mem::swap(&mut *ctx.msg, &mut h.msg);
+    h.st.take_from(ctx);
+    HELD.with(|s| s.borrow_mut().push(h));
     Ok(())
 }
 
@@ -107,9 +132,9 @@ fn unpark(ctx: &mut Ctx) -> bool {
     let Some(mut h) = HELD.with(|s| s.borrow_mut().pop()) else {
         return false;
     };
-    let placeholder = std::mem::replace(&mut *ctx.msg, h.msg);
-    SPARE.with(|s| *s.borrow_mut() = Some(placeholder));
+    std::mem::swap(&mut *ctx.msg, &mut h.msg);
     h.st.put_into(ctx);
+    SPARE.with(|s| *s.borrow_mut() = Some(h));
     true
 }
 
@@ -117,7 +142,7 @@ fn unpark(ctx: &mut Ctx) -> bool {
 pub fn with_ctx<R>(f: impl FnOnce(&mut Ctx) -> R) -> Option<R> {
     let mut h = HELD.with(|s| s.borrow_mut().pop())?;
     let r = {
-        let Held { msg, st } = &mut h;
+        let Held { msg, st } = &mut *h;
         let mut ctx = Ctx::new(msg, st.route_type);
         st.put_into(&mut ctx);
         let r = f(&mut ctx);
@@ -212,6 +237,14 @@ fn publish(py: Python<'_>) -> PyResult<()> {
         }
     }
     m.getattr("_make")?.call1((call, list))?;
+    // The time limit's timer runs for the life of the process (a handler run only
+    // resets its tick count: no system call per request).
+    if let Some((period, ticks)) = crate::timer_plan(crate::P.time_limit.get()) {
+        TICKS_MAX.set(ticks);
+        let tick = wrap_pyfunction!(time_tick, py)?;
+        m.getattr("_start")?
+            .call1((tick, crate::P.time_limit.get(), period))?;
+    }
     Ok(())
 }
 
@@ -318,14 +351,15 @@ pub fn current() -> Result<Rc<Interp>, String> {
         return Err("Python is not initialised in this process".into());
     }
     let generation = crate::generation();
-    let Some(file) = crate::script() else {
-        return Err("app_python: no script (modparam load)".into());
-    };
     INTERP.with(|cell| {
         let have = cell.borrow().clone();
         match have {
             Some(i) if i.generation == generation || DEPTH.get() > 0 => Ok(i),
-            have => match Python::with_gil(|py| Interp::new(py, &file, generation)) {
+            have => match Python::with_gil(|py| {
+                let file = crate::script()
+                    .ok_or_else(|| "app_python: no script (modparam load)".to_string())?;
+                Interp::new(py, file, generation)
+            }) {
                 Ok(i) => {
                     if have.is_some() {
                         openser_core::log_info!(
@@ -389,14 +423,17 @@ pub fn run_with(
     DEPTH.set(depth + 1);
     let prev_exit = api::EXIT.replace(0);
     let res = Python::with_gil(|py| {
-        let armed = depth == 0 && crate::arm_timer(py);
-        let r = body(py, &i)
-            .map(|v| rc_of_value(&v))
-            .map_err(|e| describe(py, &e));
-        if armed {
-            crate::disarm_timer(py);
+        if depth == 0 {
+            // A tick that came while no handler ran is answered (as nothing) before
+            // this run's count starts.
+            if let Err(e) = py.check_signals() {
+                openser_core::log_dbg!("app_python: {}", describe(py, &e));
+            }
+            TICKS.set(0);
         }
-        r
+        body(py, &i)
+            .map(|v| rc_of_value(&v))
+            .map_err(|e| describe(py, &e))
     });
     let exit = api::EXIT.replace(prev_exit);
     DEPTH.set(depth);

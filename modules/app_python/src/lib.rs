@@ -49,10 +49,14 @@
 //!   then a generation number in shm is raised and every process rebuilds its
 //!   interpreter before its next request.
 //! * `time_limit` (int, ms, default 1000, 0 = none) — the CPU time one handler (with
-//!   the handlers it runs) may use: an `ITIMER_VIRTUAL` timer is armed for the
-//!   outermost handler and its signal raises an exception in the Python code (an
-//!   endless loop costs one request, not a worker). Time spent inside `KSR`
-//!   functions counts too; the exception is raised when control is back in Python.
+//!   the handlers it runs) may use: each process with Python keeps an
+//!   `ITIMER_VIRTUAL` timer running (period: a quarter of the limit; set once, no
+//!   system call per request), its signal's handler counts the ticks the running
+//!   outermost handler sees and raises an exception in the Python code at the 5th
+//!   (2nd under 40 ms): the handler is stopped after between 1 and 1.25 × the limit
+//!   of CPU (an endless loop costs one request, not a worker; a script catching the
+//!   exception gets it again each period). Time spent inside `KSR` functions counts
+//!   too; the exception is raised when control is back in Python.
 
 mod api;
 mod interp;
@@ -135,8 +139,8 @@ fn generation() -> u64 {
     GEN.get().map_or(0, |g| g.load(Ordering::Acquire))
 }
 
-fn script() -> Option<PathBuf> {
-    SCRIPT.get().cloned()
+fn script() -> Option<&'static std::path::Path> {
+    SCRIPT.get().map(PathBuf::as_path)
 }
 
 fn set_load(v: &ModParamValue) -> Result<(), String> {
@@ -218,11 +222,11 @@ fn mod_init() -> Result<(), String> {
             "app_python needs a script: modparam(\"app_python\", \"load\", \"file.py\")".into(),
         );
     }
-    let has_request = trial(&script().unwrap_or_default(), true)?;
+    let has_request = trial(script().unwrap_or(std::path::Path::new("")), true)?;
     if kemi_mode && !has_request {
         return Err(format!(
             "cfgengine \"python\": the handler object of {} has no method ksr_request_route",
-            script().unwrap_or_default().display()
+            script().unwrap_or(std::path::Path::new("")).display()
         ));
     }
     Ok(())
@@ -247,30 +251,17 @@ fn child_init(rank: i32) -> Result<(), String> {
     Ok(())
 }
 
-/// Arm the handler's CPU-time limit (`time_limit`); whether it was armed.
-pub(crate) fn arm_timer(py: Python<'_>) -> bool {
-    let ms = P.time_limit.get();
-    if ms <= 0 {
-        return false;
-    }
-    let r = py
-        .import("_app_python")
-        .and_then(|m| m.getattr("_arm")?.call1((ms as f64 / 1000.0, ms)));
-    match r {
-        Ok(_) => true,
-        Err(e) => {
-            openser_core::log_err!("time_limit: {}", interp::describe(py, &e));
-            false
-        }
-    }
-}
-
-pub(crate) fn disarm_timer(py: Python<'_>) {
-    if let Err(e) = py
-        .import("_app_python")
-        .and_then(|m| m.getattr("_disarm")?.call0())
-    {
-        openser_core::log_err!("time_limit: {}", interp::describe(py, &e));
+/// The CPU-time limit's clock (`time_limit` ms; None for 0): the period of the
+/// `ITIMER_VIRTUAL` timer each process with Python keeps running, and the ticks one
+/// handler run may see before it is stopped. The first tick of a run comes anywhere
+/// in its first period, so a run is stopped after between (ticks − 1) and ticks
+/// periods of CPU: between `time_limit` and 1.25 × `time_limit` (2 × under 40 ms,
+/// where a quarter period would be finer than the kernel's accounting).
+pub(crate) fn timer_plan(ms: i64) -> Option<(f64, u32)> {
+    match ms {
+        ..=0 => None,
+        1..40 => Some((ms as f64 / 1000.0, 2)),
+        _ => Some((ms as f64 / 4000.0, 5)),
     }
 }
 
@@ -360,7 +351,7 @@ fn mi_reload(_args: &[MiArg]) -> MiReply {
         return MiReply::err(500, "app_python not initialised");
     };
     // Check the script as it is now (in a trial child) before any process switches.
-    if let Err(e) = trial(&script().unwrap_or_default(), true) {
+    if let Err(e) = trial(script().unwrap_or(std::path::Path::new("")), true) {
         let first = e.lines().next().unwrap_or("").to_string();
         openser_core::log_err!("reload refused: {e}");
         return MiReply::err(500, &format!("reload failed: {first}"));

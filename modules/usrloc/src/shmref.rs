@@ -152,7 +152,9 @@ pub(super) fn alloc_tailed<T: Tailed>(val: T, tail: &[u8], cap: usize) -> Option
 
 /// The byte tail of an object of the guard's slot made by [`alloc_tailed`].
 fn tail_ptr<T: Tailed>(p: ShmPtr<T>) -> *mut u8 {
-    p.as_ptr().cast::<u8>().wrapping_add(std::mem::size_of::<T>())
+    p.as_ptr()
+        .cast::<u8>()
+        .wrapping_add(std::mem::size_of::<T>())
 }
 
 /// Read access to an object made by [`alloc_tailed`] and its tail (lock held, as `get`).

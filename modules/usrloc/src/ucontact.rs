@@ -129,12 +129,17 @@ const NFIELDS: usize = 6;
 /// struct in the same allocation (`shmref::alloc_tailed`, `cap` bytes), so matching a
 /// binding by contact URI and Call-ID reads adjacent cache lines of one block; only
 /// strings that outgrow `cap` on an update move to a block of their own (`ext`).
+///
+/// Field order: what a refresh does not touch (`prev`, `ext` while unused) opens the
+/// struct; everything `get_ucontact` reads and `update` writes sits at its end, right
+/// before the strings, so one REGISTER touches as few cache lines as the block allows.
 #[repr(C)]
 pub(super) struct UContact {
-    pub(super) next: ShmPtr<UContact>,
     pub(super) prev: ShmPtr<UContact>,
-    /// The strings when they no longer fit the inline space; empty otherwise.
+    /// The strings when they no longer fit the inline space (`OUT_OF_LINE` set);
+    /// empty otherwise.
     ext: ShmStr,
+    pub(super) next: ShmPtr<UContact>,
     pub(super) expires: i64,
     pub(super) last_modified: i64,
     pub(super) q: i32,
@@ -146,6 +151,8 @@ pub(super) struct UContact {
     /// Bytes of string space after the struct (set at allocation, never raised).
     cap: u16,
     pub(super) state: u8,
+    /// Whether the strings are in `ext` (1) rather than inline (0).
+    out_of_line: u8,
 }
 
 // SAFETY: #[repr(C)] plain data: integers, shm pointers and a shm string only.
@@ -202,11 +209,16 @@ impl UContact {
     /// allocated.
     pub(super) fn alloc(ci: &ContactInfo, last_modified: i64) -> Result<ShmPtr<UContact>, UlError> {
         let packed = Packed::new(ci)?;
-        let cap = inline_cap(packed.bytes.len()).ok_or(UlError::TooLong)?;
+        // Strings longer than a u16 of inline space (a huge Path) go out of line.
+        let (cap, ext) = match inline_cap(packed.bytes.len()) {
+            Some(cap) => (cap, ShmStr::empty()),
+            None => (0, alloc_str(&packed.bytes)?),
+        };
         let c = UContact {
             next: ShmPtr::null(),
             prev: ShmPtr::null(),
-            ext: ShmStr::empty(),
+            ext,
+            out_of_line: u8::from(!ext.is_empty()),
             expires: ci.expires,
             last_modified,
             q: ci.q,
@@ -218,7 +230,18 @@ impl UContact {
             cap,
             state: ContactState::New as u8,
         };
-        super::shmref::alloc_tailed(c, &packed.bytes, usize::from(cap)).ok_or(UlError::NoMemory)
+        let inline = if ext.is_empty() {
+            &packed.bytes[..]
+        } else {
+            &[]
+        };
+        match super::shmref::alloc_tailed(c, inline, usize::from(cap)) {
+            Some(p) => Ok(p),
+            None => {
+                super::shmref::dispose_str(ext);
+                Err(UlError::NoMemory)
+            }
+        }
     }
 
     /// Replace every field from `ci`; `tail` is the contact's inline string space. The
@@ -237,10 +260,12 @@ impl UContact {
                 dst.copy_from_slice(&packed.bytes);
                 let old = std::mem::replace(&mut self.ext, ShmStr::empty());
                 super::shmref::dispose_str(old);
+                self.out_of_line = 0;
             } else {
                 let strs = alloc_str(&packed.bytes)?;
                 let old = std::mem::replace(&mut self.ext, strs);
                 super::shmref::dispose_str(old);
+                self.out_of_line = u8::from(!self.ext.is_empty());
             }
             self.lens = packed.lens;
         }
@@ -257,12 +282,13 @@ impl UContact {
     /// Release the out-of-line string block, if any (the caller frees the contact).
     pub(super) fn take_strs(&mut self) -> ShmStr {
         self.lens = [0; NFIELDS];
+        self.out_of_line = 0;
         std::mem::replace(&mut self.ext, ShmStr::empty())
     }
 
     /// All strings, concatenated in `F_*` order (`tail`: the inline string space).
     fn strs<'a>(&'a self, tail: &'a [u8]) -> &'a [u8] {
-        if !self.ext.is_empty() {
+        if self.out_of_line != 0 {
             return self.ext.as_bytes();
         }
         let used: usize = self.lens.iter().map(|&l| usize::from(l)).sum();

@@ -12,8 +12,7 @@ use shm::{FastLockGuard, ShmPtr, ShmSafe};
 
 use super::hslot::{Slot, SlotHead, aor_eq, ul_hash};
 use super::shmref::{
-    alloc, alloc_tailed, alloc_zeroed, dispose, forever, get, get_mut, slot_head,
-    slot_lock,
+    alloc, alloc_tailed, alloc_zeroed, dispose, forever, get, get_mut, slot_head, slot_lock,
 };
 use super::ucontact::ContactInfo;
 use super::urecord::{RecordId, URecord};

@@ -116,13 +116,11 @@ impl ContactInfo {
     }
 }
 
-/// Indexes of the strings inside the contact's string block.
+/// Indexes of the strings inside the contact's string block (the others follow in the
+/// order `Packed::new` and `UContact::to_info` name them: user_agent, received, path,
+/// socket).
 const F_CONTACT: usize = 0;
 const F_CALLID: usize = 1;
-const F_UA: usize = 2;
-const F_RECEIVED: usize = 3;
-const F_PATH: usize = 4;
-const F_SOCKET: usize = 5;
 const NFIELDS: usize = 6;
 
 /// A contact in shared memory, linked into its record's list. Its strings follow the
@@ -315,19 +313,27 @@ impl UContact {
 
     /// A private copy of the contact (`tail`: its inline string space).
     pub(super) fn to_info(&self, tail: &[u8]) -> ContactInfo {
-        let s = |i| String::from_utf8_lossy(self.field(tail, i)).into_owned();
+        let all = self.strs(tail);
+        let mut f: [String; NFIELDS] = Default::default();
+        let mut at = 0usize;
+        for (out, &len) in f.iter_mut().zip(&self.lens) {
+            let end = at + usize::from(len);
+            *out = String::from_utf8_lossy(all.get(at..end).unwrap_or(&[])).into_owned();
+            at = end;
+        }
+        let [contact, callid, user_agent, received, path, socket] = f;
         ContactInfo {
-            contact: s(F_CONTACT),
-            received: s(F_RECEIVED),
-            path: s(F_PATH),
+            contact,
+            received,
+            path,
             expires: self.expires,
             q: self.q,
-            callid: s(F_CALLID),
+            callid,
             cseq: self.cseq,
             flags: self.flags,
             cflags: self.cflags,
-            user_agent: s(F_UA),
-            socket: s(F_SOCKET),
+            user_agent,
+            socket,
             methods: self.methods,
             last_modified: self.last_modified,
             state: self.state(),

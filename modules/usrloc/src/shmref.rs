@@ -111,6 +111,81 @@ pub(super) fn alloc<T: ShmSafe>(val: T) -> Option<ShmPtr<T>> {
     p
 }
 
+/// An object stored with a byte tail in the same shm allocation, right after it (a
+/// record's AOR, a contact's strings), so reading the object and its strings touches
+/// adjacent cache lines of one block instead of a second block elsewhere.
+///
+/// Contract of implementors: `tail_len` never exceeds the `cap` the object was
+/// allocated with by [`alloc_tailed`] (it is a field set at allocation and never
+/// raised), so the tail slice stays inside the allocation.
+pub(super) trait Tailed: ShmSafe {
+    fn tail_len(&self) -> usize;
+}
+
+/// `val` followed by `cap` bytes (the first `tail.len()` of them copied from `tail`,
+/// the rest zero) in one shm allocation, counted in tests. `None` when shm is full or
+/// `tail` is longer than `cap`.
+pub(super) fn alloc_tailed<T: Tailed>(val: T, tail: &[u8], cap: usize) -> Option<ShmPtr<T>> {
+    const { assert!(std::mem::align_of::<T>() <= 16) };
+    if tail.len() > cap || val.tail_len() > cap {
+        return None;
+    }
+    if inject::fail_now() {
+        return None;
+    }
+    let size = std::mem::size_of::<T>() + cap;
+    let raw = shm::alloc_bytes(size)?.as_ptr();
+    let obj = raw.cast::<T>();
+    // SAFETY: `raw` is a fresh 16-aligned allocation of `size` bytes (align_of::<T>() <=
+    // 16, checked above), owned by nobody else yet; `T` fits at its start.
+    unsafe { obj.write(val) };
+    let t = raw.wrapping_add(std::mem::size_of::<T>());
+    // SAFETY: the `cap` bytes after the object are inside the allocation (size = T + cap)
+    // and disjoint from `tail` (private memory or another allocation).
+    unsafe { std::ptr::write_bytes(t, 0, cap) };
+    // SAFETY: as above; `tail.len() <= cap` was checked.
+    unsafe { std::ptr::copy_nonoverlapping(tail.as_ptr(), t, tail.len()) };
+    inject::count(1);
+    // SAFETY: `obj` points to an initialised `T` in the segment, freed only by `dispose`.
+    Some(unsafe { ShmPtr::from_raw(obj) })
+}
+
+/// The byte tail of an object of the guard's slot made by [`alloc_tailed`].
+fn tail_ptr<T: Tailed>(p: ShmPtr<T>) -> *mut u8 {
+    p.as_ptr()
+        .cast::<u8>()
+        .wrapping_add(std::mem::size_of::<T>())
+}
+
+/// Read access to an object made by [`alloc_tailed`] and its tail (lock held, as `get`).
+pub(super) fn get_tailed<'g, T: Tailed>(
+    held: &'g SlotGuard<'_>,
+    p: ShmPtr<T>,
+) -> Option<(&'g T, &'g [u8])> {
+    let obj = get(held, p)?;
+    let len = obj.tail_len();
+    // SAFETY: `p` was made by `alloc_tailed` (caller: only records and contacts, which
+    // are all allocated so) with at least `tail_len()` bytes after the object (trait
+    // contract), initialised there; the bytes are disjoint from the `T` and read under
+    // the same held lock as `get`, with no `&mut` alive while the guard is shared.
+    let t = unsafe { std::slice::from_raw_parts(tail_ptr(p), len) };
+    Some((obj, t))
+}
+
+/// Write access to an object made by [`alloc_tailed`] and its tail (as `get_mut`); the
+/// two borrows are disjoint (the tail starts after the object).
+pub(super) fn get_tailed_mut<'g, T: Tailed>(
+    held: &'g mut SlotGuard<'_>,
+    p: ShmPtr<T>,
+) -> Option<(&'g mut T, &'g mut [u8])> {
+    let obj = get_mut(held, p)?;
+    let len = obj.tail_len();
+    // SAFETY: as `get_tailed`; the guard is exclusively borrowed for `'g`, so this is the
+    // only reference to these bytes in this process, and they do not overlap `obj`.
+    let t = unsafe { std::slice::from_raw_parts_mut(tail_ptr(p), len) };
+    Some((obj, t))
+}
+
 /// `ShmStr::new` (empty strings allocate nothing), counted in tests.
 pub(super) fn alloc_str(bytes: &[u8]) -> Option<ShmStr> {
     if bytes.is_empty() {

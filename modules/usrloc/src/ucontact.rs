@@ -1,13 +1,15 @@
 //! One contact (binding) of an address-of-record: the shm form [`UContact`] and the
 //! private-memory form [`ContactInfo`] the registrar, MI and the DB layer work with.
 //!
-//! Memory: a contact costs two shm allocations: the fixed-size [`UContact`] and one
-//! block holding all its strings back to back (contact, callid, user_agent, received,
-//! path, socket), addressed by `u16` lengths.
+//! Memory: a contact is one shm allocation: the fixed-size [`UContact`] followed by
+//! its strings back to back (contact, callid, user_agent, received, path, socket),
+//! addressed by `u16` lengths; a second block only if an update makes them outgrow
+//! the space they were allocated with.
 
 use shm::{ShmPtr, ShmSafe, ShmStr};
 
 use super::UlError;
+use super::shmref::Tailed;
 
 /// q value meaning "no q given" (OpenSER's `Q_UNSPECIFIED`); sorts below q=0.
 pub const Q_UNSPECIFIED: i32 = -1;
@@ -114,22 +116,28 @@ impl ContactInfo {
     }
 }
 
-/// Indexes of the strings inside the contact's string block.
+/// Indexes of the strings inside the contact's string block (the others follow in the
+/// order `Packed::new` and `UContact::to_info` name them: user_agent, received, path,
+/// socket).
 const F_CONTACT: usize = 0;
 const F_CALLID: usize = 1;
-const F_UA: usize = 2;
-const F_RECEIVED: usize = 3;
-const F_PATH: usize = 4;
-const F_SOCKET: usize = 5;
 const NFIELDS: usize = 6;
 
-/// A contact in shared memory, linked into its record's list.
+/// A contact in shared memory, linked into its record's list. Its strings follow the
+/// struct in the same allocation (`shmref::alloc_tailed`, `cap` bytes), so matching a
+/// binding by contact URI and Call-ID reads adjacent cache lines of one block; only
+/// strings that outgrow `cap` on an update move to a block of their own (`ext`).
+///
+/// Field order: what a refresh does not touch (`prev`, `ext` while unused) opens the
+/// struct; everything `get_ucontact` reads and `update` writes sits at its end, right
+/// before the strings, so one REGISTER touches as few cache lines as the block allows.
 #[repr(C)]
 pub(super) struct UContact {
-    pub(super) next: ShmPtr<UContact>,
     pub(super) prev: ShmPtr<UContact>,
-    /// All strings, concatenated in `F_*` order.
-    strs: ShmStr,
+    /// The strings when they no longer fit the inline space (`OUT_OF_LINE` set);
+    /// empty otherwise.
+    ext: ShmStr,
+    pub(super) next: ShmPtr<UContact>,
     pub(super) expires: i64,
     pub(super) last_modified: i64,
     pub(super) q: i32,
@@ -138,12 +146,22 @@ pub(super) struct UContact {
     pub(super) cflags: u32,
     pub(super) methods: u32,
     lens: [u16; NFIELDS],
+    /// Bytes of string space after the struct (set at allocation, never raised).
+    cap: u16,
     pub(super) state: u8,
+    /// Whether the strings are in `ext` (1) rather than inline (0).
+    out_of_line: u8,
 }
 
 // SAFETY: #[repr(C)] plain data: integers, shm pointers and a shm string only.
 #[allow(unsafe_code)]
 unsafe impl ShmSafe for UContact {}
+
+impl Tailed for UContact {
+    fn tail_len(&self) -> usize {
+        usize::from(self.cap)
+    }
+}
 
 /// The string block of a contact, built in private memory before the allocation.
 pub(super) struct Packed {
@@ -175,16 +193,30 @@ impl Packed {
     }
 }
 
+/// Inline string space for `len` bytes: what the allocator's 16-byte rounding of the
+/// block leaves after the struct anyway, so a later update of a few more bytes (a new
+/// `received`, a longer Call-ID) still fits without a second block.
+fn inline_cap(len: usize) -> Option<u16> {
+    let obj = std::mem::size_of::<UContact>();
+    let cap = (obj + len).next_multiple_of(16) - obj;
+    u16::try_from(cap).ok()
+}
+
 impl UContact {
-    /// Allocate the string block and the contact (not linked). On failure nothing
-    /// stays allocated.
+    /// Allocate the contact with its strings (not linked). On failure nothing stays
+    /// allocated.
     pub(super) fn alloc(ci: &ContactInfo, last_modified: i64) -> Result<ShmPtr<UContact>, UlError> {
         let packed = Packed::new(ci)?;
-        let strs = alloc_str(&packed.bytes)?;
+        // Strings longer than a u16 of inline space (a huge Path) go out of line.
+        let (cap, ext) = match inline_cap(packed.bytes.len()) {
+            Some(cap) => (cap, ShmStr::empty()),
+            None => (0, alloc_str(&packed.bytes)?),
+        };
         let c = UContact {
             next: ShmPtr::null(),
             prev: ShmPtr::null(),
-            strs,
+            ext,
+            out_of_line: u8::from(!ext.is_empty()),
             expires: ci.expires,
             last_modified,
             q: ci.q,
@@ -193,25 +225,46 @@ impl UContact {
             cflags: ci.cflags,
             methods: ci.methods,
             lens: packed.lens,
+            cap,
             state: ContactState::New as u8,
         };
-        match super::shmref::alloc(c) {
+        let inline = if ext.is_empty() {
+            &packed.bytes[..]
+        } else {
+            &[]
+        };
+        match super::shmref::alloc_tailed(c, inline, usize::from(cap)) {
             Some(p) => Ok(p),
             None => {
-                super::shmref::dispose_str(strs);
+                super::shmref::dispose_str(ext);
                 Err(UlError::NoMemory)
             }
         }
     }
 
-    /// Replace every field from `ci`. The string block is reallocated only when its
-    /// bytes change; on allocation failure the contact is left unchanged.
-    pub(super) fn update(&mut self, ci: &ContactInfo, last_modified: i64) -> Result<(), UlError> {
+    /// Replace every field from `ci`; `tail` is the contact's inline string space. The
+    /// strings are rewritten only when their bytes change: in place when they fit,
+    /// else into a block of their own; on allocation failure the contact is left
+    /// unchanged.
+    pub(super) fn update(
+        &mut self,
+        tail: &mut [u8],
+        ci: &ContactInfo,
+        last_modified: i64,
+    ) -> Result<(), UlError> {
         let packed = Packed::new(ci)?;
-        if packed.lens != self.lens || packed.bytes != self.strs.as_bytes() {
-            let strs = alloc_str(&packed.bytes)?;
-            let old = std::mem::replace(&mut self.strs, strs);
-            super::shmref::dispose_str(old);
+        if packed.lens != self.lens || packed.bytes != self.strs(tail) {
+            if let Some(dst) = tail.get_mut(..packed.bytes.len()) {
+                dst.copy_from_slice(&packed.bytes);
+                let old = std::mem::replace(&mut self.ext, ShmStr::empty());
+                super::shmref::dispose_str(old);
+                self.out_of_line = 0;
+            } else {
+                let strs = alloc_str(&packed.bytes)?;
+                let old = std::mem::replace(&mut self.ext, strs);
+                super::shmref::dispose_str(old);
+                self.out_of_line = u8::from(!self.ext.is_empty());
+            }
             self.lens = packed.lens;
         }
         self.expires = ci.expires;
@@ -224,45 +277,63 @@ impl UContact {
         Ok(())
     }
 
-    /// Release the string block (the caller frees the struct itself).
+    /// Release the out-of-line string block, if any (the caller frees the contact).
     pub(super) fn take_strs(&mut self) -> ShmStr {
         self.lens = [0; NFIELDS];
-        std::mem::replace(&mut self.strs, ShmStr::empty())
+        self.out_of_line = 0;
+        std::mem::replace(&mut self.ext, ShmStr::empty())
     }
 
-    fn field(&self, i: usize) -> &[u8] {
+    /// All strings, concatenated in `F_*` order (`tail`: the inline string space).
+    fn strs<'a>(&'a self, tail: &'a [u8]) -> &'a [u8] {
+        if self.out_of_line != 0 {
+            return self.ext.as_bytes();
+        }
+        let used: usize = self.lens.iter().map(|&l| usize::from(l)).sum();
+        tail.get(..used).unwrap_or(&[])
+    }
+
+    fn field<'a>(&'a self, tail: &'a [u8], i: usize) -> &'a [u8] {
         let start: usize = self.lens[..i].iter().map(|&l| usize::from(l)).sum();
         let end = start + usize::from(self.lens[i]);
-        self.strs.as_bytes().get(start..end).unwrap_or(&[])
+        self.strs(tail).get(start..end).unwrap_or(&[])
     }
 
-    pub(super) fn contact(&self) -> &[u8] {
-        self.field(F_CONTACT)
+    pub(super) fn contact<'a>(&'a self, tail: &'a [u8]) -> &'a [u8] {
+        self.field(tail, F_CONTACT)
     }
 
-    pub(super) fn callid(&self) -> &[u8] {
-        self.field(F_CALLID)
+    pub(super) fn callid<'a>(&'a self, tail: &'a [u8]) -> &'a [u8] {
+        self.field(tail, F_CALLID)
     }
 
     pub(super) fn state(&self) -> ContactState {
         ContactState::from_u8(self.state)
     }
 
-    /// A private copy of the contact.
-    pub(super) fn to_info(&self) -> ContactInfo {
-        let s = |i| String::from_utf8_lossy(self.field(i)).into_owned();
+    /// A private copy of the contact (`tail`: its inline string space).
+    pub(super) fn to_info(&self, tail: &[u8]) -> ContactInfo {
+        let all = self.strs(tail);
+        let mut f: [String; NFIELDS] = Default::default();
+        let mut at = 0usize;
+        for (out, &len) in f.iter_mut().zip(&self.lens) {
+            let end = at + usize::from(len);
+            *out = String::from_utf8_lossy(all.get(at..end).unwrap_or(&[])).into_owned();
+            at = end;
+        }
+        let [contact, callid, user_agent, received, path, socket] = f;
         ContactInfo {
-            contact: s(F_CONTACT),
-            received: s(F_RECEIVED),
-            path: s(F_PATH),
+            contact,
+            received,
+            path,
             expires: self.expires,
             q: self.q,
-            callid: s(F_CALLID),
+            callid,
             cseq: self.cseq,
             flags: self.flags,
             cflags: self.cflags,
-            user_agent: s(F_UA),
-            socket: s(F_SOCKET),
+            user_agent,
+            socket,
             methods: self.methods,
             last_modified: self.last_modified,
             state: self.state(),

@@ -8,12 +8,11 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use shm::{FastLockGuard, ShmPtr, ShmSafe, ShmStr};
+use shm::{FastLockGuard, ShmPtr, ShmSafe};
 
 use super::hslot::{Slot, SlotHead, aor_eq, ul_hash};
 use super::shmref::{
-    alloc, alloc_str, alloc_zeroed, dispose, dispose_str, forever, get, get_mut, slot_head,
-    slot_lock,
+    alloc, alloc_tailed, alloc_zeroed, dispose, forever, get, get_mut, slot_head, slot_lock,
 };
 use super::ucontact::ContactInfo;
 use super::urecord::{RecordId, URecord};
@@ -421,23 +420,14 @@ impl<'d> SlotGuard<'d> {
             done.push(format!("slot {}: record count {n} -> {count}", self.slot));
         }
         for rp in empty {
-            let aor = get(self, rp)
-                .map(|r| String::from_utf8_lossy(r.aor.as_bytes()).into_owned())
-                .unwrap_or_default();
+            let aor = String::from_utf8_lossy(self.rec_aor(rp)).into_owned();
             self.free_record(rp, UlCbType::Delete);
             done.push(format!(
                 "half-written usrloc record of AOR {aor} (no contact yet)"
             ));
         }
         for rp in orphans {
-            let aor = get_mut(self, rp).map(|r| std::mem::replace(&mut r.aor, ShmStr::empty()));
-            let name = aor
-                .as_ref()
-                .map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned())
-                .unwrap_or_default();
-            if let Some(a) = aor {
-                dispose_str(a);
-            }
+            let name = String::from_utf8_lossy(self.rec_aor(rp)).into_owned();
             dispose(rp);
             self.dom.stats.users_dec();
             done.push(format!("half-linked usrloc record of AOR {name}"));
@@ -547,7 +537,7 @@ impl<'d> SlotGuard<'d> {
             .map(|h| h.first)
             .unwrap_or(ShmPtr::null());
         while let Some(r) = get(self, p) {
-            if r.hash == hash && aor_eq(r.aor.as_bytes(), aor, cs) {
+            if r.hash == hash && aor_eq(self.rec_aor(p), aor, cs) {
                 self.known.set(p);
                 return Some(RecordId(p));
             }
@@ -566,19 +556,17 @@ impl<'d> SlotGuard<'d> {
         if self.dom.slot_of(aor) != self.slot {
             return Err(UlError::WrongSlot);
         }
-        let aor_s = alloc_str(aor).ok_or(UlError::NoMemory)?;
         let head = self.head();
         let first = get(self, head).map(|h| h.first).unwrap_or(ShmPtr::null());
         let rec = URecord {
             next: first,
             prev: ShmPtr::null(),
             contacts: ShmPtr::null(),
-            aor: aor_s,
             hash: ul_hash(aor, self.dom.case_sensitive),
+            aor_len: aor.len() as u32,
             ncontacts: 0,
         };
-        let Some(rp) = alloc(rec) else {
-            dispose_str(aor_s);
+        let Some(rp) = alloc_tailed(rec, aor, aor.len()) else {
             return Err(UlError::NoMemory);
         };
         if let Some(f) = get_mut(self, first) {
@@ -634,12 +622,8 @@ impl<'d> SlotGuard<'d> {
             self.notify(kind, rp, first);
             self.remove_contact(rp, first);
         }
-        let (prev, next, aor) = match get_mut(self, rp) {
-            Some(r) => (
-                r.prev,
-                r.next,
-                std::mem::replace(&mut r.aor, ShmStr::empty()),
-            ),
+        let (prev, next) = match get(self, rp) {
+            Some(r) => (r.prev, r.next),
             None => return,
         };
         if let Some(n) = get_mut(self, next) {
@@ -661,7 +645,6 @@ impl<'d> SlotGuard<'d> {
             self.known.set(ShmPtr::null());
         }
         self.clear_empty(rp);
-        dispose_str(aor);
         dispose(rp);
         self.dom.stats.users_dec();
     }

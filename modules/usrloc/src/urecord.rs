@@ -1,28 +1,38 @@
 //! Records (one per address-of-record) and the contact-list operations on them. All
 //! operations run on a [`SlotGuard`], i.e. with the slot lock held.
 
-use shm::{ShmPtr, ShmSafe, ShmStr};
+use shm::{ShmPtr, ShmSafe};
 
-use super::shmref::{dispose, dispose_str, get, get_mut};
+use super::shmref::{Tailed, dispose, get, get_mut, get_tailed, get_tailed_mut};
 use super::ucontact::{ContactInfo, ContactState, UContact};
 use super::udomain::SlotGuard;
 use super::{UlCbType, UlError, run_callbacks};
 
-/// A record in shared memory: the AOR and its contacts, linked into its slot.
+/// A record in shared memory: the AOR and its contacts, linked into its slot. The AOR's
+/// bytes follow the struct in the same allocation (`shmref::alloc_tailed`), and what a
+/// slot walk reads (`next`, `hash`) opens the struct, so passing over a record of
+/// another AOR touches one cache line and finding the right one adds at most the next.
 #[repr(C)]
 pub(super) struct URecord {
     pub(super) next: ShmPtr<URecord>,
+    pub(super) hash: u32,
+    /// Length of the AOR stored after the struct (never changed after allocation).
+    pub(super) aor_len: u32,
     pub(super) prev: ShmPtr<URecord>,
     /// Contacts, ordered by q (descending) or newest first (`desc_time_order`).
     pub(super) contacts: ShmPtr<UContact>,
-    pub(super) aor: ShmStr,
-    pub(super) hash: u32,
     pub(super) ncontacts: u32,
 }
 
-// SAFETY: #[repr(C)] plain data: shm pointers, a shm string and integers.
+// SAFETY: #[repr(C)] plain data: shm pointers and integers.
 #[allow(unsafe_code)]
 unsafe impl ShmSafe for URecord {}
+
+impl Tailed for URecord {
+    fn tail_len(&self) -> usize {
+        self.aor_len as usize
+    }
+}
 
 /// A record of the locked slot. Only meaningful with the guard it came from; every
 /// use is checked against the slot's list, so a stale id yields
@@ -48,6 +58,21 @@ pub enum Match {
 }
 
 impl SlotGuard<'_> {
+    /// The AOR of a record of this slot (stored after it).
+    pub(super) fn rec_aor(&self, rp: ShmPtr<URecord>) -> &[u8] {
+        get_tailed(self, rp).map_or(&[], |(_, aor)| aor)
+    }
+
+    /// A contact of this slot with its inline string space.
+    fn contact_tailed(&self, cp: ShmPtr<UContact>) -> Option<(&UContact, &[u8])> {
+        get_tailed(self, cp)
+    }
+
+    /// A private copy of a contact of this slot.
+    pub(super) fn contact_info(&self, cp: ShmPtr<UContact>) -> Option<ContactInfo> {
+        self.contact_tailed(cp).map(|(c, t)| c.to_info(t))
+    }
+
     /// Checked access to a record of this slot.
     pub(super) fn check_record(&self, r: RecordId) -> Result<ShmPtr<URecord>, UlError> {
         if !r.0.is_null() && r.0 == self.known.get() {
@@ -81,9 +106,7 @@ impl SlotGuard<'_> {
     /// The AOR of a record.
     pub fn aor(&self, r: RecordId) -> Result<Vec<u8>, UlError> {
         let p = self.check_record(r)?;
-        Ok(get(self, p)
-            .map(|r| r.aor.as_bytes().to_vec())
-            .unwrap_or_default())
+        Ok(self.rec_aor(p).to_vec())
     }
 
     /// Number of contacts of a record.
@@ -106,9 +129,9 @@ impl SlotGuard<'_> {
         let rp = self.check_record(r)?;
         let by_callid = self.domain().matching_mode == 1;
         let mut p = get(self, rp).map(|r| r.contacts).unwrap_or(ShmPtr::null());
-        while let Some(c) = get(self, p) {
-            if c.contact() == contact && (!by_callid || c.callid() == callid) {
-                if by_callid || c.callid() == callid {
+        while let Some((c, t)) = self.contact_tailed(p) {
+            if c.contact(t) == contact && (!by_callid || c.callid(t) == callid) {
+                if by_callid || c.callid(t) == callid {
                     if cseq < c.cseq {
                         return Ok(Match::InvalidCseq);
                     }
@@ -130,7 +153,7 @@ impl SlotGuard<'_> {
     /// A private copy of one contact.
     pub fn contact(&self, r: RecordId, c: ContactId) -> Result<ContactInfo, UlError> {
         let p = self.check_contact(r, c)?;
-        get(self, p).map(UContact::to_info).ok_or(UlError::NotFound)
+        self.contact_info(p).ok_or(UlError::NotFound)
     }
 
     /// Private copies of all contacts of a record, in list order (best first).
@@ -138,7 +161,7 @@ impl SlotGuard<'_> {
         Ok(self
             .contact_ids(r)?
             .into_iter()
-            .filter_map(|id| get(self, id.0).map(UContact::to_info))
+            .filter_map(|id| self.contact_info(id.0))
             .collect())
     }
 
@@ -181,11 +204,11 @@ impl SlotGuard<'_> {
     ) -> Result<(), UlError> {
         let cp = self.check_contact(r, c)?;
         let rp = r.0;
-        let Some(uc) = get_mut(self, cp) else {
+        let Some((uc, tail)) = get_tailed_mut(self, cp) else {
             return Err(UlError::NotFound);
         };
         let old_q = uc.q;
-        uc.update(ci, ci.last_modified)?;
+        uc.update(tail, ci, ci.last_modified)?;
         if uc.state() == ContactState::Sync {
             uc.state = ContactState::Dirty as u8;
         }
@@ -239,7 +262,7 @@ impl SlotGuard<'_> {
         }
         let strs = get_mut(self, cp).map(UContact::take_strs);
         if let Some(s) = strs {
-            dispose_str(s);
+            super::shmref::dispose_str(s);
         }
         dispose(cp);
         self.domain().stats().contacts_dec();
@@ -247,23 +270,29 @@ impl SlotGuard<'_> {
 
     /// Fire callbacks of `kind` for contact `cp` of record `rp` (lock held).
     pub(super) fn notify(&self, kind: UlCbType, rp: ShmPtr<URecord>, cp: ShmPtr<UContact>) {
+        let aor = || self.rec_aor(rp);
         if super::db::write_through()
-            && let (Some(rec), Some(c)) = (get(self, rp), get(self, cp))
+            && get(self, rp).is_some()
+            && let Some(ci) = self.contact_info(cp)
         {
-            super::db::queue(kind, self.domain().name(), rec.aor.as_bytes(), &c.to_info());
+            super::db::queue(kind, self.domain().name(), aor(), &ci);
         } else if super::db::write_back()
             && matches!(kind, UlCbType::Delete | UlCbType::Expire)
-            && let (Some(rec), Some(c)) = (get(self, rp), get(self, cp))
+            && get(self, rp).is_some()
+            && let Some(c) = get(self, cp)
             && c.state() != ContactState::New
+            && let Some(ci) = self.contact_info(cp)
         {
             // Write-back: only the removal of a binding the database has goes out now.
-            super::db::queue(kind, self.domain().name(), rec.aor.as_bytes(), &c.to_info());
+            super::db::queue(kind, self.domain().name(), aor(), &ci);
         }
         if !super::has_callbacks(kind) {
             return;
         }
-        if let (Some(rec), Some(c)) = (get(self, rp), get(self, cp)) {
-            run_callbacks(kind, self.domain().name(), rec.aor.as_bytes(), &c.to_info());
+        if get(self, rp).is_some()
+            && let Some(ci) = self.contact_info(cp)
+        {
+            run_callbacks(kind, self.domain().name(), aor(), &ci);
         }
     }
 

@@ -162,7 +162,10 @@ fn registers_upstream_with_digest_refreshes_and_routes_incoming_calls() {
         "the 1.x alias"
     );
     let info = mi(&sdir, "uac.reg_info", &["l_uuid", "u200"]);
-    assert!(info.contains("state=failed") && !info.contains("u100"), "{info}");
+    assert!(
+        info.contains("state=failed") && !info.contains("u100"),
+        "{info}"
+    );
     assert!(mi(&sdir, "uac.reg_info", &["l_uuid", "nope"]).starts_with("404"));
 
     // an incoming call to our Contact of u100 reaches its local user
@@ -181,7 +184,10 @@ fn registers_upstream_with_digest_refreshes_and_routes_incoming_calls() {
     let (inv, _) = expect(&alice, "INVITE", Duration::from_secs(5))
         .unwrap_or_else(|| panic!("INVITE not routed to alice; log:\n{}", s.log()));
     assert!(
-        inv.starts_with(&format!("INVITE sip:alice@127.0.0.1:{} SIP/2.0", alice.port())),
+        inv.starts_with(&format!(
+            "INVITE sip:alice@127.0.0.1:{} SIP/2.0",
+            alice.port()
+        )),
         "{inv}"
     );
     // an unknown one is not
@@ -219,7 +225,10 @@ fn registers_upstream_with_digest_refreshes_and_routes_incoming_calls() {
     assert!(reg.contains("<sip:u300@127.0.0.1:"), "{reg}");
     let dump = mi(&sdir, "uac.reg_dump", &[]);
     assert!(!dump.contains("l_uuid=u200"), "{dump}");
-    assert!(record_line(&dump, "u300").contains("state=registering"), "{dump}");
+    assert!(
+        record_line(&dump, "u300").contains("state=registering"),
+        "{dump}"
+    );
     assert!(
         record_line(&dump, "u100").contains("state=registered"),
         "{dump}"

@@ -28,6 +28,13 @@
 //! (XOR key of the stored value), `credential` (repeatable, `user:realm:password`),
 //! `auth_realm_avp`, `auth_username_avp`, `auth_password_avp` (all three or none).
 //!
+//! * `uac_reg_lookup(uuid, dst)` (every route): remote registration's records
+//!   (`reg.rs`, Kamailio 3.1's `uac_reg`, on when `reg_db_url` is set): `dst` gets
+//!   `sip:l_username@l_domain` of the record with that `l_uuid`. MI `uac.reg_dump`
+//!   (`uac_reg_dump`), `uac.reg_info`, `uac.reg_refresh` (`uac.reg_reload`). Its
+//!   parameters: `reg_db_url`, `reg_db_table`, `reg_contact_addr`,
+//!   `reg_timer_interval`, `reg_retry_interval`, `*_column`.
+//!
 //! Deviations from 1.2, for what an operator expects: `uac_auth` answers `qop=auth`
 //! (1.2 sent no qop) and raises the CSeq (1.2 left it, and its README lists that as a
 //! known limitation); `uac_restore_from()` also restores the replies. The replies tm
@@ -49,8 +56,8 @@ use openser_core::module::{
 };
 use openser_core::parser::{HdrType, SipMsg};
 use openser_core::route::{ANY_ROUTE, FAILURE_ROUTE, REQUEST_ROUTE};
-use reg::RP;
 use openser_core::script::{AvpId, AvpList, Ctx, PvValue};
+use reg::RP;
 
 pub static EXPORTS: ModuleExports = ModuleExports {
     name: "uac",
@@ -85,8 +92,7 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         CmdExport::new("uac_replace_from", 1, 2, REQUEST_ROUTE, cmd_replace_from),
         CmdExport::new("uac_restore_from", 0, 0, REQUEST_ROUTE, cmd_restore_from),
         CmdExport::new("uac_auth", 0, 0, FAILURE_ROUTE, cmd_uac_auth),
-        CmdExport::new("uac_reg_lookup", 2, 2, ANY_ROUTE, reg::cmd_lookup)
-            .fixup(reg::fixup_lookup),
+        CmdExport::new("uac_reg_lookup", 2, 2, ANY_ROUTE, reg::cmd_lookup).fixup(reg::fixup_lookup),
     ],
     mi: &[
         MiExport::new("uac.reg_dump", reg::mi_dump).no_input(),
@@ -521,9 +527,25 @@ mod tests {
             "auth_realm_avp",
             "auth_username_avp",
             "auth_password_avp",
+            "reg_db_url",
+            "reg_db_table",
+            "reg_contact_addr",
+            "reg_timer_interval",
+            "reg_retry_interval",
+            "l_uuid_column",
+            "expires_column",
         ] {
             assert!(EXPORTS.param(p).is_some(), "{p}");
         }
+        for m in [
+            "uac.reg_dump",
+            "uac_reg_dump",
+            "uac.reg_info",
+            "uac.reg_refresh",
+        ] {
+            assert!(EXPORTS.mi.iter().any(|e| e.name == m), "{m}");
+        }
+        assert!(EXPORTS.cmds.iter().any(|c| c.name == "uac_reg_lookup"));
     }
 
     fn run_replace(text: &str, display: Option<&str>, uri: &str) -> (i32, String) {

@@ -305,8 +305,7 @@ impl RegGuard<'_> {
         let Some(s) = self.slot(i) else { return 0 };
         let c = s.cseq.load(Relaxed).wrapping_add(1).max(1);
         s.cseq.store(c, Relaxed);
-        s.state
-            .store(if auth { ST_AUTH } else { ST_SENT }, Relaxed);
+        s.state.store(if auth { ST_AUTH } else { ST_SENT }, Relaxed);
         s.due.store(now + WAIT_REPLY, Relaxed);
         c
     }
@@ -514,12 +513,7 @@ pub fn init() -> Result<(), String> {
     let n = publish(&t, recs).map_err(|e| format!("uac: uac_reg records: {e}"))?;
     let lock_addr = std::ptr::from_ref(t.lock) as usize;
     if TABLE.set(t).is_ok() {
-        shm::register_repair(
-            lock_addr,
-            size_of::<FastLock>(),
-            "uac_reg table",
-            repair,
-        );
+        shm::register_repair(lock_addr, size_of::<FastLock>(), "uac_reg table", repair);
     }
     openser_core::log_info!("uac_reg: {n} records loaded from {}", RP.table.get());
     Ok(())
@@ -635,7 +629,9 @@ pub fn granted(reply: &SipMsg, ours: &str, asked: u32) -> u32 {
     let same = |u: &str| {
         let u = u.trim();
         u.eq_ignore_ascii_case(ours)
-            || u.split(';').next().is_some_and(|b| b.eq_ignore_ascii_case(ours))
+            || u.split(';')
+                .next()
+                .is_some_and(|b| b.eq_ignore_ascii_case(ours))
     };
     if let Ok(list) = reply.contacts() {
         for c in &list.contacts {
@@ -726,9 +722,7 @@ fn on_done(d: &tm::uac::UacDone) {
                 g.mark_registered(slot, e, refresh_in(e, tiv), now);
                 Next::Nothing
             }
-            (401 | 407, Some(_))
-                if s.state == ST_SENT && !r.f[F_AUTH_USERNAME].is_empty() =>
-            {
+            (401 | 407, Some(_)) if s.state == ST_SENT && !r.f[F_AUTH_USERNAME].is_empty() => {
                 Next::Auth(g.mark_sent(slot, true, now))
             }
             _ => {
@@ -790,7 +784,10 @@ fn lhs_of(spec: &PvSpec) -> Option<Lhs> {
 /// the record of its user as `r_username`.
 pub fn lookup(recs: &[Record], uuid: &str) -> Option<String> {
     let uuid = uuid.trim();
-    let r = if let Some(rest) = uuid.strip_prefix("sip:").or_else(|| uuid.strip_prefix("sips:")) {
+    let r = if let Some(rest) = uuid
+        .strip_prefix("sip:")
+        .or_else(|| uuid.strip_prefix("sips:"))
+    {
         let user = rest.split('@').next().unwrap_or("");
         recs.iter()
             .find(|r| rest.contains('@') && r.f[F_R_USERNAME] == user)
@@ -903,9 +900,12 @@ pub fn mi_refresh(args: &[MiArg]) -> MiReply {
     let Some(t) = TABLE.get() else {
         return MiReply::err(500, "uac_reg not enabled (reg_db_url)");
     };
-    if let Some(u) = args.first().map(|a| a.value.trim()).filter(|u| !u.is_empty()) {
-        let Some(Some(slot)) =
-            with_records(|rs| rs.iter().find(|r| r.uuid() == u).map(|r| r.slot))
+    if let Some(u) = args
+        .first()
+        .map(|a| a.value.trim())
+        .filter(|u| !u.is_empty())
+    {
+        let Some(Some(slot)) = with_records(|rs| rs.iter().find(|r| r.uuid() == u).map(|r| r.slot))
         else {
             return MiReply::err(404, "Record not found");
         };
@@ -964,10 +964,7 @@ mod tests {
     #[test]
     fn lookup_by_uuid_and_by_remote_uri() {
         let rs = vec![rec("u1", 0)];
-        assert_eq!(
-            lookup(&rs, "u1").as_deref(),
-            Some("sip:alice@local.test")
-        );
+        assert_eq!(lookup(&rs, "u1").as_deref(), Some("sip:alice@local.test"));
         assert_eq!(
             lookup(&rs, "sip:acc1@up.test").as_deref(),
             Some("sip:alice@local.test")
@@ -989,7 +986,9 @@ mod tests {
             )
             .unwrap()
         };
-        let r = m("Contact: <sip:other@x>;expires=99, <sip:u1@127.0.0.1:5060>;expires=30\r\nExpires: 50\r\n");
+        let r = m(
+            "Contact: <sip:other@x>;expires=99, <sip:u1@127.0.0.1:5060>;expires=30\r\nExpires: 50\r\n",
+        );
         assert_eq!(granted(&r, ours, 60), 30);
         let r = m("Contact: <sip:other@x>;expires=99\r\nExpires: 50\r\n");
         assert_eq!(granted(&r, ours, 60), 50);

@@ -157,6 +157,13 @@ fn registers_upstream_with_digest_refreshes_and_routes_incoming_calls() {
     assert!(!dump.contains("s3cret"), "{dump}");
     assert!(u200.contains("state=failed"), "{dump}");
     assert!(u200.contains("last_code=403"), "{dump}");
+    // its retry is reg_retry_interval (30 s) after the 403, a few seconds ago
+    let next: u64 = u200
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("next="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!((15..=30).contains(&next), "{dump}");
     assert!(
         record_line(&mi(&sdir, "uac_reg_dump", &[]), "u100").contains("state=registered"),
         "the 1.x alias"

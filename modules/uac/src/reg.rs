@@ -997,6 +997,58 @@ mod tests {
     }
 
     #[test]
+    fn slots_follow_the_records_across_reloads() {
+        let _ = shm::init(8 << 20);
+        let t = RegTable::new(2).unwrap();
+        let image = |t: &RegTable| decode(&t.image.read().1);
+        assert_eq!(publish(&t, vec![rec("a", 0), rec("b", 0)]), Ok(2));
+        let recs = image(&t);
+        let (a, b) = (recs[0].slot as usize, recs[1].slot as usize);
+        assert_ne!(a, b);
+        {
+            let g = t.lock();
+            assert_eq!(g.info(a).state, ST_NEW);
+            assert!(g.info(a).due <= now());
+            assert_eq!(g.mark_sent(a, false, 100), 1);
+            assert_eq!(g.info(a).state, ST_SENT);
+            assert_eq!(g.info(a).due, 100 + WAIT_REPLY);
+            assert_eq!(g.mark_sent(a, true, 100), 2);
+            assert_eq!(g.info(a).state, ST_AUTH);
+            g.mark_registered(a, 60, refresh_in(60, 90), 100);
+            let i = g.info(a);
+            assert_eq!(
+                (i.state, i.expires, i.since, i.due),
+                (ST_REGISTERED, 60, 100, 130)
+            );
+            g.mark_failed(b, 0, 100);
+            assert_eq!(g.info(b).due, u64::MAX);
+            g.mark_failed(b, 30, 100);
+            assert_eq!(g.info(b).due, 130);
+        }
+        // b goes, c and d come: a keeps its slot and state, c takes a free slot, d
+        // finds none
+        let serial_a = t.lock().info(a).serial;
+        assert_eq!(
+            publish(&t, vec![rec("a", 0), rec("c", 0), rec("d", 0)]),
+            Ok(2)
+        );
+        let recs = image(&t);
+        assert_eq!(
+            recs.iter().map(|r| r.uuid()).collect::<Vec<_>>(),
+            ["a", "c"]
+        );
+        assert_eq!(recs[0].slot as usize, a);
+        let g = t.lock();
+        let i = g.info(a);
+        assert_eq!((i.state, i.serial, i.cseq), (ST_REGISTERED, serial_a, 2));
+        let c = recs[1].slot as usize;
+        assert_eq!((g.key(c), g.info(c).state), (key_of("c"), ST_NEW));
+        let used: Vec<u64> = (0..g.len()).map(|i| g.key(i)).filter(|&k| k != 0).collect();
+        assert_eq!(used.len(), 2);
+        assert!(!used.contains(&key_of("b")));
+    }
+
+    #[test]
     fn keys_are_never_zero() {
         assert_ne!(key_of(""), 0);
         assert_ne!(key_of("a"), key_of("b"));

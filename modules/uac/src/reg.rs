@@ -551,7 +551,7 @@ fn send_register(r: &Record, serial: u32, cseq: u32, auth_line: &str) -> Result<
     let proxy = &r.f[F_AUTH_PROXY];
     let dst = if proxy.is_empty() {
         None
-    } else if proxy.contains(':') && (proxy.starts_with("sip:") || proxy.starts_with("sips:")) {
+    } else if proxy.starts_with("sip:") || proxy.starts_with("sips:") {
         Some(proxy.clone())
     } else {
         Some(format!("sip:{proxy}"))

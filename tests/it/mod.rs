@@ -59,5 +59,6 @@ mod tls;
 mod tm;
 mod tmx;
 mod uac;
+mod uac_reg;
 mod userdb;
 mod xhttp;

@@ -36,6 +36,9 @@ pub struct UacDone {
     pub code: u16,
     /// The parameter given with the request.
     pub param: u64,
+    /// The final reply as received (`None` for a local 408): uac's remote
+    /// registration reads its challenge, Contact and Expires.
+    pub reply: Option<Vec<u8>>,
 }
 
 /// A completion callback (runs with no tm lock held).
@@ -450,9 +453,15 @@ pub(super) fn final_locked(st: &mut CellState, code: u16) {
         return;
     }
     let id = std::mem::take(&mut st.uac_cb);
+    let n = (st.nr_branches as usize).min(st.branches.len());
+    let reply = st.branches[..n]
+        .iter()
+        .find(|b| b.last_code == code && b.flags & B_LOCAL_REPLY == 0 && !b.reply.is_empty())
+        .map(|b| b.reply.as_bytes().to_vec());
     let done = UacDone {
         code,
         param: st.uac_param,
+        reply,
     };
     DONE.with(|q| q.borrow_mut().push((id, done)));
 }

@@ -28,6 +28,13 @@
 //! (XOR key of the stored value), `credential` (repeatable, `user:realm:password`),
 //! `auth_realm_avp`, `auth_username_avp`, `auth_password_avp` (all three or none).
 //!
+//! * `uac_reg_lookup(uuid, dst)` (every route): remote registration's records
+//!   (`reg.rs`, Kamailio 3.1's `uac_reg`, on when `reg_db_url` is set): `dst` gets
+//!   `sip:l_username@l_domain` of the record with that `l_uuid`. MI `uac.reg_dump`
+//!   (`uac_reg_dump`), `uac.reg_info`, `uac.reg_refresh` (`uac.reg_reload`). Its
+//!   parameters: `reg_db_url`, `reg_db_table`, `reg_contact_addr`,
+//!   `reg_timer_interval`, `reg_retry_interval`, `*_column`.
+//!
 //! Deviations from 1.2, for what an operator expects: `uac_auth` answers `qop=auth`
 //! (1.2 sent no qop) and raises the CSeq (1.2 left it, and its README lists that as a
 //! known limitation); `uac_restore_from()` also restores the replies. The replies tm
@@ -37,16 +44,20 @@
 
 pub mod auth;
 pub mod from;
+pub mod reg;
+mod reg_shm;
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use openser_core::module::{
-    CmdExport, FixedArg, ModParamValue, ModuleExports, Param, StrParam, is_loaded,
+    CmdExport, Every, FixedArg, MiExport, ModParamValue, ModuleExports, Param, StrParam,
+    TimerExport, is_loaded,
 };
 use openser_core::parser::{HdrType, SipMsg};
-use openser_core::route::{FAILURE_ROUTE, REQUEST_ROUTE};
+use openser_core::route::{ANY_ROUTE, FAILURE_ROUTE, REQUEST_ROUTE};
 use openser_core::script::{AvpId, AvpList, Ctx, PvValue};
+use reg::RP;
 
 pub static EXPORTS: ModuleExports = ModuleExports {
     name: "uac",
@@ -60,12 +71,37 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         Param::str_with("auth_realm_avp", &P.realm_avp, check_avp),
         Param::str_with("auth_username_avp", &P.user_avp, check_avp),
         Param::str_with("auth_password_avp", &P.passwd_avp, check_avp),
+        // remote registration (reg.rs)
+        Param::str("reg_db_url", &RP.db_url),
+        Param::str("reg_db_table", &RP.table),
+        Param::str("reg_contact_addr", &RP.contact_addr),
+        Param::uint("reg_timer_interval", &RP.timer_interval),
+        Param::uint("reg_retry_interval", &RP.retry_interval),
+        Param::str("l_uuid_column", &RP.cols[0]),
+        Param::str("l_username_column", &RP.cols[1]),
+        Param::str("l_domain_column", &RP.cols[2]),
+        Param::str("r_username_column", &RP.cols[3]),
+        Param::str("r_domain_column", &RP.cols[4]),
+        Param::str("realm_column", &RP.cols[5]),
+        Param::str("auth_username_column", &RP.cols[6]),
+        Param::str("auth_password_column", &RP.cols[7]),
+        Param::str("auth_proxy_column", &RP.cols[8]),
+        Param::str("expires_column", &RP.cols[9]),
     ],
     cmds: &[
         CmdExport::new("uac_replace_from", 1, 2, REQUEST_ROUTE, cmd_replace_from),
         CmdExport::new("uac_restore_from", 0, 0, REQUEST_ROUTE, cmd_restore_from),
         CmdExport::new("uac_auth", 0, 0, FAILURE_ROUTE, cmd_uac_auth),
+        CmdExport::new("uac_reg_lookup", 2, 2, ANY_ROUTE, reg::cmd_lookup).fixup(reg::fixup_lookup),
     ],
+    mi: &[
+        MiExport::new("uac.reg_dump", reg::mi_dump).no_input(),
+        MiExport::new("uac_reg_dump", reg::mi_dump).no_input(),
+        MiExport::new("uac.reg_info", reg::mi_info),
+        MiExport::new("uac.reg_refresh", reg::mi_refresh),
+        MiExport::new("uac.reg_reload", reg::mi_refresh),
+    ],
+    timers: &[TimerExport::new("uac-reg", Every::Secs(1), reg::timer)],
     mod_init: Some(mod_init),
     ..ModuleExports::EMPTY
 };
@@ -174,7 +210,7 @@ fn mod_init() -> Result<(), String> {
     }
     let _ = CONF.set(Conf { mode, auth_avps });
     tm::callbacks::register_reply_in(reply_in);
-    Ok(())
+    reg::init()
 }
 
 /// The transaction AVP naming the header line the replies get back: `F` or `T` and
@@ -491,9 +527,25 @@ mod tests {
             "auth_realm_avp",
             "auth_username_avp",
             "auth_password_avp",
+            "reg_db_url",
+            "reg_db_table",
+            "reg_contact_addr",
+            "reg_timer_interval",
+            "reg_retry_interval",
+            "l_uuid_column",
+            "expires_column",
         ] {
             assert!(EXPORTS.param(p).is_some(), "{p}");
         }
+        for m in [
+            "uac.reg_dump",
+            "uac_reg_dump",
+            "uac.reg_info",
+            "uac.reg_refresh",
+        ] {
+            assert!(EXPORTS.mi.iter().any(|e| e.name == m), "{m}");
+        }
+        assert!(EXPORTS.cmds.iter().any(|c| c.name == "uac_reg_lookup"));
     }
 
     fn run_replace(text: &str, display: Option<&str>, uri: &str) -> (i32, String) {

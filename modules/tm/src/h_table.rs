@@ -230,6 +230,10 @@ pub struct CellState {
     /// T2_timer.
     pub t1_ms: u32,
     pub t2_ms: u32,
+    /// `t_suspend`: index + 1 of the blind branch standing for the suspension (no
+    /// request, no destination; its fr_at is the suspension's timeout), 0 = never
+    /// suspended. Suspended while that branch is not final (`suspend::is_suspended`).
+    pub suspended_branch: u32,
 }
 
 /// Receive information of the request, fixed at creation.

@@ -140,7 +140,12 @@ pub fn resend_last(c: &CellRef) {
 }
 
 pub(crate) fn reply_local_locked(
-    c: &Cell, st: &mut CellState, req: &SipMsg, code: u16, reason: &str) -> bool {
+    c: &Cell,
+    st: &mut CellState,
+    req: &SipMsg,
+    code: u16,
+    reason: &str,
+) -> bool {
     if st.flags & T_COMPLETED != 0 && !(c.is_invite && (200..300).contains(&code)) {
         openser_core::log_err!("transaction already completed ({})", st.uas_status);
         return false;

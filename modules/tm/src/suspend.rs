@@ -206,10 +206,7 @@ pub fn continue_cell(index: u32, label: u32, route_idx: usize) -> i32 {
     if pend[1] != 0 {
         st.on_reply = pend[1];
     }
-    if st.flags & (T_COMPLETED | T_IN_FAILURE) == 0
-        && st.uas_status < 200
-        && reply::all_final(st)
-    {
+    if st.flags & (T_COMPLETED | T_IN_FAILURE) == 0 && st.uas_status < 200 && reply::all_final(st) {
         // Nothing forwarded, nothing answered by tm: as Kamailio's t_continue, 500.
         openser_core::log_warn!(
             "t_continue: the route neither relayed nor replied (t_reply) to {index}:{label}: 500"

@@ -365,9 +365,9 @@ fn pv_t(ctx: &mut Ctx, pv: &PvSpec) -> PvValue {
         return PvValue::Null;
     };
     match name.trim() {
-        "id_index" => tm::current().map_or(PvValue::Null, |c| {
-            PvValue::Int(i64::from(c.hash_index))
-        }),
+        "id_index" => {
+            tm::current().map_or(PvValue::Null, |c| PvValue::Int(i64::from(c.hash_index)))
+        }
         "id_label" => tm::current().map_or(PvValue::Null, |c| PvValue::Int(i64::from(c.label))),
         "reply_code" => tm::t_reply_code(ctx),
         "branch_index" => PvValue::Int(i64::from(ctx.branch_idx)),

@@ -531,6 +531,11 @@ route {{
     if ($rU == "forget") {{
         t_set_fr(0, 1500);
     }}
+    if ($rU == "deny") {{
+        # a change made after the transaction exists is kept for t_continue
+        t_newtran();
+        append_hf("X-Early: kept\r\n");
+    }}
     if (!t_suspend()) {{
         xlog("L_ERR", "SUSPEND-FAILED $ci\n");
         sl_send_reply("500", "Not Suspended");
@@ -551,6 +556,10 @@ route[RESUME] {{
         exit;
     }}
     if ($rU == "deny") {{
+        if (!is_present_hf("X-Early")) {{
+            t_reply("500", "Changes Lost");
+            exit;
+        }}
         t_reply("403", "Denied by resume");
         exit;
     }}
@@ -613,7 +622,8 @@ fn t_suspend_and_t_continue_from_a_timer_route() {
     assert!(susp < res, "{log}");
     assert!(log.contains("who=bob id="), "AVPs kept: {log}");
 
-    // (b) route[RESUME] answers with t_reply: SIPp sees exactly that final reply.
+    // (b) route[RESUME] answers with t_reply: SIPp sees exactly that final reply (and
+    // the route saw the header the request route added after t_newtran).
     let out = sipp_once(dir.path(), "uac_denied.xml", srv.port, &["-s", "deny"]);
     assert!(
         out.status.success(),

@@ -24,8 +24,10 @@
 //!   the timer has nothing to do for it (no deadline is armed until the route relays
 //!   or replies).
 //! * The request the route sees is the one kept in the cell (immutable after the cell
-//!   was created, read without the lock as everywhere in tm), with the message flags
-//!   and AVPs kept in the state; the routes armed by `t_on_*` before `t_suspend` stay
+//!   was created, read without the lock as everywhere in tm) or, when the script
+//!   changed the request between `t_newtran` and `t_suspend`, the changed copy kept in
+//!   the state (`resume_req`, under the lock); with the message flags and AVPs kept in
+//!   the state; the routes armed by `t_on_*` before `t_suspend` stay
 //!   armed and the route may re-arm them.
 
 use openser_core::cfg::ast::RouteKind;
@@ -34,7 +36,7 @@ use openser_core::route;
 use openser_core::script::{Ctx, run_route};
 use shm::ShmStr;
 
-use super::clone::{avps_from_bytes, avps_to_bytes, request_msg};
+use super::clone::{avps_from_bytes, avps_to_bytes, message_as_received, request_msg};
 use super::fwd::{self, now_ms};
 use super::h_table::*;
 use super::reply;
@@ -75,6 +77,9 @@ pub fn suspend(ctx: &mut Ctx) -> Suspend {
         openser_core::log_err!("t_suspend: an ACK or a CANCEL cannot be suspended");
         return Suspend::Failed;
     }
+    // a transaction created before (t_newtran) keeps the request as it was then: the
+    // changes made since are kept for t_continue (what Kamailio's t_save_lumps is for)
+    let existed = super::current().is_some();
     let c = match fwd::new_tran(ctx.msg) {
         fwd::NewTran::New(c) => c,
         fwd::NewTran::Retrans(_) => return Suspend::Retrans,
@@ -82,6 +87,8 @@ pub fn suspend(ctx: &mut Ctx) -> Suspend {
     };
     let fr = super::avp_secs(ctx, true);
     let avps = avps_to_bytes(&ctx.avps);
+    let changed =
+        (existed && !ctx.msg.lumps.is_empty()).then(|| ctx.msg.lumps.apply(ctx.msg.buf()));
     let mflags = ctx.msg.flags;
     let mut g = c.lock_state();
     let st = g.st();
@@ -112,6 +119,9 @@ pub fn suspend(ctx: &mut Ctx) -> Suspend {
     st.msg_flags = mflags;
     if let Some(a) = ShmStr::new(&avps) {
         std::mem::replace(&mut st.avps, a).free();
+    }
+    if let Some(r) = changed.as_deref().and_then(ShmStr::new) {
+        std::mem::replace(&mut st.resume_req, r).free();
     }
     let fr_at = now_ms() + u64::from(st.fr_ms);
     st.nr_branches += 1;
@@ -156,7 +166,7 @@ pub fn continue_cell(index: u32, label: u32, route_idx: usize) -> i32 {
         openser_core::log_err!("t_continue: no transaction {index}:{label}");
         return -1;
     };
-    let (avps, flags, armed) = {
+    let (avps, flags, armed, changed) = {
         let mut g = c.lock_state();
         let st = g.st();
         if !is_suspended(st) {
@@ -174,9 +184,14 @@ pub fn continue_cell(index: u32, label: u32, route_idx: usize) -> i32 {
             avps_from_bytes(st.avps.as_bytes()),
             st.msg_flags,
             [st.on_failure, st.on_reply, st.on_branch],
+            (!st.resume_req.is_empty()).then(|| st.resume_req.as_bytes().to_vec()),
         )
     };
-    let Some(mut msg) = request_msg(&c) else {
+    let msg = match &changed {
+        Some(buf) => message_as_received(&c, buf),
+        None => request_msg(&c),
+    };
+    let Some(mut msg) = msg else {
         openser_core::log_err!("t_continue: the request of {index}:{label} cannot be parsed");
         return -1;
     };

@@ -49,11 +49,16 @@
 //! `$T(name)`: `id_index`, `id_label` (the current transaction's, null without one),
 //! `reply_code` (as `$T_reply_code`), `branch_index` (as `$T_branch_idx`).
 //!
+//! The route run by `t_continue` sees the request with the changes the script made
+//! before `t_suspend`: kept in the cell when `t_suspend` created the transaction, or
+//! kept beside it (under the lock) when a `t_newtran` had created it before.
+//!
 //! Not provided: `t_save_lumps()`. The request tm keeps is fixed when the transaction
 //! is created (with the changes made so far) and is read without the lock by every
-//! process (its matching keys are spans into it); replacing it later would need every
-//! reader to take the reply lock. A request changed before `t_suspend` is kept with
-//! its changes when `t_suspend` creates the transaction (no `t_newtran` before it).
+//! process (its matching keys are spans into it; failure_route, local replies and
+//! `$T_req` parse it); replacing it later would need every reader to take the reply
+//! lock, which some of them already hold when they read it (the lock is not
+//! re-entrant).
 
 use std::sync::Arc;
 

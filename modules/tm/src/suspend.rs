@@ -231,3 +231,30 @@ pub fn continue_cell(index: u32, label: u32, route_idx: usize) -> i32 {
     g.unlock_then_run_callbacks();
     1
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_blind_branch_decides_the_suspension() {
+        let mut st = CellState::default();
+        assert!(!is_suspended(&st), "never suspended");
+        st.nr_branches = 2;
+        st.suspended_branch = 2;
+        assert!(is_suspended(&st));
+        // a CANCEL ends it once, with 487 on the blind branch only
+        assert!(cancel_locked(&mut st));
+        assert_eq!(st.branches[1].last_code, 487);
+        assert_eq!(st.branches[1].flags & B_FINAL, B_FINAL);
+        assert_eq!(st.branches[0].flags, 0);
+        assert!(!is_suspended(&st));
+        assert!(!cancel_locked(&mut st));
+        // a broken index is never taken for a suspension
+        st.suspended_branch = 3;
+        assert!(!is_suspended(&st));
+        st.suspended_branch = MAX_BRANCHES as u32 + 5;
+        st.nr_branches = MAX_BRANCHES as u32 + 9;
+        assert!(!is_suspended(&st));
+    }
+}

@@ -501,3 +501,217 @@ fn t_drop_replies_keeps_earlier_challenges_out_of_the_relayed_one() {
     }
     assert_eq!(realms, [vec!["a", "b"], vec!["b"]]);
 }
+
+/// t_suspend/t_continue: INVITEs suspended by the request route, their ids queued
+/// (mqueue) and continued by a timer_route in `route[RESUME]`, which relays (arming an
+/// onreply_route that marks the replies) or denies them. `forget` is never continued
+/// (its own fr_timer of 1.5 s ends it with 408), `cancelme` is canceled while
+/// suspended, `wrong` is continued first with a wrong label.
+fn suspend_cfg(uas: u16) -> String {
+    format!(
+        r#"listen=udp:127.0.0.1:{{PORT}}
+children=2
+debug=3
+log_stderror=yes
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "tmx.so"
+loadmodule "textops.so"
+loadmodule "xlog.so"
+loadmodule "mqueue.so"
+modparam("mqueue", "mqueue", "name=susp")
+modparam("mqueue", "mqueue", "name=wrong")
+route {{
+    if (method != "INVITE") {{
+        t_relay();
+        exit;
+    }}
+    setflag(3);
+    $avp(s:who) = $rU;
+    if ($rU == "forget") {{
+        t_set_fr(0, 1500);
+    }}
+    if ($rU == "deny") {{
+        # a change made after the transaction exists is kept for t_continue
+        t_newtran();
+        append_hf("X-Early: kept\r\n");
+    }}
+    if (!t_suspend()) {{
+        xlog("L_ERR", "SUSPEND-FAILED $ci\n");
+        sl_send_reply("500", "Not Suspended");
+        exit;
+    }}
+    xlog("L_INFO", "SUSPENDED $ci id=$T(id_index):$T(id_label)\n");
+    if ($rU == "wrong") {{
+        mq_add("wrong", "$T(id_index)", "$T(id_label)");
+    }} else if ($rU != "forget" && $rU != "cancelme") {{
+        mq_add("susp", "$T(id_index)", "$T(id_label)");
+    }}
+    exit;
+}}
+route[RESUME] {{
+    xlog("L_INFO", "RESUMED $ci who=$avp(s:who) id=$T(id_index):$T(id_label)\n");
+    if (!isflagset(3)) {{
+        t_reply("500", "Flags Lost");
+        exit;
+    }}
+    if ($rU == "deny") {{
+        if (!is_present_hf("X-Early")) {{
+            t_reply("500", "Changes Lost");
+            exit;
+        }}
+        t_reply("403", "Denied by resume");
+        exit;
+    }}
+    append_hf("X-Resumed: RESUME\r\n");
+    t_on_reply("MARK");
+    rewritehostport("127.0.0.1:{uas}");
+    t_relay();
+}}
+route[WRONGSEEN] {{
+    t_reply("404", "Wrong label refused");
+}}
+onreply_route[MARK] {{
+    append_hf("X-Resumed: RESUME\r\n");
+}}
+timer_route[resume, 1] {{
+    while (mq_fetch("susp")) {{
+        if (!t_continue("$mqk(susp)", "$mqv(susp)", "RESUME")) {{
+            xlog("L_ERR", "CONTINUE-FAILED $mqk(susp)\n");
+        }}
+    }}
+    while (mq_fetch("wrong")) {{
+        $var(label) = $mqv(wrong) + 1;
+        if (t_continue("$mqk(wrong)", "$var(label)", "RESUME")) {{
+            xlog("L_ERR", "WRONG-LABEL-ACCEPTED\n");
+        }} else {{
+            t_continue("$mqk(wrong)", "$mqv(wrong)", "WRONGSEEN");
+            if (!t_continue("$mqk(wrong)", "$mqv(wrong)", "WRONGSEEN")) {{
+                xlog("L_INFO", "AGAIN-REFUSED\n");
+            }}
+        }}
+    }}
+}}
+"#
+    )
+}
+
+#[test]
+fn t_suspend_and_t_continue_from_a_timer_route() {
+    if !require("sipp") {
+        return;
+    }
+    let dir = TempDir::new("tmx-susp");
+    let (mut uas, uas_port) = sipp_uas_with(dir.path(), "uas.xml", &["-m", "1"]);
+    let srv = Server::start(&suspend_cfg(uas_port), &[]);
+
+    // (a) a call suspended, continued by the timer_route and relayed by route[RESUME]:
+    // SIPp completes it, and its 180 and 200 carry the header only that route's
+    // onreply_route adds.
+    let out = sipp_once(dir.path(), "uac_resumed.xml", srv.port, &["-s", "bob"]);
+    assert!(
+        out.status.success(),
+        "resumed call failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        srv.log()
+    );
+    sipp_done(&mut uas, dir.path());
+    let log = srv.log();
+    let susp = log.find("SUSPENDED ").expect("suspended in the log");
+    let res = log.find("RESUMED ").expect("resumed in the log");
+    assert!(susp < res, "{log}");
+    assert!(log.contains("who=bob id="), "AVPs kept: {log}");
+
+    // (b) route[RESUME] answers with t_reply: SIPp sees exactly that final reply (and
+    // the route saw the header the request route added after t_newtran).
+    let out = sipp_once(dir.path(), "uac_denied.xml", srv.port, &["-s", "deny"]);
+    assert!(
+        out.status.success(),
+        "denied call failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        srv.log()
+    );
+
+    // (d) t_continue with a wrong label returns -1: the script's else branch continues
+    // it into route[WRONGSEEN]; continuing it again is refused.
+    let caller = Client::new();
+    let ruri = "sip:wrong@127.0.0.1";
+    caller.send(
+        srv.addr(),
+        &request("INVITE", ruri, caller.port(), "susp-wrong", 1, ""),
+    );
+    let fin = next_final(&caller);
+    assert!(
+        fin.starts_with("SIP/2.0 404 Wrong label refused\r\n"),
+        "{fin}"
+    );
+    assert!(
+        srv.wait_log("AGAIN-REFUSED", Duration::from_secs(5)),
+        "{}",
+        srv.log()
+    );
+    assert!(!srv.log().contains("WRONG-LABEL-ACCEPTED"), "{}", srv.log());
+
+    // (c) never continued: a retransmission gets 100 Trying, then its fr_timer ends it
+    // with 408.
+    let caller = Client::new();
+    let ruri = "sip:forget@127.0.0.1";
+    let inv = request("INVITE", ruri, caller.port(), "susp-forget", 1, "");
+    caller.send(srv.addr(), &inv);
+    assert!(
+        srv.wait_log("SUSPENDED susp-forget", Duration::from_secs(5)),
+        "{}",
+        srv.log()
+    );
+    caller.send(srv.addr(), &inv);
+    let (m, _) = caller.recv().expect("100 Trying for the retransmission");
+    assert_eq!(code(&m), 100, "{m}");
+    let fin = next_final(&caller);
+    assert!(fin.starts_with("SIP/2.0 408 Request Timeout\r\n"), "{fin}");
+    assert_eq!(header(&fin, "Call-ID"), Some("susp-forget"));
+
+    // A CANCEL of a suspended INVITE: 200 for the CANCEL, 487 for the INVITE.
+    let caller = Client::new();
+    let ruri = "sip:cancelme@127.0.0.1";
+    caller.send(
+        srv.addr(),
+        &request("INVITE", ruri, caller.port(), "susp-cancel", 1, ""),
+    );
+    assert!(
+        srv.wait_log("SUSPENDED susp-cancel", Duration::from_secs(5)),
+        "{}",
+        srv.log()
+    );
+    caller.send(
+        srv.addr(),
+        &request("CANCEL", ruri, caller.port(), "susp-cancel", 1, ""),
+    );
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let m = next_final(&caller);
+        got.push((code(&m), header(&m, "CSeq").unwrap_or("").to_string()));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [(200, "1 CANCEL".to_string()), (487, "1 INVITE".to_string())]
+    );
+    let log = srv.log();
+    assert!(!log.contains("SUSPEND-FAILED"), "{log}");
+    assert!(!log.contains("CONTINUE-FAILED"), "{log}");
+}
+
+#[test]
+fn t_continue_to_an_unknown_route_is_a_startup_error() {
+    let tmp = TempDir::new("tmx-cont-cfg");
+    let p = tmp.file("bad.cfg");
+    std::fs::write(
+        &p,
+        "loadmodule \"tm.so\"\nloadmodule \"tmx.so\"\nroute {\n    t_suspend();\n}\ntimer_route[t, 1] {\n    t_continue(\"1\", \"2\", \"NOPE\");\n}\n",
+    )
+    .unwrap();
+    let (code, _o, err) = run(&["-c", "-f", p.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no route[NOPE]"), "{err}");
+    assert!(err.contains(":7:"), "file:line:col: {err}");
+}

@@ -145,6 +145,10 @@ pub fn cancel_transaction(c: &CellRef, reason: &str, flags: u32) -> bool {
         st.msg_flags |= flags;
         set_reason_locked(st, reason);
         cancel_branches_locked(st, None);
+        if c.is_invite && super::suspend::cancel_locked(st) {
+            reply::complete(c, g);
+            return ok;
+        }
     }
     g.unlock_then_run_callbacks();
     ok
@@ -187,6 +191,10 @@ pub fn handle_cancel(ctx: &mut Ctx) -> bool {
             set_reason_locked(st, &reason);
         }
         cancel_branches_locked(st, None);
+        // a suspended INVITE: nothing to cancel downstream, 487 from here
+        if super::suspend::cancel_locked(st) {
+            reply::complete(&inv, g);
+        }
     }
     true
 }

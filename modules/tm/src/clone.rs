@@ -90,6 +90,12 @@ pub fn avps_from_bytes(b: &[u8]) -> AvpList {
 
 /// The transaction's request as a message (for failure routes and local replies).
 pub fn request_msg(c: &Cell) -> Option<SipMsg> {
+    message_as_received(c, c.req())
+}
+
+/// `buf` parsed as a request received as the transaction's was (its addresses,
+/// socket and transport).
+pub fn message_as_received(c: &Cell, buf: &[u8]) -> Option<SipMsg> {
     let src = c
         .rcv_src
         .to_sa()
@@ -105,7 +111,7 @@ pub fn request_msg(c: &Cell) -> Option<SipMsg> {
         },
         sock_idx: c.rcv_sock as usize,
     };
-    SipMsg::new(c.req(), rcv).ok()
+    SipMsg::new(buf, rcv).ok()
 }
 
 pub fn proto_code(p: Proto) -> u8 {

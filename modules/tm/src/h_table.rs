@@ -230,6 +230,14 @@ pub struct CellState {
     /// T2_timer.
     pub t1_ms: u32,
     pub t2_ms: u32,
+    /// `t_suspend`: index + 1 of the blind branch standing for the suspension (no
+    /// request, no destination; its fr_at is the suspension's timeout), 0 = never
+    /// suspended. Suspended while that branch is not final (`suspend::is_suspended`).
+    pub suspended_branch: u32,
+    /// The request as the script had changed it when it called `t_suspend` on a
+    /// transaction created earlier (`t_newtran`); empty when the cell's request has
+    /// those changes already. What `t_continue` runs its route on.
+    pub resume_req: ShmStr,
 }
 
 /// Receive information of the request, fixed at creation.
@@ -248,6 +256,7 @@ impl CellState {
         std::mem::take(&mut self.uas_totag).free();
         std::mem::take(&mut self.avps).free();
         std::mem::take(&mut self.cancel_reason).free();
+        std::mem::take(&mut self.resume_req).free();
         for b in self.branches.iter_mut() {
             std::mem::take(&mut b.request).free();
             std::mem::take(&mut b.uri).free();

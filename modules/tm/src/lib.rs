@@ -8,7 +8,9 @@
 //! timeouts, wait and delete), `callbacks` (hooks for other modules, e.g. acc: final
 //! reply sent upstream, negative outcome before failure_route), `uac` (requests tm
 //! makes itself — dispatcher's probes — with a completion callback), `mi` (the MI
-//! commands `t_uac_dlg`, `t_uac_cancel`, `t_hash`, `t_reply`).
+//! commands `t_uac_dlg`, `t_uac_cancel`, `t_hash`, `t_reply`), `suspend` (suspended
+//! transactions as a blind branch: `suspend::suspend`, `suspend::continue_cell`, for
+//! tmx's `t_suspend`/`t_continue`; its invariants are in that file).
 //!
 //! SIP Router 3.1 additions: `t_set_fr(fr_inv[, fr])` and `t_set_retr(t1, t2)` (ms, 0 =
 //! the module's; for the branches added after the call, winning over the timer AVPs),
@@ -40,6 +42,7 @@ pub mod mi;
 mod repair;
 pub mod reply;
 mod shmref;
+pub mod suspend;
 pub mod timer;
 pub mod uac;
 
@@ -439,11 +442,42 @@ pub fn swap_current(c: Option<&CellRef>) -> Option<CellRef> {
     prev
 }
 
+/// tm's per-process script state (current transaction, routes armed by `t_on_*`,
+/// `t_set_*` settings), put aside while a route runs for another transaction
+/// (`t_continue` from a route of some other message) and put back afterwards.
+pub(crate) struct SavedScriptState {
+    cur: Option<Cur>,
+    pending: [u32; 3],
+    settings: Settings,
+}
+
+/// Put tm's per-process script state aside (and reset it).
+pub(crate) fn save_script_state() -> SavedScriptState {
+    SavedScriptState {
+        cur: CURRENT.with(|x| x.replace(None)),
+        pending: PENDING.with(|p| p.replace([0; 3])),
+        settings: SETTINGS.with(|s| s.replace(Settings::default())),
+    }
+}
+
+/// Put back what [`save_script_state`] put aside.
+pub(crate) fn restore_script_state(s: SavedScriptState) {
+    CURRENT.with(|x| x.set(s.cur));
+    PENDING.with(|p| p.set(s.pending));
+    SETTINGS.with(|x| x.set(s.settings));
+}
+
 /// Take (and reset) the routes armed by t_on_*; the per-message settings
 /// (`t_set_fr` & co.) are reset with them.
 pub fn take_pending() -> [u32; 3] {
     SETTINGS.with(|s| s.set(Settings::default()));
     PENDING.with(|p| p.replace([0; 3]))
+}
+
+/// Arm routes as `t_on_failure`/`t_on_reply`/`t_on_branch` would (route index + 1, 0 =
+/// none): `t_continue` re-arms what the transaction had.
+pub(crate) fn set_pending(armed: [u32; 3]) {
+    PENDING.with(|p| p.set(armed));
 }
 
 /// Apply the per-message settings (`t_set_fr` & co.) to the transaction's state
@@ -955,6 +989,12 @@ fn pv_branch_idx(ctx: &mut Ctx, _pv: &PvSpec) -> PvValue {
 }
 
 fn pv_reply_code(ctx: &mut Ctx, _pv: &PvSpec) -> PvValue {
+    t_reply_code(ctx)
+}
+
+/// `$T_reply_code` (tmx's `$T(reply_code)`): the reply's code in an onreply or failure
+/// route, else the last code sent upstream by the current transaction (0: none).
+pub fn t_reply_code(ctx: &Ctx) -> PvValue {
     if ctx.reply_code != 0 {
         return PvValue::Int(i64::from(ctx.reply_code));
     }

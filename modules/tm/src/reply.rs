@@ -121,11 +121,17 @@ fn finalize_locked(c: &Cell, st: &mut CellState, code: u16) {
     }
 }
 
-/// Re-send the last reply (a retransmitted request).
+/// Re-send the last reply (a retransmitted request). A suspended INVITE not answered
+/// yet gets a 100 Trying, so that its caller stops retransmitting (RFC 3261 §17.2.1).
 pub fn resend_last(c: &CellRef) {
     let mut g = c.lock_state();
     let st = g.st();
     if st.uas_reply.is_empty() {
+        let trying = c.is_invite && super::suspend::is_suspended(st);
+        drop(g);
+        if trying && let Some(req) = request_msg(c) {
+            reply_local_if_none(c, &req, 100, "trying -- your call is important to us");
+        }
         return;
     }
     if let Some(dst) = st.uas_dst.to_sa() {
@@ -133,7 +139,13 @@ pub fn resend_last(c: &CellRef) {
     }
 }
 
-fn reply_local_locked(c: &Cell, st: &mut CellState, req: &SipMsg, code: u16, reason: &str) -> bool {
+pub(crate) fn reply_local_locked(
+    c: &Cell,
+    st: &mut CellState,
+    req: &SipMsg,
+    code: u16,
+    reason: &str,
+) -> bool {
     if st.flags & T_COMPLETED != 0 && !(c.is_invite && (200..300).contains(&code)) {
         openser_core::log_err!("transaction already completed ({})", st.uas_status);
         return false;
@@ -304,10 +316,11 @@ fn select_best(st: &CellState) -> Option<(usize, u16)> {
 /// The reason phrase of a reply tm makes itself for a branch without a reply of its
 /// own: a timeout (408) or anything else (500).
 fn local_reason(code: u16) -> &'static str {
-    if code == 408 {
-        "Request Timeout"
-    } else {
-        "Server Internal Error"
+    match code {
+        408 => "Request Timeout",
+        // a suspended INVITE canceled by its caller
+        487 => "Request Terminated",
+        _ => "Server Internal Error",
     }
 }
 
@@ -346,7 +359,7 @@ fn relay_best_locked(c: &Cell, st: &mut CellState, i: usize, code: u16) {
 }
 
 /// Whether every branch has a final reply.
-fn all_final(st: &CellState) -> bool {
+pub(crate) fn all_final(st: &CellState) -> bool {
     st.branches[..st.nr_branches as usize]
         .iter()
         .all(|b| b.flags & B_FINAL != 0)
@@ -635,7 +648,8 @@ fn reply_locked(
     dropped: bool,
 ) -> bool {
     let s = super::stats();
-    if br >= st.nr_branches as usize {
+    if br >= st.nr_branches as usize || st.suspended_branch as usize == br + 1 {
+        // no such branch, or the blind branch of a suspension (nothing was sent on it)
         return false;
     }
     let now = now_ms();

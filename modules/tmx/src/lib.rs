@@ -30,12 +30,39 @@
 //! function from the MI, not in Kamailio). tm's own MI commands keep their names
 //! (`t_uac_dlg`, `t_uac_cancel`, `t_hash`, `t_reply`), which are tmx's in Kamailio.
 //!
-//! Not provided: `t_suspend`/`t_continue`. A suspended request would need its whole
-//! script state (the parsed message with its lumps, AVPs, branches, the script
-//! position) kept in shared memory and resumed in another process; tm here keeps the
-//! request as it was forwarded and rebuilds a context only for failure/branch/onreply
-//! routes, so there is no clean place to suspend a request route in the middle.
+//! Asynchronous processing (Kamailio 3.1's, on tm's `suspend` API):
+//! * `t_suspend()` (request route): create the request's transaction if needed and
+//!   suspend it — no reply is sent, the request waits in tm, and `$T(id_index)` /
+//!   `$T(id_label)` name it. The script then usually ends (`exit`). A retransmission
+//!   is absorbed (an INVITE gets a 100 Trying); a CANCEL ends it with 487; nobody
+//!   continuing it, it ends after `fr_timer` with 408 (or its failure_route). 1 when
+//!   suspended, 0 for a retransmission (the script stops), −1 on error.
+//! * `t_continue(tindex, tlabel, rtname)` (every route; ints or PVs; a literal route
+//!   name is resolved at start-up, an unknown one refuses the configuration): run
+//!   `route[rtname]` from its start on the suspended transaction's request, in its
+//!   context (`t_relay`, `t_reply`, `t_on_failure`… act on it; flags and AVPs are the
+//!   ones kept at `t_suspend`). When the route neither relays nor replies with
+//!   `t_reply`, the transaction is answered 500, as Kamailio does (`sl_send_reply` is
+//!   stateless: tm does not see it). −1 (logged) when there is no such transaction or
+//!   it is not suspended (continued already, timed out, canceled).
+//!
+//! `$T(name)`: `id_index`, `id_label` (the current transaction's, null without one),
+//! `reply_code` (as `$T_reply_code`), `branch_index` (as `$T_branch_idx`).
+//!
+//! The route run by `t_continue` sees the request with the changes the script made
+//! before `t_suspend`: kept in the cell when `t_suspend` created the transaction, or
+//! kept beside it (under the lock) when a `t_newtran` had created it before.
+//!
+//! Not provided: `t_save_lumps()`. The request tm keeps is fixed when the transaction
+//! is created (with the changes made so far) and is read without the lock by every
+//! process (its matching keys are spans into it; failure_route, local replies and
+//! `$T_req` parse it); replacing it later would need every reader to take the reply
+//! lock, which some of them already hold when they read it (the lock is not
+//! re-entrant).
 
+use std::sync::Arc;
+
+use openser_core::cfg::ast::{Arg, ArgValue, RouteKind};
 use openser_core::cfg::pv::{PvParam, PvSpec};
 use openser_core::mi::{MiArg, MiNode, MiReply};
 use openser_core::module::{CmdExport, FixedArg, MiExport, ModuleExports, PvExport};
@@ -59,6 +86,8 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         CmdExport::new("t_is_branch_route", 0, 0, ANY_ROUTE, cmd_is_branch),
         CmdExport::new("t_is_reply_route", 0, 0, ANY_ROUTE, cmd_is_reply),
         CmdExport::new("t_is_request_route", 0, 0, ANY_ROUTE, cmd_is_request),
+        CmdExport::new("t_suspend", 0, 0, REQUEST_ROUTE, cmd_t_suspend),
+        CmdExport::new("t_continue", 3, 3, ANY_ROUTE, cmd_t_continue).fixup(fixup_t_continue),
     ],
     mi: &[
         MiExport::new("t_reply_callid", mi_reply_callid),
@@ -68,6 +97,7 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         PvExport::new("T_req", pv_t_req),
         PvExport::new("T_rpl", pv_t_rpl),
         PvExport::new("T_reply_reason", pv_t_reply_reason),
+        PvExport::new("T", pv_t),
     ],
     ..ModuleExports::EMPTY
 };
@@ -198,6 +228,78 @@ fn cmd_is_request(ctx: &mut Ctx, _: &[FixedArg]) -> i32 {
     rc(ctx.route_type & REQUEST_ROUTE != 0)
 }
 
+fn cmd_t_suspend(ctx: &mut Ctx, _: &[FixedArg]) -> i32 {
+    match tm::suspend::suspend(ctx) {
+        tm::suspend::Suspend::Suspended { .. } => 1,
+        tm::suspend::Suspend::Retrans => 0,
+        tm::suspend::Suspend::Failed => -1,
+    }
+}
+
+/// A route name resolved at start-up.
+struct RouteIdx(usize);
+
+/// `t_continue(tindex, tlabel, rtname)`: the ids as given (ints or PVs); a literal
+/// route name becomes its index now, an unknown one is a configuration error.
+fn fixup_t_continue(args: &[Arg]) -> Result<Vec<FixedArg>, String> {
+    let [a, b, r] = args else {
+        return Err("t_continue: three parameters expected".into());
+    };
+    let mut out = openser_core::script::fixup::default_fixup(&[a.clone(), b.clone()])?;
+    let literal = match &r.value {
+        ArgValue::Str(s) | ArgValue::Ident(s) if !s.contains('$') => Some(s.clone()),
+        ArgValue::Int(i) => Some(i.to_string()),
+        _ => None,
+    };
+    match literal {
+        Some(name) => {
+            let idx = openser_core::script::route_index(RouteKind::Request, &name)
+                .ok_or_else(|| format!("t_continue: no route[{name}] in the script"))?;
+            out.push(FixedArg::Any(Arc::new(RouteIdx(idx))));
+        }
+        None => out.extend(openser_core::script::fixup::default_fixup(
+            std::slice::from_ref(r),
+        )?),
+    }
+    Ok(out)
+}
+
+/// A transaction id argument: a number in 0..2^32.
+fn arg_id(ctx: &mut Ctx, a: &FixedArg) -> Option<u32> {
+    ctx.arg_int(a).and_then(|v| u32::try_from(v).ok())
+}
+
+fn cmd_t_continue(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
+    let [a, b, r] = args else {
+        return -1;
+    };
+    let (Some(index), Some(label)) = (arg_id(ctx, a), arg_id(ctx, b)) else {
+        openser_core::log_err!(
+            "t_continue: bad transaction id {:?}:{:?}",
+            ctx.arg_str(a),
+            ctx.arg_str(b)
+        );
+        return -1;
+    };
+    let route = match r {
+        FixedArg::Any(x) => match x.downcast_ref::<RouteIdx>() {
+            Some(RouteIdx(i)) => *i,
+            None => return -1,
+        },
+        other => {
+            let name = ctx.arg_str(other);
+            match openser_core::script::route_index(RouteKind::Request, name.trim()) {
+                Some(i) => i,
+                None => {
+                    openser_core::log_err!("t_continue: no route[{name}] in the script");
+                    return -1;
+                }
+            }
+        }
+    };
+    tm::suspend::continue_cell(index, label, route)
+}
+
 // ---------------------------------------------------------------- MI
 
 fn mi_reply_callid(args: &[MiArg]) -> MiReply {
@@ -260,6 +362,23 @@ fn mi_cancel_callid(args: &[MiArg]) -> MiReply {
 }
 
 // ---------------------------------------------------------------- PVs
+
+/// `$T(name)`: the current transaction's `id_index`/`id_label`, `reply_code`,
+/// `branch_index`.
+fn pv_t(ctx: &mut Ctx, pv: &PvSpec) -> PvValue {
+    let Some(PvParam::Name(name)) = &pv.param else {
+        return PvValue::Null;
+    };
+    match name.trim() {
+        "id_index" => {
+            tm::current().map_or(PvValue::Null, |c| PvValue::Int(i64::from(c.hash_index)))
+        }
+        "id_label" => tm::current().map_or(PvValue::Null, |c| PvValue::Int(i64::from(c.label))),
+        "reply_code" => tm::t_reply_code(ctx),
+        "branch_index" => PvValue::Int(i64::from(ctx.branch_idx)),
+        _ => PvValue::Null,
+    }
+}
 
 /// The PV inside `$T_req(...)`/`$T_rpl(...)`.
 fn inner(pv: &PvSpec) -> Option<&PvSpec> {

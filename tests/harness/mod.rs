@@ -129,8 +129,22 @@ pub fn expand(cfg: &str, port: u16, dir: &Path) -> String {
 impl Server {
     /// Start with `cfg` (templated) and extra args (default `-DD -E`), wait until it
     /// listens on the port.
+    ///
+    /// The port is chosen here, so a port taken between the choice and the server's
+    /// bind (by another suite running on the machine) is not the test's failure: the
+    /// start is tried again on another port, at most three times.
     pub fn start(cfg: &str, args: &[&str]) -> Server {
-        Self::start_on(free_udp_port(), cfg, args)
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start_on_env(free_udp_port(), cfg, args, &[]) {
+                Ok(s) => return s,
+                Err((port, log)) if log.contains("Address already in use") => {
+                    last = format!("port {port} taken: {log}");
+                }
+                Err((port, log)) => panic!("server did not start listening on {port}; log:\n{log}"),
+            }
+        }
+        panic!("server did not start on three free ports; last: {last}");
     }
 
     pub fn start_on(port: u16, cfg: &str, args: &[&str]) -> Server {
@@ -139,6 +153,20 @@ impl Server {
 
     /// [`Server::start_on`] with extra environment variables for the server.
     pub fn start_on_env(port: u16, cfg: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        match Self::try_start_on_env(port, cfg, args, env) {
+            Ok(s) => s,
+            Err((port, log)) => panic!("server did not start listening on {port}; log:\n{log}"),
+        }
+    }
+
+    /// Start and wait until it listens; on failure the server is stopped and its
+    /// port and log returned.
+    fn try_start_on_env(
+        port: u16,
+        cfg: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Server, (u16, String)> {
         let dir = TempDir::new("srv");
         let cfg_path = dir.file("openser.cfg");
         std::fs::write(&cfg_path, expand(cfg, port, dir.path())).unwrap();
@@ -169,11 +197,11 @@ impl Server {
         if !wait_udp_bound(port, Duration::from_secs(10)) {
             let log = s.log();
             s.kill();
-            panic!("server did not start listening on {port}; log:\n{log}");
+            return Err((port, log));
         }
         // Give the receivers a moment to be forked.
         std::thread::sleep(Duration::from_millis(100));
-        s
+        Ok(s)
     }
 
     pub fn addr(&self) -> SocketAddr {

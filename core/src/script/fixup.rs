@@ -1071,6 +1071,11 @@ fn lhs_of(spec: &PvSpec) -> Result<Lhs, String> {
             _ => return Err("bad $var name".into()),
         },
         n if crate::cfg::pv::is_avp_name(n) => Lhs::Avp(spec.clone()),
-        _ => return Err(format!("'{}' cannot be assigned to", spec.text)),
+        // a writable module PV (whether its module is loaded is checked with the
+        // PV's name, as for reading)
+        n => match crate::module::pv_setter(n) {
+            Some(set) => Lhs::Module(spec.clone(), set),
+            None => return Err(format!("'{}' cannot be assigned to", spec.text)),
+        },
     })
 }

@@ -70,6 +70,9 @@ mod db;
 mod table;
 
 pub use db::{vars_parse, vars_text};
+pub use table::{
+    DlgInfo, F_CALLEE_CONTACT, F_CALLER_CONTACT, F_CALLID, F_FROM, F_FTAG, F_TO, F_TTAG,
+};
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -87,9 +90,8 @@ use openser_core::script::interp::Lhs;
 use openser_core::script::{AvpList, Ctx, PvValue};
 
 use table::{
-    Bucket, DlgInfo, F_CALLEE_CONTACT, F_CALLEE_ROUTE, F_CALLER_CONTACT, F_CALLER_ROUTE, F_CALLID,
-    F_FROM, F_FTAG, F_TO, F_TTAG, NF, S_CONFIRMED, S_CONFIRMED_NA, S_EARLY, S_UNCONFIRMED,
-    StoreError, Table, callid_hash, prof_key,
+    Bucket, F_CALLEE_ROUTE, F_CALLER_ROUTE, NF, S_CONFIRMED, S_CONFIRMED_NA, S_EARLY,
+    S_UNCONFIRMED, StoreError, Table, callid_hash, prof_key,
 };
 
 const ROUTES: u32 = REQUEST_ROUTE | FAILURE_ROUTE | ONREPLY_ROUTE | BRANCH_ROUTE;
@@ -131,7 +133,7 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         CmdExport::new("dlg_refer", 2, 2, ROUTES, cmd_dlg_refer).fixup(fixup_refer),
     ],
     pvs: &[
-        PvExport::new("dlg_var", pv_dlg_var),
+        PvExport::new("dlg_var", pv_dlg_var).setter(set_dlg_var),
         PvExport::new("DLG_status", pv_status),
         PvExport::new("DLG_count", pv_count),
         PvExport::new("DLG_lifetime", pv_lifetime),
@@ -211,6 +213,11 @@ struct Pending {
 }
 
 thread_local! {
+    /// A confirmed dialog that ended while this process handled it (its BYE, its timeout,
+    /// `dlg_bye`, MI): `$dlg_var` reads it for the rest of the BYE's script run and in
+    /// the end-of-dialog callbacks. The flag is set while those callbacks run (their
+    /// message may be a fake one, with another Call-ID).
+    static ENDED: RefCell<Option<(DlgInfo, bool)>> = const { RefCell::new(None) };
     static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
     /// The dialog of the message being handled: (entry, id), validated by Call-ID.
     static CUR: RefCell<Option<(u32, u32, String)>> = const { RefCell::new(None) };
@@ -373,6 +380,7 @@ fn pre_script(msg: &mut SipMsg) -> bool {
     if msg.is_request() {
         PENDING.with(|p| *p.borrow_mut() = Pending::default());
         CUR.with(|c| *c.borrow_mut() = None);
+        ENDED.with(|e| *e.borrow_mut() = None);
     }
     true
 }
@@ -453,6 +461,78 @@ fn forget(d: &DlgInfo) {
     if db::realtime() && is_confirmed(d.state) {
         db::delete(d);
     }
+}
+
+/// Why a confirmed dialog ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndCause {
+    /// a BYE from either side
+    Bye,
+    /// its timeout (the timer sent the BYEs)
+    Timeout,
+    /// `dlg_bye()` or MI `dlg_end_dlg`
+    Terminated,
+}
+
+/// An end-of-dialog callback: the message being handled (the BYE; for a timeout or MI a
+/// fake request), the dialog as it was (state, 2xx time in `start`, variables), why it
+/// ended and when (wall-clock seconds). Runs with no dialog or tm lock held; `$dlg_var`
+/// reads the ended dialog's variables.
+pub type EndHook = fn(&mut Ctx, &DlgInfo, EndCause, u32);
+
+static END_HOOKS: openser_core::state::Registry<EndHook> = openser_core::state::Registry::new();
+
+/// Register an end-of-dialog callback (a binding module's mod_init, before fork). It is
+/// called once per confirmed dialog when it ends; unconfirmed dialogs (failed or
+/// cancelled calls) do not end through it.
+pub fn register_end_cb(h: EndHook) {
+    END_HOOKS.lock().push(h);
+}
+
+/// A removed dialog (no lock held): its row goes, and a confirmed one's end callbacks run
+/// with `ctx` (a fake request when None).
+fn ended(ctx: Option<&mut Ctx>, d: &DlgInfo, cause: EndCause) {
+    forget(d);
+    if !is_confirmed(d.state) {
+        return;
+    }
+    let hooks: Vec<EndHook> = END_HOOKS.lock().clone();
+    ENDED.with(|e| *e.borrow_mut() = Some((d.clone(), true)));
+    if !hooks.is_empty() {
+        let at = now();
+        match ctx {
+            Some(ctx) => {
+                for h in &hooks {
+                    h(ctx, d, cause, at);
+                }
+            }
+            None => {
+                if let Some(mut m) = openser_core::script::fake_msg() {
+                    let mut ctx = Ctx::new(&mut m, REQUEST_ROUTE);
+                    for h in &hooks {
+                        h(&mut ctx, d, cause, at);
+                    }
+                }
+            }
+        }
+    }
+    ENDED.with(|e| {
+        if let Some((_, during)) = e.borrow_mut().as_mut() {
+            *during = false;
+        }
+    });
+}
+
+/// The ended dialog the current message (or end callback) sees.
+fn with_ended<R>(ctx: &Ctx, f: impl FnOnce(&mut DlgInfo) -> R) -> Option<R> {
+    ENDED.with(|e| {
+        let mut e = e.borrow_mut();
+        let (d, during) = e.as_mut()?;
+        if !*during && callid(ctx.msg).as_deref() != Some(d.callid()) {
+            return None;
+        }
+        Some(f(d))
+    })
 }
 
 fn drop_dialog(b: &Bucket<'_>, c: u32) {
@@ -699,7 +779,7 @@ fn on_loose_route(ctx: &mut Ctx, params: &str) {
             let d = b.info(c);
             drop_dialog(&b, c);
             drop(b);
-            forget(&d);
+            ended(Some(ctx), &d, EndCause::Bye);
             return;
         }
         Method::Ack => {
@@ -993,17 +1073,26 @@ fn cmd_store_value(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
     };
     let name = ctx.arg_str(n);
     let value = ctx.arg_str(v);
+    set_var(ctx, name, Some(value))
+}
+
+/// Set (`Some`) or delete (`None`) dialog variable `name` of the current dialog: the
+/// one to be created for an initial INVITE, the dialog of the message, or the one that
+/// just ended with it. -1 when there is none or the variables do not fit its cell.
+fn set_var(ctx: &mut Ctx, name: String, value: Option<String>) -> i32 {
     match target(ctx) {
         Some(Target::Pending) => {
             PENDING.with(|x| {
                 let mut x = x.borrow_mut();
                 x.vars.retain(|(k, _)| *k != name);
-                x.vars.push((name, value));
+                if let Some(v) = value {
+                    x.vars.push((name, v));
+                }
             });
             1
         }
         Some(Target::Dialog(e, i)) => {
-            match with_dialog(e, i, |b, c| b.set_var(c, &name, Some(&value))) {
+            match with_dialog(e, i, |b, c| b.set_var(c, &name, value.as_deref())) {
                 Some(Ok(())) => 1,
                 Some(Err(_)) => {
                     openser_core::log_err!("no room for dialog variable '{name}'");
@@ -1012,13 +1101,36 @@ fn cmd_store_value(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
                 None => -1,
             }
         }
-        None => -1,
+        None => {
+            let done = with_ended(ctx, |d| {
+                d.vars.retain(|(k, _)| *k != name);
+                if let Some(v) = value {
+                    d.vars.push((name.clone(), v));
+                }
+            });
+            if done.is_some() {
+                1
+            } else {
+                openser_core::log_err!(
+                    "no dialog for this message: dialog variable '{name}' not set"
+                );
+                -1
+            }
+        }
     }
 }
 
 /// The value of dialog variable `name` of the current dialog.
 fn dlg_var(ctx: &mut Ctx, name: &str) -> Option<String> {
-    match target(ctx)? {
+    let Some(t) = target(ctx) else {
+        return with_ended(ctx, |d| {
+            d.vars
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })?;
+    };
+    match t {
         Target::Pending => PENDING.with(|x| {
             x.borrow()
                 .vars
@@ -1067,8 +1179,24 @@ fn pv_dlg_var(ctx: &mut Ctx, pv: &PvSpec) -> PvValue {
     dlg_var(ctx, n).map_or(PvValue::Null, PvValue::Str)
 }
 
+/// `$dlg_var(name) = value;` (`$null` deletes it).
+fn set_dlg_var(ctx: &mut Ctx, pv: &PvSpec, v: PvValue) -> i32 {
+    let Some(PvParam::Name(n)) = &pv.param else {
+        return -1;
+    };
+    let value = match v {
+        PvValue::Null => None,
+        PvValue::Int(i) => Some(i.to_string()),
+        PvValue::Str(s) => Some(s),
+    };
+    set_var(ctx, n.clone(), value)
+}
+
 fn current_info(ctx: &mut Ctx) -> Option<DlgInfo> {
-    match target(ctx)? {
+    let Some(t) = target(ctx) else {
+        return with_ended(ctx, |d| d.clone());
+    };
+    match t {
         Target::Dialog(e, i) => with_dialog(e, i, |b, c| b.info(c)),
         Target::Pending => None,
     }
@@ -1169,7 +1297,7 @@ fn cmd_dlg_bye(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
     if !is_confirmed(d.state) {
         return -1;
     }
-    forget(&d);
+    ended(Some(ctx), &d, EndCause::Terminated);
     send_byes_to(&d, "", *sides);
     1
 }
@@ -1317,7 +1445,7 @@ fn dlg_timer(_ticks: u64) {
     }
     for d in gone {
         EXPIRED.inc();
-        forget(&d);
+        ended(None, &d, EndCause::Timeout);
         openser_core::log_info!(
             "dialog {}:{} (call {}) timed out in state {}",
             d.h_entry,
@@ -1409,7 +1537,7 @@ fn mi_end_dlg(args: &[MiArg]) -> MiReply {
     let d = b.info(c);
     drop_dialog(&b, c);
     drop(b);
-    forget(&d);
+    ended(None, &d, EndCause::Terminated);
     if is_confirmed(d.state) {
         send_byes(&d, &extra);
     }

@@ -482,6 +482,20 @@ pub type EndHook = fn(&mut Ctx, &DlgInfo, EndCause, u32);
 
 static END_HOOKS: openser_core::state::Registry<EndHook> = openser_core::state::Registry::new();
 
+/// A dialog-creation callback: called with the initial INVITE before its dialog is made;
+/// the (name, value) pairs it returns become dialog variables of the new dialog (they
+/// persist with it, `db_mode`), as Kamailio's acc keeps its CDR state in dialog
+/// variables.
+pub type CreateHook = fn(&mut Ctx) -> Vec<(String, String)>;
+
+static CREATE_HOOKS: openser_core::state::Registry<CreateHook> =
+    openser_core::state::Registry::new();
+
+/// Register a dialog-creation callback (a binding module's mod_init, before fork).
+pub fn register_create_cb(h: CreateHook) {
+    CREATE_HOOKS.lock().push(h);
+}
+
 /// Register an end-of-dialog callback (a binding module's mod_init, before fork). It is
 /// called once per confirmed dialog when it ends; unconfirmed dialogs (failed or
 /// cancelled calls) do not end through it.
@@ -587,7 +601,14 @@ fn on_request_in(ctx: &mut Ctx) {
     f[F_CALLER_CONTACT] = first_contact(msg);
     f[F_CALLER_ROUTE] = rrs.join(", ");
     let cseq = msg.cseq().map(|c| c.num).unwrap_or(1);
-    let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    let mut pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    let hooks: Vec<CreateHook> = CREATE_HOOKS.lock().clone();
+    for h in hooks {
+        for (k, v) in h(ctx) {
+            pending.vars.retain(|(n, _)| *n != k);
+            pending.vars.push((k, v));
+        }
+    }
     let timeout = pending
         .timeout
         .or_else(|| timeout_from_avp(ctx))

@@ -41,6 +41,11 @@
 //!   and every attribute name are checked at start-up. `service_type` (default the
 //!   dictionary's `Sip-Session`) is the `Service-Type` sent.
 //!
+//! * CDRs from dialogs (`cdr.rs`, OpenSIPS's CDR mode with Kamailio's parameter names,
+//!   binding the dialog module when `cdr_flag` is set): one record per answered call
+//!   whose INVITE carried `cdr_flag`, when its dialog ends, to the log
+//!   (`ACC: call ended: …`, `cdr_log_enable`) and to `cdrs_table`, with `cdr_extra`.
+//!
 //! DIAMETER is not built.
 //!
 //! The DB URL's driver is checked at mod_init; every process opens its own connection

@@ -44,7 +44,15 @@
 //!   1/-1.
 //!
 //! PVs: `$dlg_var(name)`, `$DLG_status`, `$DLG_count` (dialogs in the table),
-//! `$DLG_lifetime` (seconds since the 2xx).
+//! `$DLG_lifetime` (seconds since the 2xx). `$dlg_var(name) = value;` stores a variable
+//! as `store_dlg_value` does (`= $null;` deletes it); with no dialog for the message the
+//! assignment fails (-1, logged). After the BYE that ended a dialog (its `loose_route`),
+//! the rest of that BYE's script still reads the ended dialog's variables and state.
+//!
+//! API for binding modules: `register_create_cb` (an initial INVITE's dialog is being
+//! made: the hook may add dialog variables) and `register_end_cb` (a confirmed dialog
+//! ended by BYE, timeout, `dlg_bye` or MI, with its copy, the cause and the time; acc's
+//! CDRs).
 //!
 //! MI: `dlg_list [callid]`, `dlg_end_dlg h_entry h_id [extra headers]` (BYE to both
 //! sides), `profile_get_size profile [value]`. Statistics: `active_dialogs` (confirmed),

@@ -34,6 +34,10 @@ modparam("dialog", "profiles_no_value", "calls")
 {params}route {{
     if (loose_route()) {{
         xlog("L_INFO", "IN-DIALOG $rm status=$DLG_status who=$dlg_var(who) caller=$dlg_var(caller) gone=$dlg_var(gone)\n");
+        if (method == "ACK") {{
+            # a confirmed dialog's variable: its db_mode row is rewritten
+            $dlg_var(acked) = "yes";
+        }}
         if (method == "BYE") {{
             # the dialog ended with this BYE: its variables are still readable
             append_hf("X-Dlg-Caller: $dlg_var(caller)\r\n");
@@ -360,13 +364,15 @@ fn dialogs_survive_a_restart_with_db_mode() {
     assert!(wait_fifo(s.dir.path()));
     let mut c = caller(dir.path(), "dlg_uac.xml", port, 6000);
     // confirmed and acknowledged: the row says so
+    // (and the variable set on the ACK, after the ACK's own write, is in it)
     let written = wait_until(Duration::from_secs(10), || {
-        db.rows("dialog", &["state"], "id") == vec![vec!["4".to_string()]]
+        let rows = db.rows("dialog", &["state", "vars"], "id");
+        rows.len() == 1 && rows[0][0] == "4" && rows[0][1].contains("acked=yes;")
     });
     assert!(
         written,
         "{:?}\n{}",
-        db.rows("dialog", &["callid", "state"], "id"),
+        db.rows("dialog", &["callid", "state", "vars"], "id"),
         s.log()
     );
     s.stop();
@@ -378,6 +384,7 @@ fn dialogs_survive_a_restart_with_db_mode() {
         "state:: 4",
         "variable:: who=caller",
         "variable:: caller=caller",
+        "variable:: acked=yes",
         "profiles:: caller,calls",
     ] {
         assert!(

@@ -46,7 +46,9 @@
 //! PVs: `$dlg_var(name)`, `$DLG_status`, `$DLG_count` (dialogs in the table),
 //! `$DLG_lifetime` (seconds since the 2xx). `$dlg_var(name) = value;` stores a variable
 //! as `store_dlg_value` does (`= $null;` deletes it); with no dialog for the message the
-//! assignment fails (-1, logged). After the BYE that ended a dialog (its `loose_route`),
+//! assignment fails (-1, logged). A variable set on a confirmed dialog with `db_mode` 1
+//! rewrites its row: at once from a request route, else (a reply route may hold the
+//! transaction's lock) with the row's next write. After the BYE that ended a dialog (its `loose_route`),
 //! the rest of that BYE's script still reads the ended dialog's variables and state.
 //!
 //! API for binding modules: `register_create_cb` (an initial INVITE's dialog is being
@@ -1121,14 +1123,26 @@ fn set_var(ctx: &mut Ctx, name: String, value: Option<String>) -> i32 {
             1
         }
         Some(Target::Dialog(e, i)) => {
-            match with_dialog(e, i, |b, c| b.set_var(c, &name, value.as_deref())) {
-                Some(Ok(())) => 1,
-                Some(Err(_)) => {
-                    openser_core::log_err!("no room for dialog variable '{name}'");
-                    -1
-                }
-                None => -1,
+            let Some(t) = TABLE.get() else { return -1 };
+            let Some((b, c)) = find_id(t, e, i) else {
+                return -1;
+            };
+            if b.set_var(c, &name, value.as_deref()).is_err() {
+                drop(b);
+                openser_core::log_err!("no room for dialog variable '{name}'");
+                return -1;
             }
+            if db::realtime() && is_confirmed(b.state(c)) {
+                // a confirmed dialog's row follows: at once from a request route (no
+                // lock held), else with its next write (a reply route may run under
+                // the transaction's lock)
+                if ctx.route_type == REQUEST_ROUTE {
+                    db::changed(t, b, c);
+                } else {
+                    db::mark(e, i);
+                }
+            }
+            1
         }
         None => {
             let done = with_ended(ctx, |d| {
@@ -1623,6 +1637,39 @@ mod tests {
         ] {
             assert_eq!(parse_did(bad), None, "{bad:?}");
         }
+    }
+
+    /// KEMI's `KSR.pv.sets("$dlg_var(x)", ..)` goes through the module PV's setter: it
+    /// fails with no dialog, and reaches the dialog that ended with the message.
+    #[test]
+    fn dlg_var_assignment_by_text() {
+        use openser_core::module::ModuleExports;
+        use openser_core::script::kemi::{pv_get, pv_set};
+        static MODS: [&ModuleExports; 1] = [&EXPORTS];
+        openser_core::module::set_builtin(&MODS);
+        openser_core::module::freeze(vec![&EXPORTS]);
+        let mut m = openser_core::script::fake_msg().unwrap();
+        let mut ctx = Ctx::new(&mut m, REQUEST_ROUTE);
+        let s = |v: &str| PvValue::Str(v.to_string());
+        assert_eq!(pv_set(&mut ctx, "$dlg_var(x)", s("1")), Ok(-1));
+        let mut d = DlgInfo {
+            state: S_CONFIRMED,
+            vars: vec![("a".into(), "b".into())],
+            ..DlgInfo::default()
+        };
+        d.f[F_CALLID] = callid(ctx.msg).unwrap();
+        ENDED.with(|e| *e.borrow_mut() = Some((d.clone(), false)));
+        assert_eq!(pv_get(&mut ctx, "$dlg_var(a)"), Ok(s("b")));
+        assert_eq!(pv_set(&mut ctx, "$dlg_var(x)", PvValue::Int(7)), Ok(1));
+        assert_eq!(pv_get(&mut ctx, "$dlg_var(x)"), Ok(s("7")));
+        assert_eq!(pv_set(&mut ctx, "$dlg_var(a)", PvValue::Null), Ok(1));
+        assert_eq!(pv_get(&mut ctx, "$dlg_var(a)"), Ok(PvValue::Null));
+        // another call's message does not see it
+        d.f[F_CALLID] = "other".into();
+        ENDED.with(|e| *e.borrow_mut() = Some((d, false)));
+        assert_eq!(pv_get(&mut ctx, "$dlg_var(x)"), Ok(PvValue::Null));
+        // a PV without a setter stays read-only
+        assert!(pv_set(&mut ctx, "$DLG_count", PvValue::Int(1)).is_err());
     }
 
     #[test]

@@ -1051,7 +1051,8 @@ pub fn dyn_pv(text: &str) -> Result<PvSpec, String> {
 }
 
 /// Where an assignment to the (checked) PV `spec` goes, as `$x = …` in the
-/// configuration: `$ru`, `$rU`, `$rd`, `$du`, `$var(name)` and AVPs.
+/// configuration: `$ru`, `$rU`, `$rd`, `$du`, `$var(name)`, AVPs and module PVs with a
+/// setter (`$dlg_var(name)`).
 pub fn dyn_lhs(spec: &PvSpec) -> Result<Lhs, String> {
     if !spec.trans.is_empty() {
         return Err(format!("'{}' cannot be assigned to", spec.text));

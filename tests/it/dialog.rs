@@ -22,6 +22,7 @@ log_stderror=yes
 loadmodule "tm.so"
 loadmodule "rr.so"
 loadmodule "xlog.so"
+loadmodule "textops.so"
 loadmodule "mi_fifo.so"
 loadmodule "dialog.so"
 modparam("mi_fifo", "fifo_name", "{{DIR}}/openser_fifo")
@@ -32,7 +33,15 @@ modparam("dialog", "profiles_with_value", "caller")
 modparam("dialog", "profiles_no_value", "calls")
 {params}route {{
     if (loose_route()) {{
-        xlog("L_INFO", "IN-DIALOG $rm status=$DLG_status who=$dlg_var(who)\n");
+        xlog("L_INFO", "IN-DIALOG $rm status=$DLG_status who=$dlg_var(who) caller=$dlg_var(caller) gone=$dlg_var(gone)\n");
+        if (method == "ACK") {{
+            # a confirmed dialog's variable: its db_mode row is rewritten
+            $dlg_var(acked) = "yes";
+        }}
+        if (method == "BYE") {{
+            # the dialog ended with this BYE: its variables are still readable
+            append_hf("X-Dlg-Caller: $dlg_var(caller)\r\n");
+        }}
         t_relay();
         if (method == "ACK" && $tU == "byeme") {{
             dlg_bye("all");
@@ -56,6 +65,9 @@ modparam("dialog", "profiles_no_value", "calls")
         set_dlg_profile("caller", "$fU");
         set_dlg_profile("calls");
         store_dlg_value("who", "$fU");
+        $dlg_var(caller) = $fU;
+        $dlg_var(gone) = "soon";
+        $dlg_var(gone) = $null;
         if (!is_in_profile("caller", "$fU")) {{
             xlog("L_ERR", "NOT-IN-PROFILE\n");
         }}
@@ -67,6 +79,8 @@ modparam("dialog", "profiles_no_value", "calls")
         xlog("L_INFO", "CREATED status=$DLG_status count=$DLG_count\n");
         exit;
     }}
+    # no dialog here: the assignment fails (logged)
+    $dlg_var(nodlg) = "x";
     sl_send_reply("404", "Not here");
 }}
 onreply_route[1] {{
@@ -131,7 +145,8 @@ fn call_is_tracked_from_invite_to_bye() {
         return;
     }
     let dir = TempDir::new("dlg-call");
-    let (mut u, uport) = uas(dir.path(), 1);
+    // the callee checks the BYE's X-Dlg-Caller (from $dlg_var(caller))
+    let (mut u, uport) = sipp_uas_with(dir.path(), "dlg_uas_var.xml", &["-m", "1"]);
     let s = Server::start(&cfg(uport, 3600), &[]);
     assert!(wait_fifo(s.dir.path()));
     let mut c = caller(dir.path(), "dlg_uac.xml", s.port, 2500);
@@ -150,6 +165,7 @@ fn call_is_tracked_from_invite_to_bye() {
         &format!("callee_contact:: sip:127.0.0.1:{uport}"),
         "profiles:: caller,calls",
         "variable:: who=caller",
+        "variable:: caller=caller",
         "timeout:: ",
     ] {
         assert!(listing.contains(want), "missing {want:?}:\n{listing}");
@@ -181,12 +197,32 @@ fn call_is_tracked_from_invite_to_bye() {
     for want in [
         "REPLY 180 status=2",
         "REPLY 200 status=3",
-        "IN-DIALOG ACK status=4 who=caller",
-        "IN-DIALOG BYE",
+        "IN-DIALOG ACK status=4 who=caller caller=caller gone=<null>",
+        "IN-DIALOG BYE status=4 who=caller caller=caller gone=<null>",
     ] {
         assert!(log.contains(want), "missing {want:?} in the log:\n{log}");
     }
     assert!(!log.contains("NOT-IN-PROFILE"), "{log}");
+    // outside a dialog the assignment fails and says why
+    let cl = Client::new();
+    cl.send(
+        s.addr(),
+        &request(
+            "OPTIONS",
+            "sip:x@127.0.0.1",
+            cl.port(),
+            "dlgvar-none",
+            1,
+            "",
+        ),
+    );
+    let r = cl.recv_matching("404").expect("a reply to the OPTIONS");
+    assert!(r.starts_with("SIP/2.0 404"), "{r}");
+    assert!(
+        s.wait_log("dialog variable 'nodlg' not set", Duration::from_secs(5)),
+        "{}",
+        s.log()
+    );
 }
 
 /// `timeout_avp` sets the dialog's timeout, `dlg_extra_hdrs` goes into its BYEs.
@@ -313,7 +349,7 @@ fn dialogs_survive_a_restart_with_db_mode() {
         return;
     };
     let dir = TempDir::new("dlg-db");
-    let (mut u, uport) = uas(dir.path(), 1);
+    let (mut u, uport) = sipp_uas_with(dir.path(), "dlg_uas_var.xml", &["-m", "1"]);
     let conf = cfg_with(
         uport,
         3600,
@@ -328,13 +364,15 @@ fn dialogs_survive_a_restart_with_db_mode() {
     assert!(wait_fifo(s.dir.path()));
     let mut c = caller(dir.path(), "dlg_uac.xml", port, 6000);
     // confirmed and acknowledged: the row says so
+    // (and the variable set on the ACK, after the ACK's own write, is in it)
     let written = wait_until(Duration::from_secs(10), || {
-        db.rows("dialog", &["state"], "id") == vec![vec!["4".to_string()]]
+        let rows = db.rows("dialog", &["state", "vars"], "id");
+        rows.len() == 1 && rows[0][0] == "4" && rows[0][1].contains("acked=yes;")
     });
     assert!(
         written,
         "{:?}\n{}",
-        db.rows("dialog", &["callid", "state"], "id"),
+        db.rows("dialog", &["callid", "state", "vars"], "id"),
         s.log()
     );
     s.stop();
@@ -345,6 +383,8 @@ fn dialogs_survive_a_restart_with_db_mode() {
     for want in [
         "state:: 4",
         "variable:: who=caller",
+        "variable:: caller=caller",
+        "variable:: acked=yes",
         "profiles:: caller,calls",
     ] {
         assert!(
@@ -361,7 +401,12 @@ fn dialogs_survive_a_restart_with_db_mode() {
     assert!(!mi(s.dir.path(), "dlg_list", &[]).contains("dialog::"));
     assert!(db.rows("dialog", &["state"], "id").is_empty());
     assert_eq!(stat(s.dir.path(), "active_dialogs"), Some(0));
-    assert!(s.log().contains("IN-DIALOG BYE"), "{}", s.log());
+    assert!(
+        s.log()
+            .contains("IN-DIALOG BYE status=4 who=caller caller=caller"),
+        "{}",
+        s.log()
+    );
 }
 
 #[test]

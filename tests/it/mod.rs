@@ -1,4 +1,5 @@
 mod acc;
+mod acc_cdr;
 mod app_lua;
 mod app_python;
 mod auth;

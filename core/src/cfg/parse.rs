@@ -1016,7 +1016,7 @@ impl Parser {
         if !is_assignable(&lhs.spec) {
             let msg = if lhs.spec.trans.is_empty() {
                 format!(
-                    "cannot assign to `{}` (only $avp, $var, $ru, $rU, $rd and $du can be assigned)",
+                    "cannot assign to `{}` (only $avp, $var, $ru, $rU, $rd, $du and writable module PVs such as $dlg_var can be assigned)",
                     lhs.spec.text
                 )
             } else {

@@ -80,7 +80,7 @@ pub enum FmtPart {
 const MAX_DEPTH: u32 = 16;
 
 /// The PV names that may be assigned to in 1.2 (`$avp`, `$var`, `$ru`, `$rU`, `$rd`, `$du`
-/// and their long forms).
+/// and their long forms), and module PVs exported with a setter (`$dlg_var`).
 pub fn is_assignable(spec: &PvSpec) -> bool {
     if !spec.trans.is_empty() {
         return false;
@@ -88,7 +88,7 @@ pub fn is_assignable(spec: &PvSpec) -> bool {
     matches!(
         spec.name.as_str(),
         "avp" | "var" | "ru" | "ruri" | "rU" | "ruri.user" | "rd" | "ruri.domain" | "du" | "duri"
-    )
+    ) || crate::module::pv_setter(&spec.name).is_some()
 }
 
 /// Whether a PV name selects an AVP.

@@ -86,15 +86,29 @@ impl CmdExport {
     }
 }
 
+/// A module PV's setter: `$name(..) = value;` (Null for `$null`), the action's rc.
+pub type PvSetFn = fn(&mut Ctx, &PvSpec, PvValue) -> i32;
+
 /// A pseudo-variable exported by a module.
 pub struct PvExport {
     pub name: &'static str,
     pub get: fn(&mut Ctx, &PvSpec) -> PvValue,
+    /// The PV can be assigned to (`None`: read-only).
+    pub set: Option<PvSetFn>,
 }
 
 impl PvExport {
     pub const fn new(name: &'static str, get: fn(&mut Ctx, &PvSpec) -> PvValue) -> PvExport {
-        PvExport { name, get }
+        PvExport {
+            name,
+            get,
+            set: None,
+        }
+    }
+    /// The same row, writable through `set`.
+    pub const fn setter(mut self, set: PvSetFn) -> PvExport {
+        self.set = Some(set);
+        self
     }
 }
 
@@ -351,6 +365,15 @@ pub fn set_builtin(list: &'static [&'static ModuleExports]) {
 /// Every built-in module's exports.
 pub fn builtin() -> &'static [&'static ModuleExports] {
     BUILTIN.get().copied().unwrap_or(&[])
+}
+
+/// The setter of module PV `name`, when a built-in module exports it writable.
+pub fn pv_setter(name: &str) -> Option<PvSetFn> {
+    builtin()
+        .iter()
+        .flat_map(|m| m.pvs)
+        .find(|p| p.name == name)
+        .and_then(|p| p.set)
 }
 
 /// The loaded modules, in load order (frozen before fork; empty before).

@@ -1051,7 +1051,8 @@ pub fn dyn_pv(text: &str) -> Result<PvSpec, String> {
 }
 
 /// Where an assignment to the (checked) PV `spec` goes, as `$x = …` in the
-/// configuration: `$ru`, `$rU`, `$rd`, `$du`, `$var(name)` and AVPs.
+/// configuration: `$ru`, `$rU`, `$rd`, `$du`, `$var(name)`, AVPs and module PVs with a
+/// setter (`$dlg_var(name)`).
 pub fn dyn_lhs(spec: &PvSpec) -> Result<Lhs, String> {
     if !spec.trans.is_empty() {
         return Err(format!("'{}' cannot be assigned to", spec.text));
@@ -1071,6 +1072,11 @@ fn lhs_of(spec: &PvSpec) -> Result<Lhs, String> {
             _ => return Err("bad $var name".into()),
         },
         n if crate::cfg::pv::is_avp_name(n) => Lhs::Avp(spec.clone()),
-        _ => return Err(format!("'{}' cannot be assigned to", spec.text)),
+        // a writable module PV (whether its module is loaded is checked with the
+        // PV's name, as for reading)
+        n => match crate::module::pv_setter(n) {
+            Some(set) => Lhs::Module(spec.clone(), set),
+            None => return Err(format!("'{}' cannot be assigned to", spec.text)),
+        },
     })
 }

@@ -33,6 +33,8 @@ pub struct CallOp {
 pub enum Lhs {
     Avp(PvSpec),
     Var(String),
+    /// a module PV with a setter ([`crate::module::PvExport::setter`])
+    Module(PvSpec, crate::module::PvSetFn),
     Ru,
     RUser,
     RDomain,

@@ -15,6 +15,8 @@ thread_local! {
 
 /// Core PV names (long aliases included).
 pub(crate) const CORE_PVS: &[&str] = &[
+    // Kamailio's `$null`: no value (assigning it deletes an AVP or a dialog variable)
+    "null",
     "ru",
     "ruri",
     "rU",
@@ -598,6 +600,7 @@ fn simple(ctx: &mut Ctx, name: &str) -> Option<PvValue> {
         "rc" | "retcode" => PvValue::Int(ctx.retcode as i64),
         "Ts" => PvValue::Int(crate::clock::now()),
         "Tf" => PvValue::Str(ctime(crate::clock::now())),
+        "null" => PvValue::Null,
         "err.class" => match &m.parse_error {
             Some(_) => PvValue::Int(1),
             None => PvValue::Int(0),
@@ -698,6 +701,7 @@ pub fn assign(ctx: &mut Ctx, lhs: &Lhs, v: PvValue) -> i32 {
             ctx.msg.new_uri = Some(u.to_string());
             1
         }
+        Lhs::Module(spec, set) => set(ctx, spec, v),
     }
 }
 

@@ -41,11 +41,17 @@
 //!   and every attribute name are checked at start-up. `service_type` (default the
 //!   dictionary's `Sip-Session`) is the `Service-Type` sent.
 //!
+//! * CDRs from dialogs (`cdr.rs`, OpenSIPS's CDR mode with Kamailio's parameter names,
+//!   binding the dialog module when `cdr_flag` is set): one record per answered call
+//!   whose INVITE carried `cdr_flag`, when its dialog ends, to the log
+//!   (`ACC: call ended: …`, `cdr_log_enable`) and to `cdrs_table`, with `cdr_extra`.
+//!
 //! DIAMETER is not built.
 //!
 //! The DB URL's driver is checked at mod_init; every process opens its own connection
 //! in child_init and retries at first use when that failed.
 
+pub mod cdr;
 pub mod radius;
 #[cfg(test)]
 mod tests;
@@ -106,6 +112,13 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         Param::int_range("radius_missed_flag", &P.radius_missed_flag, -1, 31),
         Param::str_with("radius_extra", &P.radius_extra, check_extra),
         Param::int_range("service_type", &P.service_type, -1, u32::MAX as i64),
+        Param::int_range("cdr_flag", &cdr::C.cdr_flag, -1, 31),
+        Param::str_with("cdr_extra", &cdr::C.cdr_extra, check_extra),
+        Param::bool("cdr_log_enable", &cdr::C.cdr_log_enable),
+        Param::str_with("cdrs_table", &cdr::C.cdrs_table, cdr::check_table),
+        Param::str_with("cdr_start_id", &cdr::C.cdr_start_id, cdr::check_id),
+        Param::str_with("cdr_end_id", &cdr::C.cdr_end_id, cdr::check_id),
+        Param::str_with("cdr_duration_id", &cdr::C.cdr_duration_id, cdr::check_id),
     ],
     cmds: &[
         CmdExport::new(
@@ -517,7 +530,7 @@ pub fn db_insert(
     Ok(())
 }
 
-fn db_val(v: &PvValue) -> DbVal {
+pub(crate) fn db_val(v: &PvValue) -> DbVal {
     match v {
         PvValue::Null => DbVal::Null,
         PvValue::Int(i) => DbVal::Int(*i),
@@ -582,9 +595,10 @@ fn mod_init() -> Result<(), String> {
         | flag_bit(p.db_missed_flag)
         | flag_bit(p.radius_flag)
         | flag_bit(p.radius_missed_flag);
+    let db_url = c.p.db_url.clone();
     let _ = FROZEN.set(c);
     callbacks::register(on_tm_event, flags);
-    Ok(())
+    cdr::init(&db_url)
 }
 
 fn child_init(_rank: i32) -> Result<(), String> {

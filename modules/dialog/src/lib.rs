@@ -44,7 +44,17 @@
 //!   1/-1.
 //!
 //! PVs: `$dlg_var(name)`, `$DLG_status`, `$DLG_count` (dialogs in the table),
-//! `$DLG_lifetime` (seconds since the 2xx).
+//! `$DLG_lifetime` (seconds since the 2xx). `$dlg_var(name) = value;` stores a variable
+//! as `store_dlg_value` does (`= $null;` deletes it); with no dialog for the message the
+//! assignment fails (-1, logged). A variable set on a confirmed dialog with `db_mode` 1
+//! rewrites its row: at once from a request route, else (a reply route may hold the
+//! transaction's lock) with the row's next write. After the BYE that ended a dialog (its `loose_route`),
+//! the rest of that BYE's script still reads the ended dialog's variables and state.
+//!
+//! API for binding modules: `register_create_cb` (an initial INVITE's dialog is being
+//! made: the hook may add dialog variables) and `register_end_cb` (a confirmed dialog
+//! ended by BYE, timeout, `dlg_bye` or MI, with its copy, the cause and the time; acc's
+//! CDRs).
 //!
 //! MI: `dlg_list [callid]`, `dlg_end_dlg h_entry h_id [extra headers]` (BYE to both
 //! sides), `profile_get_size profile [value]`. Statistics: `active_dialogs` (confirmed),
@@ -70,6 +80,9 @@ mod db;
 mod table;
 
 pub use db::{vars_parse, vars_text};
+pub use table::{
+    DlgInfo, F_CALLEE_CONTACT, F_CALLER_CONTACT, F_CALLID, F_FROM, F_FTAG, F_TO, F_TTAG,
+};
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -87,9 +100,8 @@ use openser_core::script::interp::Lhs;
 use openser_core::script::{AvpList, Ctx, PvValue};
 
 use table::{
-    Bucket, DlgInfo, F_CALLEE_CONTACT, F_CALLEE_ROUTE, F_CALLER_CONTACT, F_CALLER_ROUTE, F_CALLID,
-    F_FROM, F_FTAG, F_TO, F_TTAG, NF, S_CONFIRMED, S_CONFIRMED_NA, S_EARLY, S_UNCONFIRMED,
-    StoreError, Table, callid_hash, prof_key,
+    Bucket, F_CALLEE_ROUTE, F_CALLER_ROUTE, NF, S_CONFIRMED, S_CONFIRMED_NA, S_EARLY,
+    S_UNCONFIRMED, StoreError, Table, callid_hash, prof_key,
 };
 
 const ROUTES: u32 = REQUEST_ROUTE | FAILURE_ROUTE | ONREPLY_ROUTE | BRANCH_ROUTE;
@@ -131,7 +143,7 @@ pub static EXPORTS: ModuleExports = ModuleExports {
         CmdExport::new("dlg_refer", 2, 2, ROUTES, cmd_dlg_refer).fixup(fixup_refer),
     ],
     pvs: &[
-        PvExport::new("dlg_var", pv_dlg_var),
+        PvExport::new("dlg_var", pv_dlg_var).setter(set_dlg_var),
         PvExport::new("DLG_status", pv_status),
         PvExport::new("DLG_count", pv_count),
         PvExport::new("DLG_lifetime", pv_lifetime),
@@ -211,6 +223,11 @@ struct Pending {
 }
 
 thread_local! {
+    /// A confirmed dialog that ended while this process handled it (its BYE, its timeout,
+    /// `dlg_bye`, MI): `$dlg_var` reads it for the rest of the BYE's script run and in
+    /// the end-of-dialog callbacks. The flag is set while those callbacks run (their
+    /// message may be a fake one, with another Call-ID).
+    static ENDED: RefCell<Option<(DlgInfo, bool)>> = const { RefCell::new(None) };
     static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
     /// The dialog of the message being handled: (entry, id), validated by Call-ID.
     static CUR: RefCell<Option<(u32, u32, String)>> = const { RefCell::new(None) };
@@ -373,6 +390,7 @@ fn pre_script(msg: &mut SipMsg) -> bool {
     if msg.is_request() {
         PENDING.with(|p| *p.borrow_mut() = Pending::default());
         CUR.with(|c| *c.borrow_mut() = None);
+        ENDED.with(|e| *e.borrow_mut() = None);
     }
     true
 }
@@ -455,6 +473,92 @@ fn forget(d: &DlgInfo) {
     }
 }
 
+/// Why a confirmed dialog ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndCause {
+    /// a BYE from either side
+    Bye,
+    /// its timeout (the timer sent the BYEs)
+    Timeout,
+    /// `dlg_bye()` or MI `dlg_end_dlg`
+    Terminated,
+}
+
+/// An end-of-dialog callback: the message being handled (the BYE; for a timeout or MI a
+/// fake request), the dialog as it was (state, 2xx time in `start`, variables), why it
+/// ended and when (wall-clock seconds). Runs with no dialog or tm lock held; `$dlg_var`
+/// reads the ended dialog's variables.
+pub type EndHook = fn(&mut Ctx, &DlgInfo, EndCause, u32);
+
+static END_HOOKS: openser_core::state::Registry<EndHook> = openser_core::state::Registry::new();
+
+/// A dialog-creation callback: called with the initial INVITE before its dialog is made;
+/// the (name, value) pairs it returns become dialog variables of the new dialog (they
+/// persist with it, `db_mode`), as Kamailio's acc keeps its CDR state in dialog
+/// variables.
+pub type CreateHook = fn(&mut Ctx) -> Vec<(String, String)>;
+
+static CREATE_HOOKS: openser_core::state::Registry<CreateHook> =
+    openser_core::state::Registry::new();
+
+/// Register a dialog-creation callback (a binding module's mod_init, before fork).
+pub fn register_create_cb(h: CreateHook) {
+    CREATE_HOOKS.lock().push(h);
+}
+
+/// Register an end-of-dialog callback (a binding module's mod_init, before fork). It is
+/// called once per confirmed dialog when it ends; unconfirmed dialogs (failed or
+/// cancelled calls) do not end through it.
+pub fn register_end_cb(h: EndHook) {
+    END_HOOKS.lock().push(h);
+}
+
+/// A removed dialog (no lock held): its row goes, and a confirmed one's end callbacks run
+/// with `ctx` (a fake request when None).
+fn ended(ctx: Option<&mut Ctx>, d: &DlgInfo, cause: EndCause) {
+    forget(d);
+    if !is_confirmed(d.state) {
+        return;
+    }
+    let hooks: Vec<EndHook> = END_HOOKS.lock().clone();
+    ENDED.with(|e| *e.borrow_mut() = Some((d.clone(), true)));
+    if !hooks.is_empty() {
+        let at = now();
+        match ctx {
+            Some(ctx) => {
+                for h in &hooks {
+                    h(ctx, d, cause, at);
+                }
+            }
+            None => {
+                if let Some(mut m) = openser_core::script::fake_msg() {
+                    let mut ctx = Ctx::new(&mut m, REQUEST_ROUTE);
+                    for h in &hooks {
+                        h(&mut ctx, d, cause, at);
+                    }
+                }
+            }
+        }
+    }
+    ENDED.with(|e| {
+        if let Some((_, during)) = e.borrow_mut().as_mut() {
+            *during = false;
+        }
+    });
+}
+
+/// The ended dialog the current message (or end callback) sees.
+fn with_ended<R>(ctx: &Ctx, f: impl FnOnce(&mut DlgInfo) -> R) -> Option<R> {
+    ENDED.with(|e| {
+        let mut e = e.borrow_mut();
+        let (d, during) = e.as_mut()?;
+        if !*during && callid(ctx.msg).as_deref() != Some(d.callid()) {
+            return None;
+        }
+        Some(f(d))
+    })
+}
+
 fn drop_dialog(b: &Bucket<'_>, c: u32) {
     let old = b.state(c);
     if old == S_EARLY {
@@ -507,7 +611,14 @@ fn on_request_in(ctx: &mut Ctx) {
     f[F_CALLER_CONTACT] = first_contact(msg);
     f[F_CALLER_ROUTE] = rrs.join(", ");
     let cseq = msg.cseq().map(|c| c.num).unwrap_or(1);
-    let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    let mut pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    let hooks: Vec<CreateHook> = CREATE_HOOKS.lock().clone();
+    for h in hooks {
+        for (k, v) in h(ctx) {
+            pending.vars.retain(|(n, _)| *n != k);
+            pending.vars.push((k, v));
+        }
+    }
     let timeout = pending
         .timeout
         .or_else(|| timeout_from_avp(ctx))
@@ -699,7 +810,7 @@ fn on_loose_route(ctx: &mut Ctx, params: &str) {
             let d = b.info(c);
             drop_dialog(&b, c);
             drop(b);
-            forget(&d);
+            ended(Some(ctx), &d, EndCause::Bye);
             return;
         }
         Method::Ack => {
@@ -993,32 +1104,76 @@ fn cmd_store_value(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
     };
     let name = ctx.arg_str(n);
     let value = ctx.arg_str(v);
+    set_var(ctx, name, Some(value))
+}
+
+/// Set (`Some`) or delete (`None`) dialog variable `name` of the current dialog: the
+/// one to be created for an initial INVITE, the dialog of the message, or the one that
+/// just ended with it. -1 when there is none or the variables do not fit its cell.
+fn set_var(ctx: &mut Ctx, name: String, value: Option<String>) -> i32 {
     match target(ctx) {
         Some(Target::Pending) => {
             PENDING.with(|x| {
                 let mut x = x.borrow_mut();
                 x.vars.retain(|(k, _)| *k != name);
-                x.vars.push((name, value));
+                if let Some(v) = value {
+                    x.vars.push((name, v));
+                }
             });
             1
         }
         Some(Target::Dialog(e, i)) => {
-            match with_dialog(e, i, |b, c| b.set_var(c, &name, Some(&value))) {
-                Some(Ok(())) => 1,
-                Some(Err(_)) => {
-                    openser_core::log_err!("no room for dialog variable '{name}'");
-                    -1
+            let Some(t) = TABLE.get() else { return -1 };
+            let Some((b, c)) = find_id(t, e, i) else {
+                return -1;
+            };
+            if b.set_var(c, &name, value.as_deref()).is_err() {
+                drop(b);
+                openser_core::log_err!("no room for dialog variable '{name}'");
+                return -1;
+            }
+            if db::realtime() && is_confirmed(b.state(c)) {
+                // a confirmed dialog's row follows: at once from a request route (no
+                // lock held), else with its next write (a reply route may run under
+                // the transaction's lock)
+                if ctx.route_type == REQUEST_ROUTE {
+                    db::changed(t, b, c);
+                } else {
+                    db::mark(e, i);
                 }
-                None => -1,
+            }
+            1
+        }
+        None => {
+            let done = with_ended(ctx, |d| {
+                d.vars.retain(|(k, _)| *k != name);
+                if let Some(v) = value {
+                    d.vars.push((name.clone(), v));
+                }
+            });
+            if done.is_some() {
+                1
+            } else {
+                openser_core::log_err!(
+                    "no dialog for this message: dialog variable '{name}' not set"
+                );
+                -1
             }
         }
-        None => -1,
     }
 }
 
 /// The value of dialog variable `name` of the current dialog.
 fn dlg_var(ctx: &mut Ctx, name: &str) -> Option<String> {
-    match target(ctx)? {
+    let Some(t) = target(ctx) else {
+        return with_ended(ctx, |d| {
+            d.vars
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })?;
+    };
+    match t {
         Target::Pending => PENDING.with(|x| {
             x.borrow()
                 .vars
@@ -1067,8 +1222,24 @@ fn pv_dlg_var(ctx: &mut Ctx, pv: &PvSpec) -> PvValue {
     dlg_var(ctx, n).map_or(PvValue::Null, PvValue::Str)
 }
 
+/// `$dlg_var(name) = value;` (`$null` deletes it).
+fn set_dlg_var(ctx: &mut Ctx, pv: &PvSpec, v: PvValue) -> i32 {
+    let Some(PvParam::Name(n)) = &pv.param else {
+        return -1;
+    };
+    let value = match v {
+        PvValue::Null => None,
+        PvValue::Int(i) => Some(i.to_string()),
+        PvValue::Str(s) => Some(s),
+    };
+    set_var(ctx, n.clone(), value)
+}
+
 fn current_info(ctx: &mut Ctx) -> Option<DlgInfo> {
-    match target(ctx)? {
+    let Some(t) = target(ctx) else {
+        return with_ended(ctx, |d| d.clone());
+    };
+    match t {
         Target::Dialog(e, i) => with_dialog(e, i, |b, c| b.info(c)),
         Target::Pending => None,
     }
@@ -1169,7 +1340,7 @@ fn cmd_dlg_bye(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
     if !is_confirmed(d.state) {
         return -1;
     }
-    forget(&d);
+    ended(Some(ctx), &d, EndCause::Terminated);
     send_byes_to(&d, "", *sides);
     1
 }
@@ -1317,7 +1488,7 @@ fn dlg_timer(_ticks: u64) {
     }
     for d in gone {
         EXPIRED.inc();
-        forget(&d);
+        ended(None, &d, EndCause::Timeout);
         openser_core::log_info!(
             "dialog {}:{} (call {}) timed out in state {}",
             d.h_entry,
@@ -1409,7 +1580,7 @@ fn mi_end_dlg(args: &[MiArg]) -> MiReply {
     let d = b.info(c);
     drop_dialog(&b, c);
     drop(b);
-    forget(&d);
+    ended(None, &d, EndCause::Terminated);
     if is_confirmed(d.state) {
         send_byes(&d, &extra);
     }
@@ -1466,6 +1637,39 @@ mod tests {
         ] {
             assert_eq!(parse_did(bad), None, "{bad:?}");
         }
+    }
+
+    /// KEMI's `KSR.pv.sets("$dlg_var(x)", ..)` goes through the module PV's setter: it
+    /// fails with no dialog, and reaches the dialog that ended with the message.
+    #[test]
+    fn dlg_var_assignment_by_text() {
+        use openser_core::module::ModuleExports;
+        use openser_core::script::kemi::{pv_get, pv_set};
+        static MODS: [&ModuleExports; 1] = [&EXPORTS];
+        openser_core::module::set_builtin(&MODS);
+        openser_core::module::freeze(vec![&EXPORTS]);
+        let mut m = openser_core::script::fake_msg().unwrap();
+        let mut ctx = Ctx::new(&mut m, REQUEST_ROUTE);
+        let s = |v: &str| PvValue::Str(v.to_string());
+        assert_eq!(pv_set(&mut ctx, "$dlg_var(x)", s("1")), Ok(-1));
+        let mut d = DlgInfo {
+            state: S_CONFIRMED,
+            vars: vec![("a".into(), "b".into())],
+            ..DlgInfo::default()
+        };
+        d.f[F_CALLID] = callid(ctx.msg).unwrap();
+        ENDED.with(|e| *e.borrow_mut() = Some((d.clone(), false)));
+        assert_eq!(pv_get(&mut ctx, "$dlg_var(a)"), Ok(s("b")));
+        assert_eq!(pv_set(&mut ctx, "$dlg_var(x)", PvValue::Int(7)), Ok(1));
+        assert_eq!(pv_get(&mut ctx, "$dlg_var(x)"), Ok(s("7")));
+        assert_eq!(pv_set(&mut ctx, "$dlg_var(a)", PvValue::Null), Ok(1));
+        assert_eq!(pv_get(&mut ctx, "$dlg_var(a)"), Ok(PvValue::Null));
+        // another call's message does not see it
+        d.f[F_CALLID] = "other".into();
+        ENDED.with(|e| *e.borrow_mut() = Some((d, false)));
+        assert_eq!(pv_get(&mut ctx, "$dlg_var(x)"), Ok(PvValue::Null));
+        // a PV without a setter stays read-only
+        assert!(pv_set(&mut ctx, "$DLG_count", PvValue::Int(1)).is_err());
     }
 
     #[test]

@@ -510,7 +510,16 @@ fn chaos_calls_and_registrations_survive_killed_workers() {
         kill9(*pid);
         kills.push(ty.clone());
     }
-    let st = uac.wait().expect("sipp");
+    // SIPp's own -timeout (secs + 120) should end it; once (2026-12-06, a machine at
+    // load 12) it did not and the suite hung for 17 minutes. Bounded here: past its
+    // timeout and a minute more, SIPp is stopped and the test fails saying so.
+    let Some(st) = wait_child(&mut uac, Duration::from_secs(secs + 180)) else {
+        stop_child(&mut uac, 15, Duration::from_secs(5));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = refresher.join();
+        uas.kill();
+        panic!("SIPp did not end within its -timeout of {} s", secs + 120);
+    };
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (reg_ok, reg_failed) = refresher.join().unwrap();
     uas.kill();

@@ -104,7 +104,7 @@ fn registers_upstream_with_digest_refreshes_and_routes_incoming_calls() {
             refuser.port()
         ),
     );
-    let s = Server::start(&CFG.replace("{URL}", &db.url()), &["-E"]);
+    let s = Server::start(&CFG.replace("{URL}", &db.url()), &[]);
     let sdir = s.dir.path().to_path_buf();
     assert!(wait_fifo(&sdir), "{}", s.log());
 

@@ -110,6 +110,31 @@ pub fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Start the server on `cfg` (`-DD -E`) expecting it to refuse: it must exit, with a
+/// failure status, within 10 s (else it is killed and the test fails). Its stderr.
+pub fn start_refused(cfg: &Path) -> String {
+    let dir = TempDir::new("refused");
+    let log_path = dir.file("stderr.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = owned(BIN)
+        .arg("-f")
+        .arg(cfg)
+        .args(["-DD", "-E"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn openser");
+    let st = wait_child(&mut child, Duration::from_secs(10));
+    if st.is_none() {
+        stop_child(&mut child, 9, Duration::from_secs(1));
+    }
+    let err = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let st = st.unwrap_or_else(|| panic!("the server started with {}:\n{err}", cfg.display()));
+    assert!(!st.success(), "exit status {st}:\n{err}");
+    err
+}
+
 /// A running server.
 pub struct Server {
     pub child: Option<Child>,

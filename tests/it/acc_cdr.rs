@@ -241,25 +241,6 @@ fn cdr_config_errors() {
         ),
     )
     .unwrap();
-    let mut child = owned(BIN)
-        .args(["-DD", "-E", "-f", p.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let st = wait_child(&mut child, Duration::from_secs(10));
-    if st.is_none() {
-        stop_child(&mut child, 9, Duration::from_secs(1));
-        panic!("the server started with cdr_flag and no dialog module");
-    }
-    assert!(!st.unwrap().success());
-    let mut err = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = start_refused(&p);
     assert!(err.contains("cdr_flag needs the dialog module"), "{err}");
 }

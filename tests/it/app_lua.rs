@@ -307,26 +307,7 @@ fn bad_scripts_and_engines_stop_the_start() {
             kemi_cfg(1, &lua, "").replace("{PORT}", &port.to_string()),
         )
         .unwrap();
-        let mut child = owned(BIN)
-            .args(["-DD", "-E", "-f", cfgp.to_str().unwrap()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let st = wait_child(&mut child, Duration::from_secs(10));
-        if st.is_none() {
-            stop_child(&mut child, 9, Duration::from_secs(1));
-            panic!("the server started with {script:?}");
-        }
-        assert!(!st.unwrap().success());
-        let mut err = String::new();
-        use std::io::Read;
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
+        let err = start_refused(&cfgp);
         assert!(err.contains(want), "{want:?} not in:\n{err}");
     };
     start_fails("function other() end\n", "no function ksr_request_route()");

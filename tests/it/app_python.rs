@@ -256,26 +256,7 @@ fn bad_python_scripts_stop_the_start() {
             kemi_cfg(1, &py, "").replace("{PORT}", &port.to_string()),
         )
         .unwrap();
-        let mut child = owned(BIN)
-            .args(["-DD", "-E", "-f", cfgp.to_str().unwrap()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let st = wait_child(&mut child, Duration::from_secs(10));
-        if st.is_none() {
-            stop_child(&mut child, 9, Duration::from_secs(1));
-            panic!("the server started with {script:?}");
-        }
-        assert!(!st.unwrap().success());
-        let mut err = String::new();
-        use std::io::Read;
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
+        let err = start_refused(&cfgp);
         for w in want {
             assert!(err.contains(w), "{w:?} not in:\n{err}");
         }

@@ -496,23 +496,7 @@ fn bad_sessions_file_stops_the_start() {
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(work.file("stderr.log")).unwrap();
-    let mut child = owned(BIN)
-        .arg("-f")
-        .arg(&cfg)
-        .args(["-DD", "-E"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn openser");
-    let st = wait_child(&mut child, Duration::from_secs(10));
-    if st.is_none() {
-        stop_child(&mut child, 9, Duration::from_secs(1));
-    }
-    let err = std::fs::read_to_string(work.file("stderr.log")).unwrap_or_default();
-    let st = st.unwrap_or_else(|| panic!("started despite a bad sessions file:\n{err}"));
-    assert!(!st.success(), "{err}");
+    let err = start_refused(&cfg);
     assert!(
         err.contains(&format!("{}:3: ldap_network_timeout", conf.display())),
         "{err}"

@@ -2,17 +2,10 @@
 //! to REGISTER): challenge, right and wrong passwords, unknown user, forged nonce, and a
 //! stale nonce re-challenged with `stale=true`.
 
+use crate::harness::digest::*;
 use crate::harness::mariadb::MariaDb;
 use crate::harness::*;
-use md5::{Digest, Md5};
 use std::time::Duration;
-
-fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// A private server with the openser schema.
 fn database() -> Option<MariaDb> {
@@ -82,13 +75,6 @@ fn register(s: &Server, c: &Client, user: &str, cseq: u32, authz: Option<(&str, 
     c.send(s.addr(), &m);
     c.recv_matching("SIP/2.0")
         .unwrap_or_else(|| panic!("no reply\n{}", s.log()))
-}
-
-fn nonce_of(reply: &str) -> String {
-    let h = header(reply, "WWW-Authenticate").unwrap_or_else(|| panic!("{reply}"));
-    let start = h.find("nonce=\"").expect("nonce") + 7;
-    let len = h[start..].find('"').expect("closing quote");
-    h[start..start + len].to_string()
 }
 
 fn add_user(db: &MariaDb, user: &str, password: &str) {

@@ -2,16 +2,9 @@
 //! db_url and digest challenges from module auth (the full authorization flow against
 //! MySQL is in `auth.rs`, registered once the mysql driver is merged).
 
+use crate::harness::digest::*;
 use crate::harness::*;
-use md5::{Digest, Md5};
 use std::time::Duration;
-
-fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 fn code(reply: &str) -> u16 {
     reply

@@ -8,9 +8,9 @@
 //! stopped slapd gets 500 from the one worker, which answers the next request and
 //! finds the directory again after slapd's restart.
 
+use crate::harness::digest::*;
 use crate::harness::slapd::{BASE, Slapd};
 use crate::harness::*;
-use md5::{Digest, Md5};
 use std::time::Duration;
 
 const REALM: &str = "example.com";
@@ -67,13 +67,6 @@ fn code(reply: &str) -> u16 {
 fn reason(reply: &str) -> &str {
     let line = reply.lines().next().unwrap_or("");
     line.splitn(3, ' ').nth(2).unwrap_or("")
-}
-
-fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 const W: Duration = Duration::from_secs(5);
@@ -315,42 +308,6 @@ route {{
     )
 }
 
-fn nonce_of(reply: &str) -> String {
-    let h = header(reply, "WWW-Authenticate").unwrap_or_else(|| panic!("{reply}"));
-    let start = h.find("nonce=\"").expect("nonce") + 7;
-    let len = h[start..].find('"').expect("closing quote");
-    h[start..start + len].to_string()
-}
-
-fn register_msg(c: &Client, user: &str, cseq: u32, authz: Option<(&str, &str)>) -> String {
-    let ruri = format!("sip:{REALM}");
-    let extra = match authz {
-        None => String::new(),
-        Some((nonce, password)) => {
-            let ha1 = md5_hex(&format!("{user}:{REALM}:{password}"));
-            let ha2 = md5_hex(&format!("REGISTER:{ruri}"));
-            let (nc, cnonce) = (format!("{cseq:08x}"), format!("cn{cseq}"));
-            let resp = md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
-            format!(
-                "Authorization: Digest username=\"{user}\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"{ruri}\", qop=auth, nc={nc}, cnonce=\"{cnonce}\", response=\"{resp}\", algorithm=MD5\r\n"
-            )
-        }
-    };
-    format!(
-        "REGISTER {ruri} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bKh350{cseq}\r\n\
-         From: <sip:{user}@{REALM}>;tag=r{cseq}\r\n\
-         To: <sip:{user}@{REALM}>\r\n\
-         Call-ID: h350-{user}-{p}\r\n\
-         CSeq: {cseq} REGISTER\r\n\
-         Contact: <sip:{user}@127.0.0.1:{p}>\r\n\
-         Max-Forwards: 70\r\n\
-         {extra}\
-         Content-Length: 0\r\n\r\n",
-        p = c.port()
-    )
-}
-
 #[test]
 fn h350_digest_register_and_callee_data() {
     let Some(mut d) = Slapd::start(ENTRIES) else {
@@ -362,26 +319,38 @@ fn h350_digest_register_and_callee_data() {
     let mut s = Server::start(&auth_cfg(&conf), &[]);
     let c = Client::new();
 
-    let r = send(&s, &c, &register_msg(&c, "bob", 1, None));
+    let r = send(&s, &c, &register_msg(&c, REALM, "h350", "bob", 1, None));
     assert_eq!(code(&r), 401, "{r}");
     let nonce = nonce_of(&r);
-    let r = send(&s, &c, &register_msg(&c, "bob", 2, Some((&nonce, "wrong"))));
+    let r = send(
+        &s,
+        &c,
+        &register_msg(&c, REALM, "h350", "bob", 2, Some((&nonce, "wrong"))),
+    );
     assert_eq!(code(&r), 401, "wrong password:\n{r}\n{}", s.log());
-    let r = send(&s, &c, &register_msg(&c, "bob", 3, Some((&nonce, "bobpw"))));
+    let r = send(
+        &s,
+        &c,
+        &register_msg(&c, REALM, "h350", "bob", 3, Some((&nonce, "bobpw"))),
+    );
     assert_eq!(code(&r), 200, "right password:\n{r}\n{}", s.log());
     // carol's password does not open bob's account, nor an unknown user's.
     let r = send(
         &s,
         &c,
-        &register_msg(&c, "bob", 4, Some((&nonce, "carolpw"))),
+        &register_msg(&c, REALM, "h350", "bob", 4, Some((&nonce, "carolpw"))),
     );
-    assert_eq!(code(&r), 401, "{r}");
-    let r = send(&s, &c, &register_msg(&c, "mallory", 5, Some((&nonce, "x"))));
     assert_eq!(code(&r), 401, "{r}");
     let r = send(
         &s,
         &c,
-        &register_msg(&c, "carol", 6, Some((&nonce, "carolpw"))),
+        &register_msg(&c, REALM, "h350", "mallory", 5, Some((&nonce, "x"))),
+    );
+    assert_eq!(code(&r), 401, "{r}");
+    let r = send(
+        &s,
+        &c,
+        &register_msg(&c, REALM, "h350", "carol", 6, Some((&nonce, "carolpw"))),
     );
     assert_eq!(code(&r), 200, "{r}");
 

@@ -6,17 +6,10 @@
 //! directions.
 
 use super::permissions::{ask, req_from, sock_on};
+use crate::harness::digest::*;
 use crate::harness::mariadb::MariaDb;
 use crate::harness::*;
-use md5::{Digest, Md5};
 use std::net::UdpSocket;
-
-fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 const EXAMPLE: &str = include_str!("../../etc/examples/production.cfg");
 const DEFAULT_URL: &str = "mysql://openser:openserrw@localhost/openser";

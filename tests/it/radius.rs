@@ -7,9 +7,9 @@
 //! missed call (`radius_missed_flag`) as a Failed record,
 //! `acc_rad_request`, and group, AVP and URI checks steering the script.
 
+use crate::harness::digest::*;
 use crate::harness::radius::{self, FreeRadius};
 use crate::harness::*;
-use md5::{Digest, Md5};
 use std::net::UdpSocket;
 use std::time::Duration;
 
@@ -29,57 +29,12 @@ const USERS: &str = r#"alice	Service-Type == Group-Check, Sip-Group == "pstn", A
 	SIP-AVP := "email:alice@rad.example.com"
 "#;
 
-fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn code(reply: &str) -> u16 {
     reply
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
-}
-
-fn nonce_of(reply: &str) -> String {
-    let h = header(reply, "WWW-Authenticate").unwrap_or_else(|| panic!("{reply}"));
-    let start = h.find("nonce=\"").expect("nonce") + 7;
-    let len = h[start..].find('"').expect("closing quote");
-    h[start..start + len].to_string()
-}
-
-/// A REGISTER for `user` (with a digest response for `password` and `nonce`, qop=auth).
-fn register_msg(c: &Client, user: &str, cseq: u32, authz: Option<(&str, &str)>) -> String {
-    let ruri = format!("sip:{REALM}");
-    let extra = match authz {
-        None => String::new(),
-        Some((nonce, password)) => {
-            let ha1 = md5_hex(&format!("{user}:{REALM}:{password}"));
-            let ha2 = md5_hex(&format!("REGISTER:{ruri}"));
-            // A fresh nc per request: auth refuses a replayed one (nonce_count).
-            let (nc, cnonce) = (format!("{cseq:08x}"), format!("cn{cseq}"));
-            let resp = md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
-            format!(
-                "Authorization: Digest username=\"{user}\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"{ruri}\", qop=auth, nc={nc}, cnonce=\"{cnonce}\", response=\"{resp}\", algorithm=MD5\r\n"
-            )
-        }
-    };
-    format!(
-        "REGISTER {ruri} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bKrad{cseq}\r\n\
-         From: <sip:{user}@{REALM}>;tag=r{cseq}\r\n\
-         To: <sip:{user}@{REALM}>\r\n\
-         Call-ID: radius-{user}-{p}\r\n\
-         CSeq: {cseq} REGISTER\r\n\
-         Contact: <sip:{user}@127.0.0.1:{p}>\r\n\
-         Max-Forwards: 70\r\n\
-         {extra}\
-         Content-Length: 0\r\n\r\n",
-        p = c.port()
-    )
 }
 
 /// Send a REGISTER and wait (up to `wait`) for its final reply.
@@ -91,7 +46,7 @@ fn register(
     authz: Option<(&str, &str)>,
     wait: Duration,
 ) -> String {
-    c.send(s.addr(), &register_msg(c, user, cseq, authz));
+    c.send(s.addr(), &register_msg(c, REALM, "rad", user, cseq, authz));
     let (r, _) = c
         .recv_timeout(wait)
         .unwrap_or_else(|| panic!("no reply to REGISTER {cseq}\n{}", s.log()));

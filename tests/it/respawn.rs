@@ -92,6 +92,13 @@ fn killed_receiver_and_timer_are_respawned() {
     let new = replacement(&dir, "receiver child=0", victim)
         .unwrap_or_else(|| panic!("receiver 0 not respawned\n{}", s.log()));
     assert!(alive(new) && !alive(victim));
+    // The new process can show in MI `ps` before the attendant has logged the
+    // respawn: wait for the line (bounded), then check both.
+    let respawned = format!(
+        "respawned receiver child=0 sock= 127.0.0.1:{} as process {new}",
+        s.port
+    );
+    s.wait_log(&respawned, Duration::from_secs(5));
     let log = s.log();
     assert!(
         log.contains(&format!(
@@ -100,13 +107,7 @@ fn killed_receiver_and_timer_are_respawned() {
         )) && log.contains("signal 9"),
         "the death must be logged with the process's description:\n{log}"
     );
-    assert!(
-        log.contains(&format!(
-            "respawned receiver child=0 sock= 127.0.0.1:{} as process {new}",
-            s.port
-        )),
-        "{log}"
-    );
+    assert!(log.contains(&respawned), "{log}");
     // Same number of children, and the server answers every request (each receiver,
     // the new one included, reads the socket in turn).
     assert_eq!(children_of(s.pid()).len(), before.len(), "{}", s.log());

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # regscale.sh [openser|kamailio ...] — registrar cost as the location table grows.
 #
-# For each server and each table size (SIZES, default 10000 100000 1000000): start the
-# server, register SIZE users (one contact each, pointing at the SIPp UAS), then measure
-# at fixed rates the CPU per REGISTER (re-registrations of the loaded users) and per
-# call to a registered user (lookup + record_route + t_relay, INVITE/180/200/ACK/BYE).
+# For each server: one instance per table size (SIZES, default 10000 100000 1000000),
+# each loaded with SIZE users (one contact each, pointing at the SIPp UAS); then, going
+# round the sizes, measure at fixed rates the CPU per REGISTER (re-registrations of the
+# loaded users) and per call to a registered user (lookup + record_route + t_relay,
+# INVITE/180/200/ACK/BYE).
 # The figure to watch is the cost at 1M against the cost at 10k. Configs:
 # bench/openser-registrar.cfg and the yardstick's kamailio-registrar.cfg.
 #
@@ -12,13 +13,16 @@
 # (20 s per measurement), REPS (3 measurements of each kind per size, alternating;
 # the line gives their median and, in brackets, all of them), MEM (-m, 4096: Kamailio
 # keeps ~1.1 KiB per contact), BIN, OUT (target/bench/regscale-<date>). Loopback
-# only; SIPp UAS on 5070.
+# only; SIPp UAS on 5070, the instances on 5060, 5061, ...
 #
 # Noise: this benchmark runs in a small VM whose host does not report steal time; the
 # same measurement moves by up to ±25 % between runs minutes apart (both servers alike),
-# while nothing else runs in the guest. Compare sizes within a run, take medians of
-# the REPS measurements and of several runs, and look at the minima too (noise only
-# ever adds CPU time).
+# while nothing else runs in the guest. Hence the sizes are measured in turn (20 s
+# each, round after round) rather than one size after the other: a slow spell of the
+# host then lands on every size. Compare sizes within a run, take medians of the REPS
+# measurements and of several runs, and look at the minima too (noise only ever adds
+# CPU time). The instances of all sizes are up at once: -m MEM each (shm is touched
+# only as used: ~0.3 GB for openser-rs at 1M, ~1.1 GB for Kamailio).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -60,11 +64,11 @@ users_csv() { # file count [offset]
 	seq -f 'user%g' $((${3:-0} + 1)) $((${3:-0} + $2)) | sed '1i SEQUENTIAL' >"$1"
 }
 
-cost() { # pid dir scenario-file rate count csv label -> "ok fail retrans us_per_op"
+cost() { # pid dir scenario-file rate count csv label port -> "ok fail retrans us_per_op"
 	local t0 t1 ok fail retr
 	t0=$(ticks "$1")
 	sipp -sf "$3" -inf "$6" -i 127.0.0.1 -p 5080 -m "$5" -r "$4" -d 50 -nostdin \
-		-trace_stat -stf "$2/$7.csv" 127.0.0.1:5060 >"$2/$7.out" 2>&1
+		-trace_stat -stf "$2/$7.csv" "127.0.0.1:$8" >"$2/$7.out" 2>&1
 	t1=$(ticks "$1")
 	read -r ok fail retr < <(ok_of "$2/$7.csv")
 	awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$ok" -v f="$fail" -v r="$retr" \
@@ -79,44 +83,77 @@ agg() {
 			printf "%d %d %d %.1f [", ok, f, r, m; for (i = 1; i <= n; i++) printf "%s%s", u[i], (i < n) ? " " : "]" }'
 }
 
+# All sizes of one server run at once, one instance per size on its own port (5060,
+# 5061, ...; Kamailio's ctl on 2046, 2047, ...), each loaded first; then the measurements
+# go round the sizes (REGISTERs at every size, calls at every size, REPS times), so a
+# drift of the host's speed during the run hits every size alike instead of the size
+# measured last. An instance waiting its turn is idle (its timer only; not counted: the
+# CPU is that of the measured instance's process tree).
 for s in $SERVERS; do
 	case $s in
-	openser) cmd="$BIN -DD -E -m $MEM -f $HERE/openser-registrar.cfg" ;;
-	kamailio) command -v kamailio >/dev/null || { echo "kamailio not installed" >&2; continue; }
-		cmd="kamailio -DD -E -m $MEM -f $SHARED/kamailio-registrar.cfg" ;;
+	openser) command -v "$BIN" >/dev/null || { echo "no $BIN" >&2; continue; } ;;
+	kamailio) command -v kamailio >/dev/null || { echo "kamailio not installed" >&2; continue; } ;;
 	*) echo "unknown server $s" >&2; continue ;;
 	esac
+	sipp -sf "$SCEN/uas.xml" -i 127.0.0.1 -p 5070 -d 50 -nostdin >/dev/null 2>&1 &
+	uas=$!
+	i=0
+	declare -A pid_of port_of loaded_of
 	for size in $SIZES; do
 		d=$OUT/$s-$size
 		mkdir -p "$d"
-		sipp -sf "$SCEN/uas.xml" -i 127.0.0.1 -p 5070 -d 50 -nostdin >/dev/null 2>&1 &
-		uas=$!
-		$cmd >"$d/server.log" 2>&1 &
-		pid=$!
+		port=$((5060 + i))
+		case $s in
+		openser)
+			sed "s/^listen=.*/listen=udp:127.0.0.1:$port/" "$HERE/openser-registrar.cfg" >"$d/server.cfg"
+			$BIN -DD -E -m "$MEM" -f "$d/server.cfg" >"$d/server.log" 2>&1 &
+			;;
+		kamailio)
+			sed "s/^listen=.*/listen=udp:127.0.0.1:$port/; s/udp:127.0.0.1:2046/udp:127.0.0.1:$((2046 + i))/" \
+				"$SHARED/kamailio-registrar.cfg" >"$d/server.cfg"
+			kamailio -DD -E -m "$MEM" -f "$d/server.cfg" >"$d/server.log" 2>&1 &
+			;;
+		esac
+		pid_of[$size]=$!
+		port_of[$size]=$port
 		sleep 3
 		users_csv "$d/users.csv" "$size"
 		sipp -sf "$SCEN/reg.xml" -inf "$d/users.csv" -i 127.0.0.1 -p 5081 -m "$size" \
-			-r "$LOAD_RATE" -nostdin -trace_stat -stf "$d/load.csv" 127.0.0.1:5060 >"$d/load.out" 2>&1
+			-r "$LOAD_RATE" -nostdin -trace_stat -stf "$d/load.csv" "127.0.0.1:$port" >"$d/load.out" 2>&1
 		read -r loaded lfail lretr < <(ok_of "$d/load.csv")
-		# REG_RATE * DUR re-registrations; SIPp cycles through the users file, so a
-		# small table is refreshed several times over (same work: a refresh of an
-		# existing binding) and every size is measured on the same number of REGISTERs.
-		nreg=$((REG_RATE * DUR))
+		loaded_of[$size]="$loaded/$size (failed $lfail)"
 		: >"$d/reg.runs"
 		: >"$d/inv.runs"
-		for k in $(seq 1 "$REPS"); do
-			cost "$pid" "$d" "$SCEN/reg.xml" "$REG_RATE" "$nreg" "$d/users.csv" "reg$k" >>"$d/reg.runs"
+		i=$((i + 1))
+	done
+	# REG_RATE * DUR re-registrations; SIPp cycles through the users file, so a small
+	# table is refreshed several times over (same work: a refresh of an existing
+	# binding) and every size is measured on the same number of REGISTERs.
+	nreg=$((REG_RATE * DUR))
+	for k in $(seq 1 "$REPS"); do
+		for size in $SIZES; do
+			d=$OUT/$s-$size
+			cost "${pid_of[$size]}" "$d" "$SCEN/reg.xml" "$REG_RATE" "$nreg" "$d/users.csv" "reg$k" "${port_of[$size]}" >>"$d/reg.runs"
 			echo >>"$d/reg.runs"
-			cost "$pid" "$d" "$SCEN/uac-user.xml" "$INV_RATE" $((INV_RATE * DUR)) "$d/users.csv" "inv$k" >>"$d/inv.runs"
+		done
+		for size in $SIZES; do
+			d=$OUT/$s-$size
+			cost "${pid_of[$size]}" "$d" "$SCEN/uac-user.xml" "$INV_RATE" $((INV_RATE * DUR)) "$d/users.csv" "inv$k" "${port_of[$size]}" >>"$d/inv.runs"
 			echo >>"$d/inv.runs"
 		done
+	done
+	for size in $SIZES; do
+		d=$OUT/$s-$size
 		reg=$(agg <"$d/reg.runs")
 		inv=$(agg <"$d/inv.runs")
-		echo "$s size=$size loaded=$loaded/$size (failed $lfail) register[ok fail retrans us/op]=$reg invite[ok fail retrans us/call]=$inv" |
+		echo "$s size=$size loaded=${loaded_of[$size]} register[ok fail retrans us/op]=$reg invite[ok fail retrans us/call]=$inv" |
 			tee -a "$OUT/summary.txt"
-		kill "$pid" "$uas" 2>/dev/null
-		wait "$pid" 2>/dev/null
-		sleep 1
+		kill "${pid_of[$size]}" 2>/dev/null
+		wait "${pid_of[$size]}" 2>/dev/null
 	done
+	kill "$uas" 2>/dev/null
+	wait "$uas" 2>/dev/null
+	unset pid_of port_of loaded_of
+	sleep 1
 done
 cat "$OUT/summary.txt"

@@ -494,6 +494,21 @@ pub fn save(
 ) -> Result<Saved, RegError> {
     let pr = parse_register(msg, p, inp)?;
     let aor = pr.aor.as_bytes();
+    // In a table larger than the caches the slot is a cache miss: start loading it now
+    // and do the lock-free work below meanwhile.
+    dom.prefetch_slot(aor);
+    // Every contact's expiry and binding before the lock (parse errors change nothing;
+    // the slot lock is held for the table work only).
+    let mut todo = Vec::with_capacity(pr.contacts.len());
+    let single = inp.flags & SAVE_SINGLE_CONTACT != 0;
+    for c in pr.contacts.iter().take(if single { 1 } else { usize::MAX }) {
+        let e = contact_expires(msg, c, p, now)?;
+        todo.push(Binding {
+            uri: msg.s(c.uri).as_bytes(),
+            expires: e,
+            info: (e != 0).then(|| contact_info(msg, c, &pr, p, inp, e, now)),
+        });
+    }
     // With db_mode 3 a database failure is an error reply (500), not a 200 for
     // bindings that could not be read or stored (the flag is per process).
     let _ = usrloc::take_db_failure();
@@ -503,7 +518,7 @@ pub fn save(
             // The AOR's rows could not be read: change nothing.
             return Err(RegError::UlGetR);
         }
-        save_locked(g, msg, p, inp, &pr, now)
+        save_locked(g, p, single, &pr, &todo, now)
     });
     match usrloc::take_db_failure() {
         Some(_) if res.is_ok() => Err(RegError::UlUpdC),
@@ -511,13 +526,23 @@ pub fn save(
     }
 }
 
-/// [`save`] with the AOR's slot locked.
+/// One Contact of a REGISTER, prepared before the slot lock is taken.
+struct Binding<'m> {
+    uri: &'m [u8],
+    /// Absolute expiry; 0 removes the binding.
+    expires: i64,
+    /// What to store (None when `expires` is 0).
+    info: Option<ContactInfo>,
+}
+
+/// [`save`] with the AOR's slot locked: `todo` holds the REGISTER's contacts (only the
+/// first with `single`).
 fn save_locked(
     g: &mut SlotGuard<'_>,
-    msg: &SipMsg,
     p: &RegParams,
-    inp: &SaveInput,
+    single: bool,
     pr: &Parsed,
+    todo: &[Binding<'_>],
     now: i64,
 ) -> Result<Saved, RegError> {
     let aor = pr.aor.as_bytes();
@@ -531,11 +556,7 @@ fn save_locked(
             path_echo: pr.path_echo.clone(),
         });
     }
-    let mut contacts: Vec<&NameAddr> = pr.contacts.iter().collect();
-    if inp.flags & SAVE_SINGLE_CONTACT != 0 {
-        contacts.truncate(1);
-    }
-    if contacts.is_empty() {
+    if todo.is_empty() {
         // Query: just list the current bindings.
         let list = match g.get_urecord(aor) {
             Some(r) => g
@@ -551,15 +572,10 @@ fn save_locked(
             path_echo: pr.path_echo.clone(),
         });
     }
-    // Expiry of every contact first (parse errors before touching the table).
-    let mut exps = Vec::with_capacity(contacts.len());
-    for c in &contacts {
-        exps.push(contact_expires(msg, c, p, now)?);
-    }
     let (r, created) = match g.get_urecord(aor) {
         Some(r) => (r, false),
         None => {
-            if exps.iter().all(|&e| e == 0) {
+            if todo.iter().all(|b| b.expires == 0) {
                 // Nothing to store (new contacts with expires 0 are ignored).
                 return Ok(Saved {
                     contacts: Vec::new(),
@@ -575,7 +591,6 @@ fn save_locked(
     };
     let res = (|| {
         // test_max_contacts(): valid bindings after this REGISTER.
-        let single = inp.flags & SAVE_SINGLE_CONTACT != 0;
         if p.max_contacts > 0 {
             let mut num = if single {
                 0
@@ -586,15 +601,10 @@ fn save_locked(
                     .filter(|c| c.is_valid(now))
                     .count() as i64
             };
-            for (c, &e) in contacts.iter().zip(&exps) {
+            for b in todo {
+                let e = b.expires;
                 let m = g
-                    .get_ucontact(
-                        r,
-                        msg.s(c.uri).as_bytes(),
-                        pr.callid.as_bytes(),
-                        pr.cseq,
-                        now,
-                    )
+                    .get_ucontact(r, b.uri, pr.callid.as_bytes(), pr.cseq, now)
                     .map_err(|_| RegError::UlGetR)?;
                 match m {
                     _ if single => num += i64::from(e != 0),
@@ -608,8 +618,8 @@ fn save_locked(
             }
         }
         let mut kept: Vec<&[u8]> = Vec::new();
-        for (c, &e) in contacts.iter().zip(&exps) {
-            let uri = msg.s(c.uri).as_bytes();
+        for b in todo {
+            let uri = b.uri;
             let m = g
                 .get_ucontact(r, uri, pr.callid.as_bytes(), pr.cseq, now)
                 .map_err(|_| RegError::UlGetR)?;
@@ -618,23 +628,20 @@ fn save_locked(
                 // Retransmission: skipped silently, answered with the bindings.
                 Match::Retransmission => kept.push(uri),
                 Match::NotFound => {
-                    if e != 0 {
-                        let ci = contact_info(msg, c, pr, p, inp, e, now);
-                        g.insert_ucontact(r, &ci)
+                    if let Some(ci) = &b.info {
+                        g.insert_ucontact(r, ci)
                             .map_err(|er| ul_err(er, RegError::UlInsC))?;
                         kept.push(uri);
                     }
                 }
-                Match::Found(id) => {
-                    if e == 0 {
-                        g.delete_ucontact(r, id).map_err(|_| RegError::UlDelC)?;
-                    } else {
-                        let ci = contact_info(msg, c, pr, p, inp, e, now);
-                        g.update_ucontact(r, id, &ci)
+                Match::Found(id) => match &b.info {
+                    Some(ci) => {
+                        g.update_ucontact(r, id, ci)
                             .map_err(|er| ul_err(er, RegError::UlUpdC))?;
                         kept.push(uri);
                     }
-                }
+                    None => g.delete_ucontact(r, id).map_err(|_| RegError::UlDelC)?,
+                },
             }
         }
         if single {

@@ -19,6 +19,8 @@
 # Run it inside a private network namespace on a quiet machine, as bench/RESULTS.md says.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 ROOT=$(cd "$HERE/.." && pwd)
 DBMODE=${DBMODE:-1}
 ENGINE=${ENGINE:-mysql}
@@ -112,68 +114,20 @@ esac
 	seq 1 "$USERS" | sed 's/.*/u&;[authentication username=u& password=pw&]/'
 } >"$TMP/users.csv"
 
-cpu_ticks() { # total utime+stime of a process tree
-	local t=0 p
-	for p in $1 $(pgrep -P "$1" || true); do
-		[ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-	done
-	echo "$t"
-}
-
-wait_bound() {
-	for _ in $(seq 1 100); do
-		python3 -c 'import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("127.0.0.1",5060))' 2>/dev/null || return 0
-		sleep 0.1
-	done
-	return 1
-}
-
 run_server() { # name cmd-template
-	local name=$1 tmpl=$2 best=0 best_cpu=- rate
+	local name=$1 tmpl=$2 best=0 best_cpu=- rate rows
 	local url=$DBURL db=openser
 	[ "$name" = kamailio ] && url=$KDBURL && db=kamailio
 	sed "s|DBURL|$url|; s|DBMODE|$DBMODE|; s|\"mysql.so\"|\"$OMOD.so\"|; s|\"db_mysql.so\"|\"$KMOD.so\"|" \
 		"$HERE/$name-auth.cfg" >"$TMP/$name.cfg"
 	for rate in $RATES; do
 		dbq "$db" "DELETE FROM location" >/dev/null
-		# shellcheck disable=SC2086
-		${tmpl//CFG/$TMP/$name.cfg} >"$TMP/$name.log" 2>&1 &
-		SRVPID=$!
-		wait_bound || { echo "$name did not start" >&2; cat "$TMP/$name.log" >&2; exit 1; }
-		sleep 0.5
-		local calls=$((rate * STEP_SECS)) t0 t1 c0 c1 stf=$TMP/$name-$rate.csv
-		c0=$(cpu_ticks "$SRVPID")
-		t0=$(date +%s.%N)
-		sipp -sf "$HERE/reg_auth_bench.xml" 127.0.0.1:5060 -inf "$TMP/users.csv" \
-			-i 127.0.0.1 -p 15061 -r "$rate" -m "$calls" -l $((rate * 4)) \
-			-trace_stat -stf "$stf" -fd 1 -bg >/dev/null 2>&1 || true
-		# -bg returns at once; wait for SIPp to finish the calls.
-		while pgrep -f "sipp -sf $HERE/reg_auth_bench.xml" >/dev/null; do sleep 0.2; done
-		t1=$(date +%s.%N)
-		c1=$(cpu_ticks "$SRVPID")
-		kill "$SRVPID"; wait "$SRVPID" 2>/dev/null || true; SRVPID=
-		local rows
+		reg_auth_step "$name" "$tmpl" "$rate" || exit 1
 		rows=$(dbq "$db" "SELECT COUNT(*) FROM location")
-		local line res
-		line=$(python3 - "$stf" "$rate" "$calls" "$t0" "$t1" "$c0" "$c1" <<'PY'
-import sys
-stf, rate, calls, t0, t1, c0, c1 = sys.argv[1:]
-rows = [l.split(';') for l in open(stf).read().splitlines() if l.strip()]
-h, last = rows[0], rows[-1]
-col = lambda n: int(last[h.index(n)])
-ok, failed, retrans = col('SuccessfulCall(C)'), col('FailedCall(C)'), col('Retransmissions(C)')
-wall = float(t1) - float(t0)
-achieved = ok / wall if wall > 0 else 0
-cpu = (int(c1) - int(c0)) / 100.0 / wall * 100 if wall > 0 else 0
-passed = ok == int(calls) and failed == 0 and retrans == 0 and achieved >= 0.9 * int(rate)
-print(f"{1 if passed else 0} ok={ok} failed={failed} retrans={retrans} achieved={achieved:.0f}cps cpu={cpu:.0f}%")
-PY
-)
-		res=${line%% *}
-		echo "  $name rate=$rate ${line#* } location_rows=$rows"
-		if [ "$res" = 1 ]; then
+		echo "  $name rate=$rate ${STEP#* } location_rows=$rows"
+		if [ "${STEP%% *}" = 1 ]; then
 			best=$rate
-			best_cpu=$(echo "$line" | sed 's/.*cpu=//')
+			best_cpu=$(echo "$STEP" | sed 's/.*cpu=\([0-9]*%\).*/\1/')
 		else
 			tail -3 "$TMP/$name.log" | sed 's/^/    log: /'
 			break

@@ -25,6 +25,8 @@
 # Run it inside a private network namespace on a quiet machine, as bench/RESULTS.md says.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 ROOT=$(cd "$HERE/.." && pwd)
 RATES=${RATES:-250 500 1000 1500 2000 3000 4000}
 STEP_SECS=${STEP_SECS:-15}
@@ -173,76 +175,17 @@ CONF
 	seq 1 "$USERS" | sed 's/.*/u&;[authentication username=u& password=pw&]/'
 } >"$TMP/users.csv"
 
-cpu_ticks() { # total utime+stime of a process tree
-	local t=0 p
-	for p in $1 $(pgrep -P "$1" || true); do
-		[ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-	done
-	echo "$t"
-}
-
-wait_bound() {
-	for _ in $(seq 1 100); do
-		python3 -c 'import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("127.0.0.1",5060))' 2>/dev/null || return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-wait_free() { # the previous server's processes gone from 5060
-	for _ in $(seq 1 100); do
-		python3 -c 'import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("127.0.0.1",5060))' 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
 run_server() { # name cmd-template
 	local name=$1 tmpl=$2 best=0 best_cpu=- best_per=- best_fr=- rate
 	sed "s|RADCONF|$TMP/$name-radiusclient.conf|" "$HERE/$name-radius.cfg" >"$TMP/$name.cfg"
 	for rate in $RATES; do
-		wait_free || { echo "127.0.0.1:5060 stays busy" >&2; kill $$; exit 1; }
-		# shellcheck disable=SC2086
-		${tmpl//CFG/$TMP/$name.cfg} >"$TMP/$name.log" 2>&1 &
-		SRVPID=$!
-		wait_bound || { echo "$name did not start" >&2; cat "$TMP/$name.log" >&2; kill $$; exit 1; }
-		sleep 0.5
-		local calls=$((rate * STEP_SECS)) t0 t1 c0 c1 f0 f1 stf=$TMP/$name-$rate.csv
-		c0=$(cpu_ticks "$SRVPID")
-		f0=$(cpu_ticks "$FRPID")
-		t0=$(date +%s.%N)
-		sipp -sf "$HERE/reg_auth_bench.xml" 127.0.0.1:5060 -inf "$TMP/users.csv" \
-			-i 127.0.0.1 -p 15061 -r "$rate" -m "$calls" -l $((rate * 4)) \
-			-trace_stat -stf "$stf" -fd 1 -bg >/dev/null 2>&1 || true
-		while pgrep -f "sipp -sf $HERE/reg_auth_bench.xml" >/dev/null; do sleep 0.2; done
-		t1=$(date +%s.%N)
-		c1=$(cpu_ticks "$SRVPID")
-		f1=$(cpu_ticks "$FRPID")
-		kill "$SRVPID"; wait "$SRVPID" 2>/dev/null || true; SRVPID=
-		local line res
-		line=$(python3 - "$stf" "$rate" "$calls" "$t0" "$t1" "$c0" "$c1" "$f0" "$f1" <<'PY'
-import sys
-stf, rate, calls, t0, t1, c0, c1, f0, f1 = sys.argv[1:]
-rows = [l.split(';') for l in open(stf).read().splitlines() if l.strip()]
-h, last = rows[0], rows[-1]
-col = lambda n: int(last[h.index(n)])
-ok, failed, retrans = col('SuccessfulCall(C)'), col('FailedCall(C)'), col('Retransmissions(C)')
-wall = float(t1) - float(t0)
-achieved = ok / wall if wall > 0 else 0
-cpu = (int(c1) - int(c0)) / 100.0 / wall * 100 if wall > 0 else 0
-per = (int(c1) - int(c0)) * 10.0 / ok * 1000 if ok else 0     # microseconds per registration
-frper = (int(f1) - int(f0)) * 10.0 / ok * 1000 if ok else 0
-passed = ok == int(calls) and failed == 0 and retrans == 0 and achieved >= 0.9 * int(rate)
-print(f"{1 if passed else 0} ok={ok} failed={failed} retrans={retrans} achieved={achieved:.0f}/s cpu={cpu:.0f}% per_reg={per:.0f}us freeradius_per_reg={frper:.0f}us")
-PY
-)
-		res=${line%% *}
-		echo "  $name rate=$rate ${line#* }" >&2
-		if [ "$res" = 1 ]; then
+		reg_auth_step "$name" "$tmpl" "$rate" freeradius "$FRPID" || { kill $$; exit 1; }
+		echo "  $name rate=$rate ${STEP#* }" >&2
+		if [ "${STEP%% *}" = 1 ]; then
 			best=$rate
-			best_cpu=$(echo "$line" | sed 's/.*cpu=\([0-9]*\)%.*/\1/')
-			best_per=$(echo "$line" | sed 's/.* per_reg=\([0-9]*\)us.*/\1/')
-			best_fr=$(echo "$line" | sed 's/.*freeradius_per_reg=\([0-9]*\)us.*/\1/')
+			best_cpu=$(echo "$STEP" | sed 's/.*cpu=\([0-9]*\)%.*/\1/')
+			best_per=$(echo "$STEP" | sed 's/.* per_reg=\([0-9]*\)us.*/\1/')
+			best_fr=$(echo "$STEP" | sed 's/.*freeradius_per_reg=\([0-9]*\)us.*/\1/')
 		else
 			tail -3 "$TMP/$name.log" | sed 's/^/    log: /' >&2
 			break

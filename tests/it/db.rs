@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use crate::harness::digest::md5_hex;
 use db_mysql::{self as mysql, Settings};
-use md5::{Digest, Md5};
 use openser_core::db::{self, DbConn, DbUrl, DbVal, Key, Op};
 
 use crate::harness::TempDir;
@@ -26,10 +26,6 @@ fn ok(out: &Output) -> String {
 
 fn dbsh(m: &MariaDb, home: &Path, args: &[&str]) -> Output {
     m.dbsh(home, args)
-}
-
-fn md5hex(s: &str) -> String {
-    format!("{:x}", Md5::digest(s.as_bytes()))
 }
 
 /// The driver modules count as loaded; the same set in every test of this binary (the
@@ -547,8 +543,8 @@ fn mysql_scripts_against_mariadb() {
         sub("alice").trim_end(),
         format!(
             "alice\texample.com\tsecret\talice@mail.example.com\t{}\t{}\t1",
-            md5hex("alice:example.com:secret"),
-            md5hex("alice@example.com:example.com:secret")
+            md5_hex("alice:example.com:secret"),
+            md5_hex("alice@example.com:example.com:secret")
         )
     );
     let dup = ctl(&["add", "alice@example.com", "other"]);
@@ -558,8 +554,8 @@ fn mysql_scripts_against_mariadb() {
         sub("alice").trim_end(),
         format!(
             "alice\texample.com\tn3w\talice@mail.example.com\t{}\t{}\t1",
-            md5hex("alice:example.com:n3w"),
-            md5hex("alice@example.com:example.com:n3w")
+            md5_hex("alice:example.com:n3w"),
+            md5_hex("alice@example.com:example.com:n3w")
         )
     );
     // Quotes and backslashes in a password are data, not SQL.
@@ -569,8 +565,8 @@ fn mysql_scripts_against_mariadb() {
         sub("bob").trim_end(),
         format!(
             "bob\texample.org\tp'a\\\\s\"s\t\t{}\t{}\t1",
-            md5hex(&format!("bob:example.org:{pw}")),
-            md5hex(&format!("bob@example.org:example.org:{pw}"))
+            md5_hex(&format!("bob:example.org:{pw}")),
+            md5_hex(&format!("bob@example.org:example.org:{pw}"))
         )
     );
     assert!(!ctl(&["passwd", "nobody@example.com", "x"]).status.success());

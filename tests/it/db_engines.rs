@@ -5,14 +5,10 @@
 
 use std::time::Duration;
 
-use md5::{Digest, Md5};
+use crate::harness::digest::md5_hex;
 use openser_core::db::{self, DbConn, DbVal, Key, Op};
 
 use crate::harness::engines::{Engine, Kind};
-
-fn md5hex(s: &str) -> String {
-    format!("{:x}", Md5::digest(s.as_bytes()))
-}
 
 /// Every driver module counts as loaded (as if the config loaded them all).
 fn load_all_drivers() {
@@ -367,7 +363,7 @@ fn conformance(e: &Engine) {
                 ("username", DbVal::from(*h)),
                 ("domain", DbVal::from(format!("{h}.example"))),
                 ("password", DbVal::from(format!("pw{i}"))),
-                ("ha1", DbVal::from(md5hex(h))),
+                ("ha1", DbVal::from(md5_hex(h))),
                 ("datetime_created", DbVal::DateTime(t)),
             ],
         )
@@ -390,7 +386,7 @@ fn conformance(e: &Engine) {
             vec![vec![
                 DbVal::from(*h),
                 DbVal::from(format!("pw{i}")),
-                DbVal::from(md5hex(h))
+                DbVal::from(md5_hex(h))
             ]],
             "{k:?}: {h:?}"
         );
@@ -573,8 +569,8 @@ fn scripts(e: &Engine) {
             "example.com".into(),
             "secret".into(),
             "alice@mail.example.com".into(),
-            md5hex("alice:example.com:secret"),
-            md5hex("alice@example.com:example.com:secret"),
+            md5_hex("alice:example.com:secret"),
+            md5_hex("alice@example.com:example.com:secret"),
         ]],
         "{k:?}"
     );
@@ -600,7 +596,11 @@ fn scripts(e: &Engine) {
         "{k:?}: duplicate"
     );
     e.ok(&e.ctl("", &["passwd", "alice@example.com", "n3w"]));
-    assert_eq!(sub("alice")[0][4], md5hex("alice:example.com:n3w"), "{k:?}");
+    assert_eq!(
+        sub("alice")[0][4],
+        md5_hex("alice:example.com:n3w"),
+        "{k:?}"
+    );
     assert_eq!(sub("alice")[0][2], "n3w", "{k:?}");
     // Without the plaintext password; quotes, backslashes and a colon are data.
     let pw = "p'a\\s\"s:x";
@@ -614,12 +614,12 @@ fn scripts(e: &Engine) {
     assert_eq!(r[0][2], "", "{k:?}: no plaintext");
     assert_eq!(
         r[0][4],
-        md5hex(&format!("{name}:example.org:{pw}")),
+        md5_hex(&format!("{name}:example.org:{pw}")),
         "{k:?}"
     );
     assert_eq!(
         r[0][5],
-        md5hex(&format!("{name}@example.org:example.org:{pw}")),
+        md5_hex(&format!("{name}@example.org:example.org:{pw}")),
         "{k:?}"
     );
     // SIP_DOMAIN for names without a domain.

@@ -7,9 +7,10 @@
 use std::process::Command;
 use std::time::Duration;
 
+use crate::harness::digest::md5_hex;
 use crate::harness::mariadb::MariaDb;
 use crate::harness::*;
-use crate::it::mysql_seed::{alice_authz, alice_nonce, alice_register, final_reply, md5hex};
+use crate::it::mysql_seed::{alice_authz, alice_nonce, alice_register, final_reply};
 
 const SEED: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -93,8 +94,8 @@ fn mysql_migrate_1_1_to_1_2() {
     let home = TempDir::new("migrate");
     db.sql(None, "CREATE DATABASE openser11");
     db.sql(Some("openser11"), SCHEMA_1_1);
-    let ha1 = |u: &str, pw: &str| md5hex(&format!("{u}:127.0.0.1:{pw}"));
-    let ha1b = |u: &str, pw: &str| md5hex(&format!("{u}@127.0.0.1:127.0.0.1:{pw}"));
+    let ha1 = |u: &str, pw: &str| md5_hex(&format!("{u}:127.0.0.1:{pw}"));
+    let ha1b = |u: &str, pw: &str| md5_hex(&format!("{u}@127.0.0.1:127.0.0.1:{pw}"));
     db.sql(
         Some("openser11"),
         &format!(

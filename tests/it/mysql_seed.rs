@@ -6,7 +6,7 @@
 //! (`db_mode` 1), calls go through `lookup` + `t_relay`, and a restarted server finds
 //! the bindings again in the database.
 
-use md5::{Digest, Md5};
+use crate::harness::digest::md5_hex;
 use std::time::Duration;
 
 use crate::harness::mariadb::MariaDb;
@@ -31,10 +31,6 @@ fn seed_cfg(db: &MariaDb) -> String {
         )
 }
 
-pub(super) fn md5hex(s: &str) -> String {
-    format!("{:x}", Md5::digest(s.as_bytes()))
-}
-
 /// A private MariaDB with the openser database and two subscribers in realm 127.0.0.1.
 fn database() -> Option<MariaDb> {
     let db = MariaDb::start()?;
@@ -45,8 +41,8 @@ fn database() -> Option<MariaDb> {
             &format!(
                 "INSERT INTO subscriber (username, domain, password, ha1, ha1b) VALUES \
                  ('{user}', '127.0.0.1', '{pw}', '{}', '{}')",
-                md5hex(&format!("{user}:127.0.0.1:{pw}")),
-                md5hex(&format!("{user}@127.0.0.1:127.0.0.1:{pw}"))
+                md5_hex(&format!("{user}:127.0.0.1:{pw}")),
+                md5_hex(&format!("{user}@127.0.0.1:127.0.0.1:{pw}"))
             ),
         );
     }
@@ -80,9 +76,9 @@ pub(super) fn alice_register(c: &Client, sp: u16, cseq: u32, expires: u32, extra
 /// The Authorization header answering `nonce` for alice with password `pw`.
 pub(super) fn alice_authz(sp: u16, nonce: &str, pw: &str) -> String {
     let ruri = format!("sip:127.0.0.1:{sp}");
-    let ha1 = md5hex(&format!("alice:127.0.0.1:{pw}"));
-    let ha2 = md5hex(&format!("REGISTER:{ruri}"));
-    let resp = md5hex(&format!("{ha1}:{nonce}:{ha2}"));
+    let ha1 = md5_hex(&format!("alice:127.0.0.1:{pw}"));
+    let ha2 = md5_hex(&format!("REGISTER:{ruri}"));
+    let resp = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
     format!(
         "Authorization: Digest username=\"alice\", realm=\"127.0.0.1\", \
          nonce=\"{nonce}\", uri=\"{ruri}\", response=\"{resp}\", algorithm=MD5\r\n"

@@ -8,9 +8,10 @@
 
 use std::time::Duration;
 
+use crate::harness::digest::md5_hex;
 use crate::harness::engines::{Engine, Kind};
 use crate::harness::*;
-use crate::it::mysql_seed::{auth_param, md5hex};
+use crate::it::mysql_seed::auth_param;
 
 const SEED: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -67,9 +68,9 @@ fn register(c: &Client, sp: u16, user: &str, cseq: u32, expires: u32, extra: &st
 
 fn authz(sp: u16, user: &str, pw: &str, nonce: &str) -> String {
     let ruri = format!("sip:127.0.0.1:{sp}");
-    let ha1 = md5hex(&format!("{user}:127.0.0.1:{pw}"));
-    let ha2 = md5hex(&format!("REGISTER:{ruri}"));
-    let resp = md5hex(&format!("{ha1}:{nonce}:{ha2}"));
+    let ha1 = md5_hex(&format!("{user}:127.0.0.1:{pw}"));
+    let ha2 = md5_hex(&format!("REGISTER:{ruri}"));
+    let resp = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
     format!(
         "Authorization: Digest username=\"{user}\", realm=\"127.0.0.1\", \
          nonce=\"{nonce}\", uri=\"{ruri}\", response=\"{resp}\", algorithm=MD5\r\n"

@@ -2,6 +2,7 @@
 //! requests both ways (a caller and a callee on UDP sockets of this test), and
 //! `uac_auth` answering a SIPp UAS that challenges with 407.
 
+use crate::harness::digest::md5_hex;
 use crate::harness::*;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -263,14 +264,6 @@ fn call_through_407(cfg: &str, want: &str, callid: &str) -> (String, Option<Stri
         }
     }
     (fin, pa)
-}
-
-fn md5_hex(s: &str) -> String {
-    use md5::{Digest, Md5};
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Check a Proxy-Authorization answering the scenario's challenge (RFC 2617 with

@@ -20,3 +20,16 @@ pub use msg::{
 pub use scan::{Param, Params, Span, parse_params_str};
 pub use typed::{CSeq, ContactList, ContentType, Digest, Event, NameAddr, Via, ViaList};
 pub use uri::{Uri, UriError, UriRef, UriScheme, is_e164};
+
+/// A parsed INVITE from `sip:alice@a.example` to `sip:bob@b.example` (the R-URI is the
+/// callee's), without body: the plain call the modules' unit tests take users and
+/// domains from (feature `test-util`).
+#[cfg(any(test, feature = "test-util"))]
+pub fn test_invite() -> SipMsg {
+    SipMsg::parse(
+        b"INVITE sip:bob@b.example SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4\r\n\
+From: <sip:alice@a.example>;tag=1\r\nTo: <sip:bob@b.example>\r\nCall-ID: x\r\n\
+CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+    )
+    .expect("the test INVITE parses")
+}

@@ -2,14 +2,16 @@
 //! functions a script sees (`KSR.*` with Kamailio KEMI's names, `sr.*` with SIP Router
 //! 3.1's), the handler index of a named KEMI route, the language-neutral pieces of
 //! the functions (log levels, `is_myself`, `is_method`), a script path relative to
-//! the configuration, and the 500 a failed request handler gets. Each language keeps
-//! only its own binding: how values cross and how the message is reached.
+//! the configuration, the engine callbacks over an interpreter ([`KemiInterp`]: which
+//! handler a route runs, how its end is logged) and the 500 a failed request handler
+//! gets. Each language keeps only its own binding: how values cross, how the message
+//! is reached and how a handler is called.
 
 use super::Ctx;
 use super::fixup;
 use super::interp::{CallOp, run_dyn_call};
 use super::{PvValue, pv};
-use crate::cfg::ast::{Arg, ArgValue};
+use crate::cfg::ast::{Arg, ArgValue, RouteKind};
 use crate::cfg::error::Span;
 use crate::cfg::pv::PvSpec;
 use crate::log;
@@ -181,19 +183,146 @@ pub fn handler_index(name: &str) -> usize {
     (h & 0x7fff_ffff).max(1) as usize
 }
 
-/// The handler a KEMI engine runs for route `kind`/`idx`: `ksr_request_route` for
-/// requests, `ksr_reply_route` for the main reply route (index 0), otherwise the name
-/// the engine remembered for `idx` (`name_of`); `None` when it has none.
-pub fn handler_name(
-    kind: crate::cfg::ast::RouteKind,
-    idx: usize,
-    name_of: impl FnOnce(usize) -> Option<String>,
-) -> Option<std::borrow::Cow<'static, str>> {
-    use crate::cfg::ast::RouteKind;
+/// A handler of a KEMI script: what a route of the configuration runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handler<'a> {
+    /// `ksr_request_route`, for every request route
+    Request,
+    /// `ksr_reply_route`, for the main reply route
+    Reply,
+    /// a handler the script named (`t_on_failure("ksr_failure_manage")`, …)
+    Named(&'a str),
+}
+
+impl Handler<'_> {
+    /// The handler's name in the script.
+    pub fn name(&self) -> &str {
+        match self {
+            Handler::Request => "ksr_request_route",
+            Handler::Reply => "ksr_reply_route",
+            Handler::Named(n) => n,
+        }
+    }
+}
+
+/// How a script's function ended; `T` is what it returned, in the language's terms.
+pub enum Outcome<T> {
+    Done(T),
+    /// `KSR.x.exit()` / `KSR.x.drop()`
+    Exit,
+    /// The error with its traceback.
+    Error(String),
+}
+
+/// The per-process interpreter of a KEMI engine (app_lua, app_python), as the engine
+/// callbacks [`engine_route_index`], [`engine_has`] and [`engine_run`] reach it: each
+/// language implements it on its interpreter and publishes those three, instantiated
+/// for its interpreter, as its `Engine`.
+pub trait KemiInterp: Sized {
+    /// The module's `module_path!()`: the engine's errors are logged under its name.
+    const MODULE: &'static str;
+    /// What a handler is in this language ("Lua function"), for errors.
+    const HANDLER: &'static str;
+    /// What a handler returns.
+    type Value;
+    /// This process's interpreter (made, or rebuilt after a reload, on demand).
+    fn current() -> Result<Rc<Self>, String>;
+    /// Whether the script defines a handler `name`.
+    fn defines(&self, name: &str) -> bool;
+    /// Whether the script defines `ksr_reply_route`.
+    fn has_reply(&self) -> bool;
+    /// Handler index → name, as far as this process knows.
+    fn names(&self) -> &RefCell<HashMap<usize, String>>;
+    /// Index the script's handlers again (one defined after start-up, or named in
+    /// another process).
+    fn rescan(&self);
+    /// Run handler `h` on the message.
+    fn run(ctx: &mut Ctx, h: Handler<'_>) -> Outcome<Self::Value>;
+
+    /// Record a handler name (`t_on_failure("name")` in this process).
+    fn remember(&self, idx: usize, name: &str) {
+        self.names().borrow_mut().insert(idx, name.to_string());
+    }
+
+    /// The handler name of an index: known, or found among the script's handlers now.
+    fn name_of(&self, idx: usize) -> Option<String> {
+        if let Some(n) = self.names().borrow().get(&idx) {
+            return Some(n.clone());
+        }
+        self.rescan();
+        self.names().borrow().get(&idx).cloned()
+    }
+}
+
+/// An engine error, logged under the engine module's name (`ERROR:app_lua:…`), not
+/// the core's.
+macro_rules! engine_err {
+    ($module:expr, $($arg:tt)+) => {{
+        if log::enabled(log::L_ERR) {
+            fn here() {}
+            log::emit_from(
+                log::L_ERR,
+                $module,
+                std::any::type_name_of_val(&here),
+                format_args!($($arg)+),
+            );
+        }
+    }};
+}
+
+/// `Engine::route_index` of a KEMI engine: the handler index of `name` when the
+/// script defines it (remembered in this process).
+pub fn engine_route_index<I: KemiInterp>(_kind: RouteKind, name: &str) -> Option<usize> {
+    let i = I::current().ok()?;
+    if !i.defines(name) {
+        return None;
+    }
+    let idx = handler_index(name);
+    i.remember(idx, name);
+    Some(idx)
+}
+
+/// `Engine::has` of a KEMI engine: a request route always (a script without
+/// `ksr_request_route` does not load), the main reply route when the script defines
+/// `ksr_reply_route`, another route when its handler is known.
+pub fn engine_has<I: KemiInterp>(kind: RouteKind, idx: usize) -> bool {
     match (kind, idx) {
-        (RouteKind::Request, _) => Some("ksr_request_route".into()),
-        (RouteKind::OnReply, 0) => Some("ksr_reply_route".into()),
-        _ => name_of(idx).map(Into::into),
+        (RouteKind::Request, _) => true,
+        (RouteKind::OnReply, 0) => I::current().is_ok_and(|i| i.has_reply()),
+        _ => I::current().is_ok_and(|i| i.name_of(idx).is_some()),
+    }
+}
+
+/// `Engine::run` of a KEMI engine: the handler of route `kind`/`idx` (`ksr_request_route`
+/// for requests, `ksr_reply_route` for the main reply route, otherwise the one the
+/// index names); 1 when it ran, 0 after exit/drop, −1 when it failed (logged; a
+/// request then gets the 500, [`reply_500`]) or there is none.
+pub fn engine_run<I: KemiInterp>(kind: RouteKind, idx: usize, ctx: &mut Ctx) -> i32 {
+    let named;
+    let h = match (kind, idx) {
+        (RouteKind::Request, _) => Handler::Request,
+        (RouteKind::OnReply, 0) => Handler::Reply,
+        _ => match I::current().ok().and_then(|i| i.name_of(idx)) {
+            Some(n) => {
+                named = n;
+                Handler::Named(&named)
+            }
+            None => {
+                engine_err!(I::MODULE, "no {} for {kind:?} route {idx}", I::HANDLER);
+                return -1;
+            }
+        },
+    };
+    match I::run(ctx, h) {
+        Outcome::Done(_) => 1,
+        Outcome::Exit => 0,
+        Outcome::Error(e) => {
+            engine_err!(I::MODULE, "{}: {e}", h.name());
+            if kind == RouteKind::Request {
+                reply_500(ctx);
+            }
+            -1
+        }
     }
 }
 
@@ -437,6 +566,87 @@ mod tests {
         assert_ne!(handler_index("a"), handler_index("b"));
         assert!(handler_index("") > 0);
         assert!(handler_index("x") <= 0x7fff_ffff);
+    }
+
+    /// An interpreter whose script defines every `ksr_*` handler (and, found only by a
+    /// rescan, `ksr_late`), but no `ksr_reply_route`; `ksr_exit` exits, `ksr_fail`
+    /// fails.
+    struct Fake {
+        names: RefCell<HashMap<usize, String>>,
+        ran: RefCell<Vec<String>>,
+    }
+
+    thread_local! {
+        static FAKE: Rc<Fake> = Rc::new(Fake {
+            names: RefCell::default(),
+            ran: RefCell::default(),
+        });
+    }
+
+    impl KemiInterp for Fake {
+        const MODULE: &'static str = module_path!();
+        const HANDLER: &'static str = "fake handler";
+        type Value = ();
+
+        fn current() -> Result<Rc<Fake>, String> {
+            Ok(FAKE.with(Rc::clone))
+        }
+        fn defines(&self, name: &str) -> bool {
+            name.starts_with("ksr_")
+        }
+        fn has_reply(&self) -> bool {
+            false
+        }
+        fn names(&self) -> &RefCell<HashMap<usize, String>> {
+            &self.names
+        }
+        fn rescan(&self) {
+            self.remember(handler_index("ksr_late"), "ksr_late");
+        }
+        fn run(_ctx: &mut Ctx, h: Handler<'_>) -> Outcome<()> {
+            FAKE.with(|f| f.ran.borrow_mut().push(h.name().to_string()));
+            match h.name() {
+                "ksr_exit" => Outcome::Exit,
+                "ksr_fail" => Outcome::Error("boom".into()),
+                _ => Outcome::Done(()),
+            }
+        }
+    }
+
+    #[test]
+    fn engine_callbacks_over_an_interpreter() {
+        use RouteKind::{Branch, Failure, OnReply, Request};
+        assert_eq!(engine_route_index::<Fake>(Failure, "other"), None);
+        let fail = engine_route_index::<Fake>(Failure, "ksr_fail").unwrap();
+        assert_eq!(fail, handler_index("ksr_fail"));
+        let exit = engine_route_index::<Fake>(Branch, "ksr_exit").unwrap();
+
+        assert!(engine_has::<Fake>(Request, 0));
+        assert!(!engine_has::<Fake>(OnReply, 0));
+        assert!(engine_has::<Fake>(Failure, fail));
+        assert!(engine_has::<Fake>(OnReply, handler_index("ksr_late")));
+        assert!(!engine_has::<Fake>(Failure, handler_index("unknown")));
+
+        let mut m = crate::parser::test_invite();
+        let mut ctx = Ctx::new(&mut m, crate::route::FAILURE_ROUTE);
+        assert_eq!(engine_run::<Fake>(Request, 0, &mut ctx), 1);
+        assert_eq!(engine_run::<Fake>(OnReply, 0, &mut ctx), 1);
+        assert_eq!(engine_run::<Fake>(Branch, exit, &mut ctx), 0);
+        assert_eq!(engine_run::<Fake>(Failure, fail, &mut ctx), -1);
+        assert_eq!(
+            engine_run::<Fake>(Failure, handler_index("unknown"), &mut ctx),
+            -1
+        );
+        let ran = FAKE.with(|f| f.ran.take());
+        assert_eq!(
+            ran,
+            [
+                "ksr_request_route",
+                "ksr_reply_route",
+                "ksr_exit",
+                "ksr_fail"
+            ]
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use crate::api;
 use mlua::{Function, HookTriggers, Lua, Table, Value, Variadic, VmState};
 use openser_core::script::Ctx;
+use openser_core::script::kemi::{self, Handler, KemiInterp};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -36,14 +37,8 @@ pub struct Interp {
     pub reply_fn: Option<Function>,
 }
 
-/// How a handler ended.
-pub enum Outcome {
-    Done(Value),
-    /// `KSR.x.exit()` / `KSR.x.drop()`
-    Exit,
-    /// The error with its traceback.
-    Error(String),
-}
+/// How a handler ended (`Done` with its value).
+pub type Outcome = kemi::Outcome<Value>;
 
 fn lua_err(e: mlua::Error) -> String {
     e.to_string()
@@ -147,24 +142,46 @@ impl Interp {
             _ => Ok(None),
         }
     }
+}
 
-    pub fn has_function(&self, name: &str) -> bool {
+/// The KEMI engine over this interpreter: handlers are global functions.
+impl KemiInterp for Interp {
+    const MODULE: &'static str = module_path!();
+    const HANDLER: &'static str = "Lua function";
+    type Value = Value;
+
+    fn current() -> Result<Rc<Interp>, String> {
+        current()
+    }
+
+    fn defines(&self, name: &str) -> bool {
         matches!(self.function(name), Ok(Some(_)))
     }
 
-    /// Record a handler name (`t_on_failure("name")` in this process).
-    pub fn remember(&self, idx: usize, name: &str) {
-        self.names.borrow_mut().insert(idx, name.to_string());
+    fn has_reply(&self) -> bool {
+        self.reply_fn.is_some()
     }
 
-    /// The handler name of an index: known, or found among the global functions now
-    /// (one defined after start-up, or named in another process).
-    pub fn name_of(&self, idx: usize) -> Option<String> {
-        if let Some(n) = self.names.borrow().get(&idx) {
-            return Some(n.clone());
-        }
+    fn names(&self) -> &RefCell<HashMap<usize, String>> {
+        &self.names
+    }
+
+    fn rescan(&self) {
         let _ = self.scan_names();
-        self.names.borrow().get(&idx).cloned()
+    }
+
+    fn run(ctx: &mut Ctx, h: Handler<'_>) -> Outcome {
+        run_with(ctx, |i| {
+            let f = match h {
+                Handler::Request => i.request_fn.clone(),
+                Handler::Reply => i.reply_fn.clone(),
+                Handler::Named(name) => i.function(name)?,
+            };
+            match f {
+                Some(f) => f.call::<Value>(()),
+                None => Err(api::rt(format!("no Lua function {}()", h.name()))),
+            }
+        })
     }
 }
 

@@ -64,7 +64,6 @@ mod interp;
 
 use interp::{Outcome, run_with};
 use mlua::{Value, Variadic};
-use openser_core::cfg::ast::RouteKind;
 use openser_core::mi::{MiArg, MiNode, MiReply};
 use openser_core::module::{
     BoolParam, CmdExport, FixedArg, IntParam, MiExport, ModParamValue, ModuleExports, Param,
@@ -116,12 +115,13 @@ pub static P: Params = Params {
     instruction_limit: IntParam::new(1_000_000),
 };
 
-/// The KEMI engine `cfgengine "lua"` selects.
+/// The KEMI engine `cfgengine "lua"` selects: the shared callbacks over this module's
+/// interpreter (`impl KemiInterp`).
 static ENGINE: Engine = Engine {
     name: "lua",
-    run: engine_run,
-    route_index: engine_route_index,
-    has: engine_has,
+    run: kemi::engine_run::<interp::Interp>,
+    route_index: kemi::engine_route_index::<interp::Interp>,
+    has: kemi::engine_has::<interp::Interp>,
 };
 
 /// The reload generation in shm (made in `mod_init`, before fork).
@@ -196,10 +196,6 @@ fn child_init(_rank: i32) -> Result<(), String> {
     Ok(())
 }
 
-fn reply_500(ctx: &mut Ctx) {
-    kemi::reply_500(ctx);
-}
-
 /// The value of a finished `lua_*` call for the script.
 fn rc_of(what: &str, out: Outcome) -> i32 {
     match out {
@@ -261,55 +257,6 @@ fn cmd_lua_run(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
 // KEMI
 
 pub(crate) use kemi::handler_index;
-
-fn engine_route_index(_kind: RouteKind, name: &str) -> Option<usize> {
-    let i = interp::current().ok()?;
-    if !i.has_function(name) {
-        return None;
-    }
-    let idx = handler_index(name);
-    i.remember(idx, name);
-    Some(idx)
-}
-
-fn engine_has(kind: RouteKind, idx: usize) -> bool {
-    match (kind, idx) {
-        (RouteKind::Request, _) => true,
-        (RouteKind::OnReply, 0) => interp::current().is_ok_and(|i| i.reply_fn.is_some()),
-        _ => interp::current().is_ok_and(|i| i.name_of(idx).is_some()),
-    }
-}
-
-fn engine_run(kind: RouteKind, idx: usize, ctx: &mut Ctx) -> i32 {
-    let Some(name) = kemi::handler_name(kind, idx, |i| {
-        interp::current().ok().and_then(|x| x.name_of(i))
-    }) else {
-        openser_core::log_err!("no Lua function for {kind:?} route {idx}");
-        return -1;
-    };
-    let out = run_with(ctx, |i| {
-        let f = match (kind, idx) {
-            (RouteKind::Request, _) => i.request_fn.clone(),
-            (RouteKind::OnReply, 0) => i.reply_fn.clone(),
-            _ => i.function(&name)?,
-        };
-        match f {
-            Some(f) => f.call::<Value>(()),
-            None => Err(api::rt(format!("no Lua function {name}()"))),
-        }
-    });
-    match out {
-        Outcome::Done(_) => 1,
-        Outcome::Exit => 0,
-        Outcome::Error(e) => {
-            openser_core::log_err!("{name}: {e}");
-            if kind == RouteKind::Request {
-                reply_500(ctx);
-            }
-            -1
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // MI

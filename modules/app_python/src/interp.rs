@@ -16,6 +16,7 @@ use crate::api;
 use openser_core::parser::SipMsg;
 use openser_core::script::Ctx;
 use openser_core::script::avp::AvpList;
+use openser_core::script::kemi::{self, Handler, KemiInterp};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyInt, PyList, PyModule, PyString, PyTuple};
 use std::cell::{Cell, RefCell};
@@ -168,15 +169,9 @@ pub struct Interp {
     pub reply_fn: Option<Py<PyAny>>,
 }
 
-/// How a handler ended.
-pub enum Outcome {
-    /// Its return value: an int, a bool as 1/−1, anything else 1.
-    Done(i32),
-    /// `KSR.x.exit()` / `KSR.x.drop()`
-    Exit,
-    /// The error with its traceback.
-    Error(String),
-}
+/// How a handler ended (`Done` with its value: an int, a bool as 1/−1, anything
+/// else 1).
+pub type Outcome = kemi::Outcome<i32>;
 
 /// An exception as Python prints it: the traceback, then the type and message
 /// (a syntax error names the file and line).
@@ -330,17 +325,49 @@ impl Interp {
                 .is_ok_and(|f| f.is_callable())
         })
     }
+}
 
-    pub fn remember(&self, idx: usize, name: &str) {
-        self.names.borrow_mut().insert(idx, name.to_string());
+/// The KEMI engine over this interpreter: handlers are methods of the handler object.
+impl KemiInterp for Interp {
+    const MODULE: &'static str = module_path!();
+    const HANDLER: &'static str = "Python method";
+    type Value = i32;
+
+    fn current() -> Result<Rc<Interp>, String> {
+        current()
     }
 
-    pub fn name_of(&self, idx: usize) -> Option<String> {
-        if let Some(n) = self.names.borrow().get(&idx) {
-            return Some(n.clone());
-        }
+    fn defines(&self, name: &str) -> bool {
+        self.has_method(name)
+    }
+
+    fn has_reply(&self) -> bool {
+        self.reply_fn.is_some()
+    }
+
+    fn names(&self) -> &RefCell<HashMap<usize, String>> {
+        &self.names
+    }
+
+    fn rescan(&self) {
         Python::with_gil(|py| self.scan_names(py));
-        self.names.borrow().get(&idx).cloned()
+    }
+
+    fn run(ctx: &mut Ctx, h: Handler<'_>) -> Outcome {
+        run_with(ctx, |py, i| {
+            let f = match h {
+                Handler::Request => i.request_fn.as_ref(),
+                Handler::Reply => i.reply_fn.as_ref(),
+                Handler::Named(name) => return call_method(py, i, name, None),
+            };
+            match f {
+                Some(f) => f.bind(py).call1((i.msg.bind(py),)),
+                None => Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
+                    "no Python method {}",
+                    h.name()
+                ))),
+            }
+        })
     }
 }
 

@@ -62,7 +62,6 @@ mod api;
 mod interp;
 
 use interp::{Outcome, call_method, run_with};
-use openser_core::cfg::ast::RouteKind;
 use openser_core::mi::{MiArg, MiNode, MiReply};
 use openser_core::module::{
     BoolParam, CmdExport, FixedArg, IntParam, MiExport, ModParamValue, ModuleExports, Param,
@@ -120,12 +119,13 @@ pub static P: Params = Params {
     time_limit: IntParam::new(1000),
 };
 
-/// The KEMI engine `cfgengine "python"` selects (`"python3"` is not a separate one).
+/// The KEMI engine `cfgengine "python"` selects (`"python3"` is not a separate one):
+/// the shared callbacks over this module's interpreter (`impl KemiInterp`).
 static ENGINE: Engine = Engine {
     name: "python",
-    run: engine_run,
-    route_index: engine_route_index,
-    has: engine_has,
+    run: kemi::engine_run::<interp::Interp>,
+    route_index: kemi::engine_route_index::<interp::Interp>,
+    has: kemi::engine_has::<interp::Interp>,
 };
 
 /// The reload generation in shm (made in `mod_init`, before fork).
@@ -284,60 +284,6 @@ fn cmd_python_exec(ctx: &mut Ctx, args: &[FixedArg]) -> i32 {
     let what = format!("python_exec({name})");
     let out = run_with(ctx, |py, i| call_method(py, i, &name, param.as_deref()));
     rc_of(&what, out)
-}
-
-// ---------------------------------------------------------------------------
-// KEMI
-
-fn engine_route_index(_kind: RouteKind, name: &str) -> Option<usize> {
-    let i = interp::current().ok()?;
-    if !i.has_method(name) {
-        return None;
-    }
-    let idx = handler_index(name);
-    i.remember(idx, name);
-    Some(idx)
-}
-
-fn engine_has(kind: RouteKind, idx: usize) -> bool {
-    match (kind, idx) {
-        (RouteKind::Request, _) => true,
-        (RouteKind::OnReply, 0) => interp::current().is_ok_and(|i| i.reply_fn.is_some()),
-        _ => interp::current().is_ok_and(|i| i.name_of(idx).is_some()),
-    }
-}
-
-fn engine_run(kind: RouteKind, idx: usize, ctx: &mut Ctx) -> i32 {
-    let Some(name) = kemi::handler_name(kind, idx, |i| {
-        interp::current().ok().and_then(|x| x.name_of(i))
-    }) else {
-        openser_core::log_err!("no Python method for {kind:?} route {idx}");
-        return -1;
-    };
-    let out = run_with(ctx, |py, i| {
-        let f = match (kind, idx) {
-            (RouteKind::Request, _) => i.request_fn.as_ref(),
-            (RouteKind::OnReply, 0) => i.reply_fn.as_ref(),
-            _ => return call_method(py, i, &name, None),
-        };
-        match f {
-            Some(f) => f.bind(py).call1((i.msg.bind(py),)),
-            None => Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
-                "no Python method {name}"
-            ))),
-        }
-    });
-    match out {
-        Outcome::Done(_) => 1,
-        Outcome::Exit => 0,
-        Outcome::Error(e) => {
-            openser_core::log_err!("{name}: {e}");
-            if kind == RouteKind::Request {
-                kemi::reply_500(ctx);
-            }
-            -1
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------

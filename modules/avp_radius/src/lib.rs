@@ -256,12 +256,7 @@ mod tests {
     fn who_and_names() {
         assert_eq!(parse_who("Caller").unwrap(), Who::Caller);
         assert!(parse_who("nobody").is_err());
-        let m = SipMsg::parse(
-            b"INVITE sip:bob@b.example SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4\r\n\
-From: <sip:alice@a.example>;tag=1\r\nTo: <sip:bob@b.example>\r\nCall-ID: x\r\n\
-CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
-        )
-        .unwrap();
+        let m = openser_core::parser::test_invite();
         assert_eq!(user_at_domain(&m, Who::Caller).unwrap(), "alice@a.example");
         assert_eq!(user_at_domain(&m, Who::Callee).unwrap(), "bob@b.example");
         assert!(user_at_domain(&m, Who::Digest).is_err());

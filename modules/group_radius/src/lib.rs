@@ -198,12 +198,7 @@ mod tests {
         assert_eq!(parse_source("request-URI").unwrap(), Source::Ruri);
         assert_eq!(parse_source("Credentials").unwrap(), Source::Credentials);
         assert!(parse_source("Contact").is_err());
-        let m = SipMsg::parse(
-            b"INVITE sip:bob@b.example SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4\r\n\
-From: <sip:alice@a.example>;tag=1\r\nTo: <sip:bob@b.example>\r\nCall-ID: x\r\n\
-CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
-        )
-        .unwrap();
+        let m = openser_core::parser::test_invite();
         assert_eq!(
             user_domain(&m, Source::From),
             Some(("alice".into(), "a.example".into()))

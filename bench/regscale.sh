@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# regscale.sh [openser|kamailio ...] — registrar cost as the location table grows.
+# regscale.sh [openser|kamailio|base ...] — registrar cost as the location table grows.
 #
 # For each server: one instance per table size (SIZES, default 10000 100000 1000000),
 # each loaded with SIZE users (one contact each, pointing at the SIPp UAS); then, going
@@ -12,7 +12,8 @@
 # Environment: SIZES, LOAD_RATE (8000/s), REG_RATE (4000/s), INV_RATE (1000 cps), DUR
 # (20 s per measurement), REPS (3 measurements of each kind per size, alternating;
 # the line gives their median and, in brackets, all of them), MEM (-m, 4096: Kamailio
-# keeps ~1.1 KiB per contact), BIN, OUT (target/bench/regscale-<date>). Loopback
+# keeps ~1.1 KiB per contact), BIN, BASE_BIN (the server `base`: an older openser-rs
+# binary, same config, for an A/B in the same run), OUT (target/bench/regscale-<date>). Loopback
 # only; SIPp UAS on 5070, the instances on 5060, 5061, ...
 #
 # Noise: this benchmark runs in a small VM whose host does not report steal time; the
@@ -83,77 +84,93 @@ agg() {
 			printf "%d %d %d %.1f [", ok, f, r, m; for (i = 1; i <= n; i++) printf "%s%s", u[i], (i < n) ? " " : "]" }'
 }
 
-# All sizes of one server run at once, one instance per size on its own port (5060,
-# 5061, ...; Kamailio's ctl on 2046, 2047, ...), each loaded first; then the measurements
-# go round the sizes (REGISTERs at every size, calls at every size, REPS times), so a
-# drift of the host's speed during the run hits every size alike instead of the size
-# measured last. An instance waiting its turn is idle (its timer only; not counted: the
-# CPU is that of the measured instance's process tree).
+# Every instance runs at once: one per server and table size, each on its own port
+# (5060, 5061, ...; Kamailio's ctl on 2046, 2047, ...), each loaded first; then the
+# measurements go round the instances (REGISTERs at every instance, calls at every
+# instance, REPS times), so a drift of the host's speed during the run hits every size
+# and server alike instead of the one measured last. An instance waiting its turn is
+# idle (its timer only; not counted: the CPU is that of the measured instance's
+# process tree).
+sipp -sf "$SCEN/uas.xml" -i 127.0.0.1 -p 5070 -d 50 -nostdin >/dev/null 2>&1 &
+uas=$!
+declare -A pid_of port_of loaded_of
+insts=()
+i=0
 for s in $SERVERS; do
 	case $s in
-	openser) command -v "$BIN" >/dev/null || { echo "no $BIN" >&2; continue; } ;;
+	openser | base)
+		bin=$BIN
+		[ "$s" = base ] && bin=${BASE_BIN:-}
+		[ -x "$bin" ] || { echo "$s: no binary ${bin:-(BASE_BIN unset)}" >&2; continue; }
+		;;
 	kamailio) command -v kamailio >/dev/null || { echo "kamailio not installed" >&2; continue; } ;;
 	*) echo "unknown server $s" >&2; continue ;;
 	esac
-	sipp -sf "$SCEN/uas.xml" -i 127.0.0.1 -p 5070 -d 50 -nostdin >/dev/null 2>&1 &
-	uas=$!
-	i=0
-	declare -A pid_of port_of loaded_of
 	for size in $SIZES; do
-		d=$OUT/$s-$size
+		in=$s-$size
+		d=$OUT/$in
 		mkdir -p "$d"
 		port=$((5060 + i))
 		case $s in
-		openser)
-			sed "s/^listen=.*/listen=udp:127.0.0.1:$port/" "$HERE/openser-registrar.cfg" >"$d/server.cfg"
-			$BIN -DD -E -m "$MEM" -f "$d/server.cfg" >"$d/server.log" 2>&1 &
-			;;
 		kamailio)
 			sed "s/^listen=.*/listen=udp:127.0.0.1:$port/; s/udp:127.0.0.1:2046/udp:127.0.0.1:$((2046 + i))/" \
 				"$SHARED/kamailio-registrar.cfg" >"$d/server.cfg"
 			kamailio -DD -E -m "$MEM" -f "$d/server.cfg" >"$d/server.log" 2>&1 &
 			;;
+		*)
+			sed "s/^listen=.*/listen=udp:127.0.0.1:$port/" "$HERE/openser-registrar.cfg" >"$d/server.cfg"
+			$bin -DD -E -m "$MEM" -f "$d/server.cfg" >"$d/server.log" 2>&1 &
+			;;
 		esac
-		pid_of[$size]=$!
-		port_of[$size]=$port
+		pid_of[$in]=$!
+		port_of[$in]=$port
 		sleep 3
 		users_csv "$d/users.csv" "$size"
 		sipp -sf "$SCEN/reg.xml" -inf "$d/users.csv" -i 127.0.0.1 -p 5081 -m "$size" \
 			-r "$LOAD_RATE" -nostdin -trace_stat -stf "$d/load.csv" "127.0.0.1:$port" >"$d/load.out" 2>&1
 		read -r loaded lfail lretr < <(ok_of "$d/load.csv")
-		loaded_of[$size]="$loaded/$size (failed $lfail)"
+		loaded_of[$in]="$loaded/$size (failed $lfail)"
 		: >"$d/reg.runs"
 		: >"$d/inv.runs"
+		insts+=("$in")
 		i=$((i + 1))
 	done
-	# REG_RATE * DUR re-registrations; SIPp cycles through the users file, so a small
-	# table is refreshed several times over (same work: a refresh of an existing
-	# binding) and every size is measured on the same number of REGISTERs.
-	nreg=$((REG_RATE * DUR))
-	for k in $(seq 1 "$REPS"); do
-		for size in $SIZES; do
-			d=$OUT/$s-$size
-			cost "${pid_of[$size]}" "$d" "$SCEN/reg.xml" "$REG_RATE" "$nreg" "$d/users.csv" "reg$k" "${port_of[$size]}" >>"$d/reg.runs"
-			echo >>"$d/reg.runs"
-		done
-		for size in $SIZES; do
-			d=$OUT/$s-$size
-			cost "${pid_of[$size]}" "$d" "$SCEN/uac-user.xml" "$INV_RATE" $((INV_RATE * DUR)) "$d/users.csv" "inv$k" "${port_of[$size]}" >>"$d/inv.runs"
-			echo >>"$d/inv.runs"
-		done
-	done
-	for size in $SIZES; do
-		d=$OUT/$s-$size
-		reg=$(agg <"$d/reg.runs")
-		inv=$(agg <"$d/inv.runs")
-		echo "$s size=$size loaded=${loaded_of[$size]} register[ok fail retrans us/op]=$reg invite[ok fail retrans us/call]=$inv" |
-			tee -a "$OUT/summary.txt"
-		kill "${pid_of[$size]}" 2>/dev/null
-		wait "${pid_of[$size]}" 2>/dev/null
-	done
-	kill "$uas" 2>/dev/null
-	wait "$uas" 2>/dev/null
-	unset pid_of port_of loaded_of
-	sleep 1
 done
-cat "$OUT/summary.txt"
+# REG_RATE * DUR re-registrations; SIPp cycles through the users file, so a small table
+# is refreshed several times over (same work: a refresh of an existing binding) and
+# every size is measured on the same number of REGISTERs.
+nreg=$((REG_RATE * DUR))
+for k in $(seq 1 "$REPS"); do
+	for in in "${insts[@]}"; do
+		d=$OUT/$in
+		cost "${pid_of[$in]}" "$d" "$SCEN/reg.xml" "$REG_RATE" "$nreg" "$d/users.csv" "reg$k" "${port_of[$in]}" >>"$d/reg.runs"
+		echo >>"$d/reg.runs"
+	done
+	for in in "${insts[@]}"; do
+		d=$OUT/$in
+		cost "${pid_of[$in]}" "$d" "$SCEN/uac-user.xml" "$INV_RATE" $((INV_RATE * DUR)) "$d/users.csv" "inv$k" "${port_of[$in]}" >>"$d/inv.runs"
+		echo >>"$d/inv.runs"
+	done
+done
+for in in "${insts[@]}"; do
+	d=$OUT/$in
+	reg=$(agg <"$d/reg.runs")
+	inv=$(agg <"$d/inv.runs")
+	echo "${in%-*} size=${in##*-} loaded=${loaded_of[$in]} register[ok fail retrans us/op]=$reg invite[ok fail retrans us/call]=$inv" |
+		tee -a "$OUT/summary.txt"
+	kill "${pid_of[$in]}" 2>/dev/null
+	wait "${pid_of[$in]}" 2>/dev/null
+done
+kill "$uas" 2>/dev/null
+wait "$uas" 2>/dev/null
+# Per round, each size against the first size of the same server (REGISTER): the
+# pairing that cancels drift best.
+echo "REGISTER per round, against the first size:" | tee -a "$OUT/summary.txt"
+first=${SIZES%% *}
+for in in "${insts[@]}"; do
+	srv=${in%-*}
+	[ "${in##*-}" = "$first" ] && continue
+	paste -d' ' <(awk 'NF {print $4}' "$OUT/$srv-$first/reg.runs") <(awk 'NF {print $4}' "$OUT/$in/reg.runs") |
+		awk -v n="$in" '{ r = r sprintf(" %+.0f%%", 100 * ($2 / $1 - 1)) } END { print "  " n ":" r }' |
+		tee -a "$OUT/summary.txt"
+done

@@ -48,13 +48,11 @@ tree_pids() {
 		tree_pids $(ps -o pid= --ppid "$p" 2>/dev/null)
 	done
 }
-ticks() {
-	local t=0 p v
+ticks() { # pid -> "user_ticks sys_ticks minor_faults" of its process tree
+	local p
 	for p in $(tree_pids "$1"); do
-		v=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null) || continue
-		t=$((t + ${v:-0}))
-	done
-	echo "$t"
+		awk '{ sub(/^.*\) /, ""); print $12, $13, $8 }' "/proc/$p/stat" 2>/dev/null
+	done | awk '{ u += $1; s += $2; f += $3 } END { print u + 0, s + 0, f + 0 }'
 }
 hz=$(getconf CLK_TCK)
 ok_of() {
@@ -65,18 +63,21 @@ users_csv() { # file count [offset]
 	seq -f 'user%g' $((${3:-0} + 1)) $((${3:-0} + $2)) | sed '1i SEQUENTIAL' >"$1"
 }
 
-cost() { # pid dir scenario-file rate count csv label port -> "ok fail retrans us_per_op"
-	local t0 t1 ok fail retr
-	t0=$(ticks "$1")
+cost() { # pid dir scenario-file rate count csv label port
+	# -> "ok fail retrans us_per_op user_us sys_us faults_per_op"
+	local u0 s0 f0 u1 s1 f1 ok fail retr
+	read -r u0 s0 f0 < <(ticks "$1")
 	sipp -sf "$3" -inf "$6" -i 127.0.0.1 -p 5080 -m "$5" -r "$4" -d 50 -nostdin \
 		-trace_stat -stf "$2/$7.csv" "127.0.0.1:$8" >"$2/$7.out" 2>&1
-	t1=$(ticks "$1")
+	read -r u1 s1 f1 < <(ticks "$1")
 	read -r ok fail retr < <(ok_of "$2/$7.csv")
-	awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$ok" -v f="$fail" -v r="$retr" \
-		'BEGIN {printf "%d %d %d %.1f", n, f, r, (n > 0) ? 1e6 * t / hz / n : 0}'
+	awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v f=$((f1 - f0)) -v hz="$hz" -v n="$ok" -v fl="$fail" -v r="$retr" \
+		'BEGIN { k = (n > 0) ? 1e6 / hz / n : 0
+			printf "%d %d %d %.1f %.1f %.1f %.2f", n, fl, r, (u + s) * k, u * k, s * k, (n > 0) ? f / n : 0 }'
 }
 
-# "ok fail retrans us" lines -> "ok fail retrans median_us [us us ...]" (sums, median)
+# cost lines -> "ok fail retrans median_us [us us ...]" (sums, median; the user/sys
+# split and the page faults per operation stay in the .runs files)
 agg() {
 	awk '{ ok += $1; f += $2; r += $3; u[NR] = $4 }
 		END { n = NR; for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (u[j] < u[i]) { t = u[i]; u[i] = u[j]; u[j] = t }

@@ -36,5 +36,5 @@ pub use global::{
     status_dump,
 };
 pub use lock::{FastLock, FastLockGuard, LockSet};
-pub use ptr::{ShmPtr, ShmSafe, ShmStr};
+pub use ptr::{AtomicShmPtr, ShmPtr, ShmSafe, ShmStr};
 pub use segment::Segment;

@@ -16,8 +16,8 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{
-    AtomicBool, AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize, AtomicU8, AtomicU16,
-    AtomicU32, AtomicU64, AtomicUsize,
+    AtomicBool, AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize, AtomicPtr, AtomicU8,
+    AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 
 use crate::global;
@@ -92,6 +92,54 @@ pub struct ShmPtr<T> {
 unsafe impl<T: Sync> Send for ShmPtr<T> {}
 // SAFETY: as for Send.
 unsafe impl<T: Sync> Sync for ShmPtr<T> {}
+
+/// A [`ShmPtr`] field whose loads and stores are atomic (relaxed: plain moves on
+/// x86-64), for a link that the lock holder reads and writes and that a process without
+/// the lock may still glance at to prefetch its target ([`AtomicShmPtr::prefetch_target`]:
+/// a hint, the value never leaves it). [`AtomicShmPtr::load`] is for code that holds the
+/// lock serialising the stores, as for any other field of the structure.
+#[repr(transparent)]
+pub struct AtomicShmPtr<T> {
+    ptr: AtomicPtr<T>,
+}
+
+// SAFETY: an atomic pointer into the segment, nothing else (see ShmPtr).
+unsafe impl<T> ShmSafe for AtomicShmPtr<T> {}
+
+impl<T> AtomicShmPtr<T> {
+    /// A null link.
+    pub const fn null() -> Self {
+        AtomicShmPtr {
+            ptr: AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+
+    /// The link, read under the lock that serialises its stores.
+    pub fn load(&self) -> ShmPtr<T> {
+        ShmPtr {
+            ptr: self.ptr.load(Ordering::Relaxed),
+            _t: PhantomData,
+        }
+    }
+
+    /// Set the link (under the lock that serialises the stores).
+    pub fn store(&self, p: ShmPtr<T>) {
+        self.ptr.store(p.ptr, Ordering::Relaxed);
+    }
+
+    /// Prefetch whatever the link points to now, read without any lock: the value may
+    /// be stale or null by the time the line arrives, which costs only the wasted
+    /// prefetch ([`ShmPtr::prefetch`] accepts any address).
+    pub fn prefetch_target(&self) {
+        self.load().prefetch();
+    }
+}
+
+impl<T> fmt::Debug for AtomicShmPtr<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AtomicShmPtr({:p})", self.ptr.load(Ordering::Relaxed))
+    }
+}
 
 impl<T> Clone for ShmPtr<T> {
     fn clone(&self) -> Self {

@@ -298,7 +298,14 @@ struct Parsed {
     socket: String,
 }
 
-fn parse_register(msg: &SipMsg, p: &RegParams, inp: &SaveInput) -> Result<Parsed, RegError> {
+/// The REGISTER's parts `save` needs, checked in 1.2's order; `dom`'s slot for the AOR
+/// is prefetched as soon as the AOR is known (see [`save`]).
+fn parse_register(
+    msg: &SipMsg,
+    p: &RegParams,
+    inp: &SaveInput,
+    dom: &UDomain,
+) -> Result<Parsed, RegError> {
     if msg.first_of(HdrType::To).is_none() {
         return Err(RegError::ToMiss);
     }
@@ -341,6 +348,7 @@ fn parse_register(msg: &SipMsg, p: &RegParams, inp: &SaveInput) -> Result<Parsed
             extract_aor(msg.s(to.uri), p, p.use_domain)?
         }
     };
+    dom.prefetch_slot(aor.as_bytes());
     // Path (RFC 3327).
     let (mut path, mut path_received, mut path_echo) = (String::new(), None, None);
     if p.use_path {
@@ -492,23 +500,33 @@ pub fn save(
     inp: &SaveInput,
     now: i64,
 ) -> Result<Saved, RegError> {
-    let pr = parse_register(msg, p, inp)?;
+    // In a table larger than the caches the AOR's slot and record are cache misses:
+    // parse_register starts loading the slot as soon as it knows the AOR, the record
+    // follows once the slot is in, and the lock-free work meanwhile hides both.
+    let pr = parse_register(msg, p, inp, dom)?;
     let aor = pr.aor.as_bytes();
-    // In a table larger than the caches the slot is a cache miss: start loading it now
-    // and do the lock-free work below meanwhile.
-    dom.prefetch_slot(aor);
     // Every contact's expiry and binding before the lock (parse errors change nothing;
     // the slot lock is held for the table work only).
-    let mut todo = Vec::with_capacity(pr.contacts.len());
     let single = inp.flags & SAVE_SINGLE_CONTACT != 0;
-    for c in pr.contacts.iter().take(if single { 1 } else { usize::MAX }) {
-        let e = contact_expires(msg, c, p, now)?;
-        todo.push(Binding {
+    let contacts = &pr.contacts[..if single {
+        pr.contacts.len().min(1)
+    } else {
+        pr.contacts.len()
+    }];
+    let mut exps = Vec::with_capacity(contacts.len());
+    for c in contacts {
+        exps.push(contact_expires(msg, c, p, now)?);
+    }
+    dom.prefetch_first_record(aor);
+    let todo: Vec<Binding<'_>> = contacts
+        .iter()
+        .zip(exps)
+        .map(|(c, e)| Binding {
             uri: msg.s(c.uri).as_bytes(),
             expires: e,
             info: (e != 0).then(|| contact_info(msg, c, &pr, p, inp, e, now)),
-        });
-    }
+        })
+        .collect();
     // With db_mode 3 a database failure is an error reply (500), not a 200 for
     // bindings that could not be read or stored (the flag is per process).
     let _ = usrloc::take_db_failure();

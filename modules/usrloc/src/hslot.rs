@@ -1,6 +1,6 @@
 //! Hash slots: the AOR hash and the per-slot list head kept in shm.
 
-use shm::{FastLock, ShmPtr, ShmSafe};
+use shm::{AtomicShmPtr, FastLock, ShmSafe};
 
 use super::urecord::URecord;
 
@@ -25,7 +25,10 @@ unsafe impl ShmSafe for Slot {}
 /// Head of one slot's doubly linked list of records.
 #[repr(C)]
 pub(super) struct SlotHead {
-    pub(super) first: ShmPtr<URecord>,
+    /// The first record. Atomic so that a process about to lock the slot may prefetch
+    /// the record it will most likely want (`shmref::slot_prefetch_first`) without the
+    /// lock; read and written under the lock like every other field.
+    pub(super) first: AtomicShmPtr<URecord>,
     /// Number of records in the slot.
     pub(super) n: u32,
     /// When the expiry walk next has work in this slot (seconds, as contacts'
@@ -37,7 +40,7 @@ pub(super) struct SlotHead {
     pub(super) due: i64,
 }
 
-// SAFETY: #[repr(C)] plain data: a shm pointer and integers.
+// SAFETY: #[repr(C)] plain data: an atomic shm pointer and integers.
 #[allow(unsafe_code)]
 unsafe impl ShmSafe for SlotHead {}
 

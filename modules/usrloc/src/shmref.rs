@@ -75,6 +75,19 @@ pub(super) fn slot_head(base: ShmPtr<Slot>, n: usize, i: usize) -> ShmPtr<SlotHe
     unsafe { ShmPtr::from_raw(head) }
 }
 
+/// Prefetch the first record of slot `i` without taking its lock (a hint for a caller
+/// about to lock it; see `SlotHead::first`).
+pub(super) fn slot_prefetch_first(base: ShmPtr<Slot>, n: usize, i: usize) {
+    let elem = slot_elem(base, n, i);
+    // SAFETY: `i < n` keeps `elem` inside the live slot array (allocated by
+    // `UDomain::new`, never freed). The shared reference covers only the head's `first`
+    // field, an atomic that every process only ever loads and stores atomically, and it
+    // lives for this call only; a `&mut SlotHead` exists only inside a `SlotGuard` method
+    // of this module for one operation and never across a call to this function.
+    let first = unsafe { &(*elem).head.first };
+    first.prefetch_target();
+}
+
 /// Read access to a record/contact/slot head of the guard's slot.
 pub(super) fn get<'g, T: ShmSafe>(_held: &'g SlotGuard<'_>, p: ShmPtr<T>) -> Option<&'g T> {
     if p.is_null() {

@@ -13,6 +13,7 @@ use shm::{FastLockGuard, ShmPtr, ShmSafe};
 use super::hslot::{Slot, SlotHead, aor_eq, ul_hash};
 use super::shmref::{
     alloc, alloc_tailed, alloc_zeroed, dispose, forever, get, get_mut, slot_head, slot_lock,
+    slot_prefetch_first,
 };
 use super::ucontact::ContactInfo;
 use super::urecord::{RecordId, URecord};
@@ -187,6 +188,14 @@ impl UDomain {
         slot_head(self.slots, self.nslots, self.slot_of(aor)).prefetch();
     }
 
+    /// The second step after [`UDomain::prefetch_slot`] and some more lock-free work:
+    /// read the slot's first-record link without the lock (the slot's line should have
+    /// arrived by now) and start loading that record, which in a table of a million
+    /// users is the AOR's own record most of the time. Only a hint, like the first step.
+    pub fn prefetch_first_record(&self, aor: &[u8]) {
+        slot_prefetch_first(self.slots, self.nslots, self.slot_of(aor));
+    }
+
     /// Lock the slot of `aor` (OpenSER's `lock_udomain`). Do not block (DB, DNS, I/O)
     /// while holding it, and do not take a second usrloc slot lock.
     /// With `db_mode` 3 the AOR's bindings are first read again from the database
@@ -357,7 +366,7 @@ impl<'d> SlotGuard<'d> {
     pub(super) fn repair(&mut self) -> Result<Vec<String>, String> {
         let mut done = Vec::new();
         let head = self.head();
-        let (first, n) = get(self, head).map_or((ShmPtr::null(), 0), |h| (h.first, h.n));
+        let (first, n) = get(self, head).map_or((ShmPtr::null(), 0), |h| (h.first.load(), h.n));
         // A record linked as `first.prev` but not (yet) the head: the dead process was
         // between the two stores of `insert_urecord`; it is unreachable, free it.
         let mut orphans = Vec::new();
@@ -529,7 +538,7 @@ impl<'d> SlotGuard<'d> {
     pub fn records(&self) -> Vec<RecordId> {
         let mut out = Vec::new();
         let mut p = get(self, self.head())
-            .map(|h| h.first)
+            .map(|h| h.first.load())
             .unwrap_or(ShmPtr::null());
         while let Some(r) = get(self, p) {
             out.push(RecordId(p));
@@ -543,7 +552,7 @@ impl<'d> SlotGuard<'d> {
         let cs = self.dom.case_sensitive;
         let hash = ul_hash(aor, cs);
         let mut p = get(self, self.head())
-            .map(|h| h.first)
+            .map(|h| h.first.load())
             .unwrap_or(ShmPtr::null());
         while let Some(r) = get(self, p) {
             if r.hash == hash && aor_eq(self.rec_aor(p), aor, cs) {
@@ -566,7 +575,9 @@ impl<'d> SlotGuard<'d> {
             return Err(UlError::WrongSlot);
         }
         let head = self.head();
-        let first = get(self, head).map(|h| h.first).unwrap_or(ShmPtr::null());
+        let first = get(self, head)
+            .map(|h| h.first.load())
+            .unwrap_or(ShmPtr::null());
         let rec = URecord {
             next: first,
             prev: ShmPtr::null(),
@@ -582,7 +593,7 @@ impl<'d> SlotGuard<'d> {
             f.prev = rp;
         }
         if let Some(h) = get_mut(self, head) {
-            h.first = rp;
+            h.first.store(rp);
             h.n += 1;
         }
         self.dom.stats.users_inc();
@@ -643,7 +654,7 @@ impl<'d> SlotGuard<'d> {
             Some(p) => p.next = next,
             None => {
                 if let Some(h) = get_mut(self, head) {
-                    h.first = next;
+                    h.first.store(next);
                 }
             }
         }
@@ -663,7 +674,7 @@ impl<'d> SlotGuard<'d> {
     fn expire_slot(&mut self, now: i64) {
         let mut due = 0i64;
         let mut rp = get(self, self.head())
-            .map(|h| h.first)
+            .map(|h| h.first.load())
             .unwrap_or(ShmPtr::null());
         while let Some(rec) = get(self, rp) {
             let next_rec = rec.next;

@@ -79,7 +79,7 @@ impl SlotGuard<'_> {
             return Ok(r.0);
         }
         let mut p = get(self, self.head())
-            .map(|h| h.first)
+            .map(|h| h.first.load())
             .unwrap_or(ShmPtr::null());
         while let Some(rec) = get(self, p) {
             if p == r.0 {

@@ -66,9 +66,11 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// This process's pid. Cached by `shm::current_pid` (cleared in the child by an
+/// atfork handler), so the receivers' per-batch socket-turn checks cost no syscall:
+/// glibc no longer caches getpid, and on some hosts a syscall costs a microsecond.
 pub fn getpid() -> i32 {
-    // SAFETY: getpid has no preconditions and cannot fail.
-    unsafe { libc::getpid() }
+    shm::current_pid() as i32
 }
 
 pub fn getppid() -> i32 {

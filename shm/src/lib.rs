@@ -31,9 +31,9 @@ pub use alloc::{Heap, MemStats};
 pub use blob::SharedBlob;
 pub use global::{
     DeadHook, DeadReport, RepairFn, Repaired, alloc, alloc_bytes, alloc_failures, alloc_static,
-    alloc_static_slice_with, alloc_zeroed_array, force_unlock_dead, free, free_bytes, init,
-    is_initialized, register_dead_hook, register_repair, repair_dead, set_process_slot, stats,
-    status_dump,
+    alloc_static_slice_with, alloc_zeroed_array, current_pid, force_unlock_dead, free, free_bytes,
+    init, is_initialized, register_dead_hook, register_repair, repair_dead, set_process_slot,
+    stats, status_dump,
 };
 pub use lock::{FastLock, FastLockGuard, LockSet};
 pub use ptr::{AtomicShmPtr, ShmPtr, ShmSafe, ShmStr};

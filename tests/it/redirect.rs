@@ -108,10 +108,19 @@ fn a_302_with_two_contacts_is_followed_in_q_order() {
     let b = expect(&uas, "INVITE", Duration::from_secs(3)).expect("second INVITE");
     assert_eq!(ruri_of(&a.0), format!("sip:first@127.0.0.1:{p}"));
     assert_eq!(ruri_of(&b.0), format!("sip:second@127.0.0.1:{p}"));
-    assert!(
-        expect(&uas, "INVITE", Duration::from_millis(300)).is_none(),
-        "no third destination"
-    );
+    // No third destination. The UAS has not answered yet, so on a loaded machine T1's
+    // retransmission (500 ms) of either INVITE may arrive here: allowed, another R-URI not.
+    let until = std::time::Instant::now() + Duration::from_millis(300);
+    while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+        let Some(more) = expect(&uas, "INVITE", left) else {
+            break;
+        };
+        let ruri = ruri_of(&more.0);
+        assert!(
+            ruri == ruri_of(&a.0) || ruri == ruri_of(&b.0),
+            "no third destination: {ruri}"
+        );
+    }
     // The first is busy, the second answers: the caller gets the 200, not the 302.
     answer(&uas, &a, 486, "Busy Here", "u1");
     answer(&uas, &b, 200, "OK", "u2");

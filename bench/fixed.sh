@@ -10,6 +10,9 @@
 #
 #   FIXED="stateful:4000 register:8000"   scenario:rate pairs
 #   SERVERS="openser kamailio openser12"  openser12 needs OPENSER12=/path/sbin/openser;
+#                                        its cfgs (../shared/bench/openser12/) load modules from
+#                                        /usr/local/lib/openser/modules: install there or symlink
+#                                        the build's inst/lib/openser;
 #                                        base needs BASE_BIN=/path/to/an/older/openser
 #                                        (an A/B against an earlier build, same configs)
 #   REPEAT=3  MAXBUFFER=262144  OUTBASE=target/bench/fixed-<date>

@@ -23,7 +23,6 @@ pub const L_DBG: i32 = 4;
 static DEBUG: AtomicI32 = AtomicI32::new(L_NOTICE);
 static TO_STDERR: AtomicBool = AtomicBool::new(true);
 static PROC_NO: AtomicI32 = AtomicI32::new(0);
-static MY_PID: AtomicI32 = AtomicI32::new(0);
 
 /// The current `debug` threshold.
 pub fn debug_level() -> i32 {
@@ -48,11 +47,10 @@ pub fn to_stderr() -> bool {
     TO_STDERR.load(Ordering::Relaxed)
 }
 
-/// Record this process's index in the process table (the `N` of ` N(pid)`) and pid.
-/// Called by every process right after it is forked.
+/// Record this process's index in the process table (the `N` of ` N(pid)`; the pid
+/// is `sys::getpid`'s). Called by every process right after it is forked.
 pub fn set_process(index: i32) {
     PROC_NO.store(index, Ordering::Relaxed);
-    MY_PID.store(std::process::id() as i32, Ordering::Relaxed);
 }
 
 /// Syslog priority of an OpenSER level.
@@ -75,10 +73,7 @@ pub fn emit(level: i32, text: &str) {
         return;
     }
     if TO_STDERR.load(Ordering::Relaxed) {
-        let mut pid = MY_PID.load(Ordering::Relaxed);
-        if pid == 0 {
-            pid = std::process::id() as i32;
-        }
+        let pid = crate::sys::getpid();
         let mut line = format!("{:2}({}) {}", PROC_NO.load(Ordering::Relaxed), pid, text);
         if !line.ends_with('\n') {
             line.push('\n');
@@ -151,7 +146,9 @@ pub fn emit_plain(level: i32, args: std::fmt::Arguments<'_>) {
 
 /// Log at an explicit level with `format!` arguments: `log_at!(L_ERR, "x={}", x)`.
 /// The level name and `module:function:` are added: never type them into the text.
-/// `log_at!(L_INFO, plain: "…")` leaves out the location (start-up announcements).
+/// `log_at!(L_INFO, plain: "…")` leaves out the location (start-up announcements);
+/// `log_at!(L_ERR, module: m, "…")` names module path `m` instead of the caller's (an
+/// engine's error logged from core under the engine module's name).
 #[macro_export]
 macro_rules! log_at {
     ($lvl:expr, plain: $($arg:tt)+) => {{
@@ -160,18 +157,21 @@ macro_rules! log_at {
             $crate::log::emit_plain(lvl, format_args!($($arg)+));
         }
     }};
-    ($lvl:expr, $($arg:tt)+) => {{
+    ($lvl:expr, module: $module:expr, $($arg:tt)+) => {{
         let lvl: i32 = $lvl;
         if $crate::log::enabled(lvl) {
             fn here() {}
             $crate::log::emit_from(
                 lvl,
-                module_path!(),
+                $module,
                 ::std::any::type_name_of_val(&here),
                 format_args!($($arg)+),
             );
         }
     }};
+    ($lvl:expr, $($arg:tt)+) => {
+        $crate::log_at!($lvl, module: module_path!(), $($arg)+)
+    };
 }
 #[macro_export]
 macro_rules! log_alert { ($($arg:tt)+) => { $crate::log_at!($crate::log::L_ALERT, $($arg)+) }; }

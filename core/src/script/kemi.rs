@@ -254,22 +254,6 @@ pub trait KemiInterp: Sized {
     }
 }
 
-/// An engine error, logged under the engine module's name (`ERROR:app_lua:…`), not
-/// the core's.
-macro_rules! engine_err {
-    ($module:expr, $($arg:tt)+) => {{
-        if log::enabled(log::L_ERR) {
-            fn here() {}
-            log::emit_from(
-                log::L_ERR,
-                $module,
-                std::any::type_name_of_val(&here),
-                format_args!($($arg)+),
-            );
-        }
-    }};
-}
-
 /// `Engine::route_index` of a KEMI engine: the handler index of `name` when the
 /// script defines it (remembered in this process).
 pub fn engine_route_index<I: KemiInterp>(_kind: RouteKind, name: &str) -> Option<usize> {
@@ -308,7 +292,8 @@ pub fn engine_run<I: KemiInterp>(kind: RouteKind, idx: usize, ctx: &mut Ctx) -> 
                 Handler::Named(&named)
             }
             None => {
-                engine_err!(I::MODULE, "no {} for {kind:?} route {idx}", I::HANDLER);
+                // Logged under the engine module's name (`ERROR:app_lua:…`).
+                crate::log_at!(log::L_ERR, module: I::MODULE, "no {} for {kind:?} route {idx}", I::HANDLER);
                 return -1;
             }
         },
@@ -317,7 +302,7 @@ pub fn engine_run<I: KemiInterp>(kind: RouteKind, idx: usize, ctx: &mut Ctx) -> 
         Outcome::Done(_) => 1,
         Outcome::Exit => 0,
         Outcome::Error(e) => {
-            engine_err!(I::MODULE, "{}: {e}", h.name());
+            crate::log_at!(log::L_ERR, module: I::MODULE, "{}: {e}", h.name());
             if kind == RouteKind::Request {
                 reply_500(ctx);
             }

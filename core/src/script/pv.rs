@@ -596,7 +596,7 @@ fn simple(ctx: &mut Ctx, name: &str) -> Option<PvValue> {
             },
             None => PvValue::Null,
         },
-        "pp" => PvValue::Int(std::process::id() as i64),
+        "pp" => PvValue::Int(i64::from(crate::sys::getpid())),
         "rc" | "retcode" => PvValue::Int(ctx.retcode as i64),
         "Ts" => PvValue::Int(crate::clock::now()),
         "Tf" => PvValue::Str(ctime(crate::clock::now())),

@@ -190,7 +190,7 @@ fn cookie() -> String {
         s.set(v.wrapping_add(1));
         v
     });
-    format!("{}_{} ", std::process::id(), n)
+    format!("{}_{} ", openser_core::sys::getpid(), n)
 }
 
 /// Why a command failed.

@@ -212,7 +212,7 @@ fn send_ng(i: usize, n: &Node, msg: &Value) -> Result<Value, String> {
         c.set(v.wrapping_add(1));
         v
     });
-    let cookie = format!("{}_{}", std::process::id(), seq);
+    let cookie = format!("{}_{}", openser_core::sys::getpid(), seq);
     let mut pkt = Vec::with_capacity(512);
     pkt.extend_from_slice(cookie.as_bytes());
     pkt.push(b' ');

@@ -508,11 +508,8 @@ pub fn save(
     // Every contact's expiry and binding before the lock (parse errors change nothing;
     // the slot lock is held for the table work only).
     let single = inp.flags & SAVE_SINGLE_CONTACT != 0;
-    let contacts = &pr.contacts[..if single {
-        pr.contacts.len().min(1)
-    } else {
-        pr.contacts.len()
-    }];
+    let n = if single { 1 } else { pr.contacts.len() };
+    let contacts = &pr.contacts[..n.min(pr.contacts.len())];
     let mut exps = Vec::with_capacity(contacts.len());
     for c in contacts {
         exps.push(contact_expires(msg, c, p, now)?);

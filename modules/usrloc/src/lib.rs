@@ -34,8 +34,9 @@
 //! (`hslot::Slot`), so in a table larger than the caches a lookup pays one miss for
 //! both. A user with one contact costs about 240 bytes of shm besides its slot
 //! (`tests::refresh_cost_probe` prints it). A caller with lock-free work to do before
-//! locking (the registrar's `save`) first calls [`UDomain::prefetch_slot`], so the
-//! slot's miss overlaps that work.
+//! locking (the registrar's `save`) first calls [`UDomain::prefetch_slot`], later
+//! [`UDomain::prefetch_first_record`], so the slot's and the record's misses overlap
+//! that work.
 //!
 //! AORs are compared and hashed ASCII case-insensitively unless
 //! [`UsrlocParams::case_sensitive`] is set (OpenSER's registrar lowercases the AOR
